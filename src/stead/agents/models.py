@@ -1,0 +1,51 @@
+"""Tables: agents and their project allow-lists (contract section 7)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from stead.db import Base, UTCDateTime, UUIDStr, new_uuid
+
+
+class Agent(Base):
+    """An agent of the account. ``is_hosted`` marks the account's one hosted (FULL_SAAS) agent.
+
+    Agent credentials: ``client_id`` in clear, the secret as an argon2id hash only.
+    """
+
+    __tablename__ = "agents"
+    __table_args__ = (Index("ix_agents_account_created", "account_id", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(UUIDStr, primary_key=True, default=new_uuid)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    agent_type: Mapped[str] = mapped_column(String(40))
+    cloud_provider: Mapped[str] = mapped_column(String(20))
+    deployment: Mapped[str] = mapped_column(String(40))
+    agent_status: Mapped[str] = mapped_column(String(20), default="STOPPED")
+    connected: Mapped[bool] = mapped_column(Boolean, default=False)
+    enable_auto_updates: Mapped[bool] = mapped_column(Boolean, default=True)
+    restricted_access: Mapped[bool] = mapped_column(Boolean, default=False)
+    track_name: Mapped[str | None] = mapped_column(String(64), default=None)
+    is_hosted: Mapped[bool] = mapped_column(Boolean, default=False)
+    client_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    client_secret_hash: Mapped[str | None] = mapped_column(String(255), default=None)
+    credentials_refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class AgentAllowedProject(Base):
+    """One project a restricted agent may serve; ``environments`` lists environment names
+    (empty: all of the project's environments)."""
+
+    __tablename__ = "agent_allowed_projects"
+    __table_args__ = (UniqueConstraint("agent_id", "project_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    environments: Mapped[list[Any]] = mapped_column(JSON, default=list)

@@ -1,0 +1,181 @@
+"""The ASGI application: routers under ``/v1`` and ``/dpc/v1``, error handlers, service endpoints."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from stead.db import make_engine, make_sessionmaker
+from stead.errors import PROBLEM_BASE, PROBLEM_JSON, AppError, Unauthorized, UnsupportedMediaType
+from stead.identity.keys import load_signing_key
+from stead.identity.routes import router as token_router
+from stead.projects.routes import router as projects_router
+from stead.settings import Settings, get_settings
+
+log = logging.getLogger("stead")
+
+API_ROUTERS: list[APIRouter] = [projects_router]
+
+
+def _problem(status: int, kind: str, title: str, detail: str, instance: str,
+             violations: list[str] | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        {"type": PROBLEM_BASE + kind, "title": title, "status": status, "detail": detail,
+         "instance": instance, "violations": violations or []},
+        status_code=status, media_type=PROBLEM_JSON, headers=headers,
+    )
+
+
+def _json_path(loc: tuple[Any, ...]) -> str:
+    """``("body", "connectionOverrides", 0, "port")`` -> ``connectionOverrides[0].port``."""
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        kind = parts.pop(0)
+        if not parts:
+            return "body" if kind == "body" else kind
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+_MESSAGES = {
+    "extra_forbidden": "unknown field",
+    "missing": "required",
+    "json_invalid": "body is not valid JSON",
+}
+
+
+def validation_violations(errors: Any) -> list[str]:
+    """Turn pydantic/FastAPI validation errors into ``"<json.path>: <message>"`` strings."""
+    violations = []
+    for err in errors:
+        message = _MESSAGES.get(err.get("type", ""), err.get("msg", "invalid"))
+        message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        violations.append(f"{_json_path(tuple(err.get('loc', ())))}: {message}")
+    return violations
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def app_error(request: Request, exc: AppError) -> JSONResponse:
+        headers = dict(exc.headers)
+        if isinstance(exc, Unauthorized):
+            headers["WWW-Authenticate"] = "Bearer"
+        return JSONResponse(exc.to_problem(request.url.path), status_code=exc.status,
+                            media_type=PROBLEM_JSON, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        violations = validation_violations(exc.errors())
+        if any(v.endswith(": body is not valid JSON") for v in violations):
+            detail = "The request body is not valid JSON"
+        else:
+            detail = "The request has invalid fields: " + "; ".join(violations)
+        return _problem(400, "validation", "Invalid request", detail, request.url.path, violations)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kinds = {404: "not-found", 405: "method-not-allowed"}
+        return _problem(exc.status_code, kinds.get(exc.status_code, "http-error"),
+                        str(exc.detail), str(exc.detail), request.url.path,
+                        headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(IntegrityError)
+    async def integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:
+        # A uniqueness race that slipped past the service's own check (ARCHITECTURE rule 5).
+        return _problem(409, "conflict", "Conflict",
+                        "The request conflicts with a concurrent change; retry it", request.url.path)
+
+    @app.exception_handler(OperationalError)
+    async def database_down(request: Request, exc: OperationalError) -> JSONResponse:
+        log.error("database error: %s", type(exc.orig).__name__ if exc.orig else "unknown")
+        return _problem(503, "unavailable", "Service unavailable",
+                        "The database is unavailable; retry shortly", request.url.path,
+                        headers={"Retry-After": "1"})
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
+        return _problem(500, "internal", "Internal error", "An unexpected error occurred",
+                        request.url.path)
+
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+async def _require_json(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """415 for a body that is not JSON on an API route (the token endpoint takes a form)."""
+    path = request.url.path
+    if (request.method in _BODY_METHODS and (path.startswith("/v1/") or path.startswith("/dpc/v1/"))):
+        has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
+        content_type = request.headers.get("content-type", "")
+        if has_body and not _is_json(content_type):
+            exc = UnsupportedMediaType("The request body must be application/json",
+                                       violations=["Content-Type: must be application/json"])
+            return JSONResponse(exc.to_problem(path), status_code=415, media_type=PROBLEM_JSON)
+    return await call_next(request)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the Stead application for ``settings`` (default: from the environment).
+
+    The database must already be migrated (``stead db upgrade``; ``stead serve`` does it).
+    """
+    settings = settings or get_settings()
+    engine = make_engine(settings.effective_database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="Stead",
+        version="0.1.0",
+        summary="Self-hosted control plane that provisions data projects; "
+        "wire-compatible with the DPC Project Provisioning API.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.signing_key = load_signing_key(settings)
+    _install_error_handlers(app)
+    app.middleware("http")(_require_json)
+
+    app.include_router(token_router)
+    for router in API_ROUTERS:
+        app.include_router(router, prefix="/v1")
+        app.include_router(router, prefix="/dpc/v1", include_in_schema=False)
+
+    @app.get("/healthz", tags=["service"])
+    def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["service"], responses={503: {"description": "database unreachable"}})
+    def readyz() -> dict[str, str]:
+        """Readiness: the database answers a trivial query."""
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,28 @@
+"""Table: audit events, one per change, written in the change's transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from stead.db import Base, UUIDStr
+
+
+class AuditEvent(Base):
+    """Who did what to which object. ``project_id`` has no foreign key: history outlives projects."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_created", "created_at", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(UUIDStr)
+    actor_type: Mapped[str] = mapped_column(String(20))
+    actor_id: Mapped[str] = mapped_column(String(64))
+    actor_name: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target_type: Mapped[str] = mapped_column(String(32))
+    target_id: Mapped[str] = mapped_column(String(255))
+    project_id: Mapped[str | None] = mapped_column(UUIDStr, index=True, default=None)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -1,0 +1,121 @@
+"""The error tree and its problem+json rendering (contract section 1, RFC 9457).
+
+Every error leaves the server as ``application/problem+json`` with ``type``, ``title``,
+``status``, ``detail``, ``instance`` (the request path) and ``violations`` (a list of
+``"<json.path>: <message>"``). Validation failures are 400, never 422.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROBLEM_BASE = "https://stead.dev/problems/"
+PROBLEM_JSON = "application/problem+json"
+
+
+class AppError(Exception):
+    """Base of every error a service raises; rendered as problem+json.
+
+    Args:
+        detail: human-readable explanation; never contains a secret.
+        violations: ``"<json.path>: <message>"`` strings, one per bad field.
+        extra: additional members of the problem object (e.g. ``existingId``).
+        headers: extra response headers (e.g. ``Retry-After``).
+    """
+
+    status: int = 500
+    kind: str = "internal"
+    title: str = "Internal error"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        violations: list[str] | None = None,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.violations = violations or []
+        self.extra = extra or {}
+        self.headers = headers or {}
+
+    def to_problem(self, instance: str) -> dict[str, Any]:
+        """Return the problem+json body for a request to path ``instance``."""
+        body: dict[str, Any] = {
+            "type": PROBLEM_BASE + self.kind,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "instance": instance,
+            "violations": self.violations,
+        }
+        body.update(self.extra)
+        return body
+
+
+class BadRequest(AppError):
+    """400: the input is invalid; ``violations`` names each bad field."""
+
+    status, kind, title = 400, "validation", "Invalid request"
+
+
+class Unauthorized(AppError):
+    """401: missing, invalid or expired credentials (sent with ``WWW-Authenticate: Bearer``)."""
+
+    status, kind, title = 401, "unauthorized", "Authentication required"
+
+
+class Forbidden(AppError):
+    """403: the caller can see the resource but may not do this."""
+
+    status, kind, title = 403, "forbidden", "Forbidden"
+
+
+class NotFound(AppError):
+    """404: unknown, or invisible to the caller (the same answer on purpose)."""
+
+    status, kind, title = 404, "not-found", "Not found"
+
+
+class Conflict(AppError):
+    """409: the request conflicts with the current state (duplicate name, still in use ...)."""
+
+    status, kind, title = 409, "conflict", "Conflict"
+
+
+class UnsupportedMediaType(AppError):
+    """415: the request body is not ``application/json``."""
+
+    status, kind, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
+class TooManyRequests(AppError):
+    """429: rate limit exceeded; carries ``Retry-After`` (seconds)."""
+
+    status, kind, title = 429, "rate-limited", "Too many requests"
+
+
+class UpstreamError(AppError):
+    """502: an upstream (git provider, warehouse, secret manager) failed."""
+
+    status, kind, title = 502, "upstream-error", "Upstream error"
+
+
+class UpstreamUnavailable(AppError):
+    """503: an upstream is rate limiting or unavailable; may carry ``Retry-After``."""
+
+    status, kind, title = 503, "upstream-unavailable", "Upstream unavailable"
+
+
+class UpstreamTimeout(AppError):
+    """504: an upstream did not answer in time."""
+
+    status, kind, title = 504, "upstream-timeout", "Upstream timeout"
+
+
+class ServiceUnavailable(AppError):
+    """503: Stead's own database is unreachable."""
+
+    status, kind, title = 503, "unavailable", "Service unavailable"

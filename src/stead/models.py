@@ -1,0 +1,16 @@
+"""Imports every table so ``Base.metadata`` is complete (migrations, tests)."""
+
+from stead.agents.models import Agent, AgentAllowedProject
+from stead.audit.models import AuditEvent
+from stead.connections.models import Connection
+from stead.db import Base
+from stead.environments.models import Environment
+from stead.identity.models import Account, ApiClient, ProjectMember
+from stead.projects.models import Project
+from stead.repositories.models import Repository
+from stead.secrets.models import SecretReference
+
+__all__ = [
+    "Account", "Agent", "AgentAllowedProject", "ApiClient", "AuditEvent", "Base", "Connection",
+    "Environment", "Project", "ProjectMember", "Repository", "SecretReference",
+]

@@ -1,0 +1,107 @@
+"""Shared fixtures: every test that takes ``db_url`` runs on SQLite and on PostgreSQL.
+
+Each test gets a freshly migrated database: SQLite copies a migrated template file; PostgreSQL
+clones a migrated template database (``CREATE DATABASE ... TEMPLATE``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from stead.app import create_app
+from stead.migrations import upgrade
+from stead.settings import Settings
+from tests.support.factories import auth
+from tests.support.postgres import postgres_cluster
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite database file to copy for each test."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    """Admin URL of the session's PostgreSQL (``STEAD_TEST_POSTGRES_URL`` or a private cluster)."""
+    given = os.environ.get("STEAD_TEST_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    with postgres_cluster() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_admin_url: str) -> str:
+    """Name of a migrated template database."""
+    name = f"stead_template_{os.getpid()}"
+    admin = create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    upgrade(postgres_admin_url.rsplit("/", 1)[0] + f"/{name}")
+    return name
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database URL; the test runs once per backend."""
+    if request.param == "sqlite":
+        path = tmp_path / "stead.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    admin_url: str = request.getfixturevalue("postgres_admin_url")
+    template: str = request.getfixturevalue("postgres_template")
+    name = f"stead_test_{os.getpid()}_{next(_counter)}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    """Settings for an app on ``db_url`` with its own data directory."""
+    return Settings(data_dir=tmp_path / "data", database_url=db_url,
+                    github_api_url="http://127.0.0.1:9/unused")
+
+
+@pytest.fixture
+def http(settings: Settings) -> Iterator[TestClient]:
+    """An in-process HTTP client for the app (use ``server`` fixtures for real HTTP)."""
+    app = create_app(settings)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture
+def session_factory(http: TestClient) -> sessionmaker[Session]:
+    """Sessions on the app's own database (for arranging and checking state)."""
+    return http.app.state.sessionmaker  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.fixture
+def admin(http: TestClient, session_factory: sessionmaker[Session]) -> dict[str, str]:
+    """Authorization headers of a SUPER_ADMIN API client."""
+    return auth(http, session_factory, "SUPER_ADMIN")
+
+

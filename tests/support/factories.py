@@ -1,0 +1,57 @@
+"""Plain-function factories for tests: API clients with tokens, and request helpers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from stead.db import session_scope
+from stead.identity.service import create_api_client
+
+EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "contract" / "examples"
+
+
+def example(name: str, **substitutions: str) -> dict[str, Any]:
+    """Load ``shared/contract/examples/<name>.json`` with ``{{key}}`` placeholders filled in."""
+    text = (EXAMPLES / f"{name}.json").read_text()
+    for key, value in substitutions.items():
+        text = text.replace("{{" + key + "}}", value)
+    return json.loads(text)  # type: ignore[no-any-return]
+
+
+def new_client(factory: sessionmaker[Session], role: str = "SUPER_ADMIN",
+               name: str = "test client") -> tuple[str, str]:
+    """Create an API client directly in the database; return ``(client_id, client_secret)``."""
+    for session in session_scope(factory, write=True):
+        client, secret = create_api_client(session, name=name, role=role)
+        client_id = client.client_id
+    return client_id, secret
+
+
+def token_for(http: TestClient, client_id: str, client_secret: str) -> str:
+    """Obtain a bearer token from the token endpoint."""
+    resp = http.post("/oauth/dpc/token", data={"grant_type": "client_credentials",
+                                               "client_id": client_id, "client_secret": client_secret})
+    assert resp.status_code == 200, resp.text
+    return str(resp.json()["access_token"])
+
+
+def auth(http: TestClient, factory: sessionmaker[Session], role: str = "SUPER_ADMIN") -> dict[str, str]:
+    """Headers for a fresh API client of ``role``."""
+    return {"Authorization": f"Bearer {token_for(http, *new_client(factory, role))}"}
+
+
+def assert_problem(resp: Any, status: int, field: str | None = None) -> dict[str, Any]:
+    """Check a problem+json answer; when ``field`` is given, a violation must name it."""
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith("application/problem+json"), resp.headers
+    body: dict[str, Any] = resp.json()
+    assert body["status"] == status
+    assert {"type", "title", "detail", "instance", "violations"} <= body.keys()
+    if field is not None:
+        assert any(v.startswith(f"{field}:") for v in body["violations"]), body["violations"]
+    return body
