@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
+import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import structlog
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -18,10 +22,13 @@ from stead.db import make_engine, make_sessionmaker
 from stead.errors import PROBLEM_BASE, PROBLEM_JSON, AppError, Unauthorized, UnsupportedMediaType
 from stead.identity.keys import load_signing_key
 from stead.identity.routes import router as token_router
+from stead.logs import configure_logging
 from stead.projects.routes import router as projects_router
 from stead.settings import Settings, get_settings
 
 log = logging.getLogger("stead")
+access_log = structlog.get_logger("stead.access")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 API_ROUTERS: list[APIRouter] = [projects_router]
 
@@ -121,17 +128,36 @@ def _is_json(content_type: str) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
-async def _require_json(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    """415 for a body that is not JSON on an API route (the token endpoint takes a form)."""
+async def _request_middleware(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """Per request: a request id, the JSON-body check (415), and one access log line.
+
+    The token endpoint takes a form, so only ``/v1`` and ``/dpc/v1`` bodies must be JSON.
+    """
+    started = time.perf_counter()
+    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    if not _REQUEST_ID.fullmatch(request_id):
+        request_id = uuid.uuid4().hex
     path = request.url.path
-    if (request.method in _BODY_METHODS and (path.startswith("/v1/") or path.startswith("/dpc/v1/"))):
-        has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
-        content_type = request.headers.get("content-type", "")
-        if has_body and not _is_json(content_type):
+    response: Response | None = None
+    if request.method in _BODY_METHODS and (path.startswith("/v1/") or path.startswith("/dpc/v1/")):
+        has_body = (request.headers.get("content-length", "0") != "0"
+                    or "transfer-encoding" in request.headers)
+        if has_body and not _is_json(request.headers.get("content-type", "")):
             exc = UnsupportedMediaType("The request body must be application/json",
                                        violations=["Content-Type: must be application/json"])
-            return JSONResponse(exc.to_problem(path), status_code=415, media_type=PROBLEM_JSON)
-    return await call_next(request)
+            response = JSONResponse(exc.to_problem(path), status_code=415, media_type=PROBLEM_JSON)
+    if response is None:
+        response = await call_next(request)
+    response.headers["X-Request-ID"] = request_id
+    actor = getattr(request.state, "actor", None)
+    access_log.info(
+        "request", method=request.method, path=path, status=response.status_code,
+        duration_ms=round((time.perf_counter() - started) * 1000, 2), request_id=request_id,
+        actor=actor.id if actor else None,
+    )
+    return response
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -140,6 +166,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     The database must already be migrated (``stead db upgrade``; ``stead serve`` does it).
     """
     settings = settings or get_settings()
+    configure_logging(settings.log_level)
     engine = make_engine(settings.effective_database_url)
 
     @asynccontextmanager
@@ -159,7 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.signing_key = load_signing_key(settings)
     _install_error_handlers(app)
-    app.middleware("http")(_require_json)
+    app.middleware("http")(_request_middleware)
 
     app.include_router(token_router)
     for router in API_ROUTERS:

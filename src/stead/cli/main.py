@@ -7,6 +7,7 @@ command talks to a running server over HTTP.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -31,10 +32,13 @@ def serve(
     from stead.migrations import upgrade
     from stead.settings import get_settings
 
+    from stead.logs import configure_logging
+
     settings = get_settings()
+    configure_logging(settings.log_level)
     upgrade(settings.effective_database_url)
     uvicorn.run("stead.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level=settings.log_level.lower(), access_log=False)
+                log_config=None, log_level=settings.log_level.lower(), access_log=False)
 
 
 @db_app.command("upgrade")
@@ -77,6 +81,67 @@ def create_client(
     else:
         typer.echo(f"client id:     {client_id}\nclient secret: {secret}\n"
                    "(the secret is shown only once)")
+
+
+
+@app.command()
+def demo(
+    data_dir: Annotated[Path | None, typer.Option(help="data directory (default: a fresh one)")] = None,
+    port: Annotated[int, typer.Option(help="TCP port (default: a free one)")] = 0,
+    serve: Annotated[bool, typer.Option("--serve", help="keep serving after the demo")] = False,
+) -> None:
+    """Run Stead on SQLite and provision a Redshift and a Snowflake project over HTTP."""
+    import socket
+    import tempfile
+
+    from rich.console import Console
+
+    from stead.demo import FlowError, Step, create_super_admin, run_flow, start_server
+    from stead.settings import Settings
+
+    console = Console(highlight=False, soft_wrap=True)
+    data_dir = (data_dir or Path(tempfile.mkdtemp(prefix="stead-demo-"))).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not port:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+    database_url = Settings(data_dir=data_dir, database_url="").effective_database_url
+    console.print(f"[bold]Stead demo[/] data directory {data_dir} (SQLite)")
+    client_id, client_secret = create_super_admin(database_url)
+    console.print(f"created SUPER_ADMIN API client {client_id}")
+    server = start_server(data_dir, port)
+    base_url = f"http://127.0.0.1:{port}"
+    console.print(f"stead serve is up at {base_url} (log: {data_dir / 'server.log'})\n")
+
+    def report(step: Step) -> None:
+        colour = "green" if step.status < 400 else "red"
+        console.print(f"  {step.method:6} {step.path:64} [{colour}]{step.status}[/]")
+
+    try:
+        results = run_flow(base_url, client_id, client_secret, data_dir / "git", report=report)
+    except FlowError as exc:
+        console.print(f"[red]demo failed:[/] {exc}")
+        server.terminate()
+        raise typer.Exit(1) from None
+    console.print("\n[bold]Provisioned[/]")
+    for done in results:
+        console.print(
+            f"  {done.warehouse:9} project {done.project_name} ({done.project_id})\n"
+            f"            agent {done.agent_id}, connection {done.connection}, "
+            f"secret reference {done.secret_reference}, environment {done.environment}\n"
+            f"            repository {done.repository.get('repositoryName')} "
+            f"(default branch {done.repository.get('defaultBranch')})"
+        )
+    if serve:
+        console.print(f"\nserving at {base_url}/docs - Ctrl-C to stop")
+        try:
+            server.wait()
+        except KeyboardInterrupt:
+            pass
+    server.terminate()
+    server.wait(timeout=10)
+    console.print("\ndemo complete")
 
 
 if __name__ == "__main__":

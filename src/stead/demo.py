@@ -1,0 +1,194 @@
+"""``stead demo``: the documented DPC provisioning flow, replayed over HTTP against a real server.
+
+The flow (contract, "documented provisioning order"): token -> project -> agent -> connection ->
+secret reference -> environment -> repository, for a Redshift and a Snowflake project, with the
+example request bodies shipped in ``stead/demo_examples`` (the contract's ``examples/``). The
+repository is a local bare git repository associated through the ``git`` provider, so the demo
+works offline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import httpx
+from dulwich.objects import Blob, Commit, Tree
+from dulwich.repo import Repo
+
+from stead.db import make_engine, make_sessionmaker, session_scope
+from stead.identity.service import create_api_client
+from stead.migrations import upgrade
+
+WAREHOUSES = ("redshift", "snowflake")
+
+
+def example(name: str, **substitutions: str) -> dict[str, Any]:
+    """An example request body with its ``{{placeholders}}`` filled in."""
+    text = resources.files("stead.demo_examples").joinpath(f"{name}.json").read_text()
+    for key, value in substitutions.items():
+        text = text.replace("{{" + key + "}}", value)
+    result: dict[str, Any] = json.loads(text)
+    return result
+
+
+def create_bare_repository(path: Path, *, branch: str = "main") -> Path:
+    """Create a bare git repository at ``path`` with one commit (a README) on ``branch``."""
+    repo = Repo.init_bare(str(path), mkdir=True)
+    blob = Blob.from_string(b"# Pipelines\n\nProvisioned by Stead.\n")
+    tree = Tree()
+    tree.add(b"README.md", 0o100644, blob.id)
+    commit = Commit()
+    commit.tree = tree.id
+    commit.author = commit.committer = b"Stead <stead@localhost>"
+    commit.author_time = commit.commit_time = int(time.time())
+    commit.author_timezone = commit.commit_timezone = 0
+    commit.encoding = b"UTF-8"
+    commit.message = b"Initial commit\n"
+    for obj in (blob, tree, commit):
+        repo.object_store.add_object(obj)
+    repo.refs[f"refs/heads/{branch}".encode()] = commit.id
+    repo.refs.set_symbolic_ref(b"HEAD", f"refs/heads/{branch}".encode())
+    repo.close()
+    return path
+
+
+@dataclass
+class Step:
+    """One HTTP call of the flow: what was sent and what came back."""
+
+    method: str
+    path: str
+    status: int
+    body: Any
+
+
+@dataclass
+class Provisioned:
+    """What one warehouse's flow created."""
+
+    warehouse: str
+    project_id: str = ""
+    project_name: str = ""
+    agent_id: str = ""
+    connection: str = ""
+    secret_reference: str = ""
+    environment: str = ""
+    repository: dict[str, Any] = field(default_factory=dict)
+
+
+class FlowError(RuntimeError):
+    """A call of the flow did not answer as the contract says."""
+
+
+def run_flow(base_url: str, client_id: str, client_secret: str, git_dir: Path,
+             report: Callable[[Step], None] = lambda step: None,
+             git_token: str | None = None) -> list[Provisioned]:
+    """Replay the provisioning flow for both warehouses against the server at ``base_url``.
+
+    ``git_dir`` receives the bare repositories; ``git_token`` is sent as the
+    ``Git-Provider-Access-Token`` (default: a random one; a ``file://`` remote ignores it).
+
+    Returns one :class:`Provisioned` per warehouse. Raises :class:`FlowError` on the first call
+    whose status differs from the contract's.
+    """
+    with httpx.Client(base_url=base_url, timeout=30) as http:
+
+        def call(method: str, path: str, expected: int, **kwargs: Any) -> Any:
+            resp = http.request(method, path, **kwargs)
+            body = resp.json() if resp.content else None
+            report(Step(method, path, resp.status_code, body))
+            if resp.status_code != expected:
+                raise FlowError(f"{method} {path} answered {resp.status_code}: {resp.text}")
+            return body
+
+        token = http.post("/oauth/dpc/token", data={
+            "grant_type": "client_credentials", "client_id": client_id,
+            "client_secret": client_secret})
+        report(Step("POST", "/oauth/dpc/token", token.status_code, {"token_type": "Bearer"}))
+        if token.status_code != 200:
+            raise FlowError(f"token endpoint answered {token.status_code}")
+        http.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+
+        results = []
+        for warehouse in WAREHOUSES:
+            done = Provisioned(warehouse=warehouse)
+            project_body = example(f"01-create-project-{warehouse}")
+            done.project_name = project_body["name"]
+            done.project_id = call("POST", "/v1/projects", 201, json=project_body)["projectId"]
+            base = f"/v1/projects/{done.project_id}"
+            agent_body = example("02-create-agent")
+            agent_body["name"] = f"{agent_body['name']} ({warehouse})"
+            done.agent_id = call("POST", "/v1/agents", 201, json=agent_body)["agentId"]
+            connection = call("POST", f"{base}/data-platform-connections", 201,
+                              json=example(f"03-create-connection-{warehouse}"))
+            done.connection = connection["name"]
+            environment_body = example(f"05-create-environment-{warehouse}", agentId=done.agent_id)
+            props = environment_body["connectionOverrides"][0]["connectionProperties"]
+            done.secret_reference = next(v["secretName"] for v in props.values() if "secretName" in v)
+            reference = example("04-create-secret-reference-aws", agentId=done.agent_id)
+            if warehouse == "snowflake":
+                reference.update(secretName="prod/growth/snowflake", secretKey="private_key",
+                                 description="Snowflake private key for the prod environment")
+            call("POST", f"{base}/secret-references/{done.secret_reference}", 201, json=reference)
+            done.environment = call("POST", f"{base}/environments", 201,
+                                    json=environment_body)["name"]
+            repo_body = example("06-associate-repository")
+            if warehouse == "snowflake":
+                repo_body["repositoryName"] = "growth-pipelines"
+            remote = create_bare_repository(git_dir / f"{repo_body['repositoryName']}.git")
+            repo_body = {"provider": "git", "repositoryName": repo_body["repositoryName"],
+                         "providerParameters": {"url": remote.resolve().as_uri()}}
+            done.repository = call("POST", f"{base}/repositories", 201, json=repo_body,
+                                   headers={"Git-Provider-Access-Token": git_token or secrets.token_urlsafe(16)})
+            call("GET", f"{base}/environments/{done.environment}", 200)
+            results.append(done)
+        return results
+
+
+def start_server(data_dir: Path, port: int, database_url: str = "") -> subprocess.Popen[bytes]:
+    """Start ``stead serve`` on 127.0.0.1:``port`` with ``data_dir``; wait until it is ready.
+
+    Raises:
+        RuntimeError: the server exited or did not become ready within 60 s.
+    """
+    env = {**os.environ, "STEAD_DATA_DIR": str(data_dir), "STEAD_DATABASE_URL": database_url}
+    log = open(data_dir / "server.log", "ab")  # noqa: SIM115 - handed to the child process
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stead.cli.main", "serve", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"stead serve exited with {proc.returncode}; see {data_dir}/server.log")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    proc.terminate()
+    raise RuntimeError("stead serve did not become ready within 60 s")
+
+
+def create_super_admin(database_url: str) -> tuple[str, str]:
+    """Migrate the database and create a SUPER_ADMIN API client: ``(client_id, client_secret)``."""
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    try:
+        for session in session_scope(make_sessionmaker(engine), write=True):
+            client, secret = create_api_client(session, name="demo super admin", role="SUPER_ADMIN")
+            client_id = client.client_id
+    finally:
+        engine.dispose()
+    return client_id, secret

@@ -1,0 +1,78 @@
+"""Structured logging (structlog, JSON lines on stderr) with a redacting processor.
+
+Secrets never reach a log line: values under secret-like keys are replaced, and any string that
+looks like a bearer token, a JWT or a PEM private key is masked wherever it appears.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+REDACTED = "[REDACTED]"
+
+_SECRET_KEY = re.compile(
+    r"(pass(word|phrase)?|secret|token|authorization|private_?key|api_?key|credential|cookie|pat)$",
+    re.IGNORECASE,
+)
+_SECRET_TEXT = [
+    re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+"),
+    re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"),  # a JWT
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S),
+]
+
+
+def redact_text(text: str) -> str:
+    """Mask bearer tokens, JWTs and PEM private keys inside ``text``."""
+    for pattern in _SECRET_TEXT:
+        text = pattern.sub(REDACTED, text)
+    return text
+
+
+def _redact(value: Any, key: str = "") -> Any:
+    if key and _SECRET_KEY.search(key):
+        return REDACTED
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {k: _redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact(v) for v in value]
+    return value
+
+
+def redact_processor(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: drop secret-named fields and mask secret-looking text."""
+    return {k: _redact(v, k if k != "event" else "") for k, v in event.items()}
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Route structlog and the standard library's logging through one redacting JSON renderer."""
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        redact_processor,
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.JSONRenderer()],
+    ))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
