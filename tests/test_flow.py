@@ -86,3 +86,12 @@ def test_stead_demo_command(tmp_path: Path) -> None:
     assert "demo complete" in proc.stdout
     assert "finance-analytics" in proc.stdout and "growth-marketing" in proc.stdout
     assert (tmp_path / "demo" / "stead.db").exists()
+
+
+def test_demo_examples_are_the_contract_examples() -> None:
+    shared = Path(__file__).resolve().parents[2] / "shared" / "contract" / "examples"
+    if not shared.is_dir():
+        pytest.skip("the contract's examples folder is not beside this checkout")
+    shipped = Path(__file__).resolve().parents[1] / "src" / "stead" / "demo_examples"
+    for example in shared.glob("*.json"):
+        assert (shipped / example.name).read_text() == example.read_text(), example.name

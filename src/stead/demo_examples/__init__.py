@@ -1,0 +1,1 @@
+"""The contract's example request bodies, replayed by ``stead demo``."""
