@@ -14,15 +14,21 @@ from stead.db import Base, UTCDateTime, UUIDStr, new_uuid
 class Agent(Base):
     """An agent of the account. ``is_hosted`` marks the account's one hosted (FULL_SAAS) agent.
 
+    Names are unique per account, compared case-insensitively (``name_key``, contract section 1).
+
     Agent credentials: ``client_id`` in clear, the secret as an argon2id hash only.
     """
 
     __tablename__ = "agents"
-    __table_args__ = (Index("ix_agents_account_created", "account_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_agents_account_created", "account_id", "created_at", "id"),
+        Index("uq_agents_account_name_key", "account_id", "name_key", unique=True),
+    )
 
     id: Mapped[str] = mapped_column(UUIDStr, primary_key=True, default=new_uuid)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
     name: Mapped[str] = mapped_column(String(255))
+    name_key: Mapped[str] = mapped_column(String(1024))
     description: Mapped[str | None] = mapped_column(Text, default=None)
     agent_type: Mapped[str] = mapped_column(String(40))
     cloud_provider: Mapped[str] = mapped_column(String(20))

@@ -51,6 +51,7 @@ def upgrade() -> None:
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('account_id', sa.String(length=36), nullable=False),
     sa.Column('name', sa.String(length=255), nullable=False),
+    sa.Column('name_key', sa.String(length=1024), nullable=False),
     sa.Column('description', sa.Text(), nullable=True),
     sa.Column('agent_type', sa.String(length=40), nullable=False),
     sa.Column('cloud_provider', sa.String(length=20), nullable=False),
@@ -71,6 +72,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('agents', schema=None) as batch_op:
         batch_op.create_index('ix_agents_account_created', ['account_id', 'created_at', 'id'], unique=False)
+        batch_op.create_index('uq_agents_account_name_key', ['account_id', 'name_key'], unique=True)
 
     op.create_table('api_clients',
     sa.Column('id', sa.String(length=36), nullable=False),
@@ -221,13 +223,14 @@ def _seed_account() -> None:
                                "updated_at": now}])
     agents = sa.table(
         "agents", *(sa.column(c) for c in (
-            "id", "account_id", "name", "description", "agent_type", "cloud_provider", "deployment",
-            "agent_status", "connected", "enable_auto_updates", "restricted_access", "track_name",
-            "is_hosted")),
+            "id", "account_id", "name", "name_key", "description", "agent_type", "cloud_provider",
+            "deployment", "agent_status", "connected", "enable_auto_updates", "restricted_access",
+            "track_name", "is_hosted")),
         sa.column("created_at", stead.db.UTCDateTime()), sa.column("updated_at", stead.db.UTCDateTime()),
     )
     op.bulk_insert(agents, [{
         "id": stead.db.new_uuid(), "account_id": account_id, "name": "Hosted agent",
+        "name_key": "hosted agent",
         "description": "The account's hosted agent for FULL_SAAS projects.",
         "agent_type": "data_productivity_cloud", "cloud_provider": "aws", "deployment": "fargate",
         "agent_status": "RUNNING", "connected": True, "enable_auto_updates": True,
@@ -266,6 +269,7 @@ def downgrade() -> None:
 
     op.drop_table('api_clients')
     with op.batch_alter_table('agents', schema=None) as batch_op:
+        batch_op.drop_index('uq_agents_account_name_key')
         batch_op.drop_index('ix_agents_account_created')
 
     op.drop_table('agents')
