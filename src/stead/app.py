@@ -18,19 +18,22 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from stead.agents.routes import router as agents_router
 from stead.db import make_engine, make_sessionmaker
 from stead.errors import PROBLEM_BASE, PROBLEM_JSON, AppError, Unauthorized, UnsupportedMediaType
 from stead.identity.keys import load_signing_key
 from stead.identity.routes import router as token_router
 from stead.logs import configure_logging
+from stead.metrics import Metrics
 from stead.projects.routes import router as projects_router
+from stead.ratelimit import RateLimiter
 from stead.settings import Settings, get_settings
 
 log = logging.getLogger("stead")
 access_log = structlog.get_logger("stead.access")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
-API_ROUTERS: list[APIRouter] = [projects_router]
+API_ROUTERS: list[APIRouter] = [projects_router, agents_router]
 
 
 def _problem(status: int, kind: str, title: str, detail: str, instance: str,
@@ -121,6 +124,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_API_PREFIXES = ("/v1/", "/dpc/v1/")
 
 
 def _is_json(content_type: str) -> bool:
@@ -141,7 +145,7 @@ async def _request_middleware(
         request_id = uuid.uuid4().hex
     path = request.url.path
     response: Response | None = None
-    if request.method in _BODY_METHODS and (path.startswith("/v1/") or path.startswith("/dpc/v1/")):
+    if request.method in _BODY_METHODS and path.startswith(_API_PREFIXES):
         has_body = (request.headers.get("content-length", "0") != "0"
                     or "transfer-encoding" in request.headers)
         if has_body and not _is_json(request.headers.get("content-type", "")):
@@ -151,10 +155,16 @@ async def _request_middleware(
     if response is None:
         response = await call_next(request)
     response.headers["X-Request-ID"] = request_id
+    elapsed = time.perf_counter() - started
+    route = getattr(request.scope.get("route"), "path", None) or "unmatched"
+    if route != "unmatched" and path.startswith(_API_PREFIXES):
+        # API routes carry their router-relative template; put the mount prefix back.
+        route = path[: path.index("/v1/") + 3] + route
+    request.app.state.metrics.observe(request.method, route, response.status_code, elapsed)
     actor = getattr(request.state, "actor", None)
     access_log.info(
         "request", method=request.method, path=path, status=response.status_code,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2), request_id=request_id,
+        duration_ms=round(elapsed * 1000, 2), request_id=request_id,
         actor=actor.id if actor else None,
     )
     return response
@@ -185,6 +195,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.signing_key = load_signing_key(settings)
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.metrics = Metrics()
     _install_error_handlers(app)
     app.middleware("http")(_request_middleware)
 
@@ -204,5 +216,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with engine.connect() as conn:
             conn.execute(text("select 1"))
         return {"status": "ok"}
+
+    @app.get("/metrics", tags=["service"], response_class=Response)
+    def metrics() -> Response:
+        """Prometheus exposition of request counts and latencies."""
+        return Response(app.state.metrics.render(), media_type=app.state.metrics.content_type)
 
     return app

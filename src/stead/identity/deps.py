@@ -27,6 +27,7 @@ def current_actor(request: Request, session: SessionDep) -> Actor:
 
     Raises:
         Unauthorized: header missing, not Bearer, or the token is invalid or expired.
+        TooManyRequests: the client is over its rate limit (contract section 1).
     """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -34,6 +35,7 @@ def current_actor(request: Request, session: SessionDep) -> Actor:
         raise Unauthorized("A bearer token is required (Authorization: Bearer <token>)")
     actor = actor_from_token(session, token=token.strip(), key=request.app.state.signing_key)
     request.state.actor = actor
+    request.app.state.rate_limiter.hit(actor.id)
     return actor
 
 
