@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from stead.agents.models import Agent
 from stead.db import session_scope
 from stead.identity.service import create_api_client
 
@@ -55,3 +58,23 @@ def assert_problem(resp: Any, status: int, field: str | None = None) -> dict[str
     if field is not None:
         assert any(v.startswith(f"{field}:") for v in body["violations"]), body["violations"]
     return body
+
+
+_agent_numbers = itertools.count(1)
+
+
+def create_agent(http: TestClient, headers: dict[str, str], **overrides: Any) -> dict[str, Any]:
+    """POST the ``02-create-agent`` example (its name made unique per call unless ``name`` is
+    given; ``overrides`` are wire field names) and return the created agent."""
+    body = example("02-create-agent")
+    body["name"] = f"{body['name']} {next(_agent_numbers)}"
+    body.update(overrides)
+    resp = http.post("/v1/agents", json=body, headers=headers)
+    assert resp.status_code == 201, resp.text
+    return resp.json()  # type: ignore[no-any-return]
+
+
+def hosted_agent_id(session_factory: sessionmaker[Session]) -> str:
+    """The id of the account's hosted agent (seeded by the first migration)."""
+    with session_factory() as session:
+        return session.scalars(select(Agent.id).where(Agent.is_hosted)).one()
