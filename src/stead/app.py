@@ -27,13 +27,14 @@ from stead.logs import configure_logging
 from stead.metrics import Metrics
 from stead.projects.routes import router as projects_router
 from stead.ratelimit import RateLimiter
+from stead.secrets.routes import router as secret_references_router
 from stead.settings import Settings, get_settings
 
 log = logging.getLogger("stead")
 access_log = structlog.get_logger("stead.access")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
-API_ROUTERS: list[APIRouter] = [projects_router, agents_router]
+API_ROUTERS: list[APIRouter] = [projects_router, agents_router, secret_references_router]
 
 
 def _problem(status: int, kind: str, title: str, detail: str, instance: str,

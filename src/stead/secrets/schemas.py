@@ -1,0 +1,61 @@
+"""Wire models of secret references (contract section 5)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import BeforeValidator, Field
+
+from stead.wire import Description, Timestamp, WireModel, ci_enum
+
+#: Path rule of a secret reference name (contract section 5: ``^[\w()-]{1,128}$``), with ``\w``
+#: read as in DPC's Java back end: ASCII letters, digits and ``_``.
+SECRET_REFERENCE_NAME = r"^[A-Za-z0-9_()-]{1,128}$"
+
+HOSTED_STORE = "Matillion hosted"
+
+
+def _hosted_alias(value: Any) -> Any:
+    """``Hosted`` is Stead's name for the DPC ``Matillion hosted`` store (contract section 5)."""
+    if isinstance(value, str) and value.casefold() == "hosted":
+        return HOSTED_STORE
+    return value
+
+
+if TYPE_CHECKING:  # the Literal types ci_enum builds at run time are plain strings to mypy
+    SecretStore = str
+    SecretReferenceType = str
+else:
+    SecretStore = Annotated[ci_enum("AWS", "Azure", HOSTED_STORE, "GCP", "Vault"),
+                            BeforeValidator(_hosted_alias)]
+    SecretReferenceType = ci_enum("PASSWORD")
+
+
+class SecretReferenceCreate(WireModel):
+    """``POST /v1/projects/{projectId}/secret-references/{secretReferenceName}`` body (DPC).
+
+    ``agentType`` names the store: ``AWS`` (Secrets Manager), ``Azure`` (Key Vault),
+    ``Matillion hosted`` (alias ``Hosted``), ``GCP`` (Secret Manager), ``Vault`` (KV v2).
+    """
+
+    agent_id: str = Field(examples=["3f2b1c9e-5d7a-4e8b-9c1d-2a3b4c5d6e7f"])
+    agent_type: SecretStore
+    secret_reference_type: SecretReferenceType
+    secret_name: str = Field(min_length=1, max_length=1024, examples=["prod/finance/redshift"])
+    secret_key: str | None = Field(default=None, min_length=1, max_length=255,
+                                   examples=["password"])
+    description: Description | None = None
+
+
+class SecretReferenceRead(WireModel):
+    """A secret reference as read back: where the secret lives, never its value."""
+
+    name: str
+    agent_id: str
+    agent_type: str
+    secret_reference_type: str
+    secret_name: str
+    secret_key: str | None
+    description: str | None
+    created_at: Timestamp
+    updated_at: Timestamp
