@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stead.agents.routes import router as agents_router
+from stead.connections.routes import router as connections_router
 from stead.db import make_engine, make_sessionmaker
 from stead.errors import PROBLEM_BASE, PROBLEM_JSON, AppError, Unauthorized, UnsupportedMediaType
 from stead.identity.keys import load_signing_key
@@ -34,7 +35,9 @@ log = logging.getLogger("stead")
 access_log = structlog.get_logger("stead.access")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
-API_ROUTERS: list[APIRouter] = [projects_router, agents_router, secret_references_router]
+API_ROUTERS: list[APIRouter] = [
+    projects_router, agents_router, connections_router, secret_references_router,
+]
 
 
 def _problem(status: int, kind: str, title: str, detail: str, instance: str,

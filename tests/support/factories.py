@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from stead.agents.models import Agent
 from stead.db import session_scope
+from stead.identity.models import ApiClient, ProjectMember
 from stead.identity.service import create_api_client
 
 EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "contract" / "examples"
@@ -46,6 +47,17 @@ def token_for(http: TestClient, client_id: str, client_secret: str) -> str:
 def auth(http: TestClient, factory: sessionmaker[Session], role: str = "SUPER_ADMIN") -> dict[str, str]:
     """Headers for a fresh API client of ``role``."""
     return {"Authorization": f"Bearer {token_for(http, *new_client(factory, role))}"}
+
+
+def member_auth(http: TestClient, factory: sessionmaker[Session], project_id: str,
+                role: str) -> dict[str, str]:
+    """Headers for a fresh ``MEMBER`` API client holding project role ``role`` in ``project_id``."""
+    client_id, secret = new_client(factory, "MEMBER")
+    for session in session_scope(factory, write=True):
+        client = session.scalars(select(ApiClient).where(ApiClient.client_id == client_id)).one()
+        session.add(ProjectMember(project_id=project_id, principal_type="api_client",
+                                  principal_id=client.id, role=role))
+    return {"Authorization": f"Bearer {token_for(http, client_id, secret)}"}
 
 
 def assert_problem(resp: Any, status: int, field: str | None = None) -> dict[str, Any]:

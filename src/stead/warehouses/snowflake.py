@@ -1,0 +1,81 @@
+"""Snowflake: connection properties and account identifier normalisation (contract section 4).
+
+Required ``account``, ``username``, ``privateKey``; optional ``passphrase``, ``defaultRole``,
+``defaultWarehouse``, ``defaultDatabase``, ``defaultSchema``; ``privateKey`` and ``passphrase``
+are sensitive (key-pair authentication, the only ``authType`` of a Snowflake DWH connection).
+
+Account identifiers follow Snowflake's "Account identifiers" page
+(docs.snowflake.com/en/user-guide/admin-account-identifier):
+
+* preferred: the account name in its organisation, ``orgname-account_name`` (URLs, drivers),
+  also written ``orgname.account_name`` (SQL);
+* legacy: the account locator, alone (AWS US West, Oregon) or with its region and, for most
+  regions, its cloud: ``locator.region`` / ``locator.region.cloud``.
+
+The canonical form Stead stores and returns is the identifier as a driver's ``account``
+parameter and the ``<account_identifier>.snowflakecomputing.com`` host take it: lower case,
+without scheme, domain or trailing ``/``, the SQL form ``org.account`` written ``org-account``.
+A locator form keeps its region and cloud exactly as given: which regions need the cloud segment
+is Snowflake's table, not something to guess.
+"""
+
+from __future__ import annotations
+
+import re
+
+from stead.warehouses import WarehouseSpec
+
+ACCEPTED_FORMS = (
+    "orgname-accountname, orgname.accountname, locator, locator.region or "
+    "locator.region.cloud (cloud: aws, azure or gcp), each optionally with https:// "
+    "and .snowflakecomputing.com"
+)
+
+_ORG = r"[a-z][a-z0-9]*"
+# Account names: letters, digits and '_' (URLs may write '_' as '-'); not ending in '_' or '-'.
+_ACCOUNT = r"[a-z](?:[a-z0-9_-]*[a-z0-9])?"
+_LOCATOR = r"[a-z]+[0-9]+"
+_REGION = r"[a-z]+(?:-[a-z0-9]+)+"
+
+_ORG_ACCOUNT = re.compile(rf"(?P<org>{_ORG})[-.](?P<account>{_ACCOUNT})")
+_LOCATOR_FORM = re.compile(rf"{_LOCATOR}(?:\.{_REGION}(?:\.(?:aws|azure|gcp))?)?")
+_DOMAIN = ".snowflakecomputing.com"
+# Snowflake: the identifier, including organisation name and '-', should not exceed 63 characters.
+_MAX_LENGTH = 63
+
+
+def normalise_account(value: str) -> str:
+    """Return the canonical account identifier for ``value`` (see the module docstring).
+
+    Examples: ``https://AcmeOrg-Growth.snowflakecomputing.com/`` -> ``acmeorg-growth``;
+    ``acmeorg.growth`` -> ``acmeorg-growth``;
+    ``XY12345.eu-west-2.AWS`` -> ``xy12345.eu-west-2.aws``.
+
+    Raises:
+        ValueError: not one of the accepted forms; the message lists them.
+    """
+    text = value.lower().removeprefix("https://").removesuffix("/").removesuffix(_DOMAIN)
+    parts = text.split(".")
+    # "a.b" is a locator with its region when "b" has a '-' (every region id does; account
+    # names use '_'), else the SQL form "org.account".
+    org_form = (len(parts) == 1 and "-" in text) or (len(parts) == 2 and "-" not in parts[1])
+    if org_form and (match := _ORG_ACCOUNT.fullmatch(text)):
+        canonical = f"{match['org']}-{match['account']}"
+    elif not org_form and _LOCATOR_FORM.fullmatch(text):
+        canonical = text
+    else:
+        raise ValueError(f"is not a Snowflake account identifier; accepted forms: {ACCEPTED_FORMS}")
+    if len(canonical.split(".")[0]) > _MAX_LENGTH:
+        raise ValueError(f"is longer than the {_MAX_LENGTH} characters Snowflake allows")
+    return canonical
+
+
+SPEC = WarehouseSpec(
+    name="SNOWFLAKE",
+    auth_type="KEY_PAIR",
+    required=("account", "username", "privateKey"),
+    optional=("passphrase", "defaultRole", "defaultWarehouse", "defaultDatabase",
+              "defaultSchema"),
+    sensitive=frozenset({"privateKey", "passphrase"}),
+    normalisers={"account": normalise_account},
+)
