@@ -120,6 +120,9 @@ def test_validation_rules(http: TestClient, admin: dict[str, str],
         ({**good, "secretKey": ""}, "secretKey"),
         ({**good, "secretKey": "k" * 256}, "secretKey"),
         ({**good, "description": "d" * 2001}, "description"),
+        ({**good, "description": "nul\u0000"}, "description"),
+        ({**good, "secretName": "a\u0000b"}, "secretName"),
+        ({**good, "secretKey": "\u0000"}, "secretKey"),
         ({**good, "secretValue": "hunter2"}, "secretValue"),
     ]
     for body, field in body_cases:

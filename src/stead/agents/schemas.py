@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator
 
 from stead.wire import Description, Name, Timestamp, WireModel, ci_enum
 
@@ -46,7 +46,18 @@ else:
     CloudProvider = Annotated[ci_enum(*CLOUD_PROVIDERS), BeforeValidator(_google_cloud_alias)]
     Deployment = ci_enum(*DEPLOYMENTS)
     CredentialsAction = ci_enum("SECRET_REFRESH")
-TrackName = Annotated[str, Field(min_length=1, max_length=64, examples=["current"])]
+
+
+def _no_nul(value: str) -> str:
+    """PostgreSQL text cannot hold NUL: refuse it as bad input rather than fail on write."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+AgentDescription = Annotated[Description, AfterValidator(_no_nul)]
+TrackName = Annotated[str, Field(min_length=1, max_length=64, examples=["current"]),
+                      AfterValidator(_no_nul)]
 
 
 class AgentCreate(WireModel):
@@ -59,7 +70,7 @@ class AgentCreate(WireModel):
     """
 
     name: Name
-    description: Description | None = None
+    description: AgentDescription | None = None
     agent_type: AgentType
     cloud_provider: CloudProvider
     deployment: Deployment

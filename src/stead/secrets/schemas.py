@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from stead.wire import Description, Timestamp, WireModel, ci_enum
 
@@ -21,6 +21,15 @@ def _hosted_alias(value: Any) -> Any:
         return HOSTED_STORE
     return value
 
+
+def _no_nul(value: str) -> str:
+    """PostgreSQL text cannot hold NUL: refuse it as bad input rather than fail on write."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
 
 if TYPE_CHECKING:  # the Literal types ci_enum builds at run time are plain strings to mypy
     SecretStore = str
@@ -41,10 +50,10 @@ class SecretReferenceCreate(WireModel):
     agent_id: str = Field(examples=["3f2b1c9e-5d7a-4e8b-9c1d-2a3b4c5d6e7f"])
     agent_type: SecretStore
     secret_reference_type: SecretReferenceType
-    secret_name: str = Field(min_length=1, max_length=1024, examples=["prod/finance/redshift"])
-    secret_key: str | None = Field(default=None, min_length=1, max_length=255,
+    secret_name: Text = Field(min_length=1, max_length=1024, examples=["prod/finance/redshift"])
+    secret_key: Text | None = Field(default=None, min_length=1, max_length=255,
                                    examples=["password"])
-    description: Description | None = None
+    description: Annotated[Description, AfterValidator(_no_nul)] | None = None
 
 
 class SecretReferenceRead(WireModel):
