@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from stead.agents.routes import router as agents_router
 from stead.connections.routes import router as connections_router
 from stead.db import make_engine, make_sessionmaker
+from stead.environments.routes import router as environments_router
 from stead.errors import PROBLEM_BASE, PROBLEM_JSON, AppError, Unauthorized, UnsupportedMediaType
 from stead.identity.keys import load_signing_key
 from stead.identity.routes import router as token_router
@@ -37,6 +38,7 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 API_ROUTERS: list[APIRouter] = [
     projects_router, agents_router, connections_router, secret_references_router,
+    environments_router,
 ]
 
 

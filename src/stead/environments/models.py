@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from stead.agents.models import Agent
+from stead.connections.models import Connection
 from stead.db import Base
 
 
@@ -19,7 +21,9 @@ class Environment(Base):
     """
 
     __tablename__ = "environments"
-    __table_args__ = (Index("uq_environments_project_name_key", "project_id", "name_key", unique=True),)
+    __table_args__ = (
+        Index("uq_environments_project_name_key", "project_id", "name_key", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
@@ -31,3 +35,6 @@ class Environment(Base):
     default_agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id"))
     default_user_access_level: Mapped[str] = mapped_column(String(20))
     connection_properties: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    agent: Mapped[Agent] = relationship(lazy="joined")
+    connection: Mapped[Connection] = relationship(lazy="joined")

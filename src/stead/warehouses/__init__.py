@@ -46,8 +46,9 @@ class WarehouseSpec:
 
 
 SENSITIVE_INLINE = (
-    "a sensitive property cannot be given inline; create a secret reference "
-    'and pass {"secretName": "<reference name>"}'
+    "is sensitive and cannot be given inline yet; create a secret reference "
+    '(POST /v1/projects/{projectId}/secret-references/{name}) and pass '
+    '{"secretName": "<reference name>"}'
 )
 
 
@@ -93,7 +94,7 @@ def check_properties(
             normalised[key] = stored
             continue
         if key in spec.sensitive:
-            violations.append(f"{where}: {SENSITIVE_INLINE}")
+            violations.append(f"{where}: {key} {SENSITIVE_INLINE}")
             continue
         value = stored["value"]
         if not value:

@@ -1,0 +1,154 @@
+"""Wire models of environments (contract section 4)."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
+
+from stead.wire import NAME_MAX, Description, Name, Timestamp, WireModel, ci_enum
+
+ACCESS_LEVELS = ("default", "admin", "runner", "readOnly", "noAccess")
+
+if TYPE_CHECKING:  # the Literal types ci_enum builds at run time are plain strings to mypy
+    AccessLevel = str
+else:
+    AccessLevel = ci_enum(*ACCESS_LEVELS)
+
+
+def _check_display_name(value: str) -> str:
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+DisplayName = Annotated[str, Field(min_length=1, max_length=NAME_MAX, examples=["Production"]),
+                        AfterValidator(_check_display_name)]
+
+
+class PropertyValue(WireModel):
+    """One connection property (DPC ``PropertyValue``): ``{"value": "<string>"}`` or
+    ``{"secretName": "<secret reference>", "secretKey": "<key in a JSON secret>"}``.
+
+    Numbers and booleans travel as strings (``"5439"``, ``"true"``).
+    """
+
+    value: str | None = Field(default=None, examples=["5439"])
+    secret_name: str | None = Field(default=None, examples=["finance-prod-redshift"])
+    secret_key: str | None = Field(default=None, examples=["password"])
+
+    @model_validator(mode="after")
+    def _one_form(self) -> PropertyValue:
+        if (self.value is None) == (self.secret_name is None):
+            raise ValueError('give either {"value": "..."} or {"secretName": "..."}')
+        if self.value is not None and self.secret_key is not None:
+            raise ValueError("secretKey goes with secretName, not with value")
+        return self
+
+    def stored(self) -> dict[str, Any]:
+        """The stored form: ``{"value": v}`` or ``{"secretName": n, "secretKey": k | None}``."""
+        if self.secret_name is None:
+            return {"value": self.value}
+        return {"secretName": self.secret_name, "secretKey": self.secret_key}
+
+
+class ConnectionOverride(WireModel):
+    """The environment's credentials for its DWH connection (DPC ``connectionOverrides`` item).
+
+    Keys of ``connectionProperties`` depend on the warehouse (contract section 4 table).
+    """
+
+    connection_name: Name
+    connection_properties: dict[str, PropertyValue]
+
+
+class ConnectionOverrideUpdate(WireModel):
+    """A ``connectionOverrides`` item in a PATCH: ``null`` removes an optional property, and a
+    sensitive property left out keeps its stored reference."""
+
+    connection_name: Name
+    connection_properties: dict[str, PropertyValue | None]
+
+
+DefaultConnections = dict[str, dict[str, str]]
+"""``{"DWH": {"<snowflake|redshift>": "<connection name>"}}``; the service checks the shape."""
+
+_DEFAULT_CONNECTIONS_EXAMPLE = [{"DWH": {"redshift": "finance-dwh-prod"}}]
+
+
+class EnvironmentCreate(WireModel):
+    """``POST /v1/projects/{projectId}/environments`` body (DPC, contract section 4)."""
+
+    name: Name
+    display_name: DisplayName | None = None
+    description: Description | None = None
+    default_agent_id: str = Field(examples=["3f2b1c9e-5d7a-4e8b-9c1d-2a3b4c5d6e7f"])
+    default_user_access_level: AccessLevel
+    default_connections: DefaultConnections = Field(examples=_DEFAULT_CONNECTIONS_EXAMPLE)
+    connection_overrides: list[ConnectionOverride] = Field(min_length=1, max_length=1)
+
+
+class EnvironmentUpdate(WireModel):
+    """``PATCH .../environments/{environmentName}`` body: any field but ``name``.
+
+    ``displayName: null`` resets it to the name; ``description: null`` clears it. A
+    ``connectionOverrides`` item replaces the stored properties, except that sensitive properties
+    it leaves out keep their stored references.
+    """
+
+    name: SkipJsonSchema[Any] = None
+    display_name: DisplayName | None = None
+    description: Description | None = None
+    default_agent_id: str | None = None
+    default_user_access_level: AccessLevel | None = None
+    default_connections: DefaultConnections | None = Field(
+        default=None, examples=_DEFAULT_CONNECTIONS_EXAMPLE)
+    connection_overrides: list[ConnectionOverrideUpdate] | None = Field(
+        default=None, min_length=1, max_length=1)
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _immutable_name(cls, value: Any) -> Any:
+        raise ValueError("cannot be changed; it identifies the environment")
+
+    @field_validator("default_agent_id", "default_user_access_level", "default_connections",
+                     "connection_overrides", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("must not be null")
+        return value
+
+
+class ConnectionOverrideRead(WireModel):
+    """A connection override as read back: properties in their stored form, never a secret."""
+
+    connection_name: str
+    connection_properties: dict[str, dict[str, str | None]]
+
+
+class EnvironmentSummary(WireModel):
+    """An item of the environment list."""
+
+    name: str
+    display_name: str
+    default_agent_id: str
+    default_agent_name: str
+    default_user_access_level: str
+
+
+class EnvironmentRead(WireModel):
+    """An environment as read back (contract section 4)."""
+
+    name: str
+    display_name: str
+    description: str | None
+    default_agent_id: str
+    default_agent_name: str
+    default_user_access_level: str
+    default_connections: DefaultConnections
+    connection_overrides: list[ConnectionOverrideRead]
+    created_at: Timestamp
+    updated_at: Timestamp
