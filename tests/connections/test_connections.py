@@ -51,6 +51,9 @@ def test_create_read_list_delete(http: TestClient, admin: dict[str, str],
     assert http.delete(f"{base}/{name}", headers=admin).status_code == 204
     assert_problem(http.get(f"{base}/{name}", headers=admin), 404)
     assert_problem(http.delete(f"{base}/{name}", headers=admin), 404)
+    for missing in ["nope%00", "%20nope"]:
+        assert_problem(http.get(f"{base}/{missing}", headers=admin), 404)
+        assert_problem(http.delete(f"{base}/{missing}", headers=admin), 404)
     with session_factory() as session:
         events = list(session.execute(select(AuditEvent.action, AuditEvent.target_id)
                                       .where(AuditEvent.target_type == "connection")

@@ -239,6 +239,7 @@ def _redshift_cases(env: Arranged, agents: dict[str, str]) -> list[tuple[dict[st
         (_with(body, "displayName", "x" * 256), "displayName"),
         (_with(body, "displayName", "bell\x07"), "displayName"),
         (_with(body, "description", "d" * 2001), "description"),
+        (_with(body, "description", "nul\x00"), "description"),
         (_with(body, "defaultAgent", env.agent_id), "defaultAgent"),
         (_with(body, "defaultAgentId", ...), "defaultAgentId"),
         (_with(body, "defaultAgentId", UNKNOWN_UUID), "defaultAgentId"),
@@ -259,6 +260,8 @@ def _redshift_cases(env: Arranged, agents: dict[str, str]) -> list[tuple[dict[st
         (_with(body, "defaultConnections.DWH", {"redshift": "nope"}),
          "defaultConnections.DWH.redshift"),
         (_with(body, "defaultConnections.DWH", {"redshift": 5}), "defaultConnections.DWH.redshift"),
+        (_with(body, "defaultConnections.DWH", {"redshift": "nul\x00"}),
+         "defaultConnections.DWH.redshift"),
         (_with(body, "connectionOverrides", []), "connectionOverrides"),
         (_with(body, "connectionOverrides", body["connectionOverrides"] * 2),
          "connectionOverrides"),
@@ -292,6 +295,10 @@ def _redshift_cases(env: Arranged, agents: dict[str, str]) -> list[tuple[dict[st
         (_prop(body, "port", {"value": "5439", "secretKey": "k"}), f"{PROPS}.port"),
         (_prop(body, "port", {"value": "5439", "unit": "tcp"}), f"{PROPS}.port.unit"),
         (_prop(body, "password", {"secretName": "nope"}), f"{PROPS}.password.secretName"),
+        (_prop(body, "password", {"secretName": "nul\x00"}), f"{PROPS}.password.secretName"),
+        (_prop(body, "password", {"secretName": "finance-prod-redshift", "secretKey": "\x00"}),
+         f"{PROPS}.password.secretKey"),
+        (_prop(body, "username", {"value": "nul\x00"}), f"{PROPS}.username.value"),
         (_prop(body, "password", {"value": CANARY}), f"{PROPS}.password"),
     ]
 
@@ -482,6 +489,7 @@ def test_patch_validation_changes_nothing(http: TestClient, admin: dict[str, str
         ({"connectionOverrides": []}, "connectionOverrides"),
         ({"displayName": ""}, "displayName"),
         ({"description": "d" * 2001}, "description"),
+        ({"description": "nul\x00"}, "description"),
         ({"connectionOverrides": [{**override, "connectionName": "x"}]},
          "connectionOverrides[0].connectionName"),
         ({"connectionOverrides": [_override(override, "port", {"value": "0"})]},
@@ -503,7 +511,10 @@ def test_patch_validation_changes_nothing(http: TestClient, admin: dict[str, str
         assert CANARY not in resp.text
     assert http.get(url, headers=admin).json() == before
     assert _actions(session_factory) == ["environment.created"]
-    assert_problem(http.patch(f"{env.base}/nope", json={}, headers=admin), 404)
+    for missing in ["nope", "prod%00", "%20prod"]:
+        assert_problem(http.get(f"{env.base}/{missing}", headers=admin), 404)
+        assert_problem(http.patch(f"{env.base}/{missing}", json={}, headers=admin), 404)
+        assert_problem(http.delete(f"{env.base}/{missing}", headers=admin), 404)
 
 
 def test_patch_moves_to_another_connection(http: TestClient, admin: dict[str, str]) -> None:

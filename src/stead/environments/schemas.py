@@ -28,6 +28,17 @@ DisplayName = Annotated[str, Field(min_length=1, max_length=NAME_MAX, examples=[
                         AfterValidator(_check_display_name)]
 
 
+def _no_nul(value: str) -> str:
+    """PostgreSQL text cannot hold NUL: refuse it as bad input rather than fail on write."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+FreeText = Annotated[Description, AfterValidator(_no_nul)]
+
+
 class PropertyValue(WireModel):
     """One connection property (DPC ``PropertyValue``): ``{"value": "<string>"}`` or
     ``{"secretName": "<secret reference>", "secretKey": "<key in a JSON secret>"}``.
@@ -35,9 +46,9 @@ class PropertyValue(WireModel):
     Numbers and booleans travel as strings (``"5439"``, ``"true"``).
     """
 
-    value: str | None = Field(default=None, examples=["5439"])
-    secret_name: str | None = Field(default=None, examples=["finance-prod-redshift"])
-    secret_key: str | None = Field(default=None, examples=["password"])
+    value: Text | None = Field(default=None, examples=["5439"])
+    secret_name: Text | None = Field(default=None, examples=["finance-prod-redshift"])
+    secret_key: Text | None = Field(default=None, examples=["password"])
 
     @model_validator(mode="after")
     def _one_form(self) -> PropertyValue:
@@ -72,7 +83,7 @@ class ConnectionOverrideUpdate(WireModel):
     connection_properties: dict[str, PropertyValue | None]
 
 
-DefaultConnections = dict[str, dict[str, str]]
+DefaultConnections = dict[str, dict[str, Name]]
 """``{"DWH": {"<snowflake|redshift>": "<connection name>"}}``; the service checks the shape."""
 
 _DEFAULT_CONNECTIONS_EXAMPLE = [{"DWH": {"redshift": "finance-dwh-prod"}}]
@@ -83,7 +94,7 @@ class EnvironmentCreate(WireModel):
 
     name: Name
     display_name: DisplayName | None = None
-    description: Description | None = None
+    description: FreeText | None = None
     default_agent_id: str = Field(examples=["3f2b1c9e-5d7a-4e8b-9c1d-2a3b4c5d6e7f"])
     default_user_access_level: AccessLevel
     default_connections: DefaultConnections = Field(examples=_DEFAULT_CONNECTIONS_EXAMPLE)
@@ -100,7 +111,7 @@ class EnvironmentUpdate(WireModel):
 
     name: SkipJsonSchema[Any] = None
     display_name: DisplayName | None = None
-    description: Description | None = None
+    description: FreeText | None = None
     default_agent_id: str | None = None
     default_user_access_level: AccessLevel | None = None
     default_connections: DefaultConnections | None = Field(
@@ -148,7 +159,7 @@ class EnvironmentRead(WireModel):
     default_agent_id: str
     default_agent_name: str
     default_user_access_level: str
-    default_connections: DefaultConnections
+    default_connections: dict[str, dict[str, str]]
     connection_overrides: list[ConnectionOverrideRead]
     created_at: Timestamp
     updated_at: Timestamp

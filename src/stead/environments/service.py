@@ -23,7 +23,7 @@ from stead.pagination import PageParams, paginate
 from stead.projects.models import Project
 from stead.secrets.service import find_reference
 from stead.warehouses import StoredValue, check_properties, spec_for
-from stead.wire import name_key
+from stead.wire import check_name, name_key
 
 OVERRIDE = "connectionOverrides[0]"
 PROPERTIES = f"{OVERRIDE}.connectionProperties"
@@ -31,6 +31,10 @@ PROPERTIES = f"{OVERRIDE}.connectionProperties"
 
 def find(session: Session, *, project_id: str, name: str) -> Environment | None:
     """The project's environment named ``name`` (case-insensitive, NFC), or None."""
+    try:
+        check_name(name)
+    except ValueError:
+        return None  # cannot exist; may hold a NUL, which PostgreSQL refuses in a query
     return session.scalar(
         select(Environment).where(Environment.project_id == project_id,
                                   Environment.name_key == name_key(name))
