@@ -29,6 +29,7 @@ from stead.logs import configure_logging
 from stead.metrics import Metrics
 from stead.projects.routes import router as projects_router
 from stead.ratelimit import RateLimiter
+from stead.repositories.routes import router as repositories_router
 from stead.secrets.routes import router as secret_references_router
 from stead.settings import Settings, get_settings
 
@@ -38,7 +39,7 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 API_ROUTERS: list[APIRouter] = [
     projects_router, agents_router, connections_router, secret_references_router,
-    environments_router,
+    environments_router, repositories_router,
 ]
 
 

@@ -1,0 +1,209 @@
+"""Any git remote, checked with an ``ls-remote`` through dulwich; the default branch is HEAD's
+symref.
+
+``providerParameters`` is ``{"url": ...}`` with an ``https://``, ``http://``, ``ssh://`` or
+``file://`` URL. Over HTTP(S) the token goes as HTTP Basic password with the user name
+``x-access-token`` (what GitHub uses for app tokens; GitLab, Gitea and Azure DevOps accept any
+user name with a personal access token), or the user name written in the URL (Bitbucket wants
+``x-token-auth``). A password in the URL is refused: the token belongs in the header, never in a
+stored URL. ``ssh://`` runs the system ``ssh`` in batch mode and authenticates with the server's
+own SSH key (the token cannot be used over SSH); ``file://`` reads a repository on the server's
+disk, and the token is not used either.
+
+Each HTTP request gets one attempt and ``settings.upstream_timeout_seconds`` (an ``ls-remote``
+over protocol v2 makes two requests).
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+from typing import Annotated, Any
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
+
+import urllib3
+from dulwich.client import (
+    GitClient,
+    HTTPUnauthorized,
+    LocalGitClient,
+    SSHGitClient,
+    Urllib3HttpGitClient,
+    default_urllib3_manager,
+)
+from dulwich.errors import GitProtocolError, NotGitRepository
+from dulwich.refs import Ref
+from pydantic import AfterValidator, Field, SecretStr, ValidationError
+
+from stead.errors import BadRequest
+from stead.repositories.provider import (
+    RepositoryInfo,
+    parameter_violations,
+    permission_missing,
+    rate_limited,
+    repository_not_found,
+    retry_after_seconds,
+    timed_out,
+    token_rejected,
+    unreachable,
+)
+from stead.settings import Settings
+from stead.wire import WireModel
+
+NAME = "The git server"
+USERNAME = "x-access-token"
+SCHEMES = ("https", "http", "ssh", "file")
+URL_FIELD = "providerParameters.url"
+
+
+def check_url(value: str) -> str:
+    """A remote URL Stead may store and call: scheme in :data:`SCHEMES`, a host (none or
+    ``localhost`` for ``file://``), no password, query, fragment, space or control character.
+
+    Raises:
+        ValueError: saying which rule failed, never echoing the URL.
+    """
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("must not contain spaces or control characters")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - parsing the port validates it
+    except ValueError:
+        raise ValueError("is not a valid URL") from None
+    if parts.scheme not in SCHEMES:
+        raise ValueError("must be an https://, http://, ssh:// or file:// URL")
+    if parts.password is not None:
+        raise ValueError("must not contain a password; send the token in the "
+                         "Git-Provider-Access-Token header")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query or a fragment")
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise ValueError("a file:// URL must name an absolute path on this server")
+    elif not parts.hostname:
+        raise ValueError("must name a host")
+    return value
+
+
+class Parameters(WireModel):
+    """The ``git`` provider's ``providerParameters``: ``{"url": "<remote URL>"}``."""
+
+    url: Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(check_url)]
+
+
+def parse_parameters(raw: dict[str, Any], *, repository_name: str) -> dict[str, Any]:
+    """Validate ``providerParameters``; return ``{"url": ...}``. ``repositoryName`` is only a
+    label for a plain git remote.
+
+    Raises:
+        BadRequest: ``url`` missing or not allowed (see :func:`check_url`), or an unknown key.
+    """
+    try:
+        return Parameters.model_validate(raw).model_dump(by_alias=True)
+    except ValidationError as exc:
+        violations = parameter_violations(exc)
+        raise BadRequest("Invalid git remote: " + "; ".join(violations),
+                         violations=violations) from None
+
+
+def check(token: SecretStr, params: dict[str, Any], *, repository_name: str,
+          settings: Settings) -> RepositoryInfo:
+    """List the remote's refs with ``token`` and return HEAD's branch (None for a remote that
+    does not advertise HEAD); the error answers are those of :class:`provider.GitProvider`:
+    HTTP 401 -> token rejected, 403 -> read permission missing, 404 or no repository at a
+    ``file://`` path -> not found, 429 (or 503 with ``Retry-After``) -> rate limited, other
+    failures -> 502, timeouts -> 504."""
+    url = params["url"]
+    parts = urlsplit(url)
+    timeout = settings.upstream_timeout_seconds
+    client: GitClient
+    if parts.scheme in ("http", "https"):
+        client = _HttpClient(_without_userinfo(parts), username=unquote(parts.username or USERNAME),
+                             password=token.get_secret_value(), timeout=timeout)
+        path = ""
+    elif parts.scheme == "ssh":
+        client = SSHGitClient(
+            parts.hostname or "", port=parts.port, username=parts.username,
+            ssh_command=f"ssh -o BatchMode=yes -o ConnectTimeout={math.ceil(timeout)}")
+        path = unquote(parts.path)
+    else:
+        client = LocalGitClient()
+        path = unquote(parts.path)
+    try:
+        result = client.get_refs(path.encode())
+    except HTTPUnauthorized:
+        raise token_rejected(NAME) from None
+    except _HttpStatus as exc:
+        raise _status_error(exc, url) from None
+    except NotGitRepository:
+        raise repository_not_found(NAME, url, URL_FIELD) from None
+    except (GitProtocolError, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+        # ValueError: dulwich could not parse the answer (e.g. a web page, not a git server).
+        if _is_timeout(exc):
+            raise timed_out(NAME, timeout) from None
+        raise unreachable(NAME, f"ls-remote failed ({type(exc).__name__})") from None
+    head = (result.symrefs.get(Ref(b"HEAD")) or b"").decode("utf-8", "replace")
+    branch = head.removeprefix("refs/heads/") if head.startswith("refs/heads/") else None
+    return RepositoryInfo(default_branch=branch, html_url=None, clone_url=url)
+
+
+class _HttpStatus(Exception):
+    """A non-200 answer of the git server, with its status and ``Retry-After``."""
+
+    def __init__(self, status: int, retry_after: str | None) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.retry_after = retry_after
+
+
+class _HttpClient(Urllib3HttpGitClient):
+    """dulwich's HTTP client with one attempt per request (urllib3 would otherwise retry timeouts
+    and sleep through ``Retry-After``), reporting any non-200 status as :class:`_HttpStatus`.
+
+    Relies on ``Urllib3HttpGitClient._http_request`` of the pinned dulwich.
+    """
+
+    def __init__(self, base_url: str, *, username: str, password: str, timeout: float) -> None:
+        manager = default_urllib3_manager(None, base_url=base_url, timeout=timeout)
+        assert isinstance(manager, urllib3.PoolManager)
+        manager.connection_pool_kw["retries"] = urllib3.Retry(
+            total=None, connect=0, read=0, status=0, other=0, redirect=5)
+        super().__init__(base_url, pool_manager=manager, username=username, password=password,
+                         timeout=timeout)
+
+    def _http_request(self, url: str, headers: dict[str, str] | None = None,
+                      data: Any = None, raise_for_status: bool = True) -> Any:
+        response, read = super()._http_request(url, headers, data, raise_for_status=False)
+        if raise_for_status and response.status == 401:
+            raise HTTPUnauthorized(response.headers.get("WWW-Authenticate"), url)
+        if raise_for_status and response.status != 200:
+            raise _HttpStatus(response.status, response.headers.get("Retry-After"))
+        return response, read
+
+
+def _status_error(exc: _HttpStatus, url: str) -> Exception:
+    if exc.status == 403:
+        return permission_missing(NAME, url, "read")
+    if exc.status == 404:
+        return repository_not_found(NAME, url, URL_FIELD)
+    if exc.status == 429 or (exc.status == 503 and exc.retry_after):
+        return rate_limited(NAME, retry_after_seconds(exc.retry_after))
+    return unreachable(NAME, f"it answered HTTP {exc.status}")
+
+
+def _without_userinfo(parts: SplitResult) -> str:
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    """True if ``exc`` or what caused it is a timeout (urllib3 wraps it once or twice; its
+    ``NewConnectionError``, a refused connection, subclasses its timeout error)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        for error in (seen, getattr(seen, "reason", None)):
+            if isinstance(error, urllib3.exceptions.NewConnectionError):
+                return False
+            if isinstance(error, urllib3.exceptions.TimeoutError | socket.timeout):
+                return True
+        seen = seen.__cause__
+    return False

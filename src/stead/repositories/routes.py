@@ -1,0 +1,68 @@
+"""HTTP routes of the project's repository association (contract section 6)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+from pydantic import SecretStr
+
+from stead.db import SessionDep
+from stead.identity.deps import ProjectReader, ProjectWriter
+from stead.repositories import service
+from stead.repositories.provider import TOKEN_HEADER, read_token
+from stead.repositories.schemas import RepositoryCreate, RepositoryRead
+
+router = APIRouter(prefix="/projects/{projectId}/repositories", tags=["repositories"])
+
+
+def _token(value: Annotated[str | None, Header(
+        alias=TOKEN_HEADER, description="The provider's personal access token; used for this "
+        "check only, never stored or logged")] = None) -> SecretStr:
+    return read_token(value)
+
+
+ProviderToken = Annotated[SecretStr, Depends(_token)]
+
+_CHECK_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Invalid body, missing or rejected token, or repository not found"},
+    403: {"description": "The token lacks a permission on the repository"},
+    502: {"description": "The provider failed or could not be reached"},
+    503: {"description": "The provider is rate limiting the token (see Retry-After)"},
+    504: {"description": "The provider did not answer in time"},
+}
+
+
+@router.post("", status_code=201, response_model=RepositoryRead,
+             responses={**_CHECK_RESPONSES, 409: {"description": "The project has a repository"}})
+def associate_repository(data: RepositoryCreate, ctx: ProjectWriter, token: ProviderToken,
+                         session: SessionDep, request: Request,
+                         response: Response) -> RepositoryRead:
+    """Associate a git repository with the project, once the provider confirms that the token
+    can read it (DPC). One repository per project."""
+    repository = service.associate(session, actor=ctx.actor, project=ctx.project, data=data,
+                                   token=token, settings=request.app.state.settings)
+    response.headers["Location"] = f"/v1/projects/{ctx.project.id}/repositories"
+    return RepositoryRead.model_validate(repository)
+
+
+@router.get("", response_model=RepositoryRead)
+def get_repository(ctx: ProjectReader, session: SessionDep) -> RepositoryRead:
+    """Read the project's repository (404 when it has none)."""
+    return RepositoryRead.model_validate(service.get(session, project=ctx.project))
+
+
+@router.delete("", status_code=204)
+def remove_repository(ctx: ProjectWriter, session: SessionDep) -> Response:
+    """Remove the project's repository association."""
+    service.remove(session, actor=ctx.actor, project=ctx.project)
+    return Response(status_code=204)
+
+
+@router.post("/token", status_code=204, responses=_CHECK_RESPONSES)
+def check_repository_token(ctx: ProjectWriter, token: ProviderToken, session: SessionDep,
+                           request: Request) -> Response:
+    """Re-check the project's repository with a new access token (DPC)."""
+    service.check_token(session, actor=ctx.actor, project=ctx.project, token=token,
+                        settings=request.app.state.settings)
+    return Response(status_code=204)

@@ -1,0 +1,40 @@
+"""Wire models of the project's repository association (contract section 6)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import Field
+
+from stead.wire import WireModel, ci_enum
+
+# ``github`` (DPC) or ``git``, any git remote by URL (Stead); accepted in any case.
+if TYPE_CHECKING:  # the Literal types ci_enum builds at run time are plain strings to mypy
+    Provider = str
+else:
+    Provider = ci_enum("github", "git")
+
+
+class RepositoryCreate(WireModel):
+    """``POST /v1/projects/{projectId}/repositories`` body (DPC shape).
+
+    ``providerParameters`` depends on the provider: GitHub ``{"ownerName": "<user or
+    organisation>"}``; git ``{"url": "https://... | http://... | ssh://... | file://..."}``.
+    """
+
+    provider: Provider
+    repository_name: Annotated[str, Field(min_length=1, max_length=255,
+                                          examples=["finance-pipelines"])]
+    provider_parameters: Annotated[dict[str, Any], Field(examples=[{"ownerName": "acme-data"}])]
+
+
+class RepositoryRead(WireModel):
+    """The project's repository: what was asked for and what the provider reported."""
+
+    provider: str
+    repository_name: str
+    provider_parameters: dict[str, Any]
+    default_branch: str | None = Field(examples=["main"])
+    html_url: str | None = Field(examples=["https://github.com/acme-data/finance-pipelines"])
+    clone_url: str | None = Field(
+        examples=["https://github.com/acme-data/finance-pipelines.git"])
