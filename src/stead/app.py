@@ -15,7 +15,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stead.agents.routes import router as agents_router
@@ -115,6 +115,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         # A uniqueness race that slipped past the service's own check (ARCHITECTURE rule 5).
         return _problem(409, "conflict", "Conflict",
                         "The request conflicts with a concurrent change; retry it", request.url.path)
+
+    @app.exception_handler(DataError)
+    async def data_error(request: Request, exc: DataError) -> JSONResponse:
+        # A value the database cannot store that validation let through: still the caller's input.
+        log.warning("database refused a value: %s", type(exc.orig).__name__ if exc.orig else "")
+        return _problem(400, "validation", "Invalid request",
+                        "A value in the request cannot be stored", request.url.path)
 
     @app.exception_handler(OperationalError)
     async def database_down(request: Request, exc: OperationalError) -> JSONResponse:

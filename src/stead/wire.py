@@ -53,8 +53,21 @@ def check_name(value: str) -> str:
     return value
 
 
+def check_no_nul(value: str) -> str:
+    """Refuse NUL characters: PostgreSQL text cannot hold them, so they are bad input, not a 500.
+
+    Raises:
+        ValueError: ``value`` contains ``\\x00``.
+    """
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
 Name = Annotated[str, Field(examples=["finance-analytics"]), AfterValidator(check_name)]
-Description = Annotated[str, Field(max_length=DESCRIPTION_MAX)]
+#: Free text of any length the field allows; NUL refused.
+Text = Annotated[str, AfterValidator(check_no_nul)]
+Description = Annotated[Text, Field(max_length=DESCRIPTION_MAX)]
 
 
 def format_timestamp(value: datetime) -> str:
