@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -365,6 +366,34 @@ def test_sensitive_inline_value_is_refused_without_echo(
     assert not any(CANARY in d for d in details)
     out, err = capfd.readouterr()
     assert CANARY not in out + err
+
+
+def test_text_that_cannot_be_stored_is_refused(http: TestClient, admin: dict[str, str],
+                                               session_factory: sessionmaker[Session]) -> None:
+    env = arrange(http, admin, "redshift")
+    lone = "x\ud800"  # an unpaired surrogate: JSON can carry it, UTF-8 cannot
+    cases = [
+        (_with(env.body, "description", lone), "description"),
+        (_prop(env.body, "username", {"value": lone}), f"{PROPS}.username.value"),
+        (_prop(env.body, "password", {"secretName": lone}), f"{PROPS}.password.secretName"),
+        (_prop(env.body, lone, {"value": "x"}), PROPS),
+        (_with(env.body, "defaultConnections.DWH", {lone: "finance-dwh-prod"}),
+         "defaultConnections.DWH"),
+        (_with(env.body, "defaultConnections", {lone: {}}), "defaultConnections"),
+        (_with(env.body, "defaultConnections.DWH", {"redshift": lone}),
+         "defaultConnections.DWH.redshift"),
+    ]
+    headers = {**admin, "content-type": "application/json"}
+    assert http.post(env.base, json=env.body, headers=admin).status_code == 201
+    before = http.get(f"{env.base}/prod", headers=admin).json()
+    for body, field in cases:
+        resp = http.post(env.base, content=json.dumps({**body, "name": "other"}), headers=headers)
+        assert _clean_paths(assert_problem(resp, 400, field))
+        patch = {k: v for k, v in body.items() if k != "name"}
+        resp = http.patch(f"{env.base}/prod", content=json.dumps(patch), headers=headers)
+        assert _clean_paths(assert_problem(resp, 400, field))
+    assert _count(session_factory) == 1
+    assert http.get(f"{env.base}/prod", headers=admin).json() == before
 
 
 def test_agent_kinds_follow_the_deployment_type(http: TestClient, admin: dict[str, str],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from stead.wire import NAME_MAX, Description, Name, Timestamp, WireModel, ci_enum
@@ -28,15 +28,25 @@ DisplayName = Annotated[str, Field(min_length=1, max_length=NAME_MAX, examples=[
                         AfterValidator(_check_display_name)]
 
 
-def _no_nul(value: str) -> str:
-    """PostgreSQL text cannot hold NUL: refuse it as bad input rather than fail on write."""
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
+def _storable(value: str) -> bool:
+    """False for text neither UTF-8 nor PostgreSQL can hold: NUL, unpaired surrogates."""
+    return "\x00" not in value and not any(unicodedata.category(ch) == "Cs" for ch in value)
+
+
+def _check_text(value: str) -> str:
+    if not _storable(value):
+        raise ValueError("must not contain NUL or unpaired surrogate characters")
     return value
 
 
-Text = Annotated[str, AfterValidator(_no_nul)]
-FreeText = Annotated[Description, AfterValidator(_no_nul)]
+def _check_keys(value: Any) -> Any:
+    if isinstance(value, dict) and not all(isinstance(k, str) and _storable(k) for k in value):
+        raise ValueError("keys must not contain NUL or unpaired surrogate characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_check_text)]
+FreeText = Annotated[Description, AfterValidator(_check_text)]
 
 
 class PropertyValue(WireModel):
@@ -72,7 +82,7 @@ class ConnectionOverride(WireModel):
     """
 
     connection_name: Name
-    connection_properties: dict[str, PropertyValue]
+    connection_properties: Annotated[dict[str, PropertyValue], BeforeValidator(_check_keys)]
 
 
 class ConnectionOverrideUpdate(WireModel):
@@ -80,10 +90,14 @@ class ConnectionOverrideUpdate(WireModel):
     sensitive property left out keeps its stored reference."""
 
     connection_name: Name
-    connection_properties: dict[str, PropertyValue | None]
+    connection_properties: Annotated[dict[str, PropertyValue | None],
+                                     BeforeValidator(_check_keys)]
 
 
-DefaultConnections = dict[str, dict[str, Name]]
+DefaultConnections = Annotated[
+    dict[str, Annotated[dict[str, Name], BeforeValidator(_check_keys)]],
+    BeforeValidator(_check_keys),
+]
 """``{"DWH": {"<snowflake|redshift>": "<connection name>"}}``; the service checks the shape."""
 
 _DEFAULT_CONNECTIONS_EXAMPLE = [{"DWH": {"redshift": "finance-dwh-prod"}}]
