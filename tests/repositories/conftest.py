@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from stead.settings import Settings
-from tests.support.git_server import git_server  # noqa: F401 - fixture
+from tests.support.git_server import GitServer, git_server_session  # noqa: F401 - fixture
 from tests.support.github_fake import GitHubFake, github_fake_server  # noqa: F401 - fixture
 
 UPSTREAM_TIMEOUT = 2.0
@@ -22,6 +22,13 @@ def github(github_fake_server: GitHubFake) -> GitHubFake:  # noqa: F811 - fixtur
     """The GitHub fake, emptied for this test."""
     github_fake_server.reset()
     return github_fake_server
+
+
+@pytest.fixture
+def git_server(git_server_session: GitServer) -> GitServer:  # noqa: F811 - fixture use
+    """The git HTTP server, its tokens forgotten for this test."""
+    git_server_session.reset()
+    return git_server_session
 
 
 @pytest.fixture

@@ -79,6 +79,11 @@ class GitServer:
         self._server.shutdown()
         self._server.server_close()
 
+    def reset(self) -> None:
+        """Forget every token and recorded user name (repositories stay)."""
+        self.tokens.clear()
+        self.usernames.clear()
+
     def create_repo(self, name: str, *, head: str = "main", branches: Iterable[str] = ("main",)
                     ) -> Path:
         """A bare repository ``<name>.git`` with one commit on each of ``branches`` and HEAD on
@@ -169,8 +174,8 @@ class GitServer:
 
 
 @pytest.fixture(scope="session")
-def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
-    """The session's git HTTP server; tests create their own repositories and tokens."""
+def git_server_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
+    """The session's git HTTP server (reset it before use: see :meth:`GitServer.reset`)."""
     server = GitServer(tmp_path_factory.mktemp("git-server"))
     server.start()
     yield server
