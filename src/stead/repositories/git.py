@@ -57,7 +57,8 @@ URL_FIELD = "providerParameters.url"
 
 def check_url(value: str) -> str:
     """A remote URL Stead may store and call: scheme in :data:`SCHEMES`, a host (none or
-    ``localhost`` for ``file://``), no password, query, fragment, space or control character.
+    ``localhost`` for ``file://``) and user name not starting with ``-``, no password, query,
+    fragment, space or control character.
 
     Raises:
         ValueError: saying which rule failed, never echoing the URL.
@@ -81,6 +82,9 @@ def check_url(value: str) -> str:
             raise ValueError("a file:// URL must name an absolute path on this server")
     elif not parts.hostname:
         raise ValueError("must name a host")
+    elif parts.hostname.startswith("-") or (parts.username or "").startswith("-"):
+        # ssh would read them as options
+        raise ValueError("host and user name must not start with '-'")
     return value
 
 
