@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
-from stead.wire import WireModel, ci_enum
+from stead.wire import Text, WireModel, ci_enum
 
 # ``github`` (DPC) or ``git``, any git remote by URL (Stead); accepted in any case.
 if TYPE_CHECKING:  # the Literal types ci_enum builds at run time are plain strings to mypy
@@ -23,7 +23,7 @@ class RepositoryCreate(WireModel):
     """
 
     provider: Provider
-    repository_name: Annotated[str, Field(min_length=1, max_length=255,
+    repository_name: Annotated[Text, Field(min_length=1, max_length=255,
                                           examples=["finance-pipelines"])]
     provider_parameters: Annotated[dict[str, Any], Field(examples=[{"ownerName": "acme-data"}])]
 
