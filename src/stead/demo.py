@@ -43,6 +43,7 @@ def example(name: str, **substitutions: str) -> dict[str, Any]:
 
 def create_bare_repository(path: Path, *, branch: str = "main") -> Path:
     """Create a bare git repository at ``path`` with one commit (a README) on ``branch``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     repo = Repo.init_bare(str(path), mkdir=True)
     blob = Blob.from_string(b"# Pipelines\n\nProvisioned by Stead.\n")
     tree = Tree()
