@@ -22,4 +22,6 @@ demo: install
 # The suite starts its own private PostgreSQL cluster (tests/support/postgres.py) unless
 # STEAD_TEST_POSTGRES_URL points at one.
 test: install-test
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy src
 	$(BIN)/pytest -q

@@ -81,8 +81,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def settings(db_url: str, tmp_path: Path) -> Settings:
     """Settings for an app on ``db_url`` with its own data directory."""
-    return Settings(data_dir=tmp_path / "data", database_url=db_url,
-                    github_api_url="http://127.0.0.1:9/unused")
+    return Settings(
+        data_dir=tmp_path / "data", database_url=db_url, github_api_url="http://127.0.0.1:9/unused"
+    )
 
 
 @pytest.fixture
@@ -103,5 +104,3 @@ def session_factory(http: TestClient) -> sessionmaker[Session]:
 def admin(http: TestClient, session_factory: sessionmaker[Session]) -> dict[str, str]:
     """Authorization headers of a SUPER_ADMIN API client."""
     return auth(http, session_factory, "SUPER_ADMIN")
-
-

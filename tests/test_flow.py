@@ -30,18 +30,30 @@ def served(db_url: str, tmp_path: Path) -> Iterator[tuple[str, str, str, Path]]:
     proc.wait(timeout=20)
 
 
-def test_provisioning_flow_for_both_warehouses(served: tuple[str, str, str, Path],
-                                               tmp_path: Path) -> None:
+def test_provisioning_flow_for_both_warehouses(
+    served: tuple[str, str, str, Path], tmp_path: Path
+) -> None:
     base_url, client_id, secret, log_path = served
     steps: list[Step] = []
-    results = run_flow(base_url, client_id, secret, tmp_path / "git", report=steps.append,
-                       git_token=GIT_TOKEN_CANARY)
+    results = run_flow(
+        base_url,
+        client_id,
+        secret,
+        tmp_path / "git",
+        report=steps.append,
+        git_token=GIT_TOKEN_CANARY,
+    )
     assert [r.warehouse for r in results] == ["redshift", "snowflake"]
     assert all(s.status < 400 for s in steps)
 
-    token = httpx.post(f"{base_url}/oauth/dpc/token", data={
-        "grant_type": "client_credentials", "client_id": client_id, "client_secret": secret,
-    }).json()["access_token"]
+    token = httpx.post(
+        f"{base_url}/oauth/dpc/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": secret,
+        },
+    ).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=base_url, headers=headers) as http:
         listed = http.get("/v1/projects").json()
@@ -59,15 +71,23 @@ def test_provisioning_flow_for_both_warehouses(served: tuple[str, str, str, Path
         assert props["port"] == {"value": "5439"}
         env = http.get(f"/v1/projects/{snowflake.project_id}/environments/prod").json()
         assert env["defaultUserAccessLevel"] == "runner"
-        assert env["connectionOverrides"][0]["connectionProperties"]["privateKey"]["secretName"] \
+        assert (
+            env["connectionOverrides"][0]["connectionProperties"]["privateKey"]["secretName"]
             == "growth-prod-private-key"
+        )
         repo = http.get(f"/v1/projects/{redshift.project_id}/repositories").json()
         assert repo["provider"] == "git" and repo["repositoryName"] == "finance-pipelines"
         assert repo["defaultBranch"] == "main"
-        everything = [http.get(f"/v1/projects/{r.project_id}/{what}").text
-                      for r in results
-                      for what in ("environments", "secret-references", "repositories",
-                                   "data-platform-connections")]
+        everything = [
+            http.get(f"/v1/projects/{r.project_id}/{what}").text
+            for r in results
+            for what in (
+                "environments",
+                "secret-references",
+                "repositories",
+                "data-platform-connections",
+            )
+        ]
 
     log = log_path.read_text()
     assert '"path": "/v1/projects"' in log  # the access log is there, and it is clean:
@@ -80,7 +100,10 @@ def test_stead_demo_command(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STEAD_")}
     proc = subprocess.run(
         [sys.executable, "-m", "stead.cli.main", "demo", "--data-dir", str(tmp_path / "demo")],
-        capture_output=True, text=True, timeout=180, env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "demo complete" in proc.stdout

@@ -15,8 +15,9 @@ from stead.models import Base
 def test_no_drift_between_models_and_migrations(db_url: str) -> None:
     engine = create_engine(db_url)
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
-                                Base.metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
+        )
     engine.dispose()
     assert diff == []
 

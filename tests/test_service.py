@@ -16,7 +16,9 @@ def test_health_ready_metrics_openapi(http: TestClient, admin: dict[str, str]) -
     assert http.get("/readyz").json() == {"status": "ok"}
     http.get("/v1/projects", headers=admin)
     metrics = http.get("/metrics").text
-    assert 'stead_http_requests_total{method="GET",route="/v1/projects",status="200"} 1.0' in metrics
+    assert (
+        'stead_http_requests_total{method="GET",route="/v1/projects",status="200"} 1.0' in metrics
+    )
     spec = http.get("/openapi.json").json()
     assert "/v1/projects" in spec["paths"] and "/oauth/dpc/token" in spec["paths"]
     assert not any(p.startswith("/dpc/") for p in spec["paths"])

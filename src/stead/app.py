@@ -1,4 +1,4 @@
-"""The ASGI application: routers under ``/v1`` and ``/dpc/v1``, error handlers, service endpoints."""
+"""The ASGI application: routers under ``/v1`` and ``/dpc/v1``, error handlers, service routes."""
 
 from __future__ import annotations
 
@@ -38,17 +38,36 @@ access_log = structlog.get_logger("stead.access")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 API_ROUTERS: list[APIRouter] = [
-    projects_router, agents_router, connections_router, secret_references_router,
-    environments_router, repositories_router,
+    projects_router,
+    agents_router,
+    connections_router,
+    secret_references_router,
+    environments_router,
+    repositories_router,
 ]
 
 
-def _problem(status: int, kind: str, title: str, detail: str, instance: str,
-             violations: list[str] | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+def _problem(
+    status: int,
+    kind: str,
+    title: str,
+    detail: str,
+    instance: str,
+    violations: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     return JSONResponse(
-        {"type": PROBLEM_BASE + kind, "title": title, "status": status, "detail": detail,
-         "instance": instance, "violations": violations or []},
-        status_code=status, media_type=PROBLEM_JSON, headers=headers,
+        {
+            "type": PROBLEM_BASE + kind,
+            "title": title,
+            "status": status,
+            "detail": detail,
+            "instance": instance,
+            "violations": violations or [],
+        },
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
     )
 
 
@@ -91,8 +110,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         headers = dict(exc.headers)
         if isinstance(exc, Unauthorized):
             headers["WWW-Authenticate"] = "Bearer"
-        return JSONResponse(exc.to_problem(request.url.path), status_code=exc.status,
-                            media_type=PROBLEM_JSON, headers=headers)
+        return JSONResponse(
+            exc.to_problem(request.url.path),
+            status_code=exc.status,
+            media_type=PROBLEM_JSON,
+            headers=headers,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -106,35 +129,56 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kinds = {404: "not-found", 405: "method-not-allowed"}
-        return _problem(exc.status_code, kinds.get(exc.status_code, "http-error"),
-                        str(exc.detail), str(exc.detail), request.url.path,
-                        headers=getattr(exc, "headers", None))
+        return _problem(
+            exc.status_code,
+            kinds.get(exc.status_code, "http-error"),
+            str(exc.detail),
+            str(exc.detail),
+            request.url.path,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(IntegrityError)
     async def integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:
         # A uniqueness race that slipped past the service's own check (ARCHITECTURE rule 5).
-        return _problem(409, "conflict", "Conflict",
-                        "The request conflicts with a concurrent change; retry it", request.url.path)
+        return _problem(
+            409,
+            "conflict",
+            "Conflict",
+            "The request conflicts with a concurrent change; retry it",
+            request.url.path,
+        )
 
     @app.exception_handler(DataError)
     async def data_error(request: Request, exc: DataError) -> JSONResponse:
         # A value the database cannot store that validation let through: still the caller's input.
         log.warning("database refused a value: %s", type(exc.orig).__name__ if exc.orig else "")
-        return _problem(400, "validation", "Invalid request",
-                        "A value in the request cannot be stored", request.url.path)
+        return _problem(
+            400,
+            "validation",
+            "Invalid request",
+            "A value in the request cannot be stored",
+            request.url.path,
+        )
 
     @app.exception_handler(OperationalError)
     async def database_down(request: Request, exc: OperationalError) -> JSONResponse:
         log.error("database error: %s", type(exc.orig).__name__ if exc.orig else "unknown")
-        return _problem(503, "unavailable", "Service unavailable",
-                        "The database is unavailable; retry shortly", request.url.path,
-                        headers={"Retry-After": "1"})
+        return _problem(
+            503,
+            "unavailable",
+            "Service unavailable",
+            "The database is unavailable; retry shortly",
+            request.url.path,
+            headers={"Retry-After": "1"},
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
-        return _problem(500, "internal", "Internal error", "An unexpected error occurred",
-                        request.url.path)
+        return _problem(
+            500, "internal", "Internal error", "An unexpected error occurred", request.url.path
+        )
 
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -143,7 +187,9 @@ _API_PREFIXES = ("/v1/", "/dpc/v1/")
 
 def _is_json(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
 async def _request_middleware(
@@ -160,11 +206,15 @@ async def _request_middleware(
     path = request.url.path
     response: Response | None = None
     if request.method in _BODY_METHODS and path.startswith(_API_PREFIXES):
-        has_body = (request.headers.get("content-length", "0") != "0"
-                    or "transfer-encoding" in request.headers)
+        has_body = (
+            request.headers.get("content-length", "0") != "0"
+            or "transfer-encoding" in request.headers
+        )
         if has_body and not _is_json(request.headers.get("content-type", "")):
-            exc = UnsupportedMediaType("The request body must be application/json",
-                                       violations=["Content-Type: must be application/json"])
+            exc = UnsupportedMediaType(
+                "The request body must be application/json",
+                violations=["Content-Type: must be application/json"],
+            )
             response = JSONResponse(exc.to_problem(path), status_code=415, media_type=PROBLEM_JSON)
     if response is None:
         response = await call_next(request)
@@ -177,8 +227,12 @@ async def _request_middleware(
     request.app.state.metrics.observe(request.method, route, response.status_code, elapsed)
     actor = getattr(request.state, "actor", None)
     access_log.info(
-        "request", method=request.method, path=path, status=response.status_code,
-        duration_ms=round(elapsed * 1000, 2), request_id=request_id,
+        "request",
+        method=request.method,
+        path=path,
+        status=response.status_code,
+        duration_ms=round(elapsed * 1000, 2),
+        request_id=request_id,
         actor=actor.id if actor else None,
     )
     return response

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-
 from sqlalchemy import DateTime, Engine, MetaData, String, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -63,7 +62,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
-    """Declarative base: constraint naming convention, ``created_at``/``updated_at`` on every table."""
+    """Declarative base: constraint naming convention; ``created_at``/``updated_at`` everywhere."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -75,7 +74,7 @@ UUIDStr = String(36)
 
 
 def _configure_sqlite(engine: Engine) -> None:
-    """WAL, foreign keys, a busy timeout, and explicit BEGIN handling (SQLAlchemy's pysqlite recipe)."""
+    """WAL, foreign keys, a busy timeout, and explicit BEGIN (SQLAlchemy's pysqlite recipe)."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:

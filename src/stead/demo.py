@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 from dulwich.objects import Blob, Commit, Tree
+from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from stead.db import make_engine, make_sessionmaker, session_scope
@@ -57,8 +58,9 @@ def create_bare_repository(path: Path, *, branch: str = "main") -> Path:
     commit.message = b"Initial commit\n"
     for obj in (blob, tree, commit):
         repo.object_store.add_object(obj)
-    repo.refs[f"refs/heads/{branch}".encode()] = commit.id
-    repo.refs.set_symbolic_ref(b"HEAD", f"refs/heads/{branch}".encode())
+    head = Ref(f"refs/heads/{branch}".encode())
+    repo.refs[head] = commit.id
+    repo.refs.set_symbolic_ref(Ref(b"HEAD"), head)
     repo.close()
     return path
 
@@ -91,9 +93,14 @@ class FlowError(RuntimeError):
     """A call of the flow did not answer as the contract says."""
 
 
-def run_flow(base_url: str, client_id: str, client_secret: str, git_dir: Path,
-             report: Callable[[Step], None] = lambda step: None,
-             git_token: str | None = None) -> list[Provisioned]:
+def run_flow(
+    base_url: str,
+    client_id: str,
+    client_secret: str,
+    git_dir: Path,
+    report: Callable[[Step], None] = lambda step: None,
+    git_token: str | None = None,
+) -> list[Provisioned]:
     """Replay the provisioning flow for both warehouses against the server at ``base_url``.
 
     ``git_dir`` receives the bare repositories; ``git_token`` is sent as the
@@ -112,9 +119,14 @@ def run_flow(base_url: str, client_id: str, client_secret: str, git_dir: Path,
                 raise FlowError(f"{method} {path} answered {resp.status_code}: {resp.text}")
             return body
 
-        token = http.post("/oauth/dpc/token", data={
-            "grant_type": "client_credentials", "client_id": client_id,
-            "client_secret": client_secret})
+        token = http.post(
+            "/oauth/dpc/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": client_id,
+                "client_secret": client_secret,
+            },
+        )
         report(Step("POST", "/oauth/dpc/token", token.status_code, {"token_type": "Bearer"}))
         if token.status_code != 200:
             raise FlowError(f"token endpoint answered {token.status_code}")
@@ -130,27 +142,45 @@ def run_flow(base_url: str, client_id: str, client_secret: str, git_dir: Path,
             agent_body = example("02-create-agent")
             agent_body["name"] = f"{agent_body['name']} ({warehouse})"
             done.agent_id = call("POST", "/v1/agents", 201, json=agent_body)["agentId"]
-            connection = call("POST", f"{base}/data-platform-connections", 201,
-                              json=example(f"03-create-connection-{warehouse}"))
+            connection = call(
+                "POST",
+                f"{base}/data-platform-connections",
+                201,
+                json=example(f"03-create-connection-{warehouse}"),
+            )
             done.connection = connection["name"]
             environment_body = example(f"05-create-environment-{warehouse}", agentId=done.agent_id)
             props = environment_body["connectionOverrides"][0]["connectionProperties"]
-            done.secret_reference = next(v["secretName"] for v in props.values() if "secretName" in v)
+            done.secret_reference = next(
+                v["secretName"] for v in props.values() if "secretName" in v
+            )
             reference = example("04-create-secret-reference-aws", agentId=done.agent_id)
             if warehouse == "snowflake":
-                reference.update(secretName="prod/growth/snowflake", secretKey="private_key",
-                                 description="Snowflake private key for the prod environment")
+                reference.update(
+                    secretName="prod/growth/snowflake",
+                    secretKey="private_key",
+                    description="Snowflake private key for the prod environment",
+                )
             call("POST", f"{base}/secret-references/{done.secret_reference}", 201, json=reference)
-            done.environment = call("POST", f"{base}/environments", 201,
-                                    json=environment_body)["name"]
+            done.environment = call("POST", f"{base}/environments", 201, json=environment_body)[
+                "name"
+            ]
             repo_body = example("06-associate-repository")
             if warehouse == "snowflake":
                 repo_body["repositoryName"] = "growth-pipelines"
             remote = create_bare_repository(git_dir / f"{repo_body['repositoryName']}.git")
-            repo_body = {"provider": "git", "repositoryName": repo_body["repositoryName"],
-                         "providerParameters": {"url": remote.resolve().as_uri()}}
-            done.repository = call("POST", f"{base}/repositories", 201, json=repo_body,
-                                   headers={"Git-Provider-Access-Token": git_token or secrets.token_urlsafe(16)})
+            repo_body = {
+                "provider": "git",
+                "repositoryName": repo_body["repositoryName"],
+                "providerParameters": {"url": remote.resolve().as_uri()},
+            }
+            done.repository = call(
+                "POST",
+                f"{base}/repositories",
+                201,
+                json=repo_body,
+                headers={"Git-Provider-Access-Token": git_token or secrets.token_urlsafe(16)},
+            )
             call("GET", f"{base}/environments/{done.environment}", 200)
             results.append(done)
         return results
@@ -166,12 +196,16 @@ def start_server(data_dir: Path, port: int, database_url: str = "") -> subproces
     log = open(data_dir / "server.log", "ab")  # noqa: SIM115 - handed to the child process
     proc = subprocess.Popen(
         [sys.executable, "-m", "stead.cli.main", "serve", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"stead serve exited with {proc.returncode}; see {data_dir}/server.log")
+            raise RuntimeError(
+                f"stead serve exited with {proc.returncode}; see {data_dir}/server.log"
+            )
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                 return proc

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 
 
 class Metrics:
@@ -13,12 +19,16 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "stead_http_requests", "HTTP requests handled", ["method", "route", "status"],
+            "stead_http_requests",
+            "HTTP requests handled",
+            ["method", "route", "status"],
             registry=self.registry,
         )
         self.latency = Histogram(
-            "stead_http_request_duration_seconds", "HTTP request latency in seconds",
-            ["method", "route"], registry=self.registry,
+            "stead_http_request_duration_seconds",
+            "HTTP request latency in seconds",
+            ["method", "route"],
+            registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
 

@@ -11,6 +11,16 @@ from stead.repositories.models import Repository
 from stead.secrets.models import SecretReference
 
 __all__ = [
-    "Account", "Agent", "AgentAllowedProject", "ApiClient", "AuditEvent", "Base", "Connection",
-    "Environment", "Project", "ProjectMember", "Repository", "SecretReference",
+    "Account",
+    "Agent",
+    "AgentAllowedProject",
+    "ApiClient",
+    "AuditEvent",
+    "Base",
+    "Connection",
+    "Environment",
+    "Project",
+    "ProjectMember",
+    "Repository",
+    "SecretReference",
 ]

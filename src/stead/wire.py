@@ -7,10 +7,18 @@ from __future__ import annotations
 
 import unicodedata
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    PlainSerializer,
+)
 from pydantic.alias_generators import to_camel
+from pydantic_core import core_schema
 
 NAME_MAX = 255
 DESCRIPTION_MAX = 2000
@@ -53,20 +61,25 @@ def check_name(value: str) -> str:
     return value
 
 
-def check_no_nul(value: str) -> str:
-    """Refuse NUL characters: PostgreSQL text cannot hold them, so they are bad input, not a 500.
+def storable(value: str) -> bool:
+    """False for text that neither UTF-8 nor PostgreSQL can hold: NUL, unpaired surrogates."""
+    return "\x00" not in value and not any(unicodedata.category(ch) == "Cs" for ch in value)
+
+
+def check_text(value: str) -> str:
+    """Refuse text the database cannot store (see :func:`storable`): bad input, never a 500.
 
     Raises:
-        ValueError: ``value`` contains ``\\x00``.
+        ValueError: ``value`` holds NUL or an unpaired surrogate.
     """
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
+    if not storable(value):
+        raise ValueError("must not contain NUL or unpaired surrogate characters")
     return value
 
 
 Name = Annotated[str, Field(examples=["finance-analytics"]), AfterValidator(check_name)]
-#: Free text of any length the field allows; NUL refused.
-Text = Annotated[str, AfterValidator(check_no_nul)]
+#: Free text; NUL and unpaired surrogates refused.
+Text = Annotated[str, AfterValidator(check_text)]
 Description = Annotated[Text, Field(max_length=DESCRIPTION_MAX)]
 
 
@@ -83,21 +96,26 @@ Timestamp = Annotated[
 ]
 
 
-def ci_enum(*values: str) -> Any:
-    """An enum type accepting ``values`` case-insensitively and returning the canonical spelling.
+class CaseInsensitive:
+    """Marker for ``Annotated[Literal[...], CaseInsensitive()]``: accept the literal's values in any
+    case and return its canonical spelling.
 
     Contract section 1: enums are accepted case-insensitively on input (the DPC examples send
     ``dwh``, ``redshift``, ``password``) and returned in canonical form.
     """
-    canonical = {v.casefold(): v for v in values}
 
-    def _canonicalise(value: Any) -> Any:
-        if isinstance(value, str):
-            return canonical.get(value.casefold(), value)
-        return value
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        canonical = {str(v).casefold(): v for v in get_args(source)}
 
-    return Annotated[Literal[values], BeforeValidator(_canonicalise)]  # type: ignore[valid-type]
+        def fold(value: Any) -> Any:
+            return canonical.get(value.casefold(), value) if isinstance(value, str) else value
+
+        return core_schema.no_info_before_validator_function(fold, handler(source))
 
 
-Warehouse = ci_enum("SNOWFLAKE", "REDSHIFT")
-AgentDeploymentType = ci_enum("HYBRID", "FULL_SAAS")
+CI = CaseInsensitive()
+
+Warehouse = Annotated[Literal["SNOWFLAKE", "REDSHIFT"], CI]
+AgentDeploymentType = Annotated[Literal["HYBRID", "FULL_SAAS"], CI]

@@ -37,13 +37,18 @@ def _count(factory: sessionmaker[Session], model: Any = Agent) -> int:
 
 def _actions(factory: sessionmaker[Session]) -> list[str]:
     with factory() as session:
-        return list(session.scalars(
-            select(AuditEvent.action).where(AuditEvent.action.like("agent.%"))
-            .order_by(AuditEvent.id)))
+        return list(
+            session.scalars(
+                select(AuditEvent.action)
+                .where(AuditEvent.action.like("agent.%"))
+                .order_by(AuditEvent.id)
+            )
+        )
 
 
-def _project(http: TestClient, headers: dict[str, str], name: str = "finance",
-             deployment: str = "HYBRID") -> str:
+def _project(
+    http: TestClient, headers: dict[str, str], name: str = "finance", deployment: str = "HYBRID"
+) -> str:
     body = {"name": name, "warehouse": "REDSHIFT", "agentDeploymentType": deployment}
     resp = http.post("/v1/projects", json=body, headers=headers)
     assert resp.status_code == 201, resp.text
@@ -53,30 +58,54 @@ def _project(http: TestClient, headers: dict[str, str], name: str = "finance",
 def _environment(factory: sessionmaker[Session], project_id: str, agent_id: str) -> None:
     """An environment row using ``agent_id`` (the environments API is another module's)."""
     for session in session_scope(factory, write=True):
-        connection = Connection(project_id=project_id, name="dwh", name_key="dwh",
-                                platform_connection_type="DWH", auth_provider="REDSHIFT",
-                                auth_type="PASSWORD")
+        connection = Connection(
+            project_id=project_id,
+            name="dwh",
+            name_key="dwh",
+            platform_connection_type="DWH",
+            auth_provider="REDSHIFT",
+            auth_type="PASSWORD",
+        )
         session.add(connection)
         session.flush()
-        session.add(Environment(project_id=project_id, connection_id=connection.id, name="prod",
-                                name_key="prod", display_name="prod", default_agent_id=agent_id,
-                                default_user_access_level="default", connection_properties={}))
+        session.add(
+            Environment(
+                project_id=project_id,
+                connection_id=connection.id,
+                name="prod",
+                name_key="prod",
+                display_name="prod",
+                default_agent_id=agent_id,
+                default_user_access_level="default",
+                connection_properties={},
+            )
+        )
 
 
-def test_create_read_list_delete(http: TestClient, admin: dict[str, str],
-                                 session_factory: sessionmaker[Session]) -> None:
+def test_create_read_list_delete(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     resp = http.post("/v1/agents", json=example("02-create-agent"), headers=admin)
     assert resp.status_code == 201, resp.text
     agent = resp.json()
     agent_id = agent["agentId"]
     assert resp.headers["location"] == f"/v1/agents/{agent_id}"
     assert agent == {
-        "agentId": agent_id, "name": "eu-west-1 fargate agent",
+        "agentId": agent_id,
+        "name": "eu-west-1 fargate agent",
         "description": "Customer-hosted agent in the data VPC.",
-        "agentType": "data_productivity_cloud", "cloudProvider": "aws", "deployment": "fargate",
-        "agentStatus": "stopped", "connected": False, "enableAutoUpdates": True,
-        "restrictedAccess": False, "trackName": "current", "hosted": False, "clientId": None,
-        "createdAt": agent["createdAt"], "updatedAt": agent["updatedAt"],
+        "agentType": "data_productivity_cloud",
+        "cloudProvider": "aws",
+        "deployment": "fargate",
+        "agentStatus": "stopped",
+        "connected": False,
+        "enableAutoUpdates": True,
+        "restrictedAccess": False,
+        "trackName": "current",
+        "hosted": False,
+        "clientId": None,
+        "createdAt": agent["createdAt"],
+        "updatedAt": agent["updatedAt"],
     }
     assert agent["createdAt"].endswith("Z") and len(agent["createdAt"]) == 24
     assert http.get(f"/v1/agents/{agent_id}", headers=admin).json() == agent
@@ -93,33 +122,54 @@ def test_create_read_list_delete(http: TestClient, admin: dict[str, str],
     assert_problem(http.get(f"/v1/agents/{agent_id}", headers=admin), 404)
     assert _actions(session_factory) == ["agent.created", "agent.deleted"]
     # a deleted name can be reused
-    assert http.post("/v1/agents", json=example("02-create-agent"),
-                     headers=admin).status_code == 201
+    assert (
+        http.post("/v1/agents", json=example("02-create-agent"), headers=admin).status_code == 201
+    )
 
 
 def test_enums_are_case_insensitive_and_defaults(http: TestClient, admin: dict[str, str]) -> None:
-    azure = create_agent(http, admin, agentType="Data_Productivity_Cloud", cloudProvider="AZURE",
-                         deployment="Container App")
+    azure = create_agent(
+        http,
+        admin,
+        agentType="Data_Productivity_Cloud",
+        cloudProvider="AZURE",
+        deployment="Container App",
+    )
     assert (azure["agentType"], azure["cloudProvider"], azure["deployment"]) == (
-        "data_productivity_cloud", "azure", "container app")
-    gcp = create_agent(http, admin, agentType="STREAMING", cloudProvider="google_cloud",
-                       deployment="gce", enableAutoUpdates=False)
+        "data_productivity_cloud",
+        "azure",
+        "container app",
+    )
+    gcp = create_agent(
+        http,
+        admin,
+        agentType="STREAMING",
+        cloudProvider="google_cloud",
+        deployment="gce",
+        enableAutoUpdates=False,
+    )
     assert (gcp["cloudProvider"], gcp["deployment"]) == ("gcp", "gce")
     snowflake = create_agent(http, admin, cloudProvider="snowflake", deployment="native app")
     assert snowflake["deployment"] == "native app"
 
-    minimal = {"name": "minimal", "agentType": "data_productivity_cloud", "cloudProvider": "aws",
-               "deployment": "eks"}
+    minimal = {
+        "name": "minimal",
+        "agentType": "data_productivity_cloud",
+        "cloudProvider": "aws",
+        "deployment": "eks",
+    }
     got = http.post("/v1/agents", json=minimal, headers=admin).json()
     assert got["enableAutoUpdates"] is True and got["restrictedAccess"] is False
     assert got["description"] is None and got["trackName"] is None
-    streaming = http.post("/v1/agents", json={**minimal, "name": "stream",
-                                              "agentType": "streaming"}, headers=admin).json()
+    streaming = http.post(
+        "/v1/agents", json={**minimal, "name": "stream", "agentType": "streaming"}, headers=admin
+    ).json()
     assert streaming["enableAutoUpdates"] is False
 
 
-def test_validation_rules(http: TestClient, admin: dict[str, str],
-                          session_factory: sessionmaker[Session]) -> None:
+def test_validation_rules(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     good = example("02-create-agent")
     streaming = {**good, "agentType": "streaming", "enableAutoUpdates": False}
     cases = [
@@ -137,8 +187,7 @@ def test_validation_rules(http: TestClient, admin: dict[str, str],
         ({**good, "cloudProvider": "azure", "deployment": "aci"}, "deployment"),  # streaming only
         ({**good, "cloudProvider": "gcp", "deployment": "gce"}, "deployment"),  # streaming only
         ({**streaming, "cloudProvider": "azure", "deployment": "container app"}, "deployment"),
-        ({**streaming, "cloudProvider": "snowflake", "deployment": "native app"},
-         "cloudProvider"),
+        ({**streaming, "cloudProvider": "snowflake", "deployment": "native app"}, "cloudProvider"),
         ({**streaming, "enableAutoUpdates": True}, "enableAutoUpdates"),
         ({**good, "enableAutoUpdates": "sometimes"}, "enableAutoUpdates"),
         ({**good, "restrictedAccess": [True]}, "restrictedAccess"),
@@ -152,28 +201,42 @@ def test_validation_rules(http: TestClient, admin: dict[str, str],
     ]
     for body, field in cases:
         assert_problem(http.post("/v1/agents", json=body, headers=admin), 400, field)
-    assert_problem(http.post("/v1/agents", content=b"{", headers={
-        **admin, "content-type": "application/json"}), 400)
+    assert_problem(
+        http.post(
+            "/v1/agents", content=b"{", headers={**admin, "content-type": "application/json"}
+        ),
+        400,
+    )
     assert _count(session_factory) == 1  # the hosted agent only
     assert _actions(session_factory) == []
 
 
-def test_duplicate_name_is_case_insensitive(http: TestClient, admin: dict[str, str],
-                                            session_factory: sessionmaker[Session]) -> None:
+def test_duplicate_name_is_case_insensitive(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     first = create_agent(http, admin, name="Straße")
-    body = assert_problem(http.post("/v1/agents", json={**example("02-create-agent"),
-                                                        "name": "STRASSE"}, headers=admin),
-                          409, "name")
+    body = assert_problem(
+        http.post(
+            "/v1/agents", json={**example("02-create-agent"), "name": "STRASSE"}, headers=admin
+        ),
+        409,
+        "name",
+    )
     assert body["existingId"] == first["agentId"]
-    hosted = assert_problem(http.post("/v1/agents", json={**example("02-create-agent"),
-                                                          "name": "HOSTED AGENT"}, headers=admin),
-                            409, "name")
+    hosted = assert_problem(
+        http.post(
+            "/v1/agents", json={**example("02-create-agent"), "name": "HOSTED AGENT"}, headers=admin
+        ),
+        409,
+        "name",
+    )
     assert hosted["existingId"] == hosted_agent_id(session_factory)
     assert _count(session_factory) == 2
 
 
-def test_member_reads_but_cannot_change(http: TestClient, admin: dict[str, str],
-                                        session_factory: sessionmaker[Session]) -> None:
+def test_member_reads_but_cannot_change(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     agent_id = create_agent(http, admin)["agentId"]
     member = auth(http, session_factory, "MEMBER")
     assert http.get("/v1/agents", headers=member).json()["total"] == 2
@@ -182,10 +245,15 @@ def test_member_reads_but_cannot_change(http: TestClient, admin: dict[str, str],
     before = _actions(session_factory)
     assert_problem(http.post("/v1/agents", json=example("02-create-agent"), headers=member), 403)
     assert_problem(http.delete(f"/v1/agents/{agent_id}", headers=member), 403)
-    assert_problem(http.put(f"/v1/agents/{agent_id}/allowlist", json={"projects": {}},
-                            headers=member), 403)
-    assert_problem(http.post(f"/v1/agents/{agent_id}/credentials",
-                             json={"action": "SECRET_REFRESH"}, headers=member), 403)
+    assert_problem(
+        http.put(f"/v1/agents/{agent_id}/allowlist", json={"projects": {}}, headers=member), 403
+    )
+    assert_problem(
+        http.post(
+            f"/v1/agents/{agent_id}/credentials", json={"action": "SECRET_REFRESH"}, headers=member
+        ),
+        403,
+    )
     assert _count(session_factory) == 2 and _actions(session_factory) == before
     # an ADMIN may manage agents
     admin_client = auth(http, session_factory, "ADMIN")
@@ -195,20 +263,22 @@ def test_member_reads_but_cannot_change(http: TestClient, admin: dict[str, str],
 
 def test_malformed_and_unknown_ids(http: TestClient, admin: dict[str, str]) -> None:
     calls: list[tuple[str, str, dict[str, Any] | None]] = [
-        ("GET", "", None), ("DELETE", "", None), ("GET", "/allowlist", None),
+        ("GET", "", None),
+        ("DELETE", "", None),
+        ("GET", "/allowlist", None),
         ("PUT", "/allowlist", {"projects": {}}),
         ("POST", "/credentials", {"action": "SECRET_REFRESH"}),
     ]
     for method, suffix, body in calls:
         bad = http.request(method, f"/v1/agents/not-a-uuid{suffix}", json=body, headers=admin)
         assert_problem(bad, 400, "agentId")
-        unknown = http.request(method, f"/v1/agents/{UNKNOWN_ID}{suffix}", json=body,
-                               headers=admin)
+        unknown = http.request(method, f"/v1/agents/{UNKNOWN_ID}{suffix}", json=body, headers=admin)
         assert_problem(unknown, 404)
 
 
-def test_allow_list(http: TestClient, admin: dict[str, str],
-                    session_factory: sessionmaker[Session]) -> None:
+def test_allow_list(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     agent_id = create_agent(http, admin, restrictedAccess=True)["agentId"]
     url = f"/v1/agents/{agent_id}/allowlist"
     assert http.get(url, headers=admin).json() == {"projects": {}}
@@ -231,24 +301,34 @@ def test_allow_list(http: TestClient, admin: dict[str, str],
     ]
     for bad, field in cases:
         assert_problem(http.put(url, json=bad, headers=admin), 400, field)
-    both = assert_problem(http.put(url, json={"projects": {p1: {}, UNKNOWN_ID: {},
-                                                            "x": {}}}, headers=admin), 400)
+    both = assert_problem(
+        http.put(url, json={"projects": {p1: {}, UNKNOWN_ID: {}, "x": {}}}, headers=admin), 400
+    )
     assert sorted(v.split(":")[0] for v in both["violations"]) == [
-        f"projects.{UNKNOWN_ID}", "projects.x"]
+        f"projects.{UNKNOWN_ID}",
+        "projects.x",
+    ]
     assert http.get(url, headers=admin).json() == expected  # nothing changed
 
     # replacing, not merging; a deleted project leaves the list
-    assert http.put(url, json={"projects": {p2: {"environments": ["qa"]}}},
-                    headers=admin).json() == {"projects": {p2: {"environments": ["qa"]}}}
+    assert http.put(
+        url, json={"projects": {p2: {"environments": ["qa"]}}}, headers=admin
+    ).json() == {"projects": {p2: {"environments": ["qa"]}}}
     assert http.delete(f"/v1/projects/{p2}", headers=admin).status_code == 204
     assert http.get(url, headers=admin).json() == {"projects": {}}
-    assert _actions(session_factory) == ["agent.created", "agent.allowlist_updated",
-                                         "agent.allowlist_updated"]
+    assert _actions(session_factory) == [
+        "agent.created",
+        "agent.allowlist_updated",
+        "agent.allowlist_updated",
+    ]
 
 
 def test_credentials_refresh_shows_the_secret_once(
-        http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session],
-        caplog: pytest.LogCaptureFixture) -> None:
+    http: TestClient,
+    admin: dict[str, str],
+    session_factory: sessionmaker[Session],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.DEBUG)
     agent_id = create_agent(http, admin)["agentId"]
     url = f"/v1/agents/{agent_id}/credentials"
@@ -262,8 +342,11 @@ def test_credentials_refresh_shows_the_secret_once(
 
     got = http.get(f"/v1/agents/{agent_id}", headers=admin)
     assert got.json()["clientId"] == client_id
-    for text in (got.text, http.get("/v1/agents", headers=admin).text,
-                 http.get(f"/v1/agents/{agent_id}/allowlist", headers=admin).text):
+    for text in (
+        got.text,
+        http.get("/v1/agents", headers=admin).text,
+        http.get(f"/v1/agents/{agent_id}/allowlist", headers=admin).text,
+    ):
         assert canary not in text
     with session_factory() as session:
         agent = session.get(Agent, agent_id)
@@ -284,40 +367,56 @@ def test_credentials_refresh_shows_the_secret_once(
         assert agent is not None
         assert not verify_secret(agent.client_secret_hash, canary)
         assert verify_secret(agent.client_secret_hash, again["clientSecret"])
-    assert _actions(session_factory) == ["agent.created", "agent.credentials_refreshed",
-                                         "agent.credentials_refreshed"]
+    assert _actions(session_factory) == [
+        "agent.created",
+        "agent.credentials_refreshed",
+        "agent.credentials_refreshed",
+    ]
 
     for bad in ({"action": "ROTATE"}, {}, {"action": "SECRET_REFRESH", "force": True}):
         field = next(iter(bad.keys() - {"action"}), "action")
         assert_problem(http.post(url, json=bad, headers=admin), 400, field)
     hosted = hosted_agent_id(session_factory)
-    assert_problem(http.post(f"/v1/agents/{hosted}/credentials",
-                             json={"action": "SECRET_REFRESH"}, headers=admin), 409)
+    assert_problem(
+        http.post(
+            f"/v1/agents/{hosted}/credentials", json={"action": "SECRET_REFRESH"}, headers=admin
+        ),
+        409,
+    )
     assert len(_actions(session_factory)) == 3
 
 
-def test_delete_while_used(http: TestClient, admin: dict[str, str],
-                           session_factory: sessionmaker[Session]) -> None:
-    assert_problem(http.delete(f"/v1/agents/{hosted_agent_id(session_factory)}",
-                               headers=admin), 409)
+def test_delete_while_used(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
+    assert_problem(
+        http.delete(f"/v1/agents/{hosted_agent_id(session_factory)}", headers=admin), 409
+    )
     project_id = _project(http, admin)
     env_agent = create_agent(http, admin, restrictedAccess=True)["agentId"]
-    http.put(f"/v1/agents/{env_agent}/allowlist", json={"projects": {project_id: {}}},
-             headers=admin)
+    http.put(
+        f"/v1/agents/{env_agent}/allowlist", json={"projects": {project_id: {}}}, headers=admin
+    )
     _environment(session_factory, project_id, env_agent)
     assert_problem(http.delete(f"/v1/agents/{env_agent}", headers=admin), 409)
 
     ref_agent = create_agent(http, admin)["agentId"]
-    created = http.post(f"/v1/projects/{project_id}/secret-references/finance-prod-redshift",
-                        json=example("04-create-secret-reference-aws", agentId=ref_agent),
-                        headers=admin)
+    created = http.post(
+        f"/v1/projects/{project_id}/secret-references/finance-prod-redshift",
+        json=example("04-create-secret-reference-aws", agentId=ref_agent),
+        headers=admin,
+    )
     assert created.status_code == 201, created.text
     assert_problem(http.delete(f"/v1/agents/{ref_agent}", headers=admin), 409)
     assert _count(session_factory) == 3
     assert _count(session_factory, AgentAllowedProject) == 1
 
-    assert http.delete(f"/v1/projects/{project_id}/secret-references/finance-prod-redshift",
-                       headers=admin).status_code == 204
+    assert (
+        http.delete(
+            f"/v1/projects/{project_id}/secret-references/finance-prod-redshift", headers=admin
+        ).status_code
+        == 204
+    )
     assert http.delete(f"/v1/agents/{ref_agent}", headers=admin).status_code == 204
     assert http.delete(f"/v1/projects/{project_id}", headers=admin).status_code == 204
     assert http.delete(f"/v1/agents/{env_agent}", headers=admin).status_code == 204
@@ -325,8 +424,9 @@ def test_delete_while_used(http: TestClient, admin: dict[str, str],
     assert _count(session_factory, AgentAllowedProject) == 0
 
 
-def test_pagination(http: TestClient, admin: dict[str, str],
-                    session_factory: sessionmaker[Session]) -> None:
+def test_pagination(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     ids = [hosted_agent_id(session_factory)]
     ids += [create_agent(http, admin)["agentId"] for _ in range(6)]
     seen = []
@@ -335,14 +435,16 @@ def test_pagination(http: TestClient, admin: dict[str, str],
         assert body["total"] == 7 and body["page"] == page and body["size"] == 3
         seen += [a["agentId"] for a in body["results"]]
     assert seen == ids
-    assert http.get("/v1/agents", params={"page": 3, "size": 3},
-                    headers=admin).json()["results"] == []
+    assert (
+        http.get("/v1/agents", params={"page": 3, "size": 3}, headers=admin).json()["results"] == []
+    )
     for params, field in [({"size": 0}, "size"), ({"size": 101}, "size"), ({"page": -1}, "page")]:
         assert_problem(http.get("/v1/agents", params=params, headers=admin), 400, field)
 
 
-def test_check_usable(http: TestClient, admin: dict[str, str],
-                      session_factory: sessionmaker[Session]) -> None:
+def test_check_usable(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     hybrid_id = _project(http, admin)
     saas_id = _project(http, admin, "saas", "FULL_SAAS")
     customer = create_agent(http, admin)["agentId"]
@@ -357,8 +459,9 @@ def test_check_usable(http: TestClient, admin: dict[str, str],
         assert saas.agent_deployment_type == "FULL_SAAS"
 
         def check(agent_id: str, project: Project) -> str:
-            return service.check_usable(session, account_id=account_id, agent_id=agent_id,
-                                        project=project).id
+            return service.check_usable(
+                session, account_id=account_id, agent_id=agent_id, project=project
+            ).id
 
         assert check(customer.upper(), hybrid) == customer
         assert check(hosted, saas) == hosted
@@ -375,10 +478,22 @@ def test_check_usable(http: TestClient, admin: dict[str, str],
             assert raised.value.violations[0].startswith("defaultAgentId: ")
             assert message in raised.value.violations[0]
         with pytest.raises(BadRequest):
-            service.check_usable(session, account_id=UNKNOWN_ID, agent_id=customer,
-                                 project=hybrid)
-    http.put(f"/v1/agents/{restricted}/allowlist", json={"projects": {hybrid_id: {}}},
-             headers=admin)
+            service.check_usable(session, account_id=UNKNOWN_ID, agent_id=customer, project=hybrid)
+    http.put(
+        f"/v1/agents/{restricted}/allowlist", json={"projects": {hybrid_id: {}}}, headers=admin
+    )
     with session_factory() as session:
-        assert service.check_usable(session, account_id=account_id, agent_id=restricted,
-                                    project=hybrid).id == restricted
+        assert (
+            service.check_usable(
+                session, account_id=account_id, agent_id=restricted, project=hybrid
+            ).id
+            == restricted
+        )
+
+
+def test_deployment_enum_matches_the_deployment_table() -> None:
+    from typing import get_args
+
+    from stead.agents.schemas import DEPLOYMENTS, Deployment
+
+    assert set(get_args(get_args(Deployment)[0])) == set(DEPLOYMENTS)

@@ -15,8 +15,9 @@ from tests.support.factories import assert_problem, auth, example, member_auth
 
 
 def _project(http: TestClient, headers: dict[str, str], warehouse: str) -> str:
-    resp = http.post("/v1/projects", json=example(f"01-create-project-{warehouse}"),
-                     headers=headers)
+    resp = http.post(
+        "/v1/projects", json=example(f"01-create-project-{warehouse}"), headers=headers
+    )
     assert resp.status_code == 201, resp.text
     return str(resp.json()["projectId"])
 
@@ -26,20 +27,34 @@ def _count(factory: sessionmaker[Session]) -> int:
         return session.scalar(select(func.count()).select_from(Connection)) or 0
 
 
-@pytest.mark.parametrize(("warehouse", "name", "provider", "auth_type"), [
-    ("redshift", "finance-dwh-prod", "REDSHIFT", "PASSWORD"),
-    ("snowflake", "growth-dwh-prod", "SNOWFLAKE", "KEY_PAIR"),
-])
-def test_create_read_list_delete(http: TestClient, admin: dict[str, str],
-                                 session_factory: sessionmaker[Session], warehouse: str,
-                                 name: str, provider: str, auth_type: str) -> None:
+@pytest.mark.parametrize(
+    ("warehouse", "name", "provider", "auth_type"),
+    [
+        ("redshift", "finance-dwh-prod", "REDSHIFT", "PASSWORD"),
+        ("snowflake", "growth-dwh-prod", "SNOWFLAKE", "KEY_PAIR"),
+    ],
+)
+def test_create_read_list_delete(
+    http: TestClient,
+    admin: dict[str, str],
+    session_factory: sessionmaker[Session],
+    warehouse: str,
+    name: str,
+    provider: str,
+    auth_type: str,
+) -> None:
     pid = _project(http, admin, warehouse)
     base = f"/v1/projects/{pid}/data-platform-connections"
     resp = http.post(base, json=example(f"03-create-connection-{warehouse}"), headers=admin)
     assert resp.status_code == 201, resp.text
     created = resp.json()
-    assert created == {"name": name, "platformConnectionType": "DWH", "authProvider": provider,
-                       "authType": auth_type, "createdAt": created["createdAt"]}
+    assert created == {
+        "name": name,
+        "platformConnectionType": "DWH",
+        "authProvider": provider,
+        "authType": auth_type,
+        "createdAt": created["createdAt"],
+    }
     assert created["createdAt"].endswith("Z") and len(created["createdAt"]) == 24
     assert resp.headers["location"] == f"{base}/{name}"
 
@@ -55,11 +70,17 @@ def test_create_read_list_delete(http: TestClient, admin: dict[str, str],
         assert_problem(http.get(f"{base}/{missing}", headers=admin), 404)
         assert_problem(http.delete(f"{base}/{missing}", headers=admin), 404)
     with session_factory() as session:
-        events = list(session.execute(select(AuditEvent.action, AuditEvent.target_id)
-                                      .where(AuditEvent.target_type == "connection")
-                                      .order_by(AuditEvent.id)))
-    assert [tuple(e) for e in events] == [("connection.created", name),
-                                          ("connection.deleted", name)]
+        events = list(
+            session.execute(
+                select(AuditEvent.action, AuditEvent.target_id)
+                .where(AuditEvent.target_type == "connection")
+                .order_by(AuditEvent.id)
+            )
+        )
+    assert [tuple(e) for e in events] == [
+        ("connection.created", name),
+        ("connection.deleted", name),
+    ]
 
 
 def test_unicode_name_round_trips_through_urls(http: TestClient, admin: dict[str, str]) -> None:
@@ -75,8 +96,9 @@ def test_unicode_name_round_trips_through_urls(http: TestClient, admin: dict[str
     assert http.delete(f"{base}/{quote(name, safe='')}", headers=admin).status_code == 204
 
 
-def test_duplicate_name_is_case_insensitive(http: TestClient, admin: dict[str, str],
-                                           session_factory: sessionmaker[Session]) -> None:
+def test_duplicate_name_is_case_insensitive(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     pid = _project(http, admin, "redshift")
     base = f"/v1/projects/{pid}/data-platform-connections"
     body = {**example("03-create-connection-redshift"), "name": "Straße"}
@@ -86,14 +108,17 @@ def test_duplicate_name_is_case_insensitive(http: TestClient, admin: dict[str, s
     assert _count(session_factory) == 1
     # the same name in another project is fine
     other = _project(http, admin, "snowflake")
-    resp = http.post(f"/v1/projects/{other}/data-platform-connections",
-                     json={**example("03-create-connection-snowflake"), "name": "Straße"},
-                     headers=admin)
+    resp = http.post(
+        f"/v1/projects/{other}/data-platform-connections",
+        json={**example("03-create-connection-snowflake"), "name": "Straße"},
+        headers=admin,
+    )
     assert resp.status_code == 201, resp.text
 
 
-def test_validation_rules(http: TestClient, admin: dict[str, str],
-                          session_factory: sessionmaker[Session]) -> None:
+def test_validation_rules(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     redshift = _project(http, admin, "redshift")
     snowflake = _project(http, admin, "snowflake")
     rs = example("03-create-connection-redshift")
@@ -124,40 +149,66 @@ def test_validation_rules(http: TestClient, admin: dict[str, str],
 
 def test_enums_are_case_insensitive(http: TestClient, admin: dict[str, str]) -> None:
     pid = _project(http, admin, "snowflake")
-    body = {"name": "c", "platformConnectionType": "Dwh", "authProvider": "SnowFlake",
-            "authType": "Key_Pair"}
-    resp = http.post(f"/dpc/v1/projects/{pid}/data-platform-connections", json=body,
-                     headers=admin)
+    body = {
+        "name": "c",
+        "platformConnectionType": "Dwh",
+        "authProvider": "SnowFlake",
+        "authType": "Key_Pair",
+    }
+    resp = http.post(f"/dpc/v1/projects/{pid}/data-platform-connections", json=body, headers=admin)
     assert resp.status_code == 201, resp.text
-    assert (resp.json()["platformConnectionType"], resp.json()["authProvider"],
-            resp.json()["authType"]) == ("DWH", "SNOWFLAKE", "KEY_PAIR")
+    assert (
+        resp.json()["platformConnectionType"],
+        resp.json()["authProvider"],
+        resp.json()["authType"],
+    ) == ("DWH", "SNOWFLAKE", "KEY_PAIR")
 
 
-def test_permissions_and_unknown_project(http: TestClient, admin: dict[str, str],
-                                        session_factory: sessionmaker[Session]) -> None:
+def test_permissions_and_unknown_project(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     pid = _project(http, admin, "redshift")
     base = f"/v1/projects/{pid}/data-platform-connections"
-    assert http.post(base, json=example("03-create-connection-redshift"),
-                     headers=admin).status_code == 201
+    assert (
+        http.post(base, json=example("03-create-connection-redshift"), headers=admin).status_code
+        == 201
+    )
     member = auth(http, session_factory, "MEMBER")
     assert_problem(http.get(base, headers=member), 404)
-    assert_problem(http.post(base, json=example("03-create-connection-redshift"), headers=member),
-                   404)
+    assert_problem(
+        http.post(base, json=example("03-create-connection-redshift"), headers=member), 404
+    )
     assert_problem(http.delete(f"{base}/finance-dwh-prod", headers=member), 404)
-    assert_problem(http.get("/v1/projects/6f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f/"
-                            "data-platform-connections", headers=admin), 404)
-    assert_problem(http.get("/v1/projects/nope/data-platform-connections", headers=admin), 400,
-                   "projectId")
+    assert_problem(
+        http.get(
+            "/v1/projects/6f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f/data-platform-connections",
+            headers=admin,
+        ),
+        404,
+    )
+    assert_problem(
+        http.get("/v1/projects/nope/data-platform-connections", headers=admin), 400, "projectId"
+    )
     assert_problem(http.get(base, headers={}), 401)
     viewer = member_auth(http, session_factory, pid, "VIEWER")
     assert http.get(f"{base}/finance-dwh-prod", headers=viewer).status_code == 200
-    assert_problem(http.post(base, json={**example("03-create-connection-redshift"), "name": "v"},
-                             headers=viewer), 403)
+    assert_problem(
+        http.post(
+            base, json={**example("03-create-connection-redshift"), "name": "v"}, headers=viewer
+        ),
+        403,
+    )
     assert_problem(http.delete(f"{base}/finance-dwh-prod", headers=viewer), 403)
     assert _count(session_factory) == 1
     contributor = member_auth(http, session_factory, pid, "CONTRIBUTOR")
-    assert http.post(base, json={**example("03-create-connection-redshift"), "name": "c"},
-                     headers=contributor).status_code == 201
+    assert (
+        http.post(
+            base,
+            json={**example("03-create-connection-redshift"), "name": "c"},
+            headers=contributor,
+        ).status_code
+        == 201
+    )
     assert http.delete(f"{base}/c", headers=contributor).status_code == 204
 
 

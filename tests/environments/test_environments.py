@@ -46,23 +46,29 @@ class Arranged:
         return f"/v1/projects/{self.project_id}/environments"
 
 
-def _secret_reference(http: TestClient, headers: dict[str, str], project_id: str, name: str,
-                      agent_id: str) -> None:
+def _secret_reference(
+    http: TestClient, headers: dict[str, str], project_id: str, name: str, agent_id: str
+) -> None:
     body = example("04-create-secret-reference-aws", agentId=agent_id)
-    resp = http.post(f"/v1/projects/{project_id}/secret-references/{name}", json=body,
-                     headers=headers)
+    resp = http.post(
+        f"/v1/projects/{project_id}/secret-references/{name}", json=body, headers=headers
+    )
     assert resp.status_code == 201, resp.text
 
 
 def arrange(http: TestClient, headers: dict[str, str], warehouse: str) -> Arranged:
     """Provision the contract's example flow up to (not including) the environment."""
-    resp = http.post("/v1/projects", json=example(f"01-create-project-{warehouse}"),
-                     headers=headers)
+    resp = http.post(
+        "/v1/projects", json=example(f"01-create-project-{warehouse}"), headers=headers
+    )
     assert resp.status_code == 201, resp.text
     project_id = resp.json()["projectId"]
     agent_id = create_agent(http, headers)["agentId"]
-    resp = http.post(f"/v1/projects/{project_id}/data-platform-connections",
-                     json=example(f"03-create-connection-{warehouse}"), headers=headers)
+    resp = http.post(
+        f"/v1/projects/{project_id}/data-platform-connections",
+        json=example(f"03-create-connection-{warehouse}"),
+        headers=headers,
+    )
     assert resp.status_code == 201, resp.text
     _secret_reference(http, headers, project_id, SECRET_NAMES[warehouse], agent_id)
     body = example(f"05-create-environment-{warehouse}", agentId=agent_id)
@@ -76,9 +82,13 @@ def _count(factory: sessionmaker[Session], model: type[Any] = Environment) -> in
 
 def _actions(factory: sessionmaker[Session]) -> list[str]:
     with factory() as session:
-        return list(session.scalars(select(AuditEvent.action)
-                                    .where(AuditEvent.target_type == "environment")
-                                    .order_by(AuditEvent.id)))
+        return list(
+            session.scalars(
+                select(AuditEvent.action)
+                .where(AuditEvent.target_type == "environment")
+                .order_by(AuditEvent.id)
+            )
+        )
 
 
 def _with(body: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
@@ -135,14 +145,22 @@ SNOWFLAKE_PROPERTIES = {
 }
 
 
-@pytest.mark.parametrize(("warehouse", "connection", "properties", "level"), [
-    ("redshift", "finance-dwh-prod", REDSHIFT_PROPERTIES, "readOnly"),
-    ("snowflake", "growth-dwh-prod", SNOWFLAKE_PROPERTIES, "runner"),
-])
-def test_create_read_list_delete(http: TestClient, admin: dict[str, str],
-                                 session_factory: sessionmaker[Session], warehouse: str,
-                                 connection: str, properties: dict[str, Any],
-                                 level: str) -> None:
+@pytest.mark.parametrize(
+    ("warehouse", "connection", "properties", "level"),
+    [
+        ("redshift", "finance-dwh-prod", REDSHIFT_PROPERTIES, "readOnly"),
+        ("snowflake", "growth-dwh-prod", SNOWFLAKE_PROPERTIES, "runner"),
+    ],
+)
+def test_create_read_list_delete(
+    http: TestClient,
+    admin: dict[str, str],
+    session_factory: sessionmaker[Session],
+    warehouse: str,
+    connection: str,
+    properties: dict[str, Any],
+    level: str,
+) -> None:
     env = arrange(http, admin, warehouse)
     resp = http.post(env.base, json=env.body, headers=admin)
     assert resp.status_code == 201, resp.text
@@ -157,8 +175,7 @@ def test_create_read_list_delete(http: TestClient, admin: dict[str, str],
         "defaultAgentName": agent["name"],
         "defaultUserAccessLevel": level,
         "defaultConnections": {"DWH": {warehouse: connection}},
-        "connectionOverrides": [{"connectionName": connection,
-                                 "connectionProperties": properties}],
+        "connectionOverrides": [{"connectionName": connection, "connectionProperties": properties}],
         "createdAt": created["createdAt"],
         "updatedAt": created["updatedAt"],
     }
@@ -167,9 +184,20 @@ def test_create_read_list_delete(http: TestClient, admin: dict[str, str],
     assert http.get(f"{env.base}/prod", headers=admin).json() == created
     assert http.get(f"{env.base}/PROD", headers=admin).json() == created
     listed = http.get(env.base, headers=admin).json()
-    assert listed == {"page": 0, "size": 25, "total": 1, "results": [{
-        "name": "prod", "displayName": "Production", "defaultAgentId": env.agent_id,
-        "defaultAgentName": agent["name"], "defaultUserAccessLevel": level}]}
+    assert listed == {
+        "page": 0,
+        "size": 25,
+        "total": 1,
+        "results": [
+            {
+                "name": "prod",
+                "displayName": "Production",
+                "defaultAgentId": env.agent_id,
+                "defaultAgentName": agent["name"],
+                "defaultUserAccessLevel": level,
+            }
+        ],
+    }
 
     assert http.delete(f"{env.base}/prod", headers=admin).status_code == 204
     assert_problem(http.get(f"{env.base}/prod", headers=admin), 404)
@@ -208,19 +236,23 @@ def test_values_are_normalised(http: TestClient, admin: dict[str, str]) -> None:
     assert props["password"] == {"secretName": "finance-prod-redshift", "secretKey": None}
 
 
-@pytest.mark.parametrize(("given", "expected"), [
-    ("acmeorg-growth", "acmeorg-growth"),
-    ("ACMEORG-GROWTH", "acmeorg-growth"),
-    ("acmeorg.growth", "acmeorg-growth"),
-    ("https://AcmeOrg-Growth.snowflakecomputing.com/", "acmeorg-growth"),
-    ("acmeorg-growth_eu.snowflakecomputing.com", "acmeorg-growth_eu"),
-    ("XY12345", "xy12345"),
-    ("xy12345.eu-west-1", "xy12345.eu-west-1"),
-    ("https://xy12345.us-east-2.aws.snowflakecomputing.com", "xy12345.us-east-2.aws"),
-    ("xy12345.west-europe.azure/", "xy12345.west-europe.azure"),
-])
-def test_snowflake_account_forms(http: TestClient, admin: dict[str, str], given: str,
-                                 expected: str) -> None:
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("acmeorg-growth", "acmeorg-growth"),
+        ("ACMEORG-GROWTH", "acmeorg-growth"),
+        ("acmeorg.growth", "acmeorg-growth"),
+        ("https://AcmeOrg-Growth.snowflakecomputing.com/", "acmeorg-growth"),
+        ("acmeorg-growth_eu.snowflakecomputing.com", "acmeorg-growth_eu"),
+        ("XY12345", "xy12345"),
+        ("xy12345.eu-west-1", "xy12345.eu-west-1"),
+        ("https://xy12345.us-east-2.aws.snowflakecomputing.com", "xy12345.us-east-2.aws"),
+        ("xy12345.west-europe.azure/", "xy12345.west-europe.azure"),
+    ],
+)
+def test_snowflake_account_forms(
+    http: TestClient, admin: dict[str, str], given: str, expected: str
+) -> None:
     env = arrange(http, admin, "snowflake")
     resp = http.post(env.base, json=_prop(env.body, "account", {"value": given}), headers=admin)
     assert resp.status_code == 201, resp.text
@@ -254,22 +286,38 @@ def _redshift_cases(env: Arranged, agents: dict[str, str]) -> list[tuple[dict[st
         (_with(body, "defaultConnections", "finance-dwh-prod"), "defaultConnections"),
         (_with(body, "defaultConnections.ETL", {"redshift": "x"}), "defaultConnections.ETL"),
         (_with(body, "defaultConnections.DWH", {}), "defaultConnections.DWH"),
-        (_with(body, "defaultConnections.DWH", {"redshift": "finance-dwh-prod", "snowflake": "x"}),
-         "defaultConnections.DWH"),
-        (_with(body, "defaultConnections.DWH", {"snowflake": "finance-dwh-prod"}),
-         "defaultConnections.DWH.snowflake"),
-        (_with(body, "defaultConnections.DWH", {"redshift": "nope"}),
-         "defaultConnections.DWH.redshift"),
+        (
+            _with(
+                body, "defaultConnections.DWH", {"redshift": "finance-dwh-prod", "snowflake": "x"}
+            ),
+            "defaultConnections.DWH",
+        ),
+        (
+            _with(body, "defaultConnections.DWH", {"snowflake": "finance-dwh-prod"}),
+            "defaultConnections.DWH.snowflake",
+        ),
+        (
+            _with(body, "defaultConnections.DWH", {"redshift": "nope"}),
+            "defaultConnections.DWH.redshift",
+        ),
         (_with(body, "defaultConnections.DWH", {"redshift": 5}), "defaultConnections.DWH.redshift"),
-        (_with(body, "defaultConnections.DWH", {"redshift": "nul\x00"}),
-         "defaultConnections.DWH.redshift"),
+        (
+            _with(body, "defaultConnections.DWH", {"redshift": "nul\x00"}),
+            "defaultConnections.DWH.redshift",
+        ),
         (_with(body, "connectionOverrides", []), "connectionOverrides"),
-        (_with(body, "connectionOverrides", body["connectionOverrides"] * 2),
-         "connectionOverrides"),
-        (_with(body, "connectionOverrides.0.connectionName", "other"),
-         "connectionOverrides[0].connectionName"),
-        (_with(body, "connectionOverrides.0.connectionProperties", ...),
-         "connectionOverrides[0].connectionProperties"),
+        (
+            _with(body, "connectionOverrides", body["connectionOverrides"] * 2),
+            "connectionOverrides",
+        ),
+        (
+            _with(body, "connectionOverrides.0.connectionName", "other"),
+            "connectionOverrides[0].connectionName",
+        ),
+        (
+            _with(body, "connectionOverrides.0.connectionProperties", ...),
+            "connectionOverrides[0].connectionProperties",
+        ),
         (_with(body, "connectionOverrides.0.extra", 1), "connectionOverrides[0].extra"),
         (_prop(body, "pasword", {"value": "x"}), f"{PROPS}.pasword"),
         (_prop(body, "url", ...), f"{PROPS}.url"),
@@ -286,26 +334,33 @@ def _redshift_cases(env: Arranged, agents: dict[str, str]) -> list[tuple[dict[st
         (_prop(body, "port", {"value": "５４３９"}), f"{PROPS}.port.value"),
         (_prop(body, "port", {"value": 5439}), f"{PROPS}.port.value"),
         (_prop(body, "useSsl", {"value": "yes"}), f"{PROPS}.useSsl.value"),
-        (_prop(body, "defaultStorageLocation", {"value": "s3://finance-etl-staging"}),
-         f"{PROPS}.defaultStorageLocation.value"),
+        (
+            _prop(body, "defaultStorageLocation", {"value": "s3://finance-etl-staging"}),
+            f"{PROPS}.defaultStorageLocation.value",
+        ),
         (_prop(body, "username", {"value": ""}), f"{PROPS}.username.value"),
         (_prop(body, "port", {}), f"{PROPS}.port"),
         (_prop(body, "port", "5439"), f"{PROPS}.port"),
-        (_prop(body, "port", {"value": "5439", "secretName": "finance-prod-redshift"}),
-         f"{PROPS}.port"),
+        (
+            _prop(body, "port", {"value": "5439", "secretName": "finance-prod-redshift"}),
+            f"{PROPS}.port",
+        ),
         (_prop(body, "port", {"value": "5439", "secretKey": "k"}), f"{PROPS}.port"),
         (_prop(body, "port", {"value": "5439", "unit": "tcp"}), f"{PROPS}.port.unit"),
         (_prop(body, "password", {"secretName": "nope"}), f"{PROPS}.password.secretName"),
         (_prop(body, "password", {"secretName": "nul\x00"}), f"{PROPS}.password.secretName"),
-        (_prop(body, "password", {"secretName": "finance-prod-redshift", "secretKey": "\x00"}),
-         f"{PROPS}.password.secretKey"),
+        (
+            _prop(body, "password", {"secretName": "finance-prod-redshift", "secretKey": "\x00"}),
+            f"{PROPS}.password.secretKey",
+        ),
         (_prop(body, "username", {"value": "nul\x00"}), f"{PROPS}.username.value"),
         (_prop(body, "password", {"value": CANARY}), f"{PROPS}.password"),
     ]
 
 
-def test_validation_rules_redshift(http: TestClient, admin: dict[str, str],
-                                   session_factory: sessionmaker[Session]) -> None:
+def test_validation_rules_redshift(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     env = arrange(http, admin, "redshift")
     restricted = create_agent(http, admin, restrictedAccess=True)["agentId"]
     agents = {"hosted": hosted_agent_id(session_factory), "restricted": restricted}
@@ -318,8 +373,9 @@ def test_validation_rules_redshift(http: TestClient, admin: dict[str, str],
     assert _actions(session_factory) == []
 
 
-def test_validation_rules_snowflake(http: TestClient, admin: dict[str, str],
-                                    session_factory: sessionmaker[Session]) -> None:
+def test_validation_rules_snowflake(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     env = arrange(http, admin, "snowflake")
     body = env.body
     cases = [
@@ -328,18 +384,33 @@ def test_validation_rules_snowflake(http: TestClient, admin: dict[str, str],
         (_prop(body, "privateKey", ...), f"{PROPS}.privateKey"),
         (_prop(body, "password", {"secretName": "growth-prod-private-key"}), f"{PROPS}.password"),
         (_prop(body, "url", {"value": "acmeorg-growth.snowflakecomputing.com"}), f"{PROPS}.url"),
-        (_prop(body, "privateKey", {"value": f"-----BEGIN PRIVATE KEY-----{CANARY}"}),
-         f"{PROPS}.privateKey"),
+        (
+            _prop(body, "privateKey", {"value": f"-----BEGIN PRIVATE KEY-----{CANARY}"}),
+            f"{PROPS}.privateKey",
+        ),
         (_prop(body, "passphrase", {"value": CANARY}), f"{PROPS}.passphrase"),
         (_prop(body, "passphrase", {"secretName": "nope"}), f"{PROPS}.passphrase.secretName"),
-        (_with(body, "defaultConnections.DWH", {"redshift": "growth-dwh-prod"}),
-         "defaultConnections.DWH.redshift"),
-        (_with(body, "defaultConnections.DWH", {"snowflake": "finance-dwh-prod"}),
-         "defaultConnections.DWH.snowflake"),
+        (
+            _with(body, "defaultConnections.DWH", {"redshift": "growth-dwh-prod"}),
+            "defaultConnections.DWH.redshift",
+        ),
+        (
+            _with(body, "defaultConnections.DWH", {"snowflake": "finance-dwh-prod"}),
+            "defaultConnections.DWH.snowflake",
+        ),
     ]
-    for account in ["", "acmeorg", "acmeorg-", "http://acmeorg-growth", "acme org-growth",
-                    "acmeorg-growth.eu-west-1", "xy12345.eu-west-1.oracle", "a.b.c.d",
-                    "acme_org-growth", "xy12345.eu-west-1.aws.privatelink.example.com"]:
+    for account in [
+        "",
+        "acmeorg",
+        "acmeorg-",
+        "http://acmeorg-growth",
+        "acme org-growth",
+        "acmeorg-growth.eu-west-1",
+        "xy12345.eu-west-1.oracle",
+        "a.b.c.d",
+        "acme_org-growth",
+        "xy12345.eu-west-1.aws.privatelink.example.com",
+    ]:
         cases.append((_prop(body, "account", {"value": account}), f"{PROPS}.account.value"))
     for body_, field in cases:
         resp = http.post(env.base, json=body_, headers=admin)
@@ -352,8 +423,11 @@ def test_validation_rules_snowflake(http: TestClient, admin: dict[str, str],
 
 
 def test_sensitive_inline_value_is_refused_without_echo(
-        http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session],
-        capfd: pytest.CaptureFixture[str]) -> None:
+    http: TestClient,
+    admin: dict[str, str],
+    session_factory: sessionmaker[Session],
+    capfd: pytest.CaptureFixture[str],
+) -> None:
     env = arrange(http, admin, "redshift")
     resp = http.post(env.base, json=_prop(env.body, "password", {"value": CANARY}), headers=admin)
     problem = assert_problem(resp, 400, f"{PROPS}.password")
@@ -368,8 +442,9 @@ def test_sensitive_inline_value_is_refused_without_echo(
     assert CANARY not in out + err
 
 
-def test_text_that_cannot_be_stored_is_refused(http: TestClient, admin: dict[str, str],
-                                               session_factory: sessionmaker[Session]) -> None:
+def test_text_that_cannot_be_stored_is_refused(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     env = arrange(http, admin, "redshift")
     lone = "x\ud800"  # an unpaired surrogate: JSON can carry it, UTF-8 cannot
     cases = [
@@ -377,11 +452,15 @@ def test_text_that_cannot_be_stored_is_refused(http: TestClient, admin: dict[str
         (_prop(env.body, "username", {"value": lone}), f"{PROPS}.username.value"),
         (_prop(env.body, "password", {"secretName": lone}), f"{PROPS}.password.secretName"),
         (_prop(env.body, lone, {"value": "x"}), PROPS),
-        (_with(env.body, "defaultConnections.DWH", {lone: "finance-dwh-prod"}),
-         "defaultConnections.DWH"),
+        (
+            _with(env.body, "defaultConnections.DWH", {lone: "finance-dwh-prod"}),
+            "defaultConnections.DWH",
+        ),
         (_with(env.body, "defaultConnections", {lone: {}}), "defaultConnections"),
-        (_with(env.body, "defaultConnections.DWH", {"redshift": lone}),
-         "defaultConnections.DWH.redshift"),
+        (
+            _with(env.body, "defaultConnections.DWH", {"redshift": lone}),
+            "defaultConnections.DWH.redshift",
+        ),
     ]
     headers = {**admin, "content-type": "application/json"}
     assert http.post(env.base, json=env.body, headers=admin).status_code == 201
@@ -396,13 +475,17 @@ def test_text_that_cannot_be_stored_is_refused(http: TestClient, admin: dict[str
     assert http.get(f"{env.base}/prod", headers=admin).json() == before
 
 
-def test_agent_kinds_follow_the_deployment_type(http: TestClient, admin: dict[str, str],
-                                               session_factory: sessionmaker[Session]) -> None:
+def test_agent_kinds_follow_the_deployment_type(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     body = {**example("01-create-project-redshift"), "agentDeploymentType": "FULL_SAAS"}
     project_id = http.post("/v1/projects", json=body, headers=admin).json()["projectId"]
     base = f"/v1/projects/{project_id}/environments"
-    resp = http.post(f"/v1/projects/{project_id}/data-platform-connections",
-                     json=example("03-create-connection-redshift"), headers=admin)
+    resp = http.post(
+        f"/v1/projects/{project_id}/data-platform-connections",
+        json=example("03-create-connection-redshift"),
+        headers=admin,
+    )
     assert resp.status_code == 201, resp.text
     hosted = hosted_agent_id(session_factory)
     customer = create_agent(http, admin)["agentId"]
@@ -419,17 +502,22 @@ def test_restricted_agent_must_allow_the_project(http: TestClient, admin: dict[s
     restricted = create_agent(http, admin, restrictedAccess=True)["agentId"]
     body = {**env.body, "defaultAgentId": restricted}
     assert_problem(http.post(env.base, json=body, headers=admin), 400, "defaultAgentId")
-    resp = http.put(f"/v1/agents/{restricted}/allowlist",
-                    json={"projects": {env.project_id: {"environments": []}}}, headers=admin)
+    resp = http.put(
+        f"/v1/agents/{restricted}/allowlist",
+        json={"projects": {env.project_id: {"environments": []}}},
+        headers=admin,
+    )
     assert resp.status_code == 200, resp.text
     assert http.post(env.base, json=body, headers=admin).status_code == 201
 
 
-def test_duplicate_name_is_case_insensitive(http: TestClient, admin: dict[str, str],
-                                           session_factory: sessionmaker[Session]) -> None:
+def test_duplicate_name_is_case_insensitive(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     env = arrange(http, admin, "redshift")
-    assert http.post(env.base, json={**env.body, "name": "Straße"},
-                     headers=admin).status_code == 201
+    assert (
+        http.post(env.base, json={**env.body, "name": "Straße"}, headers=admin).status_code == 201
+    )
     dup = http.post(env.base, json={**env.body, "name": "STRASSE"}, headers=admin)
     assert assert_problem(dup, 409, "name")["type"].endswith("/problems/conflict")
     assert _count(session_factory) == 1
@@ -449,41 +537,61 @@ def test_unicode_name_round_trips_through_urls(http: TestClient, admin: dict[str
     assert http.delete(location, headers=admin).status_code == 204
 
 
-def test_patch(http: TestClient, admin: dict[str, str],
-               session_factory: sessionmaker[Session]) -> None:
+def test_patch(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     env = arrange(http, admin, "redshift")
     created = http.post(env.base, json=env.body, headers=admin).json()
     url = f"{env.base}/prod"
     other_agent = create_agent(http, admin)
 
-    resp = http.patch(url, json={"displayName": "Prod EU", "description": None,
-                                 "defaultUserAccessLevel": "ADMIN",
-                                 "defaultAgentId": other_agent["agentId"]}, headers=admin)
+    resp = http.patch(
+        url,
+        json={
+            "displayName": "Prod EU",
+            "description": None,
+            "defaultUserAccessLevel": "ADMIN",
+            "defaultAgentId": other_agent["agentId"],
+        },
+        headers=admin,
+    )
     assert resp.status_code == 200, resp.text
     got = resp.json()
     assert got["displayName"] == "Prod EU" and got["description"] is None
     assert got["defaultUserAccessLevel"] == "admin"
-    assert (got["defaultAgentId"], got["defaultAgentName"]) == (other_agent["agentId"],
-                                                                other_agent["name"])
+    assert (got["defaultAgentId"], got["defaultAgentName"]) == (
+        other_agent["agentId"],
+        other_agent["name"],
+    )
     assert got["connectionOverrides"] == created["connectionOverrides"]
     assert got["createdAt"] == created["createdAt"] and got["updatedAt"] >= created["updatedAt"]
 
     # new properties replace the stored ones; the password left out keeps its reference;
     # an optional property left out goes back to its default
-    props = {"url": {"value": "new.example.com"}, "port": {"value": "5440"},
-             "username": {"value": "etl2"}, "defaultDatabase": {"value": "dw"},
-             "defaultSchema": {"value": "staging"}}
+    props = {
+        "url": {"value": "new.example.com"},
+        "port": {"value": "5440"},
+        "username": {"value": "etl2"},
+        "defaultDatabase": {"value": "dw"},
+        "defaultSchema": {"value": "staging"},
+    }
     override = {"connectionName": "finance-dwh-prod", "connectionProperties": props}
     resp = http.patch(url, json={"connectionOverrides": [override]}, headers=admin)
     assert resp.status_code == 200, resp.text
     assert resp.json()["connectionOverrides"][0]["connectionProperties"] == {
-        **props, "password": REDSHIFT_PROPERTIES["password"], "useSsl": {"value": "true"}}
+        **props,
+        "password": REDSHIFT_PROPERTIES["password"],
+        "useSsl": {"value": "true"},
+    }
 
     # a sensitive property given replaces the stored reference
     _secret_reference(http, admin, env.project_id, "rotated", env.agent_id)
     props2 = {**props, "password": {"secretName": "rotated"}}
-    resp = http.patch(url, json={"connectionOverrides": [
-        {**override, "connectionProperties": props2}]}, headers=admin)
+    resp = http.patch(
+        url,
+        json={"connectionOverrides": [{**override, "connectionProperties": props2}]},
+        headers=admin,
+    )
     assert resp.status_code == 200, resp.text
     stored = resp.json()["connectionOverrides"][0]["connectionProperties"]
     assert stored["password"] == {"secretName": "rotated", "secretKey": None}
@@ -498,8 +606,9 @@ def test_patch(http: TestClient, admin: dict[str, str],
     assert _actions(session_factory) == ["environment.created"] + ["environment.updated"] * 5
 
 
-def test_patch_validation_changes_nothing(http: TestClient, admin: dict[str, str],
-                                          session_factory: sessionmaker[Session]) -> None:
+def test_patch_validation_changes_nothing(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     env = arrange(http, admin, "redshift")
     assert http.post(env.base, json=env.body, headers=admin).status_code == 201
     url = f"{env.base}/prod"
@@ -519,20 +628,25 @@ def test_patch_validation_changes_nothing(http: TestClient, admin: dict[str, str
         ({"displayName": ""}, "displayName"),
         ({"description": "d" * 2001}, "description"),
         ({"description": "nul\x00"}, "description"),
-        ({"connectionOverrides": [{**override, "connectionName": "x"}]},
-         "connectionOverrides[0].connectionName"),
-        ({"connectionOverrides": [_override(override, "port", {"value": "0"})]},
-         f"{PROPS}.port.value"),
-        ({"connectionOverrides": [_override(override, "url", None)]},
-         f"{PROPS}.url"),
-        ({"connectionOverrides": [_override(override, "pasword", None)]},
-         f"{PROPS}.pasword"),
-        ({"connectionOverrides": [_override(override, "port", {"value": 1})]},
-         f"{PROPS}.port.value"),
-        ({"connectionOverrides": [_override(override, "port", {})]},
-         f"{PROPS}.port"),
-        ({"connectionOverrides": [_override(override, "password", {"value": CANARY})]},
-         f"{PROPS}.password"),
+        (
+            {"connectionOverrides": [{**override, "connectionName": "x"}]},
+            "connectionOverrides[0].connectionName",
+        ),
+        (
+            {"connectionOverrides": [_override(override, "port", {"value": "0"})]},
+            f"{PROPS}.port.value",
+        ),
+        ({"connectionOverrides": [_override(override, "url", None)]}, f"{PROPS}.url"),
+        ({"connectionOverrides": [_override(override, "pasword", None)]}, f"{PROPS}.pasword"),
+        (
+            {"connectionOverrides": [_override(override, "port", {"value": 1})]},
+            f"{PROPS}.port.value",
+        ),
+        ({"connectionOverrides": [_override(override, "port", {})]}, f"{PROPS}.port"),
+        (
+            {"connectionOverrides": [_override(override, "password", {"value": CANARY})]},
+            f"{PROPS}.password",
+        ),
     ]
     for body, field in cases:
         resp = http.patch(url, json=body, headers=admin)
@@ -550,15 +664,18 @@ def test_patch_moves_to_another_connection(http: TestClient, admin: dict[str, st
     env = arrange(http, admin, "redshift")
     assert http.post(env.base, json=env.body, headers=admin).status_code == 201
     url = f"{env.base}/prod"
-    resp = http.post(f"/v1/projects/{env.project_id}/data-platform-connections",
-                     json={**example("03-create-connection-redshift"), "name": "finance-dwh-2"},
-                     headers=admin)
+    resp = http.post(
+        f"/v1/projects/{env.project_id}/data-platform-connections",
+        json={**example("03-create-connection-redshift"), "name": "finance-dwh-2"},
+        headers=admin,
+    )
     assert resp.status_code == 201
     moved = {"defaultConnections": {"DWH": {"redshift": "finance-dwh-2"}}}
     # the override must name the same connection as defaultConnections
     stale = {**moved, "connectionOverrides": env.body["connectionOverrides"]}
-    assert_problem(http.patch(url, json=stale, headers=admin), 400,
-                   "connectionOverrides[0].connectionName")
+    assert_problem(
+        http.patch(url, json=stale, headers=admin), 400, "connectionOverrides[0].connectionName"
+    )
     resp = http.patch(url, json=moved, headers=admin)
     assert resp.status_code == 200, resp.text
     got = resp.json()
@@ -566,12 +683,18 @@ def test_patch_moves_to_another_connection(http: TestClient, admin: dict[str, st
     assert got["connectionOverrides"][0]["connectionName"] == "finance-dwh-2"
     assert got["connectionOverrides"][0]["connectionProperties"] == REDSHIFT_PROPERTIES
     # the first connection is free again
-    assert http.delete(f"/v1/projects/{env.project_id}/data-platform-connections/finance-dwh-prod",
-                       headers=admin).status_code == 204
+    assert (
+        http.delete(
+            f"/v1/projects/{env.project_id}/data-platform-connections/finance-dwh-prod",
+            headers=admin,
+        ).status_code
+        == 204
+    )
 
 
-def test_patch_null_removes_an_optional_sensitive_property(http: TestClient,
-                                                          admin: dict[str, str]) -> None:
+def test_patch_null_removes_an_optional_sensitive_property(
+    http: TestClient, admin: dict[str, str]
+) -> None:
     env = arrange(http, admin, "snowflake")
     _secret_reference(http, admin, env.project_id, "growth-passphrase", env.agent_id)
     body = _prop(env.body, "passphrase", {"secretName": "growth-passphrase", "secretKey": "p"})
@@ -591,12 +714,16 @@ def test_patch_null_removes_an_optional_sensitive_property(http: TestClient,
     assert "passphrase" not in props and "privateKey" in props
     # a required one cannot be removed
     override["connectionProperties"]["privateKey"] = None
-    assert_problem(http.patch(url, json={"connectionOverrides": [override]}, headers=admin), 400,
-                   f"{PROPS}.privateKey")
+    assert_problem(
+        http.patch(url, json={"connectionOverrides": [override]}, headers=admin),
+        400,
+        f"{PROPS}.privateKey",
+    )
 
 
-def test_connection_in_use_cannot_be_deleted(http: TestClient, admin: dict[str, str],
-                                             session_factory: sessionmaker[Session]) -> None:
+def test_connection_in_use_cannot_be_deleted(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     env = arrange(http, admin, "snowflake")
     assert http.post(env.base, json=env.body, headers=admin).status_code == 201
     url = f"/v1/projects/{env.project_id}/data-platform-connections/growth-dwh-prod"
@@ -607,8 +734,9 @@ def test_connection_in_use_cannot_be_deleted(http: TestClient, admin: dict[str, 
     assert http.delete(url, headers=admin).status_code == 204
 
 
-def test_environment_deleted_with_its_project(http: TestClient, admin: dict[str, str],
-                                              session_factory: sessionmaker[Session]) -> None:
+def test_environment_deleted_with_its_project(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     env = arrange(http, admin, "redshift")
     other = arrange(http, admin, "snowflake")
     assert http.post(env.base, json=env.body, headers=admin).status_code == 201
@@ -621,8 +749,9 @@ def test_environment_deleted_with_its_project(http: TestClient, admin: dict[str,
     assert http.delete(f"/v1/agents/{env.agent_id}", headers=admin).status_code == 204
 
 
-def test_permissions(http: TestClient, admin: dict[str, str],
-                     session_factory: sessionmaker[Session]) -> None:
+def test_permissions(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     env = arrange(http, admin, "redshift")
     assert http.post(env.base, json=env.body, headers=admin).status_code == 201
     url = f"{env.base}/prod"
@@ -632,8 +761,9 @@ def test_permissions(http: TestClient, admin: dict[str, str],
     assert_problem(http.post(env.base, json={**env.body, "name": "v"}, headers=viewer), 403)
     assert_problem(http.patch(url, json={"description": "v"}, headers=viewer), 403)
     assert_problem(http.delete(url, headers=viewer), 403)
-    outsider = member_auth(http, session_factory, arrange(http, admin, "snowflake").project_id,
-                           "OWNER")
+    outsider = member_auth(
+        http, session_factory, arrange(http, admin, "snowflake").project_id, "OWNER"
+    )
     assert_problem(http.get(url, headers=outsider), 404)
     assert_problem(http.get(f"/v1/projects/{UNKNOWN_UUID}/environments", headers=admin), 404)
     contributor = member_auth(http, session_factory, env.project_id, "CONTRIBUTOR")
@@ -646,8 +776,9 @@ def test_pagination(http: TestClient, admin: dict[str, str]) -> None:
     env = arrange(http, admin, "redshift")
     names = [f"env{i}" for i in range(5)]
     for name in names:
-        assert http.post(env.base, json={**env.body, "name": name},
-                         headers=admin).status_code == 201
+        assert (
+            http.post(env.base, json={**env.body, "name": name}, headers=admin).status_code == 201
+        )
     seen = []
     for page in range(3):
         body = http.get(env.base, params={"page": page, "size": 2}, headers=admin).json()

@@ -16,8 +16,9 @@ def _count(factory: sessionmaker[Session]) -> int:
         return session.scalar(select(func.count()).select_from(Project)) or 0
 
 
-def test_create_read_update_delete(http: TestClient, admin: dict[str, str],
-                                   session_factory: sessionmaker[Session]) -> None:
+def test_create_read_update_delete(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     resp = http.post("/v1/projects", json=example("01-create-project-redshift"), headers=admin)
     assert resp.status_code == 201, resp.text
     project_id = resp.json()["projectId"]
@@ -36,8 +37,12 @@ def test_create_read_update_delete(http: TestClient, admin: dict[str, str],
     assert http.delete(f"/v1/projects/{project_id}", headers=admin).status_code == 204
     assert_problem(http.get(f"/v1/projects/{project_id}", headers=admin), 404)
     # a deleted name can be reused
-    assert http.post("/v1/projects", json=example("01-create-project-redshift"),
-                     headers=admin).status_code == 201
+    assert (
+        http.post(
+            "/v1/projects", json=example("01-create-project-redshift"), headers=admin
+        ).status_code
+        == 201
+    )
     with session_factory() as session:
         actions = list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)))
     assert actions == ["project.created", "project.updated", "project.deleted", "project.created"]
@@ -52,19 +57,27 @@ def test_dpc_base_path_and_enum_case(http: TestClient, admin: dict[str, str]) ->
 
 
 def test_duplicate_name_is_case_insensitive_and_carries_existing_id(
-        http: TestClient, admin: dict[str, str]) -> None:
-    first = http.post("/v1/projects", json={"name": "Straße", "warehouse": "REDSHIFT",
-                                            "agentDeploymentType": "HYBRID"}, headers=admin)
+    http: TestClient, admin: dict[str, str]
+) -> None:
+    first = http.post(
+        "/v1/projects",
+        json={"name": "Straße", "warehouse": "REDSHIFT", "agentDeploymentType": "HYBRID"},
+        headers=admin,
+    )
     assert first.status_code == 201
-    dup = http.post("/v1/projects", json={"name": "STRASSE", "warehouse": "REDSHIFT",
-                                          "agentDeploymentType": "HYBRID"}, headers=admin)
+    dup = http.post(
+        "/v1/projects",
+        json={"name": "STRASSE", "warehouse": "REDSHIFT", "agentDeploymentType": "HYBRID"},
+        headers=admin,
+    )
     body = assert_problem(dup, 409, "name")
     assert body["existingId"] == first.json()["projectId"]
     assert body["type"].endswith("/problems/conflict")
 
 
-def test_validation_rules(http: TestClient, admin: dict[str, str],
-                          session_factory: sessionmaker[Session]) -> None:
+def test_validation_rules(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     good = {"name": "ok", "warehouse": "REDSHIFT", "agentDeploymentType": "HYBRID"}
     cases = [
         ({**good, "name": ""}, "name"),
@@ -87,18 +100,26 @@ def test_validation_rules(http: TestClient, admin: dict[str, str],
 
 
 def test_bad_bodies_and_ids(http: TestClient, admin: dict[str, str]) -> None:
-    resp = http.post("/v1/projects", content=b"{not json", headers={**admin, "content-type": "application/json"})
+    resp = http.post(
+        "/v1/projects", content=b"{not json", headers={**admin, "content-type": "application/json"}
+    )
     assert_problem(resp, 400)
-    resp = http.post("/v1/projects", content=b"name=x", headers={**admin, "content-type": "text/plain"})
+    resp = http.post(
+        "/v1/projects", content=b"name=x", headers={**admin, "content-type": "text/plain"}
+    )
     assert_problem(resp, 415)
     assert_problem(http.get("/v1/projects/not-a-uuid", headers=admin), 400, "projectId")
-    assert_problem(http.get("/v1/projects/6f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f", headers=admin), 404)
+    assert_problem(
+        http.get("/v1/projects/6f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f", headers=admin), 404
+    )
 
 
-def test_visibility(http: TestClient, admin: dict[str, str],
-                    session_factory: sessionmaker[Session]) -> None:
-    pid = http.post("/v1/projects", json=example("01-create-project-snowflake"),
-                    headers=admin).json()["projectId"]
+def test_visibility(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
+    pid = http.post(
+        "/v1/projects", json=example("01-create-project-snowflake"), headers=admin
+    ).json()["projectId"]
     member = auth(http, session_factory, "MEMBER")
     assert http.get("/v1/projects", headers=member).json()["total"] == 0
     # invisible answers exactly like unknown
@@ -106,8 +127,9 @@ def test_visibility(http: TestClient, admin: dict[str, str],
     unknown = http.get("/v1/projects/6f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f", headers=member)
     assert_problem(invisible, 404)
     assert_problem(unknown, 404)
-    assert_problem(http.post("/v1/projects", json=example("01-create-project-redshift"),
-                             headers=member), 403)
+    assert_problem(
+        http.post("/v1/projects", json=example("01-create-project-redshift"), headers=member), 403
+    )
     # an ADMIN client owns what it creates, and sees nothing else
     admin2 = auth(http, session_factory, "ADMIN")
     own = http.post("/v1/projects", json=example("01-create-project-redshift"), headers=admin2)
@@ -118,16 +140,28 @@ def test_visibility(http: TestClient, admin: dict[str, str],
 
 
 def test_pagination(http: TestClient, admin: dict[str, str]) -> None:
-    ids = [http.post("/v1/projects", json={"name": f"p{i}", "warehouse": "REDSHIFT",
-                                           "agentDeploymentType": "HYBRID"}, headers=admin)
-           .json()["projectId"] for i in range(7)]
+    ids = [
+        http.post(
+            "/v1/projects",
+            json={"name": f"p{i}", "warehouse": "REDSHIFT", "agentDeploymentType": "HYBRID"},
+            headers=admin,
+        ).json()["projectId"]
+        for i in range(7)
+    ]
     seen = []
     for page in range(3):
         body = http.get("/v1/projects", params={"page": page, "size": 3}, headers=admin).json()
         assert body["total"] == 7 and body["page"] == page and body["size"] == 3
         seen += [p["id"] for p in body["results"]]
     assert seen == ids
-    assert http.get("/v1/projects", params={"page": 5, "size": 3}, headers=admin).json()["results"] == []
-    for params, field in [({"size": 0}, "size"), ({"size": 101}, "size"), ({"page": -1}, "page"),
-                          ({"page": "x"}, "page")]:
+    assert (
+        http.get("/v1/projects", params={"page": 5, "size": 3}, headers=admin).json()["results"]
+        == []
+    )
+    for params, field in [
+        ({"size": 0}, "size"),
+        ({"size": 101}, "size"),
+        ({"page": -1}, "page"),
+        ({"page": "x"}, "page"),
+    ]:
         assert_problem(http.get("/v1/projects", params=params, headers=admin), 400, field)

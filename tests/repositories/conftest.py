@@ -34,16 +34,26 @@ def git_server(git_server_session: GitServer) -> GitServer:  # noqa: F811 - fixt
 @pytest.fixture
 def settings(db_url: str, tmp_path: Path, github: GitHubFake) -> Settings:
     """Settings whose GitHub API is the fake, with a short upstream timeout."""
-    return Settings(data_dir=tmp_path / "data", database_url=db_url, github_api_url=github.url,
-                    upstream_timeout_seconds=UPSTREAM_TIMEOUT)
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=db_url,
+        github_api_url=github.url,
+        upstream_timeout_seconds=UPSTREAM_TIMEOUT,
+    )
 
 
 @pytest.fixture
 def project_id(http: TestClient, admin: dict[str, str]) -> str:
     """A fresh project's id."""
-    resp = http.post("/v1/projects", json={"name": f"p-{uuid.uuid4().hex[:8]}",
-                                           "warehouse": "SNOWFLAKE",
-                                           "agentDeploymentType": "HYBRID"}, headers=admin)
+    resp = http.post(
+        "/v1/projects",
+        json={
+            "name": f"p-{uuid.uuid4().hex[:8]}",
+            "warehouse": "SNOWFLAKE",
+            "agentDeploymentType": "HYBRID",
+        },
+        headers=admin,
+    )
     assert resp.status_code == 201, resp.text
     return str(resp.json()["projectId"])
 
@@ -63,4 +73,3 @@ def logs(http: TestClient, caplog: pytest.LogCaptureFixture) -> pytest.LogCaptur
         root.addHandler(caplog.handler)
     caplog.set_level(logging.DEBUG)
     return caplog
-

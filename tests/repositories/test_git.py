@@ -32,24 +32,39 @@ def _count(factory: sessionmaker[Session]) -> int:
 
 def _actions(factory: sessionmaker[Session]) -> list[str]:
     with factory() as session:
-        return list(session.scalars(select(AuditEvent.action)
-                                    .where(AuditEvent.action.like("repository.%"))
-                                    .order_by(AuditEvent.id)))
+        return list(
+            session.scalars(
+                select(AuditEvent.action)
+                .where(AuditEvent.action.like("repository.%"))
+                .order_by(AuditEvent.id)
+            )
+        )
 
 
-def test_http_remote(http: TestClient, admin: dict[str, str], git_server: GitServer,
-                     project_id: str, repo_name: str,
-                     session_factory: sessionmaker[Session]) -> None:
+def test_http_remote(
+    http: TestClient,
+    admin: dict[str, str],
+    git_server: GitServer,
+    project_id: str,
+    repo_name: str,
+    session_factory: sessionmaker[Session],
+) -> None:
     bare = git_server.create_repo(repo_name, head="trunk", branches=["trunk", "dev"])
     git_server.add_token(f"tok-{repo_name}", read=[repo_name])
     remote = f"{git_server.url}/{repo_name}.git"
     url = f"/v1/projects/{project_id}/repositories"
-    resp = http.post(url, json=_body(remote, "Finance Pipelines"),
-                     headers={**admin, TOKEN: f"tok-{repo_name}"})
+    resp = http.post(
+        url, json=_body(remote, "Finance Pipelines"), headers={**admin, TOKEN: f"tok-{repo_name}"}
+    )
     assert resp.status_code == 201, resp.text
-    expected = {"provider": "git", "repositoryName": "Finance Pipelines",
-                "providerParameters": {"url": remote}, "defaultBranch": "trunk",
-                "htmlUrl": None, "cloneUrl": remote}
+    expected = {
+        "provider": "git",
+        "repositoryName": "Finance Pipelines",
+        "providerParameters": {"url": remote},
+        "defaultBranch": "trunk",
+        "htmlUrl": None,
+        "cloneUrl": remote,
+    }
     assert resp.json() == expected
     assert git_server.usernames[-1] == "x-access-token"
     assert http.get(url, headers=admin).json() == expected
@@ -61,18 +76,24 @@ def test_http_remote(http: TestClient, admin: dict[str, str], git_server: GitSer
     assert resp.status_code == 204, resp.text
     assert http.get(url, headers=admin).json()["defaultBranch"] == "dev"
     assert http.delete(url, headers=admin).status_code == 204
-    assert _actions(session_factory) == ["repository.associated", "repository.token_checked",
-                                         "repository.removed"]
+    assert _actions(session_factory) == [
+        "repository.associated",
+        "repository.token_checked",
+        "repository.removed",
+    ]
 
 
-def test_user_name_in_url_and_empty_repository(http: TestClient, admin: dict[str, str],
-                                               git_server: GitServer, project_id: str,
-                                               repo_name: str) -> None:
+def test_user_name_in_url_and_empty_repository(
+    http: TestClient, admin: dict[str, str], git_server: GitServer, project_id: str, repo_name: str
+) -> None:
     git_server.create_repo(repo_name, head="main", branches=[])
     git_server.add_token(f"tok-{repo_name}", read=[repo_name])
     remote = f"http://x-token-auth@127.0.0.1:{git_server.url.rsplit(':', 1)[1]}/{repo_name}.git"
-    resp = http.post(f"/v1/projects/{project_id}/repositories", json=_body(remote),
-                     headers={**admin, TOKEN: f"tok-{repo_name}"})
+    resp = http.post(
+        f"/v1/projects/{project_id}/repositories",
+        json=_body(remote),
+        headers={**admin, TOKEN: f"tok-{repo_name}"},
+    )
     assert resp.status_code == 201, resp.text
     assert git_server.usernames[-1] == "x-token-auth"
     # an empty repository: protocol v2 still reports HEAD's unborn branch
@@ -80,15 +101,21 @@ def test_user_name_in_url_and_empty_repository(http: TestClient, admin: dict[str
     assert resp.json()["cloneUrl"] == remote
 
 
-def test_file_remote(http: TestClient, admin: dict[str, str], git_server: GitServer,
-                     project_id: str, repo_name: str,
-                     session_factory: sessionmaker[Session]) -> None:
+def test_file_remote(
+    http: TestClient,
+    admin: dict[str, str],
+    git_server: GitServer,
+    project_id: str,
+    repo_name: str,
+    session_factory: sessionmaker[Session],
+) -> None:
     url = f"/v1/projects/{project_id}/repositories"
     missing = (git_server.root / "absent.git").as_uri()
     not_a_repo = git_server.root.as_uri()
     for remote in (missing, not_a_repo):
-        assert_problem(http.post(url, json=_body(remote), headers={**admin, TOKEN: "unused"}),
-                       400, URL_FIELD)
+        assert_problem(
+            http.post(url, json=_body(remote), headers={**admin, TOKEN: "unused"}), 400, URL_FIELD
+        )
     assert _count(session_factory) == 0
     bare = git_server.create_repo(repo_name, head="release", branches=["release"])
     resp = http.post(url, json=_body(bare.as_uri()), headers={**admin, TOKEN: "unused"})
@@ -103,10 +130,8 @@ CASES: list[Case] = [
     ("token rejected", lambda s, t, r: None, 400, TOKEN),
     ("read forbidden", lambda s, t, r: s.add_token(t, forbid=[r]), 403, TOKEN),
     ("not visible", lambda s, t, r: s.add_token(t), 400, URL_FIELD),
-    ("rate limited", lambda s, t, r: s.add_token(t, answer=(429, {"Retry-After": "7"})), 503,
-     None),
-    ("unavailable", lambda s, t, r: s.add_token(t, answer=(503, {"Retry-After": "5"})), 503,
-     None),
+    ("rate limited", lambda s, t, r: s.add_token(t, answer=(429, {"Retry-After": "7"})), 503, None),
+    ("unavailable", lambda s, t, r: s.add_token(t, answer=(503, {"Retry-After": "5"})), 503, None),
     ("server error", lambda s, t, r: s.add_token(t, answer=(500, {})), 502, None),
     ("not a git server", lambda s, t, r: s.add_token(t, answer=(200, {})), 502, None),
     ("timeout", lambda s, t, r: s.add_token(t, read=[r], delay=5), 504, None),
@@ -123,9 +148,14 @@ def _check(resp: Any, case: Case) -> None:
     assert "forced answer" not in resp.text and "Permission denied" not in resp.text
 
 
-def test_distinct_answers(http: TestClient, admin: dict[str, str], git_server: GitServer,
-                          project_id: str, repo_name: str,
-                          session_factory: sessionmaker[Session]) -> None:
+def test_distinct_answers(
+    http: TestClient,
+    admin: dict[str, str],
+    git_server: GitServer,
+    project_id: str,
+    repo_name: str,
+    session_factory: sessionmaker[Session],
+) -> None:
     git_server.create_repo(repo_name)
     remote = f"{git_server.url}/{repo_name}.git"
     url = f"/v1/projects/{project_id}/repositories"
@@ -136,8 +166,10 @@ def test_distinct_answers(http: TestClient, admin: dict[str, str], git_server: G
     assert _count(session_factory) == 0 and _actions(session_factory) == []
 
     git_server.add_token(f"ok-{repo_name}", read=[repo_name])
-    assert http.post(url, json=_body(remote), headers={**admin, TOKEN: f"ok-{repo_name}"}
-                     ).status_code == 201
+    assert (
+        http.post(url, json=_body(remote), headers={**admin, TOKEN: f"ok-{repo_name}"}).status_code
+        == 201
+    )
     before = http.get(url, headers=admin).json()
     for case in CASES:
         token = f"again-{case[0].replace(' ', '-')}-{repo_name}"
@@ -147,11 +179,21 @@ def test_distinct_answers(http: TestClient, admin: dict[str, str], git_server: G
     assert _actions(session_factory) == ["repository.associated"]
 
 
-def test_unreachable_remotes(http: TestClient, admin: dict[str, str], git_server: GitServer,
-                             project_id: str, session_factory: sessionmaker[Session]) -> None:
-    for remote in (f"http://127.0.0.1:{free_port()}/x.git",  # connection refused
-                   f"ssh://git@127.0.0.1:{free_port()}/x.git"):  # ssh, connection refused
-        resp = http.post(f"/v1/projects/{project_id}/repositories", json=_body(remote),
-                         headers={**admin, TOKEN: "tok"})
+def test_unreachable_remotes(
+    http: TestClient,
+    admin: dict[str, str],
+    git_server: GitServer,
+    project_id: str,
+    session_factory: sessionmaker[Session],
+) -> None:
+    for remote in (
+        f"http://127.0.0.1:{free_port()}/x.git",  # connection refused
+        f"ssh://git@127.0.0.1:{free_port()}/x.git",
+    ):  # ssh, connection refused
+        resp = http.post(
+            f"/v1/projects/{project_id}/repositories",
+            json=_body(remote),
+            headers={**admin, TOKEN: "tok"},
+        )
         assert_problem(resp, 502)
     assert _count(session_factory) == 0

@@ -22,15 +22,23 @@ REPO = "acme-data/finance-pipelines"
 
 
 def _project(http: TestClient, admin: dict[str, str], name: str) -> str:
-    resp = http.post("/v1/projects", json={"name": name, "warehouse": "REDSHIFT",
-                                           "agentDeploymentType": "HYBRID"}, headers=admin)
+    resp = http.post(
+        "/v1/projects",
+        json={"name": name, "warehouse": "REDSHIFT", "agentDeploymentType": "HYBRID"},
+        headers=admin,
+    )
     return f"/v1/projects/{resp.json()['projectId']}/repositories"
 
 
-def test_canary_token_never_leaks(http: TestClient, admin: dict[str, str], github: GitHubFake,
-                                  git_server: GitServer, repo_name: str,
-                                  logs: pytest.LogCaptureFixture,
-                                  session_factory: sessionmaker[Session]) -> None:
+def test_canary_token_never_leaks(
+    http: TestClient,
+    admin: dict[str, str],
+    github: GitHubFake,
+    git_server: GitServer,
+    repo_name: str,
+    logs: pytest.LogCaptureFixture,
+    session_factory: sessionmaker[Session],
+) -> None:
     responses = []
     headers = {**admin, TOKEN: CANARY}
 
@@ -41,41 +49,70 @@ def test_canary_token_never_leaks(http: TestClient, admin: dict[str, str], githu
 
     # GitHub, through each of its answers, then success and a token re-check
     url = _project(http, admin, "github")
-    body = {"provider": "github", "repositoryName": "finance-pipelines",
-            "providerParameters": {"ownerName": "acme-data"}}
+    body = {
+        "provider": "github",
+        "repositoryName": "finance-pipelines",
+        "providerParameters": {"ownerName": "acme-data"},
+    }
     github.add_repo(REPO)
     call("POST", url, 400, json=body)  # token unknown to GitHub
     github_steps: list[tuple[dict[str, Any], int]] = [
-        ({}, 400), ({"access": {REPO: NONE}}, 403), ({"forbidden": [REPO]}, 403),
-        ({"rate_limit": "primary"}, 503), ({"status": 500}, 502),
-        ({"access": {REPO: ALL}, "delay": 5}, 504), ({"access": {REPO: ALL}}, 201)]
+        ({}, 400),
+        ({"access": {REPO: NONE}}, 403),
+        ({"forbidden": [REPO]}, 403),
+        ({"rate_limit": "primary"}, 503),
+        ({"status": 500}, 502),
+        ({"access": {REPO: ALL}, "delay": 5}, 504),
+        ({"access": {REPO: ALL}}, 201),
+    ]
     for setup, status in github_steps:
         github.add_token(CANARY, **setup)
         call("POST", url, status, json=body)
     call("POST", f"{url}/token", 204)
     call("POST", url, 400, json={**body, "provider": "bitbucket"})
     assert (f"/repos/{REPO}", f"Bearer {CANARY}") in [
-        (path, sent.get("Authorization")) for path, sent in github.requests]
+        (path, sent.get("Authorization")) for path, sent in github.requests
+    ]
 
     # a git remote over HTTP, then a file:// remote
     url = _project(http, admin, "git")
     git_server.create_repo(repo_name)
-    remote = {"provider": "git", "repositoryName": repo_name,
-              "providerParameters": {"url": f"{git_server.url}/{repo_name}.git"}}
+    remote = {
+        "provider": "git",
+        "repositoryName": repo_name,
+        "providerParameters": {"url": f"{git_server.url}/{repo_name}.git"},
+    }
     call("POST", url, 400, json=remote)  # token unknown to the server
     git_steps: list[tuple[dict[str, Any], int]] = [
-        ({"forbid": [repo_name]}, 403), ({"answer": (429, {"Retry-After": "3"})}, 503),
-        ({"answer": (500, {})}, 502), ({"read": [repo_name]}, 201)]
+        ({"forbid": [repo_name]}, 403),
+        ({"answer": (429, {"Retry-After": "3"})}, 503),
+        ({"answer": (500, {})}, 502),
+        ({"read": [repo_name]}, 201),
+    ]
     for setup, status in git_steps:
         git_server.add_token(CANARY, **setup)
         call("POST", url, status, json=remote)
     call("POST", f"{url}/token", 204)
     git_server.add_token(CANARY, read=[repo_name], delay=5)
     call("POST", f"{url}/token", 504)
-    call("POST", _project(http, admin, "file"), 201, json={
-        **remote, "providerParameters": {"url": (git_server.root / f"{repo_name}.git").as_uri()}})
-    call("POST", url, 400, json={**remote, "providerParameters": {
-        "url": f"https://user:{CANARY}@git.example.com/x.git"}})
+    call(
+        "POST",
+        _project(http, admin, "file"),
+        201,
+        json={
+            **remote,
+            "providerParameters": {"url": (git_server.root / f"{repo_name}.git").as_uri()},
+        },
+    )
+    call(
+        "POST",
+        url,
+        400,
+        json={
+            **remote,
+            "providerParameters": {"url": f"https://user:{CANARY}@git.example.com/x.git"},
+        },
+    )
 
     for resp in responses:
         assert CANARY not in resp.text, resp.request.url
@@ -93,7 +130,10 @@ def test_canary_token_never_leaks(http: TestClient, admin: dict[str, str], githu
         for table in tables.sorted_tables:
             rows = session.execute(select(table)).all()
             assert CANARY not in repr(rows), table.name
-        details = list(session.scalars(select(AuditEvent.details)
-                                       .where(AuditEvent.action.like("repository.%"))))
+        details = list(
+            session.scalars(
+                select(AuditEvent.details).where(AuditEvent.action.like("repository.%"))
+            )
+        )
     assert len(details) == 5 and all(details)
     assert all(CANARY not in repr(d) for d in details)

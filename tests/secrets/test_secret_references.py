@@ -41,8 +41,9 @@ def _body(agent_id: str, **changes: Any) -> dict[str, Any]:
     return {**example("04-create-secret-reference-aws", agentId=agent_id), **changes}
 
 
-def test_create_read_list_delete(http: TestClient, admin: dict[str, str],
-                                 session_factory: sessionmaker[Session]) -> None:
+def test_create_read_list_delete(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     project_id = _project(http, admin)
     agent_id = create_agent(http, admin)["agentId"]
     base = f"/v1/projects/{project_id}/secret-references"
@@ -51,10 +52,15 @@ def test_create_read_list_delete(http: TestClient, admin: dict[str, str],
     assert resp.headers["location"] == f"{base}/finance-prod-redshift"
     created = resp.json()
     assert created == {
-        "name": "finance-prod-redshift", "agentId": agent_id, "agentType": "AWS",
-        "secretReferenceType": "PASSWORD", "secretName": "prod/finance/redshift",
-        "secretKey": "password", "description": "Redshift password for the prod environment",
-        "createdAt": created["createdAt"], "updatedAt": created["updatedAt"],
+        "name": "finance-prod-redshift",
+        "agentId": agent_id,
+        "agentType": "AWS",
+        "secretReferenceType": "PASSWORD",
+        "secretName": "prod/finance/redshift",
+        "secretKey": "password",
+        "description": "Redshift password for the prod environment",
+        "createdAt": created["createdAt"],
+        "updatedAt": created["updatedAt"],
     }
     assert created["createdAt"].endswith("Z")
     assert http.get(f"{base}/finance-prod-redshift", headers=admin).json() == created
@@ -67,42 +73,63 @@ def test_create_read_list_delete(http: TestClient, admin: dict[str, str],
     assert_problem(http.get(f"{base}/finance-prod-redshift", headers=admin), 404)
     assert_problem(http.delete(f"{base}/finance-prod-redshift", headers=admin), 404)
     with session_factory() as session:
-        events = list(session.scalars(select(AuditEvent).where(
-            AuditEvent.action.like("secret_reference.%")).order_by(AuditEvent.id)))
+        events = list(
+            session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.action.like("secret_reference.%"))
+                .order_by(AuditEvent.id)
+            )
+        )
     assert [(e.action, e.target_id, e.project_id) for e in events] == [
         ("secret_reference.created", "finance-prod-redshift", project_id),
         ("secret_reference.deleted", "finance-prod-redshift", project_id),
     ]
     # a deleted name can be reused
-    assert http.post(f"{base}/finance-prod-redshift", json=_body(agent_id),
-                     headers=admin).status_code == 201
+    assert (
+        http.post(f"{base}/finance-prod-redshift", json=_body(agent_id), headers=admin).status_code
+        == 201
+    )
 
 
 def test_stores_are_case_insensitive_and_hosted_is_canonical(
-        http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]) -> None:
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     project_id = _project(http, admin)
     agent_id = create_agent(http, admin)["agentId"]
     base = f"/v1/projects/{project_id}/secret-references"
-    for name, given, stored in [("a", "aws", "AWS"), ("b", "AZURE", "Azure"), ("c", "gcp", "GCP"),
-                                ("d", "vault", "Vault"), ("e", "Hosted", "Matillion hosted"),
-                                ("f", "matillion HOSTED", "Matillion hosted"),
-                                ("g", "hosted", "Matillion hosted")]:
-        body = _body(hosted_agent_id(session_factory) if "osted" in stored else agent_id,
-                     agentType=given, secretReferenceType="password")
+    for name, given, stored in [
+        ("a", "aws", "AWS"),
+        ("b", "AZURE", "Azure"),
+        ("c", "gcp", "GCP"),
+        ("d", "vault", "Vault"),
+        ("e", "Hosted", "Matillion hosted"),
+        ("f", "matillion HOSTED", "Matillion hosted"),
+        ("g", "hosted", "Matillion hosted"),
+    ]:
+        body = _body(
+            hosted_agent_id(session_factory) if "osted" in stored else agent_id,
+            agentType=given,
+            secretReferenceType="password",
+        )
         resp = http.post(f"{base}/{name}", json=body, headers=admin)
         assert resp.status_code == 201, resp.text
         assert resp.json()["agentType"] == stored
         assert resp.json()["secretReferenceType"] == "PASSWORD"
-    minimal = {"agentId": agent_id.upper(), "agentType": "AWS", "secretReferenceType": "PASSWORD",
-               "secretName": "s"}
+    minimal = {
+        "agentId": agent_id.upper(),
+        "agentType": "AWS",
+        "secretReferenceType": "PASSWORD",
+        "secretName": "s",
+    }
     got = http.post(f"{base}/Name_with-(parens)", json=minimal, headers=admin).json()
     assert got["agentId"] == agent_id
     assert got["secretKey"] is None and got["description"] is None
     assert http.post(f"{base}/{'n' * 128}", json=minimal, headers=admin).status_code == 201
 
 
-def test_validation_rules(http: TestClient, admin: dict[str, str],
-                          session_factory: sessionmaker[Session]) -> None:
+def test_validation_rules(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     project_id = _project(http, admin)
     agent_id = create_agent(http, admin)["agentId"]
     base = f"/v1/projects/{project_id}/secret-references"
@@ -128,34 +155,47 @@ def test_validation_rules(http: TestClient, admin: dict[str, str],
     for body, field in body_cases:
         assert_problem(http.post(f"{base}/ok", json=body, headers=admin), 400, field)
     for name in ["has space", "dot.name", "n" * 129, "caf%C3%A9", "semi;colon", "%20lead"]:
-        assert_problem(http.post(f"{base}/{name}", json=good, headers=admin), 400,
-                       "secretReferenceName")
-    assert_problem(http.post("/v1/projects/not-a-uuid/secret-references/ok", json=good,
-                             headers=admin), 400, "projectId")
+        assert_problem(
+            http.post(f"{base}/{name}", json=good, headers=admin), 400, "secretReferenceName"
+        )
+    assert_problem(
+        http.post("/v1/projects/not-a-uuid/secret-references/ok", json=good, headers=admin),
+        400,
+        "projectId",
+    )
     assert _count(session_factory) == 0
 
     # the secret name can be as long as the rule allows
-    assert http.post(f"{base}/ok", json={**good, "secretName": "s" * 1024},
-                     headers=admin).status_code == 201
-    dup = assert_problem(http.post(f"{base}/OK", json=good, headers=admin), 409,
-                         "secretReferenceName")
+    assert (
+        http.post(f"{base}/ok", json={**good, "secretName": "s" * 1024}, headers=admin).status_code
+        == 201
+    )
+    dup = assert_problem(
+        http.post(f"{base}/OK", json=good, headers=admin), 409, "secretReferenceName"
+    )
     assert dup["type"].endswith("/problems/conflict")
     assert _count(session_factory) == 1
 
 
-def test_visibility_and_roles(http: TestClient, admin: dict[str, str],
-                              session_factory: sessionmaker[Session]) -> None:
+def test_visibility_and_roles(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     project_id = _project(http, admin)
     agent_id = create_agent(http, admin)["agentId"]
     base = f"/v1/projects/{project_id}/secret-references"
     assert http.post(f"{base}/ref", json=_body(agent_id), headers=admin).status_code == 201
 
     outsider = auth(http, session_factory, "MEMBER")
-    for method, url in [("GET", base), ("GET", f"{base}/ref"), ("DELETE", f"{base}/ref"),
-                        ("POST", f"{base}/other")]:
+    for method, url in [
+        ("GET", base),
+        ("GET", f"{base}/ref"),
+        ("DELETE", f"{base}/ref"),
+        ("POST", f"{base}/other"),
+    ]:
         invisible = http.request(method, url, json=_body(agent_id), headers=outsider)
-        unknown = http.request(method, url.replace(project_id, UNKNOWN_ID), json=_body(agent_id),
-                               headers=outsider)
+        unknown = http.request(
+            method, url.replace(project_id, UNKNOWN_ID), json=_body(agent_id), headers=outsider
+        )
         assert_problem(invisible, 404)
         assert_problem(unknown, 404)
 
@@ -166,43 +206,61 @@ def test_visibility_and_roles(http: TestClient, admin: dict[str, str],
     assert_problem(http.delete(f"{base}/ref", headers=viewer), 403)
 
     contributor = member_auth(http, session_factory, project_id, "CONTRIBUTOR")
-    assert http.post(f"{base}/other", json=_body(agent_id),
-                     headers=contributor).status_code == 201
+    assert http.post(f"{base}/other", json=_body(agent_id), headers=contributor).status_code == 201
     assert http.delete(f"{base}/other", headers=contributor).status_code == 204
     assert _count(session_factory) == 1
 
 
 def test_delete_while_an_environment_refers_to_it(
-        http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]) -> None:
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     project_id = _project(http, admin)
     agent_id = create_agent(http, admin)["agentId"]
     base = f"/v1/projects/{project_id}/secret-references"
     for name in ("finance-prod-redshift", "unused"):
         assert http.post(f"{base}/{name}", json=_body(agent_id), headers=admin).status_code == 201
     for session in session_scope(session_factory, write=True):
-        connection = Connection(project_id=project_id, name="dwh", name_key="dwh",
-                                platform_connection_type="DWH", auth_provider="REDSHIFT",
-                                auth_type="PASSWORD")
+        connection = Connection(
+            project_id=project_id,
+            name="dwh",
+            name_key="dwh",
+            platform_connection_type="DWH",
+            auth_provider="REDSHIFT",
+            auth_type="PASSWORD",
+        )
         session.add(connection)
         session.flush()
-        session.add(Environment(
-            project_id=project_id, connection_id=connection.id, name="prod", name_key="prod",
-            display_name="prod", default_agent_id=agent_id, default_user_access_level="default",
-            connection_properties={"url": {"value": "unused"},
-                                   "password": {"secretName": "FINANCE-prod-redshift",
-                                                "secretKey": "password"}}))
+        session.add(
+            Environment(
+                project_id=project_id,
+                connection_id=connection.id,
+                name="prod",
+                name_key="prod",
+                display_name="prod",
+                default_agent_id=agent_id,
+                default_user_access_level="default",
+                connection_properties={
+                    "url": {"value": "unused"},
+                    "password": {"secretName": "FINANCE-prod-redshift", "secretKey": "password"},
+                },
+            )
+        )
     body = assert_problem(http.delete(f"{base}/finance-prod-redshift", headers=admin), 409)
     assert "prod" in body["detail"]
     assert http.delete(f"{base}/unused", headers=admin).status_code == 204
     assert _count(session_factory) == 1
 
 
-def test_find_reference(http: TestClient, admin: dict[str, str],
-                        session_factory: sessionmaker[Session]) -> None:
+def test_find_reference(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     project_id = _project(http, admin)
     agent_id = create_agent(http, admin)["agentId"]
-    http.post(f"/v1/projects/{project_id}/secret-references/Finance-Prod", json=_body(agent_id),
-              headers=admin)
+    http.post(
+        f"/v1/projects/{project_id}/secret-references/Finance-Prod",
+        json=_body(agent_id),
+        headers=admin,
+    )
     with session_factory() as session:
         found = find_reference(session, project_id=project_id, name="finance-PROD")
         assert found is not None and found.name == "Finance-Prod"

@@ -27,8 +27,9 @@ def example(name: str, **substitutions: str) -> dict[str, Any]:
     return json.loads(text)  # type: ignore[no-any-return]
 
 
-def new_client(factory: sessionmaker[Session], role: str = "SUPER_ADMIN",
-               name: str = "test client") -> tuple[str, str]:
+def new_client(
+    factory: sessionmaker[Session], role: str = "SUPER_ADMIN", name: str = "test client"
+) -> tuple[str, str]:
     """Create an API client directly in the database; return ``(client_id, client_secret)``."""
     for session in session_scope(factory, write=True):
         client, secret = create_api_client(session, name=name, role=role)
@@ -38,25 +39,40 @@ def new_client(factory: sessionmaker[Session], role: str = "SUPER_ADMIN",
 
 def token_for(http: TestClient, client_id: str, client_secret: str) -> str:
     """Obtain a bearer token from the token endpoint."""
-    resp = http.post("/oauth/dpc/token", data={"grant_type": "client_credentials",
-                                               "client_id": client_id, "client_secret": client_secret})
+    resp = http.post(
+        "/oauth/dpc/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": client_secret,
+        },
+    )
     assert resp.status_code == 200, resp.text
     return str(resp.json()["access_token"])
 
 
-def auth(http: TestClient, factory: sessionmaker[Session], role: str = "SUPER_ADMIN") -> dict[str, str]:
+def auth(
+    http: TestClient, factory: sessionmaker[Session], role: str = "SUPER_ADMIN"
+) -> dict[str, str]:
     """Headers for a fresh API client of ``role``."""
     return {"Authorization": f"Bearer {token_for(http, *new_client(factory, role))}"}
 
 
-def member_auth(http: TestClient, factory: sessionmaker[Session], project_id: str,
-                role: str) -> dict[str, str]:
+def member_auth(
+    http: TestClient, factory: sessionmaker[Session], project_id: str, role: str
+) -> dict[str, str]:
     """Headers for a fresh ``MEMBER`` API client holding project role ``role`` in ``project_id``."""
     client_id, secret = new_client(factory, "MEMBER")
     for session in session_scope(factory, write=True):
         client = session.scalars(select(ApiClient).where(ApiClient.client_id == client_id)).one()
-        session.add(ProjectMember(project_id=project_id, principal_type="api_client",
-                                  principal_id=client.id, role=role))
+        session.add(
+            ProjectMember(
+                project_id=project_id,
+                principal_type="api_client",
+                principal_id=client.id,
+                role=role,
+            )
+        )
     return {"Authorization": f"Bearer {token_for(http, client_id, secret)}"}
 
 

@@ -24,15 +24,26 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 
-GIT_ENV = {"GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@localhost",
-           "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@localhost",
-           "GIT_CONFIG_NOSYSTEM": "1", "HOME": "/nonexistent"}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Test",
+    "GIT_AUTHOR_EMAIL": "test@localhost",
+    "GIT_COMMITTER_NAME": "Test",
+    "GIT_COMMITTER_EMAIL": "test@localhost",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "HOME": "/nonexistent",
+}
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
     """Run the ``git`` command line with a fixed identity; return its stdout."""
-    proc = subprocess.run(["git", *args], cwd=cwd, env={**os.environ, **GIT_ENV},
-                          check=True, capture_output=True, text=True)
+    proc = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        env={**os.environ, **GIT_ENV},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return proc.stdout
 
 
@@ -65,8 +76,13 @@ class GitServer:
         self.root = root
         self.tokens: dict[str, TokenRule] = {}
         self.usernames: list[str] = []
-        self._server = make_server("127.0.0.1", 0, self._app, server_class=_ThreadingWSGIServer,
-                                   handler_class=_QuietHandler)
+        self._server = make_server(
+            "127.0.0.1",
+            0,
+            self._app,
+            server_class=_ThreadingWSGIServer,
+            handler_class=_QuietHandler,
+        )
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -84,8 +100,9 @@ class GitServer:
         self.tokens.clear()
         self.usernames.clear()
 
-    def create_repo(self, name: str, *, head: str = "main", branches: Iterable[str] = ("main",)
-                    ) -> Path:
+    def create_repo(
+        self, name: str, *, head: str = "main", branches: Iterable[str] = ("main",)
+    ) -> Path:
         """A bare repository ``<name>.git`` with one commit on each of ``branches`` and HEAD on
         ``refs/heads/<head>`` (no branches: an empty repository). Returns its path."""
         bare = self.root / f"{name}.git"
@@ -101,8 +118,15 @@ class GitServer:
         git("symbolic-ref", "HEAD", f"refs/heads/{head}", cwd=bare)
         return bare
 
-    def add_token(self, token: str, *, read: Iterable[str] = (), forbid: Iterable[str] = (),
-                  answer: tuple[int, dict[str, str]] | None = None, delay: float = 0.0) -> None:
+    def add_token(
+        self,
+        token: str,
+        *,
+        read: Iterable[str] = (),
+        forbid: Iterable[str] = (),
+        answer: tuple[int, dict[str, str]] | None = None,
+        delay: float = 0.0,
+    ) -> None:
         """Accept ``token``: it may read the repositories ``read`` (names without ``.git``), gets
         403 for ``forbid``, and 404 for any other. ``answer`` forces ``(status, headers)`` for
         every request; ``delay`` (seconds) is waited before answering."""
@@ -113,8 +137,10 @@ class GitServer:
         repo = path.lstrip("/").split(".git", 1)[0]
         rule, username = self._authenticate(environ.get("HTTP_AUTHORIZATION", ""))
         if rule is None:
-            start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="git"'),
-                                                 ("Content-Type", "text/plain")])
+            start_response(
+                "401 Unauthorized",
+                [("WWW-Authenticate", 'Basic realm="git"'), ("Content-Type", "text/plain")],
+            )
             return iter([b"Authentication required\n"])
         self.usernames.append(username)
         time.sleep(rule.delay)
@@ -140,8 +166,9 @@ class GitServer:
             return None, ""
         return self.tokens.get(password), username
 
-    def _backend(self, environ: dict[str, Any], start_response: Any, username: str
-                 ) -> Iterator[bytes]:
+    def _backend(
+        self, environ: dict[str, Any], start_response: Any, username: str
+    ) -> Iterator[bytes]:
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         env = {
@@ -158,8 +185,9 @@ class GitServer:
             "GIT_PROTOCOL": environ.get("HTTP_GIT_PROTOCOL", ""),
             "HOME": "/nonexistent",
         }
-        proc = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True,
-                              check=False)
+        proc = subprocess.run(
+            ["git", "http-backend"], input=body, env=env, capture_output=True, check=False
+        )
         head, _, payload = proc.stdout.partition(b"\r\n\r\n")
         status = "200 OK"
         headers = []

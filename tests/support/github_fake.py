@@ -94,12 +94,14 @@ class GitHubFake:
         self.tokens.clear()
         self.requests.clear()
 
-    def add_repo(self, full_name: str, *, private: bool = True,
-                 default_branch: str = "main") -> None:
+    def add_repo(
+        self, full_name: str, *, private: bool = True, default_branch: str = "main"
+    ) -> None:
         """Create repository ``owner/name``."""
         owner, name = full_name.split("/")
-        self.repos[full_name.lower()] = FakeRepo(len(self.repos) + 1000, owner, name, private,
-                                                 default_branch)
+        self.repos[full_name.lower()] = FakeRepo(
+            len(self.repos) + 1000, owner, name, private, default_branch
+        )
 
     def rename(self, old: str, new: str) -> None:
         """Rename ``old`` (``owner/name``) to ``new``; the old name then answers 301."""
@@ -108,42 +110,82 @@ class GitHubFake:
         self.repos[new.lower()] = repo
         self.renamed[old.lower()] = new.lower()
 
-    def add_token(self, token: str, *, access: Mapping[str, Mapping[str, bool]] | None = None,
-                  forbidden: Iterable[str] = (), rate_limit: str | None = None,
-                  status: int | None = None, delay: float = 0.0) -> None:
+    def add_token(
+        self,
+        token: str,
+        *,
+        access: Mapping[str, Mapping[str, bool]] | None = None,
+        forbidden: Iterable[str] = (),
+        rate_limit: str | None = None,
+        status: int | None = None,
+        delay: float = 0.0,
+    ) -> None:
         """Register ``token`` (see :class:`FakeToken`)."""
         self.tokens[token] = FakeToken(
             {k.lower(): dict(v) for k, v in (access or {}).items()},
-            {f.lower() for f in forbidden}, rate_limit, status, delay)
+            {f.lower() for f in forbidden},
+            rate_limit,
+            status,
+            delay,
+        )
 
     def answer(self, path: str, authorization: str) -> tuple[int, dict[str, str], Any]:
         """``(status, headers, json body)`` for ``GET path`` with this Authorization header."""
         reset = int(time.time()) + 120
-        headers = {"x-ratelimit-limit": "5000", "x-ratelimit-remaining": "4999",
-                   "x-ratelimit-reset": str(reset), "x-ratelimit-used": "1",
-                   "x-ratelimit-resource": "core", "X-GitHub-Media-Type": "github.v3"}
+        headers = {
+            "x-ratelimit-limit": "5000",
+            "x-ratelimit-remaining": "4999",
+            "x-ratelimit-reset": str(reset),
+            "x-ratelimit-used": "1",
+            "x-ratelimit-resource": "core",
+            "X-GitHub-Media-Type": "github.v3",
+        }
         scheme, _, value = authorization.partition(" ")
         token = self.tokens.get(value) if scheme.lower() in ("bearer", "token") else None
         if authorization and token is None:
-            return 401, headers, {"message": "Bad credentials", "documentation_url": DOCS,
-                                  "status": "401"}
+            return (
+                401,
+                headers,
+                {"message": "Bad credentials", "documentation_url": DOCS, "status": "401"},
+            )
         token = token or FakeToken()
         time.sleep(token.delay)
         if token.status is not None:
             return token.status, headers, "<html><body>Unicorn! GitHub is down</body></html>"
         if token.rate_limit == "primary":
             headers.update({"x-ratelimit-remaining": "0", "x-ratelimit-used": "5000"})
-            return 403, headers, {"message": "API rate limit exceeded for user ID 1.",
-                                  "documentation_url": RATE_DOCS, "status": "403"}
+            return (
+                403,
+                headers,
+                {
+                    "message": "API rate limit exceeded for user ID 1.",
+                    "documentation_url": RATE_DOCS,
+                    "status": "403",
+                },
+            )
         if token.rate_limit == "secondary":
             headers["retry-after"] = "30"
-            return 429, headers, {"message": "You have exceeded a secondary rate limit. Please "
-                                  "wait a few minutes before you try again.",
-                                  "documentation_url": RATE_DOCS, "status": "429"}
+            return (
+                429,
+                headers,
+                {
+                    "message": "You have exceeded a secondary rate limit. Please "
+                    "wait a few minutes before you try again.",
+                    "documentation_url": RATE_DOCS,
+                    "status": "429",
+                },
+            )
         if token.rate_limit == "secondary-message":
-            return 403, headers, {"message": "You have exceeded a secondary rate limit and have "
-                                  "been temporarily blocked from content creation.",
-                                  "documentation_url": RATE_DOCS, "status": "403"}
+            return (
+                403,
+                headers,
+                {
+                    "message": "You have exceeded a secondary rate limit and have "
+                    "been temporarily blocked from content creation.",
+                    "documentation_url": RATE_DOCS,
+                    "status": "403",
+                },
+            )
         # GitHub Enterprise Server serves the same API under /api/v3.
         parts = path.removeprefix("/api/v3").strip("/").split("/")
         if len(parts) == 2 and parts[0] == "repositories":
@@ -154,21 +196,37 @@ class GitHubFake:
                 moved = self.repos[self.renamed[key]]
                 location = f"{self.url}/repositories/{moved.id}"
                 headers["Location"] = location
-                return 301, headers, {"message": "Moved Permanently", "url": location,
-                                      "documentation_url": DOCS}
+                return (
+                    301,
+                    headers,
+                    {"message": "Moved Permanently", "url": location, "documentation_url": DOCS},
+                )
             repo = self.repos.get(key)
         else:
-            return 404, headers, {"message": "Not Found", "documentation_url": DOCS,
-                                  "status": "404"}
+            return (
+                404,
+                headers,
+                {"message": "Not Found", "documentation_url": DOCS, "status": "404"},
+            )
         key = repo.full_name.lower() if repo else ""
         if repo is not None and key in token.forbidden:
             headers["X-Accepted-GitHub-Permissions"] = "metadata=read"
-            return 403, headers, {"message": "Resource not accessible by personal access token",
-                                  "documentation_url": REPO_DOCS, "status": "403"}
+            return (
+                403,
+                headers,
+                {
+                    "message": "Resource not accessible by personal access token",
+                    "documentation_url": REPO_DOCS,
+                    "status": "403",
+                },
+            )
         permissions = token.access.get(key)
         if repo is None or (repo.private and permissions is None):
-            return 404, headers, {"message": "Not Found", "documentation_url": REPO_DOCS,
-                                  "status": "404"}
+            return (
+                404,
+                headers,
+                {"message": "Not Found", "documentation_url": REPO_DOCS, "status": "404"},
+            )
         body = self._repository(repo)
         if authorization:
             body["permissions"] = permissions if permissions is not None else READ_ONLY
@@ -179,17 +237,31 @@ class GitHubFake:
         web = f"https://github.com/{repo.full_name}"
         api = f"https://api.github.com/repos/{repo.full_name}"
         return {
-            "id": repo.id, "node_id": f"R_kgDO{repo.id}", "name": repo.name,
-            "full_name": repo.full_name, "private": repo.private,
+            "id": repo.id,
+            "node_id": f"R_kgDO{repo.id}",
+            "name": repo.name,
+            "full_name": repo.full_name,
+            "private": repo.private,
             "visibility": "private" if repo.private else "public",
-            "owner": {"login": repo.owner, "id": 1, "type": "Organization",
-                      "url": f"https://api.github.com/users/{repo.owner}",
-                      "html_url": f"https://github.com/{repo.owner}"},
-            "html_url": web, "description": None, "fork": False, "url": api,
+            "owner": {
+                "login": repo.owner,
+                "id": 1,
+                "type": "Organization",
+                "url": f"https://api.github.com/users/{repo.owner}",
+                "html_url": f"https://github.com/{repo.owner}",
+            },
+            "html_url": web,
+            "description": None,
+            "fork": False,
+            "url": api,
             "git_url": f"git://github.com/{repo.full_name}.git",
-            "ssh_url": f"git@github.com:{repo.full_name}.git", "clone_url": f"{web}.git",
-            "default_branch": repo.default_branch, "archived": False, "disabled": False,
-            "created_at": "2026-01-15T10:30:00Z", "updated_at": "2026-01-15T10:30:00Z",
+            "ssh_url": f"git@github.com:{repo.full_name}.git",
+            "clone_url": f"{web}.git",
+            "default_branch": repo.default_branch,
+            "archived": False,
+            "disabled": False,
+            "created_at": "2026-01-15T10:30:00Z",
+            "updated_at": "2026-01-15T10:30:00Z",
             "pushed_at": "2026-01-15T10:30:00Z",
         }
 

@@ -30,8 +30,9 @@ def _agent(session: SessionDep, actor: Actor, agent_id: str) -> Agent:
 
 
 @router.post("", status_code=201, response_model=AgentRead)
-def create_agent(data: AgentCreate, actor: AgentWriter, session: SessionDep,
-                 response: Response) -> AgentRead:
+def create_agent(
+    data: AgentCreate, actor: AgentWriter, session: SessionDep, response: Response
+) -> AgentRead:
     """Create an agent (DPC). Super Admins and Admins only."""
     agent = service.create(session, actor=actor, data=data)
     response.headers["Location"] = f"/v1/agents/{agent.id}"
@@ -42,8 +43,12 @@ def create_agent(data: AgentCreate, actor: AgentWriter, session: SessionDep,
 def list_agents(actor: AgentReader, session: SessionDep, params: PageDep) -> Page[AgentRead]:
     """List the account's agents, the hosted agent included, oldest first."""
     total, rows = service.list_agents(session, actor=actor, params=params)
-    return Page(page=params.page, size=params.size, total=total,
-                results=[AgentRead.model_validate(a) for a in rows])
+    return Page(
+        page=params.page,
+        size=params.size,
+        total=total,
+        results=[AgentRead.model_validate(a) for a in rows],
+    )
 
 
 @router.get("/{agentId}", response_model=AgentRead)
@@ -60,25 +65,34 @@ def delete_agent(agent_id: AgentIdPath, actor: AgentWriter, session: SessionDep)
 
 
 @router.get("/{agentId}/allowlist", response_model=AgentAllowList)
-def get_allow_list(agent_id: AgentIdPath, actor: AgentReader,
-                   session: SessionDep) -> AgentAllowList:
+def get_allow_list(
+    agent_id: AgentIdPath, actor: AgentReader, session: SessionDep
+) -> AgentAllowList:
     """The projects (and environments) a restricted agent may serve (DPC)."""
     return service.get_allow_list(session, agent=_agent(session, actor, agent_id))
 
 
 @router.put("/{agentId}/allowlist", response_model=AgentAllowList)
-def set_allow_list(data: AgentAllowList, agent_id: AgentIdPath, actor: AgentWriter,
-                   session: SessionDep) -> AgentAllowList:
+def set_allow_list(
+    data: AgentAllowList, agent_id: AgentIdPath, actor: AgentWriter, session: SessionDep
+) -> AgentAllowList:
     """Replace the allow-list; every project id must name a project of the account."""
-    return service.set_allow_list(session, actor=actor, agent=_agent(session, actor, agent_id),
-                                  data=data)
+    return service.set_allow_list(
+        session, actor=actor, agent=_agent(session, actor, agent_id), data=data
+    )
 
 
 @router.post("/{agentId}/credentials", response_model=AgentCredentials)
-def refresh_credentials(data: CredentialsRequest, agent_id: AgentIdPath, actor: AgentWriter,
-                        session: SessionDep, response: Response) -> AgentCredentials:
+def refresh_credentials(
+    data: CredentialsRequest,
+    agent_id: AgentIdPath,
+    actor: AgentWriter,
+    session: SessionDep,
+    response: Response,
+) -> AgentCredentials:
     """``{"action": "SECRET_REFRESH"}``: issue a new client secret, shown only in this response."""
     client_id, secret = service.refresh_credentials(
-        session, actor=actor, agent=_agent(session, actor, agent_id))
+        session, actor=actor, agent=_agent(session, actor, agent_id)
+    )
     response.headers["Cache-Control"] = "no-store"
     return AgentCredentials(client_id=client_id, client_secret=secret)

@@ -7,14 +7,14 @@ Agent types, cloud providers and deployments follow the DPC reference page "Crea
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
-from stead.wire import Description, Name, Timestamp, WireModel, ci_enum
+from stead.wire import CI, Description, Name, Text, Timestamp, WireModel
 
-AGENT_TYPES = ("data_productivity_cloud", "streaming")
-CLOUD_PROVIDERS = ("aws", "azure", "gcp", "snowflake")
+AgentType = Annotated[Literal["data_productivity_cloud", "streaming"], CI]
+AGENT_TYPES: tuple[str, ...] = get_args(get_args(AgentType)[0])
 
 #: deployment -> (its cloud provider, the agent types it serves). Source: DPC "Create a new Agent".
 DEPLOYMENTS: dict[str, tuple[str, frozenset[str]]] = {
@@ -36,28 +36,14 @@ def _google_cloud_alias(value: Any) -> Any:
     return value
 
 
-if TYPE_CHECKING:  # the Literal types ci_enum builds at run time are plain strings to mypy
-    AgentType = str
-    CloudProvider = str
-    Deployment = str
-    CredentialsAction = str
-else:
-    AgentType = ci_enum(*AGENT_TYPES)
-    CloudProvider = Annotated[ci_enum(*CLOUD_PROVIDERS), BeforeValidator(_google_cloud_alias)]
-    Deployment = ci_enum(*DEPLOYMENTS)
-    CredentialsAction = ci_enum("SECRET_REFRESH")
-
-
-def _no_nul(value: str) -> str:
-    """PostgreSQL text cannot hold NUL: refuse it as bad input rather than fail on write."""
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
-AgentDescription = Annotated[Description, AfterValidator(_no_nul)]
-TrackName = Annotated[str, Field(min_length=1, max_length=64, examples=["current"]),
-                      AfterValidator(_no_nul)]
+CloudProvider = Annotated[
+    Literal["aws", "azure", "gcp", "snowflake"], CI, BeforeValidator(_google_cloud_alias)
+]
+Deployment = Annotated[
+    Literal["fargate", "eks", "container app", "aks", "aci", "native app", "gke", "gce"], CI
+]
+CredentialsAction = Annotated[Literal["SECRET_REFRESH"], CI]
+TrackName = Annotated[Text, Field(min_length=1, max_length=64, examples=["current"])]
 
 
 class AgentCreate(WireModel):
@@ -70,7 +56,7 @@ class AgentCreate(WireModel):
     """
 
     name: Name
-    description: AgentDescription | None = None
+    description: Description | None = None
     agent_type: AgentType
     cloud_provider: CloudProvider
     deployment: Deployment

@@ -34,9 +34,11 @@ def create(session: Session, *, actor: Actor, data: AgentCreate) -> Agent:
         select(Agent.id).where(Agent.account_id == actor.account_id, Agent.name_key == key)
     )
     if existing is not None:
-        raise Conflict(f"An agent named {data.name!r} already exists",
-                       violations=[f"name: already used by agent {existing}"],
-                       extra={"existingId": existing})
+        raise Conflict(
+            f"An agent named {data.name!r} already exists",
+            violations=[f"name: already used by agent {existing}"],
+            extra={"existingId": existing},
+        )
     auto_updates = data.enable_auto_updates
     if auto_updates is None:
         auto_updates = data.agent_type == "data_productivity_cloud"
@@ -54,18 +56,30 @@ def create(session: Session, *, actor: Actor, data: AgentCreate) -> Agent:
     )
     session.add(agent)
     session.flush()
-    audit.record(session, actor=actor, action="agent.created", target_type="agent",
-                 target_id=agent.id,
-                 details={"name": agent.name, "agentType": agent.agent_type,
-                          "cloudProvider": agent.cloud_provider, "deployment": agent.deployment})
+    audit.record(
+        session,
+        actor=actor,
+        action="agent.created",
+        target_type="agent",
+        target_id=agent.id,
+        details={
+            "name": agent.name,
+            "agentType": agent.agent_type,
+            "cloudProvider": agent.cloud_provider,
+            "deployment": agent.deployment,
+        },
+    )
     return agent
 
 
 def list_agents(session: Session, *, actor: Actor, params: PageParams) -> tuple[int, list[Agent]]:
     """One page of the account's agents, hosted agent included, oldest first:
     ``(total, agents)``."""
-    query = (select(Agent).where(Agent.account_id == actor.account_id)
-             .order_by(Agent.created_at, Agent.id))
+    query = (
+        select(Agent)
+        .where(Agent.account_id == actor.account_id)
+        .order_by(Agent.created_at, Agent.id)
+    )
     return paginate(session, query, params)
 
 
@@ -91,35 +105,49 @@ def delete(session: Session, *, actor: Actor, agent: Agent) -> None:
     if agent.is_hosted:
         raise Conflict("The account's hosted agent cannot be deleted")
     environments = session.scalar(
-        select(Environment.id).where(Environment.default_agent_id == agent.id).limit(1))
+        select(Environment.id).where(Environment.default_agent_id == agent.id).limit(1)
+    )
     references = session.scalar(
-        select(SecretReference.id).where(SecretReference.agent_id == agent.id).limit(1))
+        select(SecretReference.id).where(SecretReference.agent_id == agent.id).limit(1)
+    )
     if environments is not None or references is not None:
         used_by = "an environment" if environments is not None else "a secret reference"
         raise Conflict(f"Agent {agent.name!r} is still used by {used_by}")
-    audit.record(session, actor=actor, action="agent.deleted", target_type="agent",
-                 target_id=agent.id, details={"name": agent.name})
+    audit.record(
+        session,
+        actor=actor,
+        action="agent.deleted",
+        target_type="agent",
+        target_id=agent.id,
+        details={"name": agent.name},
+    )
     session.delete(agent)
     session.flush()
 
 
 def _allow_list_rows(session: Session, agent: Agent) -> list[AgentAllowedProject]:
-    return list(session.scalars(
-        select(AgentAllowedProject).where(AgentAllowedProject.agent_id == agent.id)
-        .order_by(AgentAllowedProject.id)
-    ))
+    return list(
+        session.scalars(
+            select(AgentAllowedProject)
+            .where(AgentAllowedProject.agent_id == agent.id)
+            .order_by(AgentAllowedProject.id)
+        )
+    )
 
 
 def get_allow_list(session: Session, *, agent: Agent) -> AgentAllowList:
     """The agent's allow-list: ``{"projects": {projectId: {"environments": [...]}}}``."""
-    return AgentAllowList(projects={
-        row.project_id: AllowedProject(environments=row.environments)
-        for row in _allow_list_rows(session, agent)
-    })
+    return AgentAllowList(
+        projects={
+            row.project_id: AllowedProject(environments=row.environments)
+            for row in _allow_list_rows(session, agent)
+        }
+    )
 
 
-def set_allow_list(session: Session, *, actor: Actor, agent: Agent,
-                   data: AgentAllowList) -> AgentAllowList:
+def set_allow_list(
+    session: Session, *, actor: Actor, agent: Agent, data: AgentAllowList
+) -> AgentAllowList:
     """Replace the agent's allow-list (DPC "Set Agent Allow List"). Environment names are kept
     as given (case-insensitive duplicates dropped, order kept) and need not exist yet; an empty
     list allows all of the project's environments.
@@ -135,10 +163,18 @@ def set_allow_list(session: Session, *, actor: Actor, agent: Agent,
             canonical[given_id] = str(uuid.UUID(given_id))
         except ValueError:
             violations.append(f"projects.{given_id}: not a valid UUID")
-    known = set(session.scalars(select(Project.id).where(
-        Project.account_id == agent.account_id, Project.id.in_(canonical.values()))))
-    violations += [f"projects.{given_id}: no such project in the account"
-                   for given_id, project_id in canonical.items() if project_id not in known]
+    known = set(
+        session.scalars(
+            select(Project.id).where(
+                Project.account_id == agent.account_id, Project.id.in_(canonical.values())
+            )
+        )
+    )
+    violations += [
+        f"projects.{given_id}: no such project in the account"
+        for given_id, project_id in canonical.items()
+        if project_id not in known
+    ]
     if violations:
         raise BadRequest("The allow-list names invalid or unknown projects", violations=violations)
     for row in _allow_list_rows(session, agent):
@@ -150,11 +186,20 @@ def set_allow_list(session: Session, *, actor: Actor, agent: Agent,
         for name in allowed.environments:
             environments.setdefault(name_key(name), name)
     for project_id, environments in wanted.items():
-        session.add(AgentAllowedProject(agent_id=agent.id, project_id=project_id,
-                                        environments=list(environments.values())))
+        session.add(
+            AgentAllowedProject(
+                agent_id=agent.id, project_id=project_id, environments=list(environments.values())
+            )
+        )
     session.flush()
-    audit.record(session, actor=actor, action="agent.allowlist_updated", target_type="agent",
-                 target_id=agent.id, details={"projects": sorted(wanted)})
+    audit.record(
+        session,
+        actor=actor,
+        action="agent.allowlist_updated",
+        target_type="agent",
+        target_id=agent.id,
+        details={"projects": sorted(wanted)},
+    )
     return get_allow_list(session, agent=agent)
 
 
@@ -177,8 +222,14 @@ def refresh_credentials(session: Session, *, actor: Actor, agent: Agent) -> tupl
     agent.client_secret_hash = hash_secret(secret)
     agent.credentials_refreshed_at = utcnow()
     session.flush()
-    audit.record(session, actor=actor, action="agent.credentials_refreshed", target_type="agent",
-                 target_id=agent.id, details={"clientId": agent.client_id})
+    audit.record(
+        session,
+        actor=actor,
+        action="agent.credentials_refreshed",
+        target_type="agent",
+        target_id=agent.id,
+        details={"clientId": agent.client_id},
+    )
     return agent.client_id, secret
 
 
@@ -207,9 +258,12 @@ def check_usable(session: Session, *, account_id: str, agent_id: str, project: P
     if project.agent_deployment_type == "FULL_SAAS" and not agent.is_hosted:
         raise bad("a FULL_SAAS project needs the account's hosted agent")
     if agent.restricted_access:
-        allowed = session.scalar(select(AgentAllowedProject.id).where(
-            AgentAllowedProject.agent_id == agent.id,
-            AgentAllowedProject.project_id == project.id))
+        allowed = session.scalar(
+            select(AgentAllowedProject.id).where(
+                AgentAllowedProject.agent_id == agent.id,
+                AgentAllowedProject.project_id == project.id,
+            )
+        )
         if allowed is None:
             raise bad(f"agent {agent.name!r} is restricted and does not allow this project")
     return agent

@@ -11,7 +11,10 @@ from stead.db import Base, UUIDStr
 
 
 class AuditEvent(Base):
-    """Who did what to which object. ``project_id`` has no foreign key: history outlives projects."""
+    """Who did what to which object.
+
+    ``project_id`` has no foreign key: history outlives projects.
+    """
 
     __tablename__ = "audit_events"
     __table_args__ = (Index("ix_audit_events_created", "created_at", "id"),)

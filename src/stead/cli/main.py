@@ -6,14 +6,18 @@ command talks to a running server over HTTP.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="Stead: a self-hosted control plane that provisions data projects.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Stead: a self-hosted control plane that provisions data projects.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 admin_app = typer.Typer(help="Administration on the server's own database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -29,16 +33,23 @@ def serve(
     """Apply migrations, then serve the API with uvicorn."""
     import uvicorn
 
+    from stead.logs import configure_logging
     from stead.migrations import upgrade
     from stead.settings import get_settings
-
-    from stead.logs import configure_logging
 
     settings = get_settings()
     configure_logging(settings.log_level)
     upgrade(settings.effective_database_url)
-    uvicorn.run("stead.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_config=None, log_level=settings.log_level.lower(), access_log=False)
+    uvicorn.run(
+        "stead.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
 
 
 @db_app.command("upgrade")
@@ -55,7 +66,9 @@ def db_upgrade() -> None:
 def create_client(
     name: Annotated[str, typer.Option(help="a name for the client")],
     role: Annotated[str, typer.Option(help="SUPER_ADMIN, ADMIN or MEMBER")] = "MEMBER",
-    as_json: Annotated[bool, typer.Option("--json", help='print {"clientId", "clientSecret"}')] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help='print {"clientId", "clientSecret"}')
+    ] = False,
 ) -> None:
     """Create an API client and print its id and secret (the secret is shown only now)."""
     from stead.db import make_engine, make_sessionmaker, session_scope
@@ -79,14 +92,16 @@ def create_client(
     if as_json:
         typer.echo(json.dumps({"clientId": client_id, "clientSecret": secret}))
     else:
-        typer.echo(f"client id:     {client_id}\nclient secret: {secret}\n"
-                   "(the secret is shown only once)")
-
+        typer.echo(
+            f"client id:     {client_id}\nclient secret: {secret}\n(the secret is shown only once)"
+        )
 
 
 @app.command()
 def demo(
-    data_dir: Annotated[Path | None, typer.Option(help="data directory (default: a fresh one)")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="data directory (default: a fresh one)")
+    ] = None,
     port: Annotated[int, typer.Option(help="TCP port (default: a free one)")] = 0,
     serve: Annotated[bool, typer.Option("--serve", help="keep serving after the demo")] = False,
 ) -> None:
@@ -135,10 +150,8 @@ def demo(
         )
     if serve:
         console.print(f"\nserving at {base_url}/docs - Ctrl-C to stop")
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             server.wait()
-        except KeyboardInterrupt:
-            pass
     server.terminate()
     server.wait(timeout=10)
     console.print("\ndemo complete")

@@ -12,7 +12,9 @@ class Connection(Base):
     """A DWH connection's metadata; credentials arrive per environment (contract section 3)."""
 
     __tablename__ = "connections"
-    __table_args__ = (Index("uq_connections_project_name_key", "project_id", "name_key", unique=True),)
+    __table_args__ = (
+        Index("uq_connections_project_name_key", "project_id", "name_key", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))

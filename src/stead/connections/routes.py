@@ -13,29 +13,35 @@ from stead.db import SessionDep
 from stead.identity.deps import ProjectReader, ProjectWriter
 from stead.pagination import Page, PageDep
 
-router = APIRouter(prefix="/projects/{projectId}/data-platform-connections",
-                   tags=["connections"])
+router = APIRouter(prefix="/projects/{projectId}/data-platform-connections", tags=["connections"])
 
 ConnectionName = Annotated[str, Path(alias="connectionName", description="connection name")]
 
 
 @router.post("", status_code=201, response_model=ConnectionRead)
-def create_connection(data: ConnectionCreate, ctx: ProjectWriter, session: SessionDep,
-                      response: Response) -> ConnectionRead:
+def create_connection(
+    data: ConnectionCreate, ctx: ProjectWriter, session: SessionDep, response: Response
+) -> ConnectionRead:
     """Create the project's default warehouse (DWH) connection (DPC)."""
     connection = service.create(session, actor=ctx.actor, project=ctx.project, data=data)
-    response.headers["Location"] = (f"/v1/projects/{ctx.project.id}/data-platform-connections/"
-                                    f"{quote(connection.name, safe='')}")
+    response.headers["Location"] = (
+        f"/v1/projects/{ctx.project.id}/data-platform-connections/{quote(connection.name, safe='')}"
+    )
     return ConnectionRead.model_validate(connection)
 
 
 @router.get("", response_model=Page[ConnectionRead])
-def list_connections(ctx: ProjectReader, session: SessionDep,
-                     params: PageDep) -> Page[ConnectionRead]:
+def list_connections(
+    ctx: ProjectReader, session: SessionDep, params: PageDep
+) -> Page[ConnectionRead]:
     """List the project's connections, oldest first."""
     total, rows = service.list_page(session, project=ctx.project, params=params)
-    return Page(page=params.page, size=params.size, total=total,
-                results=[ConnectionRead.model_validate(c) for c in rows])
+    return Page(
+        page=params.page,
+        size=params.size,
+        total=total,
+        results=[ConnectionRead.model_validate(c) for c in rows],
+    )
 
 
 @router.get("/{connectionName}", response_model=ConnectionRead)

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Annotated, Literal
 
-from stead.wire import Name, Timestamp, Warehouse, WireModel, ci_enum
+from stead.wire import CI, Name, Timestamp, Warehouse, WireModel
 
-if TYPE_CHECKING:  # the Literal types ci_enum builds at run time are plain strings to mypy
-    PlatformConnectionType = str
-    AuthType = str
-else:
-    PlatformConnectionType = ci_enum("DWH")
-    AuthType = ci_enum("KEY_PAIR", "PASSWORD")
+PlatformConnectionType = Annotated[Literal["DWH"], CI]
+AuthType = Annotated[Literal["KEY_PAIR", "PASSWORD"], CI]
 
 
 class ConnectionCreate(WireModel):

@@ -24,8 +24,9 @@ def find(session: Session, *, project_id: str, name: str) -> Connection | None:
     except ValueError:
         return None  # cannot exist; may hold a NUL, which PostgreSQL refuses in a query
     return session.scalar(
-        select(Connection).where(Connection.project_id == project_id,
-                                 Connection.name_key == name_key(name))
+        select(Connection).where(
+            Connection.project_id == project_id, Connection.name_key == name_key(name)
+        )
     )
 
 
@@ -41,8 +42,9 @@ def get(session: Session, *, project: Project, name: str) -> Connection:
     return connection
 
 
-def create(session: Session, *, actor: Actor, project: Project,
-           data: ConnectionCreate) -> Connection:
+def create(
+    session: Session, *, actor: Actor, project: Project, data: ConnectionCreate
+) -> Connection:
     """Create the project's DWH connection (contract section 3).
 
     Raises:
@@ -59,8 +61,10 @@ def create(session: Session, *, actor: Actor, project: Project,
     if violations:
         raise BadRequest("The connection does not fit the project", violations=violations)
     if find(session, project_id=project.id, name=data.name) is not None:
-        raise Conflict(f"A connection named {data.name!r} already exists in this project",
-                       violations=["name: already used in this project"])
+        raise Conflict(
+            f"A connection named {data.name!r} already exists in this project",
+            violations=["name: already used in this project"],
+        )
     connection = Connection(
         project_id=project.id,
         name=data.name,
@@ -71,17 +75,27 @@ def create(session: Session, *, actor: Actor, project: Project,
     )
     session.add(connection)
     session.flush()
-    audit.record(session, actor=actor, action="connection.created", target_type="connection",
-                 target_id=connection.name, project_id=project.id,
-                 details={"name": connection.name, "authProvider": connection.auth_provider})
+    audit.record(
+        session,
+        actor=actor,
+        action="connection.created",
+        target_type="connection",
+        target_id=connection.name,
+        project_id=project.id,
+        details={"name": connection.name, "authProvider": connection.auth_provider},
+    )
     return connection
 
 
-def list_page(session: Session, *, project: Project,
-              params: PageParams) -> tuple[int, list[Connection]]:
+def list_page(
+    session: Session, *, project: Project, params: PageParams
+) -> tuple[int, list[Connection]]:
     """One page of the project's connections, oldest first: ``(total, connections)``."""
-    query = (select(Connection).where(Connection.project_id == project.id)
-             .order_by(Connection.created_at, Connection.id))
+    query = (
+        select(Connection)
+        .where(Connection.project_id == project.id)
+        .order_by(Connection.created_at, Connection.id)
+    )
     return paginate(session, query, params)
 
 
@@ -93,15 +107,26 @@ def delete(session: Session, *, actor: Actor, project: Project, name: str) -> No
         Conflict: an environment still uses it; the message names the environments.
     """
     connection = get(session, project=project, name=name)
-    users = list(session.scalars(
-        select(Environment.name).where(Environment.connection_id == connection.id)
-        .order_by(Environment.created_at, Environment.id)
-    ))
+    users = list(
+        session.scalars(
+            select(Environment.name)
+            .where(Environment.connection_id == connection.id)
+            .order_by(Environment.created_at, Environment.id)
+        )
+    )
     if users:
-        raise Conflict(f"Connection {connection.name!r} is used by environment(s) "
-                       f"{', '.join(repr(u) for u in users)}; delete or re-point them first")
-    audit.record(session, actor=actor, action="connection.deleted", target_type="connection",
-                 target_id=connection.name, project_id=project.id,
-                 details={"name": connection.name})
+        raise Conflict(
+            f"Connection {connection.name!r} is used by environment(s) "
+            f"{', '.join(repr(u) for u in users)}; delete or re-point them first"
+        )
+    audit.record(
+        session,
+        actor=actor,
+        action="connection.deleted",
+        target_type="connection",
+        target_id=connection.name,
+        project_id=project.id,
+        details={"name": connection.name},
+    )
     session.delete(connection)
     session.flush()

@@ -35,51 +35,68 @@ def _read(environment: Environment) -> EnvironmentRead:
         default_agent_name=environment.agent.name,
         default_user_access_level=environment.default_user_access_level,
         default_connections={"DWH": {connection.auth_provider.lower(): connection.name}},
-        connection_overrides=[ConnectionOverrideRead(
-            connection_name=connection.name,
-            connection_properties=environment.connection_properties,
-        )],
+        connection_overrides=[
+            ConnectionOverrideRead(
+                connection_name=connection.name,
+                connection_properties=environment.connection_properties,
+            )
+        ],
         created_at=environment.created_at,
         updated_at=environment.updated_at,
     )
 
 
 @router.post("", status_code=201, response_model=EnvironmentRead)
-def create_environment(data: EnvironmentCreate, ctx: ProjectWriter, session: SessionDep,
-                       response: Response) -> EnvironmentRead:
+def create_environment(
+    data: EnvironmentCreate, ctx: ProjectWriter, session: SessionDep, response: Response
+) -> EnvironmentRead:
     """Create an environment with its agent, DWH connection and connection properties (DPC)."""
     environment = service.create(session, actor=ctx.actor, project=ctx.project, data=data)
-    response.headers["Location"] = (f"/v1/projects/{ctx.project.id}/environments/"
-                                    f"{quote(environment.name, safe='')}")
+    response.headers["Location"] = (
+        f"/v1/projects/{ctx.project.id}/environments/{quote(environment.name, safe='')}"
+    )
     return _read(environment)
 
 
 @router.get("", response_model=Page[EnvironmentSummary])
-def list_environments(ctx: ProjectReader, session: SessionDep,
-                      params: PageDep) -> Page[EnvironmentSummary]:
+def list_environments(
+    ctx: ProjectReader, session: SessionDep, params: PageDep
+) -> Page[EnvironmentSummary]:
     """List the project's environments, oldest first."""
     total, rows = service.list_page(session, project=ctx.project, params=params)
-    return Page(page=params.page, size=params.size, total=total, results=[
-        EnvironmentSummary(name=e.name, display_name=e.display_name,
-                           default_agent_id=e.default_agent_id, default_agent_name=e.agent.name,
-                           default_user_access_level=e.default_user_access_level)
-        for e in rows
-    ])
+    return Page(
+        page=params.page,
+        size=params.size,
+        total=total,
+        results=[
+            EnvironmentSummary(
+                name=e.name,
+                display_name=e.display_name,
+                default_agent_id=e.default_agent_id,
+                default_agent_name=e.agent.name,
+                default_user_access_level=e.default_user_access_level,
+            )
+            for e in rows
+        ],
+    )
 
 
 @router.get("/{environmentName}", response_model=EnvironmentRead)
-def get_environment(name: EnvironmentName, ctx: ProjectReader,
-                    session: SessionDep) -> EnvironmentRead:
+def get_environment(
+    name: EnvironmentName, ctx: ProjectReader, session: SessionDep
+) -> EnvironmentRead:
     """Read one environment by name (case-insensitive)."""
     return _read(service.get(session, project=ctx.project, name=name))
 
 
 @router.patch("/{environmentName}", response_model=EnvironmentRead)
-def update_environment(name: EnvironmentName, data: EnvironmentUpdate, ctx: ProjectWriter,
-                       session: SessionDep) -> EnvironmentRead:
+def update_environment(
+    name: EnvironmentName, data: EnvironmentUpdate, ctx: ProjectWriter, session: SessionDep
+) -> EnvironmentRead:
     """Change any field but ``name``; sensitive properties left out keep their references."""
-    environment = service.update(session, actor=ctx.actor, project=ctx.project, name=name,
-                                 data=data)
+    environment = service.update(
+        session, actor=ctx.actor, project=ctx.project, name=name, data=data
+    )
     return _read(environment)
 
 

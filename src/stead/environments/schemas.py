@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import unicodedata
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from stead.wire import NAME_MAX, Description, Name, Timestamp, WireModel, ci_enum
+from stead.wire import CI, NAME_MAX, Description, Name, Text, Timestamp, WireModel, storable
 
-ACCESS_LEVELS = ("default", "admin", "runner", "readOnly", "noAccess")
-
-if TYPE_CHECKING:  # the Literal types ci_enum builds at run time are plain strings to mypy
-    AccessLevel = str
-else:
-    AccessLevel = ci_enum(*ACCESS_LEVELS)
+AccessLevel = Annotated[Literal["default", "admin", "runner", "readOnly", "noAccess"], CI]
 
 
 def _check_display_name(value: str) -> str:
@@ -24,29 +19,17 @@ def _check_display_name(value: str) -> str:
     return value
 
 
-DisplayName = Annotated[str, Field(min_length=1, max_length=NAME_MAX, examples=["Production"]),
-                        AfterValidator(_check_display_name)]
-
-
-def _storable(value: str) -> bool:
-    """False for text neither UTF-8 nor PostgreSQL can hold: NUL, unpaired surrogates."""
-    return "\x00" not in value and not any(unicodedata.category(ch) == "Cs" for ch in value)
-
-
-def _check_text(value: str) -> str:
-    if not _storable(value):
-        raise ValueError("must not contain NUL or unpaired surrogate characters")
-    return value
+DisplayName = Annotated[
+    str,
+    Field(min_length=1, max_length=NAME_MAX, examples=["Production"]),
+    AfterValidator(_check_display_name),
+]
 
 
 def _check_keys(value: Any) -> Any:
-    if isinstance(value, dict) and not all(isinstance(k, str) and _storable(k) for k in value):
+    if isinstance(value, dict) and not all(isinstance(k, str) and storable(k) for k in value):
         raise ValueError("keys must not contain NUL or unpaired surrogate characters")
     return value
-
-
-Text = Annotated[str, AfterValidator(_check_text)]
-FreeText = Annotated[Description, AfterValidator(_check_text)]
 
 
 class PropertyValue(WireModel):
@@ -90,8 +73,7 @@ class ConnectionOverrideUpdate(WireModel):
     sensitive property left out keeps its stored reference."""
 
     connection_name: Name
-    connection_properties: Annotated[dict[str, PropertyValue | None],
-                                     BeforeValidator(_check_keys)]
+    connection_properties: Annotated[dict[str, PropertyValue | None], BeforeValidator(_check_keys)]
 
 
 DefaultConnections = Annotated[
@@ -108,7 +90,7 @@ class EnvironmentCreate(WireModel):
 
     name: Name
     display_name: DisplayName | None = None
-    description: FreeText | None = None
+    description: Description | None = None
     default_agent_id: str = Field(examples=["3f2b1c9e-5d7a-4e8b-9c1d-2a3b4c5d6e7f"])
     default_user_access_level: AccessLevel
     default_connections: DefaultConnections = Field(examples=_DEFAULT_CONNECTIONS_EXAMPLE)
@@ -125,21 +107,28 @@ class EnvironmentUpdate(WireModel):
 
     name: SkipJsonSchema[Any] = None
     display_name: DisplayName | None = None
-    description: FreeText | None = None
+    description: Description | None = None
     default_agent_id: str | None = None
     default_user_access_level: AccessLevel | None = None
     default_connections: DefaultConnections | None = Field(
-        default=None, examples=_DEFAULT_CONNECTIONS_EXAMPLE)
+        default=None, examples=_DEFAULT_CONNECTIONS_EXAMPLE
+    )
     connection_overrides: list[ConnectionOverrideUpdate] | None = Field(
-        default=None, min_length=1, max_length=1)
+        default=None, min_length=1, max_length=1
+    )
 
     @field_validator("name", mode="before")
     @classmethod
     def _immutable_name(cls, value: Any) -> Any:
         raise ValueError("cannot be changed; it identifies the environment")
 
-    @field_validator("default_agent_id", "default_user_access_level", "default_connections",
-                     "connection_overrides", mode="before")
+    @field_validator(
+        "default_agent_id",
+        "default_user_access_level",
+        "default_connections",
+        "connection_overrides",
+        mode="before",
+    )
     @classmethod
     def _not_null(cls, value: Any) -> Any:
         if value is None:

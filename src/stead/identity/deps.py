@@ -51,7 +51,9 @@ def parse_uuid(value: str, *, field: str) -> str:
     try:
         return str(uuid.UUID(value))
     except ValueError:
-        raise BadRequest(f"{field} is not a valid UUID", violations=[f"{field}: not a valid UUID"]) from None
+        raise BadRequest(
+            f"{field} is not a valid UUID", violations=[f"{field}: not a valid UUID"]
+        ) from None
 
 
 def require_account(permission: str) -> Callable[[Actor], Actor]:
@@ -83,8 +85,10 @@ def _project_context(permission: str) -> Callable[..., ProjectContext]:
         pid = parse_uuid(project_id, field="projectId")
         project = session.get(Project, pid)
         role = project_role(session, actor=actor, project_id=pid) if project else None
-        if project is None or project.account_id != actor.account_id or not project_allows(
-            role, "project.read"
+        if (
+            project is None
+            or project.account_id != actor.account_id
+            or not project_allows(role, "project.read")
         ):
             raise NotFound(f"Project {pid} not found")
         if not project_allows(role, permission):

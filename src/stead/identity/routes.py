@@ -41,8 +41,10 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
 @router.post(
     "/oauth/dpc/token",
     response_model=TokenResponse,
-    responses={400: {"description": "invalid_request / unsupported_grant_type"},
-               401: {"description": "invalid_client"}},
+    responses={
+        400: {"description": "invalid_request / unsupported_grant_type"},
+        401: {"description": "invalid_client"},
+    },
 )
 @router.post("/oauth/token", response_model=TokenResponse, include_in_schema=False)
 def token(

@@ -22,7 +22,7 @@ from stead.identity.models import Account, ApiClient, ProjectMember
 from stead.identity.permissions import ACCOUNT_ROLES
 
 _hasher = PasswordHasher()
-# Verifying against a dummy hash when the client id is unknown keeps the timing of both answers alike.
+# Verifying against a dummy hash when the client id is unknown keeps both answers equally slow.
 _DUMMY_HASH = _hasher.hash("stead-dummy-secret")
 
 TOKEN_ISSUER = "stead"
@@ -83,9 +83,10 @@ def create_api_client(session: Session, *, name: str, role: str) -> tuple[ApiCli
         BadRequest: unknown role or empty name.
     """
     if role not in ACCOUNT_ROLES:
-        raise BadRequest(f"role must be one of {', '.join(ACCOUNT_ROLES)}", violations=[
-            f"role: must be one of {', '.join(ACCOUNT_ROLES)}"
-        ])
+        raise BadRequest(
+            f"role must be one of {', '.join(ACCOUNT_ROLES)}",
+            violations=[f"role: must be one of {', '.join(ACCOUNT_ROLES)}"],
+        )
     if not name.strip():
         raise BadRequest("name must not be empty", violations=["name: must not be empty"])
     secret = secrets.token_urlsafe(32)
@@ -101,7 +102,9 @@ def create_api_client(session: Session, *, name: str, role: str) -> tuple[ApiCli
     return client, secret
 
 
-def authenticate_client(session: Session, *, client_id: str, client_secret: str) -> ApiClient | None:
+def authenticate_client(
+    session: Session, *, client_id: str, client_secret: str
+) -> ApiClient | None:
     """Return the active API client whose id and secret match, else None."""
     client = session.scalars(select(ApiClient).where(ApiClient.client_id == client_id)).first()
     ok = verify_secret(client.secret_hash if client else None, client_secret)
@@ -134,7 +137,10 @@ def actor_from_token(session: Session, *, token: str, key: bytes) -> Actor:
     """
     try:
         claims = jwt.decode(
-            token, key, algorithms=["HS256"], issuer=TOKEN_ISSUER,
+            token,
+            key,
+            algorithms=["HS256"],
+            issuer=TOKEN_ISSUER,
             options={"require": ["exp", "iat", "sub", "iss"]},
         )
     except jwt.ExpiredSignatureError as exc:
@@ -144,8 +150,13 @@ def actor_from_token(session: Session, *, token: str, key: bytes) -> Actor:
     client = session.get(ApiClient, claims["sub"])
     if client is None or client.revoked_at is not None:
         raise Unauthorized("The access token's client no longer exists")
-    return Actor(type="api_client", id=client.id, name=client.name, role=client.role,
-                 account_id=client.account_id)
+    return Actor(
+        type="api_client",
+        id=client.id,
+        name=client.name,
+        role=client.role,
+        account_id=client.account_id,
+    )
 
 
 def project_role(session: Session, *, actor: Actor, project_id: str) -> str | None:
@@ -163,5 +174,8 @@ def project_role(session: Session, *, actor: Actor, project_id: str) -> str | No
 
 def add_member(session: Session, *, project_id: str, actor: Actor, role: str) -> None:
     """Make ``actor`` a member of the project with ``role``."""
-    session.add(ProjectMember(project_id=project_id, principal_type=actor.type,
-                              principal_id=actor.id, role=role))
+    session.add(
+        ProjectMember(
+            project_id=project_id, principal_type=actor.type, principal_id=actor.id, role=role
+        )
+    )

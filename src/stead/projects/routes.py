@@ -5,7 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from stead.db import SessionDep
-from stead.identity.deps import ActorDep, ProjectCreator, ProjectDeleter, ProjectReader, ProjectUpdater
+from stead.identity.deps import (
+    ActorDep,
+    ProjectCreator,
+    ProjectDeleter,
+    ProjectReader,
+    ProjectUpdater,
+)
 from stead.pagination import Page, PageDep
 from stead.projects import service
 from stead.projects.schemas import ProjectCreate, ProjectCreated, ProjectRead, ProjectUpdate
@@ -14,8 +20,9 @@ router = APIRouter(prefix="/projects", tags=["projects"])
 
 
 @router.post("", status_code=201, response_model=ProjectCreated)
-def create_project(data: ProjectCreate, actor: ProjectCreator, session: SessionDep,
-                   response: Response) -> ProjectCreated:
+def create_project(
+    data: ProjectCreate, actor: ProjectCreator, session: SessionDep, response: Response
+) -> ProjectCreated:
     """Create a project (DPC). Visible to Super Admins (and its creator) until users are invited."""
     project = service.create(session, actor=actor, data=data)
     response.headers["Location"] = f"/v1/projects/{project.id}"
@@ -26,8 +33,12 @@ def create_project(data: ProjectCreate, actor: ProjectCreator, session: SessionD
 def list_projects(actor: ActorDep, session: SessionDep, params: PageDep) -> Page[ProjectRead]:
     """List the projects the caller may see, oldest first."""
     total, rows = service.list_visible(session, actor=actor, params=params)
-    return Page(page=params.page, size=params.size, total=total,
-                results=[ProjectRead.model_validate(p) for p in rows])
+    return Page(
+        page=params.page,
+        size=params.size,
+        total=total,
+        results=[ProjectRead.model_validate(p) for p in rows],
+    )
 
 
 @router.get("/{projectId}", response_model=ProjectRead)

@@ -15,9 +15,13 @@ from stead.projects.schemas import ProjectCreate, ProjectUpdate
 from stead.wire import name_key
 
 
-def _ensure_name_free(session: Session, *, account_id: str, name: str, exclude: str | None = None) -> None:
+def _ensure_name_free(
+    session: Session, *, account_id: str, name: str, exclude: str | None = None
+) -> None:
     existing = session.scalar(
-        select(Project.id).where(Project.account_id == account_id, Project.name_key == name_key(name))
+        select(Project.id).where(
+            Project.account_id == account_id, Project.name_key == name_key(name)
+        )
     )
     if existing is not None and existing != exclude:
         raise Conflict(
@@ -46,13 +50,19 @@ def create(session: Session, *, actor: Actor, data: ProjectCreate) -> Project:
     session.flush()
     if not actor.is_super_admin:
         add_member(session, project_id=project.id, actor=actor, role="OWNER")
-    audit.record(session, actor=actor, action="project.created", target_type="project",
-                 target_id=project.id, project_id=project.id,
-                 details={"name": project.name, "warehouse": project.warehouse})
+    audit.record(
+        session,
+        actor=actor,
+        action="project.created",
+        target_type="project",
+        target_id=project.id,
+        project_id=project.id,
+        details={"name": project.name, "warehouse": project.warehouse},
+    )
     return project
 
 
-def visible_query(actor: Actor) -> Select[tuple[Project]]:
+def visible_query(actor: Actor) -> Select[Project]:
     """Projects the actor may see, in stable order (creation time, then id)."""
     query = select(Project).where(Project.account_id == actor.account_id)
     if not actor.is_super_admin:
@@ -67,7 +77,9 @@ def visible_query(actor: Actor) -> Select[tuple[Project]]:
     return query.order_by(Project.created_at, Project.id)
 
 
-def list_visible(session: Session, *, actor: Actor, params: PageParams) -> tuple[int, list[Project]]:
+def list_visible(
+    session: Session, *, actor: Actor, params: PageParams
+) -> tuple[int, list[Project]]:
     """One page of the projects the actor may see: ``(total, projects)``."""
     return paginate(session, visible_query(actor), params)
 
@@ -76,21 +88,36 @@ def update(session: Session, *, actor: Actor, project: Project, data: ProjectUpd
     """Rename or re-describe a project. Raises Conflict if the new name is taken."""
     changes = data.model_dump(exclude_unset=True)
     if changes.get("name") is not None and changes["name"] != project.name:
-        _ensure_name_free(session, account_id=project.account_id, name=changes["name"],
-                          exclude=project.id)
+        _ensure_name_free(
+            session, account_id=project.account_id, name=changes["name"], exclude=project.id
+        )
         project.name = changes["name"]
         project.name_key = name_key(changes["name"])
     if "description" in changes:
         project.description = changes["description"]
     session.flush()
-    audit.record(session, actor=actor, action="project.updated", target_type="project",
-                 target_id=project.id, project_id=project.id, details={"fields": sorted(changes)})
+    audit.record(
+        session,
+        actor=actor,
+        action="project.updated",
+        target_type="project",
+        target_id=project.id,
+        project_id=project.id,
+        details={"fields": sorted(changes)},
+    )
     return project
 
 
 def delete(session: Session, *, actor: Actor, project: Project) -> None:
     """Delete a project and everything under it in this transaction (contract section 2)."""
-    audit.record(session, actor=actor, action="project.deleted", target_type="project",
-                 target_id=project.id, project_id=project.id, details={"name": project.name})
+    audit.record(
+        session,
+        actor=actor,
+        action="project.deleted",
+        target_type="project",
+        target_id=project.id,
+        project_id=project.id,
+        details={"name": project.name},
+    )
     session.delete(project)
     session.flush()

@@ -73,8 +73,9 @@ def check_url(value: str) -> str:
     if parts.scheme not in SCHEMES:
         raise ValueError("must be an https://, http://, ssh:// or file:// URL")
     if parts.password is not None:
-        raise ValueError("must not contain a password; send the token in the "
-                         "Git-Provider-Access-Token header")
+        raise ValueError(
+            "must not contain a password; send the token in the Git-Provider-Access-Token header"
+        )
     if parts.query or parts.fragment:
         raise ValueError("must not have a query or a fragment")
     if parts.scheme == "file":
@@ -105,12 +106,14 @@ def parse_parameters(raw: dict[str, Any], *, repository_name: str) -> dict[str, 
         return Parameters.model_validate(raw).model_dump(by_alias=True)
     except ValidationError as exc:
         violations = parameter_violations(exc)
-        raise BadRequest("Invalid git remote: " + "; ".join(violations),
-                         violations=violations) from None
+        raise BadRequest(
+            "Invalid git remote: " + "; ".join(violations), violations=violations
+        ) from None
 
 
-def check(token: SecretStr, params: dict[str, Any], *, repository_name: str,
-          settings: Settings) -> RepositoryInfo:
+def check(
+    token: SecretStr, params: dict[str, Any], *, repository_name: str, settings: Settings
+) -> RepositoryInfo:
     """List the remote's refs with ``token`` and return HEAD's branch (None for a remote that
     does not advertise HEAD); the error answers are those of :class:`provider.GitProvider`:
     HTTP 401 -> token rejected, 403 -> read permission missing, 404 or no repository at a
@@ -121,13 +124,20 @@ def check(token: SecretStr, params: dict[str, Any], *, repository_name: str,
     timeout = settings.upstream_timeout_seconds
     client: GitClient
     if parts.scheme in ("http", "https"):
-        client = _HttpClient(_without_userinfo(parts), username=unquote(parts.username or USERNAME),
-                             password=token.get_secret_value(), timeout=timeout)
+        client = _HttpClient(
+            _without_userinfo(parts),
+            username=unquote(parts.username or USERNAME),
+            password=token.get_secret_value(),
+            timeout=timeout,
+        )
         path = ""
     elif parts.scheme == "ssh":
         client = SSHGitClient(
-            parts.hostname or "", port=parts.port, username=parts.username,
-            ssh_command=f"ssh -o BatchMode=yes -o ConnectTimeout={math.ceil(timeout)}")
+            parts.hostname or "",
+            port=parts.port,
+            username=parts.username,
+            ssh_command=f"ssh -o BatchMode=yes -o ConnectTimeout={math.ceil(timeout)}",
+        )
         path = unquote(parts.path)
     else:
         client = LocalGitClient()
@@ -170,12 +180,19 @@ class _HttpClient(Urllib3HttpGitClient):
         manager = default_urllib3_manager(None, base_url=base_url, timeout=timeout)
         assert isinstance(manager, urllib3.PoolManager)
         manager.connection_pool_kw["retries"] = urllib3.Retry(
-            total=None, connect=0, read=0, status=0, other=0, redirect=5)
-        super().__init__(base_url, pool_manager=manager, username=username, password=password,
-                         timeout=timeout)
+            total=None, connect=0, read=0, status=0, other=0, redirect=5
+        )
+        super().__init__(
+            base_url, pool_manager=manager, username=username, password=password, timeout=timeout
+        )
 
-    def _http_request(self, url: str, headers: dict[str, str] | None = None,
-                      data: Any = None, raise_for_status: bool = True) -> Any:
+    def _http_request(
+        self,
+        url: str,
+        headers: dict[str, str] | None = None,
+        data: Any = None,
+        raise_for_status: bool = True,
+    ) -> Any:
         response, read = super()._http_request(url, headers, data, raise_for_status=False)
         if raise_for_status and response.status == 401:
             raise HTTPUnauthorized(response.headers.get("WWW-Authenticate"), url)

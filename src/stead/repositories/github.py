@@ -81,13 +81,15 @@ def parse_parameters(raw: dict[str, Any], *, repository_name: str) -> dict[str, 
     except ValueError as exc:
         violations.append(f"repositoryName: {exc}")
     if violations:
-        raise BadRequest("Invalid GitHub repository: " + "; ".join(violations),
-                         violations=violations)
+        raise BadRequest(
+            "Invalid GitHub repository: " + "; ".join(violations), violations=violations
+        )
     return params
 
 
-def check(token: SecretStr, params: dict[str, Any], *, repository_name: str,
-          settings: Settings) -> RepositoryInfo:
+def check(
+    token: SecretStr, params: dict[str, Any], *, repository_name: str, settings: Settings
+) -> RepositoryInfo:
     """Read ``GET /repos/{ownerName}/{repositoryName}`` with ``token`` and interpret the answer
     (module docstring); the error answers are those of :class:`provider.GitProvider`."""
     full_name = f"{params['ownerName']}/{repository_name}"
@@ -116,10 +118,16 @@ def _interpret(response: httpx.Response, full_name: str) -> RepositoryInfo:
         permissions = body.get("permissions")
         if isinstance(permissions, dict) and permissions.get("pull") is False:
             raise permission_missing(NAME, full_name, "pull (read)")
-        branch, html_url, clone_url = (body.get(key) for key in
-                                       ("default_branch", "html_url", "clone_url"))
-        if not (isinstance(branch, str) and isinstance(html_url, str)
-                and isinstance(clone_url, str) and branch and clone_url):
+        branch, html_url, clone_url = (
+            body.get(key) for key in ("default_branch", "html_url", "clone_url")
+        )
+        if not (
+            isinstance(branch, str)
+            and isinstance(html_url, str)
+            and isinstance(clone_url, str)
+            and branch
+            and clone_url
+        ):
             raise unreachable(NAME, "its answer lacks default_branch, html_url or clone_url")
         return RepositoryInfo(default_branch=branch, html_url=html_url, clone_url=clone_url)
     if status == 401:

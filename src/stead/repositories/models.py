@@ -1,4 +1,4 @@
-"""Table: the repository associated with a project (contract section 6). The token is never stored."""
+"""Table: the repository associated with a project (contract section 6); never the token."""
 
 from __future__ import annotations
 

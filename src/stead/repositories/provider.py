@@ -51,8 +51,9 @@ class GitProvider(Protocol):
         store (wire names). Raises BadRequest naming each bad field."""
         ...
 
-    def check(self, token: SecretStr, params: dict[str, Any], *, repository_name: str,
-              settings: Settings) -> RepositoryInfo:
+    def check(
+        self, token: SecretStr, params: dict[str, Any], *, repository_name: str, settings: Settings
+    ) -> RepositoryInfo:
         """Confirm with the provider that the repository exists and ``token`` can read it.
 
         Raises BadRequest (token rejected, repository not found), Forbidden (a permission is
@@ -68,35 +69,43 @@ def parameter_violations(exc: ValidationError) -> list[str]:
     for err in exc.errors(include_input=False, include_url=False):
         path = ".".join(str(part) for part in err["loc"])
         message = {"missing": "required", "extra_forbidden": "unknown field"}.get(
-            err["type"], err["msg"].removeprefix("Value error, "))
+            err["type"], err["msg"].removeprefix("Value error, ")
+        )
         violations.append(f"providerParameters{'.' + path if path else ''}: {message}")
     return violations
 
 
 def token_rejected(provider: str) -> BadRequest:
     """400: the provider does not accept the token (invalid, expired or revoked)."""
-    return BadRequest(f"{provider} rejected the access token: it is invalid, expired or revoked",
-                      violations=[f"{TOKEN_HEADER}: rejected by {provider}"])
+    return BadRequest(
+        f"{provider} rejected the access token: it is invalid, expired or revoked",
+        violations=[f"{TOKEN_HEADER}: rejected by {provider}"],
+    )
 
 
 def repository_not_found(provider: str, repository: str, field: str) -> BadRequest:
     """400 naming ``field``: no such repository, or the token cannot see it (GitHub answers 404
     for a private repository the token may not see, so the two cannot be told apart)."""
-    return BadRequest(f"{provider} has no repository {repository} that this token can see",
-                      violations=[f"{field}: repository not found, or not visible to the token"])
+    return BadRequest(
+        f"{provider} has no repository {repository} that this token can see",
+        violations=[f"{field}: repository not found, or not visible to the token"],
+    )
 
 
 def permission_missing(provider: str, repository: str, permission: str) -> Forbidden:
     """403: the token can see the repository but lacks ``permission``."""
-    return Forbidden(f"The access token lacks the {permission} permission on {repository} "
-                     f"at {provider}",
-                     violations=[f"{TOKEN_HEADER}: lacks the {permission} permission"])
+    return Forbidden(
+        f"The access token lacks the {permission} permission on {repository} at {provider}",
+        violations=[f"{TOKEN_HEADER}: lacks the {permission} permission"],
+    )
 
 
 def rate_limited(provider: str, retry_after: int) -> UpstreamUnavailable:
     """503 with ``Retry-After`` (seconds): the provider is rate limiting the token."""
-    return UpstreamUnavailable(f"{provider} is rate limiting this token; retry in {retry_after} s",
-                               headers={"Retry-After": str(retry_after)})
+    return UpstreamUnavailable(
+        f"{provider} is rate limiting this token; retry in {retry_after} s",
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 def unreachable(provider: str, reason: str) -> UpstreamError:
@@ -117,8 +126,9 @@ def retry_after_seconds(retry_after: str | None, reset: str | None = None) -> in
         if retry_after.strip().isdigit():
             return max(1, int(retry_after))
         try:
-            return max(1, math.ceil(email.utils.parsedate_to_datetime(retry_after).timestamp()
-                                    - now))
+            return max(
+                1, math.ceil(email.utils.parsedate_to_datetime(retry_after).timestamp() - now)
+            )
         except (TypeError, ValueError):
             pass
     if reset and reset.strip().isdigit():
@@ -137,10 +147,14 @@ def read_token(value: str | None) -> SecretStr:
         BadRequest: naming the header when it is missing, empty or malformed (never echoing it).
     """
     if value is None or not value.strip():
-        raise BadRequest(f"The {TOKEN_HEADER} header is required",
-                         violations=[f"{TOKEN_HEADER}: required"])
+        raise BadRequest(
+            f"The {TOKEN_HEADER} header is required", violations=[f"{TOKEN_HEADER}: required"]
+        )
     if len(value) > TOKEN_MAX or not all("!" <= ch <= "~" for ch in value):
-        raise BadRequest(f"The {TOKEN_HEADER} header is malformed",
-                         violations=[f"{TOKEN_HEADER}: must be 1-{TOKEN_MAX} printable ASCII "
-                                     "characters without spaces"])
+        raise BadRequest(
+            f"The {TOKEN_HEADER} header is malformed",
+            violations=[
+                f"{TOKEN_HEADER}: must be 1-{TOKEN_MAX} printable ASCII characters without spaces"
+            ],
+        )
     return SecretStr(value)

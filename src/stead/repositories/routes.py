@@ -16,9 +16,16 @@ from stead.repositories.schemas import RepositoryCreate, RepositoryRead
 router = APIRouter(prefix="/projects/{projectId}/repositories", tags=["repositories"])
 
 
-def _token(value: Annotated[str | None, Header(
-        alias=TOKEN_HEADER, description="The provider's personal access token; used for this "
-        "check only, never stored or logged")] = None) -> SecretStr:
+def _token(
+    value: Annotated[
+        str | None,
+        Header(
+            alias=TOKEN_HEADER,
+            description="The provider's personal access token; used for this "
+            "check only, never stored or logged",
+        ),
+    ] = None,
+) -> SecretStr:
     return read_token(value)
 
 
@@ -33,15 +40,30 @@ _CHECK_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("", status_code=201, response_model=RepositoryRead,
-             responses={**_CHECK_RESPONSES, 409: {"description": "The project has a repository"}})
-def associate_repository(data: RepositoryCreate, ctx: ProjectWriter, token: ProviderToken,
-                         session: SessionDep, request: Request,
-                         response: Response) -> RepositoryRead:
+@router.post(
+    "",
+    status_code=201,
+    response_model=RepositoryRead,
+    responses={**_CHECK_RESPONSES, 409: {"description": "The project has a repository"}},
+)
+def associate_repository(
+    data: RepositoryCreate,
+    ctx: ProjectWriter,
+    token: ProviderToken,
+    session: SessionDep,
+    request: Request,
+    response: Response,
+) -> RepositoryRead:
     """Associate a git repository with the project, once the provider confirms that the token
     can read it (DPC). One repository per project."""
-    repository = service.associate(session, actor=ctx.actor, project=ctx.project, data=data,
-                                   token=token, settings=request.app.state.settings)
+    repository = service.associate(
+        session,
+        actor=ctx.actor,
+        project=ctx.project,
+        data=data,
+        token=token,
+        settings=request.app.state.settings,
+    )
     response.headers["Location"] = f"/v1/projects/{ctx.project.id}/repositories"
     return RepositoryRead.model_validate(repository)
 
@@ -60,9 +82,15 @@ def remove_repository(ctx: ProjectWriter, session: SessionDep) -> Response:
 
 
 @router.post("/token", status_code=204, responses=_CHECK_RESPONSES)
-def check_repository_token(ctx: ProjectWriter, token: ProviderToken, session: SessionDep,
-                           request: Request) -> Response:
+def check_repository_token(
+    ctx: ProjectWriter, token: ProviderToken, session: SessionDep, request: Request
+) -> Response:
     """Re-check the project's repository with a new access token (DPC)."""
-    service.check_token(session, actor=ctx.actor, project=ctx.project, token=token,
-                        settings=request.app.state.settings)
+    service.check_token(
+        session,
+        actor=ctx.actor,
+        project=ctx.project,
+        token=token,
+        settings=request.app.state.settings,
+    )
     return Response(status_code=204)

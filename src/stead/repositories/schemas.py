@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from stead.wire import Text, WireModel, ci_enum
+from stead.wire import CI, Text, WireModel
 
 # ``github`` (DPC) or ``git``, any git remote by URL (Stead); accepted in any case.
-if TYPE_CHECKING:  # the Literal types ci_enum builds at run time are plain strings to mypy
-    Provider = str
-else:
-    Provider = ci_enum("github", "git")
+Provider = Annotated[Literal["github", "git"], CI]
 
 
 class RepositoryCreate(WireModel):
@@ -23,8 +20,9 @@ class RepositoryCreate(WireModel):
     """
 
     provider: Provider
-    repository_name: Annotated[Text, Field(min_length=1, max_length=255,
-                                          examples=["finance-pipelines"])]
+    repository_name: Annotated[
+        Text, Field(min_length=1, max_length=255, examples=["finance-pipelines"])
+    ]
     provider_parameters: Annotated[dict[str, Any], Field(examples=[{"ownerName": "acme-data"}])]
 
 
@@ -36,5 +34,4 @@ class RepositoryRead(WireModel):
     provider_parameters: dict[str, Any]
     default_branch: str | None = Field(examples=["main"])
     html_url: str | None = Field(examples=["https://github.com/acme-data/finance-pipelines"])
-    clone_url: str | None = Field(
-        examples=["https://github.com/acme-data/finance-pipelines.git"])
+    clone_url: str | None = Field(examples=["https://github.com/acme-data/finance-pipelines.git"])

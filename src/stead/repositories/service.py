@@ -37,8 +37,15 @@ def get(session: Session, *, project: Project) -> Repository:
     return repository
 
 
-def associate(session: Session, *, actor: Actor, project: Project, data: RepositoryCreate,
-              token: SecretStr, settings: Settings) -> Repository:
+def associate(
+    session: Session,
+    *,
+    actor: Actor,
+    project: Project,
+    data: RepositoryCreate,
+    token: SecretStr,
+    settings: Settings,
+) -> Repository:
     """Associate a repository with the project after the provider confirmed that it exists and
     ``token`` can read it; record its default branch and URLs.
 
@@ -49,30 +56,47 @@ def associate(session: Session, *, actor: Actor, project: Project, data: Reposit
         Forbidden, UpstreamError, UpstreamUnavailable, UpstreamTimeout: from the provider.
     """
     provider = PROVIDERS[data.provider]
-    params = provider.parse_parameters(data.provider_parameters,
-                                       repository_name=data.repository_name)
+    params = provider.parse_parameters(
+        data.provider_parameters, repository_name=data.repository_name
+    )
     existing = find(session, project=project)
     if existing is not None:
-        raise Conflict(f"Project {project.name!r} already has repository "
-                       f"{existing.repository_name!r}; delete it before associating another")
+        raise Conflict(
+            f"Project {project.name!r} already has repository "
+            f"{existing.repository_name!r}; delete it before associating another"
+        )
     info = provider.check(token, params, repository_name=data.repository_name, settings=settings)
     repository = Repository(
-        project_id=project.id, provider=data.provider, repository_name=data.repository_name,
-        provider_parameters=params, default_branch=info.default_branch, html_url=info.html_url,
+        project_id=project.id,
+        provider=data.provider,
+        repository_name=data.repository_name,
+        provider_parameters=params,
+        default_branch=info.default_branch,
+        html_url=info.html_url,
         clone_url=info.clone_url,
     )
     session.add(repository)
     session.flush()
-    audit.record(session, actor=actor, action="repository.associated", target_type="repository",
-                 target_id=str(repository.id), project_id=project.id,
-                 details={"provider": repository.provider,
-                          "repositoryName": repository.repository_name,
-                          "providerParameters": params, "defaultBranch": info.default_branch})
+    audit.record(
+        session,
+        actor=actor,
+        action="repository.associated",
+        target_type="repository",
+        target_id=str(repository.id),
+        project_id=project.id,
+        details={
+            "provider": repository.provider,
+            "repositoryName": repository.repository_name,
+            "providerParameters": params,
+            "defaultBranch": info.default_branch,
+        },
+    )
     return repository
 
 
-def check_token(session: Session, *, actor: Actor, project: Project, token: SecretStr,
-                settings: Settings) -> Repository:
+def check_token(
+    session: Session, *, actor: Actor, project: Project, token: SecretStr, settings: Settings
+) -> Repository:
     """Re-check the project's repository with a new ``token`` (DPC ``POST .../repositories/token``)
     and refresh the default branch and URLs the provider reports.
 
@@ -82,16 +106,25 @@ def check_token(session: Session, *, actor: Actor, project: Project, token: Secr
     """
     repository = get(session, project=project)
     provider = PROVIDERS[repository.provider]
-    info = provider.check(token, repository.provider_parameters,
-                          repository_name=repository.repository_name, settings=settings)
+    info = provider.check(
+        token,
+        repository.provider_parameters,
+        repository_name=repository.repository_name,
+        settings=settings,
+    )
     repository.default_branch = info.default_branch
     repository.html_url = info.html_url
     repository.clone_url = info.clone_url
     session.flush()
-    audit.record(session, actor=actor, action="repository.token_checked",
-                 target_type="repository", target_id=str(repository.id), project_id=project.id,
-                 details={"provider": repository.provider,
-                          "repositoryName": repository.repository_name})
+    audit.record(
+        session,
+        actor=actor,
+        action="repository.token_checked",
+        target_type="repository",
+        target_id=str(repository.id),
+        project_id=project.id,
+        details={"provider": repository.provider, "repositoryName": repository.repository_name},
+    )
     return repository
 
 
@@ -102,9 +135,14 @@ def remove(session: Session, *, actor: Actor, project: Project) -> None:
         NotFound: the project has no repository.
     """
     repository = get(session, project=project)
-    audit.record(session, actor=actor, action="repository.removed", target_type="repository",
-                 target_id=str(repository.id), project_id=project.id,
-                 details={"provider": repository.provider,
-                          "repositoryName": repository.repository_name})
+    audit.record(
+        session,
+        actor=actor,
+        action="repository.removed",
+        target_type="repository",
+        target_id=str(repository.id),
+        project_id=project.id,
+        details={"provider": repository.provider, "repositoryName": repository.repository_name},
+    )
     session.delete(repository)
     session.flush()

@@ -18,33 +18,50 @@ from stead.secrets.schemas import (
 
 router = APIRouter(prefix="/projects/{projectId}/secret-references", tags=["secret references"])
 
-NamePath = Annotated[str, Path(alias="secretReferenceName", pattern=SECRET_REFERENCE_NAME,
-                               description="1-128 characters: letters, digits, _ ( ) -")]
+NamePath = Annotated[
+    str,
+    Path(
+        alias="secretReferenceName",
+        pattern=SECRET_REFERENCE_NAME,
+        description="1-128 characters: letters, digits, _ ( ) -",
+    ),
+]
 
 
 @router.post("/{secretReferenceName}", status_code=201, response_model=SecretReferenceRead)
-def create_secret_reference(name: NamePath, data: SecretReferenceCreate, ctx: ProjectWriter,
-                            session: SessionDep, response: Response) -> SecretReferenceRead:
+def create_secret_reference(
+    name: NamePath,
+    data: SecretReferenceCreate,
+    ctx: ProjectWriter,
+    session: SessionDep,
+    response: Response,
+) -> SecretReferenceRead:
     """Create a secret reference: where an agent finds a secret (DPC)."""
-    reference = service.create(session, actor=ctx.actor, project=ctx.project, name=name,
-                               data=data)
+    reference = service.create(session, actor=ctx.actor, project=ctx.project, name=name, data=data)
     response.headers["Location"] = (
-        f"/v1/projects/{ctx.project.id}/secret-references/{reference.name}")
+        f"/v1/projects/{ctx.project.id}/secret-references/{reference.name}"
+    )
     return SecretReferenceRead.model_validate(reference)
 
 
 @router.get("", response_model=Page[SecretReferenceRead])
-def list_secret_references(ctx: ProjectReader, session: SessionDep,
-                           params: PageDep) -> Page[SecretReferenceRead]:
+def list_secret_references(
+    ctx: ProjectReader, session: SessionDep, params: PageDep
+) -> Page[SecretReferenceRead]:
     """List the project's secret references, oldest first."""
     total, rows = service.list_references(session, project=ctx.project, params=params)
-    return Page(page=params.page, size=params.size, total=total,
-                results=[SecretReferenceRead.model_validate(r) for r in rows])
+    return Page(
+        page=params.page,
+        size=params.size,
+        total=total,
+        results=[SecretReferenceRead.model_validate(r) for r in rows],
+    )
 
 
 @router.get("/{secretReferenceName}", response_model=SecretReferenceRead)
-def get_secret_reference(name: NamePath, ctx: ProjectReader,
-                         session: SessionDep) -> SecretReferenceRead:
+def get_secret_reference(
+    name: NamePath, ctx: ProjectReader, session: SessionDep
+) -> SecretReferenceRead:
     """Read one secret reference (case-insensitive name)."""
     return SecretReferenceRead.model_validate(service.get(session, project=ctx.project, name=name))
 

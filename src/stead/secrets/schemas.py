@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import BeforeValidator, Field
 
-from stead.wire import Description, Timestamp, WireModel, ci_enum
+from stead.wire import CI, Description, Text, Timestamp, WireModel
 
 #: Path rule of a secret reference name (contract section 5: ``^[\w()-]{1,128}$``), with ``\w``
 #: read as in DPC's Java back end: ASCII letters, digits and ``_``.
@@ -22,22 +22,10 @@ def _hosted_alias(value: Any) -> Any:
     return value
 
 
-def _no_nul(value: str) -> str:
-    """PostgreSQL text cannot hold NUL: refuse it as bad input rather than fail on write."""
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
-Text = Annotated[str, AfterValidator(_no_nul)]
-
-if TYPE_CHECKING:  # the Literal types ci_enum builds at run time are plain strings to mypy
-    SecretStore = str
-    SecretReferenceType = str
-else:
-    SecretStore = Annotated[ci_enum("AWS", "Azure", HOSTED_STORE, "GCP", "Vault"),
-                            BeforeValidator(_hosted_alias)]
-    SecretReferenceType = ci_enum("PASSWORD")
+SecretStore = Annotated[
+    Literal["AWS", "Azure", "Matillion hosted", "GCP", "Vault"], CI, BeforeValidator(_hosted_alias)
+]
+SecretReferenceType = Annotated[Literal["PASSWORD"], CI]
 
 
 class SecretReferenceCreate(WireModel):
@@ -51,9 +39,10 @@ class SecretReferenceCreate(WireModel):
     agent_type: SecretStore
     secret_reference_type: SecretReferenceType
     secret_name: Text = Field(min_length=1, max_length=1024, examples=["prod/finance/redshift"])
-    secret_key: Text | None = Field(default=None, min_length=1, max_length=255,
-                                   examples=["password"])
-    description: Annotated[Description, AfterValidator(_no_nul)] | None = None
+    secret_key: Text | None = Field(
+        default=None, min_length=1, max_length=255, examples=["password"]
+    )
+    description: Description | None = None
 
 
 class SecretReferenceRead(WireModel):

@@ -21,8 +21,11 @@ from stead.wire import name_key
 
 def find_reference(session: Session, *, project_id: str, name: str) -> SecretReference | None:
     """The project's secret reference called ``name`` (compared case-insensitively), or None."""
-    return session.scalar(select(SecretReference).where(
-        SecretReference.project_id == project_id, SecretReference.name_key == name_key(name)))
+    return session.scalar(
+        select(SecretReference).where(
+            SecretReference.project_id == project_id, SecretReference.name_key == name_key(name)
+        )
+    )
 
 
 def _account_agent(session: Session, *, account_id: str, agent_id: str) -> Agent:
@@ -31,13 +34,16 @@ def _account_agent(session: Session, *, account_id: str, agent_id: str) -> Agent
     except ValueError:
         agent = None
     if agent is None or agent.account_id != account_id:
-        raise BadRequest(f"No agent {agent_id!r} in the account",
-                         violations=[f"agentId: no agent {agent_id!r} in the account"])
+        raise BadRequest(
+            f"No agent {agent_id!r} in the account",
+            violations=[f"agentId: no agent {agent_id!r} in the account"],
+        )
     return agent
 
 
-def create(session: Session, *, actor: Actor, project: Project, name: str,
-           data: SecretReferenceCreate) -> SecretReference:
+def create(
+    session: Session, *, actor: Actor, project: Project, name: str, data: SecretReferenceCreate
+) -> SecretReference:
     """Create the secret reference ``name`` (already checked against the path rule) in
     ``project``. ``Hosted`` arrives here as ``Matillion hosted``.
 
@@ -48,8 +54,10 @@ def create(session: Session, *, actor: Actor, project: Project, name: str,
     agent = _account_agent(session, account_id=project.account_id, agent_id=data.agent_id)
     existing = find_reference(session, project_id=project.id, name=name)
     if existing is not None:
-        raise Conflict(f"A secret reference named {existing.name!r} already exists",
-                       violations=[f"secretReferenceName: already used by {existing.name!r}"])
+        raise Conflict(
+            f"A secret reference named {existing.name!r} already exists",
+            violations=[f"secretReferenceName: already used by {existing.name!r}"],
+        )
     reference = SecretReference(
         project_id=project.id,
         name=name,
@@ -63,17 +71,27 @@ def create(session: Session, *, actor: Actor, project: Project, name: str,
     )
     session.add(reference)
     session.flush()
-    audit.record(session, actor=actor, action="secret_reference.created",
-                 target_type="secret_reference", target_id=name, project_id=project.id,
-                 details={"agentId": agent.id, "agentType": reference.agent_type})
+    audit.record(
+        session,
+        actor=actor,
+        action="secret_reference.created",
+        target_type="secret_reference",
+        target_id=name,
+        project_id=project.id,
+        details={"agentId": agent.id, "agentType": reference.agent_type},
+    )
     return reference
 
 
-def list_references(session: Session, *, project: Project,
-                    params: PageParams) -> tuple[int, list[SecretReference]]:
+def list_references(
+    session: Session, *, project: Project, params: PageParams
+) -> tuple[int, list[SecretReference]]:
     """One page of the project's secret references, oldest first: ``(total, references)``."""
-    query = (select(SecretReference).where(SecretReference.project_id == project.id)
-             .order_by(SecretReference.created_at, SecretReference.id))
+    query = (
+        select(SecretReference)
+        .where(SecretReference.project_id == project.id)
+        .order_by(SecretReference.created_at, SecretReference.id)
+    )
     return paginate(session, query, params)
 
 
@@ -98,14 +116,23 @@ def delete(session: Session, *, actor: Actor, project: Project, name: str) -> No
     """
     reference = get(session, project=project, name=name)
     for env_name, properties in session.execute(
-            select(Environment.name, Environment.connection_properties)
-            .where(Environment.project_id == project.id)):
+        select(Environment.name, Environment.connection_properties).where(
+            Environment.project_id == project.id
+        )
+    ):
         for value in properties.values():
             secret_name = value.get("secretName") if isinstance(value, dict) else None
             if isinstance(secret_name, str) and name_key(secret_name) == reference.name_key:
-                raise Conflict(f"Secret reference {reference.name!r} is used by environment "
-                               f"{env_name!r}")
-    audit.record(session, actor=actor, action="secret_reference.deleted",
-                 target_type="secret_reference", target_id=reference.name, project_id=project.id)
+                raise Conflict(
+                    f"Secret reference {reference.name!r} is used by environment {env_name!r}"
+                )
+    audit.record(
+        session,
+        actor=actor,
+        action="secret_reference.deleted",
+        target_type="secret_reference",
+        target_id=reference.name,
+        project_id=project.id,
+    )
     session.delete(reference)
     session.flush()

@@ -47,7 +47,7 @@ class WarehouseSpec:
 
 SENSITIVE_INLINE = (
     "is sensitive and cannot be given inline yet; create a secret reference "
-    '(POST /v1/projects/{projectId}/secret-references/{name}) and pass '
+    "(POST /v1/projects/{projectId}/secret-references/{name}) and pass "
     '{"secretName": "<reference name>"}'
 )
 
@@ -87,8 +87,9 @@ def check_properties(
     for key, stored in properties.items():
         where = f"{path}.{key}"
         if key not in spec.keys:
-            violations.append(f"{where}: unknown property for {spec.name}; "
-                              f"accepted: {', '.join(spec.keys)}")
+            violations.append(
+                f"{where}: unknown property for {spec.name}; accepted: {', '.join(spec.keys)}"
+            )
             continue
         if "value" not in stored:
             normalised[key] = stored

@@ -25,8 +25,10 @@ def normalise_host(value: str) -> str:
         ValueError: a scheme, port, path or character a host name cannot hold.
     """
     if "://" in value:
-        raise ValueError("must be a host name without a scheme, e.g. "
-                         "examplecluster.abc123xyz789.eu-west-1.redshift.amazonaws.com")
+        raise ValueError(
+            "must be a host name without a scheme, e.g. "
+            "examplecluster.abc123xyz789.eu-west-1.redshift.amazonaws.com"
+        )
     if ":" in value:
         raise ValueError("must be a host name without a port; give the port in 'port'")
     if len(value) > 253 or not _HOST.fullmatch(value):
@@ -64,8 +66,10 @@ def normalise_bucket(value: str) -> str:
         ValueError: not a valid bucket name.
     """
     if not _BUCKET.fullmatch(value) or ".." in value:
-        raise ValueError("must be an S3 bucket name: 3-63 characters, lower-case letters, "
-                         "digits, '.' and '-', starting and ending with a letter or digit")
+        raise ValueError(
+            "must be an S3 bucket name: 3-63 characters, lower-case letters, "
+            "digits, '.' and '-', starting and ending with a letter or digit"
+        )
     return value
 
 

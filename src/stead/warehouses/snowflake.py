@@ -74,8 +74,7 @@ SPEC = WarehouseSpec(
     name="SNOWFLAKE",
     auth_type="KEY_PAIR",
     required=("account", "username", "privateKey"),
-    optional=("passphrase", "defaultRole", "defaultWarehouse", "defaultDatabase",
-              "defaultSchema"),
+    optional=("passphrase", "defaultRole", "defaultWarehouse", "defaultDatabase", "defaultSchema"),
     sensitive=frozenset({"privateKey", "passphrase"}),
     normalisers={"account": normalise_account},
 )
