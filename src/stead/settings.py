@@ -29,6 +29,32 @@ class Settings(BaseSettings):
         upstream_timeout_seconds: timeout for calls to git providers.
         rate_limit_per_minute: requests per API client per minute (contract section 1).
         environment: ``development`` or ``production``; production refuses a missing signing key.
+        secret_store_timeout_seconds: connect and read timeout (each) for calls to external
+            secret stores (AWS, Vault, Azure, GCP); a store that does not answer in time is 504.
+        secret_store_ca_bundle: PEM file of CA certificates trusted for TLS to AWS, Vault and
+            Azure (an internal CA); empty means the system's trust store.
+        aws_region / aws_endpoint_url / aws_access_key_id / aws_secret_access_key: AWS Secrets
+            Manager; empty values fall back to boto3's own chain (``AWS_*`` variables, config
+            files, instance role). ``aws_endpoint_url`` is for VPC endpoints and emulators.
+        vault_addr: HashiCorp Vault / OpenBao address (``https://vault.example.com:8200``); empty
+            means the Vault store is not configured.
+        vault_token: token auth; when empty, AppRole auth with ``vault_role_id`` and
+            ``vault_secret_id`` at the auth mount ``vault_approle_mount``.
+        vault_mount: mount point of the KV version 2 engine holding the secrets.
+        vault_namespace: Vault Enterprise / OpenBao namespace (``X-Vault-Namespace``).
+        azure_vault_url: Key Vault URL (``https://NAME.vault.azure.net``); empty means the Azure
+            store is not configured.
+        azure_tenant_id / azure_client_id / azure_client_secret: a service principal; with no
+            client secret, ``DefaultAzureCredential`` (managed identity, environment, CLI).
+        azure_authority_host: Microsoft Entra authority (sovereign clouds differ).
+        azure_verify_challenge_resource: check that the vault's authentication challenge names
+            a resource whose domain the vault URL belongs to (Azure SDK default); turn off only
+            for vaults reached under another host name.
+        gcp_project: project id for secret names that are not full resource names.
+        gcp_endpoint: Secret Manager REST endpoint (``https://secretmanager.googleapis.com``,
+            a regional or private endpoint).
+        gcp_credentials_file: service-account key file; empty means Application Default
+            Credentials.
     """
 
     model_config = SettingsConfigDict(env_prefix="STEAD_", extra="ignore")
@@ -42,6 +68,28 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = 1000
     environment: Literal["development", "production"] = "development"
     log_level: str = "INFO"
+    secret_store_timeout_seconds: float = 10.0
+    secret_store_ca_bundle: str = ""
+    aws_region: str = ""
+    aws_endpoint_url: str = ""
+    aws_access_key_id: str = ""
+    aws_secret_access_key: SecretStr = SecretStr("")
+    vault_addr: str = ""
+    vault_token: SecretStr = SecretStr("")
+    vault_role_id: str = ""
+    vault_secret_id: SecretStr = SecretStr("")
+    vault_approle_mount: str = "approle"
+    vault_mount: str = "secret"
+    vault_namespace: str = ""
+    azure_vault_url: str = ""
+    azure_tenant_id: str = ""
+    azure_client_id: str = ""
+    azure_client_secret: SecretStr = SecretStr("")
+    azure_authority_host: str = "https://login.microsoftonline.com"
+    azure_verify_challenge_resource: bool = True
+    gcp_project: str = ""
+    gcp_endpoint: str = "https://secretmanager.googleapis.com"
+    gcp_credentials_file: str = ""
 
     @property
     def effective_database_url(self) -> str:
