@@ -31,6 +31,7 @@ from stead.projects.routes import router as projects_router
 from stead.ratelimit import RateLimiter
 from stead.repositories.routes import router as repositories_router
 from stead.secrets.routes import router as secret_references_router
+from stead.secrets.store import attach_keyring, load_keyring
 from stead.settings import Settings, get_settings
 
 log = logging.getLogger("stead")
@@ -263,6 +264,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.signing_key = load_signing_key(settings)
+    attach_keyring(app.state.sessionmaker, load_keyring(settings))
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
     app.state.metrics = Metrics()
     _install_error_handlers(app)

@@ -1,7 +1,8 @@
 """Structured logging (structlog, JSON lines on stderr) with a redacting processor.
 
 Secrets never reach a log line: values under secret-like keys are replaced, and any string that
-looks like a bearer token, a JWT or a PEM private key is masked wherever it appears.
+looks like a bearer token, a JWT or a PEM private key, or that holds a secret value this process
+has handled (see :func:`remember_secret`), is masked wherever it appears.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
+from collections import OrderedDict
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -27,8 +30,51 @@ _SECRET_TEXT = [
 ]
 
 
+#: Shorter values are not remembered: masking them would blank out ordinary words.
+KNOWN_SECRET_MIN = 8
+#: How many of the most recently handled secret values are remembered.
+KNOWN_SECRET_MAX = 1000
+
+
+class _KnownSecrets:
+    """The secret values this process has handled, most recent last, as one masking pattern."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: OrderedDict[str, None] = OrderedDict()
+        self._pattern: re.Pattern[str] | None = None
+
+    def add(self, value: str) -> None:
+        if len(value) < KNOWN_SECRET_MIN:
+            return
+        with self._lock:
+            if value in self._values:
+                self._values.move_to_end(value)
+                return
+            self._values[value] = None
+            if len(self._values) > KNOWN_SECRET_MAX:
+                self._values.popitem(last=False)
+            # Longest first, so a value that contains another is masked whole.
+            alternatives = sorted(self._values, key=len, reverse=True)
+            self._pattern = re.compile("|".join(map(re.escape, alternatives)))
+
+    def mask(self, text: str) -> str:
+        pattern = self._pattern
+        return pattern.sub(REDACTED, text) if pattern is not None else text
+
+
+_known = _KnownSecrets()
+
+
+def remember_secret(value: str) -> None:
+    """Mask ``value`` in every later log line of this process (values of at least
+    :data:`KNOWN_SECRET_MIN` characters; the :data:`KNOWN_SECRET_MAX` most recent are kept)."""
+    _known.add(value)
+
+
 def redact_text(text: str) -> str:
-    """Mask bearer tokens, JWTs and PEM private keys inside ``text``."""
+    """Mask bearer tokens, JWTs, PEM private keys and remembered secret values inside ``text``."""
+    text = _known.mask(text)
     for pattern in _SECRET_TEXT:
         text = pattern.sub(REDACTED, text)
     return text

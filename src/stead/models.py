@@ -8,7 +8,7 @@ from stead.environments.models import Environment
 from stead.identity.models import Account, ApiClient, ProjectMember
 from stead.projects.models import Project
 from stead.repositories.models import Repository
-from stead.secrets.models import SecretReference
+from stead.secrets.models import HostedSecret, HostedSecretVersion, SecretReference
 
 __all__ = [
     "Account",
@@ -19,6 +19,8 @@ __all__ = [
     "Base",
     "Connection",
     "Environment",
+    "HostedSecret",
+    "HostedSecretVersion",
     "Project",
     "ProjectMember",
     "Repository",

@@ -24,11 +24,17 @@ class Settings(BaseSettings):
             ``postgresql+psycopg://user:pass@host:port/db``.
         signing_key: HMAC key for access tokens (HS256); empty means a 0600 file
             ``<data_dir>/signing.key`` generated on first start.
+        master_key: the master key of the hosted secret store, base64 of 32 random bytes
+            (``openssl rand -base64 32``); empty means a 0600 file ``<data_dir>/master.key``
+            generated on first start. It never enters the database.
+        previous_master_keys: comma-separated base64 master keys that still decrypt but no
+            longer encrypt: set the old key here while rotating ``master_key``.
         token_ttl_seconds: lifetime of an access token (contract section 1: 1800 s).
         github_api_url: GitHub REST base URL (GitHub Enterprise Server: ``https://HOST/api/v3``).
         upstream_timeout_seconds: timeout for calls to git providers.
         rate_limit_per_minute: requests per API client per minute (contract section 1).
-        environment: ``development`` or ``production``; production refuses a missing signing key.
+        environment: ``development`` or ``production``; production refuses a missing signing key
+            or master key.
         secret_store_timeout_seconds: connect and read timeout (each) for calls to external
             secret stores (AWS, Vault, Azure, GCP); a store that does not answer in time is 504.
         secret_store_ca_bundle: PEM file of CA certificates trusted for TLS to AWS, Vault and
@@ -62,6 +68,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("stead")))
     database_url: str = ""
     signing_key: SecretStr = SecretStr("")
+    master_key: SecretStr = SecretStr("")
+    previous_master_keys: SecretStr = SecretStr("")
     token_ttl_seconds: int = 1800
     github_api_url: str = "https://api.github.com"
     upstream_timeout_seconds: float = 10.0

@@ -1,8 +1,8 @@
-"""Table: secret references (contract section 5)."""
+"""Tables: secret references, and hosted secrets with their encrypted versions (section 5)."""
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from stead.db import Base
@@ -26,3 +26,45 @@ class SecretReference(Base):
     secret_name: Mapped[str] = mapped_column(String(1024))
     secret_key: Mapped[str | None] = mapped_column(String(255), default=None)
     description: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class HostedSecret(Base):
+    """A secret held by Stead itself (the hosted store): metadata only.
+
+    ``name`` shares the project's namespace with secret references (compared by ``name_key``);
+    ``version`` is the number of the latest :class:`HostedSecretVersion`.
+    """
+
+    __tablename__ = "hosted_secrets"
+    __table_args__ = (
+        Index("uq_hosted_secrets_project_name_key", "project_id", "name_key", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    name_key: Mapped[str] = mapped_column(String(1024))
+    type: Mapped[str] = mapped_column(String(20))
+    version: Mapped[int] = mapped_column(Integer)
+
+
+class HostedSecretVersion(Base):
+    """One encrypted value of a hosted secret (envelope encryption, see ``stead.secrets.store``).
+
+    ``ciphertext`` is the value under a per-version AES-256-GCM data key with ``nonce``;
+    ``wrapped_key`` is that data key encrypted by the master key ``key_id`` (12-byte nonce
+    followed by the AES-GCM output). Neither the data key nor the master key is stored in clear.
+    """
+
+    __tablename__ = "hosted_secret_versions"
+    __table_args__ = (
+        Index("uq_hosted_secret_versions_secret_version", "secret_id", "version", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    secret_id: Mapped[int] = mapped_column(ForeignKey("hosted_secrets.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    key_id: Mapped[str] = mapped_column(String(32))
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    nonce: Mapped[bytes] = mapped_column(LargeBinary)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
