@@ -23,6 +23,7 @@ from stead.connections.routes import router as connections_router
 from stead.db import make_engine, make_sessionmaker
 from stead.environments.routes import router as environments_router
 from stead.errors import PROBLEM_BASE, PROBLEM_JSON, AppError, Unauthorized, UnsupportedMediaType
+from stead.idempotency import service as idempotency
 from stead.identity.keys import load_signing_key
 from stead.identity.routes import router as token_router
 from stead.logs import configure_logging
@@ -268,12 +269,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
     app.state.metrics = Metrics()
     _install_error_handlers(app)
+    idempotency.install(app)
     app.middleware("http")(_request_middleware)
 
     app.include_router(token_router)
     for router in API_ROUTERS:
-        app.include_router(router, prefix="/v1")
-        app.include_router(router, prefix="/dpc/v1", include_in_schema=False)
+        app.include_router(router, prefix="/v1", dependencies=idempotency.IDEMPOTENCY)
+        app.include_router(
+            router,
+            prefix="/dpc/v1",
+            include_in_schema=False,
+            dependencies=idempotency.IDEMPOTENCY,
+        )
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict[str, str]:

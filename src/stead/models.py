@@ -5,6 +5,7 @@ from stead.audit.models import AuditEvent
 from stead.connections.models import Connection
 from stead.db import Base
 from stead.environments.models import Environment
+from stead.idempotency.models import IdempotencyKey
 from stead.identity.models import Account, ApiClient, ProjectMember
 from stead.projects.models import Project
 from stead.repositories.models import Repository
@@ -21,6 +22,7 @@ __all__ = [
     "Environment",
     "HostedSecret",
     "HostedSecretVersion",
+    "IdempotencyKey",
     "Project",
     "ProjectMember",
     "Repository",

@@ -1,0 +1,1 @@
+"""Retry-safe POSTs: the ``Idempotency-Key`` header (contract section 1)."""

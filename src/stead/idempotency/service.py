@@ -1,0 +1,321 @@
+"""``Idempotency-Key`` on every POST under ``/v1`` and ``/dpc/v1`` (contract section 1).
+
+How a keyed POST runs:
+
+1. :func:`claim` (a router dependency, run before the route's own dependencies) inserts the
+   key into ``idempotency_keys`` inside the request's own transaction. The key therefore exists
+   exactly when the change it guards was committed; a request that fails rolls its key back with
+   everything else, so retrying it simply runs it again.
+2. :func:`record_responses` (a middleware) stores the response on the key right after the commit.
+3. A later POST with the same key from the same principal within 24 hours gets the first
+   response again (header ``Idempotent-Replayed: true``); with a different method, path, query
+   or body it gets 409.
+4. Two concurrent POSTs with one key: the unique index on (principal, key) decides. The second
+   one waits for the first to commit (PostgreSQL blocks on the index entry, SQLite on its write
+   lock), then waits up to :data:`WAIT_SECONDS` for the first response to be recorded and
+   replays it, so both callers see the same object. If it never appears (the first server died
+   between its commit and the recording), the answer is 409: the change was made, read it back.
+
+A response that carries a one-time secret (an agent's or API client's ``clientSecret``, anything
+sent with ``Cache-Control: no-store``) is never stored: its key is released instead, so a retry
+runs again and returns a fresh secret; the earlier one was already replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import Response
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+
+from stead.db import SessionDep, session_scope, utcnow
+from stead.errors import BadRequest, Conflict
+from stead.idempotency.models import IdempotencyKey
+from stead.identity.service import actor_from_token
+
+log = logging.getLogger("stead.idempotency")
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+#: How long a key is remembered (contract section 1).
+TTL = timedelta(hours=24)
+#: How long a concurrent request with the same key waits for the first one's response.
+WAIT_SECONDS = 10.0
+_POLL_SECONDS = 0.05
+_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+#: Response headers kept with the response; the rest (request id, length, date) is per answer.
+_KEPT_HEADERS = ("content-type", "location")
+_SECRET_FIELD = re.compile(r"(secret|token|password|passphrase|private_?key)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """A keyed POST: the key and the HMAC of everything that makes the request what it is."""
+
+    key: str
+    digest: str
+    method: str
+    path: str
+
+
+class Replay(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised by :func:`claim` to answer with the stored first response."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__("replay")
+        self.response = response
+
+
+def parse_key(raw: str) -> str:
+    """The key of an ``Idempotency-Key`` header: 1-255 visible ASCII characters, optionally in
+    double quotes (the structured-field string form of the IETF idempotency-key draft).
+
+    Raises:
+        BadRequest: empty, too long, or holding spaces or non-ASCII characters.
+    """
+    value = raw.strip()
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value = value[1:-1]
+    if not _KEY.fullmatch(value):
+        raise BadRequest(
+            f"{HEADER} must be 1-255 visible ASCII characters",
+            violations=[f"{HEADER}: must be 1-255 visible ASCII characters"],
+        )
+    return value
+
+
+def _canonical_body(body: bytes) -> bytes:
+    """The body as canonical JSON (sorted keys, no spaces), so key order and spacing do not make
+    two equal requests differ; other bodies as sent."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return body
+    return json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def request_digest(signing_key: bytes, *, method: str, path: str, query: str, body: bytes) -> str:
+    """HMAC-SHA256 (hex) of a request. ``/dpc/v1/...`` and ``/v1/...`` are the same request."""
+    path = path.removeprefix("/dpc")
+    message = b"\n".join(
+        [method.encode(), path.encode(), query.encode(), _canonical_body(body)]
+    )
+    return hmac.new(signing_key, message, hashlib.sha256).hexdigest()
+
+
+async def fingerprint(request: Request) -> Fingerprint | None:
+    """Dependency: the fingerprint of a POST that carries an ``Idempotency-Key``, else None.
+
+    Raises:
+        BadRequest: the header is malformed (see :func:`parse_key`).
+    """
+    raw = request.headers.get(HEADER)
+    if raw is None or request.method != "POST":
+        return None
+    key = parse_key(raw)
+    body = await request.body()  # already read (and cached) by FastAPI for the route
+    digest = request_digest(
+        request.app.state.signing_key,
+        method=request.method,
+        path=request.url.path,
+        query=request.url.query,
+        body=body,
+    )
+    return Fingerprint(key=key, digest=digest, method=request.method, path=request.url.path)
+
+
+def _principal(request: Request, session: Session) -> str | None:
+    """The id of the bearer token's principal; None without a bearer token (the route will
+    answer 401). Raises Unauthorized for an invalid token, as the route would."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    actor = actor_from_token(session, token=token.strip(), key=request.app.state.signing_key)
+    return actor.id
+
+
+def _find(session: Session, *, principal: str, key: str) -> IdempotencyKey | None:
+    return session.scalars(
+        select(IdempotencyKey).where(
+            IdempotencyKey.principal_id == principal, IdempotencyKey.key == key
+        )
+    ).first()
+
+
+def _replay_or_conflict(row: IdempotencyKey | None, fp: Fingerprint) -> Replay | Conflict:
+    if row is None:
+        return Conflict(
+            f"The request first sent with this {HEADER} did not keep its response; "
+            "retry with a new key"
+        )
+    if row.request_hash != fp.digest:
+        return Conflict(
+            f"This {HEADER} was already used for a different request",
+            violations=[f"{HEADER}: already used for a different request"],
+        )
+    if row.status is None:
+        return Conflict(
+            f"The request first sent with this {HEADER} was applied, but its response was not "
+            "recorded; read the resource back instead of retrying"
+        )
+    headers = dict(row.response_headers or {})
+    headers[REPLAYED_HEADER] = "true"
+    body = (row.response_body or "").encode()
+    return Replay(Response(content=body, status_code=row.status, headers=headers))
+
+
+def _wait_for_response(
+    factory: sessionmaker[Session], *, principal: str, key: str
+) -> IdempotencyKey | None:
+    """Poll, in fresh read transactions, until the key's response is recorded (or
+    :data:`WAIT_SECONDS` pass); return the row as last seen."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        with factory() as session:
+            row = _find(session, principal=principal, key=key)
+        if row is None or row.status is not None or time.monotonic() >= deadline:
+            return row
+        time.sleep(_POLL_SECONDS)
+
+
+def claim(
+    request: Request,
+    session: SessionDep,
+    fp: Annotated[Fingerprint | None, Depends(fingerprint)],
+) -> None:
+    """Router dependency: claim the request's ``Idempotency-Key`` in its own transaction, or
+    answer from the key's first use (module docstring).
+
+    Raises:
+        Replay: the key was used for this same request: its first response is the answer.
+        Conflict: the key was used for a different request, or its first response is not
+            available (see :func:`_replay_or_conflict`).
+    """
+    if fp is None:
+        return
+    principal = _principal(request, session)
+    if principal is None:
+        return
+    row = _find(session, principal=principal, key=fp.key)
+    if row is not None and row.created_at <= utcnow() - TTL:
+        session.delete(row)
+        session.flush()
+        row = None
+    if row is None:
+        new = IdempotencyKey(
+            principal_id=principal,
+            key=fp.key,
+            method=fp.method,
+            path=fp.path,
+            request_hash=fp.digest,
+        )
+        try:
+            with session.begin_nested():
+                session.add(new)
+        except IntegrityError:
+            pass  # a concurrent request with this key committed first
+        else:
+            request.state.idempotency_claim = new.id
+            return
+    elif row.status is not None or row.request_hash != fp.digest:
+        raise _replay_or_conflict(row, fp)
+    # The first request is committed but its response is not recorded yet. Release this
+    # request's transaction (on SQLite, the write lock the recording needs) while waiting.
+    session.rollback()
+    factory: sessionmaker[Session] = request.app.state.sessionmaker
+    raise _replay_or_conflict(_wait_for_response(factory, principal=principal, key=fp.key), fp)
+
+
+def _holds_one_time_secret(headers: dict[str, str], body: bytes) -> bool:
+    """True for a response that must not be stored: ``Cache-Control: no-store``, or JSON with a
+    secret-named field (``clientSecret``, ``token``, ``password``, ...) at any depth."""
+    if "no-store" in headers.get("cache-control", "").lower():
+        return True
+    try:
+        parsed = json.loads(body) if body else None
+    except ValueError:
+        return False
+
+    def walk(value: Any) -> bool:
+        if isinstance(value, dict):
+            return any(_SECRET_FIELD.search(str(k)) or walk(v) for k, v in value.items())
+        if isinstance(value, list):
+            return any(walk(v) for v in value)
+        return False
+
+    return walk(parsed)
+
+
+def _record(
+    factory: sessionmaker[Session],
+    claim_id: str,
+    status: int,
+    headers: dict[str, str],
+    body: bytes,
+) -> None:
+    """Store the response on its key (or release a key whose response holds a one-time secret),
+    and forget keys older than :data:`TTL`."""
+    for session in session_scope(factory, write=True):
+        row = session.get(IdempotencyKey, claim_id)
+        if row is not None and _holds_one_time_secret(headers, body):
+            session.delete(row)
+        elif row is not None:
+            row.status = status
+            row.response_body = body.decode("utf-8", errors="replace")
+            row.response_headers = {k: headers[k] for k in _KEPT_HEADERS if k in headers}
+        session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < utcnow() - TTL))
+
+
+async def record_responses(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """Middleware: after a request that claimed a key has committed, store its response.
+
+    A failure to store is logged and does not change the answer: the change was committed.
+    """
+    response = await call_next(request)
+    claim_id: str | None = getattr(request.state, "idempotency_claim", None)
+    if claim_id is None:
+        return response
+    body = b"".join([chunk async for chunk in response.body_iterator])  # type: ignore[attr-defined]
+    headers = {k.lower(): v for k, v in response.headers.items()}
+    try:
+        await run_in_threadpool(
+            _record, request.app.state.sessionmaker, claim_id, response.status_code, headers, body
+        )
+    except SQLAlchemyError as exc:
+        log.warning("could not record an idempotent response: %s", type(exc).__name__)
+    return Response(
+        content=body,
+        status_code=response.status_code,
+        headers=dict(response.headers),
+        background=response.background,
+    )
+
+
+IDEMPOTENCY = [Depends(claim)]
+"""Router dependencies for every API router (``app.include_router(..., dependencies=...)``)."""
+
+
+def install(app: FastAPI) -> None:
+    """Register the replay handler and the recording middleware on ``app``."""
+
+    async def replay(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Replay)
+        return exc.response
+
+    app.add_exception_handler(Replay, replay)
+    app.middleware("http")(record_responses)
