@@ -127,9 +127,7 @@ def test_other_methods_and_unauthenticated_requests_ignore_the_key(
     pid = http.post("/v1/projects", json=PROJECT, headers=admin).json()["projectId"]
     headers = {**admin, "Idempotency-Key": "k-6"}
     for description in ("one", "two"):
-        resp = http.patch(
-            f"/v1/projects/{pid}", json={"description": description}, headers=headers
-        )
+        resp = http.patch(f"/v1/projects/{pid}", json={"description": description}, headers=headers)
         assert resp.json()["description"] == description
     no_token = http.post("/v1/projects", json=PROJECT, headers={"Idempotency-Key": "k-6"})
     assert_problem(no_token, 401)
@@ -215,9 +213,7 @@ def test_concurrent_requests_with_one_key_create_one_object(served: Served) -> N
                 thread.join()
         listed = http.get("/v1/projects", params={"size": 100}).json()
     for i in range(rounds):
-        assert [r.status_code for r in answers[i]] == [201] * callers, [
-            r.text for r in answers[i]
-        ]
+        assert [r.status_code for r in answers[i]] == [201] * callers, [r.text for r in answers[i]]
         assert len({r.json()["projectId"] for r in answers[i]}) == 1
         assert sum("idempotent-replayed" in r.headers for r in answers[i]) == callers - 1
     assert listed["total"] == rounds

@@ -110,9 +110,7 @@ def _canonical_body(body: bytes) -> bytes:
 def request_digest(signing_key: bytes, *, method: str, path: str, query: str, body: bytes) -> str:
     """HMAC-SHA256 (hex) of a request. ``/dpc/v1/...`` and ``/v1/...`` are the same request."""
     path = path.removeprefix("/dpc")
-    message = b"\n".join(
-        [method.encode(), path.encode(), query.encode(), _canonical_body(body)]
-    )
+    message = b"\n".join([method.encode(), path.encode(), query.encode(), _canonical_body(body)])
     return hmac.new(signing_key, message, hashlib.sha256).hexdigest()
 
 
