@@ -31,6 +31,7 @@ from stead.metrics import Metrics
 from stead.projects.routes import router as projects_router
 from stead.ratelimit import RateLimiter
 from stead.repositories.routes import router as repositories_router
+from stead.secrets.routes import hosted_router as hosted_secrets_router
 from stead.secrets.routes import router as secret_references_router
 from stead.secrets.store import attach_keyring, load_keyring
 from stead.settings import Settings, get_settings
@@ -44,6 +45,7 @@ API_ROUTERS: list[APIRouter] = [
     agents_router,
     connections_router,
     secret_references_router,
+    hosted_secrets_router,
     environments_router,
     repositories_router,
 ]

@@ -1,8 +1,9 @@
-"""HTTP routes of secret references (contract section 5)."""
+"""HTTP routes of secret references and hosted secrets (contract section 5)."""
 
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Response
 
@@ -12,6 +13,9 @@ from stead.pagination import Page, PageDep
 from stead.secrets import service
 from stead.secrets.schemas import (
     SECRET_REFERENCE_NAME,
+    HostedSecretCreate,
+    HostedSecretRead,
+    HostedSecretUpdate,
     SecretReferenceCreate,
     SecretReferenceRead,
 )
@@ -70,4 +74,64 @@ def get_secret_reference(
 def delete_secret_reference(name: NamePath, ctx: ProjectWriter, session: SessionDep) -> Response:
     """Delete a secret reference that no environment refers to."""
     service.delete(session, actor=ctx.actor, project=ctx.project, name=name)
+    return Response(status_code=204)
+
+
+hosted_router = APIRouter(prefix="/projects/{projectId}/secrets", tags=["hosted secrets"])
+
+SecretName = Annotated[str, Path(alias="secretName", description="hosted secret name")]
+
+
+@hosted_router.post("", status_code=201, response_model=HostedSecretRead)
+def create_hosted_secret(
+    data: HostedSecretCreate, ctx: ProjectWriter, session: SessionDep, response: Response
+) -> HostedSecretRead:
+    """Store a secret value encrypted in Stead (the DPC Full SaaS "create secret" step); the
+    response holds metadata only."""
+    secret = service.create_hosted(session, actor=ctx.actor, project=ctx.project, data=data)
+    response.headers["Location"] = (
+        f"/v1/projects/{ctx.project.id}/secrets/{quote(secret.name, safe='')}"
+    )
+    return HostedSecretRead.model_validate(secret)
+
+
+@hosted_router.get("", response_model=Page[HostedSecretRead])
+def list_hosted_secrets(
+    ctx: ProjectReader, session: SessionDep, params: PageDep
+) -> Page[HostedSecretRead]:
+    """List the project's hosted secrets (metadata only), oldest first."""
+    total, rows = service.list_hosted(session, project=ctx.project, params=params)
+    return Page(
+        page=params.page,
+        size=params.size,
+        total=total,
+        results=[HostedSecretRead.model_validate(r) for r in rows],
+    )
+
+
+@hosted_router.get("/{secretName}", response_model=HostedSecretRead)
+def get_hosted_secret(
+    name: SecretName, ctx: ProjectReader, session: SessionDep
+) -> HostedSecretRead:
+    """Read one hosted secret's metadata (case-insensitive name); never its value."""
+    return HostedSecretRead.model_validate(
+        service.get_hosted(session, project=ctx.project, name=name)
+    )
+
+
+@hosted_router.put("/{secretName}", response_model=HostedSecretRead)
+def update_hosted_secret(
+    name: SecretName, data: HostedSecretUpdate, ctx: ProjectWriter, session: SessionDep
+) -> HostedSecretRead:
+    """Store a new version of the secret's value (and optionally a new type)."""
+    secret = service.update_hosted(
+        session, actor=ctx.actor, project=ctx.project, name=name, data=data
+    )
+    return HostedSecretRead.model_validate(secret)
+
+
+@hosted_router.delete("/{secretName}", status_code=204)
+def delete_hosted_secret(name: SecretName, ctx: ProjectWriter, session: SessionDep) -> Response:
+    """Delete a hosted secret that no environment refers to, with all its versions."""
+    service.delete_hosted(session, actor=ctx.actor, project=ctx.project, name=name)
     return Response(status_code=204)

@@ -1,12 +1,12 @@
-"""Wire models of secret references (contract section 5)."""
+"""Wire models of secret references and hosted secrets (contract section 5)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 
-from stead.wire import CI, Description, Text, Timestamp, WireModel
+from stead.wire import CI, Description, Name, Text, Timestamp, WireModel, storable
 
 #: Path rule of a secret reference name (contract section 5: ``^[\w()-]{1,128}$``), with ``\w``
 #: read as in DPC's Java back end: ASCII letters, digits and ``_``.
@@ -55,5 +55,64 @@ class SecretReferenceRead(WireModel):
     secret_name: str
     secret_key: str | None
     description: str | None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+SecretType = Annotated[Literal["PASSWORD", "PRIVATE_KEY", "JSON"], CI]
+
+#: Largest value accepted, in UTF-8 bytes (AWS Secrets Manager's limit, 64 KiB).
+VALUE_MAX_BYTES = 65536
+
+
+def _check_value(value: SecretStr) -> SecretStr:
+    text = value.get_secret_value()
+    if not text:
+        raise ValueError("must not be empty")
+    if not storable(text):
+        raise ValueError("must not contain NUL or unpaired surrogate characters")
+    if len(text.encode()) > VALUE_MAX_BYTES:
+        raise ValueError(f"must be at most {VALUE_MAX_BYTES} bytes in UTF-8")
+    return value
+
+
+SecretValue = Annotated[
+    SecretStr,
+    AfterValidator(_check_value),
+    Field(
+        description="The secret value (write-only): a password, a PEM private key, or a JSON "
+        "object; at most 64 KiB",
+        examples=["correct horse battery staple"],
+    ),
+]
+
+
+class HostedSecretCreate(WireModel):
+    """``POST /v1/projects/{projectId}/secrets`` body (contract section 5, hosted secrets).
+
+    ``type``: ``PASSWORD`` (any text), ``PRIVATE_KEY`` (a PEM RSA private key, checked as for
+    Snowflake key-pair authentication) or ``JSON`` (a JSON object whose keys ``secretKey``
+    selects). The name shares the project's namespace with secret references.
+    """
+
+    name: Name = Field(examples=["growth-prod-private-key"])
+    type: SecretType
+    value: SecretValue
+
+
+class HostedSecretUpdate(WireModel):
+    """``PUT /v1/projects/{projectId}/secrets/{secretName}`` body: the value of a new version,
+    and optionally a new type."""
+
+    value: SecretValue
+    type: SecretType | None = None
+
+
+class HostedSecretRead(WireModel):
+    """A hosted secret as read back: metadata only, never the value."""
+
+    name: str
+    type: str
+    version: int
     created_at: Timestamp
     updated_at: Timestamp

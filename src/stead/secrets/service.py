@@ -1,8 +1,15 @@
-"""Secret reference rules (contract section 5): pointers to secrets an agent resolves."""
+"""Secret rules (contract section 5): secret references, pointers to secrets an agent resolves,
+and hosted secrets, values Stead keeps encrypted itself (``stead.secrets.store``).
+
+Hosted secrets and secret references share one namespace per project (names compared
+case-insensitively), so an environment's ``{"secretName": X}`` names exactly one of them.
+"""
 
 from __future__ import annotations
 
+import json
 import uuid
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,9 +21,11 @@ from stead.errors import BadRequest, Conflict, NotFound
 from stead.identity.service import Actor
 from stead.pagination import PageParams, paginate
 from stead.projects.models import Project
-from stead.secrets.models import SecretReference
-from stead.secrets.schemas import SecretReferenceCreate
-from stead.wire import name_key
+from stead.secrets import store
+from stead.secrets.keys import UNKNOWN_PASSPHRASE, KeyProblem, check_private_key
+from stead.secrets.models import HostedSecret, SecretReference
+from stead.secrets.schemas import HostedSecretCreate, HostedSecretUpdate, SecretReferenceCreate
+from stead.wire import NAME_MAX, name_key
 
 
 def find_reference(session: Session, *, project_id: str, name: str) -> SecretReference | None:
@@ -26,6 +35,36 @@ def find_reference(session: Session, *, project_id: str, name: str) -> SecretRef
             SecretReference.project_id == project_id, SecretReference.name_key == name_key(name)
         )
     )
+
+
+def name_in_use(session: Session, *, project_id: str, name: str) -> str | None:
+    """The spelling of the project's hosted secret or secret reference called ``name``
+    (case-insensitive), or None."""
+    hosted = store.find(session, project_id=project_id, name=name)
+    if hosted is not None:
+        return hosted.name
+    reference = find_reference(session, project_id=project_id, name=name)
+    return reference.name if reference is not None else None
+
+
+def referring_environment(
+    session: Session, *, project_id: str, name: str, ignore: int | None = None
+) -> str | None:
+    """The name of an environment of the project (other than the one with id ``ignore``) whose
+    connection properties name ``name`` as ``secretName``, or None."""
+    key = name_key(name)
+    for env_id, env_name, properties in session.execute(
+        select(Environment.id, Environment.name, Environment.connection_properties).where(
+            Environment.project_id == project_id
+        )
+    ):
+        if env_id == ignore:
+            continue
+        for value in properties.values():
+            secret_name = value.get("secretName") if isinstance(value, dict) else None
+            if isinstance(secret_name, str) and name_key(secret_name) == key:
+                return str(env_name)
+    return None
 
 
 def _account_agent(session: Session, *, account_id: str, agent_id: str) -> Agent:
@@ -49,14 +88,15 @@ def create(
 
     Raises:
         BadRequest: ``agentId`` is not an agent of the account.
-        Conflict: the project already has a reference of that name (case-insensitive).
+        Conflict: the project already has a secret reference or hosted secret of that name
+            (case-insensitive).
     """
     agent = _account_agent(session, account_id=project.account_id, agent_id=data.agent_id)
-    existing = find_reference(session, project_id=project.id, name=name)
+    existing = name_in_use(session, project_id=project.id, name=name)
     if existing is not None:
         raise Conflict(
-            f"A secret reference named {existing.name!r} already exists",
-            violations=[f"secretReferenceName: already used by {existing.name!r}"],
+            f"A secret named {existing!r} already exists in this project",
+            violations=[f"secretReferenceName: already used by {existing!r}"],
         )
     reference = SecretReference(
         project_id=project.id,
@@ -115,17 +155,9 @@ def delete(session: Session, *, actor: Actor, project: Project, name: str) -> No
         Conflict: an environment's connection properties name it as ``secretName``.
     """
     reference = get(session, project=project, name=name)
-    for env_name, properties in session.execute(
-        select(Environment.name, Environment.connection_properties).where(
-            Environment.project_id == project.id
-        )
-    ):
-        for value in properties.values():
-            secret_name = value.get("secretName") if isinstance(value, dict) else None
-            if isinstance(secret_name, str) and name_key(secret_name) == reference.name_key:
-                raise Conflict(
-                    f"Secret reference {reference.name!r} is used by environment {env_name!r}"
-                )
+    env_name = referring_environment(session, project_id=project.id, name=reference.name)
+    if env_name is not None:
+        raise Conflict(f"Secret reference {reference.name!r} is used by environment {env_name!r}")
     audit.record(
         session,
         actor=actor,
@@ -136,3 +168,192 @@ def delete(session: Session, *, actor: Actor, project: Project, name: str) -> No
     )
     session.delete(reference)
     session.flush()
+
+
+def check_value(secret_type: str, value: str, *, field: str = "value") -> str:
+    """The value to store for a hosted secret of ``secret_type``: for ``PRIVATE_KEY`` a PEM RSA
+    private key (normalised; see ``stead.secrets.keys``), for ``JSON`` a JSON object, for
+    ``PASSWORD`` any text.
+
+    Raises:
+        BadRequest: a violation on ``field`` that never repeats the value.
+    """
+    if secret_type == "PRIVATE_KEY":
+        try:
+            return check_private_key(value, UNKNOWN_PASSPHRASE).pem
+        except KeyProblem as exc:
+            raise BadRequest(f"The private key {exc}", violations=[f"{field}: {exc}"]) from None
+    if secret_type == "JSON":
+        try:
+            parsed = json.loads(value)
+        except (ValueError, RecursionError):
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise BadRequest(
+                "The value of a JSON secret must be a JSON object",
+                violations=[f"{field}: must be a JSON object for type JSON"],
+            )
+    return value
+
+
+def add_hosted(
+    session: Session,
+    *,
+    actor: Actor,
+    project: Project,
+    name: str,
+    secret_type: str,
+    value: str,
+    details: dict[str, Any] | None = None,
+) -> HostedSecret:
+    """Create a hosted secret with ``value`` (already checked) as version 1; audited as
+    ``secret.created`` with ``details`` added (never the value).
+
+    Raises:
+        Conflict: the name is taken by a hosted secret or secret reference of the project.
+    """
+    existing = name_in_use(session, project_id=project.id, name=name)
+    if existing is not None:
+        raise Conflict(
+            f"A secret named {existing!r} already exists in this project",
+            violations=[f"name: already used by {existing!r}"],
+        )
+    secret = HostedSecret(
+        project_id=project.id, name=name, name_key=name_key(name), type=secret_type, version=0
+    )
+    session.add(secret)
+    session.flush()
+    store.store_value(session, secret=secret, value=value)
+    audit.record(
+        session,
+        actor=actor,
+        action="secret.created",
+        target_type="secret",
+        target_id=secret.name,
+        project_id=project.id,
+        details={"type": secret_type, "version": secret.version, **(details or {})},
+    )
+    return secret
+
+
+def replace_value(
+    session: Session,
+    *,
+    actor: Actor,
+    secret: HostedSecret,
+    secret_type: str,
+    value: str,
+    details: dict[str, Any] | None = None,
+) -> HostedSecret:
+    """Store ``value`` (already checked) as the secret's next version, with ``secret_type``;
+    audited as ``secret.updated``."""
+    store.store_value(session, secret=secret, value=value)
+    secret.type = secret_type
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="secret.updated",
+        target_type="secret",
+        target_id=secret.name,
+        project_id=secret.project_id,
+        details={"type": secret_type, "version": secret.version, **(details or {})},
+    )
+    return secret
+
+
+def create_hosted(
+    session: Session, *, actor: Actor, project: Project, data: HostedSecretCreate
+) -> HostedSecret:
+    """Create a hosted secret (contract section 5): the value encrypted as version 1.
+
+    Raises:
+        Conflict: the name is taken by a hosted secret or secret reference (case-insensitive).
+        BadRequest: the value does not fit the type (see :func:`check_value`).
+    """
+    value = check_value(data.type, data.value.get_secret_value())
+    return add_hosted(
+        session, actor=actor, project=project, name=data.name, secret_type=data.type, value=value
+    )
+
+
+def list_hosted(
+    session: Session, *, project: Project, params: PageParams
+) -> tuple[int, list[HostedSecret]]:
+    """One page of the project's hosted secrets, oldest first: ``(total, secrets)``."""
+    query = (
+        select(HostedSecret)
+        .where(HostedSecret.project_id == project.id)
+        .order_by(HostedSecret.created_at, HostedSecret.id)
+    )
+    return paginate(session, query, params)
+
+
+def get_hosted(
+    session: Session, *, project: Project, name: str, for_update: bool = False
+) -> HostedSecret:
+    """The project's hosted secret ``name`` (case-insensitive).
+
+    Raises:
+        NotFound: no such hosted secret in the project.
+    """
+    secret = store.find(session, project_id=project.id, name=name, for_update=for_update)
+    if secret is None:
+        raise NotFound(f"Secret {name!r} not found in project {project.name!r}")
+    return secret
+
+
+def update_hosted(
+    session: Session, *, actor: Actor, project: Project, name: str, data: HostedSecretUpdate
+) -> HostedSecret:
+    """Store a new version of a hosted secret, optionally changing its type.
+
+    Raises:
+        NotFound: no such hosted secret.
+        BadRequest: the value does not fit the (new) type.
+    """
+    secret = get_hosted(session, project=project, name=name, for_update=True)
+    secret_type = data.type or secret.type
+    value = check_value(secret_type, data.value.get_secret_value())
+    return replace_value(session, actor=actor, secret=secret, secret_type=secret_type, value=value)
+
+
+def delete_hosted(session: Session, *, actor: Actor, project: Project, name: str) -> None:
+    """Delete a hosted secret and all its versions.
+
+    Raises:
+        NotFound: no such hosted secret.
+        Conflict: an environment of the project names it as ``secretName``.
+    """
+    secret = get_hosted(session, project=project, name=name)
+    env_name = referring_environment(session, project_id=project.id, name=secret.name)
+    if env_name is not None:
+        raise Conflict(f"Secret {secret.name!r} is used by environment {env_name!r}")
+    remove_hosted(session, actor=actor, secret=secret)
+
+
+def remove_hosted(session: Session, *, actor: Actor, secret: HostedSecret) -> None:
+    """Delete ``secret`` and its versions (database cascade); audited as ``secret.deleted``."""
+    audit.record(
+        session,
+        actor=actor,
+        action="secret.deleted",
+        target_type="secret",
+        target_id=secret.name,
+        project_id=secret.project_id,
+    )
+    session.delete(secret)
+    session.flush()
+
+
+def free_name(session: Session, *, project_id: str, base: str) -> str:
+    """A secret name built from ``base`` that no hosted secret or secret reference of the
+    project uses: ``base``, else ``base-2``, ``base-3`` ... (``base`` shortened to keep the
+    name within 255 characters)."""
+    number = 1
+    while True:
+        suffix = "" if number == 1 else f"-{number}"
+        candidate = base[: NAME_MAX - len(suffix)] + suffix
+        if name_in_use(session, project_id=project_id, name=candidate) is None:
+            return candidate
+        number += 1

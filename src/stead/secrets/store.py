@@ -269,17 +269,19 @@ def _is_postgresql(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def find(session: Session, *, project_id: str, name: str) -> HostedSecret | None:
-    """The project's hosted secret called ``name`` (case-insensitive, NFC), or None."""
+def find(
+    session: Session, *, project_id: str, name: str, for_update: bool = False
+) -> HostedSecret | None:
+    """The project's hosted secret called ``name`` (case-insensitive, NFC), or None;
+    ``for_update`` locks its row on PostgreSQL until the transaction ends."""
     try:
         check_name(name)
     except ValueError:
         return None  # cannot exist; may hold a NUL, which PostgreSQL refuses in a query
-    return session.scalar(
-        select(HostedSecret).where(
-            HostedSecret.project_id == project_id, HostedSecret.name_key == name_key(name)
-        )
+    query = select(HostedSecret).where(
+        HostedSecret.project_id == project_id, HostedSecret.name_key == name_key(name)
     )
+    return session.scalar(query.with_for_update() if for_update else query)
 
 
 def store_value(session: Session, *, secret: HostedSecret, value: str) -> HostedSecretVersion:
