@@ -19,12 +19,15 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stead.agents.routes import router as agents_router
+from stead.audit.routes import router as audit_router
+from stead.audit.service import record_refused
 from stead.connections.routes import router as connections_router
 from stead.db import make_engine, make_sessionmaker
 from stead.environments.routes import router as environments_router
 from stead.errors import PROBLEM_BASE, PROBLEM_JSON, AppError, Unauthorized, UnsupportedMediaType
 from stead.idempotency import service as idempotency
 from stead.identity.keys import load_signing_key
+from stead.identity.routes import api_router as identity_router
 from stead.identity.routes import router as token_router
 from stead.logs import configure_logging
 from stead.metrics import Metrics
@@ -48,6 +51,8 @@ API_ROUTERS: list[APIRouter] = [
     hosted_secrets_router,
     environments_router,
     repositories_router,
+    identity_router,
+    audit_router,
 ]
 
 
@@ -114,6 +119,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         headers = dict(exc.headers)
         if isinstance(exc, Unauthorized):
             headers["WWW-Authenticate"] = "Bearer"
+        await record_refused(request, exc)
         return JSONResponse(
             exc.to_problem(request.url.path),
             status_code=exc.status,
@@ -207,6 +213,7 @@ async def _request_middleware(
     request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
     if not _REQUEST_ID.fullmatch(request_id):
         request_id = uuid.uuid4().hex
+    request.state.request_id = request_id
     path = request.url.path
     response: Response | None = None
     if request.method in _BODY_METHODS and path.startswith(_API_PREFIXES):

@@ -6,7 +6,14 @@ from stead.connections.models import Connection
 from stead.db import Base
 from stead.environments.models import Environment
 from stead.idempotency.models import IdempotencyKey
-from stead.identity.models import Account, ApiClient, ProjectMember
+from stead.identity.models import (
+    Account,
+    ApiClient,
+    EnvironmentAccess,
+    Invitation,
+    ProjectMember,
+    User,
+)
 from stead.projects.models import Project
 from stead.repositories.models import Repository
 from stead.secrets.models import HostedSecret, HostedSecretVersion, SecretReference
@@ -20,11 +27,14 @@ __all__ = [
     "Base",
     "Connection",
     "Environment",
+    "EnvironmentAccess",
     "HostedSecret",
     "HostedSecretVersion",
     "IdempotencyKey",
+    "Invitation",
     "Project",
     "ProjectMember",
     "Repository",
     "SecretReference",
+    "User",
 ]

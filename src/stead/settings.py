@@ -30,6 +30,15 @@ class Settings(BaseSettings):
         previous_master_keys: comma-separated base64 master keys that still decrypt but no
             longer encrypt: set the old key here while rotating ``master_key``.
         token_ttl_seconds: lifetime of an access token (contract section 1: 1800 s).
+        login_max_failures: consecutive failed logins after which a user is locked.
+        login_lock_seconds: how long a locked user stays locked.
+        invitation_ttl_seconds: how long an invitation can be accepted (default 7 days).
+        public_url: the base URL people reach this server at; invitation links start with it.
+        smtp_host: SMTP server for invitation mail; empty means no mail is sent and the accept
+            URL is returned to the inviter instead.
+        smtp_port / smtp_username / smtp_password / smtp_starttls: how to reach and log in to
+            it (login only when a user name is set; STARTTLS before login when set).
+        smtp_from: the sender address of invitation mail.
         github_api_url: GitHub REST base URL (GitHub Enterprise Server: ``https://HOST/api/v3``).
         upstream_timeout_seconds: timeout for calls to git providers.
         rate_limit_per_minute: requests per API client per minute (contract section 1).
@@ -76,6 +85,16 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = 1000
     environment: Literal["development", "production"] = "development"
     log_level: str = "INFO"
+    login_max_failures: int = 5
+    login_lock_seconds: int = 900
+    invitation_ttl_seconds: int = 7 * 24 * 3600
+    public_url: str = "http://127.0.0.1:8080"
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_starttls: bool = False
+    smtp_from: str = "stead@localhost"
     secret_store_timeout_seconds: float = 10.0
     secret_store_ca_bundle: str = ""
     aws_region: str = ""

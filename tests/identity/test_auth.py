@@ -48,7 +48,7 @@ def test_token_errors(http: TestClient, session_factory: sessionmaker[Session]) 
     assert unknown.status_code == 401 and unknown.json()["error"] == "invalid_client"
     grant = http.post(
         "/oauth/dpc/token",
-        data={"grant_type": "password", "client_id": cid, "client_secret": secret},
+        data={"grant_type": "authorization_code", "client_id": cid, "client_secret": secret},
     )
     assert grant.status_code == 400 and grant.json()["error"] == "unsupported_grant_type"
     missing = http.post("/oauth/dpc/token", data={"client_id": cid})

@@ -11,9 +11,11 @@ from stead.db import Base, UUIDStr
 
 
 class AuditEvent(Base):
-    """Who did what to which object.
+    """Who did what to which object, from where.
 
-    ``project_id`` has no foreign key: history outlives projects.
+    ``actor_*`` is a snapshot of the principal (its name may change later). ``project_id`` has
+    no foreign key: history outlives projects. ``request_id`` is the request's ``X-Request-ID``,
+    ``source_ip`` the client address the server saw.
     """
 
     __tablename__ = "audit_events"
@@ -29,3 +31,5 @@ class AuditEvent(Base):
     target_id: Mapped[str] = mapped_column(String(255))
     project_id: Mapped[str | None] = mapped_column(UUIDStr, index=True, default=None)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    request_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    source_ip: Mapped[str | None] = mapped_column(String(64), default=None)

@@ -17,7 +17,7 @@ from stead.environments.schemas import (
     EnvironmentSummary,
     EnvironmentUpdate,
 )
-from stead.identity.deps import ProjectReader, ProjectWriter
+from stead.identity.deps import EnvironmentAdmin, EnvironmentReader, ProjectReader, ProjectWriter
 from stead.pagination import Page, PageDep
 
 router = APIRouter(prefix="/projects/{projectId}/environments", tags=["environments"])
@@ -82,16 +82,14 @@ def list_environments(
 
 
 @router.get("/{environmentName}", response_model=EnvironmentRead)
-def get_environment(
-    name: EnvironmentName, ctx: ProjectReader, session: SessionDep
-) -> EnvironmentRead:
-    """Read one environment by name (case-insensitive)."""
-    return _read(service.get(session, project=ctx.project, name=name))
+def get_environment(ctx: EnvironmentReader) -> EnvironmentRead:
+    """Read one environment by name (case-insensitive); ``noAccess`` hides its settings (403)."""
+    return _read(ctx.environment)
 
 
 @router.patch("/{environmentName}", response_model=EnvironmentRead)
 def update_environment(
-    name: EnvironmentName, data: EnvironmentUpdate, ctx: ProjectWriter, session: SessionDep
+    name: EnvironmentName, data: EnvironmentUpdate, ctx: EnvironmentAdmin, session: SessionDep
 ) -> EnvironmentRead:
     """Change any field but ``name``; sensitive properties left out keep their references."""
     environment = service.update(
@@ -101,7 +99,9 @@ def update_environment(
 
 
 @router.delete("/{environmentName}", status_code=204)
-def delete_environment(name: EnvironmentName, ctx: ProjectWriter, session: SessionDep) -> Response:
+def delete_environment(
+    name: EnvironmentName, ctx: EnvironmentAdmin, session: SessionDep
+) -> Response:
     """Delete an environment."""
     service.delete(session, actor=ctx.actor, project=ctx.project, name=name)
     return Response(status_code=204)

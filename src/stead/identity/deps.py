@@ -1,9 +1,15 @@
 """Authentication and permission dependencies: routes declare what they need, never check it.
 
 ``ActorDep`` authenticates the bearer token. ``ProjectReader`` / ``ProjectWriter`` /
-``ProjectUpdater`` / ``ProjectDeleter`` load the path's project and check the caller's role in
-it: an invisible project answers 404, exactly like an unknown one (contract section 1); a visible
-one the caller may not change answers 403.
+``ProjectUpdater`` / ``ProjectDeleter`` / ``MemberReader`` / ``MemberManager`` /
+``ProjectAuditor`` load the path's project and check the caller's role in it: an invisible
+project answers 404, exactly like an unknown one (contract section 1); a visible one the caller
+may not change answers 403. ``EnvironmentReader`` / ``EnvironmentRunner`` / ``EnvironmentAdmin``
+also load the path's environment and check the caller's access level in it. Account-wide
+permissions (``ProjectCreator``, ``AgentWriter``, ``ApiClientManager`` ...) answer 403.
+
+:data:`REQUIREMENTS` maps each permission-checking dependency to its ``(scope, permission)``, so
+tests and documentation can read which permission every route needs.
 """
 
 from __future__ import annotations
@@ -11,19 +17,36 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
+from sqlalchemy import select
 
+from stead.audit.service import AuditFilter
 from stead.db import SessionDep
-from stead.errors import BadRequest, Forbidden, NotFound, Unauthorized
-from stead.identity.permissions import account_allows, project_allows
-from stead.identity.service import Actor, actor_from_token, project_role
+from stead.environments import service as environment_service
+from stead.environments.models import Environment
+from stead.errors import BadRequest, NotFound, Unauthorized
+from stead.identity.models import ProjectMember
+from stead.identity.permissions import (
+    PROJECT_PERMISSIONS,
+    PermissionDenied,
+    account_allows,
+    environment_allows,
+    project_allows,
+)
+from stead.identity.service import Actor, access_level, actor_from_token, project_role
 from stead.projects.models import Project
+
+#: Permission-checking dependency -> ``(scope, permission)``; scope is ``account``, ``project``,
+#: ``environment`` or ``audit``.
+REQUIREMENTS: dict[Callable[..., Any], tuple[str, str]] = {}
 
 
 def current_actor(request: Request, session: SessionDep) -> Actor:
     """Authenticate ``Authorization: Bearer <JWT>`` (contract section 1).
+
+    The actor carries the request's id and client address for audit events.
 
     Raises:
         Unauthorized: header missing, not Bearer, or the token is invalid or expired.
@@ -34,6 +57,10 @@ def current_actor(request: Request, session: SessionDep) -> Actor:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("A bearer token is required (Authorization: Bearer <token>)")
     actor = actor_from_token(session, token=token.strip(), key=request.app.state.signing_key)
+    actor = actor.with_request(
+        request_id=getattr(request.state, "request_id", None),
+        source_ip=request.client.host if request.client else None,
+    )
     request.state.actor = actor
     request.app.state.rate_limiter.hit(actor.id)
     return actor
@@ -61,9 +88,12 @@ def require_account(permission: str) -> Callable[[Actor], Actor]:
 
     def dependency(actor: ActorDep) -> Actor:
         if not account_allows(actor.role, permission):
-            raise Forbidden(f"Your role {actor.role} may not do this ({permission})")
+            raise PermissionDenied(
+                f"Your role {actor.role} may not do this ({permission})", permission=permission
+            )
         return actor
 
+    REQUIREMENTS[dependency] = ("account", permission)
     return dependency
 
 
@@ -76,33 +106,143 @@ class ProjectContext:
     role: str
 
 
+def visible_project(session: SessionDep, *, actor: Actor, project_id: str) -> ProjectContext:
+    """The project ``project_id`` as the actor sees it.
+
+    Raises:
+        BadRequest: ``project_id`` is not a UUID.
+        NotFound: no such project, or the actor is not a member (the same answer).
+    """
+    pid = parse_uuid(project_id, field="projectId")
+    project = session.get(Project, pid)
+    role = project_role(session, actor=actor, project_id=pid) if project else None
+    if (
+        project is None
+        or project.account_id != actor.account_id
+        or not project_allows(role, "project.read")
+    ):
+        raise NotFound(f"Project {pid} not found")
+    assert role is not None
+    return ProjectContext(actor=actor, project=project, role=role)
+
+
 def _project_context(permission: str) -> Callable[..., ProjectContext]:
     def dependency(
         actor: ActorDep,
         session: SessionDep,
         project_id: Annotated[str, Path(alias="projectId", description="project UUID")],
     ) -> ProjectContext:
-        pid = parse_uuid(project_id, field="projectId")
-        project = session.get(Project, pid)
-        role = project_role(session, actor=actor, project_id=pid) if project else None
-        if (
-            project is None
-            or project.account_id != actor.account_id
-            or not project_allows(role, "project.read")
-        ):
-            raise NotFound(f"Project {pid} not found")
-        if not project_allows(role, permission):
-            raise Forbidden(f"Your project role {role} may not do this ({permission})")
-        assert role is not None
-        return ProjectContext(actor=actor, project=project, role=role)
+        ctx = visible_project(session, actor=actor, project_id=project_id)
+        if not project_allows(ctx.role, permission):
+            raise PermissionDenied(
+                f"Your project role {ctx.role} may not do this ({permission})",
+                permission=permission,
+                project_id=ctx.project.id,
+            )
+        return ctx
 
+    REQUIREMENTS[dependency] = ("project", permission)
     return dependency
 
 
+@dataclass(frozen=True)
+class EnvironmentContext:
+    """The caller, the project and environment of the path, the caller's project role and
+    effective access level in the environment."""
+
+    actor: Actor
+    project: Project
+    role: str
+    environment: Environment
+    level: str
+
+
 ProjectReader = Annotated[ProjectContext, Depends(_project_context("project.read"))]
+
+
+def _environment_context(permission: str) -> Callable[..., EnvironmentContext]:
+    def dependency(
+        ctx: ProjectReader,
+        session: SessionDep,
+        name: Annotated[str, Path(alias="environmentName", description="environment name")],
+    ) -> EnvironmentContext:
+        environment = environment_service.get(session, project=ctx.project, name=name)
+        level = access_level(
+            session,
+            actor=ctx.actor,
+            role=ctx.role,
+            environment_id=environment.id,
+            default_level=environment.default_user_access_level,
+        )
+        if not environment_allows(level, permission):
+            raise PermissionDenied(
+                f"Your access level {level} to environment {environment.name!r} "
+                f"does not allow this ({permission})",
+                permission=permission,
+                project_id=ctx.project.id,
+            )
+        return EnvironmentContext(
+            actor=ctx.actor,
+            project=ctx.project,
+            role=ctx.role,
+            environment=environment,
+            level=level,
+        )
+
+    REQUIREMENTS[dependency] = ("environment", permission)
+    return dependency
+
+
+def _audit_filter(
+    actor: ActorDep,
+    session: SessionDep,
+    project_id: Annotated[
+        str | None, Query(alias="projectId", description="only this project's events")
+    ] = None,
+) -> AuditFilter:
+    """Which events the caller may read: Super Admins and Admins every event of the account,
+    anyone else the events of the projects whose role grants ``audit.read`` (Owners).
+
+    Raises:
+        NotFound: ``projectId`` names a project the caller cannot see.
+        PermissionDenied: the caller sees that project but may not read its audit trail.
+    """
+    if project_id is not None:
+        ctx = visible_project(session, actor=actor, project_id=project_id)
+        if not account_allows(actor.role, "audit.read") and not project_allows(
+            ctx.role, "audit.read"
+        ):
+            raise PermissionDenied(
+                f"Your project role {ctx.role} may not read the audit trail (audit.read)",
+                permission="audit.read",
+                project_id=ctx.project.id,
+            )
+        return AuditFilter(project_ids=None, project_id=ctx.project.id)
+    if account_allows(actor.role, "audit.read"):
+        return AuditFilter(project_ids=None)
+    roles = [role for role, perms in PROJECT_PERMISSIONS.items() if "audit.read" in perms]
+    owned = session.scalars(
+        select(ProjectMember.project_id).where(
+            ProjectMember.principal_type == actor.type,
+            ProjectMember.principal_id == actor.id,
+            ProjectMember.role.in_(roles),
+        )
+    )
+    return AuditFilter(project_ids=list(owned))
+
+
+REQUIREMENTS[_audit_filter] = ("audit", "audit.read")
+
 ProjectWriter = Annotated[ProjectContext, Depends(_project_context("project.write"))]
 ProjectUpdater = Annotated[ProjectContext, Depends(_project_context("project.update"))]
 ProjectDeleter = Annotated[ProjectContext, Depends(_project_context("project.delete"))]
+MemberReader = Annotated[ProjectContext, Depends(_project_context("member.read"))]
+MemberManager = Annotated[ProjectContext, Depends(_project_context("member.manage"))]
+EnvironmentReader = Annotated[EnvironmentContext, Depends(_environment_context("environment.read"))]
+EnvironmentRunner = Annotated[EnvironmentContext, Depends(_environment_context("environment.run"))]
+EnvironmentAdmin = Annotated[EnvironmentContext, Depends(_environment_context("environment.write"))]
+AuditReader = Annotated[AuditFilter, Depends(_audit_filter)]
 ProjectCreator = Annotated[Actor, Depends(require_account("project.create"))]
 AgentReader = Annotated[Actor, Depends(require_account("agent.read"))]
 AgentWriter = Annotated[Actor, Depends(require_account("agent.write"))]
+ApiClientManager = Annotated[Actor, Depends(require_account("api_client.manage"))]

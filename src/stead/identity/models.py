@@ -1,10 +1,11 @@
-"""Tables: the account, its API clients, and project memberships."""
+"""Tables: the account, its API clients and users, project memberships, invitations, and
+per-user environment access."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from stead.db import Base, UTCDateTime, UUIDStr, new_uuid
@@ -36,7 +37,7 @@ class ApiClient(Base):
 class ProjectMember(Base):
     """A principal's role in a project (``OWNER``, ``CONTRIBUTOR``, ``VIEWER``).
 
-    ``principal_type`` is ``api_client`` today; users join with the people-and-access work.
+    ``principal_type`` is ``user`` or ``api_client``; ``principal_id`` the user's or client's id.
     """
 
     __tablename__ = "project_members"
@@ -47,3 +48,60 @@ class ProjectMember(Base):
     principal_type: Mapped[str] = mapped_column(String(20))
     principal_id: Mapped[str] = mapped_column(UUIDStr, index=True)
     role: Mapped[str] = mapped_column(String(20))
+
+
+class User(Base):
+    """A person who logs in with email and password (stored only as an argon2id hash).
+
+    ``email_key`` (the case-folded email) is unique: emails compare case-insensitively.
+    ``failed_logins`` counts consecutive failed logins; ``locked_until`` refuses logins until then.
+    """
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(UUIDStr, primary_key=True, default=new_uuid)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    display_name: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class Invitation(Base):
+    """An invitation of an email address into a project with a project role.
+
+    Only the SHA-256 of the invitation token is stored. It is single-use (``accepted_at``) and
+    expires at ``expires_at``.
+    """
+
+    __tablename__ = "invitations"
+    __table_args__ = (Index("ix_invitations_project_created", "project_id", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(UUIDStr, primary_key=True, default=new_uuid)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(320))
+    email_key: Mapped[str] = mapped_column(String(320))
+    project_role: Mapped[str] = mapped_column(String(20))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    invited_by: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+
+
+class EnvironmentAccess(Base):
+    """A user's own access level to one environment (``admin``, ``runner``, ``readOnly``,
+    ``noAccess`` or ``default``), overriding the environment's ``defaultUserAccessLevel``."""
+
+    __tablename__ = "environment_access"
+    __table_args__ = (UniqueConstraint("environment_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    access_level: Mapped[str] = mapped_column(String(20))

@@ -1,4 +1,6 @@
-"""The OAuth 2.0 token endpoint (contract section 1; RFC 6749 sections 4.4 and 5)."""
+"""HTTP routes of identity: the OAuth 2.0 token endpoint (contract section 1; RFC 6749 sections
+4.3, 4.4 and 5), user login, API client management, project members, invitations and per-user
+environment access (contract section 8)."""
 
 from __future__ import annotations
 
@@ -6,12 +8,33 @@ import base64
 import binascii
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Path, Request, Response
 from fastapi.responses import JSONResponse
 
-from stead.db import SessionDep
-from stead.identity.schemas import TokenResponse
-from stead.identity.service import authenticate_client, issue_token
+from stead.db import SessionDep, session_scope
+from stead.errors import Unauthorized
+from stead.identity import members, service
+from stead.identity.deps import ApiClientManager, MemberManager, MemberReader, parse_uuid
+from stead.identity.models import ApiClient, EnvironmentAccess, ProjectMember, User
+from stead.identity.schemas import (
+    ApiClientCreate,
+    ApiClientCreated,
+    ApiClientRead,
+    EnvironmentAccessRead,
+    EnvironmentAccessSet,
+    InvitationAccept,
+    InvitationAccepted,
+    InvitationCreate,
+    InvitationCreated,
+    InvitationRead,
+    LoginRequest,
+    MemberRead,
+    MemberUpdate,
+    TokenResponse,
+)
+from stead.identity.service import Actor, issue_token
+from stead.logs import remember_secret
+from stead.pagination import Page, PageDep
 
 router = APIRouter(tags=["auth"])
 
@@ -38,43 +61,400 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
+def _request_origin(request: Request) -> dict[str, str | None]:
+    """The request id and client address, for audit events written without a bearer actor."""
+    return {
+        "request_id": getattr(request.state, "request_id", None),
+        "source_ip": request.client.host if request.client else None,
+    }
+
+
+def _token_response(request: Request, principal: ApiClient | User) -> JSONResponse:
+    ttl = request.app.state.settings.token_ttl_seconds
+    access = issue_token(principal, key=request.app.state.signing_key, ttl_seconds=ttl)
+    return JSONResponse(
+        {"access_token": access, "token_type": "Bearer", "expires_in": ttl},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
 @router.post(
     "/oauth/dpc/token",
     response_model=TokenResponse,
     responses={
-        400: {"description": "invalid_request / unsupported_grant_type"},
+        400: {"description": "invalid_request / unsupported_grant_type / invalid_grant"},
         401: {"description": "invalid_client"},
     },
 )
 @router.post("/oauth/token", response_model=TokenResponse, include_in_schema=False)
 def token(
     request: Request,
-    session: SessionDep,
     grant_type: Annotated[str | None, Form()] = None,
     client_id: Annotated[str | None, Form()] = None,
     client_secret: Annotated[str | None, Form()] = None,
+    username: Annotated[str | None, Form()] = None,
+    password: Annotated[str | None, Form()] = None,
     audience: Annotated[str | None, Form()] = None,
 ) -> JSONResponse:
-    """Exchange client credentials for a bearer token valid 1800 s.
+    """Exchange credentials for a bearer token valid 1800 s.
 
-    Form-encoded ``grant_type=client_credentials``, ``client_id``, ``client_secret`` (or HTTP Basic
-    client authentication), optional ``audience`` (accepted for DPC compatibility, not checked).
+    ``grant_type=client_credentials`` (DPC): ``client_id`` and ``client_secret`` in the form or
+    as HTTP Basic client authentication. ``grant_type=password`` (RFC 6749 section 4.3): a
+    user's email as ``username`` and ``password``; repeated failures lock the user. ``audience``
+    is accepted for DPC compatibility and not checked.
     """
+    factory = request.app.state.sessionmaker
     if grant_type is None:
         return _oauth_error("invalid_request", "grant_type is required", 400)
+    if grant_type == "password":
+        if not username or not password:
+            return _oauth_error("invalid_request", "username and password are required", 400)
+        try:
+            user = service.login(
+                factory,
+                email=username,
+                password=password,
+                settings=request.app.state.settings,
+                **_request_origin(request),
+            )
+        except Unauthorized as exc:
+            return _oauth_error("invalid_grant", exc.detail, 400)
+        return _token_response(request, user)
     if grant_type != "client_credentials":
-        return _oauth_error("unsupported_grant_type", "only client_credentials is supported", 400)
+        return _oauth_error(
+            "unsupported_grant_type", "grant_type must be client_credentials or password", 400
+        )
     basic = _basic_credentials(request)
     if basic is not None:
         client_id, client_secret = basic
     if not client_id or not client_secret:
         return _oauth_error("invalid_request", "client_id and client_secret are required", 400)
-    client = authenticate_client(session, client_id=client_id, client_secret=client_secret)
+    for session in session_scope(factory, write=False):
+        client = service.authenticate_client(
+            session, client_id=client_id, client_secret=client_secret
+        )
     if client is None:
         return _oauth_error("invalid_client", "client authentication failed", 401)
-    ttl = request.app.state.settings.token_ttl_seconds
-    access = issue_token(client, key=request.app.state.signing_key, ttl_seconds=ttl)
-    return JSONResponse(
-        {"access_token": access, "token_type": "Bearer", "expires_in": ttl},
-        headers={"Cache-Control": "no-store"},
+    return _token_response(request, client)
+
+
+api_router = APIRouter()
+
+ClientIdPath = Annotated[str, Path(alias="clientId", description="the API client's clientId")]
+MemberIdPath = Annotated[
+    str, Path(alias="memberId", description="the member's user id or API client id")
+]
+InvitationIdPath = Annotated[str, Path(alias="invitationId", description="invitation UUID")]
+UserIdPath = Annotated[str, Path(alias="userId", description="user UUID")]
+EnvironmentNamePath = Annotated[str, Path(alias="environmentName", description="environment name")]
+_ACCESS = "/projects/{projectId}/environments/{environmentName}/access"
+
+
+@api_router.post(
+    "/auth/login",
+    tags=["auth"],
+    response_model=TokenResponse,
+    responses={401: {"description": "wrong email or password, or the user is locked"}},
+)
+def log_in(data: LoginRequest, request: Request) -> JSONResponse:
+    """Log a user in with email and password; the answer is a bearer token valid 1800 s.
+
+    After ``STEAD_LOGIN_MAX_FAILURES`` consecutive failures the user is locked for
+    ``STEAD_LOGIN_LOCK_SECONDS``; every failure is audited.
+    """
+    user = service.login(
+        request.app.state.sessionmaker,
+        email=data.email,
+        password=data.password.get_secret_value(),
+        settings=request.app.state.settings,
+        **_request_origin(request),
     )
+    return _token_response(request, user)
+
+
+def _client_read(client: ApiClient, secret: str | None = None) -> ApiClientRead:
+    read = ApiClientRead.model_validate(client)
+    if secret is None:
+        return read
+    return ApiClientCreated(**read.model_dump(), client_secret=secret)
+
+
+@api_router.post(
+    "/api-clients", tags=["api clients"], status_code=201, response_model=ApiClientCreated
+)
+def create_api_client(
+    data: ApiClientCreate, actor: ApiClientManager, session: SessionDep, response: Response
+) -> ApiClientRead:
+    """Create an API client; its secret is in this response only. Super Admins and Admins;
+    only a Super Admin creates ``SUPER_ADMIN`` clients."""
+    client, secret = service.register_client(session, actor=actor, name=data.name, role=data.role)
+    response.headers["Location"] = f"/v1/api-clients/{client.client_id}"
+    response.headers["Cache-Control"] = "no-store"
+    return _client_read(client, secret)
+
+
+@api_router.get("/api-clients", tags=["api clients"], response_model=Page[ApiClientRead])
+def list_api_clients(
+    actor: ApiClientManager, session: SessionDep, params: PageDep
+) -> Page[ApiClientRead]:
+    """List the account's API clients, revoked ones included, oldest first."""
+    total, rows = service.list_clients(session, actor=actor, params=params)
+    return Page(
+        page=params.page,
+        size=params.size,
+        total=total,
+        results=[ApiClientRead.model_validate(c) for c in rows],
+    )
+
+
+def _client(session: SessionDep, actor: Actor, client_id: str) -> ApiClient:
+    return service.get_client(
+        session, actor=actor, client_id=parse_uuid(client_id, field="clientId")
+    )
+
+
+@api_router.get("/api-clients/{clientId}", tags=["api clients"], response_model=ApiClientRead)
+def get_api_client(
+    client_id: ClientIdPath, actor: ApiClientManager, session: SessionDep
+) -> ApiClientRead:
+    """Read one API client (never its secret)."""
+    return _client_read(_client(session, actor, client_id))
+
+
+@api_router.post(
+    "/api-clients/{clientId}/secret", tags=["api clients"], response_model=ApiClientCreated
+)
+def rotate_api_client_secret(
+    client_id: ClientIdPath, actor: ApiClientManager, session: SessionDep, response: Response
+) -> ApiClientRead:
+    """Issue a new secret, shown only in this response; the old one stops working at once."""
+    client = _client(session, actor, client_id)
+    secret = service.rotate_secret(session, actor=actor, client=client)
+    response.headers["Cache-Control"] = "no-store"
+    return _client_read(client, secret)
+
+
+@api_router.delete("/api-clients/{clientId}", tags=["api clients"], status_code=204)
+def revoke_api_client(
+    client_id: ClientIdPath, actor: ApiClientManager, session: SessionDep
+) -> Response:
+    """Revoke an API client: its secret and its tokens stop working at once."""
+    service.revoke_client(session, actor=actor, client=_client(session, actor, client_id))
+    return Response(status_code=204)
+
+
+def _member_read(member: ProjectMember, name: str) -> MemberRead:
+    return MemberRead(
+        principal_type=member.principal_type,
+        principal_id=member.principal_id,
+        name=name,
+        project_role=member.role,
+        created_at=member.created_at,
+        updated_at=member.updated_at,
+    )
+
+
+@api_router.get("/projects/{projectId}/members", tags=["members"], response_model=Page[MemberRead])
+def list_members(ctx: MemberReader, session: SessionDep, params: PageDep) -> Page[MemberRead]:
+    """List the project's members (users and API clients) with their project roles."""
+    total, rows = members.list_members(session, project=ctx.project, params=params)
+    return Page(
+        page=params.page,
+        size=params.size,
+        total=total,
+        results=[_member_read(m, name) for m, name in rows],
+    )
+
+
+@api_router.patch(
+    "/projects/{projectId}/members/{memberId}", tags=["members"], response_model=MemberRead
+)
+def change_member_role(
+    member_id: MemberIdPath, data: MemberUpdate, ctx: MemberManager, session: SessionDep
+) -> MemberRead:
+    """Change a member's project role (the project keeps at least one Owner: 409)."""
+    member = members.get_member(
+        session, project=ctx.project, member_id=parse_uuid(member_id, field="memberId")
+    )
+    member = members.change_role(
+        session, actor=ctx.actor, project=ctx.project, member=member, role=data.project_role
+    )
+    names = members.names_of(session, ids=[member.principal_id])
+    return _member_read(member, names.get(member.principal_id, ""))
+
+
+@api_router.delete("/projects/{projectId}/members/{memberId}", tags=["members"], status_code=204)
+def remove_member(member_id: MemberIdPath, ctx: MemberManager, session: SessionDep) -> Response:
+    """Remove a member and its environment access (the last Owner stays: 409)."""
+    member = members.get_member(
+        session, project=ctx.project, member_id=parse_uuid(member_id, field="memberId")
+    )
+    members.remove_member(session, actor=ctx.actor, project=ctx.project, member=member)
+    return Response(status_code=204)
+
+
+@api_router.post(
+    "/projects/{projectId}/invitations",
+    tags=["invitations"],
+    status_code=201,
+    response_model=InvitationCreated,
+    responses={
+        409: {"description": "already a member, or already invited"},
+        502: {"description": "the mail server failed"},
+    },
+)
+def invite(
+    data: InvitationCreate,
+    ctx: MemberManager,
+    session: SessionDep,
+    request: Request,
+    response: Response,
+) -> InvitationCreated:
+    """Invite an email address into the project with a project role (Owners and Super Admins).
+
+    The invitation is single-use and expires (``STEAD_INVITATION_TTL_SECONDS``). With a mail
+    server configured the accept link is mailed; otherwise it is returned here, once.
+    """
+    invitation, accept_url = members.invite(
+        session,
+        actor=ctx.actor,
+        project=ctx.project,
+        data=data,
+        settings=request.app.state.settings,
+    )
+    response.headers["Location"] = f"/v1/projects/{ctx.project.id}/invitations"
+    response.headers["Cache-Control"] = "no-store"
+    read = InvitationRead.model_validate(invitation)
+    return InvitationCreated(
+        **read.model_dump(), mail_sent=accept_url is None, accept_url=accept_url
+    )
+
+
+@api_router.get(
+    "/projects/{projectId}/invitations",
+    tags=["invitations"],
+    response_model=Page[InvitationRead],
+)
+def list_invitations(
+    ctx: MemberManager, session: SessionDep, params: PageDep
+) -> Page[InvitationRead]:
+    """List the project's invitations (pending, accepted, expired), oldest first."""
+    total, rows = members.list_invitations(session, project=ctx.project, params=params)
+    return Page(
+        page=params.page,
+        size=params.size,
+        total=total,
+        results=[InvitationRead.model_validate(i) for i in rows],
+    )
+
+
+@api_router.delete(
+    "/projects/{projectId}/invitations/{invitationId}", tags=["invitations"], status_code=204
+)
+def revoke_invitation(
+    invitation_id: InvitationIdPath, ctx: MemberManager, session: SessionDep
+) -> Response:
+    """Withdraw an invitation that was not accepted; its link stops working."""
+    members.revoke_invitation(
+        session,
+        actor=ctx.actor,
+        project=ctx.project,
+        invitation_id=parse_uuid(invitation_id, field="invitationId"),
+    )
+    return Response(status_code=204)
+
+
+@api_router.post(
+    "/invitations/{token}/accept",
+    tags=["invitations"],
+    response_model=InvitationAccepted,
+    responses={
+        404: {"description": "no invitation has this token"},
+        409: {"description": "used already, expired, or already a member"},
+    },
+)
+def accept_invitation(
+    token: Annotated[str, Path(description="the invitation token from the accept link")],
+    session: SessionDep,
+    request: Request,
+    data: InvitationAccept | None = None,
+) -> InvitationAccepted:
+    """Accept an invitation (no bearer token: the invitation token is the credential).
+
+    A new user sends ``{"password": ...}`` (and optionally ``displayName``); a user that exists
+    already sends ``{}`` and is linked. The user becomes a member with the invited role.
+    """
+    remember_secret(token)
+    invitation, user, created = members.accept(
+        session, token=token, data=data or InvitationAccept(), **_request_origin(request)
+    )
+    return InvitationAccepted(
+        user_id=user.id,
+        email=user.email,
+        project_id=invitation.project_id,
+        project_role=invitation.project_role,
+        user_created=created,
+    )
+
+
+@api_router.get(_ACCESS, tags=["environment access"], response_model=Page[EnvironmentAccessRead])
+def list_environment_access(
+    name: EnvironmentNamePath, ctx: MemberReader, session: SessionDep, params: PageDep
+) -> Page[EnvironmentAccessRead]:
+    """List the access levels set for users in an environment (users without one get the
+    environment's ``defaultUserAccessLevel``)."""
+    total, rows = members.list_access(session, project=ctx.project, name=name, params=params)
+    return Page(
+        page=params.page,
+        size=params.size,
+        total=total,
+        results=[_access_read(a, email) for a, email in rows],
+    )
+
+
+def _access_read(access: EnvironmentAccess, email: str) -> EnvironmentAccessRead:
+    return EnvironmentAccessRead(
+        user_id=access.user_id,
+        email=email,
+        access_level=access.access_level,
+        created_at=access.created_at,
+        updated_at=access.updated_at,
+    )
+
+
+@api_router.put(
+    _ACCESS + "/{userId}", tags=["environment access"], response_model=EnvironmentAccessRead
+)
+def set_environment_access(
+    name: EnvironmentNamePath,
+    user_id: UserIdPath,
+    data: EnvironmentAccessSet,
+    ctx: MemberManager,
+    session: SessionDep,
+) -> EnvironmentAccessRead:
+    """Set a project member's access level to an environment: ``admin``, ``runner``,
+    ``readOnly``, ``noAccess``, or ``default`` (the project role decides)."""
+    access, email = members.set_access(
+        session,
+        actor=ctx.actor,
+        project=ctx.project,
+        name=name,
+        user_id=parse_uuid(user_id, field="userId"),
+        level=data.access_level,
+    )
+    return _access_read(access, email)
+
+
+@api_router.delete(_ACCESS + "/{userId}", tags=["environment access"], status_code=204)
+def remove_environment_access(
+    name: EnvironmentNamePath, user_id: UserIdPath, ctx: MemberManager, session: SessionDep
+) -> Response:
+    """Remove a user's own access level: the environment's default applies to them again."""
+    members.remove_access(
+        session,
+        actor=ctx.actor,
+        project=ctx.project,
+        name=name,
+        user_id=parse_uuid(user_id, field="userId"),
+    )
+    return Response(status_code=204)

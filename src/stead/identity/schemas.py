@@ -1,10 +1,47 @@
-"""Wire models of identity: the token response (contract section 1) and API client output."""
+"""Wire models of identity: tokens and login (contract section 1), API clients, members,
+invitations and environment access (contract section 8)."""
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel, Field, SecretStr
+
+from stead.wire import CI, NAME_MAX, Name, Timestamp, WireModel, check_text
+
+_EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]{1,253}")
+EMAIL_MAX = 254
+PASSWORD_MIN = 12
+PASSWORD_MAX = 1024
+
+
+def check_email(value: str) -> str:
+    """Validate an email address: ``local@domain``, at most 254 characters, no whitespace or
+    control characters (RFC 5321 section 4.5.3.1 limits). Never trims.
+
+    Raises:
+        ValueError: not an email address.
+    """
+    check_text(value)
+    if len(value) > EMAIL_MAX or not _EMAIL.fullmatch(value):
+        raise ValueError("must be an email address such as ada@example.com")
+    return value
+
+
+Email = Annotated[str, Field(examples=["ada@example.com"]), AfterValidator(check_email)]
+Password = Annotated[
+    SecretStr,
+    Field(
+        min_length=PASSWORD_MIN,
+        max_length=PASSWORD_MAX,
+        description=f"{PASSWORD_MIN}-{PASSWORD_MAX} characters",
+    ),
+]
+AccountRoleIn = Annotated[Literal["SUPER_ADMIN", "ADMIN", "MEMBER"], CI]
+ProjectRoleIn = Annotated[Literal["OWNER", "CONTRIBUTOR", "VIEWER"], CI]
+AccessLevelIn = Annotated[Literal["default", "admin", "runner", "readOnly", "noAccess"], CI]
+DisplayName = Annotated[str, Field(min_length=1, max_length=NAME_MAX), AfterValidator(check_text)]
 
 
 class TokenResponse(BaseModel):
@@ -15,10 +52,110 @@ class TokenResponse(BaseModel):
     expires_in: int
 
 
-class ClientCredentials(BaseModel):
-    """A new API client's credentials; the secret is shown only here, once."""
+class LoginRequest(WireModel):
+    """``POST /v1/auth/login`` body."""
 
-    clientId: str
-    clientSecret: str
-    role: str
+    email: Email
+    password: SecretStr
+
+
+class ApiClientCreate(WireModel):
+    """``POST /v1/api-clients`` body."""
+
+    name: Name
+    role: AccountRoleIn
+
+
+class ApiClientRead(WireModel):
+    """An API client as read back: never its secret."""
+
+    client_id: str
     name: str
+    role: str
+    revoked_at: Timestamp | None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class ApiClientCreated(ApiClientRead):
+    """An API client with its secret: the only response that shows it (create, rotate)."""
+
+    client_secret: str
+
+
+class MemberRead(WireModel):
+    """A project member: a user (``name`` is the email) or an API client."""
+
+    principal_type: Literal["user", "api_client"]
+    principal_id: str
+    name: str
+    project_role: str
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class MemberUpdate(WireModel):
+    """``PATCH /v1/projects/{projectId}/members/{memberId}`` body."""
+
+    project_role: ProjectRoleIn
+
+
+class InvitationCreate(WireModel):
+    """``POST /v1/projects/{projectId}/invitations`` body (contract section 8)."""
+
+    email: Email
+    project_role: ProjectRoleIn
+
+
+class InvitationRead(WireModel):
+    """An invitation as read back: never its token."""
+
+    id: str
+    email: str
+    project_role: str
+    invited_by: str
+    expires_at: Timestamp
+    accepted_at: Timestamp | None
+    created_at: Timestamp
+
+
+class InvitationCreated(InvitationRead):
+    """A new invitation. ``acceptUrl`` (it holds the token) is returned only when no mail
+    server is configured, for the inviter to pass on; otherwise it went out by mail."""
+
+    mail_sent: bool
+    accept_url: str | None
+
+
+class InvitationAccept(WireModel):
+    """``POST /v1/invitations/{token}/accept`` body: a password (and optionally a display
+    name) for a new user; empty when the email already belongs to a user."""
+
+    password: Password | None = None
+    display_name: DisplayName | None = None
+
+
+class InvitationAccepted(WireModel):
+    """The membership an accepted invitation created."""
+
+    user_id: str
+    email: str
+    project_id: str
+    project_role: str
+    user_created: bool
+
+
+class EnvironmentAccessSet(WireModel):
+    """``PUT .../environments/{environmentName}/access/{userId}`` body."""
+
+    access_level: AccessLevelIn
+
+
+class EnvironmentAccessRead(WireModel):
+    """A user's own access level to an environment."""
+
+    user_id: str
+    email: str
+    access_level: str
+    created_at: Timestamp
+    updated_at: Timestamp

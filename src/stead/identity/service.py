@@ -1,7 +1,7 @@
-"""Identity rules: API clients, access tokens, the acting principal, and visibility.
+"""Identity rules: API clients, users and logins, access tokens, the acting principal, roles.
 
-Tokens are HS256 JWTs (RFC 7519) signed with the installation's signing key; client secrets are
-stored as argon2id hashes only.
+Tokens are HS256 JWTs (RFC 7519) signed with the installation's signing key; client secrets and
+passwords are stored as argon2id hashes only.
 """
 
 from __future__ import annotations
@@ -9,17 +9,29 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session, sessionmaker
 
-from stead.errors import BadRequest, Unauthorized
-from stead.identity.models import Account, ApiClient, ProjectMember
-from stead.identity.permissions import ACCOUNT_ROLES
+from stead import audit
+from stead.db import session_scope, utcnow
+from stead.errors import BadRequest, Conflict, NotFound, Unauthorized
+from stead.identity.models import Account, ApiClient, EnvironmentAccess, ProjectMember, User
+from stead.identity.permissions import (
+    ACCOUNT_ROLES,
+    PermissionDenied,
+    account_allows,
+    environment_level,
+)
+from stead.pagination import PageParams, paginate
+from stead.settings import Settings
+from stead.wire import format_timestamp, name_key
 
 _hasher = PasswordHasher()
 # Verifying against a dummy hash when the client id is unknown keeps both answers equally slow.
@@ -33,11 +45,13 @@ class Actor:
     """The authenticated principal of a request.
 
     Attributes:
-        type: ``api_client`` (users arrive with the people-and-access work).
+        type: ``api_client`` or ``user``.
         id: the principal's primary key (UUID string).
-        name: display name, kept in audit events.
+        name: the client's name or the user's email, kept in audit events.
         role: account role, one of ``ACCOUNT_ROLES``.
         account_id: the account the principal belongs to.
+        request_id: the request's ``X-Request-ID``, written into audit events.
+        source_ip: the client address of the request, written into audit events.
     """
 
     type: str
@@ -45,11 +59,17 @@ class Actor:
     name: str
     role: str
     account_id: str
+    request_id: str | None = None
+    source_ip: str | None = None
 
     @property
     def is_super_admin(self) -> bool:
         """True for ``SUPER_ADMIN``, who sees and owns every project (contract section 8)."""
         return self.role == "SUPER_ADMIN"
+
+    def with_request(self, *, request_id: str | None, source_ip: str | None) -> Actor:
+        """This actor, tagged with the request it acts in."""
+        return replace(self, request_id=request_id, source_ip=source_ip)
 
 
 def get_account(session: Session) -> Account:
@@ -61,7 +81,7 @@ def get_account(session: Session) -> Account:
 
 
 def hash_secret(value: str) -> str:
-    """argon2id hash of a secret (client secrets, agent secrets)."""
+    """argon2id hash of a secret (client secrets, agent secrets, passwords)."""
     return _hasher.hash(value)
 
 
@@ -73,8 +93,19 @@ def verify_secret(hashed: str | None, value: str) -> bool:
         return False
 
 
+def _check_role(role: str) -> None:
+    if role not in ACCOUNT_ROLES:
+        raise BadRequest(
+            f"role must be one of {', '.join(ACCOUNT_ROLES)}",
+            violations=[f"role: must be one of {', '.join(ACCOUNT_ROLES)}"],
+        )
+
+
+# --- API clients -------------------------------------------------------------------------------
+
+
 def create_api_client(session: Session, *, name: str, role: str) -> tuple[ApiClient, str]:
-    """Create an API client with a fresh secret.
+    """Create an API client with a fresh secret (bootstrap path: ``stead admin create-client``).
 
     Returns:
         ``(client, secret)``: the secret in clear, to be shown once; only its hash is stored.
@@ -82,11 +113,7 @@ def create_api_client(session: Session, *, name: str, role: str) -> tuple[ApiCli
     Raises:
         BadRequest: unknown role or empty name.
     """
-    if role not in ACCOUNT_ROLES:
-        raise BadRequest(
-            f"role must be one of {', '.join(ACCOUNT_ROLES)}",
-            violations=[f"role: must be one of {', '.join(ACCOUNT_ROLES)}"],
-        )
+    _check_role(role)
     if not name.strip():
         raise BadRequest("name must not be empty", violations=["name: must not be empty"])
     secret = secrets.token_urlsafe(32)
@@ -102,6 +129,111 @@ def create_api_client(session: Session, *, name: str, role: str) -> tuple[ApiCli
     return client, secret
 
 
+def _may_manage(actor: Actor, role: str) -> None:
+    """Only a Super Admin may create or change a ``SUPER_ADMIN`` client: an Admin who could
+    rotate one's secret would become a Super Admin."""
+    if role == "SUPER_ADMIN" and not account_allows(actor.role, "api_client.super_admin"):
+        raise PermissionDenied(
+            "Only a Super Admin may manage SUPER_ADMIN API clients",
+            permission="api_client.super_admin",
+        )
+
+
+def register_client(
+    session: Session, *, actor: Actor, name: str, role: str
+) -> tuple[ApiClient, str]:
+    """Create an API client on behalf of ``actor`` (``POST /v1/api-clients``).
+
+    Returns ``(client, secret)``; the secret is shown once.
+
+    Raises:
+        PermissionDenied: an Admin asked for a ``SUPER_ADMIN`` client (403).
+    """
+    _may_manage(actor, role)
+    client, secret = create_api_client(session, name=name, role=role)
+    audit.record(
+        session,
+        actor=actor,
+        action="api_client.created",
+        target_type="api_client",
+        target_id=client.client_id,
+        details={"name": name, "role": role},
+    )
+    return client, secret
+
+
+def list_clients(session: Session, *, actor: Actor, params: PageParams) -> tuple[int, list[Any]]:
+    """One page of the account's API clients (revoked ones included), oldest first."""
+    query: Select[Any] = (
+        select(ApiClient)
+        .where(ApiClient.account_id == actor.account_id)
+        .order_by(ApiClient.created_at, ApiClient.id)
+    )
+    return paginate(session, query, params)
+
+
+def get_client(session: Session, *, actor: Actor, client_id: str) -> ApiClient:
+    """The account's API client with public id ``client_id``.
+
+    Raises:
+        NotFound: no such client in the account.
+    """
+    client = session.scalars(
+        select(ApiClient).where(
+            ApiClient.client_id == client_id, ApiClient.account_id == actor.account_id
+        )
+    ).first()
+    if client is None:
+        raise NotFound(f"API client {client_id} not found")
+    return client
+
+
+def rotate_secret(session: Session, *, actor: Actor, client: ApiClient) -> str:
+    """Give ``client`` a new secret (the old one stops working at once); return it, shown once.
+
+    Raises:
+        PermissionDenied: an Admin rotating a ``SUPER_ADMIN`` client.
+        Conflict: the client is revoked.
+    """
+    _may_manage(actor, client.role)
+    if client.revoked_at is not None:
+        raise Conflict(f"API client {client.client_id} is revoked")
+    secret = secrets.token_urlsafe(32)
+    client.secret_hash = hash_secret(secret)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="api_client.secret_rotated",
+        target_type="api_client",
+        target_id=client.client_id,
+        details={"name": client.name},
+    )
+    return secret
+
+
+def revoke_client(session: Session, *, actor: Actor, client: ApiClient) -> None:
+    """Revoke ``client``: its secret and every token it holds stop working at once. Revoking a
+    revoked client changes nothing.
+
+    Raises:
+        PermissionDenied: an Admin revoking a ``SUPER_ADMIN`` client.
+    """
+    _may_manage(actor, client.role)
+    if client.revoked_at is not None:
+        return
+    client.revoked_at = utcnow()
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="api_client.revoked",
+        target_type="api_client",
+        target_id=client.client_id,
+        details={"name": client.name},
+    )
+
+
 def authenticate_client(
     session: Session, *, client_id: str, client_secret: str
 ) -> ApiClient | None:
@@ -113,19 +245,149 @@ def authenticate_client(
     return client
 
 
-def issue_token(client: ApiClient, *, key: bytes, ttl_seconds: int) -> str:
-    """A signed access token for ``client`` valid ``ttl_seconds`` seconds (contract section 1)."""
+# --- users -------------------------------------------------------------------------------------
+
+
+def email_key(email: str) -> str:
+    """The comparison key of an email address: emails compare case-insensitively."""
+    return name_key(email)
+
+
+def find_user(session: Session, *, email: str) -> User | None:
+    """The user with this email (case-insensitive), if any."""
+    return session.scalars(select(User).where(User.email_key == email_key(email))).first()
+
+
+def create_user(
+    session: Session, *, email: str, password: str, display_name: str | None, role: str
+) -> User:
+    """Create a user of the account.
+
+    Raises:
+        BadRequest: unknown account role.
+        Conflict: the email is taken (case-insensitive).
+    """
+    _check_role(role)
+    if find_user(session, email=email) is not None:
+        raise Conflict(
+            f"A user with email {email!r} already exists",
+            violations=["email: already used by another user"],
+        )
+    user = User(
+        account_id=get_account(session).id,
+        email=email,
+        email_key=email_key(email),
+        display_name=display_name or email.split("@", 1)[0],
+        role=role,
+        password_hash=hash_secret(password),
+        failed_logins=0,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def user_actor(user: User) -> Actor:
+    """The actor of a user (audit events name users by email)."""
+    return Actor(
+        type="user", id=user.id, name=user.email, role=user.role, account_id=user.account_id
+    )
+
+
+def login(
+    factory: sessionmaker[Session],
+    *,
+    email: str,
+    password: str,
+    settings: Settings,
+    request_id: str | None,
+    source_ip: str | None,
+) -> User:
+    """Check a user's email and password in a transaction of its own, so that a refused login
+    still counts and is audited (the request itself changes nothing).
+
+    After ``settings.login_max_failures`` consecutive failures the user is locked for
+    ``settings.login_lock_seconds``; a locked user's password is not even checked. Each failure
+    writes ``user.login_failed`` (and ``user.locked`` when it locks); a success resets the count
+    and writes ``user.logged_in``. An unknown email is refused without an event: there is no
+    account to protect or lock.
+
+    Raises:
+        Unauthorized: unknown email, wrong password, or the user is locked.
+    """
+    failure: str | None = "Invalid email or password"
+    user: User | None = None
+    for session in session_scope(factory, write=True):
+        user = find_user(session, email=email)
+        if user is None:
+            verify_secret(None, password)  # as slow as a real check
+        else:
+            actor = user_actor(user).with_request(request_id=request_id, source_ip=source_ip)
+            failure = _check_password(
+                session, user=user, actor=actor, password=password, settings=settings
+            )
+    if failure is not None or user is None:
+        raise Unauthorized(failure or "Invalid email or password")
+    return user
+
+
+def _check_password(
+    session: Session, *, user: User, actor: Actor, password: str, settings: Settings
+) -> str | None:
+    """Count and audit one login attempt of ``user``; return why it is refused, or None."""
+    now = utcnow()
+    if user.locked_until is not None and user.locked_until > now:
+        failure, reason = "Too many failed logins: the user is locked; try again later", "locked"
+    elif verify_secret(user.password_hash, password):
+        user.failed_logins = 0
+        user.locked_until = None
+        audit.record(
+            session, actor=actor, action="user.logged_in", target_type="user", target_id=user.id
+        )
+        return None
+    else:
+        failure, reason = "Invalid email or password", "wrong password"
+        user.failed_logins += 1
+    audit.record(
+        session,
+        actor=actor,
+        action="user.login_failed",
+        target_type="user",
+        target_id=user.id,
+        details={"reason": reason, "failedLogins": user.failed_logins},
+    )
+    if reason != "locked" and user.failed_logins >= settings.login_max_failures:
+        user.locked_until = now + timedelta(seconds=settings.login_lock_seconds)
+        user.failed_logins = 0
+        audit.record(
+            session,
+            actor=actor,
+            action="user.locked",
+            target_type="user",
+            target_id=user.id,
+            details={"until": format_timestamp(user.locked_until)},
+        )
+    return failure
+
+
+# --- tokens ------------------------------------------------------------------------------------
+
+
+def issue_token(principal: ApiClient | User, *, key: bytes, ttl_seconds: int) -> str:
+    """A signed access token for an API client or a user, valid ``ttl_seconds`` seconds
+    (contract section 1)."""
     now = int(time.time())
-    claims = {
+    claims: dict[str, object] = {
         "iss": TOKEN_ISSUER,
-        "sub": client.id,
-        "client_id": client.client_id,
-        "typ": "api_client",
+        "sub": principal.id,
+        "typ": "user" if isinstance(principal, User) else "api_client",
         "iat": now,
         "nbf": now,
         "exp": now + ttl_seconds,
         "jti": secrets.token_hex(8),
     }
+    if isinstance(principal, ApiClient):
+        claims["client_id"] = principal.client_id
     return jwt.encode(claims, key, algorithm="HS256")
 
 
@@ -133,7 +395,8 @@ def actor_from_token(session: Session, *, token: str, key: bytes) -> Actor:
     """Verify a bearer token and return its actor.
 
     Raises:
-        Unauthorized: bad signature, expired, malformed, or the client was revoked or deleted.
+        Unauthorized: bad signature, expired, malformed, the client was revoked or deleted, or
+            the user no longer exists.
     """
     try:
         claims = jwt.decode(
@@ -147,6 +410,11 @@ def actor_from_token(session: Session, *, token: str, key: bytes) -> Actor:
         raise Unauthorized("The access token has expired") from exc
     except jwt.InvalidTokenError as exc:
         raise Unauthorized("The access token is invalid") from exc
+    if claims.get("typ") == "user":
+        user = session.get(User, claims["sub"])
+        if user is None:
+            raise Unauthorized("The access token's user no longer exists")
+        return user_actor(user)
     client = session.get(ApiClient, claims["sub"])
     if client is None or client.revoked_at is not None:
         raise Unauthorized("The access token's client no longer exists")
@@ -159,6 +427,9 @@ def actor_from_token(session: Session, *, token: str, key: bytes) -> Actor:
     )
 
 
+# --- roles -------------------------------------------------------------------------------------
+
+
 def project_role(session: Session, *, actor: Actor, project_id: str) -> str | None:
     """The actor's role in a project: ``OWNER`` for Super Admins, the membership role, or None."""
     if actor.is_super_admin:
@@ -169,6 +440,32 @@ def project_role(session: Session, *, actor: Actor, project_id: str) -> str | No
             ProjectMember.principal_type == actor.type,
             ProjectMember.principal_id == actor.id,
         )
+    )
+
+
+def access_level(
+    session: Session,
+    *,
+    actor: Actor,
+    role: str | None,
+    environment_id: int,
+    default_level: str,
+) -> str:
+    """The actor's effective access level in an environment (see
+    :func:`stead.identity.permissions.environment_level`)."""
+    user_level = None
+    if actor.type == "user":
+        user_level = session.scalar(
+            select(EnvironmentAccess.access_level).where(
+                EnvironmentAccess.environment_id == environment_id,
+                EnvironmentAccess.user_id == actor.id,
+            )
+        )
+    return environment_level(
+        project_role=role,
+        is_user=actor.type == "user",
+        user_level=user_level,
+        default_level=default_level,
     )
 
 

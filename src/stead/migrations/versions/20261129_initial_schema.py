@@ -40,6 +40,8 @@ def upgrade() -> None:
         sa.Column("target_id", sa.String(length=255), nullable=False),
         sa.Column("project_id", sa.String(length=36), nullable=True),
         sa.Column("details", sa.JSON(), nullable=False),
+        sa.Column("request_id", sa.String(length=64), nullable=True),
+        sa.Column("source_ip", sa.String(length=64), nullable=True),
         sa.Column("created_at", stead.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", stead.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_events")),
@@ -360,6 +362,94 @@ def upgrade() -> None:
         )
         batch_op.create_index("ix_idempotency_keys_created_at", ["created_at"], unique=False)
 
+    op.create_table(
+        "users",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("account_id", sa.String(length=36), nullable=False),
+        sa.Column("email", sa.String(length=320), nullable=False),
+        sa.Column("email_key", sa.String(length=320), nullable=False),
+        sa.Column("display_name", sa.String(length=255), nullable=False),
+        sa.Column("role", sa.String(length=20), nullable=False),
+        sa.Column("password_hash", sa.String(length=255), nullable=False),
+        sa.Column("failed_logins", sa.Integer(), nullable=False),
+        sa.Column("locked_until", stead.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", stead.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", stead.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["accounts.id"], name=op.f("fk_users_account_id_accounts")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
+        sa.UniqueConstraint("email_key", name=op.f("uq_users_email_key")),
+    )
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_users_account_id"), ["account_id"], unique=False)
+
+    op.create_table(
+        "invitations",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("project_id", sa.String(length=36), nullable=False),
+        sa.Column("email", sa.String(length=320), nullable=False),
+        sa.Column("email_key", sa.String(length=320), nullable=False),
+        sa.Column("project_role", sa.String(length=20), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("invited_by", sa.String(length=255), nullable=False),
+        sa.Column("expires_at", stead.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("accepted_at", stead.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("user_id", sa.String(length=36), nullable=True),
+        sa.Column("created_at", stead.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", stead.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["projects.id"],
+            name=op.f("fk_invitations_project_id_projects"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_invitations_user_id_users"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_invitations")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_invitations_token_hash")),
+    )
+    with op.batch_alter_table("invitations", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_invitations_project_created", ["project_id", "created_at", "id"], unique=False
+        )
+
+    op.create_table(
+        "environment_access",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("environment_id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.String(length=36), nullable=False),
+        sa.Column("access_level", sa.String(length=20), nullable=False),
+        sa.Column("created_at", stead.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", stead.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["environment_id"],
+            ["environments.id"],
+            name=op.f("fk_environment_access_environment_id_environments"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_environment_access_user_id_users"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_environment_access")),
+        sa.UniqueConstraint(
+            "environment_id",
+            "user_id",
+            name=op.f("uq_environment_access_environment_id_user_id"),
+        ),
+    )
+    with op.batch_alter_table("environment_access", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_environment_access_user_id"), ["user_id"], unique=False
+        )
+
     # ### end Alembic commands ###
     _seed_account()
 
@@ -430,6 +520,18 @@ def _seed_account() -> None:
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("environment_access", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_environment_access_user_id"))
+
+    op.drop_table("environment_access")
+    with op.batch_alter_table("invitations", schema=None) as batch_op:
+        batch_op.drop_index("ix_invitations_project_created")
+
+    op.drop_table("invitations")
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_users_account_id"))
+
+    op.drop_table("users")
     with op.batch_alter_table("idempotency_keys", schema=None) as batch_op:
         batch_op.drop_index("ix_idempotency_keys_created_at")
         batch_op.drop_index("uq_idempotency_keys_principal_key")
