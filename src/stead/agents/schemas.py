@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
+from pydantic import AliasChoices, BeforeValidator, Field, ValidationInfo, field_validator
 
 from stead.wire import CI, Description, Name, Text, Timestamp, WireModel
 
@@ -98,7 +98,7 @@ class AgentRead(WireModel):
     """An agent as read back. ``clientId`` is null until the first credentials refresh; the
     client secret is never part of it. ``agentStatus`` is lower-case as in the DPC examples."""
 
-    agent_id: str = Field(validation_alias="id")
+    agent_id: str = Field(validation_alias=AliasChoices("id", "agentId"))
     name: str
     description: str | None
     agent_type: str
@@ -109,7 +109,7 @@ class AgentRead(WireModel):
     enable_auto_updates: bool
     restricted_access: bool
     track_name: str | None
-    hosted: bool = Field(validation_alias="is_hosted")
+    hosted: bool = Field(validation_alias=AliasChoices("is_hosted", "hosted"))
     client_id: str | None
     created_at: Timestamp
     updated_at: Timestamp

@@ -1,0 +1,251 @@
+"""The SDK's HTTP client: OAuth 2.0 client credentials, retries, errors, pagination.
+
+Only httpx, pydantic and the wire schemas are imported here, never the server.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from stead.sdk.errors import TransportError, error_for
+from stead.sdk.resources import (
+    Agents,
+    Connections,
+    Environments,
+    Projects,
+    Repositories,
+    SecretReferences,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+#: Statuses worth retrying: rate limited, or an upstream or the server briefly unavailable.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+USER_AGENT = "stead-sdk/0.1.0"
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """``Retry-After`` (RFC 9110 section 10.2.3) in seconds: delay-seconds or an HTTP-date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+class Client:
+    """A client of one Stead server.
+
+    Args:
+        url: the server's base URL, e.g. ``https://stead.example.com`` (a DPC-style base URL
+            ending in ``/dpc`` works too).
+        client_id, client_secret: API client credentials; the SDK obtains a bearer token from
+            ``POST /oauth/dpc/token`` (RFC 6749 section 4.4), caches it, and fetches a new one
+            shortly before it expires (or once, after a 401).
+        token: a bearer token to use instead of client credentials.
+        timeout: seconds per HTTP request.
+        max_retries: retries of a request answered 429, 502, 503 or 504, or whose connection
+            failed. A POST is retried with the same ``Idempotency-Key``, so it never runs twice.
+        backoff: first delay between retries, in seconds; it doubles each time (with jitter) up
+            to ``max_retry_wait``.
+        max_retry_wait: the longest delay the client waits; a ``Retry-After`` longer than this
+            is not waited for: the error is raised at once.
+        transport: an httpx transport (tests, proxies).
+
+    Resources mirror the API one to one: :attr:`projects`, :attr:`agents`,
+    :attr:`connections`, :attr:`environments`, :attr:`secret_references`,
+    :attr:`repositories`. Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        max_retries: int = 4,
+        backoff: float = 0.5,
+        max_retry_wait: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if token is None and not (client_id and client_secret):
+            raise ValueError("give client_id and client_secret, or token")
+        self.url = url.rstrip("/")
+        self._token_url = self.url.removesuffix("/dpc") + "/oauth/dpc/token"
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._fixed_token = token
+        self._token: str | None = token
+        self._token_expires = float("inf") if token else 0.0
+        self._token_lock = threading.Lock()
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_retry_wait = max_retry_wait
+        self.requests_sent = 0
+        self._http = httpx.Client(
+            timeout=timeout, transport=transport, headers={"User-Agent": USER_AGENT}
+        )
+        self.projects = Projects(self)
+        self.agents = Agents(self)
+        self.connections = Connections(self)
+        self.environments = Environments(self)
+        self.secret_references = SecretReferences(self)
+        self.repositories = Repositories(self)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    # -- authentication ----------------------------------------------------------------------
+
+    def _fetch_token(self) -> None:
+        assert self._client_id and self._client_secret
+        response = self._send(
+            "POST",
+            self._token_url,
+            data={
+                "grant_type": "client_credentials",
+                "client_id": self._client_id,
+                "client_secret": self._client_secret,
+            },
+        )
+        body = _json(response)
+        if response.status_code != 200 or not isinstance(body, dict):
+            error = body if isinstance(body, dict) else {}
+            problem = {
+                "title": str(error.get("error", "token request failed")),
+                "detail": error.get("error_description") or error.get("error"),
+            }
+            raise error_for(
+                response.status_code, problem, request_id=response.headers.get("x-request-id")
+            )
+        lifetime = float(body.get("expires_in", 1800))
+        self._token = str(body["access_token"])
+        # refresh ahead of expiry: a minute early, or a tenth of a short lifetime
+        self._token_expires = time.monotonic() + lifetime - min(60.0, lifetime / 10)
+
+    def access_token(self, *, renew: bool = False) -> str:
+        """The cached bearer token, fetched anew when it is about to expire or ``renew`` is set.
+
+        Raises:
+            Unauthorized: the credentials were refused.
+        """
+        with self._token_lock:
+            if self._fixed_token is None and (
+                renew or self._token is None or time.monotonic() >= self._token_expires
+            ):
+                self._fetch_token()
+            assert self._token is not None
+            return self._token
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """Send with retries on 429/502/503/504 and on connection failures (class docstring)."""
+        attempt = 0
+        while True:
+            try:
+                self.requests_sent += 1
+                response = self._http.request(method, url, **kwargs)
+            except httpx.TransportError as exc:
+                if attempt >= self.max_retries:
+                    raise TransportError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+                delay = self._backoff(attempt)
+            else:
+                if response.status_code not in RETRY_STATUSES or attempt >= self.max_retries:
+                    return response
+                wait = retry_after_seconds(response.headers.get("retry-after"))
+                if wait is not None and wait > self.max_retry_wait:
+                    return response
+                delay = wait if wait is not None else self._backoff(attempt)
+            time.sleep(delay)
+            attempt += 1
+
+    def _backoff(self, attempt: int) -> float:
+        delay: float = self.backoff * 2**attempt * random.uniform(0.8, 1.2)
+        return min(delay, self.max_retry_wait)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> httpx.Response:
+        """Send an authenticated request to ``path`` (e.g. ``/v1/projects``) and return the
+        successful response.
+
+        Every POST carries an ``Idempotency-Key`` (``idempotency_key`` or a fresh UUID), kept
+        across retries (contract section 1).
+
+        Raises:
+            ApiError: a subclass per status (:mod:`stead.sdk.errors`) for any 4xx/5xx answer.
+            TransportError: the server could not be reached after every retry.
+        """
+        sent = dict(headers or {})
+        if method.upper() == "POST":
+            sent["Idempotency-Key"] = idempotency_key or str(uuid.uuid4())
+        url = self.url + path
+        kwargs: dict[str, Any] = {"params": params}
+        if json is not None:
+            kwargs["json"] = json
+        sent["Authorization"] = f"Bearer {self.access_token()}"
+        response = self._send(method, url, headers=sent, **kwargs)
+        if response.status_code == 401 and self._fixed_token is None:
+            sent["Authorization"] = f"Bearer {self.access_token(renew=True)}"
+            response = self._send(method, url, headers=sent, **kwargs)
+        if response.status_code >= 400:
+            body = _json(response)
+            problem = body if isinstance(body, dict) else {"detail": response.text[:500]}
+            raise error_for(
+                response.status_code, problem, request_id=response.headers.get("x-request-id")
+            )
+        return response
+
+    def call(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
+        """:meth:`request`, then parse the JSON answer as ``model``."""
+        return model.model_validate(self.request(method, path, **kwargs).json())
+
+    def pages(self, model: type[M], path: str, *, page_size: int = 100) -> Iterator[M]:
+        """Iterate over every item of a paged list (contract section 1: ``page``/``size``),
+        fetching one page at a time."""
+        page = 0
+        while True:
+            body = self.request("GET", path, params={"page": page, "size": page_size}).json()
+            results = body.get("results", [])
+            for item in results:
+                yield model.model_validate(item)
+            page += 1
+            if not results or page * page_size >= int(body.get("total", 0)):
+                return
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None

@@ -1,0 +1,221 @@
+"""The Python SDK against a real ``stead serve`` (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import stead.sdk
+from stead.db import make_engine, make_sessionmaker
+from stead.demo import create_bare_repository, example
+from stead.projects.schemas import ProjectCreate, ProjectUpdate
+from stead.sdk import (
+    Client,
+    Conflict,
+    Forbidden,
+    NotFound,
+    ServerError,
+    Unauthorized,
+    ValidationError,
+)
+from tests.support.factories import new_client
+from tests.support.flaky_proxy import Fault, flaky_proxy
+from tests.support.served import Served, serve
+
+REDSHIFT = {"name": "finance", "warehouse": "REDSHIFT", "agentDeploymentType": "HYBRID"}
+
+
+def test_public_names_are_pinned() -> None:
+    assert stead.sdk.__all__ == [
+        "ApiError",
+        "Client",
+        "Conflict",
+        "Forbidden",
+        "NotFound",
+        "RateLimited",
+        "ServerError",
+        "SteadError",
+        "TransportError",
+        "Unauthorized",
+        "ValidationError",
+    ]
+    for name in stead.sdk.__all__:
+        assert getattr(stead.sdk, name).__doc__
+
+
+def test_importing_the_sdk_loads_no_server_code() -> None:
+    probe = (
+        "import re, sys, stead.sdk\n"
+        "server = {'sqlalchemy', 'fastapi', 'starlette', 'alembic', 'uvicorn', 'psycopg',\n"
+        "          'structlog', 'dulwich', 'argon2', 'jwt', 'cryptography', 'typer'}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & server))\n"
+        "ok = re.compile(r'stead(\\.sdk(\\..+)?|\\.wire|\\.\\w+(\\.schemas)?)?')\n"
+        "print(sorted(m for m in sys.modules if m.startswith('stead') and not ok.fullmatch(m)))\n"
+        "print(sorted(m for m in sys.modules if re.fullmatch(r'stead\\.\\w+', m)\n"
+        "             and m not in ('stead.sdk', 'stead.wire')\n"
+        "             and m + '.schemas' not in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.splitlines() == ["[]", "[]", "[]"], out
+
+
+@pytest.fixture
+def served(db_url: str, tmp_path: Path) -> Iterator[Served]:
+    with serve(db_url, tmp_path / "server") as running:
+        yield running
+
+
+def _client(served: Served, url: str | None = None, **kwargs: float) -> Client:
+    return Client(url or served.url, served.client_id, served.client_secret, **kwargs)
+
+
+def test_every_resource_round_trips(served: Served, tmp_path: Path) -> None:
+    with _client(served) as stead:
+        created = stead.projects.create(ProjectCreate.model_validate(REDSHIFT))
+        pid = created.project_id
+        agent = stead.agents.create({**example("02-create-agent"), "name": "eu agent"})
+        assert stead.agents.get(agent.agent_id).name == "eu agent"
+        assert {a.name for a in stead.agents.list()} == {"Hosted agent", "eu agent"}
+        connection = stead.connections.create(pid, example("03-create-connection-redshift"))
+        assert stead.connections.get(pid, connection.name).auth_type == "PASSWORD"
+        reference = stead.secret_references.create(
+            pid,
+            "finance-prod-redshift",
+            example("04-create-secret-reference-aws", agentId=agent.agent_id),
+        )
+        assert [r.name for r in stead.secret_references.list(pid)] == [reference.name]
+        environment = stead.environments.create(
+            pid, example("05-create-environment-redshift", agentId=agent.agent_id)
+        )
+        assert environment.default_agent_name == "eu agent"
+        updated = stead.environments.update(pid, "prod", {"description": "changed"})
+        assert updated.description == "changed"
+        assert [e.name for e in stead.environments.list(pid)] == ["prod"]
+        remote = create_bare_repository(tmp_path / "git" / "pipelines.git")
+        repository = stead.repositories.associate(
+            pid,
+            {
+                "provider": "git",
+                "repositoryName": "pipelines",
+                "providerParameters": {"url": remote.as_uri()},
+            },
+            token="anything",
+        )
+        assert repository.default_branch == "main"
+        stead.repositories.check_token(pid, token="anything")
+        assert stead.repositories.get(pid).repository_name == "pipelines"
+        credentials = stead.agents.refresh_credentials(agent.agent_id)
+        assert credentials.client_secret and stead.agents.get(agent.agent_id).client_id
+        allow = stead.agents.set_allow_list(
+            agent.agent_id, {"projects": {pid: {"environments": ["prod"]}}}
+        )
+        assert stead.agents.get_allow_list(agent.agent_id) == allow
+        assert stead.projects.update(pid, ProjectUpdate(description="d")).description == "d"
+
+        stead.repositories.delete(pid)
+        stead.environments.delete(pid, "prod")
+        stead.secret_references.delete(pid, reference.name)
+        stead.connections.delete(pid, connection.name)
+        stead.agents.delete(agent.agent_id)
+        stead.projects.delete(pid)
+        with pytest.raises(NotFound):
+            stead.projects.get(pid)
+
+
+def test_lists_iterate_over_every_page(served: Served) -> None:
+    with _client(served) as stead:
+        ids = [stead.projects.create({**REDSHIFT, "name": f"p{i}"}).project_id for i in range(7)]
+        sent = stead.requests_sent
+        assert [p.id for p in stead.projects.list(page_size=3)] == ids
+        assert stead.requests_sent - sent == 3
+        assert list(stead.connections.list(ids[0], page_size=3)) == []
+
+
+def test_problems_become_exceptions(served: Served) -> None:
+    with _client(served) as stead:
+        first = stead.projects.create(REDSHIFT)
+        with pytest.raises(Conflict) as conflict:
+            stead.projects.create({**REDSHIFT, "name": "FINANCE"})
+        assert conflict.value.existing_id == first.project_id
+        assert conflict.value.status == 409 and conflict.value.request_id
+        with pytest.raises(ValidationError) as invalid:
+            stead.projects.create({**REDSHIFT, "name": "x", "warehouse": "BIGQUERY"})
+        assert any(v.startswith("warehouse:") for v in invalid.value.violations)
+        with pytest.raises(NotFound):
+            stead.environments.get(first.project_id, "missing")
+    with pytest.raises(Unauthorized), Client(served.url, served.client_id, "wrong") as bad:
+        bad.projects.get(first.project_id)
+    with Client(served.url, token="not-a-jwt") as anonymous, pytest.raises(Unauthorized):
+        anonymous.projects.get(first.project_id)
+
+
+def test_forbidden(served: Served, db_url: str) -> None:
+    engine = make_engine(db_url)
+    member_id, member_secret = new_client(make_sessionmaker(engine), "MEMBER")
+    engine.dispose()
+    with Client(served.url, member_id, member_secret) as member, pytest.raises(Forbidden):
+        member.projects.create(REDSHIFT)
+
+
+def test_survives_503_with_retry_after_twice(served: Served) -> None:
+    with flaky_proxy(served.url) as proxy, _client(served, proxy.url) as stead:
+        proxy.faults.append(Fault("POST", "/v1/projects", retry_after="1", times=2))
+        started = time.monotonic()
+        created = stead.projects.create(REDSHIFT)
+        elapsed = time.monotonic() - started
+        posts = [s for s in proxy.seen if s.method == "POST" and s.path == "/v1/projects"]
+        assert [s.status for s in posts] == [503, 503, 201]
+        assert len({s.headers["Idempotency-Key"] for s in posts}) == 1
+        assert elapsed >= 2.0
+        assert [p.id for p in stead.projects.list()] == [created.project_id]
+
+
+def test_a_lost_answer_is_retried_without_a_duplicate(served: Served) -> None:
+    with flaky_proxy(served.url) as proxy, _client(served, proxy.url, backoff=0.05) as stead:
+        # the server creates the project, but its answer never reaches the client
+        proxy.faults.append(
+            Fault("POST", "/v1/projects", status=502, retry_after=None, forward=True)
+        )
+        created = stead.projects.create(REDSHIFT)
+        assert [p.id for p in stead.projects.list()] == [created.project_id]
+        posts = [s for s in proxy.seen if s.method == "POST" and s.path == "/v1/projects"]
+        assert [s.status for s in posts] == [502, 201]
+
+
+def test_gives_up_on_a_long_retry_after_and_after_max_retries(served: Served) -> None:
+    with flaky_proxy(served.url) as proxy, _client(served, proxy.url, backoff=0.01) as stead:
+        proxy.faults.append(Fault("GET", "/v1/projects", retry_after="3600"))
+        started = time.monotonic()
+        with pytest.raises(ServerError) as error:
+            list(stead.projects.list())
+        assert error.value.status == 503 and time.monotonic() - started < 5
+        proxy.faults.append(Fault("GET", "/v1/projects", status=504, retry_after=None, times=9))
+        with pytest.raises(ServerError) as error:
+            list(stead.projects.list())
+        assert error.value.status == 504
+        assert sum(s.status == 504 for s in proxy.seen) == 1 + stead.max_retries
+
+
+def test_token_is_cached_and_renewed_before_it_expires(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STEAD_TOKEN_TTL_SECONDS", "3")
+    with (
+        serve(db_url, tmp_path / "server") as served,
+        flaky_proxy(served.url) as proxy,
+        _client(served, proxy.url) as stead,
+    ):
+        for _ in range(5):
+            list(stead.projects.list())
+        time.sleep(3)
+        list(stead.projects.list())
+        tokens = [s for s in proxy.seen if s.path == "/oauth/dpc/token"]
+        assert len(tokens) == 2
+        assert all(s.status == 200 for s in proxy.seen)  # never a 401 from an expired token
