@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from stead.audit.models import AuditEvent
 from stead.connections.models import Connection
 from stead.environments.models import Environment
+from stead.secrets.store import read_value
 from tests.support.factories import (
     assert_problem,
     create_agent,
@@ -354,7 +355,12 @@ def _redshift_cases(env: Arranged, agents: dict[str, str]) -> list[tuple[dict[st
             f"{PROPS}.password.secretKey",
         ),
         (_prop(body, "username", {"value": "nul\x00"}), f"{PROPS}.username.value"),
-        (_prop(body, "password", {"value": CANARY}), f"{PROPS}.password"),
+        (_prop(body, "password", {"value": ""}), f"{PROPS}.password.value"),
+        (_prop(body, "password", {"value": CANARY, "set": True}), f"{PROPS}.password"),
+        (
+            _prop(body, "password", {"secretName": "finance-prod-redshift", "set": False}),
+            f"{PROPS}.password.set",
+        ),
     ]
 
 
@@ -386,9 +392,12 @@ def test_validation_rules_snowflake(
         (_prop(body, "url", {"value": "acmeorg-growth.snowflakecomputing.com"}), f"{PROPS}.url"),
         (
             _prop(body, "privateKey", {"value": f"-----BEGIN PRIVATE KEY-----{CANARY}"}),
-            f"{PROPS}.privateKey",
+            f"{PROPS}.privateKey.value",
         ),
-        (_prop(body, "passphrase", {"value": CANARY}), f"{PROPS}.passphrase"),
+        (
+            _prop(body, "privateKey", {"value": f"-----BEGIN PRIVATE KEY-----\n{CANARY}"}),
+            f"{PROPS}.privateKey.value",
+        ),
         (_prop(body, "passphrase", {"secretName": "nope"}), f"{PROPS}.passphrase.secretName"),
         (
             _with(body, "defaultConnections.DWH", {"redshift": "growth-dwh-prod"}),
@@ -422,7 +431,7 @@ def test_validation_rules_snowflake(
     assert _count(session_factory) == 0
 
 
-def test_sensitive_inline_value_is_refused_without_echo(
+def test_sensitive_inline_value_becomes_a_hosted_secret(
     http: TestClient,
     admin: dict[str, str],
     session_factory: sessionmaker[Session],
@@ -430,12 +439,12 @@ def test_sensitive_inline_value_is_refused_without_echo(
 ) -> None:
     env = arrange(http, admin, "redshift")
     resp = http.post(env.base, json=_prop(env.body, "password", {"value": CANARY}), headers=admin)
-    problem = assert_problem(resp, 400, f"{PROPS}.password")
-    [violation] = problem["violations"]
-    assert "secret reference" in violation and '"secretName"' in violation
+    assert resp.status_code == 201, resp.text
+    stored = resp.json()["connectionOverrides"][0]["connectionProperties"]["password"]
+    assert stored == {"secretName": "prod-password", "set": True}
     assert CANARY not in resp.text
-    assert _count(session_factory) == 0
     with session_factory() as session:
+        assert read_value(session, project_id=env.project_id, name="prod-password") == CANARY
         details = [str(d) for d in session.scalars(select(AuditEvent.details))]
     assert not any(CANARY in d for d in details)
     out, err = capfd.readouterr()
@@ -644,8 +653,12 @@ def test_patch_validation_changes_nothing(
         ),
         ({"connectionOverrides": [_override(override, "port", {})]}, f"{PROPS}.port"),
         (
-            {"connectionOverrides": [_override(override, "password", {"value": CANARY})]},
-            f"{PROPS}.password",
+            {"connectionOverrides": [_override(override, "password", {"value": ""})]},
+            f"{PROPS}.password.value",
+        ),
+        (
+            {"connectionOverrides": [_override(override, "password", {"secretName": CANARY})]},
+            f"{PROPS}.password.secretName",
         ),
     ]
     for body, field in cases:

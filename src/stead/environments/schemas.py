@@ -34,21 +34,29 @@ def _check_keys(value: Any) -> Any:
 
 class PropertyValue(WireModel):
     """One connection property (DPC ``PropertyValue``): ``{"value": "<string>"}`` or
-    ``{"secretName": "<secret reference>", "secretKey": "<key in a JSON secret>"}``.
+    ``{"secretName": "<secret reference or hosted secret>", "secretKey": "<key in a JSON
+    secret>"}``.
 
-    Numbers and booleans travel as strings (``"5439"``, ``"true"``).
+    Numbers and booleans travel as strings (``"5439"``, ``"true"``). A sensitive property given
+    as a value is stored as a hosted secret and read back as ``{"secretName": "<generated>",
+    "set": true}`` (plus ``fingerprint`` for a private key); ``set`` and ``fingerprint`` are
+    read-only and may be sent back unchanged.
     """
 
     value: Text | None = Field(default=None, examples=["5439"])
     secret_name: Text | None = Field(default=None, examples=["finance-prod-redshift"])
     secret_key: Text | None = Field(default=None, examples=["password"])
+    is_set: Literal[True] | None = Field(default=None, alias="set")
+    fingerprint: Text | None = Field(default=None, examples=["SHA256:BPLvh/RRYDejtJtCfEAfUG..."])
 
     @model_validator(mode="after")
     def _one_form(self) -> PropertyValue:
         if (self.value is None) == (self.secret_name is None):
             raise ValueError('give either {"value": "..."} or {"secretName": "..."}')
-        if self.value is not None and self.secret_key is not None:
-            raise ValueError("secretKey goes with secretName, not with value")
+        if self.value is not None and (
+            self.secret_key is not None or self.is_set is not None or self.fingerprint is not None
+        ):
+            raise ValueError("secretKey, set and fingerprint go with secretName, not with value")
         return self
 
     def stored(self) -> dict[str, Any]:
@@ -140,7 +148,7 @@ class ConnectionOverrideRead(WireModel):
     """A connection override as read back: properties in their stored form, never a secret."""
 
     connection_name: str
-    connection_properties: dict[str, dict[str, str | None]]
+    connection_properties: dict[str, dict[str, str | bool | None]]
 
 
 class EnvironmentSummary(WireModel):

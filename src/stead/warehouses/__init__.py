@@ -45,13 +45,6 @@ class WarehouseSpec:
         return self.required + self.optional
 
 
-SENSITIVE_INLINE = (
-    "is sensitive and cannot be given inline yet; create a secret reference "
-    "(POST /v1/projects/{projectId}/secret-references/{name}) and pass "
-    '{"secretName": "<reference name>"}'
-)
-
-
 def spec_for(warehouse: str) -> WarehouseSpec:
     """The spec of ``warehouse`` (``REDSHIFT`` or ``SNOWFLAKE``, as stored on a project).
 
@@ -69,9 +62,9 @@ def check_properties(
 ) -> tuple[dict[str, StoredValue], list[str]]:
     """Check an environment's connection properties against ``spec`` (contract section 4).
 
-    Rules: unknown keys are refused; required keys must be present; a sensitive key must be a
-    secret reference (an inline value is refused without repeating it); inline values must be
-    non-empty and pass the key's normaliser; defaults fill in missing optional keys.
+    Rules: unknown keys are refused; required keys must be present; inline values must be
+    non-empty and pass the key's normaliser; defaults fill in missing optional keys. Sensitive
+    inline values pass through unchanged (the caller stores them as hosted secrets).
 
     Args:
         properties: key -> stored form (see :data:`StoredValue`).
@@ -93,9 +86,6 @@ def check_properties(
             continue
         if "value" not in stored:
             normalised[key] = stored
-            continue
-        if key in spec.sensitive:
-            violations.append(f"{where}: {key} {SENSITIVE_INLINE}")
             continue
         value = stored["value"]
         if not value:
