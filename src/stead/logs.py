@@ -19,6 +19,11 @@ import structlog
 
 REDACTED = "[REDACTED]"
 
+#: Loggers of the secret stores' SDKs and their HTTP stack. At DEBUG some write request and
+#: response bodies (botocore does; a store's answer holds the secret), so they stay at WARNING
+#: whatever the configured level.
+WIRE_LOGGERS = ("boto3", "botocore", "urllib3", "hvac", "azure", "msal", "google")
+
 _SECRET_KEY = re.compile(
     r"(pass(word|phrase)?|secret|token|authorization|private_?key|api_?key|credential|cookie|pat)$",
     re.IGNORECASE,
@@ -128,3 +133,5 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in WIRE_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)

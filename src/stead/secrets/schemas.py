@@ -59,6 +59,15 @@ class SecretReferenceRead(WireModel):
     updated_at: Timestamp
 
 
+class SecretReferenceCheck(WireModel):
+    """Answer of ``POST .../secret-references/{name}/check``: the store gave a value for the
+    reference (the value itself is never returned)."""
+
+    ok: Literal[True] = True
+    store: str = Field(description="the reference's agentType", examples=["AWS"])
+    resolved_at: Timestamp
+
+
 SecretType = Annotated[Literal["PASSWORD", "PRIVATE_KEY", "JSON"], CI]
 
 #: Largest value accepted, in UTF-8 bytes (AWS Secrets Manager's limit, 64 KiB).
