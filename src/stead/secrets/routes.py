@@ -5,17 +5,18 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 
 from stead.db import SessionDep
 from stead.identity.deps import ProjectReader, ProjectWriter
 from stead.pagination import Page, PageDep
-from stead.secrets import service
+from stead.secrets import resolvers, service
 from stead.secrets.schemas import (
     SECRET_REFERENCE_NAME,
     HostedSecretCreate,
     HostedSecretRead,
     HostedSecretUpdate,
+    SecretReferenceCheck,
     SecretReferenceCreate,
     SecretReferenceRead,
 )
@@ -75,6 +76,33 @@ def delete_secret_reference(name: NamePath, ctx: ProjectWriter, session: Session
     """Delete a secret reference that no environment refers to."""
     service.delete(session, actor=ctx.actor, project=ctx.project, name=name)
     return Response(status_code=204)
+
+
+@router.post(
+    "/{secretReferenceName}/check",
+    response_model=SecretReferenceCheck,
+    responses={
+        400: {"description": "the store has no such secret, or no such key in it"},
+        403: {"description": "the store refused Stead's credentials for the secret"},
+        404: {"description": "no such secret reference"},
+        502: {"description": "the store could not be reached or failed"},
+        503: {"description": "this installation is not configured for the store"},
+        504: {"description": "the store did not answer in time"},
+    },
+)
+def check_secret_reference(
+    name: NamePath, ctx: ProjectWriter, session: SessionDep, request: Request
+) -> SecretReferenceCheck:
+    """Resolve the reference against its store now, without returning the value: confirms
+    that the secret exists, that Stead may read it and, with ``secretKey``, that the key is
+    there (Stead)."""
+    return resolvers.check_reference(
+        session,
+        actor=ctx.actor,
+        settings=request.app.state.settings,
+        project=ctx.project,
+        name=name,
+    )
 
 
 hosted_router = APIRouter(prefix="/projects/{projectId}/secrets", tags=["hosted secrets"])
