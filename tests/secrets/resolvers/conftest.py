@@ -1,0 +1,154 @@
+"""Fixtures for resolution tests: the real stores (moto_server, an OpenBao dev server, the Azure
+Key Vault and GCP Secret Manager fakes, a port that never answers), app settings pointing at
+them, a project with an agent, a fresh canary value, and captured logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from stead.settings import Settings
+from tests.support.azure_keyvault_fake import (  # noqa: F401 - fixture
+    AzureKeyVaultFake,
+    azure_keyvault_session,
+)
+from tests.support.factories import create_agent, example
+from tests.support.gcp_secret_manager_fake import (  # noqa: F401 - fixture
+    PROJECT,
+    GcpSecretManagerFake,
+    gcp_secret_manager_session,
+)
+from tests.support.moto_server import (  # noqa: F401 - fixture
+    REGION,
+    ROOT_KEYS,
+    MotoServer,
+    moto_server_session,
+)
+from tests.support.openbao import OpenBao, openbao_session  # noqa: F401 - fixture
+from tests.support.silent_server import silent_url  # noqa: F401 - fixture
+
+TIMEOUT = 1.0
+#: Stead's Vault policy in the tests: read what lies under secret/stead/, nothing else.
+VAULT_PREFIX = "stead/"
+
+
+@pytest.fixture
+def moto(moto_server_session: MotoServer) -> MotoServer:  # noqa: F811 - fixture use
+    """moto_server, emptied for this test."""
+    moto_server_session.reset()
+    return moto_server_session
+
+
+@pytest.fixture(scope="session")
+def vault_token(openbao_session: OpenBao) -> str:  # noqa: F811 - fixture use
+    """A token whose only policy reads KV v2 secrets under ``secret/stead/``."""
+    root: Any = openbao_session.client()
+    root.sys.create_or_update_policy(
+        "stead-reader", f'path "secret/data/{VAULT_PREFIX}*" {{ capabilities = ["read"] }}'
+    )
+    return str(root.auth.token.create(policies=["stead-reader"], ttl="2h")["auth"]["client_token"])
+
+
+@pytest.fixture
+def vault(openbao_session: OpenBao) -> OpenBao:  # noqa: F811 - fixture use
+    """The OpenBao dev server (shared: tests use unique paths)."""
+    return openbao_session
+
+
+@pytest.fixture
+def azure(azure_keyvault_session: AzureKeyVaultFake) -> AzureKeyVaultFake:  # noqa: F811
+    """The Key Vault fake, emptied for this test (with a new client secret)."""
+    azure_keyvault_session.reset()
+    return azure_keyvault_session
+
+
+@pytest.fixture
+def gcp(gcp_secret_manager_session: GcpSecretManagerFake) -> GcpSecretManagerFake:  # noqa: F811
+    """The Secret Manager fake, emptied for this test."""
+    gcp_secret_manager_session.reset()
+    return gcp_secret_manager_session
+
+
+@pytest.fixture
+def settings(
+    db_url: str,
+    tmp_path: Path,
+    moto: MotoServer,
+    vault: OpenBao,
+    vault_token: str,
+    azure: AzureKeyVaultFake,
+    gcp: GcpSecretManagerFake,
+) -> Settings:
+    """Settings whose four external stores are the test servers, with a 1 s timeout."""
+    state = azure.state
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=db_url,
+        github_api_url="http://127.0.0.1:9/unused",
+        secret_store_timeout_seconds=TIMEOUT,
+        aws_region=REGION,
+        aws_endpoint_url=moto.url,
+        **ROOT_KEYS,
+        vault_addr=vault.url,
+        vault_token=vault_token,
+        azure_vault_url=azure.url,
+        azure_tenant_id=state.tenant_id,
+        azure_client_id=state.client_id,
+        azure_client_secret=state.client_secret,
+        azure_authority_host=azure.url,
+        azure_verify_challenge_resource=False,
+        secret_store_ca_bundle=str(azure.certificate.cert),
+        gcp_project=PROJECT,
+        gcp_endpoint=gcp.url,
+        gcp_credentials_file=str(gcp.service_account_file(tmp_path)),
+    )
+
+
+@pytest.fixture
+def canary() -> str:
+    """A secret value that must never leave the resolver: not in a response, log or row."""
+    return f"canary-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def project_id(http: TestClient, admin: dict[str, str]) -> str:
+    """A fresh Redshift project's id."""
+    resp = http.post("/v1/projects", json=example("01-create-project-redshift"), headers=admin)
+    assert resp.status_code == 201, resp.text
+    return str(resp.json()["projectId"])
+
+
+@pytest.fixture
+def agent_id(http: TestClient, admin: dict[str, str]) -> str:
+    """A customer-hosted agent's id."""
+    return str(create_agent(http, admin)["agentId"])
+
+
+@pytest.fixture
+def logs(http: TestClient, caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """Every log record at DEBUG and above (caplog's handler put back after the app replaced
+    the root handlers)."""
+    root = logging.getLogger()
+    if caplog.handler not in root.handlers:
+        root.addHandler(caplog.handler)
+    caplog.set_level(logging.DEBUG)
+    return caplog
+
+
+def put_vault(vault: OpenBao, path: str, value: str) -> None:
+    """Store ``value`` at KV v2 ``secret/<path>``: a JSON object as its keys, other text as the
+    single key ``value``."""
+    try:
+        data = json.loads(value)
+    except ValueError:
+        data = None
+    client: Any = vault.client()
+    client.secrets.kv.v2.create_or_update_secret(
+        path=path, secret=data if isinstance(data, dict) else {"value": value}, mount_point="secret"
+    )

@@ -1,0 +1,383 @@
+"""Resolution against real stores, on SQLite and PostgreSQL: moto_server (AWS Secrets Manager),
+an OpenBao dev server (Vault KV v2), the Azure Key Vault and GCP Secret Manager fakes driven by
+their real SDKs, and the hosted store. Each failure has its own answer."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from stead.secrets import resolvers
+from stead.secrets.resolvers.base import SecretNotFound
+from stead.settings import Settings
+from tests.secrets.resolvers.conftest import TIMEOUT, VAULT_PREFIX, put_vault
+from tests.support.azure_keyvault_fake import AzureKeyVaultFake
+from tests.support.factories import assert_problem, hosted_agent_id, member_auth
+from tests.support.gcp_secret_manager_fake import GcpSecretManagerFake
+from tests.support.moto_server import MotoServer
+from tests.support.openbao import OpenBao
+from tests.support.postgres import free_port
+
+HOSTED = "Matillion hosted"
+EXTERNAL = ["AWS", "Vault", "Azure", "GCP"]
+STORES = [*EXTERNAL, HOSTED]
+#: The setting holding each external store's address, and its scheme.
+ADDRESS = {
+    "AWS": ("aws_endpoint_url", "http"),
+    "Vault": ("vault_addr", "http"),
+    "Azure": ("azure_vault_url", "https"),
+    "GCP": ("gcp_endpoint", "http"),
+}
+_numbers = itertools.count(1)
+
+
+@dataclass
+class World:
+    """The app, a project in it, and the four external stores; puts secrets and references."""
+
+    http: TestClient
+    admin: dict[str, str]
+    project_id: str
+    agent_id: str
+    hosted_agent_id: str
+    factory: sessionmaker[Session]
+    moto: MotoServer
+    vault: OpenBao
+    azure: AzureKeyVaultFake
+    gcp: GcpSecretManagerFake
+
+    def put(self, store: str, value: str) -> str:
+        """Create a secret holding ``value`` in ``store``; return its name there."""
+        number = next(_numbers)
+        if store == "AWS":
+            name = f"prod/finance/db-{number}"
+            client: Any = self.moto.client("secretsmanager")
+            client.create_secret(Name=name, SecretString=value)
+        elif store == "Vault":
+            name = f"{VAULT_PREFIX}finance/db-{number}-{time.monotonic_ns()}"
+            put_vault(self.vault, name, value)
+        elif store == "Azure":
+            name = f"finance-db-{number}"
+            self.azure.state.secrets[name] = value
+        elif store == "GCP":
+            name = f"finance-db-{number}"
+            self.gcp.add_secret(name, value.encode())
+        else:
+            name = f"finance-db-{number}"
+            kind = "JSON" if value.startswith("{") else "PASSWORD"
+            resp = self.http.post(
+                f"/v1/projects/{self.project_id}/secrets",
+                json={"name": name, "type": kind, "value": value},
+                headers=self.admin,
+            )
+            assert resp.status_code == 201, resp.text
+        return name
+
+    def reference(self, store: str, secret_name: str, key: str | None = None) -> str:
+        """Create a secret reference to ``secret_name`` in ``store``; return its name."""
+        name = f"ref-{next(_numbers)}"
+        body: dict[str, Any] = {
+            "agentId": self.hosted_agent_id if store == HOSTED else self.agent_id,
+            "agentType": store,
+            "secretReferenceType": "PASSWORD",
+            "secretName": secret_name,
+        }
+        if key is not None:
+            body["secretKey"] = key
+        resp = self.http.post(self._refs(name), json=body, headers=self.admin)
+        assert resp.status_code == 201, resp.text
+        return name
+
+    def _refs(self, name: str) -> str:
+        return f"/v1/projects/{self.project_id}/secret-references/{name}"
+
+    def check(self, reference: str, headers: dict[str, str] | None = None) -> Any:
+        """``POST .../secret-references/{reference}/check``."""
+        return self.http.post(f"{self._refs(reference)}/check", headers=headers or self.admin)
+
+    def resolve(self, secret_name: str, secret_key: str | None = None) -> str:
+        """:func:`stead.secrets.resolvers.resolve` in a session of the app."""
+        with self.factory() as session:
+            return resolvers.resolve(
+                session,
+                settings=self.http.app.state.settings,  # type: ignore[attr-defined]
+                project_id=self.project_id,
+                secret_name=secret_name,
+                secret_key=secret_key,
+            )
+
+    def reconfigure(self, **changes: Any) -> None:
+        """Serve the next requests with these settings changed."""
+        app: Any = self.http.app
+        app.state.settings = Settings.model_validate({**app.state.settings.model_dump(), **changes})
+
+
+@pytest.fixture
+def world(
+    http: TestClient,
+    admin: dict[str, str],
+    project_id: str,
+    agent_id: str,
+    session_factory: sessionmaker[Session],
+    moto: MotoServer,
+    vault: OpenBao,
+    azure: AzureKeyVaultFake,
+    gcp: GcpSecretManagerFake,
+) -> World:
+    """A project, an agent, and the stores."""
+    return World(
+        http,
+        admin,
+        project_id,
+        agent_id,
+        hosted_agent_id(session_factory),
+        session_factory,
+        moto,
+        vault,
+        azure,
+        gcp,
+    )
+
+
+def _kind(resp: Any, status: int, kind: str, field: str | None = None) -> dict[str, Any]:
+    body = assert_problem(resp, status, field)
+    assert body["type"] == f"https://stead.dev/problems/{kind}", body
+    return body
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_round_trip_plain_and_json_key(world: World, store: str, canary: str) -> None:
+    plain = world.put(store, canary)
+    reference = world.reference(store, plain)
+    resp = world.check(reference)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body == {"ok": True, "store": store, "resolvedAt": body["resolvedAt"]}
+    assert body["resolvedAt"].endswith("Z")
+    assert world.resolve(reference) == canary
+    assert world.resolve(reference.upper()) == canary  # names are case-insensitive
+
+    document = json.dumps({"username": "etl", "password": canary, "port": 5439, "ssl": True})
+    structured = world.put(store, document)
+    keyed = world.reference(store, structured, key="password")
+    resp = world.check(keyed)
+    assert resp.status_code == 200, resp.text
+    assert canary not in resp.text
+    assert world.resolve(keyed) == canary
+    # the property's own secretKey wins over the reference's; numbers and booleans as text
+    assert world.resolve(keyed, "username") == "etl"
+    assert world.resolve(keyed, "port") == "5439"
+    assert world.resolve(keyed, "ssl") == "true"
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_missing_secret_or_key(world: World, store: str, canary: str) -> None:
+    missing = world.reference(store, f"{VAULT_PREFIX}absent" if store == "Vault" else "absent")
+    body = _kind(world.check(missing), 400, "secret-not-found", "secretName")
+    assert "absent" in body["detail"]
+
+    document = world.put(store, json.dumps({"password": canary, "nested": {"a": 1}}))
+    for key in ("user", "nested"):
+        resp = world.check(world.reference(store, document, key=key))
+        body = _kind(resp, 400, "secret-not-found", "secretKey")
+        assert key in body["violations"][0]
+        assert canary not in resp.text
+    if store != "Vault":  # a Vault secret is always an object; elsewhere text must be one
+        resp = world.check(world.reference(store, world.put(store, canary), key="password"))
+        _kind(resp, 400, "secret-not-found", "secretKey")
+        assert canary not in resp.text
+
+
+@pytest.mark.parametrize("store", EXTERNAL)
+def test_unreachable_store_is_502(world: World, store: str, canary: str) -> None:
+    reference = world.reference(store, world.put(store, canary))
+    field, scheme = ADDRESS[store]
+    world.reconfigure(**{field: f"{scheme}://127.0.0.1:{free_port()}"})
+    body = _kind(world.check(reference), 502, "upstream-error")
+    assert body["violations"] == []
+
+
+@pytest.mark.parametrize("store", EXTERNAL)
+def test_silent_store_times_out_as_504(
+    world: World, store: str, canary: str, silent_url: str
+) -> None:
+    reference = world.reference(store, world.put(store, canary))
+    field, scheme = ADDRESS[store]
+    world.reconfigure(**{field: silent_url.replace("http", scheme, 1)})
+    started = time.monotonic()
+    body = _kind(world.check(reference), 504, "upstream-timeout")
+    assert f"{TIMEOUT:g} s" in body["detail"]
+    assert time.monotonic() - started < 10 * TIMEOUT
+
+
+@pytest.mark.parametrize(
+    ("store", "changes"),
+    [
+        ("Vault", {"vault_addr": ""}),
+        ("Vault", {"vault_token": "", "vault_role_id": ""}),
+        ("Azure", {"azure_vault_url": ""}),
+        ("GCP", {"gcp_project": ""}),
+        ("GCP", {"gcp_credentials_file": "/nonexistent/key.json"}),
+    ],
+)
+def test_store_not_configured_is_503(
+    world: World, store: str, changes: dict[str, Any], canary: str
+) -> None:
+    reference = world.reference(store, world.put(store, canary))
+    world.reconfigure(**changes)
+    _kind(world.check(reference), 503, "secret-store-not-configured")
+
+
+def test_aws_access_denied_and_rejected_keys(world: World, canary: str) -> None:
+    reference = world.reference("AWS", world.put("AWS", canary))
+    iam: Any = world.moto.client("iam")
+    iam.create_user(UserName="stead-reader")
+    iam.put_user_policy(
+        UserName="stead-reader",
+        PolicyName="read",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}
+                ],
+            }
+        ),
+    )
+    reader = iam.create_access_key(UserName="stead-reader")["AccessKey"]
+    iam.create_user(UserName="stead-nobody")
+    nobody = iam.create_access_key(UserName="stead-nobody")["AccessKey"]
+    with world.moto.iam_checks():
+        world.reconfigure(
+            aws_access_key_id=reader["AccessKeyId"],
+            aws_secret_access_key=reader["SecretAccessKey"],
+        )
+        assert world.check(reference).status_code == 200
+        world.reconfigure(
+            aws_access_key_id=nobody["AccessKeyId"],
+            aws_secret_access_key=nobody["SecretAccessKey"],
+        )
+        _kind(world.check(reference), 403, "secret-access-denied", "secretName")
+        world.reconfigure(
+            aws_access_key_id=reader["AccessKeyId"], aws_secret_access_key="not-the-secret"
+        )
+        _kind(world.check(reference), 403, "secret-access-denied", "secretName")
+
+
+def test_vault_policy_and_token(world: World, canary: str) -> None:
+    outside = f"elsewhere/db-{time.monotonic_ns()}"
+    put_vault(world.vault, outside, canary)
+    _kind(world.check(world.reference("Vault", outside)), 403, "secret-access-denied")
+    inside = world.reference("Vault", world.put("Vault", canary))
+    world.reconfigure(vault_token="not-a-token")
+    _kind(world.check(inside), 403, "secret-access-denied")
+
+
+def test_vault_approle_namespace_and_several_keys(world: World, canary: str) -> None:
+    root: Any = world.vault.client()
+    if "approle/" not in root.sys.list_auth_methods()["data"]:
+        root.sys.enable_auth_method("approle")
+    role = f"stead-{next(_numbers)}"
+    root.auth.approle.create_or_update_approle(role, token_policies=["stead-reader"])
+    role_id = root.auth.approle.read_role_id(role)["data"]["role_id"]
+    secret_id = root.auth.approle.generate_secret_id(role)["data"]["secret_id"]
+    reference = world.reference("Vault", world.put("Vault", canary))
+    world.reconfigure(vault_token="", vault_role_id=role_id, vault_secret_id=secret_id)
+    assert world.check(reference).status_code == 200
+    assert world.resolve(reference) == canary
+    world.reconfigure(vault_secret_id="wrong")
+    _kind(world.check(reference), 403, "secret-access-denied")
+
+    namespace = f"team-{next(_numbers)}-{time.monotonic_ns()}"
+    root.adapter.post(f"/v1/sys/namespaces/{namespace}")
+    inner: Any = world.vault.client(namespace=namespace)
+    inner.sys.enable_secrets_engine("kv", path="kv", options={"version": "2"})
+    inner.secrets.kv.v2.create_or_update_secret(
+        path="warehouse", secret={"password": canary, "user": "etl"}, mount_point="kv"
+    )
+    world.reconfigure(
+        vault_token=world.vault.root_token, vault_namespace=namespace, vault_mount="kv"
+    )
+    keyed = world.reference("Vault", "warehouse", key="password")
+    assert world.check(keyed).status_code == 200
+    assert world.resolve(keyed) == canary
+    body = _kind(world.check(world.reference("Vault", "warehouse")), 400, "secret-not-found")
+    assert body["violations"] == ["secretKey: required, the secret holds 2 keys"]
+
+
+@pytest.mark.parametrize("name", ["../sys/policy", "a//b", "a/./b", "a?list=true", "a b", "a#b"])
+def test_vault_paths_cannot_leave_the_mount(world: World, name: str) -> None:
+    body = _kind(world.check(world.reference("Vault", name)), 400, "secret-not-found", "secretName")
+    assert "not a valid Vault secret name" in body["detail"]
+
+
+def test_azure_forbidden_rejected_secret_and_bad_name(world: World, canary: str) -> None:
+    name = world.put("Azure", canary)
+    world.azure.state.forbidden.add(name)
+    _kind(world.check(world.reference("Azure", name)), 403, "secret-access-denied")
+    allowed = world.reference("Azure", world.put("Azure", canary))
+    world.reconfigure(azure_client_secret="not-the-secret")
+    _kind(world.check(allowed), 403, "secret-access-denied")
+    requests_before = len(world.azure.state.requests)
+    _kind(world.check(world.reference("Azure", "prod/db")), 400, "secret-not-found", "secretName")
+    assert len(world.azure.state.requests) == requests_before  # refused before any request
+
+
+def test_gcp_versions_denied_disabled_and_untrusted_key(
+    world: World, canary: str, tmp_path: Any
+) -> None:
+    world.gcp.add_secret("rotated", canary.encode(), b"newer")
+    assert world.resolve(world.reference("GCP", "rotated/versions/1")) == canary
+    assert world.resolve(world.reference("GCP", "projects/stead-test/secrets/rotated")) == "newer"
+    _kind(world.check(world.reference("GCP", "rotated/versions/3")), 400, "secret-not-found")
+    world.gcp.add_secret("disabled", None)
+    _kind(world.check(world.reference("GCP", "disabled")), 400, "secret-not-found")
+    world.gcp.add_secret("locked", canary.encode(), denied=True)
+    _kind(world.check(world.reference("GCP", "locked")), 403, "secret-access-denied")
+    world.gcp.add_secret("binary", b"\xff\xfe")
+    body = _kind(world.check(world.reference("GCP", "binary")), 400, "secret-not-found")
+    assert body["violations"][0].startswith("secretName:")
+    _kind(world.check(world.reference("GCP", "bad name!")), 400, "secret-not-found")
+    reference = world.reference("GCP", "rotated")
+    untrusted = world.gcp.service_account_file(tmp_path, trusted=False)
+    world.reconfigure(gcp_credentials_file=str(untrusted))
+    _kind(world.check(reference), 403, "secret-access-denied")
+
+
+def test_resolve_hosted_secret_directly_and_unknown_names(world: World, canary: str) -> None:
+    name = world.put(HOSTED, json.dumps({"password": canary}))
+    assert world.resolve(name.upper(), "password") == canary
+    with pytest.raises(SecretNotFound) as err:
+        world.resolve("nothing-here")
+    assert err.value.violations == [
+        "secretName: no secret reference or hosted secret 'nothing-here'"
+    ]
+    with pytest.raises(SecretNotFound) as err:
+        world.resolve(name, "user")
+    assert err.value.violations[0].startswith("secretKey:")
+
+
+def test_check_route_rules(world: World, canary: str) -> None:
+    reference = world.reference("AWS", world.put("AWS", canary))
+    assert_problem(world.check("no-such-reference"), 404)
+    assert_problem(world.check("bad name"), 400)
+    assert_problem(
+        world.http.post(f"/v1/projects/{world.project_id}/secret-references/{reference}/check"),
+        401,
+    )
+    viewer = member_auth(world.http, world.factory, world.project_id, "VIEWER")
+    assert_problem(world.check(reference, viewer), 403)
+    contributor = member_auth(world.http, world.factory, world.project_id, "CONTRIBUTOR")
+    assert world.check(reference, contributor).status_code == 200
+    dpc = world.http.post(
+        f"/dpc/v1/projects/{world.project_id}/secret-references/{reference}/check",
+        headers=world.admin,
+    )
+    assert dpc.status_code == 200, dpc.text
