@@ -97,6 +97,35 @@ def create_client(
         )
 
 
+@admin_app.command("rotate-master-key")
+def rotate_master_key() -> None:
+    """Re-wrap every hosted secret's data key under a new master key, in one transaction.
+
+    With the key file (<data_dir>/master.key) a new key is generated and the file rewritten;
+    with STEAD_MASTER_KEY, set the new key there and the old one in STEAD_PREVIOUS_MASTER_KEYS
+    first. Servers keep reading secrets throughout.
+    """
+    from stead.db import make_engine, make_sessionmaker
+    from stead.migrations import upgrade
+    from stead.secrets.store import MasterKeyError, SecretUnreadable
+    from stead.secrets.store import rotate_master_key as rotate
+    from stead.settings import get_settings
+
+    settings = get_settings()
+    upgrade(settings.effective_database_url)
+    engine = make_engine(settings.effective_database_url)
+    try:
+        rotation = rotate(settings, make_sessionmaker(engine))
+    except (MasterKeyError, SecretUnreadable) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    typer.echo(
+        f"re-wrapped {rotation.rewrapped} data keys; current master key id {rotation.key_id}"
+    )
+
+
 @app.command()
 def demo(
     data_dir: Annotated[
