@@ -4,21 +4,26 @@ them, a project with an agent, a fresh canary value, and captured logs."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
 
+from stead.secrets import resolvers
 from stead.settings import Settings
 from tests.support.azure_keyvault_fake import (  # noqa: F401 - fixture
     AzureKeyVaultFake,
     azure_keyvault_session,
 )
-from tests.support.factories import create_agent, example
+from tests.support.factories import create_agent, example, hosted_agent_id
 from tests.support.gcp_secret_manager_fake import (  # noqa: F401 - fixture
     PROJECT,
     GcpSecretManagerFake,
@@ -151,4 +156,123 @@ def put_vault(vault: OpenBao, path: str, value: str) -> None:
     client: Any = vault.client()
     client.secrets.kv.v2.create_or_update_secret(
         path=path, secret=data if isinstance(data, dict) else {"value": value}, mount_point="secret"
+    )
+
+
+HOSTED = "Matillion hosted"
+EXTERNAL = ["AWS", "Vault", "Azure", "GCP"]
+STORES = [*EXTERNAL, HOSTED]
+_numbers = itertools.count(1)
+
+
+def next_number() -> int:
+    """A number unused so far in this session (secret and reference names)."""
+    return next(_numbers)
+
+
+@dataclass
+class World:
+    """The app, a project in it, and the four external stores; puts secrets and references."""
+
+    http: TestClient
+    admin: dict[str, str]
+    project_id: str
+    agent_id: str
+    hosted_agent_id: str
+    factory: sessionmaker[Session]
+    moto: MotoServer
+    vault: OpenBao
+    azure: AzureKeyVaultFake
+    gcp: GcpSecretManagerFake
+
+    def put(self, store: str, value: str) -> str:
+        """Create a secret holding ``value`` in ``store``; return its name there."""
+        number = next_number()
+        if store == "AWS":
+            name = f"prod/finance/db-{number}"
+            client: Any = self.moto.client("secretsmanager")
+            client.create_secret(Name=name, SecretString=value)
+        elif store == "Vault":
+            name = f"{VAULT_PREFIX}finance/db-{number}-{time.monotonic_ns()}"
+            put_vault(self.vault, name, value)
+        elif store == "Azure":
+            name = f"finance-db-{number}"
+            self.azure.state.secrets[name] = value
+        elif store == "GCP":
+            name = f"finance-db-{number}"
+            self.gcp.add_secret(name, value.encode())
+        else:
+            name = f"finance-db-{number}"
+            kind = "JSON" if value.startswith("{") else "PASSWORD"
+            resp = self.http.post(
+                f"/v1/projects/{self.project_id}/secrets",
+                json={"name": name, "type": kind, "value": value},
+                headers=self.admin,
+            )
+            assert resp.status_code == 201, resp.text
+        return name
+
+    def reference(self, store: str, secret_name: str, key: str | None = None) -> str:
+        """Create a secret reference to ``secret_name`` in ``store``; return its name."""
+        name = f"ref-{next_number()}"
+        body: dict[str, Any] = {
+            "agentId": self.hosted_agent_id if store == HOSTED else self.agent_id,
+            "agentType": store,
+            "secretReferenceType": "PASSWORD",
+            "secretName": secret_name,
+        }
+        if key is not None:
+            body["secretKey"] = key
+        resp = self.http.post(self._refs(name), json=body, headers=self.admin)
+        assert resp.status_code == 201, resp.text
+        return name
+
+    def _refs(self, name: str) -> str:
+        return f"/v1/projects/{self.project_id}/secret-references/{name}"
+
+    def check(self, reference: str, headers: dict[str, str] | None = None) -> Any:
+        """``POST .../secret-references/{reference}/check``."""
+        return self.http.post(f"{self._refs(reference)}/check", headers=headers or self.admin)
+
+    def resolve(self, secret_name: str, secret_key: str | None = None) -> str:
+        """:func:`stead.secrets.resolvers.resolve` in a session of the app."""
+        with self.factory() as session:
+            return resolvers.resolve(
+                session,
+                settings=self.http.app.state.settings,  # type: ignore[attr-defined]
+                project_id=self.project_id,
+                secret_name=secret_name,
+                secret_key=secret_key,
+            )
+
+    def reconfigure(self, **changes: Any) -> None:
+        """Serve the next requests with these settings changed."""
+        app: Any = self.http.app
+        app.state.settings = Settings.model_validate({**app.state.settings.model_dump(), **changes})
+
+
+@pytest.fixture
+def world(
+    http: TestClient,
+    admin: dict[str, str],
+    project_id: str,
+    agent_id: str,
+    session_factory: sessionmaker[Session],
+    moto: MotoServer,
+    vault: OpenBao,
+    azure: AzureKeyVaultFake,
+    gcp: GcpSecretManagerFake,
+) -> World:
+    """A project, an agent, and the stores."""
+    return World(
+        http,
+        admin,
+        project_id,
+        agent_id,
+        hosted_agent_id(session_factory),
+        session_factory,
+        moto,
+        vault,
+        azure,
+        gcp,
     )

@@ -4,30 +4,26 @@ their real SDKs, and the hosted store. Each failure has its own answer."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
-from sqlalchemy.orm import Session, sessionmaker
 
-from stead.secrets import resolvers
 from stead.secrets.resolvers.base import SecretNotFound
-from stead.settings import Settings
-from tests.secrets.resolvers.conftest import TIMEOUT, VAULT_PREFIX, put_vault
-from tests.support.azure_keyvault_fake import AzureKeyVaultFake
-from tests.support.factories import assert_problem, hosted_agent_id, member_auth
-from tests.support.gcp_secret_manager_fake import GcpSecretManagerFake
-from tests.support.moto_server import MotoServer
-from tests.support.openbao import OpenBao
+from tests.secrets.resolvers.conftest import (
+    EXTERNAL,
+    HOSTED,
+    STORES,
+    TIMEOUT,
+    VAULT_PREFIX,
+    World,
+    next_number,
+    put_vault,
+)
+from tests.support.factories import assert_problem, member_auth
 from tests.support.postgres import free_port
 
-HOSTED = "Matillion hosted"
-EXTERNAL = ["AWS", "Vault", "Azure", "GCP"]
-STORES = [*EXTERNAL, HOSTED]
 #: The setting holding each external store's address, and its scheme.
 ADDRESS = {
     "AWS": ("aws_endpoint_url", "http"),
@@ -35,115 +31,6 @@ ADDRESS = {
     "Azure": ("azure_vault_url", "https"),
     "GCP": ("gcp_endpoint", "http"),
 }
-_numbers = itertools.count(1)
-
-
-@dataclass
-class World:
-    """The app, a project in it, and the four external stores; puts secrets and references."""
-
-    http: TestClient
-    admin: dict[str, str]
-    project_id: str
-    agent_id: str
-    hosted_agent_id: str
-    factory: sessionmaker[Session]
-    moto: MotoServer
-    vault: OpenBao
-    azure: AzureKeyVaultFake
-    gcp: GcpSecretManagerFake
-
-    def put(self, store: str, value: str) -> str:
-        """Create a secret holding ``value`` in ``store``; return its name there."""
-        number = next(_numbers)
-        if store == "AWS":
-            name = f"prod/finance/db-{number}"
-            client: Any = self.moto.client("secretsmanager")
-            client.create_secret(Name=name, SecretString=value)
-        elif store == "Vault":
-            name = f"{VAULT_PREFIX}finance/db-{number}-{time.monotonic_ns()}"
-            put_vault(self.vault, name, value)
-        elif store == "Azure":
-            name = f"finance-db-{number}"
-            self.azure.state.secrets[name] = value
-        elif store == "GCP":
-            name = f"finance-db-{number}"
-            self.gcp.add_secret(name, value.encode())
-        else:
-            name = f"finance-db-{number}"
-            kind = "JSON" if value.startswith("{") else "PASSWORD"
-            resp = self.http.post(
-                f"/v1/projects/{self.project_id}/secrets",
-                json={"name": name, "type": kind, "value": value},
-                headers=self.admin,
-            )
-            assert resp.status_code == 201, resp.text
-        return name
-
-    def reference(self, store: str, secret_name: str, key: str | None = None) -> str:
-        """Create a secret reference to ``secret_name`` in ``store``; return its name."""
-        name = f"ref-{next(_numbers)}"
-        body: dict[str, Any] = {
-            "agentId": self.hosted_agent_id if store == HOSTED else self.agent_id,
-            "agentType": store,
-            "secretReferenceType": "PASSWORD",
-            "secretName": secret_name,
-        }
-        if key is not None:
-            body["secretKey"] = key
-        resp = self.http.post(self._refs(name), json=body, headers=self.admin)
-        assert resp.status_code == 201, resp.text
-        return name
-
-    def _refs(self, name: str) -> str:
-        return f"/v1/projects/{self.project_id}/secret-references/{name}"
-
-    def check(self, reference: str, headers: dict[str, str] | None = None) -> Any:
-        """``POST .../secret-references/{reference}/check``."""
-        return self.http.post(f"{self._refs(reference)}/check", headers=headers or self.admin)
-
-    def resolve(self, secret_name: str, secret_key: str | None = None) -> str:
-        """:func:`stead.secrets.resolvers.resolve` in a session of the app."""
-        with self.factory() as session:
-            return resolvers.resolve(
-                session,
-                settings=self.http.app.state.settings,  # type: ignore[attr-defined]
-                project_id=self.project_id,
-                secret_name=secret_name,
-                secret_key=secret_key,
-            )
-
-    def reconfigure(self, **changes: Any) -> None:
-        """Serve the next requests with these settings changed."""
-        app: Any = self.http.app
-        app.state.settings = Settings.model_validate({**app.state.settings.model_dump(), **changes})
-
-
-@pytest.fixture
-def world(
-    http: TestClient,
-    admin: dict[str, str],
-    project_id: str,
-    agent_id: str,
-    session_factory: sessionmaker[Session],
-    moto: MotoServer,
-    vault: OpenBao,
-    azure: AzureKeyVaultFake,
-    gcp: GcpSecretManagerFake,
-) -> World:
-    """A project, an agent, and the stores."""
-    return World(
-        http,
-        admin,
-        project_id,
-        agent_id,
-        hosted_agent_id(session_factory),
-        session_factory,
-        moto,
-        vault,
-        azure,
-        gcp,
-    )
 
 
 def _kind(resp: Any, status: int, kind: str, field: str | None = None) -> dict[str, Any]:
@@ -284,7 +171,7 @@ def test_vault_approle_namespace_and_several_keys(world: World, canary: str) -> 
     root: Any = world.vault.client()
     if "approle/" not in root.sys.list_auth_methods()["data"]:
         root.sys.enable_auth_method("approle")
-    role = f"stead-{next(_numbers)}"
+    role = f"stead-{next_number()}"
     root.auth.approle.create_or_update_approle(role, token_policies=["stead-reader"])
     role_id = root.auth.approle.read_role_id(role)["data"]["role_id"]
     secret_id = root.auth.approle.generate_secret_id(role)["data"]["secret_id"]
@@ -295,7 +182,7 @@ def test_vault_approle_namespace_and_several_keys(world: World, canary: str) -> 
     world.reconfigure(vault_secret_id="wrong")
     _kind(world.check(reference), 403, "secret-access-denied")
 
-    namespace = f"team-{next(_numbers)}-{time.monotonic_ns()}"
+    namespace = f"team-{next_number()}-{time.monotonic_ns()}"
     root.adapter.post(f"/v1/sys/namespaces/{namespace}")
     inner: Any = world.vault.client(namespace=namespace)
     inner.sys.enable_secrets_engine("kv", path="kv", options={"version": "2"})
