@@ -13,6 +13,8 @@ from typing import Annotated
 
 import typer
 
+from stead.cli.apply import register as register_client_commands
+
 app = typer.Typer(
     help="Stead: a self-hosted control plane that provisions data projects.",
     no_args_is_help=True,
@@ -185,6 +187,8 @@ def demo(
     server.wait(timeout=10)
     console.print("\ndemo complete")
 
+
+register_client_commands(app)
 
 if __name__ == "__main__":
     app()

@@ -1,0 +1,224 @@
+"""Client commands: ``stead login``, ``schema``, ``plan``, ``apply`` and ``export``.
+
+They talk to a running server through the SDK; where they find it is :mod:`stead.cli.config`.
+Exit codes: ``plan`` 0 when nothing would change, 2 when something would (like ``terraform
+plan -detailed-exitcode``), 1 on an error; ``apply`` 0 when done, 1 on an error, 130 when
+interrupted (run it again to finish).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from stead.cli.config import ConfigError, config_file, resolve, write_profile
+from stead.declarative import spec as spec_module
+from stead.declarative.apply import apply_plan
+from stead.declarative.plan import Change, Plan, context_for, make_plan, render
+from stead.declarative.spec import SpecError, StateFile
+from stead.declarative.state import State, export_document, read_state
+from stead.sdk import ApiError, Client, SteadError
+
+Url = Annotated[
+    str | None,
+    typer.Option("--url", envvar="STEAD_URL", help="server base URL", show_default=False),
+]
+ClientId = Annotated[
+    str | None,
+    typer.Option("--client-id", envvar="STEAD_CLIENT_ID", help="API client id", show_default=False),
+]
+ClientSecret = Annotated[
+    str | None,
+    typer.Option(
+        "--client-secret",
+        envvar="STEAD_CLIENT_SECRET",
+        help="API client secret",
+        show_default=False,
+    ),
+]
+Profile = Annotated[
+    str, typer.Option("--profile", envvar="STEAD_PROFILE", help="profile of the config file")
+]
+Files = Annotated[
+    list[Path],
+    typer.Option("--file", "-f", help="declarative YAML file (repeat for several)"),
+]
+Prune = Annotated[
+    bool,
+    typer.Option("--prune", help="delete what the listed projects hold that the file does not"),
+]
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _client(
+    url: str | None, client_id: str | None, secret: str | None, profile: str
+) -> Iterator[Client]:
+    """A client for the resolved configuration; configuration and API errors end the command
+    with exit code 1 and a message (violations included)."""
+    try:
+        config = resolve(url=url, client_id=client_id, client_secret=secret, profile=profile)
+    except ConfigError as exc:
+        _fail(str(exc))
+    try:
+        with Client(config.url, config.client_id, config.client_secret) as client:
+            yield client
+    except ApiError as exc:
+        details = "".join(f"\n  {v}" for v in exc.violations)
+        _fail(f"{exc.status} {exc.detail}{details}")
+    except SteadError as exc:
+        _fail(str(exc))
+
+
+def _load(files: list[Path]) -> StateFile:
+    if not files:
+        _fail("give the file to read with -f FILE")
+    try:
+        return spec_module.load(files, dict(os.environ))
+    except SpecError as exc:
+        _fail("the file is invalid:\n  " + "\n  ".join(exc.problems))
+
+
+def _plan(client: Client, spec: StateFile, prune: bool) -> tuple[Plan, State]:
+    state = read_state(client, names=[p.name for p in spec.projects])
+    plan = make_plan(spec, state, prune=prune)
+    for line in render(plan):
+        typer.echo(line)
+    if plan.errors:
+        _fail("the file asks for what the API cannot do:\n  " + "\n  ".join(plan.errors))
+    return plan, state
+
+
+def login(
+    url: Url = None,
+    client_id: ClientId = None,
+    client_secret: ClientSecret = None,
+    profile: Profile = "default",
+) -> None:
+    """Check API client credentials and save them in the profile file.
+
+    The file (mode 0600) is read by every client command after its flags and environment.
+    """
+    url = url or typer.prompt("Server URL")
+    client_id = client_id or typer.prompt("Client id")
+    client_secret = client_secret or typer.prompt("Client secret", hide_input=True)
+    with _client(url, client_id, client_secret, profile) as client:
+        client.access_token()
+    path = config_file()
+    write_profile(
+        path, profile, {"url": url, "client_id": client_id, "client_secret": client_secret}
+    )
+    typer.echo(f"credentials checked and saved to {path} (profile {profile!r})")
+
+
+def schema() -> None:
+    """Print the JSON Schema of the declarative file (for editors)."""
+    typer.echo(spec_module.schema_text())
+
+
+def plan(
+    files: Files = [],  # noqa: B006 - typer reads the default, never mutates it
+    prune: Prune = False,
+    url: Url = None,
+    client_id: ClientId = None,
+    client_secret: ClientSecret = None,
+    profile: Profile = "default",
+) -> None:
+    """Show what `stead apply` would change: exit 0 if nothing, 2 if something, 1 on error."""
+    spec = _load(files)
+    with _client(url, client_id, client_secret, profile) as client:
+        result, _ = _plan(client, spec, prune)
+    raise typer.Exit(2 if result.pending else 0)
+
+
+def apply(
+    files: Files = [],  # noqa: B006 - typer reads the default, never mutates it
+    auto_approve: Annotated[
+        bool, typer.Option("--auto-approve", help="apply without asking")
+    ] = False,
+    prune: Prune = False,
+    url: Url = None,
+    client_id: ClientId = None,
+    client_secret: ClientSecret = None,
+    profile: Profile = "default",
+) -> None:
+    """Make the server match the file.
+
+    Creates and updates in dependency order; deletes only with --prune. Safe to run again
+    after a failure or Ctrl-C.
+    """
+    spec = _load(files)
+    with _client(url, client_id, client_secret, profile) as client:
+        result, state = _plan(client, spec, prune)
+        pending = result.pending
+        if not pending:
+            typer.echo("Nothing to do.")
+            return
+        if not auto_approve:
+            if not sys.stdin.isatty():
+                _fail("not asking on a non-interactive input: pass --auto-approve")
+            if not typer.confirm("Apply these changes?", default=False):
+                _fail("cancelled, nothing changed")
+
+        def progress(index: int, total: int, change: Change) -> None:
+            typer.echo(f"[{index}/{total}] {change.action} {change.label}")
+
+        done = 0
+        try:
+            done = apply_plan(result, context_for(client, state), progress=progress)
+        except KeyboardInterrupt:
+            typer.echo(
+                "interrupted: run `stead apply` again to finish (`stead plan` shows what is left)",
+                err=True,
+            )
+            raise typer.Exit(130) from None
+        except SteadError:
+            typer.echo(
+                "apply stopped: the changes listed before this one are made; fix the cause and "
+                "run `stead apply` again",
+                err=True,
+            )
+            raise
+        typer.echo(f"Apply complete: {done} change(s), {client.requests_sent} request(s).")
+
+
+def export(
+    project: Annotated[
+        list[str], typer.Option("--project", help="project id (repeat for several)")
+    ] = [],  # noqa: B006 - typer reads the default, never mutates it
+    all_projects: Annotated[bool, typer.Option("--all", help="every visible project")] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="write here instead of stdout")
+    ] = None,
+    url: Url = None,
+    client_id: ClientId = None,
+    client_secret: ClientSecret = None,
+    profile: Profile = "default",
+) -> None:
+    """Write the declarative file for what exists: applying it changes nothing."""
+    if bool(project) == all_projects:
+        _fail("give --project ID (one or more) or --all")
+    with _client(url, client_id, client_secret, profile) as client:
+        state = read_state(client, project_ids=project or None)
+    text = spec_module.dump(export_document(state))
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {len(state.projects)} project(s) to {output}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the client commands to the ``stead`` command line."""
+    for command in (login, schema, plan, apply, export):
+        app.command()(command)

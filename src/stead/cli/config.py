@@ -1,0 +1,135 @@
+"""Where client commands find the server and their credentials.
+
+In order, the first that gives a value wins: the ``--url`` / ``--client-id`` /
+``--client-secret`` flags, the ``STEAD_URL`` / ``STEAD_CLIENT_ID`` / ``STEAD_CLIENT_SECRET``
+environment variables, then the profile file ``config.toml`` in the user's config directory
+(``~/.config/stead`` on Linux, honouring ``XDG_CONFIG_HOME``), which ``stead login`` writes
+with mode 0600::
+
+    [profiles.default]
+    url = "https://stead.example.com"
+    client_id = "..."
+    client_secret = "..."
+
+``--profile`` (or ``STEAD_PROFILE``) picks another profile than ``default``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+FIELDS = ("url", "client_id", "client_secret")
+
+
+class ConfigError(ValueError):
+    """The configuration is incomplete or the profile file cannot be read."""
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """The server URL and API client credentials a command uses."""
+
+    url: str
+    client_id: str
+    client_secret: str
+
+
+def config_file() -> Path:
+    """The profile file: ``<user config dir>/stead/config.toml``."""
+    return platformdirs.user_config_path("stead") / "config.toml"
+
+
+def read_profiles(path: Path) -> dict[str, dict[str, str]]:
+    """Every profile of the file at ``path`` (none when the file does not exist).
+
+    Raises:
+        ConfigError: the file is not valid TOML.
+    """
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    profiles = data.get("profiles", {})
+    return {
+        str(name): {k: str(v) for k, v in values.items() if k in FIELDS}
+        for name, values in profiles.items()
+        if isinstance(values, dict)
+    }
+
+
+def _toml_string(value: str) -> str:
+    """A TOML basic string (TOML 1.0 section "String")."""
+    out = []
+    for ch in value:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def write_profile(path: Path, name: str, values: dict[str, str]) -> None:
+    """Set profile ``name`` to ``values`` in the file at ``path``, keeping the other profiles.
+
+    The file is replaced atomically and is readable by its owner only (0600); its directory is
+    created 0700 when missing.
+    """
+    profiles = read_profiles(path)
+    profiles[name] = {k: values[k] for k in FIELDS if k in values}
+    lines = []
+    for profile, entries in profiles.items():
+        lines.append(f"[profiles.{_toml_string(profile)}]")
+        lines += [f"{k} = {_toml_string(v)}" for k, v in entries.items()]
+        lines.append("")
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config-", suffix=".toml")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write("\n".join(lines))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def resolve(
+    *,
+    url: str | None,
+    client_id: str | None,
+    client_secret: str | None,
+    profile: str,
+    path: Path | None = None,
+) -> ClientConfig:
+    """Complete the values given by flags or environment with the profile file's.
+
+    Raises:
+        ConfigError: a value is still missing (the message says how to give it), or the file
+            cannot be read.
+    """
+    given = {"url": url, "client_id": client_id, "client_secret": client_secret}
+    if any(not v for v in given.values()):
+        stored = read_profiles(path or config_file()).get(profile, {})
+        given = {k: v or stored.get(k) for k, v in given.items()}
+    missing = [k for k, v in given.items() if not v]
+    if missing:
+        flags = ", ".join("--" + k.replace("_", "-") for k in missing)
+        raise ConfigError(
+            f"missing {flags}: pass the flag, set STEAD_{missing[0].upper()}, "
+            f"or run `stead login` (profile {profile!r})"
+        )
+    return ClientConfig(
+        url=str(given["url"]),
+        client_id=str(given["client_id"]),
+        client_secret=str(given["client_secret"]),
+    )

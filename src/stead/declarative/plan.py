@@ -1,0 +1,564 @@
+"""The difference between the file and the server, as a list of changes in dependency order.
+
+Objects are matched by name (case-insensitively, as the server compares names). What the API
+cannot change in place (a project's warehouse or deployment type, an agent, a connection, a
+secret reference) is reported as an error rather than planned; a repository is replaced (its
+association deleted and made again). Deletions are planned only with ``prune``, and only inside
+the projects the file lists: projects and agents are never deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from stead.agents.schemas import AgentCreate, AgentRead
+from stead.connections.schemas import ConnectionCreate
+from stead.declarative.spec import EnvironmentSpec, ProjectSpec, SecretReferenceSpec, StateFile
+from stead.declarative.state import ProjectState, State
+from stead.environments.schemas import EnvironmentRead
+from stead.sdk import Client
+from stead.warehouses import check_properties, spec_for
+from stead.wire import name_key
+
+CREATE, UPDATE, REPLACE, DELETE, NO_CHANGE = "create", "update", "replace", "delete", "no change"
+
+# Execution phases: what a later phase needs exists after the earlier ones.
+_AGENTS, _PROJECTS, _CONNECTIONS, _REFERENCES, _ENVIRONMENTS, _REPOSITORY = range(6)
+_PRUNE_ENVIRONMENTS, _PRUNE_REFERENCES, _PRUNE_CONNECTIONS = range(6, 9)
+
+
+@dataclass
+class Context:
+    """What running changes needs: the client, and ids learnt so far (by name key)."""
+
+    client: Client
+    agent_ids: dict[str, str]
+    project_ids: dict[str, str]
+
+    def agent_id(self, name: str) -> str:
+        """The id of the agent ``name`` (created earlier in this run, or existing)."""
+        return self.agent_ids[name_key(name)]
+
+
+@dataclass
+class Change:
+    """One object's planned change.
+
+    Attributes:
+        kind: ``agent``, ``project``, ``connection``, ``secret reference``, ``environment`` or
+            ``repository``.
+        name: the object's name (the repository's is its repository name).
+        project: the name of the project it belongs to (None for agents and projects).
+        action: ``create``, ``update``, ``replace``, ``delete`` or ``no change``.
+        details: one line per changed field; secret-bearing fields say only ``changed``.
+        phase: execution order (lower first).
+        run: the API calls that make the change (None for ``no change``).
+    """
+
+    kind: str
+    name: str
+    project: str | None
+    action: str
+    details: list[str] = field(default_factory=list)
+    phase: int = 0
+    run: Callable[[Context], None] | None = None
+
+    @property
+    def label(self) -> str:
+        """``kind "name"``, inside its project when it has one."""
+        own = f'{self.kind} "{self.name}"'
+        return f'project "{self.project}" / {own}' if self.project else own
+
+
+@dataclass
+class Plan:
+    """The changes (display order), the errors that forbid applying, and how many objects
+    ``--prune`` would delete that this plan leaves alone."""
+
+    changes: list[Change]
+    errors: list[str]
+    unpruned: int = 0
+
+    @property
+    def pending(self) -> list[Change]:
+        """The changes to make, in execution order."""
+        todo = [c for c in self.changes if c.action != NO_CHANGE]
+        return sorted(todo, key=lambda c: c.phase)
+
+    def counts(self) -> dict[str, int]:
+        """How many changes of each action."""
+        out = dict.fromkeys((CREATE, UPDATE, REPLACE, DELETE, NO_CHANGE), 0)
+        for change in self.changes:
+            out[change.action] += 1
+        return out
+
+
+def _show(value: Any) -> str:
+    return "null" if value is None else repr(value) if isinstance(value, str) else str(value)
+
+
+def _field(name: str, old: Any, new: Any) -> str:
+    return f"{name}: {_show(old)} -> {_show(new)}"
+
+
+def _agent_changes(desired: AgentCreate, actual: AgentRead | None, errors: list[str]) -> Change:
+    if actual is None:
+        body = desired.model_dump(by_alias=True, exclude_unset=True)
+
+        def create(ctx: Context) -> None:
+            created = ctx.client.agents.create(body)
+            ctx.agent_ids[name_key(created.name)] = created.agent_id
+
+        return Change("agent", desired.name, None, CREATE, phase=_AGENTS, run=create)
+    auto_updates = desired.enable_auto_updates
+    if auto_updates is None:
+        auto_updates = desired.agent_type == "data_productivity_cloud"
+    wanted = {
+        "description": desired.description,
+        "agentType": desired.agent_type,
+        "cloudProvider": desired.cloud_provider,
+        "deployment": desired.deployment,
+        "enableAutoUpdates": auto_updates,
+        "restrictedAccess": desired.restricted_access,
+        "trackName": desired.track_name,
+    }
+    have = actual.model_dump(by_alias=True)
+    diff = [_field(k, have[k], v) for k, v in wanted.items() if have[k] != v]
+    if diff:
+        errors.append(
+            f'agent "{desired.name}": agents cannot be changed through the API '
+            f"({'; '.join(diff)}); change the file, or delete the agent and apply again"
+        )
+    return Change("agent", desired.name, None, NO_CHANGE)
+
+
+def _project_change(desired: ProjectSpec, actual: ProjectState | None, errors: list[str]) -> Change:
+    key = name_key(desired.name)
+    if actual is None:
+        body = desired.model_dump(
+            by_alias=True,
+            include={"name", "description", "warehouse", "agent_deployment_type"},
+            exclude_none=True,
+        )
+
+        def create(ctx: Context) -> None:
+            ctx.project_ids[key] = ctx.client.projects.create(body).project_id
+
+        return Change("project", desired.name, None, CREATE, phase=_PROJECTS, run=create)
+    project = actual.project
+    for label, want, have in (
+        ("warehouse", desired.warehouse, project.warehouse),
+        ("agentDeploymentType", desired.agent_deployment_type, project.agent_deployment_type),
+    ):
+        if want != have:
+            errors.append(
+                f'project "{desired.name}": {label} cannot change ({have} -> {want}); '
+                "create a project under another name instead"
+            )
+    patch: dict[str, Any] = {}
+    details = []
+    if desired.name != project.name:
+        patch["name"] = desired.name
+        details.append(_field("name", project.name, desired.name))
+    if desired.description != project.description:
+        patch["description"] = desired.description
+        details.append(_field("description", project.description, desired.description))
+    if not patch:
+        return Change("project", desired.name, None, NO_CHANGE)
+
+    def update(ctx: Context) -> None:
+        ctx.client.projects.update(ctx.project_ids[key], patch)
+
+    return Change("project", desired.name, None, UPDATE, details, _PROJECTS, update)
+
+
+def _connection_changes(
+    desired: ProjectSpec, actual: ProjectState | None, prune: bool, errors: list[str]
+) -> tuple[list[Change], int]:
+    key = name_key(desired.name)
+    have = {name_key(c.name): c for c in actual.connections} if actual else {}
+    changes = []
+    for connection in desired.connections:
+        existing = have.pop(name_key(connection.name), None)
+        if existing is None:
+            body = connection.model_dump(by_alias=True)
+
+            def create(ctx: Context, body: dict[str, Any] = body) -> None:
+                ctx.client.connections.create(ctx.project_ids[key], body)
+
+            changes.append(
+                Change(
+                    "connection", connection.name, desired.name, CREATE, [], _CONNECTIONS, create
+                )
+            )
+            continue
+        wanted = connection.model_dump(by_alias=True, exclude={"name"})
+        current = existing.model_dump(by_alias=True, include=set(ConnectionCreate.model_fields))
+        diff = [_field(k, current[k], v) for k, v in wanted.items() if current[k] != v]
+        if diff:
+            errors.append(
+                f'project "{desired.name}" / connection "{connection.name}": connections '
+                f"cannot be changed ({'; '.join(diff)}); add one under another name"
+            )
+        changes.append(Change("connection", connection.name, desired.name, NO_CHANGE))
+    return changes + _deletions(
+        "connection",
+        desired.name,
+        list(have.values()),
+        prune,
+        _PRUNE_CONNECTIONS,
+        lambda ctx, pid, c: ctx.client.connections.delete(pid, c.name),
+    ), (0 if prune else len(have))
+
+
+def _deletions(
+    kind: str,
+    project: str,
+    leftovers: list[Any],
+    prune: bool,
+    phase: int,
+    delete: Callable[[Context, str, Any], None],
+) -> list[Change]:
+    if not prune:
+        return []
+    key = name_key(project)
+    changes = []
+    for obj in leftovers:
+
+        def run(ctx: Context, obj: Any = obj) -> None:
+            delete(ctx, ctx.project_ids[key], obj)
+
+        changes.append(Change(kind, obj.name, project, DELETE, [], phase, run))
+    return changes
+
+
+def _reference_changes(
+    desired: ProjectSpec,
+    actual: ProjectState | None,
+    state: State,
+    prune: bool,
+    errors: list[str],
+) -> tuple[list[Change], int]:
+    key = name_key(desired.name)
+    have = {name_key(r.name): r for r in actual.secret_references} if actual else {}
+    changes = []
+    for reference in desired.secret_references:
+        existing = have.pop(name_key(reference.name), None)
+        if existing is None:
+            changes.append(_create_reference(key, desired.name, reference))
+            continue
+        wanted: dict[str, Any] = {
+            "agentName": name_key(reference.agent_name),
+            "agentType": reference.agent_type,
+            "secretReferenceType": reference.secret_reference_type,
+            "secretName": reference.secret_name,
+            "secretKey": reference.secret_key,
+            "description": reference.description,
+        }
+        current = {
+            **existing.model_dump(by_alias=True),
+            "agentName": name_key(state.agent_name(existing.agent_id)),
+        }
+        diff = [_field(k, current[k], v) for k, v in wanted.items() if current[k] != v]
+        if diff:
+            errors.append(
+                f'project "{desired.name}" / secret reference "{reference.name}": secret '
+                f"references cannot be changed ({'; '.join(diff)}); add one under another name "
+                "and point the environments at it"
+            )
+        changes.append(Change("secret reference", reference.name, desired.name, NO_CHANGE))
+    return changes + _deletions(
+        "secret reference",
+        desired.name,
+        list(have.values()),
+        prune,
+        _PRUNE_REFERENCES,
+        lambda ctx, pid, r: ctx.client.secret_references.delete(pid, r.name),
+    ), (0 if prune else len(have))
+
+
+def _create_reference(key: str, project: str, reference: SecretReferenceSpec) -> Change:
+    body = reference.model_dump(by_alias=True, exclude={"name", "agent_name"}, exclude_none=True)
+
+    def create(ctx: Context) -> None:
+        ctx.client.secret_references.create(
+            ctx.project_ids[key],
+            reference.name,
+            {**body, "agentId": ctx.agent_id(reference.agent_name)},
+        )
+
+    return Change("secret reference", reference.name, project, CREATE, [], _REFERENCES, create)
+
+
+def _stored(env: EnvironmentSpec) -> dict[str, dict[str, Any]]:
+    return {k: v.stored() for k, v in env.connection_overrides[0].connection_properties.items()}
+
+
+def _comparable(value: dict[str, Any] | None) -> tuple[Any, ...] | None:
+    if value is None:
+        return None
+    if "secretName" in value:
+        return ("secret", name_key(str(value["secretName"])), value.get("secretKey"))
+    return ("value", value.get("value"))
+
+
+def _environment_change(
+    desired: EnvironmentSpec,
+    actual: EnvironmentRead | None,
+    project: ProjectSpec,
+    errors: list[str],
+) -> Change:
+    key = name_key(project.name)
+    where = f'project "{project.name}" / environment "{desired.name}"'
+    spec = spec_for(project.warehouse)
+    path = "connectionOverrides[0].connectionProperties"
+    normalised, problems = check_properties(spec, _stored(desired), path=path)
+    errors += [f"{where}: {p}" for p in problems]
+    override = desired.connection_overrides[0]
+    wire_override: dict[str, Any] = {
+        "connectionName": override.connection_name,
+        "connectionProperties": {
+            k: v.model_dump(by_alias=True, exclude_none=True)
+            for k, v in override.connection_properties.items()
+        },
+    }
+    display_name = desired.display_name or desired.name
+    if actual is None:
+        body: dict[str, Any] = {
+            "name": desired.name,
+            "displayName": display_name,
+            "description": desired.description,
+            "defaultUserAccessLevel": desired.default_user_access_level,
+            "defaultConnections": desired.default_connections,
+            "connectionOverrides": [wire_override],
+        }
+
+        def create(ctx: Context) -> None:
+            ctx.client.environments.create(
+                ctx.project_ids[key],
+                {**body, "defaultAgentId": ctx.agent_id(desired.default_agent_name)},
+            )
+
+        return Change("environment", desired.name, project.name, CREATE, [], _ENVIRONMENTS, create)
+
+    patch: dict[str, Any] = {}
+    details: list[str] = []
+    if display_name != actual.display_name:
+        patch["displayName"] = display_name
+        details.append(_field("displayName", actual.display_name, display_name))
+    if desired.description != actual.description:
+        patch["description"] = desired.description
+        details.append(_field("description", actual.description, desired.description))
+    if name_key(desired.default_agent_name) != name_key(actual.default_agent_name):
+        patch["defaultAgentName"] = desired.default_agent_name
+        details.append(
+            _field("defaultAgentName", actual.default_agent_name, desired.default_agent_name)
+        )
+    if desired.default_user_access_level != actual.default_user_access_level:
+        patch["defaultUserAccessLevel"] = desired.default_user_access_level
+        details.append(
+            _field(
+                "defaultUserAccessLevel",
+                actual.default_user_access_level,
+                desired.default_user_access_level,
+            )
+        )
+
+    def connections_key(value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        return {
+            kind.upper(): {p.lower(): name_key(n) for p, n in entries.items()}
+            for kind, entries in value.items()
+        }
+
+    if connections_key(desired.default_connections) != connections_key(actual.default_connections):
+        patch["defaultConnections"] = desired.default_connections
+        details.append(
+            _field("defaultConnections", actual.default_connections, desired.default_connections)
+        )
+    current = actual.connection_overrides[0]
+    properties_changed = name_key(override.connection_name) != name_key(current.connection_name)
+    if properties_changed:
+        details.append(_field("connectionName", current.connection_name, override.connection_name))
+    removed = sorted(set(current.connection_properties) - set(normalised))
+    for prop in sorted(set(normalised) | set(current.connection_properties)):
+        want = _comparable(normalised.get(prop))
+        have = _comparable(current.connection_properties.get(prop))
+        if want == have:
+            continue
+        properties_changed = True
+        if prop in spec.sensitive:
+            details.append(f"{path}.{prop}: changed (secret)")
+        else:
+            old = current.connection_properties.get(prop)
+            new = normalised.get(prop)
+            details.append(f"{path}.{prop}: {_show_property(old)} -> {_show_property(new)}")
+    if properties_changed:
+        patch["connectionOverrides"] = [
+            {
+                **wire_override,
+                "connectionProperties": {
+                    **wire_override["connectionProperties"],
+                    **dict.fromkeys(removed),
+                },
+            }
+        ]
+    if not patch:
+        return Change("environment", desired.name, project.name, NO_CHANGE)
+
+    def update(ctx: Context) -> None:
+        body = dict(patch)
+        agent = body.pop("defaultAgentName", None)
+        if agent is not None:
+            body["defaultAgentId"] = ctx.agent_id(agent)
+        ctx.client.environments.update(ctx.project_ids[key], desired.name, body)
+
+    return Change("environment", desired.name, project.name, UPDATE, details, _ENVIRONMENTS, update)
+
+
+def _show_property(value: dict[str, Any] | None) -> str:
+    if value is None:
+        return "(none)"
+    if "secretName" in value:
+        key = value.get("secretKey")
+        return f"secret {value['secretName']!r}" + (f" key {key!r}" if key else "")
+    return repr(value.get("value"))
+
+
+def _environment_changes(
+    desired: ProjectSpec, actual: ProjectState | None, prune: bool, errors: list[str]
+) -> tuple[list[Change], int]:
+    have = {name_key(e.name): e for e in actual.environments} if actual else {}
+    changes = [
+        _environment_change(env, have.pop(name_key(env.name), None), desired, errors)
+        for env in desired.environments
+    ]
+    return changes + _deletions(
+        "environment",
+        desired.name,
+        list(have.values()),
+        prune,
+        _PRUNE_ENVIRONMENTS,
+        lambda ctx, pid, e: ctx.client.environments.delete(pid, e.name),
+    ), (0 if prune else len(have))
+
+
+def _repository_change(
+    desired: ProjectSpec, actual: ProjectState | None, prune: bool, errors: list[str]
+) -> tuple[list[Change], int]:
+    key = name_key(desired.name)
+    current = actual.repository if actual else None
+    wanted = desired.repository
+    if wanted is None:
+        if current is None:
+            return [], 0
+        if not prune:
+            return [], 1
+
+        def remove(ctx: Context) -> None:
+            ctx.client.repositories.delete(ctx.project_ids[key])
+
+        name = current.repository_name
+        return [Change("repository", name, desired.name, DELETE, [], _REPOSITORY, remove)], 0
+    body = wanted.model_dump(by_alias=True, exclude={"token"})
+    details = []
+    if current is not None:
+        have = current.model_dump(
+            by_alias=True, include={"provider", "repository_name", "provider_parameters"}
+        )
+        details = [_field(k, have[k], v) for k, v in body.items() if have[k] != v]
+        if not details:
+            return [Change("repository", wanted.repository_name, desired.name, NO_CHANGE)], 0
+    token = wanted.token
+    if token is None:
+        errors.append(
+            f'project "{desired.name}" / repository "{wanted.repository_name}": a token is '
+            "needed to associate it: set repository.token (e.g. ${GITHUB_TOKEN})"
+        )
+    replacing = current is not None
+
+    def associate(ctx: Context) -> None:
+        assert token is not None
+        pid = ctx.project_ids[key]
+        if replacing:
+            ctx.client.repositories.delete(pid)
+        ctx.client.repositories.associate(pid, body, token=token.get_secret_value())
+
+    action = REPLACE if replacing else CREATE
+    change = Change("repository", wanted.repository_name, desired.name, action, details)
+    change.phase, change.run = _REPOSITORY, associate
+    return [change], 0
+
+
+def make_plan(spec: StateFile, state: State, *, prune: bool = False) -> Plan:
+    """Compare the file with the server's state (read with :func:`state.read_state`).
+
+    Returns a :class:`Plan`; its ``errors`` name what the file asks that the API cannot do, or
+    agents it names that neither the file nor the server has.
+    """
+    errors: list[str] = []
+    changes: list[Change] = []
+    unpruned = 0
+    known_agents = set(state.agents) | {name_key(a.name) for a in spec.agents}
+    for agent in spec.agents:
+        changes.append(_agent_changes(agent, state.agents.get(name_key(agent.name)), errors))
+    for project in spec.projects:
+        for label, agent_name in [
+            (f'secret reference "{r.name}"', r.agent_name) for r in project.secret_references
+        ] + [(f'environment "{e.name}"', e.default_agent_name) for e in project.environments]:
+            if name_key(agent_name) not in known_agents:
+                errors.append(
+                    f'project "{project.name}" / {label}: no agent named "{agent_name}"; '
+                    "declare it under agents: or create it first"
+                )
+        actual = state.projects.get(name_key(project.name))
+        changes.append(_project_change(project, actual, errors))
+        for part in (
+            _connection_changes(project, actual, prune, errors),
+            _reference_changes(project, actual, state, prune, errors),
+            _environment_changes(project, actual, prune, errors),
+            _repository_change(project, actual, prune, errors),
+        ):
+            changes += part[0]
+            unpruned += part[1]
+    return Plan(changes=changes, errors=errors, unpruned=unpruned)
+
+
+def context_for(client: Client, state: State) -> Context:
+    """The starting :class:`Context` for applying a plan made from ``state``."""
+    return Context(
+        client=client,
+        agent_ids={k: a.agent_id for k, a in state.agents.items()},
+        project_ids={k: p.project.id for k, p in state.projects.items()},
+    )
+
+
+def render(plan: Plan) -> list[str]:
+    """The plan as text lines: every change with its details, objects without change folded
+    into one line per unchanged project, and a summary."""
+    lines: list[str] = []
+    by_project: dict[str | None, list[Change]] = {}
+    for change in plan.changes:
+        owner = change.name if change.kind == "project" else change.project
+        by_project.setdefault(owner, []).append(change)
+    marks = {CREATE: "+", UPDATE: "~", REPLACE: "-/+", DELETE: "-", NO_CHANGE: " "}
+    for owner, changes in by_project.items():
+        if owner is not None and all(c.action == NO_CHANGE for c in changes):
+            lines.append(f'  project "{owner}": no change')
+            continue
+        for change in changes:
+            if owner is None or change.action != NO_CHANGE or change.kind == "project":
+                lines.append(f"{marks[change.action]:>3} {change.label}: {change.action}")
+                lines += [f"        {d}" for d in change.details]
+    counts = plan.counts()
+    lines.append(
+        f"Plan: {counts[CREATE]} to create, {counts[UPDATE]} to update, "
+        f"{counts[REPLACE]} to replace, {counts[DELETE]} to delete, "
+        f"{counts[NO_CHANGE]} unchanged."
+    )
+    if plan.unpruned:
+        lines.append(
+            f"{plan.unpruned} object(s) on the server are not in the file; --prune deletes them."
+        )
+    return lines

@@ -1,0 +1,345 @@
+"""The declarative file: one or many projects, as YAML, validated by pydantic models.
+
+    version: 1
+    agents:                                  # optional: agents to create when missing
+      - name: eu-west-1 fargate agent
+        agentType: data_productivity_cloud
+        cloudProvider: aws
+        deployment: fargate
+    projects:
+      - name: finance-analytics
+        warehouse: REDSHIFT
+        agentDeploymentType: HYBRID
+        connections:
+          - {name: finance-dwh-prod, platformConnectionType: DWH,
+             authProvider: REDSHIFT, authType: PASSWORD}
+        secretReferences:
+          - {name: finance-prod-redshift, agentName: eu-west-1 fargate agent, agentType: AWS,
+             secretName: prod/finance/redshift, secretKey: password}
+        environments:
+          - name: prod
+            defaultAgentName: eu-west-1 fargate agent
+            defaultUserAccessLevel: readOnly
+            defaultConnections: {DWH: {redshift: finance-dwh-prod}}
+            connectionOverrides:
+              - connectionName: finance-dwh-prod
+                connectionProperties:
+                  url: {value: examplecluster.abc123.eu-west-1.redshift.amazonaws.com}
+                  port: {value: "5439"}
+                  username: {value: ${REDSHIFT_USER}}
+                  password: {secretName: finance-prod-redshift, secretKey: password}
+                  defaultDatabase: {value: finance}
+        repository:
+          provider: github
+          repositoryName: finance-pipelines
+          providerParameters: {ownerName: acme-data}
+          token: ${GITHUB_TOKEN}
+
+Field names and values are the API's (contract sections 2-7), except that agents are named,
+never given by id (``defaultAgentName``, ``agentName``). A project entry is complete: what it
+leaves out is absent (``--prune`` deletes it). ``${NAME}`` in a string is replaced by the
+environment variable ``NAME`` (an unset one is an error); ``$$`` stands for ``$``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import Field, SecretStr, StringConstraints, model_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from stead.agents.schemas import AgentCreate
+from stead.connections.schemas import ConnectionCreate
+from stead.environments.schemas import (
+    AccessLevel,
+    ConnectionOverride,
+    DefaultConnections,
+    DisplayName,
+)
+from stead.repositories.schemas import Provider
+from stead.secrets.schemas import (
+    SECRET_REFERENCE_NAME,
+    SecretReferenceType,
+    SecretStore,
+)
+from stead.wire import (
+    AgentDeploymentType,
+    Description,
+    Name,
+    Text,
+    Warehouse,
+    WireModel,
+    name_key,
+)
+
+
+class SpecError(ValueError):
+    """The file cannot be read, interpolated or validated; ``problems`` are
+    ``"<file>: <path>: <message>"`` lines."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class SecretReferenceSpec(WireModel):
+    """A secret reference (contract section 5) whose agent is given by name."""
+
+    name: Annotated[str, StringConstraints(pattern=SECRET_REFERENCE_NAME)]
+    agent_name: Name
+    agent_type: SecretStore
+    secret_reference_type: SecretReferenceType = "PASSWORD"
+    secret_name: Text = Field(min_length=1, max_length=1024)
+    secret_key: Text | None = Field(default=None, min_length=1, max_length=255)
+    description: Description | None = None
+
+
+class EnvironmentSpec(WireModel):
+    """An environment (contract section 4) whose default agent is given by name."""
+
+    name: Name
+    display_name: DisplayName | None = None
+    description: Description | None = None
+    default_agent_name: Name
+    default_user_access_level: AccessLevel
+    default_connections: DefaultConnections
+    connection_overrides: list[ConnectionOverride] = Field(min_length=1, max_length=1)
+
+
+class RepositorySpec(WireModel):
+    """The project's repository (contract section 6). ``token`` (usually ``${GITHUB_TOKEN}``) is
+    needed only to associate it; it is sent once and never compared or stored."""
+
+    provider: Provider
+    repository_name: Text = Field(min_length=1, max_length=255)
+    provider_parameters: dict[str, Any]
+    token: SecretStr | None = None
+
+
+class ProjectSpec(WireModel):
+    """A project and everything in it (contract sections 2-6)."""
+
+    name: Name
+    description: Description | None = None
+    warehouse: Warehouse
+    agent_deployment_type: AgentDeploymentType
+    connections: list[ConnectionCreate] = Field(default_factory=list)
+    secret_references: list[SecretReferenceSpec] = Field(default_factory=list)
+    environments: list[EnvironmentSpec] = Field(default_factory=list)
+    repository: RepositorySpec | None = None
+
+    @model_validator(mode="after")
+    def _names_resolve(self) -> ProjectSpec:
+        problems = []
+        for kind, items in (
+            ("connections", self.connections),
+            ("secretReferences", self.secret_references),
+            ("environments", self.environments),
+        ):
+            problems += _duplicates(kind, [item.name for item in items])
+        connections = {name_key(c.name) for c in self.connections}
+        references = {name_key(r.name) for r in self.secret_references}
+        for i, env in enumerate(self.environments):
+            where = f"environments[{i}]"
+            for kind, entries in env.default_connections.items():
+                problems += [
+                    f"{where}.defaultConnections.{kind}.{provider}: no connection {name!r} "
+                    "in this project"
+                    for provider, name in entries.items()
+                    if name_key(name) not in connections
+                ]
+            for override in env.connection_overrides:
+                for key, value in override.connection_properties.items():
+                    if value.secret_name is not None and name_key(value.secret_name) not in (
+                        references
+                    ):
+                        problems.append(
+                            f"{where}.connectionOverrides[0].connectionProperties.{key}."
+                            f"secretName: no secret reference {value.secret_name!r} in this "
+                            "project"
+                        )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class StateFile(WireModel):
+    """The whole file: the agents it needs and the projects it describes."""
+
+    version: Literal[1] = 1
+    agents: list[AgentCreate] = Field(default_factory=list)
+    projects: list[ProjectSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> StateFile:
+        problems = _duplicates("agents", [a.name for a in self.agents])
+        problems += _duplicates("projects", [p.name for p in self.projects])
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def _duplicates(kind: str, names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    problems = []
+    for i, name in enumerate(names):
+        key = name_key(name)
+        if key in seen:
+            problems.append(f"{kind}[{i}].name: {name!r} is already {kind}[{seen[key]}]")
+        seen.setdefault(key, i)
+    return problems
+
+
+_VARIABLE = re.compile(r"\$\$|\$\{([^}]*)\}")
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def interpolate(value: Any, env: Mapping[str, str], *, path: str = "") -> Any:
+    """Replace ``${NAME}`` in every string of ``value`` by ``env[NAME]``; ``$$`` becomes ``$``.
+
+    Raises:
+        SpecError: an unset variable or a malformed ``${...}``, with the path of the string.
+    """
+    if isinstance(value, dict):
+        problems: list[str] = []
+        out = {}
+        for key, item in value.items():
+            try:
+                out[key] = interpolate(item, env, path=f"{path}.{key}" if path else str(key))
+            except SpecError as exc:
+                problems += exc.problems
+        if problems:
+            raise SpecError(problems)
+        return out
+    if isinstance(value, list):
+        problems = []
+        items = []
+        for i, item in enumerate(value):
+            try:
+                items.append(interpolate(item, env, path=f"{path}[{i}]"))
+            except SpecError as exc:
+                problems += exc.problems
+        if problems:
+            raise SpecError(problems)
+        return items
+    if not isinstance(value, str):
+        return value
+    problems = []
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group(1)
+        if not _VARIABLE_NAME.fullmatch(name):
+            problems.append(f"{path}: ${{{name}}} is not a variable name")
+            return ""
+        if name not in env:
+            problems.append(f"{path}: environment variable {name} is not set")
+            return ""
+        return env[name]
+
+    result = _VARIABLE.sub(substitute, value)
+    if problems:
+        raise SpecError(problems)
+    return result
+
+
+def escape(value: Any) -> Any:
+    """The inverse of :func:`interpolate` for literal text: every ``$`` doubled."""
+    if isinstance(value, dict):
+        return {key: escape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [escape(item) for item in value]
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    return value
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
+    return out
+
+
+def parse(document: Any, env: Mapping[str, str], *, source: str = "<file>") -> StateFile:
+    """Validate one parsed YAML document (after interpolation).
+
+    Raises:
+        SpecError: one problem per bad field, as ``"<source>: <path>: <message>"``.
+    """
+    if document is None:
+        document = {}
+    try:
+        expanded = interpolate(document, env)
+    except SpecError as exc:
+        raise SpecError([f"{source}: {p}" for p in exc.problems]) from None
+    try:
+        return StateFile.model_validate(expanded)
+    except PydanticValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+            if err.get("type") == "extra_forbidden":
+                message = "unknown field"
+            where = _location(tuple(err.get("loc", ())))
+            problems.append(f"{source}: {where}: {message}" if where else f"{source}: {message}")
+        raise SpecError(problems) from None
+
+
+def load(paths: Iterable[Path], env: Mapping[str, str]) -> StateFile:
+    """Read, interpolate and validate one or more files, merged into one (their agents and
+    projects concatenated; a name given twice is an error).
+
+    Raises:
+        SpecError: unreadable YAML, an unset variable, or invalid content.
+    """
+    agents: list[AgentCreate] = []
+    projects: list[ProjectSpec] = []
+    problems: list[str] = []
+    for path in paths:
+        try:
+            document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            problems.append(f"{path}: {exc}")
+            continue
+        try:
+            spec = parse(document, env, source=str(path))
+        except SpecError as exc:
+            problems += exc.problems
+            continue
+        agents += spec.agents
+        projects += spec.projects
+    if problems:
+        raise SpecError(problems)
+    try:
+        return StateFile(agents=agents, projects=projects)
+    except PydanticValidationError as exc:
+        messages = [str(e.get("msg", "")).removeprefix("Value error, ") for e in exc.errors()]
+        raise SpecError(messages) from None
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of the file, for editors (``stead schema``)."""
+    schema = StateFile.model_json_schema(by_alias=True)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Stead declarative file",
+        **schema,
+    }
+
+
+def dump(document: dict[str, Any]) -> str:
+    """YAML text for a document in wire form, with ``$`` escaped so that reading it back gives
+    the same values."""
+    return yaml.safe_dump(escape(document), sort_keys=False, allow_unicode=True, width=100)
+
+
+def schema_text() -> str:
+    """:func:`json_schema` as indented JSON."""
+    return json.dumps(json_schema(), indent=2)

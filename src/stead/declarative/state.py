@@ -1,0 +1,191 @@
+"""What exists on the server, read through the SDK: for a plan, and for ``stead export``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from stead.agents.schemas import AgentRead
+from stead.connections.schemas import ConnectionRead
+from stead.environments.schemas import EnvironmentRead
+from stead.projects.schemas import ProjectRead
+from stead.repositories.schemas import RepositoryRead
+from stead.sdk import Client, NotFound
+from stead.secrets.schemas import SecretReferenceRead
+from stead.wire import name_key
+
+#: Parallel reads while loading projects (the server handles each on its own thread).
+READERS = 8
+
+
+@dataclass
+class ProjectState:
+    """A project as it exists, with everything in it."""
+
+    project: ProjectRead
+    connections: list[ConnectionRead] = field(default_factory=list)
+    secret_references: list[SecretReferenceRead] = field(default_factory=list)
+    environments: list[EnvironmentRead] = field(default_factory=list)
+    repository: RepositoryRead | None = None
+
+
+@dataclass
+class State:
+    """The account's agents (by name key) and the projects read (by name key)."""
+
+    agents: dict[str, AgentRead]
+    projects: dict[str, ProjectState]
+
+    def agent_name(self, agent_id: str) -> str:
+        """The name of the agent ``agent_id`` (the id itself if unknown)."""
+        return next((a.name for a in self.agents.values() if a.agent_id == agent_id), agent_id)
+
+
+def _project_state(client: Client, project: ProjectRead) -> ProjectState:
+    pid = project.id
+    state = ProjectState(
+        project=project,
+        connections=list(client.connections.list(pid)),
+        secret_references=list(client.secret_references.list(pid)),
+        environments=[client.environments.get(pid, e.name) for e in client.environments.list(pid)],
+    )
+    try:
+        state.repository = client.repositories.get(pid)
+    except NotFound:
+        state.repository = None
+    return state
+
+
+def read_state(
+    client: Client,
+    *,
+    names: Iterable[str] | None = None,
+    project_ids: Iterable[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> State:
+    """Read the agents, and the projects named in ``names`` (compared by name key) or with the
+    ids ``project_ids``, or every visible project when both are None.
+
+    Raises:
+        stead.sdk.ApiError: an API call failed (NotFound for an unknown id in ``project_ids``).
+    """
+    agents = {name_key(a.name): a for a in client.agents.list()}
+    if project_ids is not None:
+        chosen = [client.projects.get(pid) for pid in project_ids]
+    else:
+        wanted = None if names is None else {name_key(n) for n in names}
+        chosen = [p for p in client.projects.list() if wanted is None or name_key(p.name) in wanted]
+    done = 0
+
+    def load(project: ProjectRead) -> ProjectState:
+        nonlocal done
+        state = _project_state(client, project)
+        done += 1
+        if progress is not None:
+            progress(done, len(chosen))
+        return state
+
+    with ThreadPoolExecutor(max_workers=READERS) as pool:
+        states = list(pool.map(load, chosen))
+    return State(agents=agents, projects={name_key(s.project.name): s for s in states})
+
+
+def _without_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def export_document(state: State) -> dict[str, Any]:
+    """The declarative file (wire form) for ``state``: applying it changes nothing.
+
+    Agents are the customer-hosted agents the exported objects use (the hosted agent always
+    exists). Repository tokens are never known, so they are not written; defaults the server
+    filled in (``displayName``, property defaults) are written as they are.
+    """
+    used: set[str] = set()
+    projects = []
+    for ps in state.projects.values():
+        project: dict[str, Any] = _without_none(
+            {
+                "name": ps.project.name,
+                "description": ps.project.description,
+                "warehouse": ps.project.warehouse,
+                "agentDeploymentType": ps.project.agent_deployment_type,
+            }
+        )
+        if ps.connections:
+            project["connections"] = [
+                c.model_dump(by_alias=True, exclude={"created_at"}) for c in ps.connections
+            ]
+        if ps.secret_references:
+            project["secretReferences"] = []
+            for r in ps.secret_references:
+                used.add(r.agent_id)
+                project["secretReferences"].append(
+                    _without_none(
+                        {
+                            "name": r.name,
+                            "agentName": state.agent_name(r.agent_id),
+                            "agentType": r.agent_type,
+                            "secretReferenceType": r.secret_reference_type,
+                            "secretName": r.secret_name,
+                            "secretKey": r.secret_key,
+                            "description": r.description,
+                        }
+                    )
+                )
+        if ps.environments:
+            project["environments"] = []
+            for e in ps.environments:
+                used.add(e.default_agent_id)
+                project["environments"].append(
+                    _without_none(
+                        {
+                            "name": e.name,
+                            "displayName": e.display_name if e.display_name != e.name else None,
+                            "description": e.description,
+                            "defaultAgentName": e.default_agent_name,
+                            "defaultUserAccessLevel": e.default_user_access_level,
+                            "defaultConnections": e.default_connections,
+                            "connectionOverrides": [
+                                {
+                                    "connectionName": o.connection_name,
+                                    "connectionProperties": {
+                                        key: _without_none(value)
+                                        for key, value in o.connection_properties.items()
+                                    },
+                                }
+                                for o in e.connection_overrides
+                            ],
+                        }
+                    )
+                )
+        if ps.repository is not None:
+            project["repository"] = {
+                "provider": ps.repository.provider,
+                "repositoryName": ps.repository.repository_name,
+                "providerParameters": ps.repository.provider_parameters,
+            }
+        projects.append(project)
+    agents = [
+        _without_none(
+            {
+                "name": a.name,
+                "description": a.description,
+                "agentType": a.agent_type,
+                "cloudProvider": a.cloud_provider,
+                "deployment": a.deployment,
+                "enableAutoUpdates": a.enable_auto_updates,
+                "restrictedAccess": a.restricted_access,
+                "trackName": a.track_name,
+            }
+        )
+        for a in state.agents.values()
+        if a.agent_id in used and not a.hosted
+    ]
+    document: dict[str, Any] = {"version": 1}
+    if agents:
+        document["agents"] = agents
+    document["projects"] = projects
+    return document
