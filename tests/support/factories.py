@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from stead.agents.models import Agent
 from stead.db import session_scope
 from stead.identity.models import ApiClient, ProjectMember
-from stead.identity.service import create_api_client
+from stead.identity.service import create_api_client, create_user
 
 EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "contract" / "examples"
 
@@ -106,3 +106,53 @@ def hosted_agent_id(session_factory: sessionmaker[Session]) -> str:
     """The id of the account's hosted agent (seeded by the first migration)."""
     with session_factory() as session:
         return session.scalars(select(Agent.id).where(Agent.is_hosted)).one()
+
+
+USER_PASSWORD = "correct horse battery staple"
+_user_numbers = itertools.count(1)
+
+
+def new_user(
+    factory: sessionmaker[Session],
+    role: str = "MEMBER",
+    email: str | None = None,
+    password: str = USER_PASSWORD,
+    project_id: str | None = None,
+    project_role: str | None = None,
+) -> tuple[str, str]:
+    """Create a user directly in the database (with a project membership when ``project_id``
+    and ``project_role`` are given); return ``(user_id, email)``."""
+    email = email or f"user{next(_user_numbers)}@example.com"
+    for session in session_scope(factory, write=True):
+        user = create_user(session, email=email, password=password, display_name=None, role=role)
+        if project_id and project_role:
+            session.add(
+                ProjectMember(
+                    project_id=project_id,
+                    principal_type="user",
+                    principal_id=user.id,
+                    role=project_role,
+                )
+            )
+        user_id = user.id
+    return user_id, email
+
+
+def login(http: TestClient, email: str, password: str = USER_PASSWORD) -> dict[str, str]:
+    """Headers for a user, from ``POST /v1/auth/login``."""
+    resp = http.post("/v1/auth/login", json={"email": email, "password": password})
+    assert resp.status_code == 200, resp.text
+    return {"Authorization": f"Bearer {resp.json()['access_token']}"}
+
+
+def user_auth(
+    http: TestClient,
+    factory: sessionmaker[Session],
+    project_id: str | None = None,
+    project_role: str | None = None,
+    role: str = "MEMBER",
+) -> dict[str, str]:
+    """Headers for a fresh user of account role ``role``, a member of ``project_id`` with
+    ``project_role`` when given."""
+    _, email = new_user(factory, role=role, project_id=project_id, project_role=project_role)
+    return login(http, email)

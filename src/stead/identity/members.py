@@ -52,11 +52,9 @@ def list_members(
 
 def names_of(session: Session, *, ids: list[str]) -> dict[str, str]:
     """Principal id -> name: a user's email or an API client's name."""
-    names = dict(session.execute(select(User.id, User.email).where(User.id.in_(ids))).tuples())
-    names.update(
-        session.execute(select(ApiClient.id, ApiClient.name).where(ApiClient.id.in_(ids))).tuples()
-    )
-    return names
+    users = session.execute(select(User.id, User.email).where(User.id.in_(ids)))
+    clients = session.execute(select(ApiClient.id, ApiClient.name).where(ApiClient.id.in_(ids)))
+    return {principal_id: name for principal_id, name in [*users, *clients]}
 
 
 def get_member(session: Session, *, project: Project, member_id: str) -> ProjectMember:
@@ -397,11 +395,7 @@ def list_access(
         .order_by(EnvironmentAccess.created_at, EnvironmentAccess.id)
     )
     total, rows = paginate(session, query, params)
-    emails = dict(
-        session.execute(
-            select(User.id, User.email).where(User.id.in_([r.user_id for r in rows]))
-        ).tuples()
-    )
+    emails = names_of(session, ids=[r.user_id for r in rows])
     return total, [(r, emails[r.user_id]) for r in rows]
 
 

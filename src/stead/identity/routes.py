@@ -109,16 +109,16 @@ def token(
     if grant_type == "password":
         if not username or not password:
             return _oauth_error("invalid_request", "username and password are required", 400)
-        try:
-            user = service.login(
-                factory,
+        for session in session_scope(factory, write=True):
+            user, refusal = service.login(
+                session,
                 email=username,
                 password=password,
                 settings=request.app.state.settings,
                 **_request_origin(request),
             )
-        except Unauthorized as exc:
-            return _oauth_error("invalid_grant", exc.detail, 400)
+        if refusal is not None or user is None:
+            return _oauth_error("invalid_grant", refusal.detail if refusal else "", 400)
         return _token_response(request, user)
     if grant_type != "client_credentials":
         return _oauth_error(
@@ -156,19 +156,23 @@ _ACCESS = "/projects/{projectId}/environments/{environmentName}/access"
     response_model=TokenResponse,
     responses={401: {"description": "wrong email or password, or the user is locked"}},
 )
-def log_in(data: LoginRequest, request: Request) -> JSONResponse:
+def log_in(data: LoginRequest, session: SessionDep, request: Request) -> JSONResponse:
     """Log a user in with email and password; the answer is a bearer token valid 1800 s.
 
     After ``STEAD_LOGIN_MAX_FAILURES`` consecutive failures the user is locked for
-    ``STEAD_LOGIN_LOCK_SECONDS``; every failure is audited.
+    ``STEAD_LOGIN_LOCK_SECONDS``; every failure is counted and audited although the request is
+    refused.
     """
-    user = service.login(
-        request.app.state.sessionmaker,
+    user, refusal = service.login(
+        session,
         email=data.email,
         password=data.password.get_secret_value(),
         settings=request.app.state.settings,
         **_request_origin(request),
     )
+    if refusal is not None or user is None:
+        session.commit()  # keep the counted, audited failure: raising rolls back
+        raise refusal or Unauthorized("Invalid email or password")
     return _token_response(request, user)
 
 

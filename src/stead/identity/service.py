@@ -17,10 +17,10 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Select, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from stead import audit
-from stead.db import session_scope, utcnow
+from stead.db import utcnow
 from stead.errors import BadRequest, Conflict, NotFound, Unauthorized
 from stead.identity.models import Account, ApiClient, EnvironmentAccess, ProjectMember, User
 from stead.identity.permissions import (
@@ -295,40 +295,35 @@ def user_actor(user: User) -> Actor:
 
 
 def login(
-    factory: sessionmaker[Session],
+    session: Session,
     *,
     email: str,
     password: str,
     settings: Settings,
     request_id: str | None,
     source_ip: str | None,
-) -> User:
-    """Check a user's email and password in a transaction of its own, so that a refused login
-    still counts and is audited (the request itself changes nothing).
+) -> tuple[User | None, Unauthorized | None]:
+    """Check a user's email and password, counting and auditing the attempt in ``session``.
 
     After ``settings.login_max_failures`` consecutive failures the user is locked for
     ``settings.login_lock_seconds``; a locked user's password is not even checked. Each failure
     writes ``user.login_failed`` (and ``user.locked`` when it locks); a success resets the count
     and writes ``user.logged_in``. An unknown email is refused without an event: there is no
-    account to protect or lock.
+    user to protect or lock.
 
-    Raises:
-        Unauthorized: unknown email, wrong password, or the user is locked.
+    Returns:
+        ``(user, None)`` on success, ``(None, refusal)`` otherwise. The caller commits the
+        session before raising the refusal, so that the failure is kept.
     """
-    failure: str | None = "Invalid email or password"
-    user: User | None = None
-    for session in session_scope(factory, write=True):
-        user = find_user(session, email=email)
-        if user is None:
-            verify_secret(None, password)  # as slow as a real check
-        else:
-            actor = user_actor(user).with_request(request_id=request_id, source_ip=source_ip)
-            failure = _check_password(
-                session, user=user, actor=actor, password=password, settings=settings
-            )
-    if failure is not None or user is None:
-        raise Unauthorized(failure or "Invalid email or password")
-    return user
+    user = find_user(session, email=email)
+    if user is None:
+        verify_secret(None, password)  # as slow as a real check
+        return None, Unauthorized("Invalid email or password")
+    actor = user_actor(user).with_request(request_id=request_id, source_ip=source_ip)
+    failure = _check_password(session, user=user, actor=actor, password=password, settings=settings)
+    if failure is not None:
+        return None, Unauthorized(failure)
+    return user, None
 
 
 def _check_password(
