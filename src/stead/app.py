@@ -18,13 +18,21 @@ from sqlalchemy import text
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from stead import bodylimit
 from stead.agents.routes import router as agents_router
 from stead.audit.routes import router as audit_router
 from stead.audit.service import record_refused
 from stead.connections.routes import router as connections_router
 from stead.db import make_engine, make_sessionmaker
 from stead.environments.routes import router as environments_router
-from stead.errors import PROBLEM_BASE, PROBLEM_JSON, AppError, Unauthorized, UnsupportedMediaType
+from stead.errors import (
+    PROBLEM_BASE,
+    PROBLEM_JSON,
+    AppError,
+    ProblemResponse,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from stead.idempotency import service as idempotency
 from stead.identity.keys import load_signing_key
 from stead.identity.routes import api_router as identity_router
@@ -65,7 +73,7 @@ def _problem(
     violations: list[str] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    return JSONResponse(
+    return ProblemResponse(
         {
             "type": PROBLEM_BASE + kind,
             "title": title,
@@ -120,11 +128,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, Unauthorized):
             headers["WWW-Authenticate"] = "Bearer"
         await record_refused(request, exc)
-        return JSONResponse(
-            exc.to_problem(request.url.path),
-            status_code=exc.status,
-            media_type=PROBLEM_JSON,
-            headers=headers,
+        return ProblemResponse(
+            exc.to_problem(request.url.path), status_code=exc.status, headers=headers
         )
 
     @app.exception_handler(RequestValidationError)
@@ -226,7 +231,7 @@ async def _request_middleware(
                 "The request body must be application/json",
                 violations=["Content-Type: must be application/json"],
             )
-            response = JSONResponse(exc.to_problem(path), status_code=415, media_type=PROBLEM_JSON)
+            response = ProblemResponse(exc.to_problem(path), status_code=415)
     if response is None:
         response = await call_next(request)
     response.headers["X-Request-ID"] = request_id
@@ -269,6 +274,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Self-hosted control plane that provisions data projects; "
         "wire-compatible with the DPC Project Provisioning API.",
         lifespan=lifespan,
+        # "/x/" is not "/x": a redirect would resend a POST to another resource.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -278,6 +285,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
     app.state.metrics = Metrics()
     _install_error_handlers(app)
+    bodylimit.install(app, settings.max_body_bytes)
     idempotency.install(app)
     app.middleware("http")(_request_middleware)
 

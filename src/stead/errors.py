@@ -7,10 +7,26 @@ Every error leaves the server as ``application/problem+json`` with ``type``, ``t
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from starlette.responses import JSONResponse
 
 PROBLEM_BASE = "https://stead.dev/problems/"
 PROBLEM_JSON = "application/problem+json"
+
+
+class ProblemResponse(JSONResponse):
+    """An ``application/problem+json`` response, rendered as ASCII JSON.
+
+    Problems may quote the caller's input (a bad key, a bad name); ASCII escapes carry any
+    string, even an unpaired surrogate that UTF-8 cannot encode, so rendering never fails.
+    """
+
+    media_type = PROBLEM_JSON
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode()
 
 
 class AppError(Exception):

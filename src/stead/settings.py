@@ -42,6 +42,8 @@ class Settings(BaseSettings):
         github_api_url: GitHub REST base URL (GitHub Enterprise Server: ``https://HOST/api/v3``).
         upstream_timeout_seconds: timeout for calls to git providers.
         rate_limit_per_minute: requests per API client per minute (contract section 1).
+        max_body_bytes: the largest request body accepted, in bytes; larger ones get 413 before
+            they are read.
         environment: ``development`` or ``production``; production refuses a missing signing key
             or master key.
         secret_store_timeout_seconds: connect and read timeout (each) for calls to external
@@ -83,6 +85,7 @@ class Settings(BaseSettings):
     github_api_url: str = "https://api.github.com"
     upstream_timeout_seconds: float = 10.0
     rate_limit_per_minute: int = 1000
+    max_body_bytes: int = 1024 * 1024
     environment: Literal["development", "production"] = "development"
     log_level: str = "INFO"
     login_max_failures: int = 5

@@ -43,7 +43,7 @@ def name_key(name: str) -> str:
 
 def check_name(value: str) -> str:
     """Validate a name (contract section 1): 1-255 characters, no control characters, no ``/``,
-    no leading or trailing whitespace. Never trims.
+    no leading or trailing whitespace, not ``.`` or ``..``. Never trims.
 
     Raises:
         ValueError: with a message saying which rule failed.
@@ -56,6 +56,9 @@ def check_name(value: str) -> str:
         raise ValueError("must not start or end with whitespace")
     if "/" in value:
         raise ValueError("must not contain '/'")
+    if value in (".", ".."):
+        # Clients remove "." and ".." path segments (RFC 3986 section 5.2.4): unaddressable.
+        raise ValueError("must not be '.' or '..'")
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in value):
         raise ValueError("must not contain control characters")
     return value
