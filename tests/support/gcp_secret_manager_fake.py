@@ -75,8 +75,8 @@ class GcpSecretManagerFake:
         self._server.server_close()
 
     def reset(self) -> None:
-        """No secrets, service accounts or recorded requests."""
-        self.state = GcpState()
+        """No secrets or recorded requests (service accounts stay trusted)."""
+        self.state = GcpState(keys=self.state.keys)
 
     def add_secret(self, secret_id: str, *versions: bytes | None, denied: bool = False) -> None:
         """Create ``secret_id`` with ``versions`` (``None``: a disabled version); ``denied``

@@ -80,10 +80,20 @@ def gcp(gcp_secret_manager_session: GcpSecretManagerFake) -> GcpSecretManagerFak
     return gcp_secret_manager_session
 
 
+@pytest.fixture(scope="session")
+def gcp_key_file(
+    gcp_secret_manager_session: GcpSecretManagerFake,  # noqa: F811 - fixture use
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """A service-account key file the Secret Manager fake trusts."""
+    return gcp_secret_manager_session.service_account_file(tmp_path_factory.mktemp("gcp"))
+
+
 @pytest.fixture
 def settings(
     db_url: str,
     tmp_path: Path,
+    gcp_key_file: Path,
     moto: MotoServer,
     vault: OpenBao,
     vault_token: str,
@@ -111,7 +121,7 @@ def settings(
         secret_store_ca_bundle=str(azure.certificate.cert),
         gcp_project=PROJECT,
         gcp_endpoint=gcp.url,
-        gcp_credentials_file=str(gcp.service_account_file(tmp_path)),
+        gcp_credentials_file=str(gcp_key_file),
     )
 
 

@@ -199,10 +199,11 @@ def test_vault_approle_namespace_and_several_keys(world: World, canary: str) -> 
     assert body["violations"] == ["secretKey: required, the secret holds 2 keys"]
 
 
-@pytest.mark.parametrize("name", ["../sys/policy", "a//b", "a/./b", "a?list=true", "a b", "a#b"])
-def test_vault_paths_cannot_leave_the_mount(world: World, name: str) -> None:
-    body = _kind(world.check(world.reference("Vault", name)), 400, "secret-not-found", "secretName")
-    assert "not a valid Vault secret name" in body["detail"]
+def test_vault_paths_cannot_leave_the_mount(world: World) -> None:
+    for name in ["../sys/policy", "a//b", "a/./b", "/a", "a?list=true", "a b", "a#b", "a%2Fb"]:
+        resp = world.check(world.reference("Vault", name))
+        body = _kind(resp, 400, "secret-not-found", "secretName")
+        assert "not a valid Vault secret name" in body["detail"], name
 
 
 def test_azure_forbidden_rejected_secret_and_bad_name(world: World, canary: str) -> None:

@@ -34,7 +34,7 @@ from stead.settings import Settings
 
 STORE = "Vault"
 _SEGMENT = re.compile(r"[^\x00-\x20\x7f/?#%\\]+")
-PATH_RULE = "path segments separated by '/', without '.', '..', spaces, '?', '#', '%' or '\\'"
+PATH_RULE = "'/'-separated segments, none empty, '.' or '..'; no spaces, '?', '#', '%' or '\\'"
 
 
 def check_path(name: str) -> str:
