@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from stead import bodylimit
+from stead import bodylimit, writelock
 from stead.agents.routes import router as agents_router
 from stead.audit.routes import router as audit_router
 from stead.audit.service import record_refused
@@ -285,6 +285,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
     app.state.metrics = Metrics()
     _install_error_handlers(app)
+    writelock.install(app, engine)
     bodylimit.install(app, settings.max_body_bytes)
     idempotency.install(app)
     app.middleware("http")(_request_middleware)
