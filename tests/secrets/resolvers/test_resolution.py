@@ -269,3 +269,14 @@ def test_check_route_rules(world: World, canary: str) -> None:
         headers=world.admin,
     )
     assert dpc.status_code == 200, dpc.text
+
+
+def test_aws_binary_secrets(world: World, canary: str) -> None:
+    client: Any = world.moto.client("secretsmanager")
+    client.create_secret(Name="binary/text", SecretBinary=json.dumps({"pw": canary}).encode())
+    client.create_secret(Name="binary/raw", SecretBinary=b"\xff\xfe\x00")
+    assert world.resolve(world.reference("AWS", "binary/text", key="pw")) == canary
+    body = _kind(world.check(world.reference("AWS", "binary/raw")), 400, "secret-not-found")
+    assert body["violations"] == [
+        "secretName: the secret 'binary/raw' in AWS Secrets Manager holds no text value"
+    ]
