@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from stead.cli.apply import register as register_client_commands
+from stead.cli.audit import audit
 
 app = typer.Typer(
     help="Stead: a self-hosted control plane that provisions data projects.",
@@ -189,6 +190,7 @@ def demo(
 
 
 register_client_commands(app)
+app.command()(audit)
 
 if __name__ == "__main__":
     app()
