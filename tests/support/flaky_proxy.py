@@ -107,12 +107,15 @@ def flaky_proxy(upstream: str) -> Iterator[Proxy]:
                 proxy.seen.append(seen)
             if (fault is None or fault.forward) and proxy.after_forward is not None:
                 proxy.after_forward(seen)
-            self.send_response(status)
-            for key, value in out_headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(out_body)))
-            self.end_headers()
-            self.wfile.write(out_body)
+            try:
+                self.send_response(status)
+                for key, value in out_headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(out_body)))
+                self.end_headers()
+                self.wfile.write(out_body)
+            except OSError:
+                self.close_connection = True  # the client is gone (killed on purpose)
 
         do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _handle  # noqa: N815
 

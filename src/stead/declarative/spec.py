@@ -293,8 +293,9 @@ def parse(document: Any, env: Mapping[str, str], *, source: str = "<file>") -> S
 
 
 def load(paths: Iterable[Path], env: Mapping[str, str]) -> StateFile:
-    """Read, interpolate and validate one or more files, merged into one (their agents and
-    projects concatenated; a name given twice is an error).
+    """Read, interpolate and validate one or more files, merged into one: their agents and
+    projects concatenated (an agent declared alike in several files counts once; any other name
+    given twice is an error).
 
     Raises:
         SpecError: unreadable YAML, an unset variable, or invalid content.
@@ -313,7 +314,7 @@ def load(paths: Iterable[Path], env: Mapping[str, str]) -> StateFile:
         except SpecError as exc:
             problems += exc.problems
             continue
-        agents += spec.agents
+        agents += [a for a in spec.agents if a not in agents]
         projects += spec.projects
     if problems:
         raise SpecError(problems)
@@ -324,13 +325,33 @@ def load(paths: Iterable[Path], env: Mapping[str, str]) -> StateFile:
         raise SpecError(messages) from None
 
 
+def _any_case(schema: Any) -> Any:
+    """Widen every string enum (and string ``const``) to its lower- and upper-case spellings
+    too: the API takes enums in any case (contract section 1), and the DPC examples write
+    ``dwh``, ``redshift``, ``password``."""
+    if isinstance(schema, list):
+        return [_any_case(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _any_case(value) for key, value in schema.items()}
+    values = out.pop("enum", None)
+    if values is None and isinstance(out.get("const"), str):
+        values = [out.pop("const")]
+    if values is not None:
+        if all(isinstance(v, str) for v in values):
+            values = list(dict.fromkeys([*values, *(v.lower() for v in values)]))
+            values = list(dict.fromkeys([*values, *(v.upper() for v in values)]))
+        out["enum"] = values
+    return out
+
+
 def json_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of the file, for editors (``stead schema``)."""
-    schema = StateFile.model_json_schema(by_alias=True)
+    schema = _any_case(StateFile.model_json_schema(by_alias=True))
     return {
+        **schema,
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "Stead declarative file",
-        **schema,
     }
 
 
