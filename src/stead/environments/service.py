@@ -325,7 +325,7 @@ def _store_inline(
                 actor=actor,
                 project=project,
                 name=secrets_service.free_name(
-                    session, project_id=project.id, base=f"{environment_name}-{key}"
+                    session, project_id=project.id, prefix=environment_name, suffix=f"-{key}"
                 ),
                 secret_type=secret_type,
                 value=value["value"],

@@ -346,14 +346,14 @@ def remove_hosted(session: Session, *, actor: Actor, secret: HostedSecret) -> No
     session.flush()
 
 
-def free_name(session: Session, *, project_id: str, base: str) -> str:
-    """A secret name built from ``base`` that no hosted secret or secret reference of the
-    project uses: ``base``, else ``base-2``, ``base-3`` ... (``base`` shortened to keep the
-    name within 255 characters)."""
+def free_name(session: Session, *, project_id: str, prefix: str, suffix: str) -> str:
+    """A secret name no hosted secret or secret reference of the project uses:
+    ``<prefix><suffix>``, else ``<prefix><suffix>-2``, ``-3`` ... with ``prefix`` shortened
+    (and stripped of trailing whitespace) to keep the name within 255 characters."""
     number = 1
     while True:
-        suffix = "" if number == 1 else f"-{number}"
-        candidate = base[: NAME_MAX - len(suffix)] + suffix
+        tail = suffix if number == 1 else f"{suffix}-{number}"
+        candidate = prefix[: NAME_MAX - len(tail)].rstrip() + tail
         if name_in_use(session, project_id=project_id, name=candidate) is None:
             return candidate
         number += 1
