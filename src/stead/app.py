@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from stead import bodylimit, writelock
+from stead import bodylimit, openapi, writelock
 from stead.agents.routes import router as agents_router
 from stead.audit.routes import router as audit_router
 from stead.audit.service import record_refused
@@ -317,4 +317,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Prometheus exposition of request counts and latencies."""
         return Response(app.state.metrics.render(), media_type=app.state.metrics.content_type)
 
+    openapi.install(app)
     return app
