@@ -1,0 +1,57 @@
+"""Log redaction of known secret values (issue item 5): a value Stead has stored or read is masked
+in every later log line of the process, wherever it appears in the line."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import structlog
+from fastapi.testclient import TestClient
+
+from stead.logs import (
+    KNOWN_SECRET_MIN,
+    REDACTED,
+    configure_logging,
+    redact_text,
+    remember_secret,
+)
+from tests.support.factories import example
+
+VALUE = "known-value-5c1e9a"
+
+
+def _lines(err: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+
+
+def test_stored_values_are_masked_in_log_lines(
+    http: TestClient, admin: dict[str, str], capfd: pytest.CaptureFixture[str]
+) -> None:
+    resp = http.post("/v1/projects", json=example("01-create-project-redshift"), headers=admin)
+    body = {"name": "db", "type": "PASSWORD", "value": VALUE}
+    url = f"/v1/projects/{resp.json()['projectId']}/secrets"
+    assert http.post(url, json=body, headers=admin).status_code == 201
+    configure_logging()  # its handler writes to the stderr captured now
+    capfd.readouterr()
+
+    logging.getLogger("stead.test").warning("driver said: login failed for %s!", VALUE)
+    structlog.get_logger("stead.test").warning(
+        "upstream answer", body={"nested": [f"x{VALUE}y"]}, note=VALUE.upper()
+    )
+    err = capfd.readouterr().err
+    assert VALUE not in err
+    first, second = _lines(err)[-2:]
+    assert first["event"] == f"driver said: login failed for {REDACTED}!"
+    assert second["body"] == {"nested": [f"x{REDACTED}y"]}
+    assert second["note"] == VALUE.upper()  # only the value itself is known
+
+
+def test_short_values_are_not_remembered() -> None:
+    short = "abc1234"
+    assert len(short) < KNOWN_SECRET_MIN
+    remember_secret(short)
+    assert redact_text(f"id {short}") == f"id {short}"
+    remember_secret("abc12345-longer")
+    assert redact_text("abc12345-longer and abc12345") == f"{REDACTED} and abc12345"
