@@ -40,9 +40,14 @@ def test_stored_values_are_masked_in_log_lines(
     structlog.get_logger("stead.test").warning(
         "upstream answer", body={"nested": [f"x{VALUE}y"]}, note=VALUE.upper()
     )
+    try:
+        raise RuntimeError(f"driver error: password {VALUE} rejected")
+    except RuntimeError:
+        logging.getLogger("stead.test").exception("connection test failed")
     err = capfd.readouterr().err
     assert VALUE not in err
-    first, second = _lines(err)[-2:]
+    first, second, third = _lines(err)[-3:]
+    assert f"RuntimeError: driver error: password {REDACTED} rejected" in str(third["exception"])
     assert first["event"] == f"driver said: login failed for {REDACTED}!"
     assert second["body"] == {"nested": [f"x{REDACTED}y"]}
     assert second["note"] == VALUE.upper()  # only the value itself is known
