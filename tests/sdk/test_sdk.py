@@ -119,6 +119,19 @@ def test_every_resource_round_trips(served: Served, tmp_path: Path) -> None:
         assert stead.agents.get_allow_list(agent.agent_id) == allow
         assert stead.projects.update(pid, ProjectUpdate(description="d")).description == "d"
 
+        secret = stead.secrets.create(
+            pid, {"name": "extra", "type": "PASSWORD", "value": "CANARY-hosted-value-1"}
+        )
+        assert secret.version == 1 and "CANARY" not in secret.model_dump_json()
+        assert stead.secrets.update(pid, "extra", {"value": "CANARY-2"}).version == 2
+        assert [x.name for x in stead.secrets.list(pid)] == ["extra"]
+        assert stead.secrets.get(pid, "EXTRA").type == "PASSWORD"
+        stead.secrets.delete(pid, "extra")
+        with Client(served.url, served.client_id, served.client_secret, max_retries=0) as once:
+            with pytest.raises(ServerError) as unconfigured:  # no AWS store configured here
+                once.secret_references.check(pid, reference.name)
+            assert unconfigured.value.status == 503
+
         stead.repositories.delete(pid)
         stead.environments.delete(pid, "prod")
         stead.secret_references.delete(pid, reference.name)
@@ -219,3 +232,56 @@ def test_token_is_cached_and_renewed_before_it_expires(
         tokens = [s for s in proxy.seen if s.path == "/oauth/dpc/token"]
         assert len(tokens) == 2
         assert all(s.status == 200 for s in proxy.seen)  # never a 401 from an expired token
+
+
+def test_people_and_audit_round_trip(served: Served) -> None:
+    with _client(served) as stead:
+        pid = stead.projects.create(REDSHIFT).project_id
+        created = stead.api_clients.create({"name": "ci", "role": "ADMIN"})
+        assert created.client_secret
+        rotated = stead.api_clients.rotate_secret(created.client_id)
+        assert rotated.client_secret != created.client_secret
+        assert created.client_id in {c.client_id for c in stead.api_clients.list()}
+        assert stead.api_clients.get(created.client_id).name == "ci"
+        stead.api_clients.delete(created.client_id)
+        assert stead.api_clients.get(created.client_id).revoked_at is not None
+
+        invitation = stead.invitations.create(
+            pid, {"email": "ada@example.com", "projectRole": "VIEWER"}
+        )
+        assert invitation.accept_url and [i.email for i in stead.invitations.list(pid)] == [
+            "ada@example.com"
+        ]
+        token = invitation.accept_url.rstrip("/").split("/")[-2]
+        accepted = stead.invitations.accept(token, {"password": "correct horse battery"})
+        assert accepted.user_created and accepted.project_id == pid
+        login = stead.auth.login({"email": "ada@example.com", "password": "correct horse battery"})
+        with Client(served.url, token=login.access_token) as ada:
+            assert ada.projects.get(pid).name == "finance"
+            with pytest.raises(Forbidden):
+                ada.projects.update(pid, {"description": "nope"})
+        member = next(m for m in stead.members.list(pid) if m.principal_id == accepted.user_id)
+        changed = stead.members.update(pid, member.principal_id, {"projectRole": "CONTRIBUTOR"})
+        assert changed.project_role == "CONTRIBUTOR"
+
+        agent = stead.agents.create({**example("02-create-agent"), "name": "agent"})
+        stead.connections.create(pid, example("03-create-connection-redshift"))
+        stead.secret_references.create(
+            pid,
+            "finance-prod-redshift",
+            example("04-create-secret-reference-aws", agentId=agent.agent_id),
+        )
+        stead.environments.create(
+            pid, example("05-create-environment-redshift", agentId=agent.agent_id)
+        )
+        access = stead.environment_access.set(
+            pid, "prod", accepted.user_id, {"accessLevel": "runner"}
+        )
+        assert access.access_level == "runner"
+        assert [a.user_id for a in stead.environment_access.list(pid, "prod")] == [accepted.user_id]
+        stead.environment_access.delete(pid, "prod", accepted.user_id)
+        stead.members.delete(pid, member.principal_id)
+        assert [m.principal_id for m in stead.members.list(pid)] == []
+        actions = [e.action for e in stead.audit_events.list(project_id=pid)]
+        assert actions[0] == "project.created" and "environment.created" in actions
+        assert list(stead.audit_events.list(action="no.such")) == []

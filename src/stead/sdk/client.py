@@ -16,14 +16,21 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from stead.sdk.errors import TransportError, error_for
+from stead.sdk.errors import SteadError, TransportError, error_for
 from stead.sdk.resources import (
     Agents,
+    ApiClients,
+    AuditEvents,
+    Auth,
     Connections,
+    EnvironmentAccess,
     Environments,
+    Invitations,
+    Members,
     Projects,
     Repositories,
     SecretReferences,
+    Secrets,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -52,7 +59,8 @@ class Client:
     Args:
         url: the server's base URL, e.g. ``https://stead.example.com`` (a DPC-style base URL
             ending in ``/dpc`` works too).
-        client_id, client_secret: API client credentials; the SDK obtains a bearer token from
+        client_id, client_secret: API client credentials (needed by every route but
+            :attr:`auth` login and invitation acceptance); the SDK obtains a bearer token from
             ``POST /oauth/dpc/token`` (RFC 6749 section 4.4), caches it, and fetches a new one
             shortly before it expires (or once, after a 401).
         token: a bearer token to use instead of client credentials.
@@ -66,8 +74,10 @@ class Client:
         transport: an httpx transport (tests, proxies).
 
     Resources mirror the API one to one: :attr:`projects`, :attr:`agents`,
-    :attr:`connections`, :attr:`environments`, :attr:`secret_references`,
-    :attr:`repositories`. Use as a context manager, or call :meth:`close`.
+    :attr:`connections`, :attr:`environments`, :attr:`secret_references`, :attr:`secrets`,
+    :attr:`repositories`, :attr:`auth`, :attr:`api_clients`, :attr:`members`,
+    :attr:`invitations`, :attr:`environment_access`, :attr:`audit_events`. Use as a context
+    manager, or call :meth:`close`.
     """
 
     def __init__(
@@ -83,8 +93,6 @@ class Client:
         max_retry_wait: float = 60.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        if token is None and not (client_id and client_secret):
-            raise ValueError("give client_id and client_secret, or token")
         self.url = url.rstrip("/")
         self._token_url = self.url.removesuffix("/dpc") + "/oauth/dpc/token"
         self._client_id = client_id
@@ -105,7 +113,14 @@ class Client:
         self.connections = Connections(self)
         self.environments = Environments(self)
         self.secret_references = SecretReferences(self)
+        self.secrets = Secrets(self)
         self.repositories = Repositories(self)
+        self.auth = Auth(self)
+        self.api_clients = ApiClients(self)
+        self.members = Members(self)
+        self.invitations = Invitations(self)
+        self.environment_access = EnvironmentAccess(self)
+        self.audit_events = AuditEvents(self)
 
     def __enter__(self) -> Client:
         return self
@@ -120,7 +135,8 @@ class Client:
     # -- authentication ----------------------------------------------------------------------
 
     def _fetch_token(self) -> None:
-        assert self._client_id and self._client_secret
+        if not (self._client_id and self._client_secret):
+            raise SteadError("no credentials: give client_id and client_secret, or token")
         response = self._send(
             "POST",
             self._token_url,
@@ -195,9 +211,10 @@ class Client:
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        authenticate: bool = True,
     ) -> httpx.Response:
-        """Send an authenticated request to ``path`` (e.g. ``/v1/projects``) and return the
-        successful response.
+        """Send a request to ``path`` (e.g. ``/v1/projects``), with the bearer token unless
+        ``authenticate`` is false, and return the successful response.
 
         Every POST carries an ``Idempotency-Key`` (``idempotency_key`` or a fresh UUID), kept
         across retries (contract section 1).
@@ -213,9 +230,10 @@ class Client:
         kwargs: dict[str, Any] = {"params": params}
         if json is not None:
             kwargs["json"] = json
-        sent["Authorization"] = f"Bearer {self.access_token()}"
+        if authenticate:
+            sent["Authorization"] = f"Bearer {self.access_token()}"
         response = self._send(method, url, headers=sent, **kwargs)
-        if response.status_code == 401 and self._fixed_token is None:
+        if response.status_code == 401 and authenticate and self._fixed_token is None:
             sent["Authorization"] = f"Bearer {self.access_token(renew=True)}"
             response = self._send(method, url, headers=sent, **kwargs)
         if response.status_code >= 400:
@@ -230,12 +248,20 @@ class Client:
         """:meth:`request`, then parse the JSON answer as ``model``."""
         return model.model_validate(self.request(method, path, **kwargs).json())
 
-    def pages(self, model: type[M], path: str, *, page_size: int = 100) -> Iterator[M]:
+    def pages(
+        self,
+        model: type[M],
+        path: str,
+        *,
+        page_size: int = 100,
+        params: Mapping[str, Any] | None = None,
+    ) -> Iterator[M]:
         """Iterate over every item of a paged list (contract section 1: ``page``/``size``),
-        fetching one page at a time."""
+        fetching one page at a time; ``params`` are the list's filters."""
         page = 0
         while True:
-            body = self.request("GET", path, params={"page": page, "size": page_size}).json()
+            query = {**(params or {}), "page": page, "size": page_size}
+            body = self.request("GET", path, params=query).json()
             results = body.get("results", [])
             for item in results:
                 yield model.model_validate(item)

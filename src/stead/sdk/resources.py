@@ -20,6 +20,7 @@ from stead.agents.schemas import (
     AgentRead,
     CredentialsRequest,
 )
+from stead.audit.schemas import AuditEventRead
 from stead.connections.schemas import ConnectionCreate, ConnectionRead
 from stead.environments.schemas import (
     EnvironmentCreate,
@@ -27,9 +28,32 @@ from stead.environments.schemas import (
     EnvironmentSummary,
     EnvironmentUpdate,
 )
+from stead.identity.schemas import (
+    ApiClientCreate,
+    ApiClientCreated,
+    ApiClientRead,
+    EnvironmentAccessRead,
+    EnvironmentAccessSet,
+    InvitationAccept,
+    InvitationAccepted,
+    InvitationCreate,
+    InvitationCreated,
+    InvitationRead,
+    LoginRequest,
+    MemberRead,
+    MemberUpdate,
+    TokenResponse,
+)
 from stead.projects.schemas import ProjectCreate, ProjectCreated, ProjectRead, ProjectUpdate
 from stead.repositories.schemas import RepositoryCreate, RepositoryRead
-from stead.secrets.schemas import SecretReferenceCreate, SecretReferenceRead
+from stead.secrets.schemas import (
+    HostedSecretCreate,
+    HostedSecretRead,
+    HostedSecretUpdate,
+    SecretReferenceCheck,
+    SecretReferenceCreate,
+    SecretReferenceRead,
+)
 
 if TYPE_CHECKING:
     from stead.sdk.client import Client
@@ -267,6 +291,63 @@ class SecretReferences(_Resource):
         """``DELETE .../secret-references/{name}`` (409 while an environment refers to it)."""
         self._client.request("DELETE", f"{self._path(project_id)}/{_seg(name)}")
 
+    def check(
+        self, project_id: str, name: str, *, idempotency_key: str | None = None
+    ) -> SecretReferenceCheck:
+        """``POST .../secret-references/{name}/check``: resolve it now (the value is never
+        returned)."""
+        return self._client.call(
+            SecretReferenceCheck,
+            "POST",
+            f"{self._path(project_id)}/{_seg(name)}/check",
+            idempotency_key=idempotency_key,
+        )
+
+
+class Secrets(_Resource):
+    """``/v1/projects/{projectId}/secrets``: hosted secrets (contract section 5). Values are
+    write-only: answers carry metadata only."""
+
+    @staticmethod
+    def _path(project_id: str) -> str:
+        return f"/v1/projects/{_seg(project_id)}/secrets"
+
+    def create(
+        self,
+        project_id: str,
+        body: HostedSecretCreate | Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+    ) -> HostedSecretRead:
+        """``POST .../secrets`` ``{"name", "type", "value"}``."""
+        return self._client.call(
+            HostedSecretRead,
+            "POST",
+            self._path(project_id),
+            json=_body(body),
+            idempotency_key=idempotency_key,
+        )
+
+    def list(self, project_id: str, *, page_size: int = 100) -> Iterator[HostedSecretRead]:
+        """Every hosted secret of the project (metadata only)."""
+        return self._client.pages(HostedSecretRead, self._path(project_id), page_size=page_size)
+
+    def get(self, project_id: str, name: str) -> HostedSecretRead:
+        """``GET .../secrets/{name}``."""
+        return self._client.call(HostedSecretRead, "GET", f"{self._path(project_id)}/{_seg(name)}")
+
+    def update(
+        self, project_id: str, name: str, body: HostedSecretUpdate | Mapping[str, Any]
+    ) -> HostedSecretRead:
+        """``PUT .../secrets/{name}``: store a new version of the value."""
+        return self._client.call(
+            HostedSecretRead, "PUT", f"{self._path(project_id)}/{_seg(name)}", json=_body(body)
+        )
+
+    def delete(self, project_id: str, name: str) -> None:
+        """``DELETE .../secrets/{name}`` (409 while an environment refers to it)."""
+        self._client.request("DELETE", f"{self._path(project_id)}/{_seg(name)}")
+
 
 class Repositories(_Resource):
     """``/v1/projects/{projectId}/repositories`` (contract section 6). The provider token is
@@ -311,4 +392,189 @@ class Repositories(_Resource):
             f"{self._path(project_id)}/token",
             headers={TOKEN_HEADER: token},
             idempotency_key=idempotency_key,
+        )
+
+
+class Auth(_Resource):
+    """``POST /v1/auth/login``: a user's email and password for a bearer token (no client
+    credentials needed; use the token as ``Client(url, token=...)``)."""
+
+    def login(self, body: LoginRequest | Mapping[str, Any]) -> TokenResponse:
+        """``POST /v1/auth/login`` ``{"email", "password"}``."""
+        return self._client.call(
+            TokenResponse, "POST", "/v1/auth/login", json=_body(body), authenticate=False
+        )
+
+
+class ApiClients(_Resource):
+    """``/v1/api-clients`` (contract section 8): API clients of the account. A client secret
+    appears only in the answers of :meth:`create` and :meth:`rotate_secret`."""
+
+    def create(
+        self, body: ApiClientCreate | Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> ApiClientCreated:
+        """``POST /v1/api-clients`` ``{"name", "role"}``."""
+        return self._client.call(
+            ApiClientCreated,
+            "POST",
+            "/v1/api-clients",
+            json=_body(body),
+            idempotency_key=idempotency_key,
+        )
+
+    def list(self, *, page_size: int = 100) -> Iterator[ApiClientRead]:
+        """Every API client the caller may manage."""
+        return self._client.pages(ApiClientRead, "/v1/api-clients", page_size=page_size)
+
+    def get(self, client_id: str) -> ApiClientRead:
+        """``GET /v1/api-clients/{clientId}``."""
+        return self._client.call(ApiClientRead, "GET", f"/v1/api-clients/{_seg(client_id)}")
+
+    def rotate_secret(
+        self, client_id: str, *, idempotency_key: str | None = None
+    ) -> ApiClientCreated:
+        """``POST /v1/api-clients/{clientId}/secret``: a new secret; the old one stops working."""
+        return self._client.call(
+            ApiClientCreated,
+            "POST",
+            f"/v1/api-clients/{_seg(client_id)}/secret",
+            idempotency_key=idempotency_key,
+        )
+
+    def delete(self, client_id: str) -> None:
+        """``DELETE /v1/api-clients/{clientId}``: revoke it and its tokens."""
+        self._client.request("DELETE", f"/v1/api-clients/{_seg(client_id)}")
+
+
+class Members(_Resource):
+    """``/v1/projects/{projectId}/members`` (contract section 8)."""
+
+    @staticmethod
+    def _path(project_id: str) -> str:
+        return f"/v1/projects/{_seg(project_id)}/members"
+
+    def list(self, project_id: str, *, page_size: int = 100) -> Iterator[MemberRead]:
+        """Every member of the project."""
+        return self._client.pages(MemberRead, self._path(project_id), page_size=page_size)
+
+    def update(
+        self, project_id: str, member_id: str, body: MemberUpdate | Mapping[str, Any]
+    ) -> MemberRead:
+        """``PATCH .../members/{memberId}`` ``{"projectRole"}``."""
+        return self._client.call(
+            MemberRead, "PATCH", f"{self._path(project_id)}/{_seg(member_id)}", json=_body(body)
+        )
+
+    def delete(self, project_id: str, member_id: str) -> None:
+        """``DELETE .../members/{memberId}``."""
+        self._client.request("DELETE", f"{self._path(project_id)}/{_seg(member_id)}")
+
+
+class Invitations(_Resource):
+    """``/v1/projects/{projectId}/invitations`` and ``/v1/invitations/{token}/accept``
+    (contract section 8)."""
+
+    @staticmethod
+    def _path(project_id: str) -> str:
+        return f"/v1/projects/{_seg(project_id)}/invitations"
+
+    def create(
+        self,
+        project_id: str,
+        body: InvitationCreate | Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+    ) -> InvitationCreated:
+        """``POST .../invitations`` ``{"email", "projectRole"}``."""
+        return self._client.call(
+            InvitationCreated,
+            "POST",
+            self._path(project_id),
+            json=_body(body),
+            idempotency_key=idempotency_key,
+        )
+
+    def list(self, project_id: str, *, page_size: int = 100) -> Iterator[InvitationRead]:
+        """Every invitation of the project."""
+        return self._client.pages(InvitationRead, self._path(project_id), page_size=page_size)
+
+    def delete(self, project_id: str, invitation_id: str) -> None:
+        """``DELETE .../invitations/{invitationId}``: revoke it."""
+        self._client.request("DELETE", f"{self._path(project_id)}/{_seg(invitation_id)}")
+
+    def accept(
+        self, token: str, body: InvitationAccept | Mapping[str, Any] | None = None
+    ) -> InvitationAccepted:
+        """``POST /v1/invitations/{token}/accept`` (the token is the credential)."""
+        return self._client.call(
+            InvitationAccepted,
+            "POST",
+            f"/v1/invitations/{_seg(token)}/accept",
+            json=_body(body) if body is not None else None,
+            authenticate=False,
+        )
+
+
+class EnvironmentAccess(_Resource):
+    """``/v1/projects/{projectId}/environments/{name}/access`` (contract section 8)."""
+
+    @staticmethod
+    def _path(project_id: str, environment: str) -> str:
+        return f"/v1/projects/{_seg(project_id)}/environments/{_seg(environment)}/access"
+
+    def list(
+        self, project_id: str, environment: str, *, page_size: int = 100
+    ) -> Iterator[EnvironmentAccessRead]:
+        """Every user's explicit access to the environment."""
+        return self._client.pages(
+            EnvironmentAccessRead, self._path(project_id, environment), page_size=page_size
+        )
+
+    def set(
+        self,
+        project_id: str,
+        environment: str,
+        user_id: str,
+        body: EnvironmentAccessSet | Mapping[str, Any],
+    ) -> EnvironmentAccessRead:
+        """``PUT .../access/{userId}`` ``{"accessLevel"}``."""
+        return self._client.call(
+            EnvironmentAccessRead,
+            "PUT",
+            f"{self._path(project_id, environment)}/{_seg(user_id)}",
+            json=_body(body),
+        )
+
+    def delete(self, project_id: str, environment: str, user_id: str) -> None:
+        """``DELETE .../access/{userId}``: back to the environment's default."""
+        self._client.request("DELETE", f"{self._path(project_id, environment)}/{_seg(user_id)}")
+
+
+class AuditEvents(_Resource):
+    """``GET /v1/audit-events`` (contract section 8)."""
+
+    def list(
+        self,
+        *,
+        project_id: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        page_size: int = 100,
+    ) -> Iterator[AuditEventRead]:
+        """The events the caller may read, oldest first; ``since``/``until`` are RFC 3339
+        times (the API's ``from``, inclusive, and ``to``, exclusive)."""
+        filters = {
+            "projectId": project_id,
+            "actor": actor,
+            "action": action,
+            "from": since,
+            "to": until,
+        }
+        return self._client.pages(
+            AuditEventRead,
+            "/v1/audit-events",
+            page_size=page_size,
+            params={k: v for k, v in filters.items() if v is not None},
         )
