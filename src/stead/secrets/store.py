@@ -313,19 +313,7 @@ def store_value(session: Session, *, secret: HostedSecret, value: str) -> Hosted
     return row
 
 
-def decrypt(session: Session, *, secret: HostedSecret) -> str:
-    """The value of the latest version of ``secret``.
-
-    Raises:
-        SecretUnreadable: the master key that wrapped it is unknown, or the row fails
-            authentication.
-    """
-    row = session.scalars(
-        select(HostedSecretVersion).where(
-            HostedSecretVersion.secret_id == secret.id,
-            HostedSecretVersion.version == secret.version,
-        )
-    ).one()
+def _open(session: Session, secret: HostedSecret, row: HostedSecretVersion) -> str:
     context = _context(secret.project_id, secret.name_key, row.version)
     master = keyring_of(session).cipher(row.key_id)
     try:
@@ -339,6 +327,22 @@ def decrypt(session: Session, *, secret: HostedSecret) -> str:
     return value
 
 
+def decrypt(session: Session, *, secret: HostedSecret) -> str:
+    """The value of the latest version of ``secret``.
+
+    Raises:
+        SecretUnreadable: the master key that wrapped it is unknown, or the row fails
+            authentication.
+    """
+    row = session.scalars(
+        select(HostedSecretVersion).where(
+            HostedSecretVersion.secret_id == secret.id,
+            HostedSecretVersion.version == secret.version,
+        )
+    ).one()
+    return _open(session, secret, row)
+
+
 def read_value(session: Session, *, project_id: str, name: str) -> str:
     """Decrypt the latest version of the project's hosted secret ``name`` (case-insensitive).
 
@@ -349,10 +353,23 @@ def read_value(session: Session, *, project_id: str, name: str) -> str:
         NotFound: the project has no hosted secret of that name.
         SecretUnreadable: see :func:`decrypt`.
     """
-    secret = find(session, project_id=project_id, name=name)
-    if secret is None:
+    try:
+        check_name(name)
+    except ValueError:
+        found = None  # cannot exist; may hold a NUL, which PostgreSQL refuses in a query
+    else:
+        found = session.execute(
+            select(HostedSecret, HostedSecretVersion)
+            .join(
+                HostedSecretVersion,
+                (HostedSecretVersion.secret_id == HostedSecret.id)
+                & (HostedSecretVersion.version == HostedSecret.version),
+            )
+            .where(HostedSecret.project_id == project_id, HostedSecret.name_key == name_key(name))
+        ).first()
+    if found is None:
         raise NotFound(f"No hosted secret named {name!r} in the project")
-    return decrypt(session, secret=secret)
+    return _open(session, *found)
 
 
 def rewrap_all(session: Session, keyring: Keyring) -> int:
