@@ -40,7 +40,7 @@ from stead.identity.routes import router as token_router
 from stead.logs import configure_logging
 from stead.metrics import Metrics
 from stead.projects.routes import router as projects_router
-from stead.ratelimit import RateLimiter
+from stead.ratelimit import make_rate_limiter
 from stead.repositories.routes import router as repositories_router
 from stead.secrets.routes import hosted_router as hosted_secrets_router
 from stead.secrets.routes import router as secret_references_router
@@ -282,7 +282,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.signing_key = load_signing_key(settings)
     attach_keyring(app.state.sessionmaker, load_keyring(settings))
-    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.rate_limiter = make_rate_limiter(engine, settings.rate_limit_per_minute)
     app.state.metrics = Metrics()
     _install_error_handlers(app)
     writelock.install(app, engine)

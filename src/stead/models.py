@@ -15,6 +15,7 @@ from stead.identity.models import (
     User,
 )
 from stead.projects.models import Project
+from stead.ratelimit import RateLimitCounter
 from stead.repositories.models import Repository
 from stead.secrets.models import HostedSecret, HostedSecretVersion, SecretReference
 
@@ -34,6 +35,7 @@ __all__ = [
     "Invitation",
     "Project",
     "ProjectMember",
+    "RateLimitCounter",
     "Repository",
     "SecretReference",
     "User",

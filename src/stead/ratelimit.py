@@ -1,7 +1,14 @@
 """Per-API-client rate limit (contract section 1: default 1000 requests/minute, 429 + Retry-After).
 
-A fixed one-minute window counted in this process's memory. With several server processes each
-counts on its own, so the effective limit is the setting times the number of processes.
+Fixed one-minute windows. Where the count lives depends on the database:
+
+- PostgreSQL: in the table ``rate_limit_counters``, one row per client and window, bumped by one
+  ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` in a transaction of its own (never the
+  request's: a failed request still counts, and no row lock is held while the request runs).
+  Every ``stead serve`` process and worker on that database shares the count, so the limit is
+  the setting whatever the number of servers. Rows of past windows are deleted as windows pass.
+- SQLite: in this process's memory. An embedded database means one server process; with
+  ``--workers N`` each worker counts on its own and the effective limit is N times the setting.
 """
 
 from __future__ import annotations
@@ -10,11 +17,26 @@ import math
 import threading
 import time
 
+from sqlalchemy import BigInteger, Engine, Integer, String, delete
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Mapped, mapped_column
+
+from stead.db import Base, utcnow
 from stead.errors import TooManyRequests
 
 
+class RateLimitCounter(Base):
+    """Requests of one API client (or user) in one window (``window`` = epoch seconds // 60)."""
+
+    __tablename__ = "rate_limit_counters"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    count: Mapped[int] = mapped_column(Integer)
+
+
 class RateLimiter:
-    """Counts requests per key in fixed windows of ``window_seconds``.
+    """Counts requests per key in fixed windows of ``window_seconds``, in this process.
 
     Args:
         limit: requests allowed per key and window; 0 or less disables the limit.
@@ -38,14 +60,60 @@ class RateLimiter:
             return
         now = time.time()
         window = int(now // self.window)
+        self._check(self._count(key, window), window, now)
+
+    def _count(self, key: str, window: int) -> int:
         with self._lock:
             if window != self._current:
                 self._current, self._counts = window, {}
             count = self._counts.get(key, 0) + 1
             self._counts[key] = count
+        return count
+
+    def _check(self, count: int, window: int, now: float) -> None:
         if count > self.limit:
             retry_after = max(1, math.ceil((window + 1) * self.window - now))
             raise TooManyRequests(
                 f"Rate limit of {self.limit} requests per {int(self.window)} s exceeded",
                 headers={"Retry-After": str(retry_after)},
             )
+
+
+class SharedRateLimiter(RateLimiter):
+    """A :class:`RateLimiter` whose counts live in PostgreSQL, shared by every server process.
+
+    Raises (from :meth:`hit`) ``OperationalError`` when the database is unreachable, which the
+    app answers with 503 like any other request that needs the database.
+    """
+
+    def __init__(self, engine: Engine, limit: int, window_seconds: float = 60.0) -> None:
+        super().__init__(limit, window_seconds)
+        self.engine = engine
+
+    def _count(self, key: str, window: int) -> int:
+        now = utcnow()
+        row = RateLimitCounter
+        bump = (
+            insert(row)
+            .values(client_id=key, window=window, count=1, created_at=now, updated_at=now)
+            .on_conflict_do_update(
+                index_elements=[row.client_id, row.window], set_={"count": row.count + 1}
+            )
+            .returning(row.count)
+        )
+        with self.engine.begin() as conn:
+            count = int(conn.execute(bump).scalar_one())
+        with self._lock:
+            new_window, self._current = window != self._current, window
+        if new_window:
+            with self.engine.begin() as conn:
+                conn.execute(delete(row).where(row.window < window - 1))
+        return count
+
+
+def make_rate_limiter(engine: Engine, limit: int) -> RateLimiter:
+    """The limiter for ``engine``: shared through the database on PostgreSQL, in memory on
+    SQLite (module docstring)."""
+    if engine.dialect.name == "postgresql":
+        return SharedRateLimiter(engine, limit)
+    return RateLimiter(limit)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -13,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from stead.demo import create_super_admin, example, start_server
-from tests.support.postgres import free_port
+from tests.support.postgres import PG_BIN, free_port
 
 
 @dataclass
@@ -65,9 +67,7 @@ class Served:
                 self.kill()
 
 
-def start(
-    db_url: str, data_dir: Path, credentials: tuple[str, str] | None = None
-) -> Served:
+def start(db_url: str, data_dir: Path, credentials: tuple[str, str] | None = None) -> Served:
     """Migrate ``db_url``, create a SUPER_ADMIN client (unless ``credentials`` are given) and
     run ``stead serve`` on a free port with ``data_dir``."""
     client_id, secret = credentials or create_super_admin(db_url)
@@ -113,3 +113,56 @@ def provision(client: httpx.Client, *, name: str = "finance-analytics") -> dict[
         resp = client.post(path, json=body)
         assert resp.status_code == 201, f"{path}: {resp.text}"
     return {"project_id": project_id, "agent_id": agent_id, "environment": "prod"}
+
+
+class PgCluster:
+    """A private PostgreSQL cluster that a test may stop and start (a database outage)."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.data = base / "data"
+        self.sock = base / "sock"
+        self.port = free_port()
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        cmd = [str(PG_BIN / args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+
+    def init(self) -> None:
+        """``initdb`` and start."""
+        self.sock.mkdir(parents=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.base, "postgres")
+            shutil.chown(self.sock, "postgres")
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        self.start()
+
+    def start(self) -> None:
+        """Start the cluster and wait until it accepts connections."""
+        opts = (
+            f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c max_connections=200"
+        )
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-w", "-l", str(self.base / "log"), "-o", opts, "start"
+        )
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the cluster (``fast``: disconnect clients, roll back open transactions)."""
+        self._run("pg_ctl", "-D", str(self.data), "-w", "-m", mode, "stop")
+
+
+@contextmanager
+def pg_cluster(base: Path) -> Iterator[PgCluster]:
+    """A started :class:`PgCluster` under ``base``, stopped and removed afterwards."""
+    cluster = PgCluster(base)
+    cluster.init()
+    try:
+        yield cluster
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            cluster.stop("immediate")
+        shutil.rmtree(base, ignore_errors=True)

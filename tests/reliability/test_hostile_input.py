@@ -326,9 +326,10 @@ PATH_TRICKS = [
 
 def test_path_tricks_in_names(db_url: str, tmp_path: Path) -> None:
     # Over a real server: the TestClient would percent-decode the path a second time.
-    with serve(db_url, tmp_path / "srv") as srv, httpx.Client(
-        base_url=srv.url, headers=srv.headers(), timeout=30
-    ) as client:
+    with (
+        serve(db_url, tmp_path / "srv") as srv,
+        httpx.Client(base_url=srv.url, headers=srv.headers(), timeout=30) as client,
+    ):
         made = provision(client)
         project_id = made["project_id"]
         factory = make_sessionmaker(make_engine(db_url))
@@ -336,9 +337,7 @@ def test_path_tricks_in_names(db_url: str, tmp_path: Path) -> None:
             "secret reference": example("04-create-secret-reference-aws", agentId=made["agent_id"]),
             "environment patch": {"displayName": "x"},
         }
-        for (method, template, body_route), trick in itertools.product(
-            SEGMENT_ROUTES, PATH_TRICKS
-        ):
+        for (method, template, body_route), trick in itertools.product(SEGMENT_ROUTES, PATH_TRICKS):
             path = template.replace("{p}", project_id).replace("{x}", trick)
             body = bodies.get(body_route or "")
             before = counts(factory)
@@ -363,16 +362,18 @@ def test_names_that_are_only_dots_are_refused(world: World) -> None:
             ("agent", _agent(world)),
         ]:
             before = counts(world.factory)
-            resp = world.http.request(method, path, json={**body, "name": name},
-                                      headers=world.headers)
+            resp = world.http.request(
+                method, path, json={**body, "name": name}, headers=world.headers
+            )
             assert_problem(resp, 400, "name")
             assert counts(world.factory) == before
 
 
 def test_names_with_percent_signs_round_trip(db_url: str, tmp_path: Path) -> None:
-    with serve(db_url, tmp_path / "srv") as srv, httpx.Client(
-        base_url=srv.url, headers=srv.headers(), timeout=30
-    ) as client:
+    with (
+        serve(db_url, tmp_path / "srv") as srv,
+        httpx.Client(base_url=srv.url, headers=srv.headers(), timeout=30) as client,
+    ):
         resp = client.post("/v1/projects", json=example("01-create-project-redshift"))
         base = f"/v1/projects/{resp.json()['projectId']}/data-platform-connections"
         names = ("a%2Fb", "%00", "100%", "a..b", "%2e%2e", "..a", "sp ace", "ünï/?#"[:3])
@@ -385,14 +386,16 @@ def test_names_with_percent_signs_round_trip(db_url: str, tmp_path: Path) -> Non
         assert client.get(f"{base}/a%2Fb").status_code == 404  # that is "a/b", no such name
 
 
-def test_body_over_the_limit_is_413(http: TestClient, admin: dict[str, str],
-                                    session_factory: sessionmaker[Session]) -> None:
+def test_body_over_the_limit_is_413(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     limit = Settings().max_body_bytes
     assert limit == 1024 * 1024
     body = json.dumps({**example("01-create-project-redshift"), "description": "x" * limit})
     before = counts(session_factory)
-    resp = http.post("/v1/projects", content=body,
-                     headers={**admin, "Content-Type": "application/json"})
+    resp = http.post(
+        "/v1/projects", content=body, headers={**admin, "Content-Type": "application/json"}
+    )
     problem = assert_problem(resp, 413, "body")
     assert problem["type"].endswith("/content-too-large")
 
@@ -401,14 +404,16 @@ def test_body_over_the_limit_is_413(http: TestClient, admin: dict[str, str],
         for start in range(0, len(data), 65536):
             yield data[start : start + 65536]
 
-    resp = http.post("/v1/projects", content=chunks(),
-                     headers={**admin, "Content-Type": "application/json"})
+    resp = http.post(
+        "/v1/projects", content=chunks(), headers={**admin, "Content-Type": "application/json"}
+    )
     assert_problem(resp, 413, "body")
     assert counts(session_factory) == before
     # under the limit: read and judged on its content (description too long), not its size
     body = json.dumps({**example("01-create-project-redshift"), "description": "x" * 3000})
-    resp = http.post("/v1/projects", content=body,
-                     headers={**admin, "Content-Type": "application/json"})
+    resp = http.post(
+        "/v1/projects", content=body, headers={**admin, "Content-Type": "application/json"}
+    )
     assert_problem(resp, 400, "description")
 
 
@@ -420,7 +425,7 @@ def test_oversized_declared_length_is_refused_before_the_body_is_read(
         with socket.create_connection((host, int(port)), timeout=5) as sock:
             sock.sendall(
                 b"POST /v1/projects HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b"Content-Length: 1000000000\r\n\r\n{\"name\":"
+                b'Content-Length: 1000000000\r\n\r\n{"name":'
             )
             started = time.monotonic()
             answer = b""
@@ -434,8 +439,9 @@ def test_oversized_declared_length_is_refused_before_the_body_is_read(
         assert json.loads(payload)["status"] == 413
 
 
-def test_malformed_bodies(http: TestClient, admin: dict[str, str],
-                          session_factory: sessionmaker[Session]) -> None:
+def test_malformed_bodies(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
     headers = {**admin, "Content-Type": "application/json"}
     bodies = [
         b'{"name": "\xff\xfe", "warehouse": "REDSHIFT", "agentDeploymentType": "HYBRID"}',

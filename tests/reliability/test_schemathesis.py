@@ -98,7 +98,6 @@ def test_every_operation_answers_as_documented(
     assert total >= MIN_TOTAL_CASES // 2, total
 
 
-
 def test_the_document_has_no_422_and_problem_bodies(http: TestClient) -> None:
     spec = http.get("/openapi.json").json()
     assert "HTTPValidationError" not in spec["components"]["schemas"]
