@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import logging
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,6 +48,8 @@ def _exercise(client: Client, headers: dict[str, str]) -> list[Any]:
     responses: list[Any] = []
 
     def call(method: str, url: str, status: int, **kwargs: Any) -> Any:
+        if method == "POST":  # the idempotency store keeps responses: they are scanned too
+            kwargs["headers"] = {"Idempotency-Key": uuid.uuid4().hex, **kwargs.get("headers", {})}
         resp = client.request(
             method, url, headers={**headers, **kwargs.pop("headers", {})}, **kwargs
         )
