@@ -42,6 +42,7 @@ def test_create_list_rotate_revoke(
     assert created["revokedAt"] is None and resp.headers["cache-control"] == "no-store"
     assert resp.headers["location"] == f"/v1/api-clients/{created['clientId']}"
     client_id, secret = created["clientId"], created["clientSecret"]
+    assert created["id"] != client_id  # the principal id members and audit events use
     headers = {"Authorization": f"Bearer {token_for(http, client_id, secret)}"}
     assert http.get("/v1/agents", headers=headers).status_code == 200
 

@@ -4,6 +4,9 @@ repeated failures with the failures audited, and passwords that never leave the 
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -172,3 +175,30 @@ def test_password_never_stored_shown_or_logged(
             assert rows and canary not in repr(rows)
         hashed = session.scalars(select(User.password_hash)).one()
         assert hashed.startswith("$argon2id$")
+
+
+def test_admin_create_user_command(db_url: str, tmp_path: Path, http: TestClient) -> None:
+    stead = Path(sys.executable).with_name("stead")
+    env = {**os.environ, "STEAD_DATABASE_URL": db_url, "STEAD_DATA_DIR": str(tmp_path / "cli")}
+
+    def run(*args: str, password: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(stead), "admin", "create-user", *args, "--password-stdin"],
+            env=env,
+            input=password + "\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    made = run("--email", "root@example.com", "--role", "super_admin", password=USER_PASSWORD)
+    assert made.returncode == 0, made.stderr
+    assert USER_PASSWORD not in made.stdout + made.stderr
+    headers = login(http, "root@example.com")
+    assert http.get("/v1/api-clients", headers=headers).status_code == 200  # a Super Admin
+    taken = run("--email", "ROOT@example.com", password=USER_PASSWORD)
+    assert taken.returncode == 2 and "already exists" in taken.stderr
+    short = run("--email", "short@example.com", password="short")
+    assert short.returncode == 2 and "12-1024" in short.stderr
+    bad = run("--email", "not-an-email", password=USER_PASSWORD)
+    assert bad.returncode == 2 and "email" in bad.stderr

@@ -15,6 +15,7 @@ import typer
 
 from stead.cli.apply import register as register_client_commands
 from stead.cli.audit import audit
+from stead.cli.audit import audit
 
 app = typer.Typer(
     help="Stead: a self-hosted control plane that provisions data projects.",
@@ -129,6 +130,63 @@ def rotate_master_key() -> None:
     )
 
 
+@admin_app.command("create-user")
+def create_user_command(
+    email: Annotated[str, typer.Option(help="the user's email (their login)")],
+    role: Annotated[str, typer.Option(help="SUPER_ADMIN, ADMIN or MEMBER")] = "MEMBER",
+    display_name: Annotated[
+        str | None, typer.Option(help="default: the email's local part")
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from standard input")
+    ] = False,
+) -> None:
+    """Create a user who logs in with email and password (the way to a first Super Admin user;
+    everyone else joins by invitation)."""
+    import sys
+
+    from stead.db import make_engine, make_sessionmaker, session_scope
+    from stead.errors import AppError
+    from stead.identity.schemas import PASSWORD_MAX, PASSWORD_MIN, check_email
+    from stead.identity.service import create_user
+    from stead.migrations import upgrade
+    from stead.settings import get_settings
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    try:
+        check_email(email)
+    except ValueError as exc:
+        typer.echo(f"error: email {exc}", err=True)
+        raise typer.Exit(2) from None
+    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        typer.echo(
+            f"error: the password must be {PASSWORD_MIN}-{PASSWORD_MAX} characters", err=True
+        )
+        raise typer.Exit(2)
+    settings = get_settings()
+    upgrade(settings.effective_database_url)
+    engine = make_engine(settings.effective_database_url)
+    try:
+        for session in session_scope(make_sessionmaker(engine), write=True):
+            user = create_user(
+                session,
+                email=email,
+                password=password,
+                display_name=display_name,
+                role=role.upper(),
+            )
+            user_id = user.id
+    except AppError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    typer.echo(f"user {user_id} ({email}, {role.upper()}) created")
+
+
 @app.command()
 def demo(
     data_dir: Annotated[
@@ -190,6 +248,7 @@ def demo(
 
 
 register_client_commands(app)
+app.command()(audit)
 app.command()(audit)
 
 if __name__ == "__main__":

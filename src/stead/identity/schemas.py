@@ -67,8 +67,13 @@ class ApiClientCreate(WireModel):
 
 
 class ApiClientRead(WireModel):
-    """An API client as read back: never its secret."""
+    """An API client as read back: never its secret.
 
+    ``clientId`` is what the token endpoint and ``/v1/api-clients/{clientId}`` take; ``id`` is
+    the client's principal id, as project members and audit events name it.
+    """
+
+    id: str
     client_id: str
     name: str
     role: str
