@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import Result
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from typer.testing import CliRunner
 
 from stead.cli.main import app
@@ -370,3 +372,70 @@ def test_login_writes_a_private_profile_read_after_flags_and_environment(
     assert other.exit_code == 0
     text = profile.read_text()
     assert '[profiles."default"]' in text and '[profiles."other"]' in text
+
+
+def _pem() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def test_secret_values_are_written_once_and_shown_only_as_changed(
+    served: Served, document: dict[str, Any], tmp_path: Path
+) -> None:
+    finance, growth = document["projects"]
+    finance["secrets"] = [{"name": "finance-extra", "type": "PASSWORD", "value": "${EXTRA}"}]
+    dev = finance["environments"][1]["connectionOverrides"][0]["connectionProperties"]
+    dev["password"] = {"value": "${DEV_PASSWORD}"}
+    props = growth["environments"][0]["connectionOverrides"][0]["connectionProperties"]
+    props["privateKey"] = {"value": "${SNOWFLAKE_KEY}"}
+    path = write(tmp_path / "stead.yaml", document)
+    canaries = {
+        "EXTRA": "CANARY-extra-3f9a",
+        "DEV_PASSWORD": "CANARY-dev-password-77b1",
+        "SNOWFLAKE_KEY": _pem(),
+    }
+    outputs = []
+
+    def run(*args: str, **env: str) -> Result:
+        result = cli(served, *args, **{**canaries, **env})
+        outputs.append(result.output)
+        return result
+
+    assert run("apply", "-f", str(path), "--auto-approve").exit_code == 0
+    assert run("plan", "-f", str(path)).exit_code == 0
+    # a password cannot be read back: a new one in the environment is not seen...
+    assert run("plan", "-f", str(path), DEV_PASSWORD="CANARY-dev-new-0c2d").exit_code == 0
+    # ...until asked for
+    rewrite = run("plan", "-f", str(path), "--write-secrets", DEV_PASSWORD="CANARY-dev-new-0c2d")
+    assert rewrite.exit_code == 2
+    assert "connectionProperties.password: rewritten (secret)" in rewrite.output
+    assert "value: rewritten (secret)" in rewrite.output
+    applied = run(
+        "apply", "-f", str(path), "--auto-approve", "--write-secrets", DEV_PASSWORD="CANARY-dev-new"
+    )
+    assert applied.exit_code == 0
+    with _sdk(served) as stead:
+        pid = next(p.id for p in stead.projects.list() if p.name == "finance-analytics")
+        assert stead.secrets.get(pid, "finance-extra").version == 2
+        stored = stead.environments.get(pid, "dev").connection_overrides[0]
+        assert stored.connection_properties["password"]["set"] is True
+    # a private key is compared by its public-key fingerprint
+    changed = run("plan", "-f", str(path), SNOWFLAKE_KEY=_pem())
+    assert changed.exit_code == 2
+    assert "connectionProperties.privateKey: changed (secret)" in changed.output
+
+    exported = tmp_path / "exported.yaml"
+    assert run("export", "--all", "-o", str(exported)).exit_code == 0
+    written = yaml.safe_load(exported.read_text())
+    assert written["projects"][0]["secrets"] == [{"name": "finance-extra", "type": "PASSWORD"}]
+    assert run("plan", "-f", str(exported)).exit_code == 0
+    # the secrets environments own are theirs, never pruned as strangers
+    assert run("plan", "-f", str(path), "--prune").exit_code == 0
+    log = served.log.read_text()
+    for name, value in canaries.items():
+        for text in [*outputs, exported.read_text(), log]:
+            assert value.strip() not in text, name

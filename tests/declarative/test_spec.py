@@ -104,5 +104,5 @@ def test_references_inside_a_project_must_resolve(tmp_path: Path) -> None:
         "f: projects[0]: connections[1].name: 'FINANCE-DWH-PROD' is already connections[0]; "
         "environments[1].defaultConnections.DWH.redshift: no connection 'nope' in this project; "
         "environments[1].connectionOverrides[0].connectionProperties.password.secretName: "
-        "no secret reference 'gone' in this project"
+        "no secret reference or secret 'gone' in this project"
     ]

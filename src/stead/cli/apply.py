@@ -53,6 +53,13 @@ Prune = Annotated[
     bool,
     typer.Option("--prune", help="delete what the listed projects hold that the file does not"),
 ]
+WriteSecrets = Annotated[
+    bool,
+    typer.Option(
+        "--write-secrets",
+        help="send secret values again (they cannot be read back to compare)",
+    ),
+]
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -89,9 +96,9 @@ def _load(files: list[Path]) -> StateFile:
         _fail("the file is invalid:\n  " + "\n  ".join(exc.problems))
 
 
-def _plan(client: Client, spec: StateFile, prune: bool) -> tuple[Plan, State]:
+def _plan(client: Client, spec: StateFile, prune: bool, write_secrets: bool) -> tuple[Plan, State]:
     state = read_state(client, names=[p.name for p in spec.projects])
-    plan = make_plan(spec, state, prune=prune)
+    plan = make_plan(spec, state, prune=prune, write_secrets=write_secrets)
     for line in render(plan):
         typer.echo(line)
     if plan.errors:
@@ -129,6 +136,7 @@ def schema() -> None:
 def plan(
     files: Files = [],  # noqa: B006 - typer reads the default, never mutates it
     prune: Prune = False,
+    write_secrets: WriteSecrets = False,
     url: Url = None,
     client_id: ClientId = None,
     client_secret: ClientSecret = None,
@@ -137,7 +145,7 @@ def plan(
     """Show what `stead apply` would change: exit 0 if nothing, 2 if something, 1 on error."""
     spec = _load(files)
     with _client(url, client_id, client_secret, profile) as client:
-        result, _ = _plan(client, spec, prune)
+        result, _ = _plan(client, spec, prune, write_secrets)
     raise typer.Exit(2 if result.pending else 0)
 
 
@@ -147,6 +155,7 @@ def apply(
         bool, typer.Option("--auto-approve", help="apply without asking")
     ] = False,
     prune: Prune = False,
+    write_secrets: WriteSecrets = False,
     url: Url = None,
     client_id: ClientId = None,
     client_secret: ClientSecret = None,
@@ -159,7 +168,7 @@ def apply(
     """
     spec = _load(files)
     with _client(url, client_id, client_secret, profile) as client:
-        result, state = _plan(client, spec, prune)
+        result, state = _plan(client, spec, prune, write_secrets)
         pending = result.pending
         if not pending:
             typer.echo("Nothing to do.")

@@ -15,10 +15,17 @@ from typing import Any
 
 from stead.agents.schemas import AgentCreate, AgentRead
 from stead.connections.schemas import ConnectionCreate
-from stead.declarative.spec import EnvironmentSpec, ProjectSpec, SecretReferenceSpec, StateFile
+from stead.declarative.spec import (
+    EnvironmentSpec,
+    HostedSecretSpec,
+    ProjectSpec,
+    SecretReferenceSpec,
+    StateFile,
+)
 from stead.declarative.state import ProjectState, State
 from stead.environments.schemas import EnvironmentRead
 from stead.sdk import Client
+from stead.secrets.keys import check_private_key
 from stead.warehouses import check_properties, spec_for
 from stead.wire import name_key
 
@@ -47,8 +54,8 @@ class Change:
     """One object's planned change.
 
     Attributes:
-        kind: ``agent``, ``project``, ``connection``, ``secret reference``, ``environment`` or
-            ``repository``.
+        kind: ``agent``, ``project``, ``connection``, ``secret reference``, ``secret``,
+            ``environment`` or ``repository``.
         name: the object's name (the repository's is its repository name).
         project: the name of the project it belongs to (None for agents and projects).
         action: ``create``, ``update``, ``replace``, ``delete`` or ``no change``.
@@ -292,6 +299,102 @@ def _create_reference(key: str, project: str, reference: SecretReferenceSpec) ->
     return Change("secret reference", reference.name, project, CREATE, [], _REFERENCES, create)
 
 
+def _secret_changes(
+    desired: ProjectSpec,
+    actual: ProjectState | None,
+    prune: bool,
+    write_secrets: bool,
+    errors: list[str],
+) -> tuple[list[Change], int]:
+    """Hosted secrets: created with their value; their value is never read back, so it is
+    written again only with ``write_secrets``. Secrets environments own are not the file's."""
+    key = name_key(desired.name)
+    owned = actual.owned_secrets() if actual else set()
+    have = {
+        name_key(h.name): h
+        for h in (actual.secrets if actual else [])
+        if name_key(h.name) not in owned
+    }
+    changes = []
+    for secret in desired.secrets:
+        existing = have.pop(name_key(secret.name), None)
+        where = f'project "{desired.name}" / secret "{secret.name}"'
+        value = secret.value
+        details = []
+        if existing is not None and existing.type != secret.type:
+            details.append(_field("type", existing.type, secret.type))
+        if existing is not None and write_secrets and value is not None:
+            details.append("value: rewritten (secret)")
+        if existing is not None and not details:
+            changes.append(Change("secret", secret.name, desired.name, NO_CHANGE))
+            continue
+        if value is None:
+            needed = "create it" if existing is None else "change its type"
+            errors.append(f"{where}: a value is needed to {needed}: set value (e.g. ${{VAR}})")
+        action = CREATE if existing is None else UPDATE
+        run = _write_secret(key, secret, exists=existing is not None)
+        changes.append(
+            Change("secret", secret.name, desired.name, action, details, _REFERENCES, run)
+        )
+    return changes + _deletions(
+        "secret",
+        desired.name,
+        list(have.values()),
+        prune,
+        _PRUNE_REFERENCES,
+        lambda ctx, pid, h: ctx.client.secrets.delete(pid, h.name),
+    ), (0 if prune else len(have))
+
+
+def _write_secret(
+    project_key: str, secret: HostedSecretSpec, *, exists: bool
+) -> Callable[[Context], None]:
+    """The call that creates ``secret``, or stores a new version of it."""
+
+    def write(ctx: Context) -> None:
+        assert secret.value is not None
+        body = {"type": secret.type, "value": secret.value.get_secret_value()}
+        if exists:
+            ctx.client.secrets.update(ctx.project_ids[project_key], secret.name, body)
+        else:
+            ctx.client.secrets.create(ctx.project_ids[project_key], {"name": secret.name, **body})
+
+    return write
+
+
+def _fingerprint(properties: dict[str, dict[str, Any]]) -> str | None:
+    """The public-key fingerprint of an inline ``privateKey`` (opened with an inline
+    ``passphrase`` if there is one), or None when it cannot be computed here."""
+    key = properties.get("privateKey", {}).get("value")
+    if key is None:
+        return None
+    try:
+        return check_private_key(
+            str(key), properties.get("passphrase", {}).get("value")
+        ).fingerprint
+    except ValueError:
+        return None
+
+
+def _inline_status(
+    prop: str,
+    have: dict[str, Any] | None,
+    desired: dict[str, dict[str, Any]],
+    write_secrets: bool,
+) -> str | None:
+    """Compare a sensitive property given inline with what is stored: ``changed``,
+    ``rewritten`` (``write_secrets``: the value cannot be read back, so it is sent again), or
+    None (unchanged). A stored inline value is ``{"secretName", "set": true}``; a private key
+    also carries its public-key fingerprint, so it is compared exactly."""
+    if have is None or not have.get("set"):
+        return "changed"
+    if prop == "privateKey":
+        fingerprint = _fingerprint(desired)
+        if fingerprint is not None:
+            return None if fingerprint == have.get("fingerprint") else "changed"
+    return "rewritten" if write_secrets else None
+
+
 def _stored(env: EnvironmentSpec) -> dict[str, dict[str, Any]]:
     return {k: v.stored() for k, v in env.connection_overrides[0].connection_properties.items()}
 
@@ -308,6 +411,7 @@ def _environment_change(
     desired: EnvironmentSpec,
     actual: EnvironmentRead | None,
     project: ProjectSpec,
+    write_secrets: bool,
     errors: list[str],
 ) -> Change:
     key = name_key(project.name)
@@ -382,14 +486,21 @@ def _environment_change(
     if properties_changed:
         details.append(_field("connectionName", current.connection_name, override.connection_name))
     removed = sorted(set(current.connection_properties) - set(normalised))
+    kept: set[str] = set()  # sensitive properties left out of a PATCH keep their stored value
     for prop in sorted(set(normalised) | set(current.connection_properties)):
-        want = _comparable(normalised.get(prop))
-        have = _comparable(current.connection_properties.get(prop))
-        if want == have:
+        want = normalised.get(prop)
+        have = current.connection_properties.get(prop)
+        if prop in spec.sensitive and want is not None and "value" in want:
+            status = _inline_status(prop, have, normalised, write_secrets)
+        else:
+            status = None if _comparable(want) == _comparable(have) else "changed"
+        if status is None:
+            if prop in spec.sensitive:
+                kept.add(prop)
             continue
         properties_changed = True
         if prop in spec.sensitive:
-            details.append(f"{path}.{prop}: changed (secret)")
+            details.append(f"{path}.{prop}: {status} (secret)")
         else:
             old = current.connection_properties.get(prop)
             new = normalised.get(prop)
@@ -399,7 +510,11 @@ def _environment_change(
             {
                 **wire_override,
                 "connectionProperties": {
-                    **wire_override["connectionProperties"],
+                    **{
+                        k: v
+                        for k, v in wire_override["connectionProperties"].items()
+                        if k not in kept
+                    },
                     **dict.fromkeys(removed),
                 },
             }
@@ -427,11 +542,15 @@ def _show_property(value: dict[str, Any] | None) -> str:
 
 
 def _environment_changes(
-    desired: ProjectSpec, actual: ProjectState | None, prune: bool, errors: list[str]
+    desired: ProjectSpec,
+    actual: ProjectState | None,
+    prune: bool,
+    write_secrets: bool,
+    errors: list[str],
 ) -> tuple[list[Change], int]:
     have = {name_key(e.name): e for e in actual.environments} if actual else {}
     changes = [
-        _environment_change(env, have.pop(name_key(env.name), None), desired, errors)
+        _environment_change(env, have.pop(name_key(env.name), None), desired, write_secrets, errors)
         for env in desired.environments
     ]
     return changes + _deletions(
@@ -491,8 +610,14 @@ def _repository_change(
     return [change], 0
 
 
-def make_plan(spec: StateFile, state: State, *, prune: bool = False) -> Plan:
+def make_plan(
+    spec: StateFile, state: State, *, prune: bool = False, write_secrets: bool = False
+) -> Plan:
     """Compare the file with the server's state (read with :func:`state.read_state`).
+
+    Secret values are write-only: a hosted secret or an inline sensitive property that exists
+    is written again only with ``write_secrets`` (an inline private key is compared by its
+    public-key fingerprint). Deletions are planned only with ``prune``.
 
     Returns a :class:`Plan`; its ``errors`` name what the file asks that the API cannot do, or
     agents it names that neither the file nor the server has.
@@ -517,7 +642,8 @@ def make_plan(spec: StateFile, state: State, *, prune: bool = False) -> Plan:
         for part in (
             _connection_changes(project, actual, prune, errors),
             _reference_changes(project, actual, state, prune, errors),
-            _environment_changes(project, actual, prune, errors),
+            _secret_changes(project, actual, prune, write_secrets, errors),
+            _environment_changes(project, actual, prune, write_secrets, errors),
             _repository_change(project, actual, prune, errors),
         ):
             changes += part[0]

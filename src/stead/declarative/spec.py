@@ -66,6 +66,7 @@ from stead.secrets.schemas import (
     SECRET_REFERENCE_NAME,
     SecretReferenceType,
     SecretStore,
+    SecretType,
 )
 from stead.wire import (
     AgentDeploymentType,
@@ -99,6 +100,15 @@ class SecretReferenceSpec(WireModel):
     description: Description | None = None
 
 
+class HostedSecretSpec(WireModel):
+    """A hosted secret (contract section 5). Its ``value`` (usually ``${VAR}``) is write-only:
+    it is needed to create the secret, and written again only by ``apply --write-secrets``."""
+
+    name: Name
+    type: SecretType
+    value: SecretStr | None = None
+
+
 class EnvironmentSpec(WireModel):
     """An environment (contract section 4) whose default agent is given by name."""
 
@@ -130,6 +140,7 @@ class ProjectSpec(WireModel):
     agent_deployment_type: AgentDeploymentType
     connections: list[ConnectionCreate] = Field(default_factory=list)
     secret_references: list[SecretReferenceSpec] = Field(default_factory=list)
+    secrets: list[HostedSecretSpec] = Field(default_factory=list)
     environments: list[EnvironmentSpec] = Field(default_factory=list)
     repository: RepositorySpec | None = None
 
@@ -139,11 +150,18 @@ class ProjectSpec(WireModel):
         for kind, items in (
             ("connections", self.connections),
             ("secretReferences", self.secret_references),
+            ("secrets", self.secrets),
             ("environments", self.environments),
         ):
             problems += _duplicates(kind, [item.name for item in items])
         connections = {name_key(c.name) for c in self.connections}
         references = {name_key(r.name) for r in self.secret_references}
+        hosted = {name_key(h.name) for h in self.secrets}
+        problems += [
+            f"secrets[{i}].name: {h.name!r} is also a secret reference (they share one namespace)"
+            for i, h in enumerate(self.secrets)
+            if name_key(h.name) in references
+        ]
         for i, env in enumerate(self.environments):
             where = f"environments[{i}]"
             for kind, entries in env.default_connections.items():
@@ -155,13 +173,16 @@ class ProjectSpec(WireModel):
                 ]
             for override in env.connection_overrides:
                 for key, value in override.connection_properties.items():
-                    if value.secret_name is not None and name_key(value.secret_name) not in (
-                        references
+                    # "set": true marks a secret the environment owns (an inline value stored)
+                    if (
+                        value.secret_name is not None
+                        and not value.is_set
+                        and name_key(value.secret_name) not in references | hosted
                     ):
                         problems.append(
                             f"{where}.connectionOverrides[0].connectionProperties.{key}."
-                            f"secretName: no secret reference {value.secret_name!r} in this "
-                            "project"
+                            f"secretName: no secret reference or secret {value.secret_name!r} "
+                            "in this project"
                         )
         if problems:
             raise ValueError("; ".join(problems))

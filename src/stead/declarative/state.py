@@ -13,7 +13,7 @@ from stead.environments.schemas import EnvironmentRead
 from stead.projects.schemas import ProjectRead
 from stead.repositories.schemas import RepositoryRead
 from stead.sdk import Client, NotFound
-from stead.secrets.schemas import SecretReferenceRead
+from stead.secrets.schemas import HostedSecretRead, SecretReferenceRead
 from stead.wire import name_key
 
 #: Parallel reads while loading projects (the server handles each on its own thread).
@@ -27,8 +27,20 @@ class ProjectState:
     project: ProjectRead
     connections: list[ConnectionRead] = field(default_factory=list)
     secret_references: list[SecretReferenceRead] = field(default_factory=list)
+    secrets: list[HostedSecretRead] = field(default_factory=list)
     environments: list[EnvironmentRead] = field(default_factory=list)
     repository: RepositoryRead | None = None
+
+    def owned_secrets(self) -> set[str]:
+        """Name keys of the hosted secrets environments own (inline values they stored:
+        ``{"secretName", "set": true}``); they come and go with their environment."""
+        return {
+            name_key(str(value["secretName"]))
+            for env in self.environments
+            for override in env.connection_overrides
+            for value in override.connection_properties.values()
+            if value.get("set") and value.get("secretName")
+        }
 
 
 @dataclass
@@ -49,6 +61,7 @@ def _project_state(client: Client, project: ProjectRead) -> ProjectState:
         project=project,
         connections=list(client.connections.list(pid)),
         secret_references=list(client.secret_references.list(pid)),
+        secrets=list(client.secrets.list(pid)),
         environments=[client.environments.get(pid, e.name) for e in client.environments.list(pid)],
     )
     try:
@@ -100,8 +113,10 @@ def export_document(state: State) -> dict[str, Any]:
     """The declarative file (wire form) for ``state``: applying it changes nothing.
 
     Agents are the customer-hosted agents the exported objects use (the hosted agent always
-    exists). Repository tokens are never known, so they are not written; defaults the server
-    filled in (``displayName``, property defaults) are written as they are.
+    exists). Secret values and repository tokens are never known, so they are not written:
+    hosted secrets appear with their name and type, inline sensitive properties as the
+    ``{"secretName", "set": true}`` the server shows (sending that back keeps them). Defaults
+    the server filled in (``displayName``, property defaults) are written as they are.
     """
     used: set[str] = set()
     projects = []
@@ -135,6 +150,10 @@ def export_document(state: State) -> dict[str, Any]:
                         }
                     )
                 )
+        owned = ps.owned_secrets()
+        hosted = [h for h in ps.secrets if name_key(h.name) not in owned]
+        if hosted:
+            project["secrets"] = [{"name": h.name, "type": h.type} for h in hosted]
         if ps.environments:
             project["environments"] = []
             for e in ps.environments:
