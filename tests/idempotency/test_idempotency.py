@@ -152,6 +152,13 @@ def test_one_time_secrets_are_never_stored(
     # the key was released: the retry ran again and its secret is the valid one
     assert first.json()["clientSecret"] != second.json()["clientSecret"]
     assert "idempotent-replayed" not in second.headers
+    headers = {**admin, "Idempotency-Key": "k-7b"}
+    created = [
+        http.post("/v1/api-clients", json={"name": "ci", "role": "MEMBER"}, headers=headers)
+        for _ in range(2)
+    ]
+    assert [r.status_code for r in created] == [201, 201]
+    assert created[0].json()["clientSecret"] != created[1].json()["clientSecret"]
     with session_factory() as session:
         rows = [
             repr([r.response_body, r.response_headers, r.request_hash, r.path])
