@@ -15,7 +15,6 @@ import typer
 
 from stead.cli.apply import register as register_client_commands
 from stead.cli.audit import audit
-from stead.cli.audit import audit
 
 app = typer.Typer(
     help="Stead: a self-hosted control plane that provisions data projects.",
@@ -248,7 +247,6 @@ def demo(
 
 
 register_client_commands(app)
-app.command()(audit)
 app.command()(audit)
 
 if __name__ == "__main__":

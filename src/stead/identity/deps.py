@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from stead.audit.service import AuditFilter
 from stead.db import SessionDep
@@ -106,7 +107,7 @@ class ProjectContext:
     role: str
 
 
-def visible_project(session: SessionDep, *, actor: Actor, project_id: str) -> ProjectContext:
+def visible_project(session: Session, *, actor: Actor, project_id: str) -> ProjectContext:
     """The project ``project_id`` as the actor sees it.
 
     Raises:

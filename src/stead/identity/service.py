@@ -11,12 +11,11 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from stead import audit
@@ -162,9 +161,11 @@ def register_client(
     return client, secret
 
 
-def list_clients(session: Session, *, actor: Actor, params: PageParams) -> tuple[int, list[Any]]:
+def list_clients(
+    session: Session, *, actor: Actor, params: PageParams
+) -> tuple[int, list[ApiClient]]:
     """One page of the account's API clients (revoked ones included), oldest first."""
-    query: Select[Any] = (
+    query = (
         select(ApiClient)
         .where(ApiClient.account_id == actor.account_id)
         .order_by(ApiClient.created_at, ApiClient.id)
