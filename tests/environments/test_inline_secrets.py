@@ -145,6 +145,16 @@ def test_generated_names_avoid_taken_ones_and_owned_secrets_are_released(
     assert _hosted(session_factory) == {"prod-password-2": ("PASSWORD", 1)}
     assert http.delete(f"{env.base}/other", headers=admin).status_code == 204
     assert _hosted(session_factory) == {"prod-password-2": ("PASSWORD", 1)}
+    # nor while a secret reference of the hosted store names it
+    hosted_ref = {**reference, "agentType": "Hosted", "secretName": "prod-password-3"}
+    assert http.post(f"{refs}/to-hosted", json=hosted_ref, headers=admin).status_code == 201
+    body = _props({**env.body, "name": "prod"}, password={"value": PASSWORD})
+    assert _stored(http.post(env.base, json=body, headers=admin))["password"] == {
+        "secretName": "prod-password-3",
+        "set": True,
+    }
+    assert http.delete(f"{env.base}/prod", headers=admin).status_code == 204
+    assert set(_hosted(session_factory)) == {"prod-password-2", "prod-password-3"}
 
     # deleting the owning environment releases its secret
     long_name = "e" * 250 + " x"
@@ -152,7 +162,7 @@ def test_generated_names_avoid_taken_ones_and_owned_secrets_are_released(
     stored = _stored(http.post(env.base, json=body, headers=admin))["password"]
     assert stored["secretName"] == "e" * 246 + "-password"  # 255 characters, no trailing space
     assert http.delete(f"{env.base}/{long_name}", headers=admin).status_code == 204
-    assert set(_hosted(session_factory)) == {"prod-password-2"}
+    assert set(_hosted(session_factory)) == {"prod-password-2", "prod-password-3"}
 
 
 def test_clearing_an_optional_inline_value(

@@ -244,6 +244,31 @@ def test_delete_refused_while_an_environment_refers_to_it(
     assert http.delete(f"{base}/finance-prod-redshift", headers=admin).status_code == 204
 
 
+def test_delete_refused_while_a_hosted_reference_names_it(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
+    project_id = _project(http, admin)
+    base = f"/v1/projects/{project_id}/secrets"
+    body = {"name": "db", "type": "PASSWORD", "value": VALUE}
+    assert http.post(base, json=body, headers=admin).status_code == 201
+    reference = {
+        **example("04-create-secret-reference-aws", agentId=create_agent(http, admin)["agentId"]),
+        "agentType": "Hosted",
+        "secretName": "DB",
+        "secretKey": None,
+    }
+    refs = f"/v1/projects/{project_id}/secret-references"
+    assert http.post(f"{refs}/db-ref", json=reference, headers=admin).status_code == 201
+    problem = assert_problem(http.delete(f"{base}/db", headers=admin), 409)
+    assert "db-ref" in problem["detail"]
+    # a reference to another store with that secret name does not hold it
+    other = {**reference, "agentType": "AWS"}
+    assert http.post(f"{refs}/aws-ref", json=other, headers=admin).status_code == 201
+    assert http.delete(f"{refs}/db-ref", headers=admin).status_code == 204
+    assert http.delete(f"{base}/db", headers=admin).status_code == 204
+    assert _count(session_factory) == 0
+
+
 def test_json_secret_keys_are_checked_for_environments(
     http: TestClient, admin: dict[str, str]
 ) -> None:

@@ -347,18 +347,16 @@ def _release(
     after: dict[str, StoredValue],
 ) -> None:
     """Delete the hosted secrets the environment owned in ``before`` and no longer refers to in
-    ``after``, unless another environment of the project refers to them."""
+    ``after``, unless another environment or a hosted-store secret reference refers to them."""
     still = {name_key(v["secretName"]) for v in after.values() if "secretName" in v}
     for entry in before.values():
         secret = _owned(session, project=project, entry=entry)
-        if (
-            secret is not None
-            and secret.name_key not in still
-            and secrets_service.referring_environment(
-                session, project_id=project.id, name=secret.name, ignore=environment_id
-            )
-            is None
-        ):
+        if secret is None or secret.name_key in still:
+            continue
+        other = secrets_service.referring_environment(
+            session, project_id=project.id, name=secret.name, ignore=environment_id
+        ) or secrets_service.referring_reference(session, project_id=project.id, name=secret.name)
+        if other is None:
             secrets_service.remove_hosted(session, actor=actor, secret=secret)
 
 

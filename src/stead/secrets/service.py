@@ -24,7 +24,12 @@ from stead.projects.models import Project
 from stead.secrets import store
 from stead.secrets.keys import UNKNOWN_PASSPHRASE, KeyProblem, check_private_key
 from stead.secrets.models import HostedSecret, SecretReference
-from stead.secrets.schemas import HostedSecretCreate, HostedSecretUpdate, SecretReferenceCreate
+from stead.secrets.schemas import (
+    HOSTED_STORE,
+    HostedSecretCreate,
+    HostedSecretUpdate,
+    SecretReferenceCreate,
+)
 from stead.wire import NAME_MAX, name_key
 
 
@@ -64,6 +69,20 @@ def referring_environment(
             secret_name = value.get("secretName") if isinstance(value, dict) else None
             if isinstance(secret_name, str) and name_key(secret_name) == key:
                 return str(env_name)
+    return None
+
+
+def referring_reference(session: Session, *, project_id: str, name: str) -> str | None:
+    """The name of a secret reference of the project in the hosted store (``Matillion hosted``)
+    whose ``secretName`` is ``name`` (case-insensitive), or None."""
+    key = name_key(name)
+    for reference_name, secret_name in session.execute(
+        select(SecretReference.name, SecretReference.secret_name).where(
+            SecretReference.project_id == project_id, SecretReference.agent_type == HOSTED_STORE
+        )
+    ):
+        if name_key(secret_name) == key:
+            return str(reference_name)
     return None
 
 
@@ -323,12 +342,16 @@ def delete_hosted(session: Session, *, actor: Actor, project: Project, name: str
 
     Raises:
         NotFound: no such hosted secret.
-        Conflict: an environment of the project names it as ``secretName``.
+        Conflict: an environment of the project names it as ``secretName``, or a secret
+            reference of the hosted store names it.
     """
     secret = get_hosted(session, project=project, name=name)
     env_name = referring_environment(session, project_id=project.id, name=secret.name)
     if env_name is not None:
         raise Conflict(f"Secret {secret.name!r} is used by environment {env_name!r}")
+    reference = referring_reference(session, project_id=project.id, name=secret.name)
+    if reference is not None:
+        raise Conflict(f"Secret {secret.name!r} is used by secret reference {reference!r}")
     remove_hosted(session, actor=actor, secret=secret)
 
 
