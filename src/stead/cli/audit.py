@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from stead.audit.schemas import AuditEventRead
 from stead.cli.apply import ClientId, ClientSecret, Profile, Url, _client
 
-PAGE_SIZE = 100
+if TYPE_CHECKING:
+    from stead.audit.schemas import AuditEventRead
 
 
 def audit(
@@ -30,26 +30,13 @@ def audit(
     profile: Profile = "default",
 ) -> None:
     """Print the audit events you may read, oldest first (filters as in the API)."""
-    params = {
-        "projectId": project_id,
-        "actor": actor,
-        "action": action,
-        "from": since,
-        "to": until,
-    }
-    query = {k: v for k, v in params.items() if v is not None}
+
     with _client(url, client_id, client_secret, profile) as client:
-        page = 0
-        while True:
-            body = client.request(
-                "GET", "/v1/audit-events", params={**query, "page": page, "size": PAGE_SIZE}
-            ).json()
-            for item in body["results"]:
-                event = AuditEventRead.model_validate(item)
-                typer.echo(event.model_dump_json(by_alias=True) if as_json else _line(event))
-            page += 1
-            if page * PAGE_SIZE >= body["total"]:
-                return
+        events = client.audit_events.list(
+            project_id=project_id, actor=actor, action=action, since=since, until=until
+        )
+        for event in events:
+            typer.echo(event.model_dump_json(by_alias=True) if as_json else _line(event))
 
 
 def _line(event: AuditEventRead) -> str:
