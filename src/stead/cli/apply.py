@@ -13,17 +13,19 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from stead.cli.config import ConfigError, config_file, resolve, write_profile
-from stead.declarative import spec as spec_module
-from stead.declarative.apply import apply_plan
-from stead.declarative.plan import Change, Plan, context_for, make_plan, render
-from stead.declarative.spec import SpecError, StateFile
-from stead.declarative.state import State, export_document, read_state
-from stead.sdk import ApiError, Client, SteadError
+
+# The declarative engine and the SDK (pydantic, httpx, YAML) load only when a command runs, so
+# `stead --help` stays fast.
+if TYPE_CHECKING:
+    from stead.declarative.plan import Change, Plan
+    from stead.declarative.spec import StateFile
+    from stead.declarative.state import State
+    from stead.sdk import Client
 
 Url = Annotated[
     str | None,
@@ -73,6 +75,8 @@ def _client(
 ) -> Iterator[Client]:
     """A client for the resolved configuration; configuration and API errors end the command
     with exit code 1 and a message (violations included)."""
+    from stead.sdk import ApiError, Client, SteadError
+
     try:
         config = resolve(url=url, client_id=client_id, client_secret=secret, profile=profile)
     except ConfigError as exc:
@@ -88,15 +92,20 @@ def _client(
 
 
 def _load(files: list[Path]) -> StateFile:
+    from stead.declarative import spec as spec_module
+
     if not files:
         _fail("give the file to read with -f FILE")
     try:
         return spec_module.load(files, dict(os.environ))
-    except SpecError as exc:
+    except spec_module.SpecError as exc:
         _fail("the file is invalid:\n  " + "\n  ".join(exc.problems))
 
 
 def _plan(client: Client, spec: StateFile, prune: bool, write_secrets: bool) -> tuple[Plan, State]:
+    from stead.declarative.plan import make_plan, render
+    from stead.declarative.state import read_state
+
     state = read_state(client, names=[p.name for p in spec.projects])
     plan = make_plan(spec, state, prune=prune, write_secrets=write_secrets)
     for line in render(plan):
@@ -130,6 +139,8 @@ def login(
 
 def schema() -> None:
     """Print the JSON Schema of the declarative file (for editors)."""
+    from stead.declarative import spec as spec_module
+
     typer.echo(spec_module.schema_text())
 
 
@@ -166,6 +177,10 @@ def apply(
     Creates and updates in dependency order; deletes only with --prune. Safe to run again
     after a failure or Ctrl-C.
     """
+    from stead.declarative.apply import apply_plan
+    from stead.declarative.plan import context_for
+    from stead.sdk import SteadError
+
     spec = _load(files)
     with _client(url, client_id, client_secret, profile) as client:
         result, state = _plan(client, spec, prune, write_secrets)
@@ -215,6 +230,9 @@ def export(
     profile: Profile = "default",
 ) -> None:
     """Write the declarative file for what exists: applying it changes nothing."""
+    from stead.declarative import spec as spec_module
+    from stead.declarative.state import export_document, read_state
+
     if bool(project) == all_projects:
         _fail("give --project ID (one or more) or --all")
     with _client(url, client_id, client_secret, profile) as client:
