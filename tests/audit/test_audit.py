@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
@@ -520,3 +520,17 @@ def test_stead_audit_command(db_url: str, tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_a_refusal_that_cannot_be_recorded_is_still_a_403(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
+    project_id = http.post(
+        "/v1/projects", json={**example("01-create-project-redshift")}, headers=admin
+    ).json()["projectId"]
+    viewer = member_auth(http, session_factory, project_id, "VIEWER")
+    with session_factory() as session:
+        session.execute(text("DROP TABLE audit_events"))
+        session.commit()
+    resp = http.patch(f"/v1/projects/{project_id}", json={"description": "x"}, headers=viewer)
+    assert_problem(resp, 403)

@@ -3,12 +3,14 @@ recording refused changes, and reading them back (contract section 8)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from sqlalchemy import Select, func, or_, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
@@ -20,6 +22,7 @@ from stead.pagination import PageParams, paginate
 if TYPE_CHECKING:
     from stead.identity.service import Actor
 
+log = logging.getLogger(__name__)
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -80,13 +83,17 @@ async def record_refused(request: Request, exc: Exception) -> None:
     actor = getattr(request.state, "actor", None)
     if not isinstance(exc, PermissionDenied) or request.method in _SAFE_METHODS or actor is None:
         return
-    await run_in_threadpool(
-        _write_refusal,
-        request.app.state.sessionmaker,
-        actor=actor,
-        exc=exc,
-        target=f"{request.method} {request.url.path}",
-    )
+    try:
+        await run_in_threadpool(
+            _write_refusal,
+            request.app.state.sessionmaker,
+            actor=actor,
+            exc=exc,
+            target=f"{request.method} {request.url.path}",
+        )
+    except SQLAlchemyError as err:
+        # The caller still gets its 403; the lost record is logged instead of becoming a 500.
+        log.error("could not record a refused request: %s", type(err).__name__)
 
 
 @dataclass(frozen=True)
