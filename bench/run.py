@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -103,17 +103,44 @@ class RssSampler:
 
 
 @contextmanager
-def database(backend: str, work: Path) -> Iterator[str]:
-    """A fresh database URL for ``backend``."""
+def databases(backend: str, work: Path) -> Iterator[Callable[[str], str]]:
+    """A factory of fresh, empty database URLs for ``backend`` (one PostgreSQL cluster)."""
     if backend == "sqlite":
-        yield f"sqlite:///{work / 'stead.db'}"
+        yield lambda name: f"sqlite:///{work / name}.db"
         return
     with postgres_cluster() as admin_url:
         engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.execute(text("CREATE DATABASE bench"))
+
+        def new(name: str) -> str:
+            with engine.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            return admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+        yield new
         engine.dispose()
-        yield admin_url.rsplit("/", 1)[0] + "/bench"
+
+
+@contextmanager
+def stead_server(url: str, work: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, str]]:
+    """``stead serve`` on ``url`` (rate limit out of the way): ``(process, port, token)``."""
+    client_id, secret = create_super_admin(url)
+    port = free_port()
+    os.environ["STEAD_RATE_LIMIT_PER_MINUTE"] = str(10**9)
+    work.mkdir(parents=True, exist_ok=True)
+    proc = start_server(work, port, database_url=url)
+    try:
+        token = httpx.post(
+            f"http://{HOST}:{port}/oauth/dpc/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": client_id,
+                "client_secret": secret,
+            },
+        ).json()["access_token"]
+        yield proc, port, token
+    finally:
+        proc.terminate()
+        proc.wait()
 
 
 def start_floor(url: str, work: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -306,27 +333,27 @@ async def sequential_latency(port: int, raw: list[bytes], expected: int) -> floa
     return statistics.median(times)
 
 
-def scale(bench: Bench, url: str, sizes: list[int]) -> list[list[str]]:
-    """List and get latency as the projects table grows."""
+def scale(url: str, port: int, token: str, sizes: list[int]) -> list[list[str]]:
+    """List and get latency as the projects table of an otherwise empty database grows."""
+    http = httpx.Client(
+        base_url=f"http://{HOST}:{port}", headers={"Authorization": f"Bearer {token}"}, timeout=60
+    )
     rows = []
-    have = bench.http.get("/v1/projects?size=1").json()["total"]
+    have = 0
     for size in sizes:
-        seconds = seed_projects(url, size - have, have) if size > have else 0.0
-        have = max(have, size)
-        total = bench.http.get("/v1/projects?size=1").json()["total"]
+        seconds = seed_projects(url, size - have, have)
+        have = size
+        total = http.get("/v1/projects?size=1").json()["total"]
         last = (total - 1) // 25
         middle = last // 2
-        ids = [
-            p["id"] for p in bench.http.get(f"/v1/projects?page={middle}&size=25").json()["results"]
-        ]
-        token = bench.token
+        ids = [p["id"] for p in http.get(f"/v1/projects?page={middle}&size=25").json()["results"]]
         first = [request("GET", "/v1/projects?page=0&size=25", token=token)] * 30
         deep = [request("GET", f"/v1/projects?page={last}&size=25", token=token)] * 30
         gets = [request("GET", f"/v1/projects/{i}", token=token) for i in ids] * 2
         lat = [
-            asyncio.run(sequential_latency(bench.port, first, 200)),
-            asyncio.run(sequential_latency(bench.port, deep, 200)),
-            asyncio.run(sequential_latency(bench.port, gets, 200)),
+            asyncio.run(sequential_latency(port, first, 200)),
+            asyncio.run(sequential_latency(port, deep, 200)),
+            asyncio.run(sequential_latency(port, gets, 200)),
         ]
         rows.append([f"{total:,}", f"{seconds:.1f}", *(ms(x) for x in lat)])
     return rows
@@ -355,21 +382,9 @@ def help_wall_time(runs: int = 7) -> float:
 def run_backend(backend: str, args: argparse.Namespace, summary: dict[str, Any]) -> None:
     work = Path(tempfile.mkdtemp(prefix=f"stead-bench-{backend}-"))
     try:
-        with database(backend, work) as url:
-            client_id, secret = create_super_admin(url)
-            port = free_port()
-            os.environ["STEAD_RATE_LIMIT_PER_MINUTE"] = str(10**9)
-            (work / "server").mkdir()
-            proc = start_server(work / "server", port, database_url=url)
-            try:
-                token = httpx.post(
-                    f"http://{HOST}:{port}/oauth/dpc/token",
-                    data={
-                        "grant_type": "client_credentials",
-                        "client_id": client_id,
-                        "client_secret": secret,
-                    },
-                ).json()["access_token"]
+        with databases(backend, work) as new_database:
+            url = new_database("bench")
+            with stead_server(url, work / "server") as (proc, port, token):
                 time.sleep(1)
                 idle = rss_mb(proc.pid)
                 bench = Bench(url, port, token)
@@ -446,7 +461,14 @@ def run_backend(backend: str, args: argparse.Namespace, summary: dict[str, Any])
                     floor_rows,
                 )
 
-                scale_rows = scale(bench, url, args.scale)
+                summary.setdefault("rss", []).append((backend, idle, peak))
+                print(
+                    f"\n{backend}: server RSS idle {idle:.0f} MiB, peak under load {peak:.0f} MiB"
+                )
+
+            scale_url = new_database("scale")
+            with stead_server(scale_url, work / "scale") as (_, scale_port, scale_token):
+                scale_rows = scale(scale_url, scale_port, scale_token, args.scale)
                 print_table(
                     f"{backend}: scale (median of sequential requests)",
                     ["projects", "seed s", "list first ms", "list last ms", "get ms"],
@@ -461,13 +483,6 @@ def run_backend(backend: str, args: argparse.Namespace, summary: dict[str, Any])
                         scale_rows[-1][0],
                     )
                 )
-                summary.setdefault("rss", []).append((backend, idle, peak))
-                print(
-                    f"\n{backend}: server RSS idle {idle:.0f} MiB, peak under load {peak:.0f} MiB"
-                )
-            finally:
-                proc.terminate()
-                proc.wait()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -482,6 +497,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.scale = 2.0, "1000,100000"
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     args.clients = [int(c) for c in args.clients.split(",")]
     args.scale = [int(s) for s in args.scale.split(",")]
     print(f"Stead benchmark on {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")

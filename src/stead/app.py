@@ -16,9 +16,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from stead import bodylimit, openapi, writelock
+from stead import admission, bodylimit, openapi
 from stead.agents.routes import router as agents_router
 from stead.audit.routes import router as audit_router
 from stead.audit.service import record_refused
@@ -188,6 +189,18 @@ def _install_error_handlers(app: FastAPI) -> None:
             headers={"Retry-After": "1"},
         )
 
+    @app.exception_handler(PoolTimeout)
+    async def database_busy(request: Request, exc: PoolTimeout) -> JSONResponse:
+        log.error("no database connection became free in time")
+        return _problem(
+            503,
+            "unavailable",
+            "Service unavailable",
+            "The database is busy; retry shortly",
+            request.url.path,
+            headers={"Retry-After": "1"},
+        )
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
@@ -285,7 +298,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.rate_limiter = make_rate_limiter(engine, settings.rate_limit_per_minute)
     app.state.metrics = Metrics()
     _install_error_handlers(app)
-    writelock.install(app, engine)
+    admission.install(app, engine)
     bodylimit.install(app, settings.max_body_bytes)
     idempotency.install(app)
     app.middleware("http")(_request_middleware)

@@ -3,8 +3,9 @@
 Fixed one-minute windows. Where the count lives depends on the database:
 
 - PostgreSQL: in the table ``rate_limit_counters``, one row per client and window, bumped by one
-  ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` in a transaction of its own (never the
-  request's: a failed request still counts, and no row lock is held while the request runs).
+  ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` in autocommit, a transaction of its own
+  (never the request's: a failed request still counts, and no row lock is held while the
+  request runs).
   Every ``stead serve`` process and worker on that database shares the count, so the limit is
   the setting whatever the number of servers. Rows of past windows are deleted as windows pass.
 - SQLite: in this process's memory. An embedded database means one server process; with
@@ -89,6 +90,8 @@ class SharedRateLimiter(RateLimiter):
     def __init__(self, engine: Engine, limit: int, window_seconds: float = 60.0) -> None:
         super().__init__(limit, window_seconds)
         self.engine = engine
+        # One statement is its own transaction: one round trip, no BEGIN/COMMIT.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     def _count(self, key: str, window: int) -> int:
         now = utcnow()
@@ -101,7 +104,7 @@ class SharedRateLimiter(RateLimiter):
             )
             .returning(row.count)
         )
-        with self.engine.begin() as conn:
+        with self._autocommit.connect() as conn:
             count = int(conn.execute(bump).scalar_one())
         with self._lock:
             new_window, self._current = window != self._current, window

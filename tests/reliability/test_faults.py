@@ -175,7 +175,7 @@ def test_kill_9_during_provisioning(db_url: str, tmp_path: Path) -> None:
         pool.shutdown(wait=True)
         srv.restart()
         statuses = Counter(o.status for o in load.outcomes)
-        assert statuses[201] > 20 and statuses[0] > 0, statuses
+        assert statuses[201] > 5 and statuses[0] > 0, statuses
         assert set(statuses) <= {201, 0}, statuses
         with httpx.Client(base_url=srv.url, headers=headers, timeout=30) as client:
             for o in load.outcomes:

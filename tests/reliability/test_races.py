@@ -6,6 +6,7 @@ Exactly one wins (201), every other gets 409, nobody gets a 5xx, and one row exi
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -78,3 +79,32 @@ def test_same_names_created_at_once(served: Served) -> None:
         assert sorted(e["name"] for e in environments["results"]) == ["prod", "race-env"]
         events = client.get("/v1/audit-events?action=environment.created&size=100").json()
         assert events["total"] == 2
+
+
+def test_many_concurrent_reads_and_writes(served: Served) -> None:
+    # More concurrent requests than worker threads and pooled connections: they queue and all
+    # finish (this once stalled until the connection pool's 30 s checkout timeout).
+    headers = served.headers()
+    with httpx.Client(base_url=served.url, headers=headers, timeout=30) as client:
+        made = provision(client, name="busy")
+    paths = [f"/v1/projects/{made['project_id']}", "/v1/projects", "/v1/agents"] * 30
+    barrier = threading.Barrier(len(paths) + 30)
+    limits = httpx.Limits(max_connections=len(paths) + 30)
+    started = time.monotonic()
+    with httpx.Client(base_url=served.url, headers=headers, timeout=60, limits=limits) as client:
+
+        def read(path: str) -> int:
+            barrier.wait(timeout=30)
+            return client.get(path).status_code
+
+        def write(i: int) -> int:
+            barrier.wait(timeout=30)
+            body = {**example("01-create-project-redshift"), "name": f"busy-{i}"}
+            return client.post("/v1/projects", json=body).status_code
+
+        with ThreadPoolExecutor(max_workers=len(paths) + 30) as pool:
+            reads = pool.map(read, paths)
+            writes = pool.map(write, range(30))
+            statuses = Counter([*reads, *writes])
+    assert statuses == {200: len(paths), 201: 30}
+    assert time.monotonic() - started < 20
