@@ -86,7 +86,8 @@ def create_project(client: httpx.Client, n: int) -> list[Outcome]:
     return [got]
 
 
-def test_database_outage(tmp_path: Path) -> None:
+def test_database_outage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STEAD_RATE_LIMIT_PER_MINUTE", "0")  # a load, not a rate-limit test
     # Not under tmp_path: the cluster runs as the postgres user, who cannot enter it.
     with pg_cluster(Path(tempfile.mkdtemp(prefix="stead-outage-"))) as cluster:
         admin = create_engine(cluster.url, isolation_level="AUTOCOMMIT")
@@ -163,7 +164,10 @@ def provisioning_flow(client: httpx.Client, n: int) -> list[Outcome]:
     return outcomes
 
 
-def test_kill_9_during_provisioning(db_url: str, tmp_path: Path) -> None:
+def test_kill_9_during_provisioning(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STEAD_RATE_LIMIT_PER_MINUTE", "0")  # a load, not a rate-limit test
     srv = start(db_url, tmp_path / "srv")
     try:
         headers = srv.headers()
