@@ -431,6 +431,8 @@ def test_who_reads_what(
     ("params", "field"),
     [
         ({"from": "yesterday"}, "from"),
+        ({"from": "3"}, "from"),
+        ({"from": "2026-01-15"}, "from"),
         ({"to": "2026-01-15T10:30:00"}, "to"),
         ({"projectId": "nope"}, "projectId"),
         ({"size": 101}, "size"),

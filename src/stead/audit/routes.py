@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BeforeValidator
 
 from stead.audit import service
 from stead.audit.models import AuditEvent
@@ -17,6 +18,20 @@ from stead.pagination import Page, PageDep
 from stead.wire import Text
 
 router = APIRouter(prefix="/audit-events", tags=["audit"])
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _rfc3339(value: object) -> object:
+    """Only an RFC 3339 date-time with a zone (pydantic alone would take ``3`` as a Unix time)."""
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise ValueError(
+            "must be an RFC 3339 date-time with a time zone, e.g. 2026-01-15T10:30:00Z"
+        )
+    return value
+
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 
 
 def _read(event: AuditEvent) -> AuditEventRead:
@@ -46,12 +61,8 @@ def list_audit_events(
     action: Annotated[
         Text | None, Query(max_length=64, description="e.g. environment.created")
     ] = None,
-    since: Annotated[
-        AwareDatetime | None, Query(alias="from", description="RFC 3339; inclusive")
-    ] = None,
-    until: Annotated[
-        AwareDatetime | None, Query(alias="to", description="RFC 3339; exclusive")
-    ] = None,
+    since: Annotated[Instant | None, Query(alias="from", description="RFC 3339; inclusive")] = None,
+    until: Annotated[Instant | None, Query(alias="to", description="RFC 3339; exclusive")] = None,
 ) -> Page[AuditEventRead]:
     """List audit events, oldest first. Super Admins and Admins read every event; anyone else
     the events of projects they own. ``projectId`` narrows to one project (404 if invisible,
