@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,7 +76,6 @@ def read_state(
     *,
     names: Iterable[str] | None = None,
     project_ids: Iterable[str] | None = None,
-    progress: Callable[[int, int], None] | None = None,
 ) -> State:
     """Read the agents, and the projects named in ``names`` (compared by name key) or with the
     ids ``project_ids``, or every visible project when both are None.
@@ -90,18 +89,8 @@ def read_state(
     else:
         wanted = None if names is None else {name_key(n) for n in names}
         chosen = [p for p in client.projects.list() if wanted is None or name_key(p.name) in wanted]
-    done = 0
-
-    def load(project: ProjectRead) -> ProjectState:
-        nonlocal done
-        state = _project_state(client, project)
-        done += 1
-        if progress is not None:
-            progress(done, len(chosen))
-        return state
-
     with ThreadPoolExecutor(max_workers=READERS) as pool:
-        states = list(pool.map(load, chosen))
+        states = list(pool.map(lambda project: _project_state(client, project), chosen))
     return State(agents=agents, projects={name_key(s.project.name): s for s in states})
 
 

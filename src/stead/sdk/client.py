@@ -101,9 +101,11 @@ class Client:
         self._token: str | None = token
         self._token_expires = float("inf") if token else 0.0
         self._token_lock = threading.Lock()
+        self._count_lock = threading.Lock()
         self.max_retries = max_retries
         self.backoff = backoff
         self.max_retry_wait = max_retry_wait
+        #: HTTP requests sent so far (token requests and retries included).
         self.requests_sent = 0
         self._http = httpx.Client(
             timeout=timeout, transport=transport, headers={"User-Agent": USER_AGENT}
@@ -182,7 +184,8 @@ class Client:
         attempt = 0
         while True:
             try:
-                self.requests_sent += 1
+                with self._count_lock:
+                    self.requests_sent += 1
                 response = self._http.request(method, url, **kwargs)
             except httpx.TransportError as exc:
                 if attempt >= self.max_retries:
