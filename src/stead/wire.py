@@ -41,6 +41,16 @@ def name_key(name: str) -> str:
     return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold())
 
 
+def lookup_key(name: str) -> str | None:
+    """The comparison key to look ``name`` up by, or None when no object can have that name
+    (it breaks the name rules, and may hold a NUL that PostgreSQL refuses in a query)."""
+    try:
+        check_name(name)
+    except ValueError:
+        return None
+    return name_key(name)
+
+
 def check_name(value: str) -> str:
     """Validate a name (contract section 1): 1-255 characters, no control characters, no ``/``,
     no leading or trailing whitespace, not ``.`` or ``..``. Never trims.

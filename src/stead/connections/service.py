@@ -14,19 +14,16 @@ from stead.identity.service import Actor
 from stead.pagination import PageParams, paginate
 from stead.projects.models import Project
 from stead.warehouses import spec_for
-from stead.wire import check_name, name_key
+from stead.wire import lookup_key, name_key
 
 
 def find(session: Session, *, project_id: str, name: str) -> Connection | None:
     """The project's connection named ``name`` (case-insensitive, NFC), or None."""
-    try:
-        check_name(name)
-    except ValueError:
-        return None  # cannot exist; may hold a NUL, which PostgreSQL refuses in a query
+    key = lookup_key(name)
+    if key is None:
+        return None
     return session.scalar(
-        select(Connection).where(
-            Connection.project_id == project_id, Connection.name_key == name_key(name)
-        )
+        select(Connection).where(Connection.project_id == project_id, Connection.name_key == key)
     )
 
 

@@ -44,7 +44,7 @@ from stead.secrets.models import HostedSecret
 from stead.secrets.schemas import VALUE_MAX_BYTES
 from stead.secrets.service import find_reference
 from stead.warehouses import StoredValue, check_properties, spec_for
-from stead.wire import check_name, name_key
+from stead.wire import lookup_key, name_key
 
 OVERRIDE = "connectionOverrides[0]"
 PROPERTIES = f"{OVERRIDE}.connectionProperties"
@@ -52,14 +52,11 @@ PROPERTIES = f"{OVERRIDE}.connectionProperties"
 
 def find(session: Session, *, project_id: str, name: str) -> Environment | None:
     """The project's environment named ``name`` (case-insensitive, NFC), or None."""
-    try:
-        check_name(name)
-    except ValueError:
-        return None  # cannot exist; may hold a NUL, which PostgreSQL refuses in a query
+    key = lookup_key(name)
+    if key is None:
+        return None
     return session.scalar(
-        select(Environment).where(
-            Environment.project_id == project_id, Environment.name_key == name_key(name)
-        )
+        select(Environment).where(Environment.project_id == project_id, Environment.name_key == key)
     )
 
 
@@ -179,8 +176,7 @@ def _reference(
     reference = find_reference(session, project_id=project.id, name=value["secretName"])
     if reference is None:
         violations.append(
-            f"{where}.secretName: no secret reference or hosted secret of that name "
-            "in this project"
+            f"{where}.secretName: no secret reference or hosted secret of that name in this project"
         )
         return value
     return {"secretName": reference.name, "secretKey": secret_key}

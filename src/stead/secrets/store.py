@@ -45,7 +45,7 @@ from stead.errors import NotFound
 from stead.logs import remember_secret
 from stead.secrets.models import HostedSecret, HostedSecretVersion
 from stead.settings import Settings
-from stead.wire import check_name, name_key
+from stead.wire import lookup_key
 
 MASTER_KEY_FILE = "master.key"
 KEY_BYTES = 32
@@ -274,12 +274,11 @@ def find(
 ) -> HostedSecret | None:
     """The project's hosted secret called ``name`` (case-insensitive, NFC), or None;
     ``for_update`` locks its row on PostgreSQL until the transaction ends."""
-    try:
-        check_name(name)
-    except ValueError:
-        return None  # cannot exist; may hold a NUL, which PostgreSQL refuses in a query
+    key = lookup_key(name)
+    if key is None:
+        return None
     query = select(HostedSecret).where(
-        HostedSecret.project_id == project_id, HostedSecret.name_key == name_key(name)
+        HostedSecret.project_id == project_id, HostedSecret.name_key == key
     )
     return session.scalar(query.with_for_update() if for_update else query)
 
@@ -353,11 +352,9 @@ def read_value(session: Session, *, project_id: str, name: str) -> str:
         NotFound: the project has no hosted secret of that name.
         SecretUnreadable: see :func:`decrypt`.
     """
-    try:
-        check_name(name)
-    except ValueError:
-        found = None  # cannot exist; may hold a NUL, which PostgreSQL refuses in a query
-    else:
+    key = lookup_key(name)
+    found = None
+    if key is not None:
         found = session.execute(
             select(HostedSecret, HostedSecretVersion)
             .join(
@@ -365,7 +362,7 @@ def read_value(session: Session, *, project_id: str, name: str) -> str:
                 (HostedSecretVersion.secret_id == HostedSecret.id)
                 & (HostedSecretVersion.version == HostedSecret.version),
             )
-            .where(HostedSecret.project_id == project_id, HostedSecret.name_key == name_key(name))
+            .where(HostedSecret.project_id == project_id, HostedSecret.name_key == key)
         ).first()
     if found is None:
         raise NotFound(f"No hosted secret named {name!r} in the project")
