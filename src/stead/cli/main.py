@@ -15,6 +15,7 @@ import typer
 
 from stead.cli.apply import register as register_client_commands
 from stead.cli.audit import audit
+from stead.cli.env import env_app
 
 app = typer.Typer(
     help="Stead: a self-hosted control plane that provisions data projects.",
@@ -25,6 +26,7 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 admin_app = typer.Typer(help="Administration on the server's own database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
+app.add_typer(env_app, name="env")
 
 
 @app.command()

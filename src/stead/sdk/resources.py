@@ -252,6 +252,13 @@ class Environments(_Resource):
         """``DELETE .../environments/{name}``."""
         self._client.request("DELETE", f"{self._path(project_id)}/{_seg(name)}")
 
+    def profile(self, project_id: str, name: str, *, profile_format: str = "dbt") -> str:
+        """``GET .../environments/{name}/profile?format=...``: the environment as a connection
+        profile (``dbt``: a dbt ``profiles.yml``, YAML text), secrets as ``env_var()``
+        references."""
+        path = f"{self._path(project_id)}/{_seg(name)}/profile"
+        return self._client.request("GET", path, params={"format": profile_format}).text
+
 
 class SecretReferences(_Resource):
     """``/v1/projects/{projectId}/secret-references`` (contract section 5)."""
