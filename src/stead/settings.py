@@ -40,6 +40,12 @@ class Settings(BaseSettings):
             it (login only when a user name is set; STARTTLS before login when set).
         smtp_from: the sender address of invitation mail.
         github_api_url: GitHub REST base URL (GitHub Enterprise Server: ``https://HOST/api/v3``).
+        github_enterprise_api_url: REST base URL of the GitHub Enterprise Server behind the
+            ``github-enterprise`` provider (``https://HOST/api/v3``); empty means that provider
+            is not configured.
+        gitlab_api_url: GitLab REST base URL (self-managed: ``https://HOST/api/v4``).
+        azure_devops_url: Azure DevOps base URL, organization names are appended to it (Azure
+            DevOps Server: ``https://HOST/tfs``, the organization being the collection).
         upstream_timeout_seconds: timeout for calls to git providers.
         rate_limit_per_minute: requests per API client per minute (contract section 1).
         max_body_bytes: the largest request body accepted, in bytes; larger ones get 413 before
@@ -83,6 +89,9 @@ class Settings(BaseSettings):
     previous_master_keys: SecretStr = SecretStr("")
     token_ttl_seconds: int = 1800
     github_api_url: str = "https://api.github.com"
+    github_enterprise_api_url: str = ""
+    gitlab_api_url: str = "https://gitlab.com/api/v4"
+    azure_devops_url: str = "https://dev.azure.com"
     upstream_timeout_seconds: float = 10.0
     rate_limit_per_minute: int = 1000
     max_body_bytes: int = 1024 * 1024
