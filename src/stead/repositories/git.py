@@ -36,6 +36,7 @@ from pydantic import AfterValidator, Field, SecretStr, ValidationError
 
 from stead.errors import BadRequest
 from stead.repositories.provider import (
+    DeployKey,
     RepositoryInfo,
     parameter_violations,
     permission_missing,
@@ -158,6 +159,35 @@ def check(
     head = (result.symrefs.get(Ref(b"HEAD")) or b"").decode("utf-8", "replace")
     branch = head.removeprefix("refs/heads/") if head.startswith("refs/heads/") else None
     return RepositoryInfo(default_branch=branch, html_url=None, clone_url=url)
+
+
+def add_deploy_key(
+    token: SecretStr,
+    params: dict[str, Any],
+    *,
+    repository_name: str,
+    title: str,
+    public_key_openssh: str,
+    read_only: bool,
+    settings: Settings,
+) -> DeployKey:
+    """A plain git remote has no deploy key API (:func:`check` says so), so this always raises.
+
+    Raises:
+        UpstreamError: always.
+    """
+    raise unreachable(NAME, "a plain git remote has no deploy key API")
+
+
+def remove_deploy_key(
+    token: SecretStr,
+    params: dict[str, Any],
+    *,
+    repository_name: str,
+    key_id: str,
+    settings: Settings,
+) -> None:
+    """A plain git remote never has a deploy key of Stead's: nothing to remove."""
 
 
 class _HttpStatus(Exception):

@@ -1,10 +1,14 @@
 """What every git provider module offers, and the answers they share (contract section 6).
 
-A provider is a module (``github``, ``git``) with two functions: ``parse_parameters`` checks the
-request's ``providerParameters`` (and ``repositoryName``) before anything is written or sent, and
-``check`` asks the provider, with the caller's access token, whether the repository exists and
-the token can read it. The token is only ever held as a ``SecretStr`` and sent to the provider;
-no error built here contains it, nor the provider's own response body.
+A provider is a module (``github``, ``git``, ...) with four functions: ``parse_parameters``
+checks the request's ``providerParameters`` (and ``repositoryName``) before anything is written or
+sent; ``check`` asks the provider, with the caller's access token, whether the repository exists
+and the token can read it, and whether the token may manage deploy keys; ``add_deploy_key`` and
+``remove_deploy_key`` register and delete the public half of a deploy key Stead generated. The
+first commit of ``?initialize=true`` is pushed over git smart HTTP to ``RepositoryInfo.clone_url``
+with the token as password and ``RepositoryInfo.git_username`` as user name, so a provider needs
+no push function of its own. The token is only ever held as a ``SecretStr`` and sent to the
+provider; no error built here contains it, nor the provider's own response body.
 """
 
 from __future__ import annotations
@@ -35,16 +39,37 @@ class RepositoryInfo:
     Attributes:
         default_branch: the branch HEAD points to (``main``), or None if the provider does not say.
         html_url: the repository's web page, or None where there is none (plain git remotes).
-        clone_url: the URL to clone it from.
+        clone_url: the URL to clone it from (and push the first commit to).
+        git_username: the HTTP Basic user name that goes with the token as password when
+            pushing to ``clone_url`` over git smart HTTP (GitHub ``x-access-token``, GitLab
+            ``oauth2``; most servers accept any name with a personal access token).
+        no_deploy_key_reason: None when the token may add and remove deploy keys on the
+            repository; otherwise why not, one sentence shown to the user (e.g. "the access
+            token lacks the admin permission on acme/repo at GitHub").
     """
 
     default_branch: str | None
     html_url: str | None
     clone_url: str
+    git_username: str = "x-access-token"
+    no_deploy_key_reason: str | None = "the provider has no deploy key API"
+
+
+@dataclass(frozen=True)
+class DeployKey:
+    """A deploy key as the provider registered it.
+
+    Attributes:
+        id: the provider's id of the key, as text (GitHub and GitLab use integers).
+        read_only: whether the provider grants the key read access only.
+    """
+
+    id: str
+    read_only: bool
 
 
 class GitProvider(Protocol):
-    """A provider module (``stead.repositories.github``, ``stead.repositories.git``)."""
+    """A provider module (``stead.repositories.github``, ``stead.repositories.git``, ...)."""
 
     def parse_parameters(self, raw: dict[str, Any], *, repository_name: str) -> dict[str, Any]:
         """Validate ``providerParameters`` and ``repositoryName``; return the parameters to
@@ -59,6 +84,49 @@ class GitProvider(Protocol):
         Raises BadRequest (token rejected, repository not found), Forbidden (a permission is
         missing), UpstreamError (502), UpstreamUnavailable (503, rate limited), UpstreamTimeout
         (504, after ``settings.upstream_timeout_seconds``).
+        """
+        ...
+
+    def add_deploy_key(
+        self,
+        token: SecretStr,
+        params: dict[str, Any],
+        *,
+        repository_name: str,
+        title: str,
+        public_key_openssh: str,
+        read_only: bool,
+        settings: Settings,
+    ) -> DeployKey:
+        """Register ``public_key_openssh`` (``ssh-ed25519 AAAA...``) as a deploy key of the
+        repository under ``title`` (e.g. ``stead:<project name>``), read-only or with push access.
+        Only called when :func:`check` reported ``no_deploy_key_reason=None``; a provider without
+        a deploy key API raises UpstreamError.
+
+        Raises:
+            Forbidden: the token may not add deploy keys after all (e.g. a fine-grained GitHub
+                token without the "Administration" write permission); the message says why and
+                becomes the association's ``deployKeyReason``.
+            BadRequest, UpstreamError, UpstreamUnavailable, UpstreamTimeout: as :func:`check`
+                (a provider's "key already in use" answer is an UpstreamError).
+        """
+        ...
+
+    def remove_deploy_key(
+        self,
+        token: SecretStr,
+        params: dict[str, Any],
+        *,
+        repository_name: str,
+        key_id: str,
+        settings: Settings,
+    ) -> None:
+        """Delete the deploy key ``key_id`` from the repository. A key (or repository) the
+        provider no longer has counts as removed and returns normally.
+
+        Raises:
+            BadRequest (token rejected), Forbidden (the token may not remove deploy keys),
+            UpstreamError, UpstreamUnavailable, UpstreamTimeout: as :func:`check`.
         """
         ...
 
