@@ -6,7 +6,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,7 +17,9 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stead import admission, bodylimit, openapi
 from stead.agents.routes import router as agents_router
@@ -220,51 +222,78 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-async def _request_middleware(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    """Per request: a request id, the JSON-body check (415), and one access log line.
+class RequestMiddleware:
+    """ASGI middleware, per HTTP request: a request id (``X-Request-ID``, the caller's when it is
+    well formed), the JSON-body check (415), metrics and one access log line.
 
     The token endpoint takes a form, so only ``/v1`` and ``/dpc/v1`` bodies must be JSON.
+    Plain ASGI rather than ``BaseHTTPMiddleware``: the response streams through unchanged, with
+    no extra task or body copy per request.
+
+    Args:
+        app: the wrapped ASGI app.
+        metrics: where each request's method, route template, status and duration go.
     """
-    started = time.perf_counter()
-    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-    if not _REQUEST_ID.fullmatch(request_id):
-        request_id = uuid.uuid4().hex
-    request.state.request_id = request_id
-    path = request.url.path
-    response: Response | None = None
-    if request.method in _BODY_METHODS and path.startswith(_API_PREFIXES):
-        has_body = (
-            request.headers.get("content-length", "0") != "0"
-            or "transfer-encoding" in request.headers
-        )
-        if has_body and not _is_json(request.headers.get("content-type", "")):
-            exc = UnsupportedMediaType(
-                "The request body must be application/json",
-                violations=["Content-Type: must be application/json"],
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = Headers(scope=scope)
+        request_id = headers.get("x-request-id") or ""
+        if not _REQUEST_ID.fullmatch(request_id):
+            request_id = uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        path: str = scope["path"]
+        method: str = scope["method"]
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+            await send(message)
+
+        try:
+            if (
+                method in _BODY_METHODS
+                and path.startswith(_API_PREFIXES)
+                and (headers.get("content-length", "0") != "0" or "transfer-encoding" in headers)
+                and not _is_json(headers.get("content-type", ""))
+            ):
+                exc = UnsupportedMediaType(
+                    "The request body must be application/json",
+                    violations=["Content-Type: must be application/json"],
+                )
+                await ProblemResponse(exc.to_problem(path), status_code=415)(
+                    scope, receive, send_with_id
+                )
+            else:
+                await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            if route != "unmatched" and path.startswith(_API_PREFIXES):
+                # API routes carry their router-relative template; put the mount prefix back.
+                route = path[: path.index("/v1/") + 3] + route
+            self.metrics.observe(method, route, status, elapsed)
+            actor = state.get("actor")
+            access_log.info(
+                "request",
+                method=method,
+                path=path,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+                request_id=request_id,
+                actor=actor.id if actor else None,
             )
-            response = ProblemResponse(exc.to_problem(path), status_code=415)
-    if response is None:
-        response = await call_next(request)
-    response.headers["X-Request-ID"] = request_id
-    elapsed = time.perf_counter() - started
-    route = getattr(request.scope.get("route"), "path", None) or "unmatched"
-    if route != "unmatched" and path.startswith(_API_PREFIXES):
-        # API routes carry their router-relative template; put the mount prefix back.
-        route = path[: path.index("/v1/") + 3] + route
-    request.app.state.metrics.observe(request.method, route, response.status_code, elapsed)
-    actor = getattr(request.state, "actor", None)
-    access_log.info(
-        "request",
-        method=request.method,
-        path=path,
-        status=response.status_code,
-        duration_ms=round(elapsed * 1000, 2),
-        request_id=request_id,
-        actor=actor.id if actor else None,
-    )
-    return response
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -301,7 +330,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     admission.install(app, engine)
     bodylimit.install(app, settings.max_body_bytes)
     idempotency.install(app)
-    app.middleware("http")(_request_middleware)
+    app.add_middleware(RequestMiddleware, metrics=app.state.metrics)
 
     app.include_router(token_router)
     for router in API_ROUTERS:

@@ -6,7 +6,7 @@ How a keyed POST runs:
    key into ``idempotency_keys`` inside the request's own transaction. The key therefore exists
    exactly when the change it guards was committed; a request that fails rolls its key back with
    everything else, so retrying it simply runs it again.
-2. :func:`record_responses` (a middleware) stores the response on the key right after the commit.
+2. :class:`RecordResponses` (a middleware) stores the response on the key right after the commit.
 3. A later POST with the same key from the same principal within 24 hours gets the first
    response again (header ``Idempotent-Replayed: true``); with a different method, path, query
    or body it gets 409.
@@ -29,7 +29,6 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
@@ -40,6 +39,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stead.db import SessionDep, session_scope, utcnow
 from stead.errors import BadRequest, Conflict
@@ -277,31 +277,56 @@ def _record(
         session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < utcnow() - TTL))
 
 
-async def record_responses(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    """Middleware: after a request that claimed a key has committed, store its response.
+class RecordResponses:
+    """ASGI middleware: after a request that claimed a key has committed, store its response.
 
-    A failure to store is logged and does not change the answer: the change was committed.
+    Responses of requests without a claim stream through untouched; a claimed one is held until
+    its last body chunk, stored, then sent. A failure to store is logged and does not change the
+    answer: the change was committed.
+
+    Args:
+        app: the wrapped ASGI app.
+        factory: the session factory the response is stored with.
     """
-    response = await call_next(request)
-    claim_id: str | None = getattr(request.state, "idempotency_claim", None)
-    if claim_id is None:
-        return response
-    body = b"".join([chunk async for chunk in response.body_iterator])  # type: ignore[attr-defined]
-    headers = {k.lower(): v for k, v in response.headers.items()}
-    try:
-        await run_in_threadpool(
-            _record, request.app.state.sessionmaker, claim_id, response.status_code, headers, body
-        )
-    except SQLAlchemyError as exc:
-        log.warning("could not record an idempotent response: %s", type(exc).__name__)
-    return Response(
-        content=body,
-        status_code=response.status_code,
-        headers=dict(response.headers),
-        background=response.background,
-    )
+
+    def __init__(self, app: ASGIApp, factory: sessionmaker[Session]) -> None:
+        self.app = app
+        self.factory = factory
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def hold_claimed(message: Message) -> None:
+            nonlocal start
+            claim_id = scope.get("state", {}).get("idempotency_claim")
+            if claim_id is None:
+                await send(message)
+                return
+            if message["type"] == "http.response.start":
+                start = message
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            assert start is not None
+            body = b"".join(chunks)
+            headers = {
+                k.decode("latin-1").lower(): v.decode("latin-1") for k, v in start["headers"]
+            }
+            try:
+                await run_in_threadpool(
+                    _record, self.factory, claim_id, start["status"], headers, body
+                )
+            except SQLAlchemyError as exc:
+                log.warning("could not record an idempotent response: %s", type(exc).__name__)
+            await send(start)
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, hold_claimed)
 
 
 IDEMPOTENCY = [Depends(claim)]
@@ -316,4 +341,4 @@ def install(app: FastAPI) -> None:
         return exc.response
 
     app.add_exception_handler(Replay, replay)
-    app.middleware("http")(record_responses)
+    app.add_middleware(RecordResponses, factory=app.state.sessionmaker)
