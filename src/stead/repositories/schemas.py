@@ -8,15 +8,19 @@ from pydantic import Field
 
 from stead.wire import CI, Text, WireModel
 
-# ``github`` (DPC) or ``git``, any git remote by URL (Stead); accepted in any case.
-Provider = Annotated[Literal["github", "git"], CI]
+# ``github`` and ``azure-devops`` (DPC); ``github-enterprise``, ``gitlab`` and ``git``, any git
+# remote by URL (Stead); accepted in any case.
+Provider = Annotated[Literal["github", "azure-devops", "github-enterprise", "gitlab", "git"], CI]
 
 
 class RepositoryCreate(WireModel):
     """``POST /v1/projects/{projectId}/repositories`` body (DPC shape).
 
-    ``providerParameters`` depends on the provider: GitHub ``{"ownerName": "<user or
-    organisation>"}``; git ``{"url": "https://... | http://... | ssh://... | file://..."}``.
+    ``providerParameters`` depends on the provider: GitHub and GitHub Enterprise Server
+    ``{"ownerName": "<user or organisation>"}``; Azure DevOps ``{"organization": "<name>",
+    "repositoryId": "<GUID>", "tenantId": "<GUID, optional>"}``; GitLab ``{"namespace": "<group,
+    subgroup path or user>"}``; git ``{"url": "https://... | http://... | ssh://... |
+    file://..."}``.
     """
 
     provider: Provider

@@ -11,13 +11,19 @@ from stead import audit
 from stead.errors import Conflict, NotFound
 from stead.identity.service import Actor
 from stead.projects.models import Project
-from stead.repositories import git, github
+from stead.repositories import azure_devops, git, github, github_enterprise, gitlab
 from stead.repositories.models import Repository
 from stead.repositories.provider import GitProvider
 from stead.repositories.schemas import RepositoryCreate
 from stead.settings import Settings
 
-PROVIDERS: dict[str, GitProvider] = {"github": github, "git": git}
+PROVIDERS: dict[str, GitProvider] = {
+    "github": github,
+    "azure-devops": azure_devops,
+    "github-enterprise": github_enterprise,
+    "gitlab": gitlab,
+    "git": git,
+}
 
 
 def find(session: Session, *, project: Project) -> Repository | None:
