@@ -49,6 +49,7 @@ from stead.secrets.routes import hosted_router as hosted_secrets_router
 from stead.secrets.routes import router as secret_references_router
 from stead.secrets.store import attach_keyring, load_keyring
 from stead.settings import Settings, get_settings
+from stead.warehouses.routes import router as warehouses_router
 
 log = logging.getLogger("stead")
 access_log = structlog.get_logger("stead.access")
@@ -61,6 +62,7 @@ API_ROUTERS: list[APIRouter] = [
     secret_references_router,
     hosted_secrets_router,
     environments_router,
+    warehouses_router,
     repositories_router,
     identity_router,
     audit_router,

@@ -78,6 +78,17 @@ class Settings(BaseSettings):
             a regional or private endpoint).
         gcp_credentials_file: service-account key file; empty means Application Default
             Credentials.
+        warehouse_connect_timeout_seconds: how long a connection test may take to reach the
+            warehouse and log in.
+        warehouse_query_timeout_seconds: how long the test's query may then run. A test still
+            running after both (plus one second) is answered as a timeout.
+        warehouse_max_tests: connection tests running at once, per server process; one more is
+            answered 503 with ``Retry-After``.
+        snowflake_host / snowflake_port / snowflake_protocol: where Snowflake is reached; an
+            empty host means ``<account>.snowflakecomputing.com`` (set it for a private
+            endpoint such as ``<account>.privatelink.snowflakecomputing.com``).
+        redshift_sslmode: how a Redshift connection with ``useSsl`` true checks the server's
+            certificate: ``verify-full`` (chain and host name) or ``verify-ca`` (chain only).
     """
 
     model_config = SettingsConfigDict(env_prefix="STEAD_", extra="ignore")
@@ -129,6 +140,13 @@ class Settings(BaseSettings):
     gcp_project: str = ""
     gcp_endpoint: str = "https://secretmanager.googleapis.com"
     gcp_credentials_file: str = ""
+    warehouse_connect_timeout_seconds: float = 10.0
+    warehouse_query_timeout_seconds: float = 30.0
+    warehouse_max_tests: int = 16
+    snowflake_host: str = ""
+    snowflake_port: int = 443
+    snowflake_protocol: Literal["https", "http"] = "https"
+    redshift_sslmode: Literal["verify-full", "verify-ca"] = "verify-full"
 
     @property
     def effective_database_url(self) -> str:

@@ -17,7 +17,7 @@ PATH = "connectionOverrides[0].connectionProperties"
         ("acmeorg-growth", "acmeorg-growth"),
         ("AcmeOrg-Growth", "acmeorg-growth"),
         ("acmeorg-growth_eu", "acmeorg-growth_eu"),
-        ("acmeorg-growth-eu", "acmeorg-growth-eu"),
+        ("acmeorg-growth-eu", "acmeorg-growth_eu"),  # the URL spelling of an underscore
         ("https://acmeorg-growth.snowflakecomputing.com", "acmeorg-growth"),
         ("HTTPS://ACMEORG-GROWTH.SNOWFLAKECOMPUTING.COM/", "acmeorg-growth"),
         ("acmeorg-growth/", "acmeorg-growth"),
@@ -31,6 +31,12 @@ PATH = "connectionOverrides[0].connectionProperties"
         ("https://xy12345.eu-west-2.aws.snowflakecomputing.com/", "xy12345.eu-west-2.aws"),
         ("xy12345.east-us-2.AZURE", "xy12345.east-us-2.azure"),
         ("xy12345.us-central1.gcp", "xy12345.us-central1.gcp"),
+        # private connectivity keeps its segment
+        ("AcmeOrg-Growth.privatelink.snowflakecomputing.com", "acmeorg-growth.privatelink"),
+        (
+            "https://xy12345.us-east-1.privatelink.snowflakecomputing.com/",
+            "xy12345.us-east-1.privatelink",
+        ),
     ],
 )
 def test_account_forms(given: str, expected: str) -> None:

@@ -14,9 +14,18 @@ Account identifiers follow Snowflake's "Account identifiers" page
 
 The canonical form Stead stores and returns is the identifier as a driver's ``account``
 parameter and the ``<account_identifier>.snowflakecomputing.com`` host take it: lower case,
-without scheme, domain or trailing ``/``, the SQL form ``org.account`` written ``org-account``.
-A locator form keeps its region and cloud exactly as given: which regions need the cloud segment
+without scheme, domain or trailing ``/``; the SQL form ``org.account`` written ``org-account``;
+an account name written with ``-`` for ``_`` (the spelling Snowflake offers for URLs that cannot
+hold ``_``, such as Okta's) written with ``_`` again, since account names hold no ``-``. A
+locator form keeps its region and cloud exactly as given: which regions need the cloud segment
 is Snowflake's table, not something to guess.
+
+Private connectivity (AWS PrivateLink, Azure Private Link, Google Cloud Private Service Connect)
+adds ``privatelink`` to the identifier in the account URL ("Connecting to your accounts",
+docs.snowflake.com/en/user-guide/organizations-connect): ``orgname-account.privatelink`` or
+``locator.region.privatelink``. Such an identifier is accepted and keeps its ``.privatelink``
+segment, which is how the drivers' ``account`` parameter takes it. ``http://`` is refused:
+Snowflake is reached over HTTPS only.
 """
 
 from __future__ import annotations
@@ -27,8 +36,8 @@ from stead.warehouses import WarehouseSpec
 
 ACCEPTED_FORMS = (
     "orgname-accountname, orgname.accountname, locator, locator.region or "
-    "locator.region.cloud (cloud: aws, azure or gcp), each optionally with https:// "
-    "and .snowflakecomputing.com"
+    "locator.region.cloud (cloud: aws, azure or gcp), each optionally with https://, "
+    ".privatelink and .snowflakecomputing.com"
 )
 
 _ORG = r"[a-z][a-z0-9]*"
@@ -40,6 +49,7 @@ _REGION = r"[a-z]+(?:-[a-z0-9]+)+"
 _ORG_ACCOUNT = re.compile(rf"(?P<org>{_ORG})[-.](?P<account>{_ACCOUNT})")
 _LOCATOR_FORM = re.compile(rf"{_LOCATOR}(?:\.{_REGION}(?:\.(?:aws|azure|gcp))?)?")
 _DOMAIN = ".snowflakecomputing.com"
+_PRIVATELINK = ".privatelink"
 # Snowflake: the identifier, including organisation name and '-', should not exceed 63 characters.
 _MAX_LENGTH = 63
 
@@ -48,26 +58,36 @@ def normalise_account(value: str) -> str:
     """Return the canonical account identifier for ``value`` (see the module docstring).
 
     Examples: ``https://AcmeOrg-Growth.snowflakecomputing.com/`` -> ``acmeorg-growth``;
-    ``acmeorg.growth`` -> ``acmeorg-growth``;
-    ``XY12345.eu-west-2.AWS`` -> ``xy12345.eu-west-2.aws``.
+    ``acmeorg.growth_eu`` and ``acmeorg-growth-eu`` -> ``acmeorg-growth_eu``;
+    ``XY12345.eu-west-2.AWS`` -> ``xy12345.eu-west-2.aws``;
+    ``AcmeOrg-Growth.privatelink.snowflakecomputing.com`` -> ``acmeorg-growth.privatelink``.
 
     Raises:
-        ValueError: not one of the accepted forms; the message lists them.
+        ValueError: not one of the accepted forms (the message lists them), ``http://``, or an
+            identifier longer than Snowflake allows.
     """
-    text = value.lower().removeprefix("https://").removesuffix("/").removesuffix(_DOMAIN)
+    lowered = value.lower()
+    if lowered.startswith("http://"):
+        raise ValueError(
+            f"must not use http://: Snowflake is reached over HTTPS only; "
+            f"accepted forms: {ACCEPTED_FORMS}"
+        )
+    text = lowered.removeprefix("https://").removesuffix("/").removesuffix(_DOMAIN)
+    private = text.endswith(_PRIVATELINK)
+    text = text.removesuffix(_PRIVATELINK)
     parts = text.split(".")
     # "a.b" is a locator with its region when "b" has a '-' (every region id does; account
     # names use '_'), else the SQL form "org.account".
     org_form = (len(parts) == 1 and "-" in text) or (len(parts) == 2 and "-" not in parts[1])
     if org_form and (match := _ORG_ACCOUNT.fullmatch(text)):
-        canonical = f"{match['org']}-{match['account']}"
+        canonical = f"{match['org']}-{match['account'].replace('-', '_')}"
     elif not org_form and _LOCATOR_FORM.fullmatch(text):
         canonical = text
     else:
         raise ValueError(f"is not a Snowflake account identifier; accepted forms: {ACCEPTED_FORMS}")
     if len(canonical.split(".")[0]) > _MAX_LENGTH:
         raise ValueError(f"is longer than the {_MAX_LENGTH} characters Snowflake allows")
-    return canonical
+    return canonical + _PRIVATELINK if private else canonical
 
 
 SPEC = WarehouseSpec(
