@@ -44,7 +44,7 @@ def test_body_rules(
 ) -> None:
     cases: list[tuple[dict[str, Any], str]] = [
         ({k: v for k, v in GITHUB.items() if k != "provider"}, "provider"),
-        (_with(GITHUB, provider="gitlab"), "provider"),
+        (_with(GITHUB, provider="bitbucket"), "provider"),
         (_with(GITHUB, provider=1), "provider"),
         ({k: v for k, v in GITHUB.items() if k != "repositoryName"}, "repositoryName"),
         (_with(GITHUB, repositoryName=""), "repositoryName"),

@@ -34,13 +34,15 @@ SIGN_IN_PAGE = (
 
 @dataclass
 class FakeRepo:
-    """A repository on the fake (``default_branch`` None: an empty repository)."""
+    """A repository on the fake (``default_branch`` None: an empty repository; ``remote_url``
+    replaces ``remoteUrl``, e.g. a local git server's URL)."""
 
     id: str
     organization: str
     project: str
     name: str
     default_branch: str | None
+    remote_url: str | None = None
 
 
 @dataclass
@@ -85,11 +87,19 @@ class AzureDevOpsFake:
         self._server.requests.clear()
 
     def add_repo(
-        self, organization: str, project: str, name: str, *, default_branch: str | None = "main"
+        self,
+        organization: str,
+        project: str,
+        name: str,
+        *,
+        default_branch: str | None = "main",
+        remote_url: str | None = None,
     ) -> str:
         """Create a repository; return its id (a GUID)."""
         repo_id = str(uuid.uuid4())
-        self.repos[repo_id] = FakeRepo(repo_id, organization, project, name, default_branch)
+        self.repos[repo_id] = FakeRepo(
+            repo_id, organization, project, name, default_branch, remote_url
+        )
         return repo_id
 
     def add_token(self, token: str, *, repos: Iterable[str] = (), **options: Any) -> None:
@@ -196,7 +206,8 @@ class AzureDevOpsFake:
                 "lastUpdateTime": "2026-01-15T10:30:00.000Z",
             },
             "size": 10895,
-            "remoteUrl": f"https://{repo.organization}@dev.azure.com/{repo.organization}/"
+            "remoteUrl": repo.remote_url
+            or f"https://{repo.organization}@dev.azure.com/{repo.organization}/"
             f"{repo.project}/_git/{repo.name}",
             "sshUrl": f"git@ssh.dev.azure.com:v3/{repo.organization}/{repo.project}/{repo.name}",
             "webUrl": f"{org_url}/{repo.project}/_git/{repo.name}",

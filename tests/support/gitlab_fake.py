@@ -31,12 +31,14 @@ GUEST, REPORTER, DEVELOPER, MAINTAINER, OWNER = 10, 20, 30, 40, 50
 
 @dataclass
 class FakeProject:
-    """A project on the fake; ``deploy_keys`` maps key ids to the keys' JSON."""
+    """A project on the fake; ``deploy_keys`` maps key ids to the keys' JSON; ``clone_url``
+    replaces ``http_url_to_repo`` (e.g. a local git server's URL)."""
 
     id: int
     path_with_namespace: str
     visibility: str
     default_branch: str | None
+    clone_url: str | None = None
     deploy_keys: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -86,11 +88,16 @@ class GitLabFake:
         self._server.requests.clear()
 
     def add_project(
-        self, path: str, *, visibility: str = "private", default_branch: str | None = "main"
+        self,
+        path: str,
+        *,
+        visibility: str = "private",
+        default_branch: str | None = "main",
+        clone_url: str | None = None,
     ) -> FakeProject:
         """Create project ``namespace/.../name`` (``default_branch`` None: an empty
         repository)."""
-        project = FakeProject(next(self._ids) + 100, path, visibility, default_branch)
+        project = FakeProject(next(self._ids) + 100, path, visibility, default_branch, clone_url)
         self.projects[path.lower()] = project
         return project
 
@@ -220,7 +227,7 @@ class GitLabFake:
             "created_at": "2026-01-15T10:30:00.000Z",
             "default_branch": project.default_branch,
             "ssh_url_to_repo": f"git@gitlab.example.com:{project.path_with_namespace}.git",
-            "http_url_to_repo": f"{web}.git",
+            "http_url_to_repo": project.clone_url or f"{web}.git",
             "web_url": web,
             "readme_url": None,
             "empty_repo": project.default_branch is None,
