@@ -64,6 +64,8 @@ def test_http_remote(
         "defaultBranch": "trunk",
         "htmlUrl": None,
         "cloneUrl": remote,
+        "deployKey": None,
+        "deployKeyReason": "a plain git remote has no deploy key API",
     }
     assert resp.json() == expected
     assert git_server.usernames[-1] == "x-access-token"

@@ -71,8 +71,13 @@ def test_associate_read_and_remove(
         "defaultBranch": "trunk",
         "htmlUrl": f"https://github.com/{REPO}",
         "cloneUrl": f"https://github.com/{REPO}.git",
+        "deployKeyReason": None,
     }
-    assert resp.json() == expected
+    body = resp.json()
+    key = body.pop("deployKey")  # the admin token lets Stead create a deploy key
+    assert body == expected
+    assert key["id"] == str(github.keys(REPO)[0]["id"]) and key["readOnly"] is True
+    expected["deployKey"] = key
     path, headers = github.requests[-1]
     assert path == f"/repos/{REPO}"
     assert headers["Authorization"] == "Bearer ghp_good"
@@ -97,6 +102,7 @@ def test_associate_read_and_remove(
         "repositoryName": "finance-pipelines",
         "providerParameters": {"ownerName": "acme-data"},
         "defaultBranch": "trunk",
+        "deployKey": {"id": key["id"], "fingerprint": key["fingerprint"]},
     }
 
 

@@ -53,6 +53,7 @@ class TokenRule:
 
     readable: set[str] = field(default_factory=set)
     forbidden: set[str] = field(default_factory=set)
+    read_only: set[str] = field(default_factory=set)
     answer: tuple[int, dict[str, str]] | None = None
     delay: float = 0.0
 
@@ -126,11 +127,20 @@ class GitServer:
         forbid: Iterable[str] = (),
         answer: tuple[int, dict[str, str]] | None = None,
         delay: float = 0.0,
+        read_only: Iterable[str] = (),
     ) -> None:
-        """Accept ``token``: it may read the repositories ``read`` (names without ``.git``), gets
-        403 for ``forbid``, and 404 for any other. ``answer`` forces ``(status, headers)`` for
-        every request; ``delay`` (seconds) is waited before answering."""
-        self.tokens[token] = TokenRule(set(read), set(forbid), answer, delay)
+        """Accept ``token``: it may read and push to the repositories ``read`` (names without
+        ``.git``), only read ``read_only`` (a push gets 403), gets 403 for ``forbid``, and 404
+        for any other. ``answer`` forces ``(status, headers)`` for every request; ``delay``
+        (seconds) is waited before answering."""
+        pull_only = set(read_only)
+        self.tokens[token] = TokenRule(
+            readable=set(read) | pull_only,
+            forbidden=set(forbid),
+            read_only=pull_only,
+            answer=answer,
+            delay=delay,
+        )
 
     def _app(self, environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -148,7 +158,8 @@ class GitServer:
             status, headers = rule.answer
             start_response(f"{status} Forced", [*headers.items(), ("Content-Type", "text/plain")])
             return iter([b"forced answer\n"])
-        if repo in rule.forbidden:
+        pushing = "git-receive-pack" in path + environ.get("QUERY_STRING", "")
+        if repo in rule.forbidden or (pushing and repo in rule.read_only):
             start_response("403 Forbidden", [("Content-Type", "text/plain")])
             return iter([b"Permission denied\n"])
         if repo not in rule.readable:

@@ -1,4 +1,6 @@
-"""A fake of GitHub's REST API for ``GET /repos/{owner}/{repo}``, served over real HTTP.
+"""A fake of GitHub's REST API for ``GET /repos/{owner}/{repo}`` and the deploy key endpoints
+``POST /repos/{owner}/{repo}/keys`` and ``DELETE /repos/{owner}/{repo}/keys/{key_id}``, served
+over real HTTP.
 
 Answers are shaped as docs.github.com documents them ("REST API endpoints for repositories: Get a
 repository", "Troubleshooting the REST API", "Rate limits for the REST API"): JSON error bodies
@@ -6,7 +8,12 @@ repository", "Troubleshooting the REST API", "Rate limits for the REST API"): JS
 ``Bad credentials`` for an unknown token, 404 for a private repository the token cannot see, 403
 ``Resource not accessible by personal access token`` with ``X-Accepted-GitHub-Permissions`` for a
 fine-grained token lacking a permission, 403/429 for the primary and secondary rate limits, and
-301 to ``/repositories/{id}`` for a renamed repository.
+301 to ``/repositories/{id}`` for a renamed repository. Deploy keys ("REST API endpoints for
+deploy keys"): 201 with ``id``, ``key``, ``title``, ``read_only`` ...; 422 ``Validation Failed``
+when the key is not an OpenSSH public key or is already in use (on any repository); 404 when the
+token lacks admin permission; 403 with ``X-Accepted-GitHub-Permissions: administration=write``
+for a fine-grained token without the "Administration" permission; DELETE 204, 404 for an
+unknown key.
 
 Tests register repositories and tokens; owner and repository names are case-insensitive, as on
 GitHub.
@@ -25,6 +32,7 @@ from typing import Any
 import pytest
 
 DOCS = "https://docs.github.com/rest"
+KEYS_DOCS = "https://docs.github.com/rest/deploy-keys/deploy-keys"
 REPO_DOCS = "https://docs.github.com/rest/repos/repos#get-a-repository"
 RATE_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
 ALL = {"admin": True, "maintain": True, "push": True, "triage": True, "pull": True}
@@ -41,6 +49,8 @@ class FakeRepo:
     name: str
     private: bool
     default_branch: str
+    clone_url: str | None = None
+    keys: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def full_name(self) -> str:
@@ -54,7 +64,10 @@ class FakeToken:
     ``access`` maps ``owner/name`` to the ``permissions`` object GitHub reports; ``forbidden``
     repositories answer 403 as to a fine-grained token without "Metadata" permission;
     ``rate_limit`` is ``primary``, ``secondary`` or ``secondary-message``; ``status`` forces a
-    server error; ``delay`` (seconds) is waited before answering.
+    server error; ``delay`` (seconds) is waited before answering. ``keys_forbidden`` makes the
+    deploy key endpoints answer 403 as to a fine-grained token without "Administration"
+    permission; ``key_status`` forces a status on the deploy key endpoints by method
+    (``{"DELETE": 500}``).
     """
 
     access: dict[str, dict[str, bool]] = field(default_factory=dict)
@@ -62,6 +75,8 @@ class FakeToken:
     rate_limit: str | None = None
     status: int | None = None
     delay: float = 0.0
+    keys_forbidden: bool = False
+    key_status: dict[str, int] = field(default_factory=dict)
 
 
 class GitHubFake:
@@ -72,6 +87,8 @@ class GitHubFake:
         self.renamed: dict[str, str] = {}
         self.tokens: dict[str, FakeToken] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.writes: list[tuple[str, str, dict[str, str]]] = []
+        self._next_key = 1
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         self._server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
@@ -93,15 +110,26 @@ class GitHubFake:
         self.renamed.clear()
         self.tokens.clear()
         self.requests.clear()
+        self.writes.clear()
 
     def add_repo(
-        self, full_name: str, *, private: bool = True, default_branch: str = "main"
+        self,
+        full_name: str,
+        *,
+        private: bool = True,
+        default_branch: str = "main",
+        clone_url: str | None = None,
     ) -> None:
-        """Create repository ``owner/name``."""
+        """Create repository ``owner/name``; ``clone_url`` replaces the github.com one (a test
+        git server that takes the push of ``?initialize=true``)."""
         owner, name = full_name.split("/")
         self.repos[full_name.lower()] = FakeRepo(
-            len(self.repos) + 1000, owner, name, private, default_branch
+            len(self.repos) + 1000, owner, name, private, default_branch, clone_url
         )
+
+    def keys(self, full_name: str) -> list[dict[str, Any]]:
+        """The deploy keys of repository ``owner/name``, oldest first."""
+        return list(self.repos[full_name.lower()].keys.values())
 
     def rename(self, old: str, new: str) -> None:
         """Rename ``old`` (``owner/name``) to ``new``; the old name then answers 301."""
@@ -119,6 +147,8 @@ class GitHubFake:
         rate_limit: str | None = None,
         status: int | None = None,
         delay: float = 0.0,
+        keys_forbidden: bool = False,
+        key_status: Mapping[str, int] | None = None,
     ) -> None:
         """Register ``token`` (see :class:`FakeToken`)."""
         self.tokens[token] = FakeToken(
@@ -127,10 +157,15 @@ class GitHubFake:
             rate_limit,
             status,
             delay,
+            keys_forbidden,
+            dict(key_status or {}),
         )
 
-    def answer(self, path: str, authorization: str) -> tuple[int, dict[str, str], Any]:
-        """``(status, headers, json body)`` for ``GET path`` with this Authorization header."""
+    def answer(
+        self, path: str, authorization: str, method: str = "GET", body: Any = None
+    ) -> tuple[int, dict[str, str], Any]:
+        """``(status, headers, json body)`` for ``method path`` with this Authorization header
+        and JSON ``body``."""
         reset = int(time.time()) + 120
         headers = {
             "x-ratelimit-limit": "5000",
@@ -188,6 +223,10 @@ class GitHubFake:
             )
         # GitHub Enterprise Server serves the same API under /api/v3.
         parts = path.removeprefix("/api/v3").strip("/").split("/")
+        if len(parts) in (4, 5) and parts[0] == "repos" and parts[3] == "keys":
+            return self._keys(token, method, parts, body, headers)
+        if method != "GET":
+            return 404, headers, {"message": "Not Found", "documentation_url": DOCS}
         if len(parts) == 2 and parts[0] == "repositories":
             repo = next((r for r in self.repos.values() if str(r.id) == parts[1]), None)
         elif len(parts) == 3 and parts[0] == "repos":
@@ -232,6 +271,64 @@ class GitHubFake:
             body["permissions"] = permissions if permissions is not None else READ_ONLY
         return 200, headers, body
 
+    def _keys(
+        self, token: FakeToken, method: str, parts: list[str], body: Any, headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], Any]:
+        key = f"{parts[1]}/{parts[2]}".lower()
+        repo = self.repos.get(key)
+        permissions = token.access.get(key)
+        not_found = {"message": "Not Found", "documentation_url": KEYS_DOCS, "status": "404"}
+        if repo is None or (repo.private and permissions is None):
+            return 404, headers, not_found
+        if token.keys_forbidden:
+            headers["X-Accepted-GitHub-Permissions"] = "administration=write"
+            return (
+                403,
+                headers,
+                {
+                    "message": "Resource not accessible by personal access token",
+                    "documentation_url": KEYS_DOCS,
+                    "status": "403",
+                },
+            )
+        if not (permissions or {}).get("admin"):
+            return 404, headers, not_found
+        if method in token.key_status:
+            return token.key_status[method], headers, "<html><body>Unicorn!</body></html>"
+        if method == "DELETE" and len(parts) == 5:
+            gone = repo.keys.pop(int(parts[4]), None) if parts[4].isdigit() else None
+            return (204, headers, None) if gone else (404, headers, not_found)
+        if method != "POST" or len(parts) != 4:
+            return 404, headers, not_found
+        public = body.get("key") if isinstance(body, dict) else None
+        if not isinstance(public, str) or not public.startswith("ssh-ed25519 AAAA"):
+            return (
+                422,
+                headers,
+                _validation_failed(
+                    "key is invalid. You must supply a key in OpenSSH public key format"
+                ),
+            )
+        blob = public.split()[1]
+        if any(k["key"].split()[1] == blob for r in self.repos.values() for k in r.keys.values()):
+            return 422, headers, _validation_failed("key is already in use")
+        key_id = self._next_key
+        self._next_key += 1
+        created = {
+            "id": key_id,
+            "key": public,
+            "url": f"https://api.github.com/repos/{repo.full_name}/keys/{key_id}",
+            "title": body.get("title"),
+            "verified": True,
+            "created_at": "2026-01-15T10:30:00Z",
+            "read_only": body.get("read_only") is True,
+            "added_by": "octocat",
+            "last_used": None,
+            "enabled": True,
+        }
+        repo.keys[key_id] = created
+        return 201, headers, created
+
     @staticmethod
     def _repository(repo: FakeRepo) -> dict[str, Any]:
         web = f"https://github.com/{repo.full_name}"
@@ -256,7 +353,7 @@ class GitHubFake:
             "url": api,
             "git_url": f"git://github.com/{repo.full_name}.git",
             "ssh_url": f"git@github.com:{repo.full_name}.git",
-            "clone_url": f"{web}.git",
+            "clone_url": repo.clone_url or f"{web}.git",
             "default_branch": repo.default_branch,
             "archived": False,
             "disabled": False,
@@ -275,12 +372,43 @@ def github_fake_server() -> Iterator[GitHubFake]:
     fake.stop()
 
 
+def _validation_failed(message: str) -> dict[str, Any]:
+    return {
+        "message": "Validation Failed",
+        "errors": [{"resource": "PublicKey", "code": "custom", "field": "key", "message": message}],
+        "documentation_url": KEYS_DOCS,
+        "status": "422",
+    }
+
+
 def _handler(fake: GitHubFake) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             fake.requests.append((self.path, dict(self.headers.items())))
-            status, headers, body = fake.answer(self.path, self.headers.get("Authorization", ""))
-            payload = (body if isinstance(body, str) else json.dumps(body)).encode()
+            self._reply(*fake.answer(self.path, self.headers.get("Authorization", "")))
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            self._write("POST")
+
+        def do_DELETE(self) -> None:  # noqa: N802 - http.server's naming
+            self._write("DELETE")
+
+        def _write(self, method: str) -> None:
+            fake.writes.append((method, self.path, dict(self.headers.items())))
+            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                body = json.loads(self.rfile.read(length)) if length else None
+            except ValueError:
+                body = None
+            authorization = self.headers.get("Authorization", "")
+            self._reply(*fake.answer(self.path, authorization, method, body))
+
+        def _reply(self, status: int, headers: dict[str, str], body: Any) -> None:
+            payload = (
+                b""
+                if body is None
+                else (body if isinstance(body, str) else json.dumps(body)).encode()
+            )
             self.send_response(status)
             kind = "text/html" if isinstance(body, str) else "application/json; charset=utf-8"
             self.send_header("Content-Type", kind)

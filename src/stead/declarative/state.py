@@ -33,14 +33,18 @@ class ProjectState:
 
     def owned_secrets(self) -> set[str]:
         """Name keys of the hosted secrets environments own (inline values they stored:
-        ``{"secretName", "set": true}``); they come and go with their environment."""
-        return {
+        ``{"secretName", "set": true}``) and of the repository's deploy key; they come and go
+        with their owner."""
+        owned = {
             name_key(str(value["secretName"]))
             for env in self.environments
             for override in env.connection_overrides
             for value in override.connection_properties.values()
             if value.get("set") and value.get("secretName")
         }
+        if self.repository is not None and self.repository.deploy_key is not None:
+            owned.add(name_key(self.repository.deploy_key.secret_name))
+        return owned
 
 
 @dataclass

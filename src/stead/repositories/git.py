@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
@@ -54,6 +56,7 @@ NAME = "The git server"
 USERNAME = "x-access-token"
 SCHEMES = ("https", "http", "ssh", "file")
 URL_FIELD = "providerParameters.url"
+NO_DEPLOY_KEYS = "a plain git remote has no deploy key API"
 
 
 def check_url(value: str) -> str:
@@ -121,44 +124,69 @@ def check(
     ``file://`` path -> not found, 429 (or 503 with ``Retry-After``) -> rate limited, other
     failures -> 502, timeouts -> 504."""
     url = params["url"]
-    parts = urlsplit(url)
     timeout = settings.upstream_timeout_seconds
-    client: GitClient
+    client, path = connect(url, token, username=USERNAME, timeout=timeout)
+    with translated_errors(url, timeout=timeout, permission="read", field=URL_FIELD):
+        result = client.get_refs(path)
+    head = (result.symrefs.get(Ref(b"HEAD")) or b"").decode("utf-8", "replace")
+    branch = head.removeprefix("refs/heads/") if head.startswith("refs/heads/") else None
+    return RepositoryInfo(
+        default_branch=branch, html_url=None, clone_url=url, no_deploy_key_reason=NO_DEPLOY_KEYS
+    )
+
+
+def connect(
+    url: str, token: SecretStr, *, username: str, timeout: float
+) -> tuple[GitClient, bytes]:
+    """A dulwich client for the remote ``url`` and the repository path to pass it.
+
+    Over HTTP(S) the token is the Basic-auth password and the user name is the one written in
+    the URL, else ``username``; each request gets one attempt and ``timeout`` seconds. ``ssh://``
+    runs the system ``ssh`` in batch mode and ``file://`` opens a path on this server; neither
+    uses the token.
+    """
+    parts = urlsplit(url)
     if parts.scheme in ("http", "https"):
         client = _HttpClient(
             _without_userinfo(parts),
-            username=unquote(parts.username or USERNAME),
+            username=unquote(parts.username or username),
             password=token.get_secret_value(),
             timeout=timeout,
         )
-        path = ""
-    elif parts.scheme == "ssh":
-        client = SSHGitClient(
+        return client, b""
+    if parts.scheme == "ssh":
+        ssh = SSHGitClient(
             parts.hostname or "",
             port=parts.port,
             username=parts.username,
             ssh_command=f"ssh -o BatchMode=yes -o ConnectTimeout={math.ceil(timeout)}",
         )
-        path = unquote(parts.path)
-    else:
-        client = LocalGitClient()
-        path = unquote(parts.path)
+        return ssh, unquote(parts.path).encode()
+    return LocalGitClient(), unquote(parts.path).encode()
+
+
+@contextmanager
+def translated_errors(
+    url: str, *, timeout: float, permission: str, field: str, name: str = NAME
+) -> Iterator[None]:
+    """Turn a failure of a dulwich call on ``url`` into the answer of contract section 6:
+    HTTP 401 -> token rejected (400), 403 -> ``permission`` missing (403), 404 or no repository
+    at a local path -> not found (400 naming ``field``), 429 (or 503 with ``Retry-After``) ->
+    rate limited (503), a timeout -> 504, any other failure -> 502. ``name`` is the provider
+    as messages call it; no message contains the server's answer or the token."""
     try:
-        result = client.get_refs(path.encode())
+        yield
     except HTTPUnauthorized:
-        raise token_rejected(NAME) from None
+        raise token_rejected(name) from None
     except _HttpStatus as exc:
-        raise _status_error(exc, url) from None
+        raise _status_error(exc, url, name=name, permission=permission, field=field) from None
     except NotGitRepository:
-        raise repository_not_found(NAME, url, URL_FIELD) from None
+        raise repository_not_found(name, url, field) from None
     except (GitProtocolError, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
         # ValueError: dulwich could not parse the answer (e.g. a web page, not a git server).
         if _is_timeout(exc):
-            raise timed_out(NAME, timeout) from None
-        raise unreachable(NAME, f"ls-remote failed ({type(exc).__name__})") from None
-    head = (result.symrefs.get(Ref(b"HEAD")) or b"").decode("utf-8", "replace")
-    branch = head.removeprefix("refs/heads/") if head.startswith("refs/heads/") else None
-    return RepositoryInfo(default_branch=branch, html_url=None, clone_url=url)
+            raise timed_out(name, timeout) from None
+        raise unreachable(name, f"the git request failed ({type(exc).__name__})") from None
 
 
 def add_deploy_key(
@@ -176,7 +204,7 @@ def add_deploy_key(
     Raises:
         UpstreamError: always.
     """
-    raise unreachable(NAME, "a plain git remote has no deploy key API")
+    raise unreachable(NAME, NO_DEPLOY_KEYS)
 
 
 def remove_deploy_key(
@@ -231,14 +259,16 @@ class _HttpClient(Urllib3HttpGitClient):
         return response, read
 
 
-def _status_error(exc: _HttpStatus, url: str) -> Exception:
+def _status_error(
+    exc: _HttpStatus, url: str, *, name: str, permission: str, field: str
+) -> Exception:
     if exc.status == 403:
-        return permission_missing(NAME, url, "read")
+        return permission_missing(name, url, permission)
     if exc.status == 404:
-        return repository_not_found(NAME, url, URL_FIELD)
+        return repository_not_found(name, url, field)
     if exc.status == 429 or (exc.status == 503 and exc.retry_after):
-        return rate_limited(NAME, retry_after_seconds(exc.retry_after))
-    return unreachable(NAME, f"it answered HTTP {exc.status}")
+        return rate_limited(name, retry_after_seconds(exc.retry_after))
+    return unreachable(name, f"it answered HTTP {exc.status}")
 
 
 def _without_userinfo(parts: SplitResult) -> str:

@@ -1,4 +1,5 @@
-"""Table: the repository associated with a project (contract section 6); never the token."""
+"""Table: the repository associated with a project (contract section 6); never the token, never
+a private key (the deploy key's private half is a hosted secret)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ from stead.db import Base
 
 
 class Repository(Base):
-    """One git repository per project."""
+    """One git repository per project.
+
+    ``deploy_key`` is the deploy key Stead registered with the provider, in wire form
+    (``{"id", "fingerprint", "readOnly", "secretName"}``: provider id, ``SHA256:`` fingerprint of
+    the public key, read-only flag, and the hosted secret holding the private key), or None; then
+    ``deploy_key_reason`` says why there is none.
+    """
 
     __tablename__ = "repositories"
 
@@ -25,3 +32,5 @@ class Repository(Base):
     default_branch: Mapped[str | None] = mapped_column(String(255), default=None)
     html_url: Mapped[str | None] = mapped_column(String(2048), default=None)
     clone_url: Mapped[str | None] = mapped_column(String(2048), default=None)
+    deploy_key: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    deploy_key_reason: Mapped[str | None] = mapped_column(String(500), default=None)

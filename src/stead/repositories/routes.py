@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import SecretStr
 
 from stead.db import SessionDep
@@ -31,6 +31,22 @@ def _token(
 
 ProviderToken = Annotated[SecretStr, Depends(_token)]
 
+
+def _optional_token(
+    value: Annotated[
+        str | None,
+        Header(
+            alias=TOKEN_HEADER,
+            description="Optional: the provider's access token, to remove the deploy key "
+            "from the provider too; used for this request only, never stored or logged",
+        ),
+    ] = None,
+) -> SecretStr | None:
+    return None if value is None else read_token(value)
+
+
+OptionalProviderToken = Annotated[SecretStr | None, Depends(_optional_token)]
+
 _CHECK_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "Invalid body, missing or rejected token, or repository not found"},
     403: {"description": "The token lacks a permission on the repository"},
@@ -44,7 +60,13 @@ _CHECK_RESPONSES: dict[int | str, dict[str, Any]] = {
     "",
     status_code=201,
     response_model=RepositoryRead,
-    responses={**_CHECK_RESPONSES, 409: {"description": "The project has a repository"}},
+    responses={
+        **_CHECK_RESPONSES,
+        409: {
+            "description": "The project has a repository, or initialize=true and the "
+            "repository is not empty"
+        },
+    },
 )
 def associate_repository(
     data: RepositoryCreate,
@@ -53,9 +75,17 @@ def associate_repository(
     session: SessionDep,
     request: Request,
     response: Response,
+    initialize: Annotated[
+        bool,
+        Query(
+            description="Push a first commit (README, one folder per environment, stead.yaml) "
+            "to the default branch of the empty repository; 409 if it is not empty"
+        ),
+    ] = False,
 ) -> RepositoryRead:
     """Associate a git repository with the project, once the provider confirms that the token
-    can read it (DPC). One repository per project."""
+    can read it (DPC). One repository per project. When the token may manage deploy keys, a
+    read-only deploy key is created, its private half kept as a hosted secret [Stead]."""
     repository = service.associate(
         session,
         actor=ctx.actor,
@@ -63,6 +93,7 @@ def associate_repository(
         data=data,
         token=token,
         settings=request.app.state.settings,
+        initialize=initialize,
     )
     response.headers["Location"] = f"/v1/projects/{ctx.project.id}/repositories"
     return RepositoryRead.model_validate(repository)
@@ -74,10 +105,19 @@ def get_repository(ctx: ProjectReader, session: SessionDep) -> RepositoryRead:
     return RepositoryRead.model_validate(service.get(session, project=ctx.project))
 
 
-@router.delete("", status_code=204)
-def remove_repository(ctx: ProjectWriter, session: SessionDep) -> Response:
-    """Remove the project's repository association."""
-    service.remove(session, actor=ctx.actor, project=ctx.project)
+@router.delete("", status_code=204, responses=_CHECK_RESPONSES)
+def remove_repository(
+    ctx: ProjectWriter, token: OptionalProviderToken, session: SessionDep, request: Request
+) -> Response:
+    """Remove the project's repository association and its deploy key's hosted secret; with the
+    token header, the deploy key is removed from the provider too [Stead]."""
+    service.remove(
+        session,
+        actor=ctx.actor,
+        project=ctx.project,
+        token=token,
+        settings=request.app.state.settings,
+    )
     return Response(status_code=204)
 
 
@@ -85,7 +125,8 @@ def remove_repository(ctx: ProjectWriter, session: SessionDep) -> Response:
 def check_repository_token(
     ctx: ProjectWriter, token: ProviderToken, session: SessionDep, request: Request
 ) -> Response:
-    """Re-check the project's repository with a new access token (DPC)."""
+    """Re-check the project's repository with a new access token (DPC), and rotate the deploy
+    key when the token may manage deploy keys [Stead]."""
     service.check_token(
         session,
         actor=ctx.actor,

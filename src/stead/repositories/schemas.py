@@ -30,8 +30,22 @@ class RepositoryCreate(WireModel):
     provider_parameters: Annotated[dict[str, Any], Field(examples=[{"ownerName": "acme-data"}])]
 
 
+class DeployKeyRead(WireModel):
+    """The deploy key Stead registered with the provider [Stead]: the provider's ``id`` of it,
+    the ``SHA256:`` fingerprint of its public half (as ``ssh-keygen -lf`` prints it), whether
+    the provider grants it read access only, and the hosted secret of the project holding its
+    private half (OpenSSH format)."""
+
+    id: str = Field(examples=["81234567"])
+    fingerprint: str = Field(examples=["SHA256:2Y0kVhx2Lq7xJbq4iXrWbL3Yh3qz5cTQ5mXGk1xE3yA"])
+    read_only: bool
+    secret_name: str = Field(examples=["git-deploy-key"])
+
+
 class RepositoryRead(WireModel):
-    """The project's repository: what was asked for and what the provider reported."""
+    """The project's repository: what was asked for and what the provider reported, and the
+    deploy key Stead keeps for it (``deployKey``; null with ``deployKeyReason`` saying why).
+    """
 
     provider: str
     repository_name: str
@@ -39,3 +53,8 @@ class RepositoryRead(WireModel):
     default_branch: str | None = Field(examples=["main"])
     html_url: str | None = Field(examples=["https://github.com/acme-data/finance-pipelines"])
     clone_url: str | None = Field(examples=["https://github.com/acme-data/finance-pipelines.git"])
+    deploy_key: DeployKeyRead | None = None
+    deploy_key_reason: str | None = Field(
+        default=None,
+        examples=["the access token lacks the admin permission on acme-data/x at GitHub"],
+    )

@@ -1,21 +1,51 @@
 """Repository association rules (contract section 6): one repository per project, confirmed with
-the provider using the caller's access token, which is never stored or logged."""
+the provider using the caller's access token, which is never stored or logged.
+
+Deploy keys [Stead]: when the token may manage them, Stead generates an Ed25519 key pair,
+registers the public half with the provider as a read-only deploy key titled
+``stead:<project name>``, and keeps the private half (OpenSSH format) as a hosted secret of the
+project (``git-deploy-key``, type ``PASSWORD``), which the repository owns: it cannot be deleted
+on its own, is replaced when the key is rotated and deleted with the association. The key is
+what lasts; the token is used for one request.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
 from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from stead import audit
-from stead.errors import Conflict, NotFound
+from stead.errors import AppError, Conflict, Forbidden, NotFound
 from stead.identity.service import Actor
 from stead.projects.models import Project
-from stead.repositories import azure_devops, git, github, github_enterprise, gitlab
+from stead.repositories import azure_devops, git, github, github_enterprise, gitlab, scaffold
 from stead.repositories.models import Repository
-from stead.repositories.provider import GitProvider
-from stead.repositories.schemas import RepositoryCreate
+from stead.repositories.provider import GitProvider, RepositoryInfo
+from stead.repositories.schemas import RepositoryCreate, RepositoryRead
+from stead.secrets import service as secrets_service
+from stead.secrets import store
 from stead.settings import Settings
+
+log = logging.getLogger("stead.repositories")
+
+READ_ONLY = True
+"""Deploy keys are read-only: agents fetch pipelines; a writable GitHub deploy key would act with
+admin-like rights on the repository (docs.github.com, "Create a deploy key": ``read_only``)."""
+SECRET_PREFIX, SECRET_SUFFIX = "git", "-deploy-key"
 
 PROVIDERS: dict[str, GitProvider] = {
     "github": github,
@@ -51,15 +81,21 @@ def associate(
     data: RepositoryCreate,
     token: SecretStr,
     settings: Settings,
+    initialize: bool = False,
 ) -> Repository:
     """Associate a repository with the project after the provider confirmed that it exists and
-    ``token`` can read it; record its default branch and URLs.
+    ``token`` can read it; record its default branch and URLs. With ``initialize``, first push
+    the scaffold commit (:mod:`stead.repositories.scaffold`) to the empty repository. Then, if
+    the token may, create the deploy key (module docstring); when it may not, or the provider
+    refuses or fails, associate anyway with ``deploy_key_reason`` saying why.
 
     Raises:
         BadRequest: invalid ``providerParameters``/``repositoryName``, token rejected, or
             repository not found (see :class:`provider.GitProvider` for the provider's answers).
-        Conflict: the project already has a repository (one per project, DPC).
-        Forbidden, UpstreamError, UpstreamUnavailable, UpstreamTimeout: from the provider.
+        Conflict: the project already has a repository (one per project, DPC), or
+            ``initialize`` and the repository is not empty (nothing pushed).
+        Forbidden, UpstreamError, UpstreamUnavailable, UpstreamTimeout: from the provider or
+            from the push (Forbidden: no push permission).
     """
     provider = PROVIDERS[data.provider]
     params = provider.parse_parameters(
@@ -72,17 +108,54 @@ def associate(
             f"{existing.repository_name!r}; delete it before associating another"
         )
     info = provider.check(token, params, repository_name=data.repository_name, settings=settings)
+    branch = info.default_branch
+    details: dict[str, Any] = {
+        "provider": data.provider,
+        "repositoryName": data.repository_name,
+        "providerParameters": params,
+    }
+    if initialize:
+        branch = scaffold.branch_for(info.default_branch)
+        read = RepositoryRead(
+            provider=data.provider,
+            repository_name=data.repository_name,
+            provider_parameters=params,
+            default_branch=branch,
+            html_url=info.html_url,
+            clone_url=info.clone_url,
+        )
+        commit = scaffold.push_first_commit(
+            info.clone_url,
+            token,
+            username=info.git_username,
+            branch=branch,
+            files=scaffold.project_files(session, project=project, repository=read),
+            message=f"Initialize Stead project {project.name}\n",
+            timeout=settings.upstream_timeout_seconds,
+            field=git.URL_FIELD if data.provider == "git" else "repositoryName",
+        )
+        details["initialized"] = {"branch": branch, "commit": commit}
+    details["defaultBranch"] = branch
     repository = Repository(
         project_id=project.id,
         provider=data.provider,
         repository_name=data.repository_name,
         provider_parameters=params,
-        default_branch=info.default_branch,
+        default_branch=branch,
         html_url=info.html_url,
         clone_url=info.clone_url,
     )
+    key = _register_key(
+        provider, info, token, repository=repository, project=project, settings=settings
+    )
+    if isinstance(key, str):
+        repository.deploy_key_reason = key
+        details["deployKeyReason"] = key
     session.add(repository)
     session.flush()
+    if not isinstance(key, str):
+        _keep_key(session, actor=actor, project=project, repository=repository, key=key)
+        details["deployKey"] = _key_details(repository)
     audit.record(
         session,
         actor=actor,
@@ -90,12 +163,7 @@ def associate(
         target_type="repository",
         target_id=str(repository.id),
         project_id=project.id,
-        details={
-            "provider": repository.provider,
-            "repositoryName": repository.repository_name,
-            "providerParameters": params,
-            "defaultBranch": info.default_branch,
-        },
+        details=details,
     )
     return repository
 
@@ -103,12 +171,16 @@ def associate(
 def check_token(
     session: Session, *, actor: Actor, project: Project, token: SecretStr, settings: Settings
 ) -> Repository:
-    """Re-check the project's repository with a new ``token`` (DPC ``POST .../repositories/token``)
-    and refresh the default branch and URLs the provider reports.
+    """Re-check the project's repository with a new ``token`` (DPC ``POST .../repositories/token``),
+    refresh the default branch and URLs the provider reports, and rotate the deploy key when the
+    token may: a new key is registered, the old one removed from the provider, and the hosted
+    secret replaced (its old versions deleted with it). When the token may not manage deploy
+    keys, an existing key is kept (it does not depend on the token) and the audit event says why.
 
     Raises:
         NotFound: the project has no repository; otherwise the provider's answers as in
-        :func:`associate`.
+        :func:`associate` (a failure to remove the old key undoes the rotation: the new key is
+        removed again and nothing changes).
     """
     repository = get(session, project=project)
     provider = PROVIDERS[repository.provider]
@@ -121,6 +193,37 @@ def check_token(
     repository.default_branch = info.default_branch
     repository.html_url = info.html_url
     repository.clone_url = info.clone_url
+    details: dict[str, Any] = {
+        "provider": repository.provider,
+        "repositoryName": repository.repository_name,
+    }
+    key = _register_key(
+        provider, info, token, repository=repository, project=project, settings=settings
+    )
+    old = repository.deploy_key
+    if isinstance(key, str):
+        details["deployKeyRotated"] = False
+        details["deployKeyReason"] = key
+        if old is None:
+            repository.deploy_key_reason = key
+    else:
+        if old is not None:
+            try:
+                provider.remove_deploy_key(
+                    token,
+                    repository.provider_parameters,
+                    repository_name=repository.repository_name,
+                    key_id=str(old["id"]),
+                    settings=settings,
+                )
+            except AppError:
+                _discard(provider, key, token, repository=repository, settings=settings)
+                raise
+            _drop_secret(session, actor=actor, project=project, repository=repository)
+            details["previousDeployKey"] = _key_details(repository)
+        _keep_key(session, actor=actor, project=project, repository=repository, key=key)
+        details["deployKeyRotated"] = True
+        details["deployKey"] = _key_details(repository)
     session.flush()
     audit.record(
         session,
@@ -129,18 +232,49 @@ def check_token(
         target_type="repository",
         target_id=str(repository.id),
         project_id=project.id,
-        details={"provider": repository.provider, "repositoryName": repository.repository_name},
+        details=details,
     )
     return repository
 
 
-def remove(session: Session, *, actor: Actor, project: Project) -> None:
-    """Remove the project's repository association (the repository itself is untouched).
+def remove(
+    session: Session,
+    *,
+    actor: Actor,
+    project: Project,
+    token: SecretStr | None = None,
+    settings: Settings,
+) -> None:
+    """Remove the project's repository association (the repository itself is untouched) and the
+    hosted secret holding the deploy key's private half. With ``token``, the deploy key is first
+    removed from the provider; without it, the key stays registered there, unusable since its
+    private half is gone, and the audit event records its provider id (``removedAtProvider``
+    false) so it can be deleted by hand.
 
     Raises:
         NotFound: the project has no repository.
+        BadRequest, Forbidden, UpstreamError, UpstreamUnavailable, UpstreamTimeout: the provider
+            refused or failed to remove the key (with ``token``); nothing is removed.
     """
     repository = get(session, project=project)
+    details: dict[str, Any] = {
+        "provider": repository.provider,
+        "repositoryName": repository.repository_name,
+    }
+    if repository.deploy_key is not None:
+        if token is not None:
+            PROVIDERS[repository.provider].remove_deploy_key(
+                token,
+                repository.provider_parameters,
+                repository_name=repository.repository_name,
+                key_id=str(repository.deploy_key["id"]),
+                settings=settings,
+            )
+        details["deployKey"] = {
+            **_key_details(repository),
+            "removedAtProvider": token is not None,
+        }
+        _drop_secret(session, actor=actor, project=project, repository=repository)
     audit.record(
         session,
         actor=actor,
@@ -148,7 +282,126 @@ def remove(session: Session, *, actor: Actor, project: Project) -> None:
         target_type="repository",
         target_id=str(repository.id),
         project_id=project.id,
-        details={"provider": repository.provider, "repositoryName": repository.repository_name},
+        details=details,
     )
     session.delete(repository)
     session.flush()
+
+
+@dataclass(frozen=True)
+class _NewKey:
+    """A key pair whose public half the provider registered as ``key_id``."""
+
+    key_id: str
+    read_only: bool
+    private_openssh: SecretStr
+    fingerprint: str
+
+
+def generate_key_pair() -> tuple[SecretStr, str, str]:
+    """A new Ed25519 key pair: ``(private key in OpenSSH format, public key as one
+    "ssh-ed25519 AAAA..." line, its "SHA256:..." fingerprint as ssh-keygen -l prints it)``."""
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption()).decode()
+    public = key.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
+    blob = base64.b64decode(public.split()[1])
+    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    return SecretStr(private), public, f"SHA256:{digest}"
+
+
+def _register_key(
+    provider: GitProvider,
+    info: RepositoryInfo,
+    token: SecretStr,
+    *,
+    repository: Repository,
+    project: Project,
+    settings: Settings,
+) -> _NewKey | str:
+    """A new key pair registered with the provider, or why there is none: the token may not
+    manage deploy keys, or the provider refused (403) or failed to register it."""
+    if info.no_deploy_key_reason is not None:
+        return info.no_deploy_key_reason
+    private, public, fingerprint = generate_key_pair()
+    try:
+        registered = provider.add_deploy_key(
+            token,
+            repository.provider_parameters,
+            repository_name=repository.repository_name,
+            title=f"stead:{project.name}",
+            public_key_openssh=public,
+            read_only=READ_ONLY,
+            settings=settings,
+        )
+    except Forbidden as exc:
+        return exc.detail
+    except AppError as exc:
+        return f"registering the deploy key failed: {exc.detail}"
+    return _NewKey(registered.id, registered.read_only, private, fingerprint)
+
+
+def _keep_key(
+    session: Session, *, actor: Actor, project: Project, repository: Repository, key: _NewKey
+) -> None:
+    """Store the private half as the repository's hosted secret and record the key."""
+    secret = secrets_service.add_hosted(
+        session,
+        actor=actor,
+        project=project,
+        name=secrets_service.free_name(
+            session, project_id=project.id, prefix=SECRET_PREFIX, suffix=SECRET_SUFFIX
+        ),
+        secret_type="PASSWORD",
+        value=key.private_openssh.get_secret_value(),
+        details={"deployKey": key.key_id, "repositoryName": repository.repository_name},
+    )
+    repository.deploy_key = {
+        "id": key.key_id,
+        "fingerprint": key.fingerprint,
+        "readOnly": key.read_only,
+        "secretName": secret.name,
+    }
+    repository.deploy_key_reason = None
+    session.flush()
+
+
+def _drop_secret(
+    session: Session, *, actor: Actor, project: Project, repository: Repository
+) -> None:
+    """Delete the hosted secret holding the current key's private half (if it still exists)."""
+    assert repository.deploy_key is not None
+    secret = store.find(session, project_id=project.id, name=repository.deploy_key["secretName"])
+    if secret is not None:
+        secrets_service.remove_hosted(session, actor=actor, secret=secret)
+
+
+def _discard(
+    provider: GitProvider,
+    key: _NewKey,
+    token: SecretStr,
+    *,
+    repository: Repository,
+    settings: Settings,
+) -> None:
+    """Remove a just-registered key again; a failure is logged (its private half is dropped, so
+    the key left at the provider cannot be used)."""
+    try:
+        provider.remove_deploy_key(
+            token,
+            repository.provider_parameters,
+            repository_name=repository.repository_name,
+            key_id=key.key_id,
+            settings=settings,
+        )
+    except AppError as exc:
+        log.warning(
+            "deploy key %s of %s left at the provider: %s",
+            key.key_id,
+            repository.repository_name,
+            exc.detail,
+        )
+
+
+def _key_details(repository: Repository) -> dict[str, Any]:
+    key = repository.deploy_key or {}
+    return {"id": key.get("id"), "fingerprint": key.get("fingerprint")}

@@ -21,6 +21,7 @@ from stead.errors import BadRequest, Conflict, NotFound
 from stead.identity.service import Actor
 from stead.pagination import PageParams, paginate
 from stead.projects.models import Project
+from stead.repositories.models import Repository
 from stead.secrets import store
 from stead.secrets.keys import UNKNOWN_PASSPHRASE, KeyProblem, check_private_key
 from stead.secrets.models import HostedSecret, SecretReference
@@ -342,8 +343,8 @@ def delete_hosted(session: Session, *, actor: Actor, project: Project, name: str
 
     Raises:
         NotFound: no such hosted secret.
-        Conflict: an environment of the project names it as ``secretName``, or a secret
-            reference of the hosted store names it.
+        Conflict: an environment of the project names it as ``secretName``, a secret
+            reference of the hosted store names it, or it holds the repository's deploy key.
     """
     secret = get_hosted(session, project=project, name=name)
     env_name = referring_environment(session, project_id=project.id, name=secret.name)
@@ -352,6 +353,14 @@ def delete_hosted(session: Session, *, actor: Actor, project: Project, name: str
     reference = referring_reference(session, project_id=project.id, name=secret.name)
     if reference is not None:
         raise Conflict(f"Secret {secret.name!r} is used by secret reference {reference!r}")
+    deploy_key = session.scalar(
+        select(Repository.deploy_key).where(Repository.project_id == project.id)
+    )
+    if deploy_key and name_key(str(deploy_key.get("secretName"))) == name_key(secret.name):
+        raise Conflict(
+            f"Secret {secret.name!r} holds the private key of the repository's deploy key; "
+            "it goes with the repository association"
+        )
     remove_hosted(session, actor=actor, secret=secret)
 
 

@@ -216,6 +216,8 @@ def upgrade() -> None:
         sa.Column("default_branch", sa.String(length=255), nullable=True),
         sa.Column("html_url", sa.String(length=2048), nullable=True),
         sa.Column("clone_url", sa.String(length=2048), nullable=True),
+        sa.Column("deploy_key", sa.JSON(), nullable=True),
+        sa.Column("deploy_key_reason", sa.String(length=500), nullable=True),
         sa.Column("created_at", stead.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", stead.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
