@@ -40,6 +40,7 @@ from stead.idempotency import service as idempotency
 from stead.identity.keys import load_signing_key
 from stead.identity.routes import api_router as identity_router
 from stead.identity.routes import router as token_router
+from stead.identity.service import ActorCache
 from stead.logs import configure_logging
 from stead.metrics import Metrics
 from stead.projects.routes import router as projects_router
@@ -324,9 +325,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.write_sessionmaker = make_sessionmaker(engine, write=True)
     app.state.signing_key = load_signing_key(settings)
-    attach_keyring(app.state.sessionmaker, load_keyring(settings))
+    keyring = load_keyring(settings)
+    attach_keyring(app.state.sessionmaker, keyring)
+    attach_keyring(app.state.write_sessionmaker, keyring)
     app.state.rate_limiter = make_rate_limiter(engine, settings.rate_limit_per_minute)
+    app.state.actor_cache = ActorCache(settings.actor_cache_seconds)
     app.state.metrics = Metrics()
     _install_error_handlers(app)
     admission.install(app, engine)

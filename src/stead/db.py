@@ -8,14 +8,16 @@ with ``BEGIN IMMEDIATE`` so two concurrent writers queue on the lock instead of 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, Engine, MetaData, String, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -101,9 +103,12 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    """A session factory whose objects stay readable after commit."""
-    return sessionmaker(engine, expire_on_commit=False)
+def make_sessionmaker(engine: Engine, *, write: bool = False) -> sessionmaker[Session]:
+    """A session factory whose objects stay readable after commit; with ``write=True`` its
+    transactions take SQLite's write lock at BEGIN (``BEGIN IMMEDIATE``; no effect on
+    PostgreSQL)."""
+    bind = engine.execution_options(stead_write=True) if write else engine
+    return sessionmaker(bind, expire_on_commit=False)
 
 
 def session_scope(factory: sessionmaker[Session], *, write: bool) -> Iterator[Session]:
@@ -127,15 +132,38 @@ def session_scope(factory: sessionmaker[Session], *, write: bool) -> Iterator[Se
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def get_session(request: Request) -> Iterator[Session]:
+def _finish(session: Session, *, commit: bool) -> None:
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+    finally:
+        session.close()
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
     """FastAPI dependency: one session and one transaction per request.
+
+    The session is made on the event loop (it connects lazily, in the worker thread of its first
+    query); the commit, or the rollback after an error, runs in a worker thread, shielded from
+    cancellation so a connection is never left mid-transaction. Write requests (any method but
+    GET/HEAD/OPTIONS) take SQLite's write lock at their first statement.
 
     Registered with ``scope="function"`` so the commit happens before the response is sent: a
     failed commit is reported as an error, never as success (ARCHITECTURE rule 3).
     """
-    yield from session_scope(
-        request.app.state.sessionmaker, write=request.method not in _SAFE_METHODS
-    )
+    state = request.app.state
+    factory = state.sessionmaker if request.method in _SAFE_METHODS else state.write_sessionmaker
+    session: Session = factory()
+    try:
+        yield session
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(_finish, session, commit=False)
+        raise
+    with anyio.CancelScope(shield=True):
+        await run_in_threadpool(_finish, session, commit=True)
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]

@@ -26,7 +26,7 @@ class PageParams:
     size: int = 25
 
 
-def _page_params(
+async def _page_params(
     page: Annotated[int, Query(ge=0, le=10_000_000, description="0-based page number")] = 0,
     size: Annotated[int, Query(ge=1, le=MAX_SIZE, description="items per page, 1-100")] = 25,
 ) -> PageParams:

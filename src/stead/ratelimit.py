@@ -44,6 +44,9 @@ class RateLimiter:
         window_seconds: window length in seconds.
     """
 
+    #: True when :meth:`hit` queries the database (and so must not run on the event loop).
+    uses_database = False
+
     def __init__(self, limit: int, window_seconds: float = 60.0) -> None:
         self.limit = limit
         self.window = window_seconds
@@ -86,6 +89,8 @@ class SharedRateLimiter(RateLimiter):
     Raises (from :meth:`hit`) ``OperationalError`` when the database is unreachable, which the
     app answers with 503 like any other request that needs the database.
     """
+
+    uses_database = True
 
     def __init__(self, engine: Engine, limit: int, window_seconds: float = 60.0) -> None:
         super().__init__(limit, window_seconds)

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
             DevOps Server: ``https://HOST/tfs``, the organization being the collection).
         upstream_timeout_seconds: timeout for calls to git providers.
         rate_limit_per_minute: requests per API client per minute (contract section 1).
+        actor_cache_seconds: how long a token's principal, once read, is trusted without reading
+            it again; a client revoked through another server process is refused within this
+            many seconds (through this process: at once). 0 reads it on every request.
         max_body_bytes: the largest request body accepted, in bytes; larger ones get 413 before
             they are read.
         environment: ``development`` or ``production``; production refuses a missing signing key
@@ -105,6 +108,7 @@ class Settings(BaseSettings):
     azure_devops_url: str = "https://dev.azure.com"
     upstream_timeout_seconds: float = 10.0
     rate_limit_per_minute: int = 1000
+    actor_cache_seconds: float = Field(default=2.0, ge=0)
     max_body_bytes: int = 1024 * 1024
     environment: Literal["development", "production"] = "development"
     log_level: str = "INFO"

@@ -44,7 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from stead.db import SessionDep, session_scope, utcnow
 from stead.errors import BadRequest, Conflict
 from stead.idempotency.models import IdempotencyKey
-from stead.identity.service import actor_from_token
+from stead.identity.deps import current_actor
 
 log = logging.getLogger("stead.idempotency")
 
@@ -135,14 +135,13 @@ async def fingerprint(request: Request) -> Fingerprint | None:
     return Fingerprint(key=key, digest=digest, method=request.method, path=request.url.path)
 
 
-def _principal(request: Request, session: Session) -> str | None:
-    """The id of the bearer token's principal; None without a bearer token (the route will
-    answer 401). Raises Unauthorized for an invalid token, as the route would."""
+async def _principal(request: Request) -> str | None:
+    """Dependency: the id of the bearer token's principal; None without a bearer token (the
+    route will answer 401). Raises Unauthorized for an invalid token, as the route would."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
-    actor = actor_from_token(session, token=token.strip(), key=request.app.state.signing_key)
-    return actor.id
+    return (await current_actor(request)).id
 
 
 def _find(session: Session, *, principal: str, key: str) -> IdempotencyKey | None:
@@ -193,6 +192,7 @@ def claim(
     request: Request,
     session: SessionDep,
     fp: Annotated[Fingerprint | None, Depends(fingerprint)],
+    principal: Annotated[str | None, Depends(_principal)],
 ) -> None:
     """Router dependency: claim the request's ``Idempotency-Key`` in its own transaction, or
     answer from the key's first use (module docstring).
@@ -202,10 +202,7 @@ def claim(
         Conflict: the key was used for a different request, or its first response is not
             available (see :func:`_replay_or_conflict`).
     """
-    if fp is None:
-        return
-    principal = _principal(request, session)
-    if principal is None:
+    if fp is None or principal is None:
         return
     row = _find(session, principal=principal, key=fp.key)
     if row is not None and row.created_at <= utcnow() - TTL:

@@ -21,7 +21,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from stead.audit.service import AuditFilter
 from stead.db import SessionDep
@@ -36,34 +37,65 @@ from stead.identity.permissions import (
     environment_allows,
     project_allows,
 )
-from stead.identity.service import Actor, access_level, actor_from_token, project_role
+from stead.identity.service import (
+    Actor,
+    ActorCache,
+    TokenClaims,
+    access_level,
+    load_actor,
+    project_role,
+    verify_token,
+)
 from stead.projects.models import Project
+from stead.ratelimit import RateLimiter
 
 #: Permission-checking dependency -> ``(scope, permission)``; scope is ``account``, ``project``,
 #: ``environment`` or ``audit``.
 REQUIREMENTS: dict[Callable[..., Any], tuple[str, str]] = {}
 
 
-def current_actor(request: Request, session: SessionDep) -> Actor:
+def _load_actor(factory: sessionmaker[Session], claims: TokenClaims) -> Actor:
+    with factory() as session:
+        return load_actor(session, claims)
+
+
+async def current_actor(request: Request) -> Actor:
     """Authenticate ``Authorization: Bearer <JWT>`` (contract section 1).
 
-    The actor carries the request's id and client address for audit events.
+    The token is verified on the event loop; its principal comes from the app's
+    :class:`ActorCache` or, on a miss, from the database in a worker thread. The actor carries
+    the request's id and client address for audit events. A second call in the same request
+    returns the first one's actor (the request is counted once against the rate limit).
 
     Raises:
-        Unauthorized: header missing, not Bearer, or the token is invalid or expired.
+        Unauthorized: header missing, not Bearer, or the token is invalid or expired, or its
+            principal was revoked or removed.
         TooManyRequests: the client is over its rate limit (contract section 1).
     """
+    known: Actor | None = getattr(request.state, "actor", None)
+    if known is not None:
+        return known
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("A bearer token is required (Authorization: Bearer <token>)")
-    actor = actor_from_token(session, token=token.strip(), key=request.app.state.signing_key)
+    state = request.app.state
+    claims = verify_token(token.strip(), key=state.signing_key)
+    cache: ActorCache = state.actor_cache
+    actor = cache.get(claims)
+    if actor is None:
+        actor = await run_in_threadpool(_load_actor, state.sessionmaker, claims)
+        cache.put(claims, actor)
     actor = actor.with_request(
         request_id=getattr(request.state, "request_id", None),
         source_ip=request.client.host if request.client else None,
     )
     request.state.actor = actor
-    request.app.state.rate_limiter.hit(actor.id)
+    limiter: RateLimiter = state.rate_limiter
+    if limiter.uses_database:
+        await run_in_threadpool(limiter.hit, actor.id)
+    else:
+        limiter.hit(actor.id)
     return actor
 
 

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Path, Request, Response
 from fastapi.responses import JSONResponse
+from sqlalchemy import event
 
 from stead.db import SessionDep, session_scope
 from stead.errors import Unauthorized
@@ -32,7 +33,7 @@ from stead.identity.schemas import (
     MemberUpdate,
     TokenResponse,
 )
-from stead.identity.service import Actor, issue_token
+from stead.identity.service import Actor, ActorCache, issue_token
 from stead.logs import remember_secret
 from stead.pagination import Page, PageDep
 
@@ -240,10 +241,14 @@ def rotate_api_client_secret(
 
 @api_router.delete("/api-clients/{clientId}", tags=["api clients"], status_code=204)
 def revoke_api_client(
-    client_id: ClientIdPath, actor: ApiClientManager, session: SessionDep
+    client_id: ClientIdPath, actor: ApiClientManager, session: SessionDep, request: Request
 ) -> Response:
-    """Revoke an API client: its secret and its tokens stop working at once."""
-    service.revoke_client(session, actor=actor, client=_client(session, actor, client_id))
+    """Revoke an API client: its secret and its tokens stop working at once (on other server
+    processes within ``actor_cache_seconds``)."""
+    client = _client(session, actor, client_id)
+    service.revoke_client(session, actor=actor, client=client)
+    cache: ActorCache = request.app.state.actor_cache
+    event.listen(session, "after_commit", lambda _: cache.forget(client.id), once=True)
     return Response(status_code=204)
 
 

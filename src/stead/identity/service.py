@@ -387,12 +387,20 @@ def issue_token(principal: ApiClient | User, *, key: bytes, ttl_seconds: int) ->
     return jwt.encode(claims, key, algorithm="HS256")
 
 
-def actor_from_token(session: Session, *, token: str, key: bytes) -> Actor:
-    """Verify a bearer token and return its actor.
+@dataclass(frozen=True)
+class TokenClaims:
+    """The principal a verified bearer token names: ``type`` (``api_client`` or ``user``) and
+    ``id`` (its primary key)."""
+
+    type: str
+    id: str
+
+
+def verify_token(token: str, *, key: bytes) -> TokenClaims:
+    """Check a bearer token's HS256 signature, issuer and expiry (RFC 7519); no database.
 
     Raises:
-        Unauthorized: bad signature, expired, malformed, the client was revoked or deleted, or
-            the user no longer exists.
+        Unauthorized: bad signature, expired, malformed or missing claims.
     """
     try:
         claims = jwt.decode(
@@ -406,12 +414,22 @@ def actor_from_token(session: Session, *, token: str, key: bytes) -> Actor:
         raise Unauthorized("The access token has expired") from exc
     except jwt.InvalidTokenError as exc:
         raise Unauthorized("The access token is invalid") from exc
-    if claims.get("typ") == "user":
-        user = session.get(User, claims["sub"])
+    kind = "user" if claims.get("typ") == "user" else "api_client"
+    return TokenClaims(type=kind, id=str(claims["sub"]))
+
+
+def load_actor(session: Session, claims: TokenClaims) -> Actor:
+    """The actor a verified token names, as the database has it now.
+
+    Raises:
+        Unauthorized: the client was revoked or deleted, or the user no longer exists.
+    """
+    if claims.type == "user":
+        user = session.get(User, claims.id)
         if user is None:
             raise Unauthorized("The access token's user no longer exists")
         return user_actor(user)
-    client = session.get(ApiClient, claims["sub"])
+    client = session.get(ApiClient, claims.id)
     if client is None or client.revoked_at is not None:
         raise Unauthorized("The access token's client no longer exists")
     return Actor(
@@ -421,6 +439,45 @@ def actor_from_token(session: Session, *, token: str, key: bytes) -> Actor:
         role=client.role,
         account_id=client.account_id,
     )
+
+
+class ActorCache:
+    """Actors recently loaded by :func:`load_actor`, so a burst of requests with one token reads
+    the principal once, not once per request.
+
+    An entry lives ``ttl`` seconds (setting ``actor_cache_seconds``; 0 turns the cache off).
+    Revoking a client through this process forgets it at once; another process on the same
+    database sees the revocation within ``ttl``.
+
+    Args:
+        ttl: seconds an entry is trusted.
+        max_entries: the cache is emptied when it grows past this many principals.
+    """
+
+    def __init__(self, ttl: float, max_entries: int = 10_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[TokenClaims, tuple[float, Actor]] = {}
+
+    def get(self, claims: TokenClaims) -> Actor | None:
+        """The cached actor for ``claims``, or None when absent or older than ``ttl``."""
+        entry = self._entries.get(claims)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, claims: TokenClaims, actor: Actor) -> None:
+        """Remember ``actor`` for ``ttl`` seconds."""
+        if self.ttl <= 0:
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[claims] = (time.monotonic() + self.ttl, actor)
+
+    def forget(self, principal_id: str) -> None:
+        """Drop every entry of ``principal_id`` (a revoked client, a deleted user)."""
+        for claims in [c for c in self._entries if c.id == principal_id]:
+            self._entries.pop(claims, None)
 
 
 # --- roles -------------------------------------------------------------------------------------
