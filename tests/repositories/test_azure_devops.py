@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from dulwich import porcelain
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,6 +23,7 @@ from tests.support.azure_devops_fake import (  # noqa: F401 - fixture
     AzureDevOpsFake,
     azure_devops_fake_server,
 )
+from tests.support.git_server import GitServer
 from tests.support.postgres import free_port
 from tests.support.provider_checks import (
     TOKEN,
@@ -309,3 +312,49 @@ def test_canary_token_never_leaks(
     assert azure.requests[-1].headers["Authorization"] == _basic(CANARY)
     encoded = _basic(CANARY).removeprefix("Basic ")
     assert_never_leaked([CANARY, encoded], responses, logs, session_factory)
+
+
+def test_initialize_without_a_deploy_key(
+    http: TestClient,
+    admin: dict[str, str],
+    azure: AzureDevOpsFake,
+    git_server: GitServer,
+    project_id: str,
+    repo_name: str,
+    tmp_path: Path,
+) -> None:
+    git_server.create_repo(repo_name, branches=[])
+    git_server.add_token("pat-init", read=[repo_name])
+    empty = azure.add_repo(
+        ORG,
+        "Finance",
+        repo_name,
+        default_branch=None,
+        remote_url=f"http://{ORG}@{git_server.url.removeprefix('http://')}/{repo_name}.git",
+    )
+    azure.add_token("pat-init", repos=[empty])
+    url = f"/v1/projects/{project_id}/repositories"
+    resp = http.post(
+        f"{url}?initialize=true", json=_body(empty), headers={**admin, TOKEN: "pat-init"}
+    )
+    assert resp.status_code == 201, resp.text
+    body = resp.json()
+    assert body["defaultBranch"] == "main"
+    assert body["cloneUrl"] == f"{git_server.url}/{repo_name}.git"
+    assert body["deployKey"] is None
+    assert body["deployKeyReason"] == provider.NO_DEPLOY_KEYS
+    clone = porcelain.clone(
+        f"{git_server.url}/{repo_name}.git",
+        str(tmp_path / "clone"),
+        username="reader",
+        password="pat-init",
+        errstream=porcelain.NoneStream(),
+    )
+    assert porcelain.active_branch(clone) == b"main"
+    tree = clone[clone[clone.head()].tree]  # type: ignore[attr-defined]
+    assert {b"README.md", b"stead.yaml"} <= {entry.path for entry in tree.iteritems()}
+
+    # a token re-check keeps the association without a key; DELETE with the token is fine
+    assert http.post(f"{url}/token", headers={**admin, TOKEN: "pat-init"}).status_code == 204
+    assert http.get(url, headers=admin).json()["deployKeyReason"] == provider.NO_DEPLOY_KEYS
+    assert http.delete(url, headers={**admin, TOKEN: "pat-init"}).status_code == 204

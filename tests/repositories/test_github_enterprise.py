@@ -89,6 +89,22 @@ def test_enterprise_server_next_to_github(
     assert count(session_factory) == 2
 
 
+def test_deploy_key_at_the_enterprise_server(
+    http: TestClient, admin: dict[str, str], github: GitHubFake, project_id: str
+) -> None:
+    github.add_repo(REPO)
+    github.add_token("ghp_admin", access={REPO: ALL})
+    url = f"/v1/projects/{project_id}/repositories"
+    resp = http.post(url, json=_body(), headers={**admin, TOKEN: "ghp_admin"})
+    assert resp.status_code == 201, resp.text
+    (registered,) = github.keys(REPO)
+    assert resp.json()["deployKey"]["id"] == str(registered["id"])
+    assert github.writes[-1][:2] == ("POST", f"/api/v3/repos/{REPO}/keys")
+    assert http.delete(url, headers={**admin, TOKEN: "ghp_admin"}).status_code == 204
+    assert github.writes[-1][:2] == ("DELETE", f"/api/v3/repos/{REPO}/keys/{registered['id']}")
+    assert github.keys(REPO) == []
+
+
 def test_not_configured(
     settings: Settings, admin: dict[str, str], github: GitHubFake, project_id: str
 ) -> None:

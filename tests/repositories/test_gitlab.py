@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from dulwich import porcelain
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +19,7 @@ from stead.app import create_app
 from stead.errors import Forbidden, UpstreamError
 from stead.repositories import gitlab as provider
 from stead.settings import Settings
+from tests.support.git_server import GitServer
 from tests.support.gitlab_fake import (  # noqa: F401 - fixture
     DEVELOPER,
     GUEST,
@@ -334,3 +337,92 @@ def test_canary_token_never_leaks(
     assert gitlab.requests[-1].headers["Authorization"] == f"Bearer {CANARY}"
     encoded = base64.b64encode(CANARY.encode()).decode()
     assert_never_leaked([CANARY, encoded], responses, logs, session_factory)
+
+
+def test_deploy_key_through_the_api(
+    http: TestClient,
+    admin: dict[str, str],
+    gitlab: GitLabFake,
+    project_id: str,
+    session_factory: sessionmaker[Session],
+) -> None:
+    project = gitlab.add_project(PROJECT)
+    gitlab.add_token("glpat-maintainer", access={PROJECT: MAINTAINER})
+    url = f"/v1/projects/{project_id}/repositories"
+    resp = http.post(url, json=_body(), headers={**admin, TOKEN: "glpat-maintainer"})
+    assert resp.status_code == 201, resp.text
+    key = resp.json()["deployKey"]
+    (registered,) = project.deploy_keys.values()
+    assert key["id"] == str(registered["id"]) and key["readOnly"] is True
+    assert registered["can_push"] is False and registered["key"].startswith("ssh-ed25519 ")
+    assert resp.json()["deployKeyReason"] is None
+
+    # a new Maintainer token rotates the key: the new one registered, the old one deleted
+    gitlab.add_token("glpat-rotate", access={PROJECT: MAINTAINER})
+    assert http.post(f"{url}/token", headers={**admin, TOKEN: "glpat-rotate"}).status_code == 204
+    (rotated,) = project.deploy_keys.values()
+    assert rotated["id"] != registered["id"]
+    assert http.get(url, headers=admin).json()["deployKey"]["id"] == str(rotated["id"])
+    deleted = [r for r in gitlab.requests if r.method == "DELETE"]
+    assert [r.path for r in deleted] == [
+        f"/api/v4/projects/{ENCODED}/deploy_keys/{registered['id']}"
+    ]
+
+    # a Developer's token cannot remove it: 403, nothing removed
+    gitlab.add_token("glpat-developer", access={PROJECT: DEVELOPER})
+    resp = http.delete(url, headers={**admin, TOKEN: "glpat-developer"})
+    check_answer(resp, 403, TOKEN, "403 Forbidden")
+    assert count(session_factory) == 1 and len(project.deploy_keys) == 1
+
+    assert http.delete(url, headers={**admin, TOKEN: "glpat-rotate"}).status_code == 204
+    assert project.deploy_keys == {} and count(session_factory) == 0
+
+
+def test_no_deploy_key_below_maintainer_or_without_the_api_scope(
+    http: TestClient, admin: dict[str, str], gitlab: GitLabFake, project_id: str
+) -> None:
+    project = gitlab.add_project(PROJECT)
+    gitlab.add_token("glpat-developer", access={PROJECT: DEVELOPER})
+    gitlab.add_token("glpat-read-api", access={PROJECT: MAINTAINER}, scopes=["read_api"])
+    url = f"/v1/projects/{project_id}/repositories"
+    for token, reason in [("glpat-developer", "Maintainer role"), ("glpat-read-api", "api scope")]:
+        resp = http.post(url, json=_body(), headers={**admin, TOKEN: token})
+        assert resp.status_code == 201, resp.text
+        assert resp.json()["deployKey"] is None
+        assert reason in resp.json()["deployKeyReason"], resp.json()
+        assert http.delete(url, headers=admin).status_code == 204
+    assert project.deploy_keys == {}
+
+
+def test_initialize_pushes_as_oauth2(
+    http: TestClient,
+    admin: dict[str, str],
+    gitlab: GitLabFake,
+    git_server: GitServer,
+    project_id: str,
+    repo_name: str,
+    tmp_path: Path,
+) -> None:
+    git_server.create_repo(repo_name, branches=[])
+    git_server.add_token("glpat-init", read=[repo_name])
+    full = f"acme-data/{repo_name}"
+    gitlab.add_project(full, default_branch=None, clone_url=f"{git_server.url}/{repo_name}.git")
+    gitlab.add_token("glpat-init", access={full: MAINTAINER})
+    resp = http.post(
+        f"/v1/projects/{project_id}/repositories?initialize=true",
+        json=_body(repo_name, "acme-data"),
+        headers={**admin, TOKEN: "glpat-init"},
+    )
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["defaultBranch"] == "main"
+    assert git_server.usernames[-1] == "oauth2"
+    clone = porcelain.clone(
+        f"{git_server.url}/{repo_name}.git",
+        str(tmp_path / "clone"),
+        username="reader",
+        password="glpat-init",
+        errstream=porcelain.NoneStream(),
+    )
+    assert porcelain.active_branch(clone) == b"main"
+    tree = clone[clone[clone.head()].tree]  # type: ignore[attr-defined]
+    assert {b"README.md", b"stead.yaml"} <= {entry.path for entry in tree.iteritems()}
