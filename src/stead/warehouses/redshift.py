@@ -13,22 +13,25 @@ from stead.warehouses import WarehouseSpec
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
-# General-purpose S3 bucket names: 3-63 characters, lower-case letters, digits, '.' and '-',
-# starting and ending with a letter or digit (AWS "Bucket naming rules").
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
 
 
 def normalise_host(value: str) -> str:
     """Check that ``value`` is a bare host name (RFC 1123 labels, at most 253 characters).
 
     Raises:
-        ValueError: a scheme, port, path or character a host name cannot hold.
+        ValueError: a scheme, port, IPv6 address, path or character a host name cannot hold.
     """
     if "://" in value:
         raise ValueError(
             "must be a host name without a scheme, e.g. "
             "examplecluster.abc123xyz789.eu-west-1.redshift.amazonaws.com"
         )
+    if value.count(":") > 1 or value.startswith("["):
+        raise ValueError("must be a host name or an IPv4 address, not an IPv6 address")
     if ":" in value:
         raise ValueError("must be a host name without a port; give the port in 'port'")
     if len(value) > 253 or not _HOST.fullmatch(value):
@@ -42,9 +45,16 @@ def normalise_port(value: str) -> str:
     Raises:
         ValueError: not digits, or out of range.
     """
-    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= 65535:
+    digits = value.lstrip("0")
+    # Length first: int() of a very long string is slow, and refused past 4300 digits.
+    if (
+        not value.isascii()
+        or not value.isdigit()
+        or not 1 <= len(digits) <= 5
+        or int(digits) > 65535
+    ):
         raise ValueError("must be a whole number from 1 to 65535")
-    return str(int(value))
+    return digits
 
 
 def normalise_bool(value: str) -> str:
@@ -60,16 +70,32 @@ def normalise_bool(value: str) -> str:
 
 
 def normalise_bucket(value: str) -> str:
-    """An S3 bucket name (AWS general-purpose bucket naming rules, simplified).
+    """An S3 general purpose bucket name (AWS, Amazon S3 User Guide, "General purpose bucket
+    naming rules"): 3-63 characters of lower-case letters, digits, '.' and '-', beginning and
+    ending with a letter or digit, no '..', not an IP address, none of the prefixes and suffixes
+    Amazon S3 reserves.
 
     Raises:
-        ValueError: not a valid bucket name.
+        ValueError: a ``s3://`` URL, a path, or a name those rules refuse; each message says
+            which rule.
     """
+    if value.lower().startswith("s3://"):
+        raise ValueError("must be the S3 bucket name alone, without s3://")
+    if "/" in value:
+        raise ValueError("must be an S3 bucket name without a path or prefix")
     if not _BUCKET.fullmatch(value) or ".." in value:
         raise ValueError(
             "must be an S3 bucket name: 3-63 characters, lower-case letters, "
-            "digits, '.' and '-', starting and ending with a letter or digit"
+            "digits, '.' and '-', starting and ending with a letter or digit, no '..'"
         )
+    if _IPV4.fullmatch(value):
+        raise ValueError("must be an S3 bucket name, not an IP address")
+    for prefix in _RESERVED_PREFIXES:
+        if value.startswith(prefix):
+            raise ValueError(f"must be an S3 bucket name; Amazon S3 reserves the prefix {prefix}")
+    for suffix in _RESERVED_SUFFIXES:
+        if value.endswith(suffix):
+            raise ValueError(f"must be an S3 bucket name; Amazon S3 reserves the suffix {suffix}")
     return value
 
 
