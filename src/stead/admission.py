@@ -18,6 +18,8 @@ request's own and the rate limiter's). On 2 cores, 10 requests in flight keep th
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
@@ -28,11 +30,59 @@ MAX_ACTIVE = 10
 _GATED = ("/v1/", "/dpc/v1/", "/oauth/")
 _API = ("/v1/", "/dpc/v1/")
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: Where the gate puts a request's :class:`Admission` in the ASGI scope.
+SCOPE_KEY = "stead.admission"
+
+
+class Admission:
+    """What one admitted request holds: a slot and, for a SQLite write, the writer lock.
+
+    A request that waits on something slow outside the database (a warehouse's connection test)
+    steps out with :meth:`stepped_out`, so others run meanwhile; it must not hold a database
+    transaction while it is out.
+    """
+
+    def __init__(self, active: asyncio.Semaphore, writer: asyncio.Lock | None) -> None:
+        self._active = active
+        self._writer = writer
+        self._held = False
+
+    async def enter(self) -> None:
+        """Wait for the writer lock (when needed), then for a slot."""
+        # The writer lock first: a writer waiting for a slot holds no slot.
+        if self._writer is not None:
+            await self._writer.acquire()
+        try:
+            await self._active.acquire()
+        except BaseException:
+            if self._writer is not None:
+                self._writer.release()
+            raise
+        self._held = True
+
+    def leave(self) -> None:
+        """Give back what :meth:`enter` took (nothing when it holds nothing)."""
+        if not self._held:
+            return
+        self._held = False
+        self._active.release()
+        if self._writer is not None:
+            self._writer.release()
+
+    @asynccontextmanager
+    async def stepped_out(self) -> AsyncIterator[None]:
+        """Hold nothing inside the block; queue again at its end."""
+        self.leave()
+        try:
+            yield
+        finally:
+            await self.enter()
 
 
 class AdmissionGate:
     """ASGI middleware: at most :data:`MAX_ACTIVE` API and token requests at once; with
-    ``one_writer`` (SQLite), API requests that change data also run one at a time."""
+    ``one_writer`` (SQLite), API requests that change data also run one at a time. The
+    request's :class:`Admission` is in ``scope["stead.admission"]``."""
 
     def __init__(self, app: ASGIApp, *, one_writer: bool) -> None:
         self.app = app
@@ -43,17 +93,14 @@ class AdmissionGate:
         if scope["type"] != "http" or not scope["path"].startswith(_GATED):
             await self.app(scope, receive, send)
             return
-        if (
-            self._writer is not None
-            and scope["method"] in _WRITE_METHODS
-            and scope["path"].startswith(_API)
-        ):
-            # The writer lock first: a writer waiting for a slot holds no slot.
-            async with self._writer, self._active:
-                await self.app(scope, receive, send)
-            return
-        async with self._active:
+        writes = scope["method"] in _WRITE_METHODS and scope["path"].startswith(_API)
+        admission = Admission(self._active, self._writer if writes else None)
+        await admission.enter()
+        scope[SCOPE_KEY] = admission
+        try:
             await self.app(scope, receive, send)
+        finally:
+            admission.leave()
 
 
 def install(app: FastAPI, engine: Engine) -> None:

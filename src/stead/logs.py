@@ -19,10 +19,20 @@ import structlog
 
 REDACTED = "[REDACTED]"
 
-#: Loggers of the secret stores' SDKs and their HTTP stack. At DEBUG some write request and
-#: response bodies (botocore does; a store's answer holds the secret), so they stay at WARNING
-#: whatever the configured level.
-WIRE_LOGGERS = ("boto3", "botocore", "urllib3", "hvac", "azure", "msal", "google")
+#: Loggers of the secret stores' SDKs, the warehouse drivers and their HTTP stack. At DEBUG some
+#: write request and response bodies (botocore does; a store's answer holds the secret), so they
+#: stay at WARNING whatever the configured level.
+WIRE_LOGGERS = (
+    "boto3",
+    "botocore",
+    "urllib3",
+    "hvac",
+    "azure",
+    "msal",
+    "google",
+    "snowflake",
+    "redshift_connector",
+)
 
 _SECRET_KEY = re.compile(
     r"(pass(word|phrase)?|secret|token|authorization|private_?key|api_?key|credential|cookie|pat)$",

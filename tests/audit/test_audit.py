@@ -150,6 +150,18 @@ def _r_reference_check(c: Ctx) -> Call:
     return Call("POST", f"{url}/check", ("secret_reference.checked",))
 
 
+def _r_connection_test(c: Ctx) -> Call:
+    password = _secret(c, "tested-pw").rsplit("/", 1)[1]
+    body = environment_body(c.world.agent_id, "tested", "default")
+    properties = body["connectionOverrides"][0]["connectionProperties"]
+    properties["url"] = {"value": "127.0.0.1"}
+    properties["port"] = {"value": str(free_port())}  # nothing listens: answered at once
+    properties["password"] = {"secretName": password}
+    c.ok("POST", ENV.format(c.world.project_id), json=body)
+    url = f"{ENV.format(c.world.project_id)}/tested/connection-test"
+    return Call("POST", url, ("environment.connection_tested",))
+
+
 def _secret(c: Ctx, name: str) -> str:
     c.ok(
         "POST",
@@ -241,6 +253,7 @@ RECIPES: dict[str, Callable[[Ctx], Call]] = {
         json={"description": "x"},
     ),
     f"DELETE {P}/environments/{{environmentName}}": _r_environment_delete,
+    f"POST {P}/environments/{{environmentName}}/connection-test": _r_connection_test,
     f"POST {P}/secret-references/{{secretReferenceName}}": lambda c: Call(
         "POST",
         f"{c.world.base}/secret-references/another-ref",

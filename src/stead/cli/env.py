@@ -33,3 +33,30 @@ def env_profile(
     with _client(url, client_id, client_secret, profile) as client:
         text = client.environments.profile(project_id, environment, profile_format=profile_format)
     typer.echo(text, nl=False)
+
+
+@env_app.command("test")
+def env_test(
+    project_id: ProjectId,
+    environment: EnvironmentName,
+    as_json: Annotated[bool, typer.Option("--json", help="print the answer as JSON")] = False,
+    url: Url = None,
+    client_id: ClientId = None,
+    client_secret: ClientSecret = None,
+    profile: Profile = "default",
+) -> None:
+    """Log in to the environment's warehouse with its credentials and run a trivial query.
+
+    Exit code 0 when the warehouse accepted, 3 when it refused or could not be reached (the
+    warehouse's error code is printed), 1 when the test could not run.
+    """
+    with _client(url, client_id, client_secret, profile) as client:
+        result = client.environments.test_connection(project_id, environment)
+    if as_json:
+        typer.echo(result.model_dump_json(by_alias=True))
+    elif result.error is None:
+        typer.echo(f"ok: {result.server_version} in {result.latency_ms} ms")
+    else:
+        typer.echo(f"failed: {result.error.code} {result.error.message}", err=True)
+    if not result.ok:
+        raise typer.Exit(3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from stead.db import SessionDep
 from stead.environments import service
@@ -19,6 +19,7 @@ from stead.environments.schemas import (
 )
 from stead.identity.deps import EnvironmentAdmin, EnvironmentReader, ProjectReader, ProjectWriter
 from stead.pagination import Page, PageDep
+from stead.warehouses import connection_test
 
 router = APIRouter(prefix="/projects/{projectId}/environments", tags=["environments"])
 
@@ -46,11 +47,33 @@ def _read(environment: Environment) -> EnvironmentRead:
     )
 
 
+Validate = Annotated[
+    bool,
+    Query(
+        description="run the connection test with the given credentials first, and store "
+        "nothing when it fails (400 carrying the warehouse's error as warehouseError)"
+    ),
+]
+
+
 @router.post("", status_code=201, response_model=EnvironmentRead)
 def create_environment(
-    data: EnvironmentCreate, ctx: ProjectWriter, session: SessionDep, response: Response
+    data: EnvironmentCreate,
+    ctx: ProjectWriter,
+    session: SessionDep,
+    response: Response,
+    request: Request,
+    validate: Validate = False,
 ) -> EnvironmentRead:
-    """Create an environment with its agent, DWH connection and connection properties (DPC)."""
+    """Create an environment with its agent, DWH connection and connection properties (DPC);
+    ``validate=true`` tests the connection first (Stead)."""
+    if validate:
+        connection_test.validate(
+            request,
+            session,
+            project=ctx.project,
+            properties=service.candidate_properties(session, project=ctx.project, data=data),
+        )
     environment = service.create(session, actor=ctx.actor, project=ctx.project, data=data)
     response.headers["Location"] = (
         f"/v1/projects/{ctx.project.id}/environments/{quote(environment.name, safe='')}"
@@ -89,9 +112,24 @@ def get_environment(ctx: EnvironmentReader) -> EnvironmentRead:
 
 @router.patch("/{environmentName}", response_model=EnvironmentRead)
 def update_environment(
-    name: EnvironmentName, data: EnvironmentUpdate, ctx: EnvironmentAdmin, session: SessionDep
+    name: EnvironmentName,
+    data: EnvironmentUpdate,
+    ctx: EnvironmentAdmin,
+    session: SessionDep,
+    request: Request,
+    validate: Validate = False,
 ) -> EnvironmentRead:
-    """Change any field but ``name``; sensitive properties left out keep their references."""
+    """Change any field but ``name``; sensitive properties left out keep their references;
+    ``validate=true`` tests the connection as it would be after the change first (Stead)."""
+    if validate:
+        connection_test.validate(
+            request,
+            session,
+            project=ctx.project,
+            properties=service.candidate_properties(
+                session, project=ctx.project, data=data, name=name
+            ),
+        )
     environment = service.update(
         session, actor=ctx.actor, project=ctx.project, name=name, data=data
     )

@@ -363,20 +363,10 @@ def _raise_if_invalid(violations: list[str]) -> None:
         )
 
 
-def create(
-    session: Session, *, actor: Actor, project: Project, data: EnvironmentCreate
-) -> Environment:
-    """Create an environment of the project (contract section 4).
-
-    Raises:
-        Conflict: the name is taken in the project (case-insensitive).
-        BadRequest: one violation per problem: the agent (unknown, wrong kind for the project's
-            deployment type, restricted without allowing the project), ``defaultConnections``
-            (shape, provider other than the project's warehouse, unknown connection), the
-            override's ``connectionName``, and each connection property (unknown or missing key,
-            invalid value, unknown secret, ``secretKey`` that does not fit the hosted secret,
-            a private key or passphrase that fails the checks of ``stead.secrets.keys``).
-    """
+def _check_create(
+    session: Session, *, project: Project, data: EnvironmentCreate
+) -> tuple[Agent, Connection, dict[str, StoredValue]]:
+    """Every check of :func:`create`; nothing is written. Raises as :func:`create` does."""
     if find(session, project_id=project.id, name=data.name) is not None:
         raise Conflict(
             f"An environment named {data.name!r} already exists in this project",
@@ -397,6 +387,75 @@ def create(
     )
     _raise_if_invalid(violations)
     assert agent is not None and connection is not None
+    return agent, connection, properties
+
+
+def _check_update(
+    session: Session, *, project: Project, environment: Environment, data: EnvironmentUpdate
+) -> tuple[Agent, Connection, dict[str, StoredValue]]:
+    """Every check of :func:`update`; nothing is written. Raises as :func:`update` does."""
+    violations: list[str] = []
+    agent: Agent | None = environment.agent
+    if data.default_agent_id is not None:
+        agent = _agent(
+            session, project=project, agent_id=data.default_agent_id, violations=violations
+        )
+    connection: Connection | None = environment.connection
+    if data.default_connections is not None:
+        connection = _dwh_connection(
+            session, project=project, given=data.default_connections, violations=violations
+        )
+    properties = environment.connection_properties
+    if data.connection_overrides is not None:
+        properties = _properties(
+            session,
+            project=project,
+            override=data.connection_overrides[0],
+            connection=connection,
+            kept=properties,
+            violations=violations,
+        )
+    _raise_if_invalid(violations)
+    assert agent is not None and connection is not None
+    return agent, connection, properties
+
+
+def candidate_properties(
+    session: Session,
+    *,
+    project: Project,
+    data: EnvironmentCreate | EnvironmentUpdate,
+    name: str | None = None,
+) -> dict[str, StoredValue]:
+    """The connection properties the environment would have after :func:`create` (or, with
+    ``name``, :func:`update`) with ``data``, checked exactly as those check them; nothing is
+    written. Sensitive values given inline are still inline (``{"value": ...}``).
+
+    Raises:
+        as :func:`create` or :func:`update`.
+    """
+    if isinstance(data, EnvironmentCreate):
+        return _check_create(session, project=project, data=data)[2]
+    assert name is not None
+    environment = get(session, project=project, name=name)
+    return _check_update(session, project=project, environment=environment, data=data)[2]
+
+
+def create(
+    session: Session, *, actor: Actor, project: Project, data: EnvironmentCreate
+) -> Environment:
+    """Create an environment of the project (contract section 4).
+
+    Raises:
+        Conflict: the name is taken in the project (case-insensitive).
+        BadRequest: one violation per problem: the agent (unknown, wrong kind for the project's
+            deployment type, restricted without allowing the project), ``defaultConnections``
+            (shape, provider other than the project's warehouse, unknown connection), the
+            override's ``connectionName``, and each connection property (unknown or missing key,
+            invalid value, unknown secret, ``secretKey`` that does not fit the hosted secret,
+            a private key or passphrase that fails the checks of ``stead.secrets.keys``).
+    """
+    agent, connection, properties = _check_create(session, project=project, data=data)
     _store_inline(
         session,
         actor=actor,
@@ -463,29 +522,9 @@ def update(
     """
     environment = get(session, project=project, name=name)
     fields = data.model_fields_set
-    violations: list[str] = []
-    agent: Agent | None = environment.agent
-    if data.default_agent_id is not None:
-        agent = _agent(
-            session, project=project, agent_id=data.default_agent_id, violations=violations
-        )
-    connection: Connection | None = environment.connection
-    if data.default_connections is not None:
-        connection = _dwh_connection(
-            session, project=project, given=data.default_connections, violations=violations
-        )
-    properties = environment.connection_properties
-    if data.connection_overrides is not None:
-        properties = _properties(
-            session,
-            project=project,
-            override=data.connection_overrides[0],
-            connection=connection,
-            kept=properties,
-            violations=violations,
-        )
-    _raise_if_invalid(violations)
-    assert agent is not None and connection is not None
+    agent, connection, properties = _check_update(
+        session, project=project, environment=environment, data=data
+    )
     if properties is not environment.connection_properties:
         _store_inline(
             session,

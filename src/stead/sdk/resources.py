@@ -54,6 +54,7 @@ from stead.secrets.schemas import (
     SecretReferenceCreate,
     SecretReferenceRead,
 )
+from stead.warehouses.schemas import ConnectionTestResult
 
 if TYPE_CHECKING:
     from stead.sdk.client import Client
@@ -222,13 +223,16 @@ class Environments(_Resource):
         body: EnvironmentCreate | Mapping[str, Any],
         *,
         idempotency_key: str | None = None,
+        validate: bool = False,
     ) -> EnvironmentRead:
-        """``POST .../environments``."""
+        """``POST .../environments``; ``validate`` runs the connection test first and stores
+        nothing when it fails (:class:`ValidationError` carrying ``warehouseError``)."""
         return self._client.call(
             EnvironmentRead,
             "POST",
             self._path(project_id),
             json=_body(body),
+            params={"validate": "true"} if validate else None,
             idempotency_key=idempotency_key,
         )
 
@@ -241,11 +245,21 @@ class Environments(_Resource):
         return self._client.call(EnvironmentRead, "GET", f"{self._path(project_id)}/{_seg(name)}")
 
     def update(
-        self, project_id: str, name: str, body: EnvironmentUpdate | Mapping[str, Any]
+        self,
+        project_id: str,
+        name: str,
+        body: EnvironmentUpdate | Mapping[str, Any],
+        *,
+        validate: bool = False,
     ) -> EnvironmentRead:
-        """``PATCH .../environments/{name}``: any field but ``name``."""
+        """``PATCH .../environments/{name}``: any field but ``name``; ``validate`` as for
+        :meth:`create`."""
         return self._client.call(
-            EnvironmentRead, "PATCH", f"{self._path(project_id)}/{_seg(name)}", json=_body(body)
+            EnvironmentRead,
+            "PATCH",
+            f"{self._path(project_id)}/{_seg(name)}",
+            json=_body(body),
+            params={"validate": "true"} if validate else None,
         )
 
     def delete(self, project_id: str, name: str) -> None:
@@ -258,6 +272,18 @@ class Environments(_Resource):
         references."""
         path = f"{self._path(project_id)}/{_seg(name)}/profile"
         return self._client.request("GET", path, params={"format": profile_format}).text
+
+    def test_connection(
+        self, project_id: str, name: str, *, idempotency_key: str | None = None
+    ) -> ConnectionTestResult:
+        """``POST .../environments/{name}/connection-test``: log in to the warehouse with the
+        environment's credentials now; ``ok`` false carries the warehouse's error code."""
+        return self._client.call(
+            ConnectionTestResult,
+            "POST",
+            f"{self._path(project_id)}/{_seg(name)}/connection-test",
+            idempotency_key=idempotency_key,
+        )
 
 
 class SecretReferences(_Resource):

@@ -1,0 +1,53 @@
+"""HTTP route of the connection test (contract section 8)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from stead.db import SessionDep
+from stead.identity.deps import EnvironmentRunner
+from stead.warehouses import connection_test
+from stead.warehouses.schemas import ConnectionTestResult
+
+router = APIRouter(prefix="/projects/{projectId}/environments", tags=["environments"])
+
+
+@router.post(
+    "/{environmentName}/connection-test",
+    response_model=ConnectionTestResult,
+    responses={
+        400: {"description": "a secret the environment names cannot be found"},
+        403: {"description": "a secret store refused Stead's credentials"},
+        502: {"description": "a secret store could not be reached or failed"},
+        503: {
+            "description": "the warehouse's driver is not installed, a secret store is not "
+            "configured, or too many connection tests are running (Retry-After)"
+        },
+        504: {"description": "a secret store did not answer in time"},
+    },
+)
+async def test_connection(
+    ctx: EnvironmentRunner, session: SessionDep, request: Request
+) -> ConnectionTestResult:
+    """Open a session to the warehouse with the environment's resolved credentials and run a
+    trivial query (Stead). The test ran whenever the answer is 200: ``ok`` tells whether the
+    warehouse accepted, and ``error`` carries its own code when it did not."""
+    settings = request.app.state.settings
+    target = await run_in_threadpool(
+        connection_test.resolve_target,
+        session,
+        settings=settings,
+        project=ctx.project,
+        properties=ctx.environment.connection_properties,
+    )
+    result = await connection_test.run_outside(request, session, target)
+    await run_in_threadpool(
+        connection_test.record,
+        session,
+        actor=ctx.actor,
+        project=ctx.project,
+        environment=ctx.environment.name,
+        result=result,
+    )
+    return result

@@ -1,0 +1,38 @@
+"""Wire models of the connection test (contract section 8)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from stead.wire import WireModel
+
+
+class ConnectionTestError(WireModel):
+    """Why a connection test failed.
+
+    ``code`` is the warehouse's own code when it gave one: a Snowflake error number
+    (``390144`` JWT token is invalid, ``390100`` incorrect user name or password, ...) or a
+    PostgreSQL/Redshift SQLSTATE (``28P01`` password authentication failed, ...); a driver's own
+    error number when the driver failed without reaching the warehouse's verdict; else one of
+    Stead's codes: ``UNREACHABLE`` (no TCP connection: unknown host, refused, no route),
+    ``TIMEOUT`` (no answer within the configured timeouts), ``PRIVATE_KEY`` (the private key
+    cannot be used), ``PASSPHRASE`` (the passphrase does not open the key, or is missing) and
+    ``DRIVER`` (the driver failed without a code). The message never holds a credential.
+    """
+
+    code: str = Field(examples=["390144"])
+    message: str = Field(examples=["JWT token is invalid."])
+
+
+class ConnectionTestResult(WireModel):
+    """``POST .../environments/{environmentName}/connection-test`` answer (contract section 8).
+
+    ``latencyMs`` is the wall time of the attempt in milliseconds: login and query on success,
+    up to the failure otherwise. ``serverVersion`` is the warehouse's version string on success.
+    ``error`` is set exactly when ``ok`` is false.
+    """
+
+    ok: bool
+    latency_ms: int = Field(examples=[412])
+    server_version: str | None = Field(default=None, examples=["9.38.1"])
+    error: ConnectionTestError | None = None
