@@ -44,7 +44,6 @@ from stead.identity.service import (
     access_level,
     load_actor,
     project_role,
-    verify_token,
 )
 from stead.projects.models import Project
 from stead.ratelimit import RateLimiter
@@ -80,8 +79,8 @@ async def current_actor(request: Request) -> Actor:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("A bearer token is required (Authorization: Bearer <token>)")
     state = request.app.state
-    claims = verify_token(token.strip(), key=state.signing_key)
     cache: ActorCache = state.actor_cache
+    claims = cache.verify(token.strip(), key=state.signing_key)
     actor = cache.get(claims)
     if actor is None:
         actor = await run_in_threadpool(_load_actor, state.sessionmaker, claims)

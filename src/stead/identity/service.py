@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 import jwt
@@ -389,11 +389,12 @@ def issue_token(principal: ApiClient | User, *, key: bytes, ttl_seconds: int) ->
 
 @dataclass(frozen=True)
 class TokenClaims:
-    """The principal a verified bearer token names: ``type`` (``api_client`` or ``user``) and
-    ``id`` (its primary key)."""
+    """The principal a verified bearer token names: ``type`` (``api_client`` or ``user``),
+    ``id`` (its primary key), and when the token expires (``expires_at``, Unix seconds)."""
 
     type: str
     id: str
+    expires_at: float = field(compare=False, default=0.0)
 
 
 def verify_token(token: str, *, key: bytes) -> TokenClaims:
@@ -415,7 +416,7 @@ def verify_token(token: str, *, key: bytes) -> TokenClaims:
     except jwt.InvalidTokenError as exc:
         raise Unauthorized("The access token is invalid") from exc
     kind = "user" if claims.get("typ") == "user" else "api_client"
-    return TokenClaims(type=kind, id=str(claims["sub"]))
+    return TokenClaims(type=kind, id=str(claims["sub"]), expires_at=float(claims["exp"]))
 
 
 def load_actor(session: Session, claims: TokenClaims) -> Actor:
@@ -442,8 +443,9 @@ def load_actor(session: Session, claims: TokenClaims) -> Actor:
 
 
 class ActorCache:
-    """Actors recently loaded by :func:`load_actor`, so a burst of requests with one token reads
-    the principal once, not once per request.
+    """Tokens recently verified by :func:`verify_token` and actors recently loaded by
+    :func:`load_actor`, so a burst of requests with one token checks its signature and reads
+    its principal once, not once per request. A cached token is still refused after its ``exp``.
 
     An entry lives ``ttl`` seconds (setting ``actor_cache_seconds``; 0 turns the cache off).
     Revoking a client through this process forgets it at once; another process on the same
@@ -458,6 +460,25 @@ class ActorCache:
         self.ttl = ttl
         self.max_entries = max_entries
         self._entries: dict[TokenClaims, tuple[float, Actor]] = {}
+        self._tokens: dict[str, tuple[float, TokenClaims]] = {}
+
+    def verify(self, token: str, *, key: bytes) -> TokenClaims:
+        """:func:`verify_token`, answered from the cache for a token verified before.
+
+        Raises:
+            Unauthorized: as :func:`verify_token`; a cached token past its ``exp`` is expired.
+        """
+        cached = self._tokens.get(token)
+        if cached is not None:
+            if cached[0] <= time.time():
+                raise Unauthorized("The access token has expired")
+            return cached[1]
+        claims = verify_token(token, key=key)
+        if self.ttl > 0:
+            if len(self._tokens) >= self.max_entries:
+                self._tokens.clear()
+            self._tokens[token] = (claims.expires_at, claims)
+        return claims
 
     def get(self, claims: TokenClaims) -> Actor | None:
         """The cached actor for ``claims``, or None when absent or older than ``ttl``."""

@@ -42,8 +42,8 @@ def list_projects(actor: ActorDep, session: SessionDep, params: PageDep) -> Page
 
 
 @router.get("/{projectId}", response_model=ProjectRead)
-def get_project(ctx: ProjectReader) -> ProjectRead:
-    """Read one project."""
+async def get_project(ctx: ProjectReader) -> ProjectRead:
+    """Read one project (loaded by the permission check: nothing left to do off the loop)."""
     return ProjectRead.model_validate(ctx.project)
 
 

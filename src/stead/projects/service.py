@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from sqlalchemy import Select, select
+from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
 from stead import audit
 from stead.errors import Conflict
-from stead.identity.models import ProjectMember
+from stead.identity.models import Account, ProjectMember
 from stead.identity.service import Actor, add_member
 from stead.pagination import PageParams, paginate
 from stead.projects.models import Project
 from stead.projects.schemas import ProjectCreate, ProjectUpdate
 from stead.wire import name_key
+
+#: The order of project lists (contract section 1: creation time, then id).
+LIST_ORDER = (Project.created_at, Project.id)
 
 
 def _ensure_name_free(
@@ -59,7 +63,18 @@ def create(session: Session, *, actor: Actor, data: ProjectCreate) -> Project:
         project_id=project.id,
         details={"name": project.name, "warehouse": project.warehouse},
     )
+    _count(session, account_id=actor.account_id, change=1)
     return project
+
+
+def _count(session: Session, *, account_id: str, change: int) -> None:
+    """Keep ``Account.project_count`` equal to the account's projects (last statement before
+    the commit, so the account row is locked for as short a time as possible)."""
+    session.execute(
+        sql_update(Account)
+        .where(Account.id == account_id)
+        .values(project_count=Account.project_count + change)
+    )
 
 
 def visible_query(actor: Actor) -> Select[Project]:
@@ -74,14 +89,18 @@ def visible_query(actor: Actor) -> Select[Project]:
                 )
             )
         )
-    return query.order_by(Project.created_at, Project.id)
+    return query.order_by(*LIST_ORDER)
 
 
 def list_visible(
     session: Session, *, actor: Actor, params: PageParams
 ) -> tuple[int, list[Project]]:
-    """One page of the projects the actor may see: ``(total, projects)``."""
-    return paginate(session, visible_query(actor), params)
+    """One page of the projects the actor may see: ``(total, projects)``. For a Super Admin,
+    who sees every project of the account, ``total`` is the account's maintained count."""
+    total = None
+    if actor.is_super_admin:
+        total = session.scalar(select(Account.project_count).where(Account.id == actor.account_id))
+    return paginate(session, visible_query(actor), params, total=total, order=LIST_ORDER)
 
 
 def update(session: Session, *, actor: Actor, project: Project, data: ProjectUpdate) -> Project:
@@ -121,3 +140,4 @@ def delete(session: Session, *, actor: Actor, project: Project) -> None:
     )
     session.delete(project)
     session.flush()
+    _count(session, account_id=project.account_id, change=-1)

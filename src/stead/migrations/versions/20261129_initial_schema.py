@@ -24,6 +24,7 @@ def upgrade() -> None:
         "accounts",
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
+        sa.Column("project_count", sa.Integer(), server_default="0", nullable=False),
         sa.Column("created_at", stead.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", stead.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_accounts")),
