@@ -158,6 +158,20 @@ def test_pagination(http: TestClient, admin: dict[str, str]) -> None:
         http.get("/v1/projects", params={"page": 5, "size": 3}, headers=admin).json()["results"]
         == []
     )
+    # Every page size, every page: pages read from the end come back in list order too.
+    for size in range(1, 8):
+        pages = [
+            http.get("/v1/projects", params={"page": n, "size": size}, headers=admin).json()
+            for n in range(-(-7 // size))
+        ]
+        assert [p["id"] for body in pages for p in body["results"]] == ids
+    # The total is a maintained count: deletions and refused creates keep it exact.
+    http.delete(f"/v1/projects/{ids[3]}", headers=admin)
+    taken = {"name": "p0", "warehouse": "REDSHIFT", "agentDeploymentType": "HYBRID"}
+    assert http.post("/v1/projects", json=taken, headers=admin).status_code == 409
+    body = http.get("/v1/projects", params={"page": 1, "size": 3}, headers=admin).json()
+    assert body["total"] == 6
+    assert [p["id"] for p in body["results"]] == ids[4:7]
     for params, field in [
         ({"size": 0}, "size"),
         ({"size": 101}, "size"),
