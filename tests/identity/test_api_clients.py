@@ -4,13 +4,16 @@ rotate, revoke; Super Admins and Admins only, and only Super Admins touch SUPER_
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from stead.app import create_app
 from stead.audit.models import AuditEvent
+from stead.settings import Settings
 from tests.support.factories import assert_problem, auth, new_client, token_for, user_auth
 
 UNKNOWN_UUID = "6f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f"
@@ -145,3 +148,30 @@ def test_unknown_and_malformed_ids(http: TestClient, admin: dict[str, str]) -> N
     assert_problem(http.post(f"/v1/api-clients/{UNKNOWN_UUID}/secret", headers=admin), 404)
     assert_problem(http.delete(f"/v1/api-clients/{UNKNOWN_UUID}", headers=admin), 404)
     assert_problem(http.get("/v1/api-clients/nope", headers=admin), 400, "clientId")
+
+
+def test_revocation_reaches_other_server_processes(
+    http: TestClient, session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    """A second app on the same database (another ``stead serve`` process) trusts a principal it
+    has read for ``actor_cache_seconds``, then refuses the revoked client; with 0 it refuses at
+    once."""
+    admin = auth(http, session_factory, "ADMIN")
+    created = http.post("/v1/api-clients", json={"name": "ci", "role": "MEMBER"}, headers=admin)
+    client_id, secret = created.json()["clientId"], created.json()["clientSecret"]
+    headers = {"Authorization": f"Bearer {token_for(http, client_id, secret)}"}
+    uncached = settings.model_copy(update={"actor_cache_seconds": 0})
+    with (
+        TestClient(create_app(settings)) as cached_server,
+        TestClient(create_app(uncached)) as uncached_server,
+    ):
+        for server in (cached_server, uncached_server):
+            assert server.get("/v1/agents", headers=headers).status_code == 200
+        started = time.monotonic()
+        assert http.delete(f"/v1/api-clients/{client_id}", headers=admin).status_code == 204
+        assert_problem(http.get("/v1/agents", headers=headers), 401)
+        assert_problem(uncached_server.get("/v1/agents", headers=headers), 401)
+        while cached_server.get("/v1/agents", headers=headers).status_code == 200:
+            assert time.monotonic() - started < settings.actor_cache_seconds + 1
+            time.sleep(0.1)
+        assert_problem(cached_server.get("/v1/agents", headers=headers), 401)
