@@ -408,29 +408,53 @@ def test_redshift_failures(rs: Project, redshift: RedshiftServer) -> None:
 def test_a_silent_warehouse_times_out_without_holding_the_database(
     rs: Project,
     redshift: RedshiftServer,
+    http: TestClient,
+    settings: Settings,
     silent_url: str,  # noqa: F811
 ) -> None:
-    port = silent_url.rsplit(":", 1)[1]
+    app: Any = http.app
+    app.state.settings = settings.model_copy(update={"warehouse_max_tests": 2})
+    silent = {"port": {"value": silent_url.rsplit(":", 1)[1]}}
     password = {"secretName": rs.hosted(redshift.password)}
-    rs.environment("silent", **redshift_properties(redshift, password, port={"value": port}))
+    rs.environment("silent", **redshift_properties(redshift, password, **silent))
     answers: dict[str, Any] = {}
 
-    def run_test() -> None:
+    def timed(name: str, call: Any) -> None:
         started = time.monotonic()
-        answers["test"] = rs.test("silent")
-        answers["seconds"] = time.monotonic() - started
+        answers[name] = call()
+        answers[f"{name} seconds"] = time.monotonic() - started
 
-    worker = threading.Thread(target=run_test)
-    worker.start()
-    time.sleep(0.5)
-    # Meanwhile writes go through: the test holds no transaction, lock or admission slot.
+    workers = [
+        threading.Thread(target=timed, args=("test", lambda: rs.test("silent"))),
+        threading.Thread(
+            target=timed,
+            args=(
+                "validate",
+                lambda: rs.create(
+                    "new", validate=True, **redshift_properties(redshift, password, **silent)
+                ),
+            ),
+        ),
+    ]
+    for worker in workers:
+        worker.start()
+    time.sleep(1.0)
+    # Meanwhile writes go through: the tests hold no transaction, lock or admission slot ...
     started = time.monotonic()
-    rs.hosted("written while a test waits")
+    rs.hosted("written while two tests wait")
     assert time.monotonic() - started < 1.5
-    worker.join(timeout=DEADLINE + 5)
-    assert answers["seconds"] < DEADLINE
+    # ... but a third test waits for none of the two running ones.
+    third = rs.test("silent")
+    assert assert_problem(third, 503)["type"].endswith("/connection-tests-busy")
+    assert third.headers["retry-after"] == "1"
+    for worker in workers:
+        worker.join(timeout=DEADLINE + 5)
+    assert answers["test seconds"] < DEADLINE and answers["validate seconds"] < DEADLINE
     body = answers["test"].json()
     assert body["ok"] is False and body["error"]["code"] == "TIMEOUT", body
+    refused = assert_problem(answers["validate"], 400, PROPS)
+    assert refused["warehouseError"]["code"] == "TIMEOUT"
+    assert rs.http.get(f"{rs.base}/environments/new", headers=rs.admin).status_code == 404
 
 
 def test_snowflake_timeout(
@@ -469,11 +493,16 @@ def test_readers_may_not_test_and_a_missing_driver_is_503(
     assert _events(session_factory, "environment.connection_tested") == []
 
 
-def test_an_unresolvable_secret_is_the_store_answer(rs: Project, redshift: RedshiftServer) -> None:
+def test_secrets_that_cannot_be_used_are_problems(rs: Project, redshift: RedshiftServer) -> None:
     reference = rs.external("AWS", "pw-that-will-vanish")
-    rs.environment("prod", **redshift_properties(redshift, {"secretName": reference}))
+    rs.environment("gone", **redshift_properties(redshift, {"secretName": reference}))
+    port = {"secretName": rs.hosted("not a port")}
+    password = {"secretName": rs.hosted(redshift.password)}
+    rs.environment("port", **redshift_properties(redshift, password, port=port))
     rs.moto.reset()
-    assert_problem(rs.test("prod"), 400)
+    assert_problem(rs.test("gone"), 400)
+    body = assert_problem(rs.test("port"), 400, f"{PROPS}.port.secretName")
+    assert "not a port" not in json.dumps(body)
 
 
 # -- validate=true -----------------------------------------------------------------------------

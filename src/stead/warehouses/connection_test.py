@@ -140,26 +140,39 @@ def resolve_target(
     properties in stored form, or a candidate's with inline values) stand for; every secret is
     resolved from its store (contract section 5).
 
+    A value read from a secret for a property that has a normaliser (Redshift ``port``,
+    ``useSsl``, Snowflake ``account`` ...) is checked and normalised like an inline one.
+
     Raises:
         DriverMissing: the warehouse's driver is not installed (503).
+        BadRequest: a secret's value does not fit its property.
         and every error of :func:`stead.secrets.resolvers.resolve` (400, 403, 502, 503, 504).
     """
     require_driver(project.warehouse)
-    sensitive = spec_for(project.warehouse).sensitive
+    spec = spec_for(project.warehouse)
     values: dict[str, str] = {}
     for key, stored in properties.items():
         if "value" in stored:
             values[key] = str(stored["value"])
-            if key in sensitive:
+            if key in spec.sensitive:
                 remember_secret(values[key])
             continue
-        values[key] = resolvers.resolve(
+        value = resolvers.resolve(
             session,
             settings=settings,
             project_id=project.id,
             secret_name=stored["secretName"],
             secret_key=stored.get("secretKey"),
         )
+        normaliser = spec.normalisers.get(key)
+        try:
+            values[key] = normaliser(value) if normaliser else value
+        except ValueError as exc:
+            where = f"{PROPERTIES}.{key}.secretName"
+            raise BadRequest(
+                f"The value of secret {stored['secretName']!r} cannot be {key}: {exc}",
+                violations=[f"{where}: the secret's value {exc}"],
+            ) from None
     if project.warehouse == "SNOWFLAKE":
         return SnowflakeTarget(
             account=values["account"],
@@ -249,9 +262,9 @@ def _snowflake(target: SnowflakeTarget, settings: Settings) -> str:
             host=host,
             port=settings.snowflake_port,
             protocol=settings.snowflake_protocol,
-            login_timeout=settings.warehouse_connect_timeout_seconds,
-            network_timeout=settings.warehouse_query_timeout_seconds,
-            socket_timeout=settings.warehouse_connect_timeout_seconds,
+            login_timeout=math.ceil(settings.warehouse_connect_timeout_seconds),
+            network_timeout=math.ceil(settings.warehouse_query_timeout_seconds),
+            socket_timeout=math.ceil(settings.warehouse_connect_timeout_seconds),
             client_session_keep_alive=False,
             session_parameters={
                 "CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False,
