@@ -20,6 +20,7 @@ from stead.environments.schemas import (
 from stead.identity.deps import EnvironmentAdmin, EnvironmentReader, ProjectReader, ProjectWriter
 from stead.pagination import Page, PageDep
 from stead.warehouses import connection_test
+from stead.warehouses.dbt import MEDIA_TYPE, ProfileFormat, profiles_yml
 
 router = APIRouter(prefix="/projects/{projectId}/environments", tags=["environments"])
 
@@ -143,3 +144,25 @@ def delete_environment(
     """Delete an environment."""
     service.delete(session, actor=ctx.actor, project=ctx.project, name=name)
     return Response(status_code=204)
+
+
+@router.get(
+    "/{environmentName}/profile",
+    response_class=Response,
+    responses={200: {"content": {MEDIA_TYPE: {}}, "description": "a dbt profiles.yml"}},
+)
+def get_profile(
+    ctx: EnvironmentReader,
+    profile_format: Annotated[
+        ProfileFormat, Query(alias="format", description="dbt: a dbt profiles.yml")
+    ],
+) -> Response:
+    """The environment as a connection profile (Stead): ``format=dbt`` gives a dbt
+    ``profiles.yml`` target whose secrets are ``env_var()`` references, never values."""
+    text = profiles_yml(
+        project=ctx.project.name,
+        environment=ctx.environment.name,
+        warehouse=ctx.project.warehouse,
+        properties=ctx.environment.connection_properties,
+    )
+    return Response(text, media_type=MEDIA_TYPE)
