@@ -444,7 +444,9 @@ def test_a_silent_warehouse_times_out_without_holding_the_database(
     rs.hosted("written while two tests wait")
     assert time.monotonic() - started < 1.5
     # ... but a third test waits for none of the two running ones.
-    third = rs.test("silent")
+    url = f"{rs.base}/environments/silent/connection-test"
+    keyed = {**rs.admin, "Idempotency-Key": f"busy-{uuid.uuid4()}"}
+    third = rs.http.post(url, headers=keyed)
     assert assert_problem(third, 503)["type"].endswith("/connection-tests-busy")
     assert third.headers["retry-after"] == "1"
     for worker in workers:
@@ -455,6 +457,9 @@ def test_a_silent_warehouse_times_out_without_holding_the_database(
     refused = assert_problem(answers["validate"], 400, PROPS)
     assert refused["warehouseError"]["code"] == "TIMEOUT"
     assert rs.http.get(f"{rs.base}/environments/new", headers=rs.admin).status_code == 404
+    # The refusal was not kept under its Idempotency-Key: the retry runs the test.
+    again = rs.http.post(url, headers=keyed)
+    assert again.status_code == 200 and again.json()["error"]["code"] == "TIMEOUT"
 
 
 def test_snowflake_timeout(

@@ -386,17 +386,8 @@ async def run(
 ) -> ConnectionTestResult:
     """Run the test in a thread of its own and answer by the deadline: the connect timeout plus
     the query timeout plus :data:`GRACE_SECONDS`. At the deadline the answer is ``TIMEOUT`` and
-    the thread is left to end on the driver's own timeouts.
-
-    Raises:
-        ConnectionTestsBusy: as many tests as ``limiter`` allows are running (503,
-            ``Retry-After``).
-    """
-    if limiter.available_tokens < 1:
-        raise ConnectionTestsBusy(
-            f"{limiter.total_tokens:g} connection tests are running; try again shortly",
-            headers={"Retry-After": "1"},
-        )
+    the thread is left to end on the driver's own timeouts; a test waiting for a place in
+    ``limiter`` counts against its deadline."""
     deadline = (
         settings.warehouse_connect_timeout_seconds
         + settings.warehouse_query_timeout_seconds
@@ -423,10 +414,20 @@ def _begin_write(session: Session) -> None:
 
 async def run_outside(request: Request, session: Session, target: Target) -> ConnectionTestResult:
     """Commit the request's transaction, step out of admission control, run the test, and
-    come back with a new write transaction on ``session``."""
+    come back with a new write transaction on ``session``.
+
+    Raises:
+        ConnectionTestsBusy: ``warehouse_max_tests`` tests are running (503, ``Retry-After``);
+            raised before the commit, so a retry under the same ``Idempotency-Key`` runs again.
+    """
+    limiter = limiter_for(request)
+    if limiter.available_tokens < 1:
+        raise ConnectionTestsBusy(
+            f"{limiter.total_tokens:g} connection tests are running; try again shortly",
+            headers={"Retry-After": "1"},
+        )
     await run_in_threadpool(session.commit)
     settings: Settings = request.app.state.settings
-    limiter = limiter_for(request)
     admission = request.scope.get(SCOPE_KEY)
     if isinstance(admission, Admission):
         async with admission.stepped_out():
@@ -466,7 +467,7 @@ def validate(
     Raises:
         BadRequest: the test failed; ``warehouseError`` holds ``{code, message}`` and the
             violation names the connection properties.
-        and every error of :func:`resolve_target` and :func:`run`.
+        and every error of :func:`resolve_target` and :func:`run_outside`.
     """
     settings: Settings = request.app.state.settings
     target = resolve_target(session, settings=settings, project=project, properties=properties)
