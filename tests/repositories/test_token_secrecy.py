@@ -137,3 +137,48 @@ def test_canary_token_never_leaks(
         )
     assert len(details) == 5 and all(details)
     assert all(CANARY not in repr(d) for d in details)
+
+
+def test_canary_token_never_leaks_through_deploy_keys_and_scaffold(
+    http: TestClient,
+    admin: dict[str, str],
+    github: GitHubFake,
+    git_server: GitServer,
+    repo_name: str,
+    logs: pytest.LogCaptureFixture,
+    session_factory: sessionmaker[Session],
+) -> None:
+    headers = {**admin, TOKEN: CANARY}
+    responses = []
+    full = f"acme-data/{repo_name}"
+    git_server.create_repo(repo_name, branches=[])
+    git_server.add_token(CANARY, read=[repo_name])
+    github.add_repo(full, clone_url=f"{git_server.url}/{repo_name}.git")
+    github.add_token(CANARY, access={full: ALL})
+    url = _project(http, admin, "scaffolded")
+    body = {
+        "provider": "github",
+        "repositoryName": repo_name,
+        "providerParameters": {"ownerName": "acme-data"},
+    }
+    for method, path, kwargs, status in [
+        ("POST", f"{url}?initialize=true", {"json": body}, 201),
+        ("POST", f"{url}/token", {}, 204),  # rotates the deploy key
+        ("GET", url, {}, 200),
+        ("DELETE", url, {}, 204),  # removes it at GitHub
+        ("POST", f"{url}?initialize=true", {"json": body}, 409),  # no longer empty
+    ]:
+        resp = http.request(method, path, headers=headers, **kwargs)
+        assert resp.status_code == status, resp.text
+        responses.append(resp)
+    assert [m for m, _, _ in github.writes] == ["POST", "POST", "DELETE", "DELETE"]
+    assert all(sent["Authorization"] == f"Bearer {CANARY}" for _, _, sent in github.writes)
+
+    for resp in responses:
+        assert CANARY not in resp.text and CANARY not in str(resp.headers.raw)
+    assert logs.records and all(CANARY not in repr(vars(record)) for record in logs.records)
+    with session_factory() as session:
+        tables = MetaData()
+        tables.reflect(bind=session.connection())
+        for table in tables.sorted_tables:
+            assert CANARY not in repr(session.execute(select(table)).all()), table.name

@@ -34,7 +34,7 @@ from stead.identity.service import Actor
 from stead.projects.models import Project
 from stead.repositories import azure_devops, git, github, github_enterprise, gitlab, scaffold
 from stead.repositories.models import Repository
-from stead.repositories.provider import GitProvider, RepositoryInfo
+from stead.repositories.provider import TOKEN_HEADER, GitProvider, RepositoryInfo
 from stead.repositories.schemas import RepositoryCreate, RepositoryRead
 from stead.secrets import service as secrets_service
 from stead.secrets import store
@@ -253,8 +253,10 @@ def remove(
 
     Raises:
         NotFound: the project has no repository.
-        BadRequest, Forbidden, UpstreamError, UpstreamUnavailable, UpstreamTimeout: the provider
-            refused or failed to remove the key (with ``token``); nothing is removed.
+        BadRequest, Forbidden, UpstreamError, UpstreamUnavailable, UpstreamTimeout: with
+            ``token``, the provider's answers to the access check (as :func:`associate`; Forbidden
+            also when the token may not manage deploy keys) or to the removal; nothing is
+            removed.
     """
     repository = get(session, project=project)
     details: dict[str, Any] = {
@@ -263,13 +265,7 @@ def remove(
     }
     if repository.deploy_key is not None:
         if token is not None:
-            PROVIDERS[repository.provider].remove_deploy_key(
-                token,
-                repository.provider_parameters,
-                repository_name=repository.repository_name,
-                key_id=str(repository.deploy_key["id"]),
-                settings=settings,
-            )
+            _remove_at_provider(repository, token, settings=settings)
         details["deployKey"] = {
             **_key_details(repository),
             "removedAtProvider": token is not None,
@@ -286,6 +282,33 @@ def remove(
     )
     session.delete(repository)
     session.flush()
+
+
+def _remove_at_provider(repository: Repository, token: SecretStr, *, settings: Settings) -> None:
+    """Remove the repository's deploy key from the provider with ``token``, after checking that
+    the token may manage deploy keys (GitHub answers 404 both for a key that is gone and to a
+    token without admin permission, so the answer alone cannot tell them apart)."""
+    assert repository.deploy_key is not None
+    provider = PROVIDERS[repository.provider]
+    info = provider.check(
+        token,
+        repository.provider_parameters,
+        repository_name=repository.repository_name,
+        settings=settings,
+    )
+    if info.no_deploy_key_reason is not None:
+        raise Forbidden(
+            f"The deploy key cannot be removed: {info.no_deploy_key_reason}; remove the "
+            "association without the token to leave the key at the provider",
+            violations=[f"{TOKEN_HEADER}: {info.no_deploy_key_reason}"],
+        )
+    provider.remove_deploy_key(
+        token,
+        repository.provider_parameters,
+        repository_name=repository.repository_name,
+        key_id=str(repository.deploy_key["id"]),
+        settings=settings,
+    )
 
 
 @dataclass(frozen=True)
