@@ -43,7 +43,7 @@ ProfileFormat = Annotated[Literal["dbt"], CI]
 MEDIA_TYPE = "application/yaml"
 """The response's media type (RFC 9512)."""
 THREADS = 4
-"""``threads`` of the target: dbt's default is 1; 4 is the value ``dbt init`` proposes."""
+"""``threads`` of the target (dbt's default is 1; its Redshift setup example shows 4)."""
 
 _JINJA_MARKERS = ("{{", "{%", "{#")
 
