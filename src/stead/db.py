@@ -147,15 +147,26 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
 
     The session is made on the event loop (it connects lazily, in the worker thread of its first
     query); the commit, or the rollback after an error, runs in a worker thread, shielded from
-    cancellation so a connection is never left mid-transaction. Write requests (any method but
-    GET/HEAD/OPTIONS) take SQLite's write lock at their first statement.
+    cancellation so a connection is never left mid-transaction; a read on SQLite ends on the loop.
+    Write requests (any method but GET/HEAD/OPTIONS) take SQLite's write lock at their first
+    statement.
 
     Registered with ``scope="function"`` so the commit happens before the response is sent: a
     failed commit is reported as an error, never as success (ARCHITECTURE rule 3).
     """
     state = request.app.state
-    factory = state.sessionmaker if request.method in _SAFE_METHODS else state.write_sessionmaker
+    reading = request.method in _SAFE_METHODS
+    factory = state.sessionmaker if reading else state.write_sessionmaker
     session: Session = factory()
+    if reading and state.engine.dialect.name == "sqlite":
+        # Ending a read transaction in WAL mode takes no lock and writes nothing: no hop needed.
+        try:
+            yield session
+        except BaseException:
+            _finish(session, commit=False)
+            raise
+        _finish(session, commit=True)
+        return
     try:
         yield session
     except BaseException:

@@ -188,7 +188,7 @@ def _wait_for_response(
         time.sleep(_POLL_SECONDS)
 
 
-def claim(
+async def claim(
     request: Request,
     session: SessionDep,
     fp: Annotated[Fingerprint | None, Depends(fingerprint)],
@@ -204,6 +204,10 @@ def claim(
     """
     if fp is None or principal is None:
         return
+    await run_in_threadpool(_claim, request, session, fp, principal)
+
+
+def _claim(request: Request, session: Session, fp: Fingerprint, principal: str) -> None:
     row = _find(session, principal=principal, key=fp.key)
     if row is not None and row.created_at <= utcnow() - TTL:
         session.delete(row)

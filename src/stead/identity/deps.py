@@ -15,7 +15,7 @@ tests and documentation can read which permission every route needs.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -115,10 +115,10 @@ def parse_uuid(value: str, *, field: str) -> str:
         ) from None
 
 
-def require_account(permission: str) -> Callable[[Actor], Actor]:
+def require_account(permission: str) -> Callable[[Actor], Awaitable[Actor]]:
     """Dependency factory: the actor's account role must grant ``permission``, else 403."""
 
-    def dependency(actor: ActorDep) -> Actor:
+    async def dependency(actor: ActorDep) -> Actor:
         if not account_allows(actor.role, permission):
             raise PermissionDenied(
                 f"Your role {actor.role} may not do this ({permission})", permission=permission
