@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Select, select
+from typing import cast
+
+from sqlalchemy import Select, Table, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
@@ -69,11 +71,13 @@ def create(session: Session, *, actor: Actor, data: ProjectCreate) -> Project:
 
 def _count(session: Session, *, account_id: str, change: int) -> None:
     """Keep ``Account.project_count`` equal to the account's projects (last statement before
-    the commit, so the account row is locked for as short a time as possible)."""
+    the commit, so the account row is locked for as short a time as possible; a plain table
+    UPDATE, no ORM bookkeeping)."""
+    accounts = cast(Table, Account.__table__)
     session.execute(
-        sql_update(Account)
-        .where(Account.id == account_id)
-        .values(project_count=Account.project_count + change)
+        sql_update(accounts)
+        .where(accounts.c.id == account_id)
+        .values(project_count=accounts.c.project_count + change)
     )
 
 
