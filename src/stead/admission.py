@@ -10,9 +10,9 @@ simultaneous creates, or 64 concurrent reads, were enough.
 
 So at most :data:`MAX_ACTIVE` database-backed requests run at once, and on SQLite at most one of
 them writes; the others queue on an ``asyncio`` semaphore / lock, which costs no thread. The
-limit is below the thread pool (40) and below the connection pool (15 on SQLite, 30 on
-PostgreSQL) divided by the connections one request may hold at once (two on PostgreSQL: the
-request's own and the rate limiter's). On 2 cores, 10 requests in flight keep the CPU busy.
+limit is below the thread pool (40) and below the connection pools (15 on SQLite; 30 on
+PostgreSQL, where the rate limiter has a pool of 15 of its own), one connection per request at a
+time. On 2 cores, 10 requests in flight keep the CPU busy.
 """
 
 from __future__ import annotations

@@ -311,6 +311,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        app.state.rate_limiter.close()
         engine.dispose()
 
     app = FastAPI(
@@ -326,10 +327,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.write_sessionmaker = make_sessionmaker(engine, write=True)
+    app.state.read_sessionmaker = make_sessionmaker(engine, read_only=True)
     app.state.signing_key = load_signing_key(settings)
     keyring = load_keyring(settings)
-    attach_keyring(app.state.sessionmaker, keyring)
-    attach_keyring(app.state.write_sessionmaker, keyring)
+    for factory in (
+        app.state.sessionmaker,
+        app.state.write_sessionmaker,
+        app.state.read_sessionmaker,
+    ):
+        attach_keyring(factory, keyring)
     app.state.rate_limiter = make_rate_limiter(engine, settings.rate_limit_per_minute)
     app.state.actor_cache = ActorCache(settings.actor_cache_seconds)
     app.state.metrics = Metrics()

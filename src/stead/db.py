@@ -103,11 +103,24 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-def make_sessionmaker(engine: Engine, *, write: bool = False) -> sessionmaker[Session]:
-    """A session factory whose objects stay readable after commit; with ``write=True`` its
-    transactions take SQLite's write lock at BEGIN (``BEGIN IMMEDIATE``; no effect on
-    PostgreSQL)."""
-    bind = engine.execution_options(stead_write=True) if write else engine
+def make_sessionmaker(
+    engine: Engine, *, write: bool = False, read_only: bool = False
+) -> sessionmaker[Session]:
+    """A session factory whose objects stay readable after commit.
+
+    Args:
+        write: transactions take SQLite's write lock at BEGIN (``BEGIN IMMEDIATE``; no effect
+            on PostgreSQL).
+        read_only: for sessions that only read. On PostgreSQL each statement then commits on
+            its own (autocommit: no ``BEGIN``/``COMMIT`` round trips); under the default READ
+            COMMITTED isolation every statement reads its own snapshot either way. No effect on
+            SQLite, where a read transaction is one consistent snapshot and costs nothing.
+    """
+    bind = engine
+    if write:
+        bind = engine.execution_options(stead_write=True)
+    elif read_only and engine.dialect.name == "postgresql":
+        bind = engine.execution_options(isolation_level="AUTOCOMMIT")
     return sessionmaker(bind, expire_on_commit=False)
 
 
@@ -156,7 +169,7 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     """
     state = request.app.state
     reading = request.method in _SAFE_METHODS
-    factory = state.sessionmaker if reading else state.write_sessionmaker
+    factory = state.read_sessionmaker if reading else state.write_sessionmaker
     session: Session = factory()
     if reading and state.engine.dialect.name == "sqlite":
         # Ending a read transaction in WAL mode takes no lock and writes nothing: no hop needed.

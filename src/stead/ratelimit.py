@@ -18,8 +18,9 @@ import math
 import threading
 import time
 
-from sqlalchemy import BigInteger, Engine, Integer, String, delete
+from sqlalchemy import BigInteger, Engine, Integer, String, create_engine, delete
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from stead.db import Base, utcnow
@@ -46,6 +47,9 @@ class RateLimiter:
 
     #: True when :meth:`hit` queries the database (and so must not run on the event loop).
     uses_database = False
+
+    def close(self) -> None:
+        """Release what the limiter holds (nothing, in memory)."""
 
     def __init__(self, limit: int, window_seconds: float = 60.0) -> None:
         self.limit = limit
@@ -95,8 +99,17 @@ class SharedRateLimiter(RateLimiter):
     def __init__(self, engine: Engine, limit: int, window_seconds: float = 60.0) -> None:
         super().__init__(limit, window_seconds)
         self.engine = engine
-        # One statement is its own transaction: one round trip, no BEGIN/COMMIT.
-        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # A pool of its own, in autocommit (one statement is its own transaction: no
+        # BEGIN/COMMIT) and without a liveness ping at checkout: the bump is a single round trip.
+        # A pooled connection that died (a database restart) is found by the bump itself,
+        # which is then retried once on a new connection.
+        self._bumps = create_engine(
+            engine.url, pool_size=5, max_overflow=10, isolation_level="AUTOCOMMIT"
+        )
+
+    def close(self) -> None:
+        """Close the limiter's own connections."""
+        self._bumps.dispose()
 
     def _count(self, key: str, window: int) -> int:
         now = utcnow()
@@ -109,8 +122,14 @@ class SharedRateLimiter(RateLimiter):
             )
             .returning(row.count)
         )
-        with self._autocommit.connect() as conn:
-            count = int(conn.execute(bump).scalar_one())
+        try:
+            with self._bumps.connect() as conn:
+                count = int(conn.execute(bump).scalar_one())
+        except OperationalError as exc:
+            if not exc.connection_invalidated:
+                raise
+            with self._bumps.connect() as conn:
+                count = int(conn.execute(bump).scalar_one())
         with self._lock:
             new_window, self._current = window != self._current, window
         if new_window:
