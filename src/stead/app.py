@@ -311,10 +311,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Everything built so far (modules, routes, models: ~140k objects) lives as long as the
-        # process; keep it out of the collector's full passes, which otherwise stop the server
-        # for tens of milliseconds (Python docs, gc.freeze).
-        gc.freeze()
         yield
         app.state.rate_limiter.close()
         engine.dispose()
@@ -378,4 +374,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(app.state.metrics.render(), media_type=app.state.metrics.content_type)
 
     openapi.install(app)
+    return app
+
+
+def server_app() -> FastAPI:
+    """The application as ``stead serve`` runs it (a uvicorn factory, once per worker process).
+
+    Everything built at startup (modules, routes, models: about 140k objects) lives as long as
+    the process, so it is frozen out of the garbage collector's full passes, each of which would
+    otherwise stop the server for tens of milliseconds (Python docs, ``gc.freeze``).
+    """
+    app = create_app()
+    gc.collect()
+    gc.freeze()
     return app

@@ -46,7 +46,7 @@ def serve(
     configure_logging(settings.log_level)
     upgrade(settings.effective_database_url)
     uvicorn.run(
-        "stead.app:create_app",
+        "stead.app:server_app",
         factory=True,
         host=host,
         port=port,
