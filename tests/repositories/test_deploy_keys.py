@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -344,3 +346,45 @@ def test_git_provider_has_no_deploy_key(
     assert http.post(f"{url}/token", headers={**admin, TOKEN: "tok-git"}).status_code == 204
     assert http.delete(url, headers={**admin, TOKEN: "tok-git"}).status_code == 204
     assert _secrets(session_factory) == []
+
+
+def test_provider_calls_do_not_hold_the_write_lock(
+    http: TestClient,
+    admin: dict[str, str],
+    github: GitHubFake,
+    project_id: str,
+    session_factory: sessionmaker[Session],
+) -> None:
+    """While GitHub takes 1.5 s to answer each call, another write request goes through at once
+    (on SQLite it would otherwise wait for the write lock); with an Idempotency-Key the request
+    keeps one transaction and replays as usual."""
+    github.add_repo(REPO)
+    github.add_token("ghp_slow", access={REPO: ALL}, delay=1.5)
+    url = f"/v1/projects/{project_id}/repositories"
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        started = time.monotonic()
+        slow = pool.submit(_associate, http, admin, project_id, "ghp_slow")
+        time.sleep(0.5)
+        other = http.post(
+            "/v1/projects",
+            json={"name": "meanwhile", "warehouse": "REDSHIFT", "agentDeploymentType": "HYBRID"},
+            headers=admin,
+        )
+        other_done = time.monotonic() - started
+        resp = slow.result()
+    assert other.status_code == 201, other.text
+    assert resp.status_code == 201, resp.text
+    assert other_done < 1.5, other_done  # did not wait for GitHub's first answer
+    assert time.monotonic() - started >= 3  # GET /repos and POST .../keys
+    assert resp.json()["deployKey"]["id"] == str(github.keys(REPO)[0]["id"])
+
+    # keyed: one transaction; the replay is the first answer, no second key
+    assert http.delete(url, headers={**admin, TOKEN: "ghp_slow"}).status_code == 204
+    github.add_token("ghp_fast", access={REPO: ALL})
+    keyed = {**admin, TOKEN: "ghp_fast", "Idempotency-Key": "associate-once"}
+    first = http.post(url, json=BODY, headers=keyed)
+    again = http.post(url, json=BODY, headers=keyed)
+    assert first.status_code == again.status_code == 201, again.text
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json() == http.get(url, headers=admin).json()
+    assert len(github.keys(REPO)) == 1

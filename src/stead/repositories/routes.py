@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
+import anyio
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import SecretStr
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
+from stead.admission import SCOPE_KEY, Admission
 from stead.db import SessionDep
 from stead.identity.deps import ProjectReader, ProjectWriter
 from stead.repositories import service
 from stead.repositories.provider import TOKEN_HEADER, read_token
 from stead.repositories.schemas import RepositoryCreate, RepositoryRead
+
+T = TypeVar("T")
 
 router = APIRouter(prefix="/projects/{projectId}/repositories", tags=["repositories"])
 
@@ -46,6 +53,35 @@ def _optional_token(
 
 
 OptionalProviderToken = Annotated[SecretStr | None, Depends(_optional_token)]
+
+
+def _outside(session: Session, request: Request) -> service.Outside:
+    """Provider calls outside the request's transaction and admission slot: commit what was
+    read (nothing is written before the calls), step out of admission control (on SQLite it lets
+    one writer in at a time), run the calls, then queue again and start a new write transaction
+    (SQLite: ``BEGIN IMMEDIATE``), so neither the write lock nor the writer's turn is held while
+    a provider answers. A request with an ``Idempotency-Key`` keeps one transaction: its claim
+    must commit with the change."""
+    if getattr(request.state, "idempotency_claim", None) is not None:
+        return service.run_inline
+
+    def run(work: Callable[[], T]) -> T:
+        session.commit()
+        try:
+            return anyio.from_thread.run(_stepped_out, request, work)
+        finally:
+            session.connection(execution_options={"stead_write": True})
+
+    return run
+
+
+async def _stepped_out(request: Request, work: Callable[[], T]) -> T:
+    admission = request.scope.get(SCOPE_KEY)
+    if isinstance(admission, Admission):
+        async with admission.stepped_out():
+            return await run_in_threadpool(work)
+    return await run_in_threadpool(work)
+
 
 _CHECK_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "Invalid body, missing or rejected token, or repository not found"},
@@ -94,6 +130,7 @@ def associate_repository(
         token=token,
         settings=request.app.state.settings,
         initialize=initialize,
+        outside=_outside(session, request),
     )
     response.headers["Location"] = f"/v1/projects/{ctx.project.id}/repositories"
     return RepositoryRead.model_validate(repository)
@@ -117,6 +154,7 @@ def remove_repository(
         project=ctx.project,
         token=token,
         settings=request.app.state.settings,
+        outside=_outside(session, request),
     )
     return Response(status_code=204)
 
@@ -133,5 +171,6 @@ def check_repository_token(
         project=ctx.project,
         token=token,
         settings=request.app.state.settings,
+        outside=_outside(session, request),
     )
     return Response(status_code=204)

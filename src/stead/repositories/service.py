@@ -14,8 +14,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (
@@ -46,6 +47,23 @@ READ_ONLY = True
 """Deploy keys are read-only: agents fetch pipelines; a writable GitHub deploy key would act with
 admin-like rights on the repository (docs.github.com, "Create a deploy key": ``read_only``)."""
 SECRET_PREFIX, SECRET_SUFFIX = "git", "-deploy-key"
+
+T = TypeVar("T")
+
+
+class Outside(Protocol):
+    """Runs ``work`` (the provider calls, which touch no database) and returns its result. The
+    HTTP routes pass one that ends the request's transaction first and starts a new write
+    transaction afterwards, so SQLite's write lock is not held while a provider answers; the
+    service then re-reads what it acted on. :func:`run_inline` just calls ``work``."""
+
+    def __call__(self, work: Callable[[], T]) -> T: ...
+
+
+def run_inline(work: Callable[[], T]) -> T:
+    """An :class:`Outside` that runs ``work`` inside the current transaction."""
+    return work()
+
 
 PROVIDERS: dict[str, GitProvider] = {
     "github": github,
@@ -82,12 +100,14 @@ def associate(
     token: SecretStr,
     settings: Settings,
     initialize: bool = False,
+    outside: Outside = run_inline,
 ) -> Repository:
     """Associate a repository with the project after the provider confirmed that it exists and
     ``token`` can read it; record its default branch and URLs. With ``initialize``, first push
     the scaffold commit (:mod:`stead.repositories.scaffold`) to the empty repository. Then, if
     the token may, create the deploy key (module docstring); when it may not, or the provider
-    refuses or fails, associate anyway with ``deploy_key_reason`` saying why.
+    refuses or fails, associate anyway with ``deploy_key_reason`` saying why. The provider calls
+    run through ``outside`` (see :class:`Outside`).
 
     Raises:
         BadRequest: invalid ``providerParameters``/``repositoryName``, token rejected, or
@@ -101,41 +121,71 @@ def associate(
     params = provider.parse_parameters(
         data.provider_parameters, repository_name=data.repository_name
     )
-    existing = find(session, project=project)
-    if existing is not None:
-        raise Conflict(
-            f"Project {project.name!r} already has repository "
-            f"{existing.repository_name!r}; delete it before associating another"
-        )
-    info = provider.check(token, params, repository_name=data.repository_name, settings=settings)
-    branch = info.default_branch
-    details: dict[str, Any] = {
-        "provider": data.provider,
-        "repositoryName": data.repository_name,
-        "providerParameters": params,
-    }
+    _refuse_second(session, project=project)
+    files = None
     if initialize:
-        branch = scaffold.branch_for(info.default_branch)
+        # stead.yaml names the repository without its branch: it can be written before asking
         read = RepositoryRead(
             provider=data.provider,
             repository_name=data.repository_name,
             provider_parameters=params,
-            default_branch=branch,
-            html_url=info.html_url,
-            clone_url=info.clone_url,
+            default_branch=None,
+            html_url=None,
+            clone_url=None,
         )
-        commit = scaffold.push_first_commit(
-            info.clone_url,
+        files = scaffold.project_files(session, project=project, repository=read)
+
+    def ask_provider() -> tuple[RepositoryInfo, str | None, str | None, _NewKey | str]:
+        info = provider.check(
+            token, params, repository_name=data.repository_name, settings=settings
+        )
+        branch, commit = info.default_branch, None
+        if files is not None:
+            branch = scaffold.branch_for(info.default_branch)
+            commit = scaffold.push_first_commit(
+                info.clone_url,
+                token,
+                username=info.git_username,
+                branch=branch,
+                files=files,
+                message=f"Initialize Stead project {project.name}\n",
+                timeout=settings.upstream_timeout_seconds,
+                field=git.URL_FIELD if data.provider == "git" else "repositoryName",
+            )
+        key = _register_key(
+            provider,
+            info,
             token,
-            username=info.git_username,
-            branch=branch,
-            files=scaffold.project_files(session, project=project, repository=read),
-            message=f"Initialize Stead project {project.name}\n",
-            timeout=settings.upstream_timeout_seconds,
-            field=git.URL_FIELD if data.provider == "git" else "repositoryName",
+            params=params,
+            repository_name=data.repository_name,
+            title=f"stead:{project.name}",
+            settings=settings,
         )
+        return info, branch, commit, key
+
+    info, branch, commit, key = outside(ask_provider)
+    try:
+        # the transaction was ended while the provider answered: look again
+        _refuse_second(session, project=project)
+    except AppError:
+        if not isinstance(key, str):
+            _discard(
+                provider,
+                key,
+                token,
+                params=params,
+                repository_name=data.repository_name,
+                settings=settings,
+            )
+        raise
+    details: dict[str, Any] = {
+        "provider": data.provider,
+        "repositoryName": data.repository_name,
+        "providerParameters": params,
+        "defaultBranch": branch,
+    }
+    if commit is not None:
         details["initialized"] = {"branch": branch, "commit": commit}
-    details["defaultBranch"] = branch
     repository = Repository(
         project_id=project.id,
         provider=data.provider,
@@ -144,9 +194,6 @@ def associate(
         default_branch=branch,
         html_url=info.html_url,
         clone_url=info.clone_url,
-    )
-    key = _register_key(
-        provider, info, token, repository=repository, project=project, settings=settings
     )
     if isinstance(key, str):
         repository.deploy_key_reason = key
@@ -169,13 +216,20 @@ def associate(
 
 
 def check_token(
-    session: Session, *, actor: Actor, project: Project, token: SecretStr, settings: Settings
+    session: Session,
+    *,
+    actor: Actor,
+    project: Project,
+    token: SecretStr,
+    settings: Settings,
+    outside: Outside = run_inline,
 ) -> Repository:
     """Re-check the project's repository with a new ``token`` (DPC ``POST .../repositories/token``),
     refresh the default branch and URLs the provider reports, and rotate the deploy key when the
     token may: a new key is registered, the old one removed from the provider, and the hosted
     secret replaced (its old versions deleted with it). When the token may not manage deploy
     keys, an existing key is kept (it does not depend on the token) and the audit event says why.
+    The provider calls run through ``outside`` (see :class:`Outside`).
 
     Raises:
         NotFound: the project has no repository; otherwise the provider's answers as in
@@ -184,23 +238,46 @@ def check_token(
     """
     repository = get(session, project=project)
     provider = PROVIDERS[repository.provider]
-    info = provider.check(
-        token,
+    params, name, old = (
         repository.provider_parameters,
-        repository_name=repository.repository_name,
-        settings=settings,
+        repository.repository_name,
+        repository.deploy_key,
     )
+
+    def ask_provider() -> tuple[RepositoryInfo, _NewKey | str]:
+        info = provider.check(token, params, repository_name=name, settings=settings)
+        key = _register_key(
+            provider,
+            info,
+            token,
+            params=params,
+            repository_name=name,
+            title=f"stead:{project.name}",
+            settings=settings,
+        )
+        if old is not None and not isinstance(key, str):
+            try:
+                provider.remove_deploy_key(
+                    token, params, repository_name=name, key_id=str(old["id"]), settings=settings
+                )
+            except AppError:
+                _discard(
+                    provider, key, token, params=params, repository_name=name, settings=settings
+                )
+                raise
+        return info, key
+
+    info, key = outside(ask_provider)
+    if _changed(session, repository, old):
+        if not isinstance(key, str):
+            _discard(provider, key, token, params=params, repository_name=name, settings=settings)
+        raise Conflict(
+            f"The repository of project {project.name!r} changed while the token was checked; retry"
+        )
     repository.default_branch = info.default_branch
     repository.html_url = info.html_url
     repository.clone_url = info.clone_url
-    details: dict[str, Any] = {
-        "provider": repository.provider,
-        "repositoryName": repository.repository_name,
-    }
-    key = _register_key(
-        provider, info, token, repository=repository, project=project, settings=settings
-    )
-    old = repository.deploy_key
+    details: dict[str, Any] = {"provider": repository.provider, "repositoryName": name}
     if isinstance(key, str):
         details["deployKeyRotated"] = False
         details["deployKeyReason"] = key
@@ -208,19 +285,8 @@ def check_token(
             repository.deploy_key_reason = key
     else:
         if old is not None:
-            try:
-                provider.remove_deploy_key(
-                    token,
-                    repository.provider_parameters,
-                    repository_name=repository.repository_name,
-                    key_id=str(old["id"]),
-                    settings=settings,
-                )
-            except AppError:
-                _discard(provider, key, token, repository=repository, settings=settings)
-                raise
-            _drop_secret(session, actor=actor, project=project, repository=repository)
             details["previousDeployKey"] = _key_details(repository)
+            _drop_secret(session, actor=actor, project=project, repository=repository)
         _keep_key(session, actor=actor, project=project, repository=repository, key=key)
         details["deployKeyRotated"] = True
         details["deployKey"] = _key_details(repository)
@@ -244,12 +310,13 @@ def remove(
     project: Project,
     token: SecretStr | None = None,
     settings: Settings,
+    outside: Outside = run_inline,
 ) -> None:
     """Remove the project's repository association (the repository itself is untouched) and the
     hosted secret holding the deploy key's private half. With ``token``, the deploy key is first
     removed from the provider; without it, the key stays registered there, unusable since its
     private half is gone, and the audit event records its provider id (``removedAtProvider``
-    false) so it can be deleted by hand.
+    false) so it can be deleted by hand. The provider calls run through ``outside``.
 
     Raises:
         NotFound: the project has no repository.
@@ -265,7 +332,13 @@ def remove(
     }
     if repository.deploy_key is not None:
         if token is not None:
-            _remove_at_provider(repository, token, settings=settings)
+            old = repository.deploy_key
+            outside(lambda: _remove_at_provider(repository, token, settings=settings))
+            if _changed(session, repository, old):
+                raise Conflict(
+                    f"The repository of project {project.name!r} changed while its deploy key "
+                    "was removed; retry"
+                )
         details["deployKey"] = {
             **_key_details(repository),
             "removedAtProvider": token is not None,
@@ -337,8 +410,9 @@ def _register_key(
     info: RepositoryInfo,
     token: SecretStr,
     *,
-    repository: Repository,
-    project: Project,
+    params: dict[str, Any],
+    repository_name: str,
+    title: str,
     settings: Settings,
 ) -> _NewKey | str:
     """A new key pair registered with the provider, or why there is none: the token may not
@@ -349,9 +423,9 @@ def _register_key(
     try:
         registered = provider.add_deploy_key(
             token,
-            repository.provider_parameters,
-            repository_name=repository.repository_name,
-            title=f"stead:{project.name}",
+            params,
+            repository_name=repository_name,
+            title=title,
             public_key_openssh=public,
             read_only=READ_ONLY,
             settings=settings,
@@ -403,26 +477,39 @@ def _discard(
     key: _NewKey,
     token: SecretStr,
     *,
-    repository: Repository,
+    params: dict[str, Any],
+    repository_name: str,
     settings: Settings,
 ) -> None:
     """Remove a just-registered key again; a failure is logged (its private half is dropped, so
     the key left at the provider cannot be used)."""
     try:
         provider.remove_deploy_key(
-            token,
-            repository.provider_parameters,
-            repository_name=repository.repository_name,
-            key_id=key.key_id,
-            settings=settings,
+            token, params, repository_name=repository_name, key_id=key.key_id, settings=settings
         )
     except AppError as exc:
         log.warning(
-            "deploy key %s of %s left at the provider: %s",
-            key.key_id,
-            repository.repository_name,
-            exc.detail,
+            "deploy key %s of %s left at the provider: %s", key.key_id, repository_name, exc.detail
         )
+
+
+def _refuse_second(session: Session, *, project: Project) -> None:
+    """Raise Conflict if the project has a repository, NotFound if the project is gone."""
+    if session.get(Project, project.id, populate_existing=True) is None:
+        raise NotFound(f"Project {project.name!r} no longer exists")
+    existing = find(session, project=project)
+    if existing is not None:
+        raise Conflict(
+            f"Project {project.name!r} already has repository "
+            f"{existing.repository_name!r}; delete it before associating another"
+        )
+
+
+def _changed(session: Session, repository: Repository, deploy_key: dict[str, Any] | None) -> bool:
+    """True if the association was removed, or its deploy key replaced, since it was read
+    (re-read from the database)."""
+    current = session.get(Repository, repository.id, populate_existing=True)
+    return current is None or current.deploy_key != deploy_key
 
 
 def _key_details(repository: Repository) -> dict[str, Any]:
