@@ -232,3 +232,28 @@ def test_initialize_must_be_a_boolean(
     )
     assert_problem(resp, 400, "initialize")
     assert _count(session_factory) == 0
+
+
+def test_file_remote_initialized(
+    http: TestClient,
+    admin: dict[str, str],
+    git_server: GitServer,
+    project_id: str,
+    repo_name: str,
+) -> None:
+    bare = git_server.create_repo(repo_name, branches=[])
+    body = {
+        "provider": "git",
+        "repositoryName": repo_name,
+        "providerParameters": {"url": bare.as_uri()},
+    }
+    resp = http.post(
+        f"/v1/projects/{project_id}/repositories?initialize=true",
+        json=body,
+        headers={**admin, TOKEN: "unused"},
+    )
+    assert resp.status_code == 201, resp.text
+    assert git("ls-tree", "--name-only", "refs/heads/main", cwd=bare).split() == [
+        "README.md",
+        "stead.yaml",
+    ]

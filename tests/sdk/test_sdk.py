@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dulwich.repo import Repo
 
 import stead.sdk
 from stead.db import make_engine, make_sessionmaker
@@ -133,6 +134,19 @@ def test_every_resource_round_trips(served: Served, tmp_path: Path) -> None:
             assert unconfigured.value.status == 503
 
         stead.repositories.delete(pid)
+        empty = Repo.init_bare(str(tmp_path / "git" / "empty.git"), mkdir=True)
+        initialized = stead.repositories.associate(
+            pid,
+            {
+                "provider": "git",
+                "repositoryName": "empty",
+                "providerParameters": {"url": Path(empty.path).as_uri()},
+            },
+            token="anything",
+            initialize=True,
+        )
+        assert initialized.default_branch == "main" and b"refs/heads/main" in empty.refs
+        stead.repositories.delete(pid, token="anything")
         stead.environments.delete(pid, "prod")
         stead.secret_references.delete(pid, reference.name)
         stead.connections.delete(pid, connection.name)

@@ -396,13 +396,16 @@ class Repositories(_Resource):
         body: RepositoryCreate | Mapping[str, Any],
         *,
         token: str,
+        initialize: bool = False,
         idempotency_key: str | None = None,
     ) -> RepositoryRead:
-        """``POST .../repositories``: associate the project's one repository."""
+        """``POST .../repositories``: associate the project's one repository; ``initialize``
+        pushes a first commit to the empty repository (409 when it is not empty)."""
         return self._client.call(
             RepositoryRead,
             "POST",
             self._path(project_id),
+            params={"initialize": "true"} if initialize else None,
             json=_body(body),
             headers={TOKEN_HEADER: token},
             idempotency_key=idempotency_key,
@@ -412,9 +415,11 @@ class Repositories(_Resource):
         """``GET .../repositories`` (:class:`NotFound` when the project has none)."""
         return self._client.call(RepositoryRead, "GET", self._path(project_id))
 
-    def delete(self, project_id: str) -> None:
-        """``DELETE .../repositories``: remove the association (the repository is untouched)."""
-        self._client.request("DELETE", self._path(project_id))
+    def delete(self, project_id: str, *, token: str | None = None) -> None:
+        """``DELETE .../repositories``: remove the association (the repository is untouched)
+        and the deploy key's hosted secret; with ``token``, the deploy key at the provider too."""
+        headers = {TOKEN_HEADER: token} if token is not None else None
+        self._client.request("DELETE", self._path(project_id), headers=headers)
 
     def check_token(
         self, project_id: str, *, token: str, idempotency_key: str | None = None
