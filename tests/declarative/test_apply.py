@@ -289,6 +289,10 @@ def test_what_the_api_cannot_do_is_an_error_before_any_change(
     wrong["projects"][0]["warehouse"] = "SNOWFLAKE"
     wrong["projects"][1]["environments"][0]["defaultAgentName"] = "nobody"
     wrong["agents"][0]["deployment"] = "eks"
+    properties = wrong["projects"][1]["environments"][0]["connectionOverrides"][0][
+        "connectionProperties"
+    ]
+    properties["privateKey"] = {"value": "not a key"}
     write(path, wrong)
     result = cli(served, "plan", "-f", str(path))
     assert result.exit_code == 1
@@ -296,6 +300,8 @@ def test_what_the_api_cannot_do_is_an_error_before_any_change(
         'project "finance-analytics": warehouse cannot change (REDSHIFT -> SNOWFLAKE)',
         'project "growth-marketing" / environment "prod": no agent named "nobody"',
         "agents cannot be changed through the API (deployment: 'fargate' -> 'eks')",
+        'project "growth-marketing" / environment "prod": '
+        "connectionOverrides[0].connectionProperties.privateKey.value: ",
     ):
         assert expected in result.output
     assert cli(served, "apply", "-f", str(path), "--auto-approve").exit_code == 1

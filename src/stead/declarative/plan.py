@@ -25,7 +25,7 @@ from stead.declarative.spec import (
 from stead.declarative.state import ProjectState, State
 from stead.environments.schemas import EnvironmentRead
 from stead.sdk import Client
-from stead.secrets.keys import check_private_key
+from stead.secrets.keys import UNKNOWN_PASSPHRASE, KeyProblem, Passphrase, check_private_key
 from stead.warehouses import check_properties, spec_for
 from stead.wire import name_key
 
@@ -376,6 +376,27 @@ def _fingerprint(properties: dict[str, dict[str, Any]]) -> str | None:
         return None
 
 
+def _key_problems(properties: dict[str, dict[str, Any]], *, path: str) -> list[str]:
+    """What the server would refuse in an inline ``privateKey`` (with its passphrase, inline or
+    held in a secret): ``["<json.path>: <message>"]``, empty when the key is fine or is itself
+    held in a secret."""
+    key = properties.get("privateKey", {}).get("value")
+    if key is None:
+        return []
+    phrase = properties.get("passphrase")
+    passphrase: Passphrase = None
+    phrase_field = f"{path}.passphrase"
+    if phrase is not None:
+        inline = phrase.get("value")
+        passphrase = UNKNOWN_PASSPHRASE if inline is None else str(inline)
+        phrase_field += ".value" if inline is not None else ".secretName"
+    try:
+        check_private_key(str(key), passphrase)
+    except KeyProblem as exc:
+        return [f"{phrase_field if exc.passphrase else path + '.privateKey.value'}: {exc}"]
+    return []
+
+
 def _inline_status(
     prop: str,
     have: dict[str, Any] | None,
@@ -420,6 +441,7 @@ def _environment_change(
     path = "connectionOverrides[0].connectionProperties"
     normalised, problems = check_properties(spec, _stored(desired), path=path)
     errors += [f"{where}: {p}" for p in problems]
+    errors += [f"{where}: {p}" for p in _key_problems(_stored(desired), path=path)]
     override = desired.connection_overrides[0]
     wire_override: dict[str, Any] = {
         "connectionName": override.connection_name,
