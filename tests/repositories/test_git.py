@@ -188,14 +188,18 @@ def test_unreachable_remotes(
     project_id: str,
     session_factory: sessionmaker[Session],
 ) -> None:
-    for remote in (
-        f"http://127.0.0.1:{free_port()}/x.git",  # connection refused
-        f"ssh://git@127.0.0.1:{free_port()}/x.git",
-    ):  # ssh, connection refused
+    refused = "no connection could be made to the host"
+    unresolved = "the host name could not be resolved"  # .invalid never resolves (RFC 6761)
+    for remote, reason in (
+        (f"http://127.0.0.1:{free_port()}/x.git", refused),
+        (f"ssh://git@127.0.0.1:{free_port()}/x.git", refused),
+        ("https://git.no-such-host.invalid/x.git", unresolved),
+        ("ssh://git@git.no-such-host.invalid/x.git", unresolved),
+    ):
         resp = http.post(
             f"/v1/projects/{project_id}/repositories",
             json=_body(remote),
             headers={**admin, TOKEN: "tok"},
         )
-        assert_problem(resp, 502)
+        assert assert_problem(resp, 502)["detail"].endswith(f": {reason}"), remote
     assert _count(session_factory) == 0

@@ -32,7 +32,7 @@ from dulwich.client import (
     Urllib3HttpGitClient,
     default_urllib3_manager,
 )
-from dulwich.errors import GitProtocolError, NotGitRepository
+from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
 from dulwich.refs import Ref
 from pydantic import AfterValidator, Field, SecretStr, ValidationError
 
@@ -186,7 +186,8 @@ def translated_errors(
         # ValueError: dulwich could not parse the answer (e.g. a web page, not a git server).
         if _is_timeout(exc):
             raise timed_out(name, timeout) from None
-        raise unreachable(name, f"the git request failed ({type(exc).__name__})") from None
+        reason = _connect_failure(exc) or f"the git request failed ({type(exc).__name__})"
+        raise unreachable(name, reason) from None
 
 
 def add_deploy_key(
@@ -274,6 +275,32 @@ def _status_error(
 def _without_userinfo(parts: SplitResult) -> str:
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+_SSH_STDERR = (
+    ("Could not resolve hostname", "the host name could not be resolved"),
+    ("connect to host", "no connection could be made to the host"),
+)
+
+
+def _connect_failure(exc: BaseException) -> str | None:
+    """Why no connection was made, when that is why ``exc`` was raised: the host name did not
+    resolve (urllib3's ``NameResolutionError``, ``socket.gaierror``), or the host refused or could
+    not be reached (urllib3's ``NewConnectionError``, ``ConnectionError``). ssh says so only on
+    its standard error, which dulwich passes on as a ``HangupException``; its text is matched,
+    never repeated. None for any other failure."""
+    if isinstance(exc, HangupException):
+        text = str(exc)
+        return next((reason for marker, reason in _SSH_STDERR if marker in text), None)
+    seen: BaseException | None = exc
+    while seen is not None:
+        for error in (seen, getattr(seen, "reason", None)):
+            if isinstance(error, urllib3.exceptions.NameResolutionError | socket.gaierror):
+                return "the host name could not be resolved"
+            if isinstance(error, urllib3.exceptions.NewConnectionError | ConnectionError):
+                return "no connection could be made to the host"
+        seen = seen.__cause__
+    return None
 
 
 def _is_timeout(exc: BaseException) -> bool:
