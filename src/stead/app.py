@@ -114,17 +114,23 @@ def _json_path(loc: tuple[Any, ...]) -> str:
 _MESSAGES = {
     "extra_forbidden": "unknown field",
     "missing": "required",
-    "json_invalid": "body is not valid JSON",
 }
+_NOT_JSON = "body: not valid JSON"
 
 
 def validation_violations(errors: Any) -> list[str]:
-    """Turn pydantic/FastAPI validation errors into ``"<json.path>: <message>"`` strings."""
+    """Turn pydantic/FastAPI validation errors into ``"<json.path>: <message>"`` strings; a
+    body that is not JSON is ``"body: not valid JSON (at character N)"``, N counted from 0."""
     violations = []
     for err in errors:
+        loc = tuple(err.get("loc", ()))
+        if err.get("type") == "json_invalid":
+            at = f" (at character {loc[-1]})" if loc and isinstance(loc[-1], int) else ""
+            violations.append(_NOT_JSON + at)
+            continue
         message = _MESSAGES.get(err.get("type", ""), err.get("msg", "invalid"))
         message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-        violations.append(f"{_json_path(tuple(err.get('loc', ())))}: {message}")
+        violations.append(f"{_json_path(loc)}: {message}")
     return violations
 
 
@@ -142,7 +148,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         violations = validation_violations(exc.errors())
-        if any(v.endswith(": body is not valid JSON") for v in violations):
+        if any(v.startswith(_NOT_JSON) for v in violations):
             detail = "The request body is not valid JSON"
         else:
             detail = "The request has invalid fields: " + "; ".join(violations)

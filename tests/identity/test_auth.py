@@ -53,6 +53,15 @@ def test_token_errors(http: TestClient, session_factory: sessionmaker[Session]) 
     assert grant.status_code == 400 and grant.json()["error"] == "unsupported_grant_type"
     missing = http.post("/oauth/dpc/token", data={"client_id": cid})
     assert missing.status_code == 400 and missing.json()["error"] == "invalid_request"
+    assert missing.json()["error_description"] == "grant_type is required"
+    for path in ("/oauth/dpc/token", "/oauth/token"):
+        as_json = http.post(
+            path,
+            json={"grant_type": "client_credentials", "client_id": cid, "client_secret": secret},
+        )
+        assert as_json.status_code == 400 and as_json.json()["error"] == "invalid_request"
+        assert "application/x-www-form-urlencoded" in as_json.json()["error_description"]
+        assert secret not in as_json.text
     basic = http.post(
         "/oauth/dpc/token", data={"grant_type": "client_credentials"}, auth=(cid, secret)
     )

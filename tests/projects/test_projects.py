@@ -103,7 +103,9 @@ def test_bad_bodies_and_ids(http: TestClient, admin: dict[str, str]) -> None:
     resp = http.post(
         "/v1/projects", content=b"{not json", headers={**admin, "content-type": "application/json"}
     )
-    assert_problem(resp, 400)
+    assert assert_problem(resp, 400, "body")["violations"] == [
+        "body: not valid JSON (at character 1)"
+    ]
     resp = http.post(
         "/v1/projects", content=b"name=x", headers={**admin, "content-type": "text/plain"}
     )

@@ -102,10 +102,19 @@ def token(
     ``grant_type=client_credentials`` (DPC): ``client_id`` and ``client_secret`` in the form or
     as HTTP Basic client authentication. ``grant_type=password`` (RFC 6749 section 4.3): a
     user's email as ``username`` and ``password``; repeated failures lock the user. ``audience``
-    is accepted for DPC compatibility and not checked.
+    is accepted for DPC compatibility and not checked. The body is a form (RFC 6749 section
+    4.4.2); a JSON body is refused with ``invalid_request`` saying so.
     """
     factory = request.app.state.sessionmaker
     if grant_type is None:
+        media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media == "application/json" or media.endswith("+json"):
+            return _oauth_error(
+                "invalid_request",
+                "the token endpoint takes an application/x-www-form-urlencoded body, not JSON "
+                "(RFC 6749 section 4.4.2)",
+                400,
+            )
         return _oauth_error("invalid_request", "grant_type is required", 400)
     if grant_type == "password":
         if not username or not password:
