@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -44,3 +45,22 @@ def test_rate_limit_per_client(settings: Settings) -> None:
         assert_problem(resp, 429)
         assert 1 <= int(resp.headers["retry-after"]) <= 60
         assert client.get("/v1/projects", headers=other).status_code == 200
+
+
+def test_a_new_data_directory_is_private(tmp_path: Path) -> None:
+    from stead.identity.keys import load_signing_key
+    from stead.migrations import upgrade
+    from stead.secrets.store import load_keyring
+
+    created = []
+    for name, make in (
+        ("db", lambda s: upgrade(s.effective_database_url)),
+        ("signing", load_signing_key),
+        ("master", load_keyring),
+    ):
+        settings = Settings(data_dir=tmp_path / name / "stead", database_url="")
+        make(settings)
+        created.append(settings.data_dir)
+    assert [stat.S_IMODE(d.stat().st_mode) for d in created] == [0o700] * 3
+    keys = [created[1] / "signing.key", created[2] / "master.key"]
+    assert [stat.S_IMODE(k.stat().st_mode) for k in keys] == [0o600] * 2

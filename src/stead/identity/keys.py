@@ -20,7 +20,8 @@ def load_signing_key(settings: Settings) -> bytes:
 
     Order: ``settings.signing_key``; else ``<data_dir>/signing.key``; else (development only) a new
     random 256-bit key written to that file with mode 0600 (linked into place atomically, so two
-    processes starting together agree on one key).
+    processes starting together agree on one key), creating a missing data directory with mode
+    0700.
 
     Raises:
         MissingSigningKey: in production with neither the setting nor the file.
@@ -34,7 +35,7 @@ def load_signing_key(settings: Settings) -> bytes:
             raise MissingSigningKey(
                 "STEAD_SIGNING_KEY is not set and no signing key file exists in the data directory"
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = path.with_name(f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:

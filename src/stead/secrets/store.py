@@ -115,8 +115,9 @@ def write_key_file(path: Path, keys: Sequence[bytes]) -> None:
 
 
 def _create_key_file(path: Path) -> None:
-    """Write a new random key to ``path`` unless another process got there first."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a new random key to ``path`` (mode 0600; a missing folder is created 0700) unless
+    another process got there first."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
