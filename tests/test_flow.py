@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -109,6 +110,63 @@ def test_stead_demo_command(tmp_path: Path) -> None:
     assert "demo complete" in proc.stdout
     assert "finance-analytics" in proc.stdout and "growth-marketing" in proc.stdout
     assert (tmp_path / "demo" / "stead.db").exists()
+    assert f"data kept in {tmp_path / 'demo'}" in proc.stdout
+
+
+def test_stead_demo_removes_its_fresh_data_directory(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEAD_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "stead.cli.main", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**env, "TMPDIR": str(tmp_path)},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "removed the data directory" in proc.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stead_demo_serve_shows_its_client_credentials(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEAD_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stead.cli.main", "demo", "--serve"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**env, "TMPDIR": str(tmp_path), "COLUMNS": "300"},
+    )
+    assert proc.stdout is not None
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("serving at "):
+                break
+        shown = dict(
+            line.strip().split(":", 1) for line in lines if line.startswith("  client ")
+        )
+        base_url = lines[-1].split()[2].removesuffix("/docs")
+        token = httpx.post(
+            f"{base_url}/oauth/dpc/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": shown["client id"].strip(),
+                "client_secret": shown["client secret"].strip(),
+            },
+        )
+        assert token.status_code == 200, "".join(lines)
+        projects = httpx.get(
+            f"{base_url}/v1/projects",
+            headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+        )
+        assert projects.json()["total"] == 2
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0, rest
+    (kept,) = tmp_path.iterdir()
+    assert f"data kept in {kept}" in rest and (kept / "stead.db").exists()
 
 
 def test_demo_examples_are_the_contract_examples() -> None:

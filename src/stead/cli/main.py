@@ -196,7 +196,12 @@ def demo(
     port: Annotated[int, typer.Option(help="TCP port (default: a free one)")] = 0,
     serve: Annotated[bool, typer.Option("--serve", help="keep serving after the demo")] = False,
 ) -> None:
-    """Run Stead on SQLite and provision a Redshift and a Snowflake project over HTTP."""
+    """Run Stead on SQLite and provision a Redshift and a Snowflake project over HTTP.
+
+    A fresh data directory (no --data-dir) is removed at the end unless --serve is given or the
+    demo fails; --serve prints the demo API client's id and secret, for /docs and curl.
+    """
+    import shutil
     import socket
     import tempfile
 
@@ -206,8 +211,9 @@ def demo(
     from stead.settings import Settings
 
     console = Console(highlight=False, soft_wrap=True)
+    fresh = data_dir is None
     data_dir = (data_dir or Path(tempfile.mkdtemp(prefix="stead-demo-"))).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not port:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
@@ -228,6 +234,7 @@ def demo(
         results = run_flow(base_url, client_id, client_secret, data_dir / "git", report=report)
     except FlowError as exc:
         console.print(f"[red]demo failed:[/] {exc}")
+        console.print(f"the data directory {data_dir} is kept (see server.log)")
         server.terminate()
         raise typer.Exit(1) from None
     console.print("\n[bold]Provisioned[/]")
@@ -240,12 +247,29 @@ def demo(
             f"(default branch {done.repository.get('defaultBranch')})"
         )
     if serve:
+        console.print(
+            f"\nSUPER_ADMIN API client (the secret is shown only now):\n"
+            f"  client id:     {client_id}\n  client secret: {client_secret}\n"
+            f"token: curl -s -d grant_type=client_credentials -d client_id={client_id} "
+            f"-d client_secret={client_secret} {base_url}/oauth/dpc/token\n"
+            f"another client: STEAD_DATA_DIR={data_dir} stead admin create-client --name NAME "
+            f"--role SUPER_ADMIN",
+            markup=False,
+        )
         console.print(f"\nserving at {base_url}/docs - Ctrl-C to stop")
         with contextlib.suppress(KeyboardInterrupt):
             server.wait()
     server.terminate()
     server.wait(timeout=10)
-    console.print("\ndemo complete")
+    if fresh and not serve:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        console.print(f"\nremoved the data directory {data_dir} (--data-dir DIR keeps one)")
+    else:
+        console.print(
+            f"\ndata kept in {data_dir}; serve it again with STEAD_DATA_DIR={data_dir} stead serve",
+            markup=False,
+        )
+    console.print("demo complete")
 
 
 register_client_commands(app)
