@@ -633,9 +633,12 @@ def test_stead_env_test(db_url: str, tmp_path: Path, redshift: RedshiftServer) -
         client.environments.create(project_id, {**body, "name": "broken"})
         flags = ["--url", served.url, "--client-id", served.client_id]
         flags += ["--client-secret", served.client_secret]
-        ok = CliRunner().invoke(cli, ["env", "test", project_id, "prod", *flags])
-        assert ok.exit_code == 0, ok.output
-        assert ok.output.startswith("ok: PostgreSQL 15")
+        for project in (project_id, "FINANCE-analytics"):
+            ok = CliRunner().invoke(cli, ["env", "test", project, "prod", *flags])
+            assert ok.exit_code == 0, ok.output
+            assert ok.output.startswith("ok: PostgreSQL 15")
+        unknown = CliRunner().invoke(cli, ["env", "test", "finance", "prod", *flags])
+        assert unknown.exit_code == 1 and "no such project: 'finance'" in unknown.output
         broken = CliRunner().invoke(cli, ["env", "test", project_id, "broken", "--json", *flags])
         assert broken.exit_code == 3, broken.output
         assert json.loads(broken.stdout)["error"]["code"] == "UNREACHABLE"

@@ -272,6 +272,13 @@ def test_stead_env_profile_command(db_url: str, tmp_path: Path) -> None:
         assert "format:" in bad.output
         missing = runner.invoke(cli, ["env", "profile", env.project_id, "nope", *flags])
         assert missing.exit_code == 1 and "404" in missing.output
+
+        by_name = runner.invoke(cli, ["env", "profile", "Finance-Analytics", "prod", *flags])
+        assert by_name.exit_code == 0, by_name.output
+        assert by_name.stdout == result.stdout
+        no_project = runner.invoke(cli, ["env", "profile", "finance", "prod", *flags])
+        assert no_project.exit_code == 1
+        assert "no such project: 'finance'" in no_project.output
     finally:
         server.terminate()
         server.wait(timeout=10)

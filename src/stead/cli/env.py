@@ -2,16 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import uuid
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from stead.cli.apply import ClientId, ClientSecret, Profile, Url, _client
+from stead.cli.apply import ClientId, ClientSecret, Profile, Url, _client, _fail
+
+if TYPE_CHECKING:
+    from stead.sdk import Client
 
 env_app = typer.Typer(help="Work with a project's environments.", no_args_is_help=True)
 
-ProjectId = Annotated[str, typer.Argument(metavar="PROJECT", help="project id")]
+ProjectId = Annotated[
+    str, typer.Argument(metavar="PROJECT", help="project id, or project name (any case)")
+]
 EnvironmentName = Annotated[str, typer.Argument(metavar="ENV", help="environment name")]
+
+
+def _project_id(client: Client, project: str) -> str:
+    """``project`` when it is a UUID, else the id of the project named ``project`` (names compare
+    as the API compares them: case-insensitive, Unicode NFC). A name no project has ends the
+    command with exit code 1."""
+    try:
+        uuid.UUID(project)
+    except ValueError:
+        from stead.wire import name_key
+
+        key = name_key(project)
+        for found in client.projects.list():
+            if name_key(found.name) == key:
+                return found.id
+        _fail(f"no such project: {project!r} (give a project id or name)")
+    return project
 
 
 @env_app.command("profile")
@@ -31,7 +54,9 @@ def env_profile(
     Secrets are never in it: each is an env_var() reference, listed in the profile's header.
     """
     with _client(url, client_id, client_secret, profile) as client:
-        text = client.environments.profile(project_id, environment, profile_format=profile_format)
+        text = client.environments.profile(
+            _project_id(client, project_id), environment, profile_format=profile_format
+        )
     typer.echo(text, nl=False)
 
 
@@ -51,7 +76,7 @@ def env_test(
     warehouse's error code is printed), 1 when the test could not run.
     """
     with _client(url, client_id, client_secret, profile) as client:
-        result = client.environments.test_connection(project_id, environment)
+        result = client.environments.test_connection(_project_id(client, project_id), environment)
     if as_json:
         typer.echo(result.model_dump_json(by_alias=True))
     elif result.error is None:
