@@ -27,7 +27,9 @@ router = APIRouter(prefix="/projects/{projectId}/environments", tags=["environme
 EnvironmentName = Annotated[str, Path(alias="environmentName", description="environment name")]
 
 
-def _read(environment: Environment) -> EnvironmentRead:
+def environment_read(environment: Environment) -> EnvironmentRead:
+    """The wire form of ``environment`` (GET answers, the repository scaffold's ``stead.yaml``);
+    its credentials as stored: plain values, secret references, ``{secretName, set}``."""
     connection = environment.connection
     return EnvironmentRead(
         name=environment.name,
@@ -79,7 +81,7 @@ def create_environment(
     response.headers["Location"] = (
         f"/v1/projects/{ctx.project.id}/environments/{quote(environment.name, safe='')}"
     )
-    return _read(environment)
+    return environment_read(environment)
 
 
 @router.get("", response_model=Page[EnvironmentSummary])
@@ -108,7 +110,7 @@ def list_environments(
 @router.get("/{environmentName}", response_model=EnvironmentRead)
 def get_environment(ctx: EnvironmentReader) -> EnvironmentRead:
     """Read one environment by name (case-insensitive); ``noAccess`` hides its settings (403)."""
-    return _read(ctx.environment)
+    return environment_read(ctx.environment)
 
 
 @router.patch("/{environmentName}", response_model=EnvironmentRead)
@@ -134,7 +136,7 @@ def update_environment(
     environment = service.update(
         session, actor=ctx.actor, project=ctx.project, name=name, data=data
     )
-    return _read(environment)
+    return environment_read(environment)
 
 
 @router.delete("/{environmentName}", status_code=204)

@@ -28,7 +28,7 @@ from stead.connections.schemas import ConnectionRead
 from stead.declarative.spec import dump
 from stead.declarative.state import ProjectState, State, export_document
 from stead.environments.models import Environment
-from stead.environments.routes import _read as environment_read
+from stead.environments.routes import environment_read
 from stead.errors import Conflict
 from stead.projects.models import Project
 from stead.projects.schemas import ProjectRead
