@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
-import typer
+# Click's plain help and error output rather than rich's panels: rich's renderer takes about
+# half of every command's start-up (its markdown module alone ~90 ms to import).
+# TYPER_USE_RICH=1 brings the panels back. Set before Typer is first imported.
+os.environ.setdefault("TYPER_USE_RICH", "0")
 
-from stead.cli.apply import register as register_client_commands
-from stead.cli.audit import audit
-from stead.cli.env import env_app
+import typer  # noqa: E402
+
+from stead.cli.apply import register as register_client_commands  # noqa: E402
+from stead.cli.audit import audit  # noqa: E402
+from stead.cli.env import env_app  # noqa: E402
 
 app = typer.Typer(
     help="Stead: a self-hosted control plane that provisions data projects.",
