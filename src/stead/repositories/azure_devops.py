@@ -36,13 +36,11 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
-from pydantic import AfterValidator, Field, SecretStr, ValidationError
+from pydantic import AfterValidator, Field, SecretStr
 
-from stead.errors import BadRequest
 from stead.repositories.provider import (
     DeployKey,
     RepositoryInfo,
-    parameter_violations,
     permission_missing,
     rate_limited,
     repository_not_found,
@@ -50,6 +48,7 @@ from stead.repositories.provider import (
     timed_out,
     token_rejected,
     unreachable,
+    validated_parameters,
 )
 from stead.settings import Settings
 from stead.wire import WireModel
@@ -106,14 +105,13 @@ def parse_parameters(raw: dict[str, Any], *, repository_name: str) -> dict[str, 
     Raises:
         BadRequest: a field missing or malformed, or an unknown key.
     """
-    try:
-        model = Parameters.model_validate(raw)
-    except ValidationError as exc:
-        violations = parameter_violations(exc)
-        raise BadRequest(
-            "Invalid Azure DevOps repository: " + "; ".join(violations), violations=violations
-        ) from None
-    return model.model_dump(by_alias=True, exclude_none=True)
+    return validated_parameters(
+        Parameters,
+        raw,
+        what="Azure DevOps repository",
+        repository_name=repository_name,
+        exclude_none=True,
+    )
 
 
 def check(

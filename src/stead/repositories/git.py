@@ -34,13 +34,11 @@ from dulwich.client import (
 )
 from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
 from dulwich.refs import Ref
-from pydantic import AfterValidator, Field, SecretStr, ValidationError
+from pydantic import AfterValidator, Field, SecretStr
 
-from stead.errors import BadRequest
 from stead.repositories.provider import (
     DeployKey,
     RepositoryInfo,
-    parameter_violations,
     permission_missing,
     rate_limited,
     repository_not_found,
@@ -48,6 +46,7 @@ from stead.repositories.provider import (
     timed_out,
     token_rejected,
     unreachable,
+    validated_parameters,
 )
 from stead.settings import Settings
 from stead.wire import WireModel
@@ -106,13 +105,7 @@ def parse_parameters(raw: dict[str, Any], *, repository_name: str) -> dict[str, 
     Raises:
         BadRequest: ``url`` missing or not allowed (see :func:`check_url`), or an unknown key.
     """
-    try:
-        return Parameters.model_validate(raw).model_dump(by_alias=True)
-    except ValidationError as exc:
-        violations = parameter_violations(exc)
-        raise BadRequest(
-            "Invalid git remote: " + "; ".join(violations), violations=violations
-        ) from None
+    return validated_parameters(Parameters, raw, what="git remote", repository_name=repository_name)
 
 
 def check(

@@ -23,13 +23,12 @@ import re
 from typing import Annotated, Any
 
 import httpx
-from pydantic import AfterValidator, Field, SecretStr, ValidationError
+from pydantic import AfterValidator, Field, SecretStr
 
-from stead.errors import BadRequest, Forbidden
+from stead.errors import Forbidden
 from stead.repositories.provider import (
     DeployKey,
     RepositoryInfo,
-    parameter_violations,
     permission_missing,
     rate_limited,
     repository_not_found,
@@ -37,6 +36,7 @@ from stead.repositories.provider import (
     timed_out,
     token_rejected,
     unreachable,
+    validated_parameters,
 )
 from stead.settings import Settings
 from stead.wire import WireModel
@@ -71,21 +71,13 @@ def parse_parameters(raw: dict[str, Any], *, repository_name: str) -> dict[str, 
         BadRequest: ``ownerName`` missing or malformed, an unknown key, or a repository name
             GitHub cannot have.
     """
-    violations: list[str] = []
-    params: dict[str, Any] = {}
-    try:
-        params = Parameters.model_validate(raw).model_dump(by_alias=True)
-    except ValidationError as exc:
-        violations += parameter_violations(exc)
-    try:
-        check_segment(repository_name)
-    except ValueError as exc:
-        violations.append(f"repositoryName: {exc}")
-    if violations:
-        raise BadRequest(
-            "Invalid GitHub repository: " + "; ".join(violations), violations=violations
-        )
-    return params
+    return validated_parameters(
+        Parameters,
+        raw,
+        what="GitHub repository",
+        repository_name=repository_name,
+        check_name=check_segment,
+    )
 
 
 def check(

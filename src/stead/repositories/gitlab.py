@@ -33,13 +33,11 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import httpx
-from pydantic import AfterValidator, Field, SecretStr, ValidationError
+from pydantic import AfterValidator, Field, SecretStr
 
-from stead.errors import BadRequest
 from stead.repositories.provider import (
     DeployKey,
     RepositoryInfo,
-    parameter_violations,
     permission_missing,
     rate_limited,
     repository_not_found,
@@ -47,6 +45,7 @@ from stead.repositories.provider import (
     timed_out,
     token_rejected,
     unreachable,
+    validated_parameters,
 )
 from stead.settings import Settings
 from stead.wire import WireModel
@@ -89,23 +88,19 @@ def parse_parameters(raw: dict[str, Any], *, repository_name: str) -> dict[str, 
         BadRequest: ``namespace`` missing or malformed, an unknown key, or a project path GitLab
             cannot have (one segment, :func:`check_path`).
     """
-    violations: list[str] = []
-    params: dict[str, Any] = {}
-    try:
-        params = Parameters.model_validate(raw).model_dump(by_alias=True)
-    except ValidationError as exc:
-        violations += parameter_violations(exc)
-    try:
-        if "/" in repository_name:
-            raise ValueError("must be the project's path, without '/' (put groups in namespace)")
-        check_path(repository_name)
-    except ValueError as exc:
-        violations.append(f"repositoryName: {exc}")
-    if violations:
-        raise BadRequest(
-            "Invalid GitLab repository: " + "; ".join(violations), violations=violations
-        )
-    return params
+    return validated_parameters(
+        Parameters,
+        raw,
+        what="GitLab repository",
+        repository_name=repository_name,
+        check_name=_check_project_path,
+    )
+
+
+def _check_project_path(name: str) -> None:
+    if "/" in name:
+        raise ValueError("must be the project's path, without '/' (put groups in namespace)")
+    check_path(name)
 
 
 def check(

@@ -16,10 +16,11 @@ from __future__ import annotations
 import email.utils
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pydantic import SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from stead.errors import BadRequest, Forbidden, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from stead.settings import Settings
@@ -141,6 +142,38 @@ def parameter_violations(exc: ValidationError) -> list[str]:
         )
         violations.append(f"providerParameters{'.' + path if path else ''}: {message}")
     return violations
+
+
+def validated_parameters(
+    model: type[BaseModel],
+    raw: dict[str, Any],
+    *,
+    what: str,
+    repository_name: str,
+    check_name: Callable[[str], object] | None = None,
+    exclude_none: bool = False,
+) -> dict[str, Any]:
+    """``providerParameters`` checked by ``model`` and dumped with wire names, and
+    ``repositoryName`` checked by ``check_name`` (raising ``ValueError``) where the provider
+    constrains it; every problem is reported at once.
+
+    Raises:
+        BadRequest: ``Invalid <what>: ...`` with one ``"<field>: <message>"`` violation each.
+    """
+    violations: list[str] = []
+    params: dict[str, Any] = {}
+    try:
+        params = model.model_validate(raw).model_dump(by_alias=True, exclude_none=exclude_none)
+    except ValidationError as exc:
+        violations += parameter_violations(exc)
+    if check_name is not None:
+        try:
+            check_name(repository_name)
+        except ValueError as exc:
+            violations.append(f"repositoryName: {exc}")
+    if violations:
+        raise BadRequest(f"Invalid {what}: " + "; ".join(violations), violations=violations)
+    return params
 
 
 def token_rejected(provider: str) -> BadRequest:
