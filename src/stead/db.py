@@ -134,18 +134,17 @@ def session_scope(factory: sessionmaker[Session], *, write: bool) -> Iterator[Se
         if write:
             session.connection(execution_options={"stead_write": True})
         yield session
-        session.commit()
     except BaseException:
-        session.rollback()
+        _finish(session, commit=False)
         raise
-    finally:
-        session.close()
+    _finish(session, commit=True)
 
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def _finish(session: Session, *, commit: bool) -> None:
+    """Commit (or roll back) and close ``session``; a failed commit still closes it."""
     try:
         if commit:
             session.commit()
@@ -153,6 +152,16 @@ def _finish(session: Session, *, commit: bool) -> None:
             session.rollback()
     finally:
         session.close()
+
+
+async def _end(session: Session, *, commit: bool, on_loop: bool) -> None:
+    """:func:`_finish` on the event loop, or in a worker thread shielded from cancellation so a
+    connection is never left mid-transaction."""
+    if on_loop:
+        _finish(session, commit=commit)
+        return
+    with anyio.CancelScope(shield=True):
+        await run_in_threadpool(_finish, session, commit=commit)
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
@@ -171,23 +180,14 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     reading = request.method in _SAFE_METHODS
     factory = state.read_sessionmaker if reading else state.write_sessionmaker
     session: Session = factory()
-    if reading and state.engine.dialect.name == "sqlite":
-        # Ending a read transaction in WAL mode takes no lock and writes nothing: no hop needed.
-        try:
-            yield session
-        except BaseException:
-            _finish(session, commit=False)
-            raise
-        _finish(session, commit=True)
-        return
+    # Ending a read transaction in SQLite's WAL mode takes no lock and writes nothing: no hop.
+    on_loop = reading and state.engine.dialect.name == "sqlite"
     try:
         yield session
     except BaseException:
-        with anyio.CancelScope(shield=True):
-            await run_in_threadpool(_finish, session, commit=False)
+        await _end(session, commit=False, on_loop=on_loop)
         raise
-    with anyio.CancelScope(shield=True):
-        await run_in_threadpool(_finish, session, commit=True)
+    await _end(session, commit=True, on_loop=on_loop)
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
