@@ -25,7 +25,7 @@ from stead.declarative.spec import (
 from stead.declarative.state import ProjectState, State
 from stead.environments.schemas import EnvironmentRead
 from stead.sdk import Client
-from stead.secrets.keys import UNKNOWN_PASSPHRASE, KeyProblem, Passphrase, check_private_key
+from stead.secrets.keys import UNKNOWN_PASSPHRASE, Passphrase, check_key_pair, check_private_key
 from stead.warehouses import check_properties, spec_for
 from stead.wire import name_key
 
@@ -390,11 +390,10 @@ def _key_problems(properties: dict[str, dict[str, Any]], *, path: str) -> list[s
         inline = phrase.get("value")
         passphrase = UNKNOWN_PASSPHRASE if inline is None else str(inline)
         phrase_field += ".value" if inline is not None else ".secretName"
-    try:
-        check_private_key(str(key), passphrase)
-    except KeyProblem as exc:
-        return [f"{phrase_field if exc.passphrase else path + '.privateKey.value'}: {exc}"]
-    return []
+    checked = check_key_pair(
+        str(key), passphrase, key_field=f"{path}.privateKey.value", phrase_field=phrase_field
+    )
+    return [checked] if isinstance(checked, str) else []
 
 
 def _inline_status(

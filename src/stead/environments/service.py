@@ -33,13 +33,7 @@ from stead.pagination import PageParams, paginate
 from stead.projects.models import Project
 from stead.secrets import service as secrets_service
 from stead.secrets import store
-from stead.secrets.keys import (
-    PASSPHRASE_NOT_NEEDED,
-    UNKNOWN_PASSPHRASE,
-    KeyProblem,
-    Passphrase,
-    check_private_key,
-)
+from stead.secrets.keys import UNKNOWN_PASSPHRASE, Passphrase, check_key_pair
 from stead.secrets.models import HostedSecret
 from stead.secrets.schemas import VALUE_MAX_BYTES
 from stead.secrets.service import find_reference
@@ -213,13 +207,10 @@ def _check_key_pair(
         phrase_text = _known_text(session, project=project, value=phrase_value)
         passphrase = UNKNOWN_PASSPHRASE if phrase_text is None else phrase_text
         phrase_field += ".value" if "value" in phrase_value else ".secretName"
-    try:
-        checked = check_private_key(text, passphrase)
-    except KeyProblem as exc:
-        violations.append(f"{phrase_field if exc.passphrase else key_field}: {exc}")
+    checked = check_key_pair(text, passphrase, key_field=key_field, phrase_field=phrase_field)
+    if isinstance(checked, str):
+        violations.append(checked)
         return
-    if passphrase is UNKNOWN_PASSPHRASE and not checked.encrypted:
-        violations.append(f"{phrase_field}: {PASSPHRASE_NOT_NEEDED}")
     if "value" in key_value:
         properties["privateKey"] = {"value": checked.pem, "fingerprint": checked.fingerprint}
 

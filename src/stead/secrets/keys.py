@@ -35,9 +35,7 @@ NOT_PEM = (
     "-----BEGIN ENCRYPTED PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----"
 )
 PUBLIC_KEY = "is a public key; give the private key (-----BEGIN PRIVATE KEY-----)"
-OPENSSH = (
-    "is an OpenSSH private key; convert it to PEM PKCS#8 (ssh-keygen -p -m PKCS8 -f KEYFILE)"
-)
+OPENSSH = "is an OpenSSH private key; convert it to PEM PKCS#8 (ssh-keygen -p -m PKCS8 -f KEYFILE)"
 CERTIFICATE = "is a certificate, not a private key"
 SEVERAL = "holds more than one PEM block; give only the private key"
 TRUNCATED = "is truncated: the PEM block or the key inside it is cut short"
@@ -231,3 +229,25 @@ def check_private_key(text: str, passphrase: Passphrase) -> CheckedKey:
     if not encrypted and isinstance(passphrase, str):
         raise KeyProblem(PASSPHRASE_NOT_NEEDED, passphrase=True)
     return CheckedKey(pem=pem, encrypted=encrypted, fingerprint=fingerprint(key))
+
+
+def check_key_pair(
+    text: str, passphrase: Passphrase, *, key_field: str, phrase_field: str
+) -> CheckedKey | str:
+    """:func:`check_private_key`, answered as an environment's ``privateKey`` and ``passphrase``
+    properties are (contract section 4), including a passphrase held in a secret
+    (:data:`UNKNOWN_PASSPHRASE`) given for a key that is not encrypted.
+
+    Args:
+        key_field, phrase_field: the JSON paths of the two properties, named by the violation.
+
+    Returns:
+        the checked key for a usable pair, else the violation ``"<field>: <message>"``.
+    """
+    try:
+        checked = check_private_key(text, passphrase)
+    except KeyProblem as exc:
+        return f"{phrase_field if exc.passphrase else key_field}: {exc}"
+    if passphrase is UNKNOWN_PASSPHRASE and not checked.encrypted:
+        return f"{phrase_field}: {PASSPHRASE_NOT_NEEDED}"
+    return checked
