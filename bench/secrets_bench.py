@@ -36,7 +36,8 @@ from stead.db import make_engine, make_sessionmaker, session_scope  # noqa: E402
 from stead.identity.models import Account  # noqa: E402
 from stead.identity.service import Actor  # noqa: E402
 from stead.migrations import upgrade  # noqa: E402
-from stead.projects.models import Project  # noqa: E402
+from stead.projects import service as projects  # noqa: E402
+from stead.projects.schemas import ProjectCreate  # noqa: E402
 from stead.secrets import service, store  # noqa: E402
 from stead.secrets.store import Keyring, attach_keyring, read_value, rewrap_all  # noqa: E402
 from tests.support.postgres import postgres_cluster  # noqa: E402
@@ -83,18 +84,11 @@ def measure(url: str, count: int) -> dict[str, float]:
     attach_keyring(factory, Keyring([master]))
     for session in session_scope(factory, write=True):
         account = session.scalars(select(Account)).one()
-        project = Project(
-            account_id=account.id,
-            name="bench",
-            name_key="bench",
-            warehouse="REDSHIFT",
-            agent_deployment_type="HYBRID",
-        )
-        session.add(project)
-        session.flush()
         actor = Actor(
             type="api_client", id="bench", name="bench", role="SUPER_ADMIN", account_id=account.id
         )
+        body = {"name": "bench", "warehouse": "REDSHIFT", "agentDeploymentType": "HYBRID"}
+        project = projects.create(session, actor=actor, data=ProjectCreate.model_validate(body))
     names = [f"secret-{n}" for n in range(count)]
 
     def store_all() -> None:

@@ -14,7 +14,7 @@ from stead.identity.models import (
     ProjectMember,
     User,
 )
-from stead.projects.models import Project
+from stead.projects.models import Project, ProjectListBucket
 from stead.ratelimit import RateLimitCounter
 from stead.repositories.models import Repository
 from stead.secrets.models import HostedSecret, HostedSecretVersion, SecretReference
@@ -34,6 +34,7 @@ __all__ = [
     "IdempotencyKey",
     "Invitation",
     "Project",
+    "ProjectListBucket",
     "ProjectMember",
     "RateLimitCounter",
     "Repository",

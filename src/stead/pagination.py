@@ -5,14 +5,13 @@ The envelope is ``{"page", "size", "total", "results"}``; order is creation time
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
 from pydantic import BaseModel
 from sqlalchemy import Select, func, select
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import Session
 
 T = TypeVar("T")
 
@@ -46,37 +45,16 @@ class Page(BaseModel, Generic[T]):
     results: list[T]
 
 
-def paginate(
-    session: Session,
-    query: Select[Any],
-    params: PageParams,
-    *,
-    total: int | None = None,
-    order: Sequence[InstrumentedAttribute[Any]] = (),
-) -> tuple[int, list[Any]]:
-    """Run ``query`` (already ordered) for one page.
-
-    Args:
-        total: the number of matching rows when the caller knows it (a maintained count);
-            otherwise it is counted.
-        order: the columns ``query`` is ordered by, ascending. With them, a page in the back half
-            is read from the end in reverse order, so the last pages cost what the first ones do
-            (an ``OFFSET`` walks every row it skips; the walk is then at most half the rows).
+def paginate(session: Session, query: Select[Any], params: PageParams) -> tuple[int, list[Any]]:
+    """Run ``query`` (already ordered) for one page: a ``COUNT`` of its rows and a
+    ``LIMIT``/``OFFSET`` read (the offset walks every row it skips: for lists bounded by one
+    project or one principal).
 
     Returns:
         ``(total, rows)``: the count of all matching rows and the scalars of this page.
     """
-    if total is None:
-        total = (
-            session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-        )
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
     offset = params.page * params.size
     if offset >= total:
         return total, []
-    end = min(offset + params.size, total)
-    if order and offset > total - end:
-        reverse = query.order_by(None).order_by(*(column.desc() for column in order))
-        rows = list(session.scalars(reverse.limit(end - offset).offset(total - end)))
-        rows.reverse()
-        return total, rows
     return total, list(session.scalars(query.limit(params.size).offset(offset)))

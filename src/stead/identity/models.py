@@ -16,6 +16,8 @@ class Account(Base):
 
     ``project_count`` is kept equal to the number of its projects by the project service (in the
     transaction that creates or deletes one), so a list's ``total`` costs no ``COUNT(*)``.
+    ``project_seq`` is the ``seq`` of the account's latest project (0 before the first): the
+    service adds one to it for each project it creates.
     """
 
     __tablename__ = "accounts"
@@ -23,6 +25,7 @@ class Account(Base):
     id: Mapped[str] = mapped_column(UUIDStr, primary_key=True, default=new_uuid)
     name: Mapped[str] = mapped_column(String(255))
     project_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    project_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ApiClient(Base):

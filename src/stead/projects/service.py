@@ -4,21 +4,25 @@ from __future__ import annotations
 
 from typing import cast
 
-from sqlalchemy import Select, Table, select
+from sqlalchemy import Select, Table, func, select
+from sqlalchemy import insert as sql_insert
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
 from stead import audit
+from stead.db import utcnow
 from stead.errors import Conflict
 from stead.identity.models import Account, ProjectMember
 from stead.identity.service import Actor, add_member
 from stead.pagination import PageParams, paginate
-from stead.projects.models import Project
+from stead.projects.models import BUCKET_SIZE, Project, ProjectListBucket
 from stead.projects.schemas import ProjectCreate, ProjectUpdate
 from stead.wire import name_key
 
-#: The order of project lists (contract section 1: creation time, then id).
-LIST_ORDER = (Project.created_at, Project.id)
+#: The order of project lists (contract section 1: creation time, then id). ``seq`` is handed
+#: out under the account row's lock, in the order the projects are created, and ``createdAt`` is
+#: stamped after it: creation-time order, with no ties to break.
+LIST_ORDER = (Project.seq,)
 
 
 def _ensure_name_free(
@@ -40,12 +44,18 @@ def _ensure_name_free(
 def create(session: Session, *, actor: Actor, data: ProjectCreate) -> Project:
     """Create a project; a non-Super-Admin creator becomes its ``OWNER``.
 
+    The account row stays locked from the project's ``seq`` to the commit, so the account's
+    creates run one after another, each stamped later than the one before.
+
     Raises:
         Conflict: the name is taken in the account (case-insensitive); body carries ``existingId``.
     """
     _ensure_name_free(session, account_id=actor.account_id, name=data.name)
+    seq = _add_to_list(session, account_id=actor.account_id)
     project = Project(
         account_id=actor.account_id,
+        seq=seq,
+        created_at=utcnow(),
         name=data.name,
         name_key=name_key(data.name),
         description=data.description,
@@ -65,24 +75,60 @@ def create(session: Session, *, actor: Actor, data: ProjectCreate) -> Project:
         project_id=project.id,
         details={"name": project.name, "warehouse": project.warehouse},
     )
-    _count(session, account_id=actor.account_id, change=1)
     return project
 
 
-def _count(session: Session, *, account_id: str, change: int) -> None:
-    """Keep ``Account.project_count`` equal to the account's projects (last statement before
-    the commit, so the account row is locked for as short a time as possible; a plain table
-    UPDATE, no ORM bookkeeping)."""
+def _add_to_list(session: Session, *, account_id: str) -> int:
+    """Count a new project into its account and its bucket; return the project's ``seq``.
+
+    The account's UPDATE locks its row until the commit, which makes ``seq`` creation order and
+    lets a missing bucket row be inserted without a race. Plain table statements, no ORM
+    bookkeeping.
+    """
+    accounts = cast(Table, Account.__table__)
+    seq: int = session.execute(
+        sql_update(accounts)
+        .where(accounts.c.id == account_id)
+        .values(
+            project_count=accounts.c.project_count + 1,
+            project_seq=accounts.c.project_seq + 1,
+        )
+        .returning(accounts.c.project_seq)
+    ).scalar_one()
+    if not _bump_bucket(session, account_id=account_id, seq=seq, change=1):
+        buckets = cast(Table, ProjectListBucket.__table__)
+        session.execute(
+            sql_insert(buckets).values(account_id=account_id, bucket=seq // BUCKET_SIZE, count=1)
+        )
+    return seq
+
+
+def _remove_from_list(session: Session, *, project: Project) -> None:
+    """Count a deleted project out of its account and its bucket (account row first, as
+    :func:`_add_to_list` locks them)."""
     accounts = cast(Table, Account.__table__)
     session.execute(
         sql_update(accounts)
-        .where(accounts.c.id == account_id)
-        .values(project_count=accounts.c.project_count + change)
+        .where(accounts.c.id == project.account_id)
+        .values(project_count=accounts.c.project_count - 1)
     )
+    _bump_bucket(session, account_id=project.account_id, seq=project.seq, change=-1)
+
+
+def _bump_bucket(session: Session, *, account_id: str, seq: int, change: int) -> bool:
+    """Add ``change`` to the count of ``seq``'s bucket; False if the bucket has no row yet."""
+    buckets = cast(Table, ProjectListBucket.__table__)
+    changed = session.execute(
+        sql_update(buckets)
+        .where(buckets.c.account_id == account_id, buckets.c.bucket == seq // BUCKET_SIZE)
+        .values(count=buckets.c.count + change)
+        .returning(buckets.c.bucket)
+    ).first()
+    return changed is not None
 
 
 def visible_query(actor: Actor) -> Select[Project]:
-    """Projects the actor may see, in stable order (creation time, then id)."""
+    """Projects the actor may see, in list order (:data:`LIST_ORDER`)."""
     query = select(Project).where(Project.account_id == actor.account_id)
     if not actor.is_super_admin:
         query = query.where(
@@ -99,12 +145,42 @@ def visible_query(actor: Actor) -> Select[Project]:
 def list_visible(
     session: Session, *, actor: Actor, params: PageParams
 ) -> tuple[int, list[Project]]:
-    """One page of the projects the actor may see: ``(total, projects)``. For a Super Admin,
-    who sees every project of the account, ``total`` is the account's maintained count."""
-    total = None
-    if actor.is_super_admin:
-        total = session.scalar(select(Account.project_count).where(Account.id == actor.account_id))
-    return paginate(session, visible_query(actor), params, total=total, order=LIST_ORDER)
+    """One page of the projects the actor may see: ``(total, projects)``.
+
+    A Super Admin sees every project of the account: ``total`` is the account's maintained
+    count, and the page is found through the account's buckets (the first bucket whose running
+    count passes the page's offset), so the ``OFFSET`` walks fewer than ``BUCKET_SIZE`` rows and
+    every page costs about the same however long the list. Other principals' lists are bounded
+    by their memberships and paged with a plain ``OFFSET``.
+    """
+    query = visible_query(actor)
+    if not actor.is_super_admin:
+        return paginate(session, query, params)
+    total = session.scalar(select(Account.project_count).where(Account.id == actor.account_id)) or 0
+    offset = params.page * params.size
+    if offset >= total:
+        return total, []
+    running = func.sum(ProjectListBucket.count).over(order_by=ProjectListBucket.bucket)
+    sums = (
+        select(
+            ProjectListBucket.bucket,
+            (running - ProjectListBucket.count).label("before"),
+            running.label("through"),
+        )
+        .where(ProjectListBucket.account_id == actor.account_id)
+        .subquery()
+    )
+    found = session.execute(
+        select(sums.c.bucket, sums.c.before)
+        .where(sums.c.through > offset)
+        .order_by(sums.c.bucket)
+        .limit(1)
+    ).first()
+    if found is None:  # projects deleted since the total was read (PostgreSQL reads autocommit)
+        return total, []
+    bucket, before = found
+    page = query.where(Project.seq >= bucket * BUCKET_SIZE)
+    return total, list(session.scalars(page.limit(params.size).offset(offset - before)))
 
 
 def update(session: Session, *, actor: Actor, project: Project, data: ProjectUpdate) -> Project:
@@ -144,4 +220,4 @@ def delete(session: Session, *, actor: Actor, project: Project) -> None:
     )
     session.delete(project)
     session.flush()
-    _count(session, account_id=project.account_id, change=-1)
+    _remove_from_list(session, project=project)

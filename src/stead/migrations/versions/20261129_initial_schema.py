@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.Column("project_count", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("project_seq", sa.Integer(), server_default="0", nullable=False),
         sa.Column("created_at", stead.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", stead.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_accounts")),
@@ -110,6 +111,7 @@ def upgrade() -> None:
         "projects",
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("account_id", sa.String(length=36), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.Column("name_key", sa.String(length=1024), nullable=False),
         sa.Column("description", sa.Text(), nullable=True),
@@ -124,11 +126,24 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("projects", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_projects_account_created", ["account_id", "created_at", "id"], unique=False
-        )
-        batch_op.create_index(
             "uq_projects_account_name_key", ["account_id", "name_key"], unique=True
         )
+        batch_op.create_index("uq_projects_account_seq", ["account_id", "seq"], unique=True)
+
+    op.create_table(
+        "project_list_buckets",
+        sa.Column("account_id", sa.String(length=36), nullable=False),
+        sa.Column("bucket", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.Column("created_at", stead.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", stead.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_project_list_buckets_account_id_accounts"),
+        ),
+        sa.PrimaryKeyConstraint("account_id", "bucket", name=op.f("pk_project_list_buckets")),
+    )
 
     op.create_table(
         "agent_allowed_projects",
@@ -576,9 +591,10 @@ def downgrade() -> None:
 
     op.drop_table("connections")
     op.drop_table("agent_allowed_projects")
+    op.drop_table("project_list_buckets")
     with op.batch_alter_table("projects", schema=None) as batch_op:
+        batch_op.drop_index("uq_projects_account_seq")
         batch_op.drop_index("uq_projects_account_name_key")
-        batch_op.drop_index("ix_projects_account_created")
 
     op.drop_table("projects")
     with op.batch_alter_table("api_clients", schema=None) as batch_op:
