@@ -90,7 +90,10 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        mode = "IMMEDIATE" if conn.get_execution_options().get("stead_write") else "DEFERRED"
+        options = conn.get_execution_options()
+        if options.get("stead_read"):
+            return  # each statement is its own transaction (read-only sessions)
+        mode = "IMMEDIATE" if options.get("stead_write") else "DEFERRED"
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
@@ -111,16 +114,18 @@ def make_sessionmaker(
     Args:
         write: transactions take SQLite's write lock at BEGIN (``BEGIN IMMEDIATE``; no effect
             on PostgreSQL).
-        read_only: for sessions that only read. On PostgreSQL each statement then commits on
-            its own (autocommit: no ``BEGIN``/``COMMIT`` round trips); under the default READ
-            COMMITTED isolation every statement reads its own snapshot either way. No effect on
-            SQLite, where a read transaction is one consistent snapshot and costs nothing.
+        read_only: for sessions that only read: each statement then commits on its own
+            (autocommit: no ``BEGIN``/``COMMIT`` statements or round trips). Under PostgreSQL's
+            default READ COMMITTED isolation every statement reads its own snapshot either way;
+            on SQLite each statement reads the latest committed state, as on PostgreSQL.
     """
     bind = engine
     if write:
         bind = engine.execution_options(stead_write=True)
     elif read_only and engine.dialect.name == "postgresql":
         bind = engine.execution_options(isolation_level="AUTOCOMMIT")
+    elif read_only:
+        bind = engine.execution_options(stead_read=True)
     return sessionmaker(bind, expire_on_commit=False)
 
 

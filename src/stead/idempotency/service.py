@@ -31,7 +31,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
@@ -115,7 +115,7 @@ def request_digest(signing_key: bytes, *, method: str, path: str, query: str, bo
 
 
 async def fingerprint(request: Request) -> Fingerprint | None:
-    """Dependency: the fingerprint of a POST that carries an ``Idempotency-Key``, else None.
+    """The fingerprint of a POST that carries an ``Idempotency-Key``, else None.
 
     Raises:
         BadRequest: the header is malformed (see :func:`parse_key`).
@@ -136,8 +136,8 @@ async def fingerprint(request: Request) -> Fingerprint | None:
 
 
 async def _principal(request: Request) -> str | None:
-    """Dependency: the id of the bearer token's principal; None without a bearer token (the
-    route will answer 401). Raises Unauthorized for an invalid token, as the route would."""
+    """The id of the bearer token's principal; None without a bearer token (the route will
+    answer 401). Raises Unauthorized for an invalid token, as the route would."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
@@ -188,21 +188,22 @@ def _wait_for_response(
         time.sleep(_POLL_SECONDS)
 
 
-async def claim(
-    request: Request,
-    session: SessionDep,
-    fp: Annotated[Fingerprint | None, Depends(fingerprint)],
-    principal: Annotated[str | None, Depends(_principal)],
-) -> None:
+async def claim(request: Request, session: SessionDep) -> None:
     """Router dependency: claim the request's ``Idempotency-Key`` in its own transaction, or
-    answer from the key's first use (module docstring).
+    answer from the key's first use (module docstring). A request without the header costs one
+    header lookup: fingerprint and principal are worked out only for a keyed POST.
 
     Raises:
+        BadRequest: the header is malformed (see :func:`parse_key`).
         Replay: the key was used for this same request: its first response is the answer.
         Conflict: the key was used for a different request, or its first response is not
             available (see :func:`_replay_or_conflict`).
     """
-    if fp is None or principal is None:
+    fp = await fingerprint(request)
+    if fp is None:
+        return
+    principal = await _principal(request)
+    if principal is None:
         return
     await run_in_threadpool(_claim, request, session, fp, principal)
 
