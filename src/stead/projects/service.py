@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from sqlalchemy import Select, Table, func, select
+from sqlalchemy import Select, Table, bindparam, func, select, true
 from sqlalchemy import insert as sql_insert
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
@@ -142,43 +142,52 @@ def visible_query(actor: Actor) -> Select[Project]:
     return query.order_by(*LIST_ORDER)
 
 
+_running = func.sum(ProjectListBucket.count).over(order_by=ProjectListBucket.bucket)
+_sums = (
+    select(
+        ProjectListBucket.bucket,
+        (_running - ProjectListBucket.count).label("before"),
+        _running.label("through"),
+    )
+    .where(ProjectListBucket.account_id == bindparam("account_id"))
+    .subquery()
+)
+_first = (
+    select(_sums.c.bucket, _sums.c.before)
+    .where(_sums.c.through > bindparam("offset"))
+    .order_by(_sums.c.bucket)
+    .limit(1)
+    .subquery()
+)
+#: Parameters ``account_id`` and ``offset``: the account's ``project_count``, and the first of
+#: its list buckets whose running count passes ``offset`` (the bucket holding the list's row
+#: ``offset``) with the number of rows in the buckets before it; both None past the list's end.
+#: Built once: the per-request cost is binding two values.
+PAGE_START = (
+    select(Account.project_count, _first.c.bucket, _first.c.before)
+    .outerjoin_from(Account, _first, true())
+    .where(Account.id == bindparam("account_id"))
+)
+
+
 def list_visible(
     session: Session, *, actor: Actor, params: PageParams
 ) -> tuple[int, list[Project]]:
     """One page of the projects the actor may see: ``(total, projects)``.
 
-    A Super Admin sees every project of the account: ``total`` is the account's maintained
-    count, and the page is found through the account's buckets (the first bucket whose running
-    count passes the page's offset), so the ``OFFSET`` walks fewer than ``BUCKET_SIZE`` rows and
-    every page costs about the same however long the list. Other principals' lists are bounded
-    by their memberships and paged with a plain ``OFFSET``.
+    A Super Admin sees every project of the account: one statement (:data:`PAGE_START`) reads
+    the account's maintained count and finds the page's bucket, so the page's ``OFFSET`` walks
+    fewer than ``BUCKET_SIZE`` rows and every page costs about the same however long the list.
+    Other principals' lists are bounded by their memberships and paged with a plain ``OFFSET``.
     """
     query = visible_query(actor)
     if not actor.is_super_admin:
         return paginate(session, query, params)
-    total = session.scalar(select(Account.project_count).where(Account.id == actor.account_id)) or 0
     offset = params.page * params.size
-    if offset >= total:
+    start = {"account_id": actor.account_id, "offset": offset}
+    total, bucket, before = session.execute(PAGE_START, start).one()
+    if bucket is None:
         return total, []
-    running = func.sum(ProjectListBucket.count).over(order_by=ProjectListBucket.bucket)
-    sums = (
-        select(
-            ProjectListBucket.bucket,
-            (running - ProjectListBucket.count).label("before"),
-            running.label("through"),
-        )
-        .where(ProjectListBucket.account_id == actor.account_id)
-        .subquery()
-    )
-    found = session.execute(
-        select(sums.c.bucket, sums.c.before)
-        .where(sums.c.through > offset)
-        .order_by(sums.c.bucket)
-        .limit(1)
-    ).first()
-    if found is None:  # projects deleted since the total was read (PostgreSQL reads autocommit)
-        return total, []
-    bucket, before = found
     page = query.where(Project.seq >= bucket * BUCKET_SIZE)
     return total, list(session.scalars(page.limit(params.size).offset(offset - before)))
 
