@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -52,7 +53,7 @@ from sqlalchemy import create_engine, insert, select, text, update  # noqa: E402
 
 from stead.demo import create_super_admin, example, start_server  # noqa: E402
 from stead.identity.models import Account  # noqa: E402
-from stead.projects.models import Project  # noqa: E402
+from stead.projects.models import BUCKET_SIZE, Project, ProjectListBucket  # noqa: E402
 from tests.support.postgres import free_port, postgres_cluster  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -259,14 +260,16 @@ def floor_operations(port: int) -> dict[str, Any]:
     }
 
 
-def seed_projects(url: str, count: int, offset: int) -> float:
-    """Insert ``count`` projects directly (COPY / executemany) and add them to the account's
-    project count; return seconds taken."""
+def seed_projects(url: str, count: int) -> float:
+    """Insert ``count`` more projects directly (COPY / executemany) and count them in as the
+    project service does (``seq``, the account's count and last seq, the list buckets); return
+    seconds taken."""
     started = time.perf_counter()
     engine = create_engine(url)
     with engine.connect() as conn:
-        account_id = conn.execute(select(Account.id)).scalar_one()
+        account_id, last = conn.execute(select(Account.id, Account.project_seq)).one()
     base = datetime(2020, 1, 1, tzinfo=UTC)
+    seqs = range(last + 1, last + 1 + count)
     if url.startswith("postgresql"):
         import psycopg
 
@@ -274,18 +277,19 @@ def seed_projects(url: str, count: int, offset: int) -> float:
             with (
                 pg.cursor() as cur,
                 cur.copy(
-                    "COPY projects (id, account_id, name, name_key, warehouse, "
+                    "COPY projects (id, account_id, seq, name, name_key, warehouse, "
                     "agent_deployment_type, created_at, updated_at) FROM STDIN"
                 ) as copy,
             ):
-                for i in range(offset, offset + count):
-                    at = base + timedelta(milliseconds=i)
+                for seq in seqs:
+                    at = base + timedelta(milliseconds=seq)
                     copy.write_row(
                         (
                             str(uuid.uuid4()),
                             account_id,
-                            f"seed-{i}",
-                            f"seed-{i}",
+                            seq,
+                            f"seed-{seq}",
+                            f"seed-{seq}",
                             "REDSHIFT",
                             "HYBRID",
                             at,
@@ -298,16 +302,17 @@ def seed_projects(url: str, count: int, offset: int) -> float:
         table = Project.__table__
         batch = 50_000
         with engine.begin() as conn:
-            for start in range(offset, offset + count, batch):
+            for start in range(0, count, batch):
                 rows = []
-                for i in range(start, min(start + batch, offset + count)):
-                    at = base + timedelta(milliseconds=i)
+                for seq in seqs[start : start + batch]:
+                    at = base + timedelta(milliseconds=seq)
                     rows.append(
                         {
                             "id": str(uuid.uuid4()),
                             "account_id": account_id,
-                            "name": f"seed-{i}",
-                            "name_key": f"seed-{i}",
+                            "seq": seq,
+                            "name": f"seed-{seq}",
+                            "name_key": f"seed-{seq}",
                             "description": None,
                             "warehouse": "REDSHIFT",
                             "agent_deployment_type": "HYBRID",
@@ -317,13 +322,21 @@ def seed_projects(url: str, count: int, offset: int) -> float:
                     )
                 conn.execute(insert(table), rows)
             conn.execute(text("ANALYZE"))
+    added = Counter(seq // BUCKET_SIZE for seq in seqs)
     with engine.begin() as conn:
         # What the project service does for each project it creates.
         conn.execute(
             update(Account)
             .where(Account.id == account_id)
-            .values(project_count=Account.project_count + count)
+            .values(project_count=Account.project_count + count, project_seq=last + count)
         )
+        buckets = ProjectListBucket.__table__
+        for bucket, n in added.items():
+            key = (buckets.c.account_id == account_id) & (buckets.c.bucket == bucket)
+            if not conn.execute(
+                update(buckets).where(key).values(count=buckets.c.count + n)
+            ).rowcount:
+                conn.execute(insert(buckets).values(account_id=account_id, bucket=bucket, count=n))
     engine.dispose()
     return time.perf_counter() - started
 
@@ -349,7 +362,7 @@ def scale(url: str, port: int, token: str, sizes: list[int]) -> list[list[str]]:
     rows = []
     have = 0
     for size in sizes:
-        seconds = seed_projects(url, size - have, have)
+        seconds = seed_projects(url, size - have)
         have = size
         total = http.get("/v1/projects?size=1").json()["total"]
         last = (total - 1) // 25
