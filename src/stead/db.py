@@ -7,6 +7,7 @@ with ``BEGIN IMMEDIATE`` so two concurrent writers queue on the lock instead of 
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ import anyio
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, Engine, MetaData, String, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
@@ -97,13 +99,45 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+#: A pooled PostgreSQL connection left unused for longer than this is pinged before reuse.
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Check a pooled connection with the dialect's ping (``SELECT 1``) at checkout when it has
+    been idle for over :data:`PING_AFTER_IDLE_SECONDS`; a dead one is replaced, and the pool
+    with it (SQLAlchemy's checkout event raising ``InvalidatePoolError``, its documented custom
+    pessimistic disconnect handling).
+
+    ``pool_pre_ping`` pings at every checkout: a round trip per request. A connection in use
+    moments ago needs none; if the server went away meanwhile, the request's first statement
+    fails (503), SQLAlchemy invalidates the pool, and the next request reconnects.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise InvalidatePoolError("a pooled connection is gone") from exc
+
+
 def make_engine(url: str) -> Engine:
     """Create the engine for ``url`` (``sqlite:///...`` or ``postgresql+psycopg://...``)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = create_engine(url, pool_size=10, max_overflow=20)
+    _ping_idle_connections(engine)
+    return engine
 
 
 def make_sessionmaker(

@@ -20,7 +20,9 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
+from stead.db import PING_AFTER_IDLE_SECONDS, make_engine
 from stead.demo import create_super_admin
 from tests.reliability.servers import Served, pg_cluster, provision, serve, start
 from tests.reliability.test_races import race
@@ -264,3 +266,36 @@ def test_several_servers_share_races_and_the_rate_limit(
     finally:
         for srv in servers:
             srv.stop()
+
+
+@PG_ONLY
+def test_a_pooled_connection_killed_while_idle_is_replaced_unseen(db_url: str) -> None:
+    """A connection idle for over ``PING_AFTER_IDLE_SECONDS`` is pinged at checkout: one the
+    server dropped meanwhile (here: ``pg_terminate_backend``, as a restart or a proxy's idle
+    timeout would) is replaced before the request sees it. One in use moments ago is not
+    pinged: the request on it fails with a disconnect, and the pool starts over."""
+    engine = make_engine(db_url)
+    admin = create_engine(db_url, isolation_level="AUTOCOMMIT")
+
+    def pid_of_pooled_connection() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(text("select pg_backend_pid()")).scalar_one())
+
+    def kill(pid: int) -> None:
+        with admin.connect() as conn:
+            assert conn.execute(text("select pg_terminate_backend(:p)"), {"p": pid}).scalar()
+
+    try:
+        first = pid_of_pooled_connection()
+        kill(first)
+        time.sleep(PING_AFTER_IDLE_SECONDS + 0.2)
+        replaced = pid_of_pooled_connection()
+        assert replaced != first
+
+        kill(replaced)
+        with pytest.raises(OperationalError), engine.connect() as conn:
+            conn.execute(text("select 1"))
+        assert pid_of_pooled_connection() not in (first, replaced)
+    finally:
+        engine.dispose()
+        admin.dispose()
