@@ -78,53 +78,52 @@ def create(session: Session, *, actor: Actor, data: ProjectCreate) -> Project:
     return project
 
 
+_accounts = cast(Table, Account.__table__)
+_buckets = cast(Table, ProjectListBucket.__table__)
+_in_bucket = (_buckets.c.account_id == bindparam("acct"), _buckets.c.bucket == bindparam("bkt"))
+# Plain table statements (no ORM bookkeeping), built once; parameters ``acct`` (account id),
+# ``bkt`` (bucket) and ``change``.
+_TAKE_SEQ = (
+    sql_update(_accounts)
+    .where(_accounts.c.id == bindparam("acct"))
+    .values(project_count=_accounts.c.project_count + 1, project_seq=_accounts.c.project_seq + 1)
+    .returning(_accounts.c.project_seq)
+)
+_UNCOUNT = (
+    sql_update(_accounts)
+    .where(_accounts.c.id == bindparam("acct"))
+    .values(project_count=_accounts.c.project_count - 1)
+)
+_BUMP_BUCKET = (
+    sql_update(_buckets)
+    .where(*_in_bucket)
+    .values(count=_buckets.c.count + bindparam("change"))
+    .returning(_buckets.c.bucket)
+)
+_NEW_BUCKET = sql_insert(_buckets).values(
+    account_id=bindparam("acct"), bucket=bindparam("bkt"), count=1
+)
+
+
 def _add_to_list(session: Session, *, account_id: str) -> int:
     """Count a new project into its account and its bucket; return the project's ``seq``.
 
     The account's UPDATE locks its row until the commit, which makes ``seq`` creation order and
-    lets a missing bucket row be inserted without a race. Plain table statements, no ORM
-    bookkeeping.
+    lets a missing bucket row be inserted without a race.
     """
-    accounts = cast(Table, Account.__table__)
-    seq: int = session.execute(
-        sql_update(accounts)
-        .where(accounts.c.id == account_id)
-        .values(
-            project_count=accounts.c.project_count + 1,
-            project_seq=accounts.c.project_seq + 1,
-        )
-        .returning(accounts.c.project_seq)
-    ).scalar_one()
-    if not _bump_bucket(session, account_id=account_id, seq=seq, change=1):
-        buckets = cast(Table, ProjectListBucket.__table__)
-        session.execute(
-            sql_insert(buckets).values(account_id=account_id, bucket=seq // BUCKET_SIZE, count=1)
-        )
+    seq: int = session.execute(_TAKE_SEQ, {"acct": account_id}).scalar_one()
+    where = {"acct": account_id, "bkt": seq // BUCKET_SIZE}
+    if session.execute(_BUMP_BUCKET, {**where, "change": 1}).first() is None:
+        session.execute(_NEW_BUCKET, where)
     return seq
 
 
 def _remove_from_list(session: Session, *, project: Project) -> None:
     """Count a deleted project out of its account and its bucket (account row first, as
     :func:`_add_to_list` locks them)."""
-    accounts = cast(Table, Account.__table__)
-    session.execute(
-        sql_update(accounts)
-        .where(accounts.c.id == project.account_id)
-        .values(project_count=accounts.c.project_count - 1)
-    )
-    _bump_bucket(session, account_id=project.account_id, seq=project.seq, change=-1)
-
-
-def _bump_bucket(session: Session, *, account_id: str, seq: int, change: int) -> bool:
-    """Add ``change`` to the count of ``seq``'s bucket; False if the bucket has no row yet."""
-    buckets = cast(Table, ProjectListBucket.__table__)
-    changed = session.execute(
-        sql_update(buckets)
-        .where(buckets.c.account_id == account_id, buckets.c.bucket == seq // BUCKET_SIZE)
-        .values(count=buckets.c.count + change)
-        .returning(buckets.c.bucket)
-    ).first()
-    return changed is not None
+    session.execute(_UNCOUNT, {"acct": project.account_id})
+    where = {"acct": project.account_id, "bkt": project.seq // BUCKET_SIZE, "change": -1}
+    session.execute(_BUMP_BUCKET, where)
 
 
 def visible_query(actor: Actor) -> Select[Project]:
