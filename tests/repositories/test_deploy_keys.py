@@ -21,6 +21,7 @@ from sqlalchemy import MetaData, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from stead.audit.models import AuditEvent
+from stead.idempotency.models import IdempotencyKey
 from stead.repositories.models import Repository
 from stead.secrets import store
 from stead.secrets.models import HostedSecret
@@ -348,22 +349,26 @@ def test_git_provider_has_no_deploy_key(
     assert _secrets(session_factory) == []
 
 
+@pytest.mark.parametrize("keyed", [False, True], ids=["plain", "idempotency-key"])
 def test_provider_calls_do_not_hold_the_write_lock(
     http: TestClient,
     admin: dict[str, str],
     github: GitHubFake,
     project_id: str,
-    session_factory: sessionmaker[Session],
+    keyed: bool,
 ) -> None:
     """While GitHub takes 1.5 s to answer each call, another write request goes through at once
-    (on SQLite it would otherwise wait for the write lock); with an Idempotency-Key the request
-    keeps one transaction and replays as usual."""
+    (on SQLite it would otherwise wait for the write lock), with or without an Idempotency-Key
+    (the SDK and ``stead apply`` send one on every POST); a keyed request replays as usual."""
     github.add_repo(REPO)
     github.add_token("ghp_slow", access={REPO: ALL}, delay=1.5)
     url = f"/v1/projects/{project_id}/repositories"
+    headers = {**admin, TOKEN: "ghp_slow"}
+    if keyed:
+        headers["Idempotency-Key"] = "associate-once"
     with ThreadPoolExecutor(max_workers=1) as pool:
         started = time.monotonic()
-        slow = pool.submit(_associate, http, admin, project_id, "ghp_slow")
+        slow = pool.submit(http.post, url, json=BODY, headers=headers)
         time.sleep(0.5)
         other = http.post(
             "/v1/projects",
@@ -377,14 +382,35 @@ def test_provider_calls_do_not_hold_the_write_lock(
     assert other_done < 1.5, other_done  # did not wait for GitHub's first answer
     assert time.monotonic() - started >= 3  # GET /repos and POST .../keys
     assert resp.json()["deployKey"]["id"] == str(github.keys(REPO)[0]["id"])
+    if keyed:
+        again = http.post(url, json=BODY, headers=headers)
+        assert again.status_code == 201, again.text
+        assert again.headers["idempotent-replayed"] == "true"
+        assert again.json() == resp.json() == http.get(url, headers=admin).json()
+    assert len(github.keys(REPO)) == 1
 
-    # keyed: one transaction; the replay is the first answer, no second key
-    assert http.delete(url, headers={**admin, TOKEN: "ghp_slow"}).status_code == 204
-    github.add_token("ghp_fast", access={REPO: ALL})
-    keyed = {**admin, TOKEN: "ghp_fast", "Idempotency-Key": "associate-once"}
-    first = http.post(url, json=BODY, headers=keyed)
-    again = http.post(url, json=BODY, headers=keyed)
-    assert first.status_code == again.status_code == 201, again.text
+
+def test_a_keyed_request_that_fails_at_the_provider_can_be_sent_again(
+    http: TestClient,
+    admin: dict[str, str],
+    github: GitHubFake,
+    project_id: str,
+    session_factory: sessionmaker[Session],
+) -> None:
+    """The key of a request that stepped out of its transaction (committing its claim) and then
+    failed at the provider is released: the same key with the same body runs again."""
+    github.add_repo(REPO)
+    github.add_token("ghp_admin", access={REPO: ALL})
+    url = f"/v1/projects/{project_id}/repositories"
+    key = {"Idempotency-Key": "associate-after-fixing-the-token"}
+    refused = http.post(url, json=BODY, headers={**admin, **key, TOKEN: "ghp_unknown"})
+    assert refused.status_code == 400, refused.text
+    with session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(IdempotencyKey)) == 0
+    first = http.post(url, json=BODY, headers={**admin, **key, TOKEN: "ghp_admin"})
+    assert first.status_code == 201, first.text
+    assert "idempotent-replayed" not in first.headers
+    again = http.post(url, json=BODY, headers={**admin, **key, TOKEN: "ghp_admin"})
     assert again.headers["idempotent-replayed"] == "true"
-    assert again.json() == first.json() == http.get(url, headers=admin).json()
+    assert again.json() == first.json()
     assert len(github.keys(REPO)) == 1

@@ -3,10 +3,13 @@
 How a keyed POST runs:
 
 1. :func:`claim` (a router dependency, run before the route's own dependencies) inserts the
-   key into ``idempotency_keys`` inside the request's own transaction. The key therefore exists
-   exactly when the change it guards was committed; a request that fails rolls its key back with
-   everything else, so retrying it simply runs it again.
-2. :class:`RecordResponses` (a middleware) stores the response on the key right after the commit.
+   key into ``idempotency_keys`` inside the request's own transaction, so it commits with the
+   change it guards. A request that fails rolls its key back with everything else, so retrying
+   it simply runs it again. A request that commits before its change (a repository request
+   steps out of its transaction while a provider answers) commits the key early, "in
+   progress"; if it then fails, the recording step releases the key.
+2. :class:`RecordResponses` (a middleware) stores the response on the key right after the
+   commit; an error response (4xx, 5xx) is never stored: its key, if committed, is deleted.
 3. A later POST with the same key from the same principal within 24 hours gets the first
    response again (header ``Idempotent-Replayed: true``); with a different method, path, query
    or body it gets 409.
@@ -155,8 +158,8 @@ def _find(session: Session, *, principal: str, key: str) -> IdempotencyKey | Non
 def _replay_or_conflict(row: IdempotencyKey | None, fp: Fingerprint) -> Replay | Conflict:
     if row is None:
         return Conflict(
-            f"The request first sent with this {HEADER} did not keep its response; "
-            "retry with a new key"
+            f"The request first sent with this {HEADER} ended without keeping its response "
+            "(it failed, or its answer held a one-time secret); send it again"
         )
     if row.request_hash != fp.digest:
         return Conflict(
@@ -165,8 +168,8 @@ def _replay_or_conflict(row: IdempotencyKey | None, fp: Fingerprint) -> Replay |
         )
     if row.status is None:
         return Conflict(
-            f"The request first sent with this {HEADER} was applied, but its response was not "
-            "recorded; read the resource back instead of retrying"
+            f"The request first sent with this {HEADER} is still running, or stopped before "
+            "its response was recorded; read the resource back instead of retrying"
         )
     headers = dict(row.response_headers or {})
     headers[REPLAYED_HEADER] = "true"
@@ -266,11 +269,11 @@ def _record(
     headers: dict[str, str],
     body: bytes,
 ) -> None:
-    """Store the response on its key (or release a key whose response holds a one-time secret),
-    and forget keys older than :data:`TTL`."""
+    """Store the response on its key, or release the key of an error response or of one that
+    holds a one-time secret; forget keys older than :data:`TTL`."""
     for session in session_scope(factory, write=True):
         row = session.get(IdempotencyKey, claim_id)
-        if row is not None and _holds_one_time_secret(headers, body):
+        if row is not None and (status >= 400 or _holds_one_time_secret(headers, body)):
             session.delete(row)
         elif row is not None:
             row.status = status

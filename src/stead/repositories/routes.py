@@ -60,10 +60,9 @@ def _outside(session: Session, request: Request) -> service.Outside:
     read (nothing is written before the calls), step out of admission control (on SQLite it lets
     one writer in at a time), run the calls, then queue again and start a new write transaction
     (SQLite: ``BEGIN IMMEDIATE``), so neither the write lock nor the writer's turn is held while
-    a provider answers. A request with an ``Idempotency-Key`` keeps one transaction: its claim
-    must commit with the change."""
-    if getattr(request.state, "idempotency_claim", None) is not None:
-        return service.run_inline
+    a provider answers. The commit takes an ``Idempotency-Key``'s claim with it: the key is
+    in progress until the response is recorded, and released if the request fails (see
+    :mod:`stead.idempotency.service`)."""
 
     def run(work: Callable[[], T]) -> T:
         session.commit()
