@@ -18,7 +18,7 @@ import math
 import threading
 import time
 
-from sqlalchemy import BigInteger, Engine, Integer, String, create_engine, delete
+from sqlalchemy import BigInteger, Engine, Integer, String, bindparam, create_engine, delete
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Mapped, mapped_column
@@ -87,6 +87,25 @@ class RateLimiter:
             )
 
 
+#: One request counted: ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING count``, built once
+#: (building and cache-keying it per request cost more than the round trip).
+_BUMP = (
+    insert(RateLimitCounter)
+    .values(
+        client_id=bindparam("key"),
+        window=bindparam("window"),
+        count=1,
+        created_at=bindparam("now"),
+        updated_at=bindparam("now"),
+    )
+    .on_conflict_do_update(
+        index_elements=[RateLimitCounter.client_id, RateLimitCounter.window],
+        set_={"count": RateLimitCounter.count + 1},
+    )
+    .returning(RateLimitCounter.count)
+)
+
+
 class SharedRateLimiter(RateLimiter):
     """A :class:`RateLimiter` whose counts live in PostgreSQL, shared by every server process.
 
@@ -112,29 +131,20 @@ class SharedRateLimiter(RateLimiter):
         self._bumps.dispose()
 
     def _count(self, key: str, window: int) -> int:
-        now = utcnow()
-        row = RateLimitCounter
-        bump = (
-            insert(row)
-            .values(client_id=key, window=window, count=1, created_at=now, updated_at=now)
-            .on_conflict_do_update(
-                index_elements=[row.client_id, row.window], set_={"count": row.count + 1}
-            )
-            .returning(row.count)
-        )
+        params = {"key": key, "window": window, "now": utcnow()}
         try:
             with self._bumps.connect() as conn:
-                count = int(conn.execute(bump).scalar_one())
+                count = int(conn.execute(_BUMP, params).scalar_one())
         except OperationalError as exc:
             if not exc.connection_invalidated:
                 raise
             with self._bumps.connect() as conn:
-                count = int(conn.execute(bump).scalar_one())
+                count = int(conn.execute(_BUMP, params).scalar_one())
         with self._lock:
             new_window, self._current = window != self._current, window
         if new_window:
             with self.engine.begin() as conn:
-                conn.execute(delete(row).where(row.window < window - 1))
+                conn.execute(delete(RateLimitCounter).where(RateLimitCounter.window < window - 1))
         return count
 
 
