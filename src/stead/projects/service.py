@@ -25,14 +25,16 @@ from stead.wire import name_key
 LIST_ORDER = (Project.seq,)
 
 
+#: The project holding a name in an account, built once (bind parameters per call).
+_NAMED = select(Project.id).where(
+    Project.account_id == bindparam("account_id"), Project.name_key == bindparam("name_key")
+)
+
+
 def _ensure_name_free(
     session: Session, *, account_id: str, name: str, exclude: str | None = None
 ) -> None:
-    existing = session.scalar(
-        select(Project.id).where(
-            Project.account_id == account_id, Project.name_key == name_key(name)
-        )
-    )
+    existing = session.scalar(_NAMED, {"account_id": account_id, "name_key": name_key(name)})
     if existing is not None and existing != exclude:
         raise Conflict(
             f"A project named {name!r} already exists",
