@@ -11,11 +11,22 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, Engine, MetaData, String, TypeDecorator, create_engine, event
+from sqlalchemy import (
+    DateTime,
+    Engine,
+    MetaData,
+    Select,
+    String,
+    TypeDecorator,
+    bindparam,
+    create_engine,
+    event,
+    select,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -75,6 +86,27 @@ class Base(DeclarativeBase):
 
 
 UUIDStr = String(36)
+_M = TypeVar("_M")
+
+
+_NAMED_IN_PROJECT: dict[type[Any], Select[Any]] = {}
+
+
+def named_in_project(model: type[_M]) -> Select[_M]:
+    """``SELECT model WHERE project_id = :project_id AND name_key = :name_key``, built once per
+    model (``model`` has ``project_id`` and ``name_key`` columns): a project's environment,
+    connection, secret reference or hosted secret by name. Building a statement costs more
+    Python time than running it, and these run on every request that names one.
+    """
+    statement = _NAMED_IN_PROJECT.get(model)
+    if statement is None:
+        columns: Any = model
+        statement = select(model).where(
+            columns.project_id == bindparam("project_id"),
+            columns.name_key == bindparam("name_key"),
+        )
+        _NAMED_IN_PROJECT[model] = statement
+    return statement
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from stead import audit
 from stead.connections.models import Connection
 from stead.connections.schemas import ConnectionCreate
+from stead.db import named_in_project
 from stead.environments.models import Environment
 from stead.errors import BadRequest, Conflict, NotFound
 from stead.identity.service import Actor
@@ -22,9 +23,7 @@ def find(session: Session, *, project_id: str, name: str) -> Connection | None:
     key = lookup_key(name)
     if key is None:
         return None
-    return session.scalar(
-        select(Connection).where(Connection.project_id == project_id, Connection.name_key == key)
-    )
+    return session.scalar(named_in_project(Connection), {"project_id": project_id, "name_key": key})
 
 
 def get(session: Session, *, project: Project, name: str) -> Connection:

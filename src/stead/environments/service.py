@@ -20,6 +20,7 @@ from stead.agents import service as agents_service
 from stead.agents.models import Agent
 from stead.connections import service as connections_service
 from stead.connections.models import Connection
+from stead.db import named_in_project
 from stead.environments.models import Environment
 from stead.environments.schemas import (
     ConnectionOverride,
@@ -50,7 +51,7 @@ def find(session: Session, *, project_id: str, name: str) -> Environment | None:
     if key is None:
         return None
     return session.scalar(
-        select(Environment).where(Environment.project_id == project_id, Environment.name_key == key)
+        named_in_project(Environment), {"project_id": project_id, "name_key": key}
     )
 
 

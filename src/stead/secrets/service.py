@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from stead import audit
 from stead.agents.models import Agent
+from stead.db import named_in_project
 from stead.environments.models import Environment
 from stead.errors import BadRequest, Conflict, NotFound
 from stead.identity.service import Actor
@@ -37,9 +38,7 @@ from stead.wire import NAME_MAX, name_key
 def find_reference(session: Session, *, project_id: str, name: str) -> SecretReference | None:
     """The project's secret reference called ``name`` (compared case-insensitively), or None."""
     return session.scalar(
-        select(SecretReference).where(
-            SecretReference.project_id == project_id, SecretReference.name_key == name_key(name)
-        )
+        named_in_project(SecretReference), {"project_id": project_id, "name_key": name_key(name)}
     )
 
 

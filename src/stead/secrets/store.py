@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from stead.db import session_scope
+from stead.db import named_in_project, session_scope
 from stead.errors import NotFound
 from stead.logs import remember_secret
 from stead.secrets.models import HostedSecret, HostedSecretVersion
@@ -278,10 +278,9 @@ def find(
     key = lookup_key(name)
     if key is None:
         return None
-    query = select(HostedSecret).where(
-        HostedSecret.project_id == project_id, HostedSecret.name_key == key
-    )
-    return session.scalar(query.with_for_update() if for_update else query)
+    query = named_in_project(HostedSecret)
+    params = {"project_id": project_id, "name_key": key}
+    return session.scalar(query.with_for_update() if for_update else query, params)
 
 
 def store_value(session: Session, *, secret: HostedSecret, value: str) -> HostedSecretVersion:
