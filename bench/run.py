@@ -53,7 +53,8 @@ from sqlalchemy import create_engine, insert, select, text, update  # noqa: E402
 
 from stead.demo import create_super_admin, example, start_server  # noqa: E402
 from stead.identity.models import Account  # noqa: E402
-from stead.projects.models import BUCKET_SIZE, Project, ProjectListBucket  # noqa: E402
+from stead.projects.models import BUCKET_SIZE, Project  # noqa: E402
+from stead.projects.service import count_into_bucket  # noqa: E402
 from tests.support.postgres import free_port, postgres_cluster  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -330,13 +331,8 @@ def seed_projects(url: str, count: int) -> float:
             .where(Account.id == account_id)
             .values(project_count=Account.project_count + count, project_seq=last + count)
         )
-        buckets = ProjectListBucket.__table__
         for bucket, n in added.items():
-            key = (buckets.c.account_id == account_id) & (buckets.c.bucket == bucket)
-            if not conn.execute(
-                update(buckets).where(key).values(count=buckets.c.count + n)
-            ).rowcount:
-                conn.execute(insert(buckets).values(account_id=account_id, bucket=bucket, count=n))
+            count_into_bucket(conn, account_id=account_id, bucket=bucket, change=n)
     engine.dispose()
     return time.perf_counter() - started
 

@@ -7,6 +7,7 @@ from typing import cast
 from sqlalchemy import Select, Table, bindparam, func, select, true
 from sqlalchemy import insert as sql_insert
 from sqlalchemy import update as sql_update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from stead import audit
@@ -103,8 +104,21 @@ _BUMP_BUCKET = (
     .returning(_buckets.c.bucket)
 )
 _NEW_BUCKET = sql_insert(_buckets).values(
-    account_id=bindparam("acct"), bucket=bindparam("bkt"), count=1
+    account_id=bindparam("acct"), bucket=bindparam("bkt"), count=bindparam("change")
 )
+
+
+def count_into_bucket(
+    executor: Session | Connection, *, account_id: str, bucket: int, change: int
+) -> None:
+    """Add ``change`` projects to an account's list bucket, making its row if it has none.
+
+    The caller holds the account row's lock (its count UPDATE), which makes the insert of a
+    missing row race-free. The project service counts one at a time; a bulk load counts many.
+    """
+    where = {"acct": account_id, "bkt": bucket, "change": change}
+    if executor.execute(_BUMP_BUCKET, where).first() is None:
+        executor.execute(_NEW_BUCKET, where)
 
 
 def _add_to_list(session: Session, *, account_id: str) -> int:
@@ -114,9 +128,7 @@ def _add_to_list(session: Session, *, account_id: str) -> int:
     lets a missing bucket row be inserted without a race.
     """
     seq: int = session.execute(_TAKE_SEQ, {"acct": account_id}).scalar_one()
-    where = {"acct": account_id, "bkt": seq // BUCKET_SIZE}
-    if session.execute(_BUMP_BUCKET, {**where, "change": 1}).first() is None:
-        session.execute(_NEW_BUCKET, where)
+    count_into_bucket(session, account_id=account_id, bucket=seq // BUCKET_SIZE, change=1)
     return seq
 
 
