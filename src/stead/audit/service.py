@@ -6,16 +6,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from fastapi import Request
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, Table, func, insert, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from stead.audit.models import AuditEvent
-from stead.db import session_scope
+from stead.db import session_scope, utcnow
 from stead.identity.permissions import PermissionDenied
 from stead.pagination import PageParams, paginate
 
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+_INSERT = insert(cast(Table, AuditEvent.__table__))
 
 
 def record(
@@ -35,30 +38,37 @@ def record(
     target_id: str,
     project_id: str | None = None,
     details: dict[str, Any] | None = None,
-) -> AuditEvent:
-    """Add an audit event to the session (committed or rolled back with the change).
+) -> None:
+    """Write an audit event in the session's transaction (committed or rolled back with the
+    change).
 
-    The actor's name, request id and source IP are copied into the event.
+    The actor's name, request id and source IP are copied into the event. The row is inserted
+    at once with a plain table statement on the session's connection (no ORM bookkeeping:
+    nothing reads an event back through the session that wrote it).
 
     Args:
         action: ``<noun>.<past verb>``, e.g. ``environment.created``.
         details: non-secret facts about the change (never a credential).
     """
-    event = AuditEvent(
-        account_id=actor.account_id,
-        actor_type=actor.type,
-        actor_id=actor.id,
-        actor_name=actor.name,
-        action=action,
-        target_type=target_type,
-        target_id=target_id[:255],
-        project_id=project_id,
-        details=details or {},
-        request_id=actor.request_id,
-        source_ip=actor.source_ip,
+    now = utcnow()
+    session.connection().execute(
+        _INSERT,
+        {
+            "account_id": actor.account_id,
+            "actor_type": actor.type,
+            "actor_id": actor.id,
+            "actor_name": actor.name,
+            "action": action,
+            "target_type": target_type,
+            "target_id": target_id[:255],
+            "project_id": project_id,
+            "details": details or {},
+            "request_id": actor.request_id,
+            "source_ip": actor.source_ip,
+            "created_at": now,
+            "updated_at": now,
+        },
     )
-    session.add(event)
-    return event
 
 
 def _write_refusal(
