@@ -240,7 +240,8 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
 
     The session is made on the event loop (it connects lazily, in the worker thread of its first
     query); the commit, or the rollback after an error, runs in a worker thread, shielded from
-    cancellation so a connection is never left mid-transaction; a read on SQLite ends on the loop.
+    cancellation so a connection is never left mid-transaction; a read (autocommit, so there is
+    nothing to send) ends on the loop.
     Write requests (any method but GET/HEAD/OPTIONS) take SQLite's write lock at their first
     statement.
 
@@ -251,8 +252,9 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     reading = request.method in _SAFE_METHODS
     factory = state.read_sessionmaker if reading else state.write_sessionmaker
     session: Session = factory()
-    # Ending a read transaction in SQLite's WAL mode takes no lock and writes nothing: no hop.
-    on_loop = reading and state.engine.dialect.name == "sqlite"
+    # A read runs in autocommit on both databases: ending it sends nothing (psycopg skips
+    # COMMIT/ROLLBACK on an idle connection; SQLite's WAL reads take no lock): no hop.
+    on_loop = reading
     try:
         yield session
     except BaseException:

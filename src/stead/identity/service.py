@@ -15,7 +15,7 @@ from datetime import timedelta
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from stead import audit
@@ -508,13 +508,16 @@ def project_role(session: Session, *, actor: Actor, project_id: str) -> str | No
     """The actor's role in a project: ``OWNER`` for Super Admins, the membership role, or None."""
     if actor.is_super_admin:
         return "OWNER"
-    return session.scalar(
-        select(ProjectMember.role).where(
-            ProjectMember.project_id == project_id,
-            ProjectMember.principal_type == actor.type,
-            ProjectMember.principal_id == actor.id,
-        )
-    )
+    where = {"project_id": project_id, "principal_type": actor.type, "principal_id": actor.id}
+    return session.scalar(_ROLE, where)
+
+
+#: A principal's role in a project, built once (it runs on every project-scoped request).
+_ROLE = select(ProjectMember.role).where(
+    ProjectMember.project_id == bindparam("project_id"),
+    ProjectMember.principal_type == bindparam("principal_type"),
+    ProjectMember.principal_id == bindparam("principal_id"),
+)
 
 
 def access_level(

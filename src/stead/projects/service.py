@@ -51,7 +51,8 @@ def create(session: Session, *, actor: Actor, data: ProjectCreate) -> Project:
     """Create a project; a non-Super-Admin creator becomes its ``OWNER``.
 
     The account row stays locked from the project's ``seq`` to the commit, so the account's
-    creates run one after another, each stamped later than the one before.
+    creates run one after another, each stamped later than the one before; what needs no
+    ``seq`` (the name check, the audit event) is written before the lock is taken.
 
     The rows are written with plain table statements on the session's connection (the ORM's
     unit of work cost more Python time than the statements); the returned project is attached to
@@ -63,10 +64,21 @@ def create(session: Session, *, actor: Actor, data: ProjectCreate) -> Project:
     """
     conn = session.connection()
     _ensure_name_free(conn, account_id=actor.account_id, name=data.name)
+    project_id = new_uuid()
+    # Before the account row's lock: the audit event needs nothing from it.
+    audit.record(
+        session,
+        actor=actor,
+        action="project.created",
+        target_type="project",
+        target_id=project_id,
+        project_id=project_id,
+        details={"name": data.name, "warehouse": data.warehouse},
+    )
     seq = _add_to_list(conn, account_id=actor.account_id)
     now = utcnow()
     values = {
-        "id": new_uuid(),
+        "id": project_id,
         "account_id": actor.account_id,
         "seq": seq,
         "created_at": now,
@@ -83,15 +95,6 @@ def create(session: Session, *, actor: Actor, data: ProjectCreate) -> Project:
     session.add(project)
     if not actor.is_super_admin:
         add_member(session, project_id=project.id, actor=actor, role="OWNER")
-    audit.record(
-        session,
-        actor=actor,
-        action="project.created",
-        target_type="project",
-        target_id=project.id,
-        project_id=project.id,
-        details={"name": project.name, "warehouse": project.warehouse},
-    )
     return project
 
 
