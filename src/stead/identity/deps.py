@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
@@ -138,6 +138,10 @@ class ProjectContext:
     role: str
 
 
+#: A project by id, built once (``session.get`` costs more Python time per call).
+_PROJECT = select(Project).where(Project.id == bindparam("id"))
+
+
 def visible_project(session: Session, *, actor: Actor, project_id: str) -> ProjectContext:
     """The project ``project_id`` as the actor sees it.
 
@@ -146,7 +150,7 @@ def visible_project(session: Session, *, actor: Actor, project_id: str) -> Proje
         NotFound: no such project, or the actor is not a member (the same answer).
     """
     pid = parse_uuid(project_id, field="projectId")
-    project = session.get(Project, pid)
+    project = session.execute(_PROJECT, {"id": pid}).scalar_one_or_none()
     role = project_role(session, actor=actor, project_id=pid) if project else None
     if (
         project is None
