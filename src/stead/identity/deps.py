@@ -91,10 +91,8 @@ async def current_actor(request: Request) -> Actor:
     )
     request.state.actor = actor
     limiter: RateLimiter = state.rate_limiter
-    if limiter.uses_database:
+    if not limiter.hit_local(actor.id):  # a new lease is needed: the database, in a thread
         await run_in_threadpool(limiter.hit, actor.id)
-    else:
-        limiter.hit(actor.id)
     return actor
 
 
