@@ -78,9 +78,6 @@ class RateLimiter:
         window_seconds: window length in seconds.
     """
 
-    #: True when :meth:`hit` may query the database (and so must not run on the event loop).
-    uses_database = False
-
     def close(self) -> None:
         """Release what the limiter holds (nothing, in memory)."""
 
@@ -96,8 +93,8 @@ class RateLimiter:
 
         Returns:
             True when the request was counted; False when this process holds nothing for
-            ``key`` and a claim is needed: call :meth:`hit` (in a worker thread when
-            :attr:`uses_database`). Nothing was counted then.
+            ``key`` and a claim is needed: call :meth:`hit` (it may query the
+            database: in a worker thread). Nothing was counted then.
 
         Raises:
             TooManyRequests: the key is over its limit; ``Retry-After`` says when the window ends.
@@ -206,8 +203,6 @@ class SharedRateLimiter(RateLimiter):
     Raises (from :meth:`hit`) ``OperationalError`` when the database is unreachable, which the
     app answers with 503 like any other request that needs the database.
     """
-
-    uses_database = True
 
     def __init__(self, engine: Engine, limit: int, window_seconds: float = 60.0) -> None:
         super().__init__(limit, window_seconds)
