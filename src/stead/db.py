@@ -7,14 +7,17 @@ with ``BEGIN IMMEDIATE`` so two concurrent writers queue on the lock instead of 
 
 from __future__ import annotations
 
+import functools
+import inspect
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute
 from sqlalchemy import (
     DateTime,
     Engine,
@@ -253,14 +256,42 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     factory = state.read_sessionmaker if reading else state.write_sessionmaker
     session: Session = factory()
     # A read runs in autocommit on both databases: ending it sends nothing (psycopg skips
-    # COMMIT/ROLLBACK on an idle connection; SQLite's WAL reads take no lock): no hop.
-    on_loop = reading
+    # COMMIT/ROLLBACK on an idle connection; SQLite's WAL reads take no lock): no hop. Nor does
+    # a transaction already committed in the endpoint's thread (TransactionRoute).
     try:
         yield session
     except BaseException:
-        await _end(session, commit=False, on_loop=on_loop)
+        await _end(session, commit=False, on_loop=reading or not session.in_transaction())
         raise
-    await _end(session, commit=True, on_loop=on_loop)
+    await _end(session, commit=True, on_loop=reading or not session.in_transaction())
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+class TransactionRoute(APIRoute):
+    """The route class of Stead's API routers: a sync endpoint commits the request's session
+    (a :data:`SessionDep` among its parameters) in its own worker thread, after it returns.
+
+    The transaction then ends in the thread that ran its statements, and :func:`get_session`
+    finds nothing left to commit: one thread hop per write request instead of two (a hop costs
+    more Python time than a small transaction's commit). An endpoint that raises commits
+    nothing: :func:`get_session` rolls back, as before. Async endpoints are left as they are.
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        if not inspect.iscoroutinefunction(endpoint):
+            endpoint = _committing(endpoint)
+        super().__init__(path, endpoint, **kwargs)
+
+
+def _committing(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(endpoint)  # FastAPI reads the parameters through ``__wrapped__``
+    def run(**kwargs: Any) -> Any:
+        result = endpoint(**kwargs)
+        for value in kwargs.values():
+            if isinstance(value, Session) and value.in_transaction():
+                value.commit()
+        return result
+
+    return run

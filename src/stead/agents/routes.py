@@ -15,12 +15,12 @@ from stead.agents.schemas import (
     AgentRead,
     CredentialsRequest,
 )
-from stead.db import SessionDep
+from stead.db import SessionDep, TransactionRoute
 from stead.identity.deps import AgentReader, AgentWriter, parse_uuid
 from stead.identity.service import Actor
 from stead.pagination import Page, PageDep
 
-router = APIRouter(prefix="/agents", tags=["agents"])
+router = APIRouter(prefix="/agents", tags=["agents"], route_class=TransactionRoute)
 
 AgentIdPath = Annotated[str, Path(alias="agentId", description="agent UUID")]
 

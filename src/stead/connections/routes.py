@@ -9,11 +9,15 @@ from fastapi import APIRouter, Path, Response
 
 from stead.connections import service
 from stead.connections.schemas import ConnectionCreate, ConnectionRead
-from stead.db import SessionDep
+from stead.db import SessionDep, TransactionRoute
 from stead.identity.deps import ProjectReader, ProjectWriter
 from stead.pagination import Page, PageDep
 
-router = APIRouter(prefix="/projects/{projectId}/data-platform-connections", tags=["connections"])
+router = APIRouter(
+    prefix="/projects/{projectId}/data-platform-connections",
+    tags=["connections"],
+    route_class=TransactionRoute,
+)
 
 ConnectionName = Annotated[str, Path(alias="connectionName", description="connection name")]
 

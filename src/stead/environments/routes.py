@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from stead.db import SessionDep
+from stead.db import SessionDep, TransactionRoute
 from stead.environments import service
 from stead.environments.models import Environment
 from stead.environments.schemas import (
@@ -22,7 +22,9 @@ from stead.pagination import Page, PageDep
 from stead.warehouses import connection_test
 from stead.warehouses.dbt import MEDIA_TYPE, ProfileFormat, profiles_yml
 
-router = APIRouter(prefix="/projects/{projectId}/environments", tags=["environments"])
+router = APIRouter(
+    prefix="/projects/{projectId}/environments", tags=["environments"], route_class=TransactionRoute
+)
 
 EnvironmentName = Annotated[str, Path(alias="environmentName", description="environment name")]
 

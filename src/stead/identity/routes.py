@@ -12,7 +12,7 @@ from fastapi import APIRouter, Form, Path, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import event
 
-from stead.db import SessionDep, session_scope
+from stead.db import SessionDep, TransactionRoute, session_scope
 from stead.errors import Unauthorized
 from stead.identity import members, service
 from stead.identity.deps import ApiClientManager, MemberManager, MemberReader, parse_uuid
@@ -148,7 +148,7 @@ def token(
     return _token_response(request, client)
 
 
-api_router = APIRouter()
+api_router = APIRouter(route_class=TransactionRoute)
 
 ClientIdPath = Annotated[str, Path(alias="clientId", description="the API client's clientId")]
 MemberIdPath = Annotated[

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from stead.db import SessionDep
+from stead.db import SessionDep, TransactionRoute
 from stead.identity.deps import (
     ActorDep,
     ProjectCreator,
@@ -16,7 +16,7 @@ from stead.pagination import Page, PageDep
 from stead.projects import service
 from stead.projects.schemas import ProjectCreate, ProjectCreated, ProjectRead, ProjectUpdate
 
-router = APIRouter(prefix="/projects", tags=["projects"])
+router = APIRouter(prefix="/projects", tags=["projects"], route_class=TransactionRoute)
 
 
 @router.post("", status_code=201, response_model=ProjectCreated)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from stead.admission import SCOPE_KEY, Admission
-from stead.db import SessionDep
+from stead.db import SessionDep, TransactionRoute
 from stead.identity.deps import ProjectReader, ProjectWriter
 from stead.repositories import service
 from stead.repositories.provider import TOKEN_HEADER, read_token
@@ -20,7 +20,9 @@ from stead.repositories.schemas import RepositoryCreate, RepositoryRead
 
 T = TypeVar("T")
 
-router = APIRouter(prefix="/projects/{projectId}/repositories", tags=["repositories"])
+router = APIRouter(
+    prefix="/projects/{projectId}/repositories", tags=["repositories"], route_class=TransactionRoute
+)
 
 
 def _token(

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Request, Response
 
-from stead.db import SessionDep
+from stead.db import SessionDep, TransactionRoute
 from stead.identity.deps import ProjectReader, ProjectWriter
 from stead.pagination import Page, PageDep
 from stead.secrets import resolvers, service
@@ -21,7 +21,11 @@ from stead.secrets.schemas import (
     SecretReferenceRead,
 )
 
-router = APIRouter(prefix="/projects/{projectId}/secret-references", tags=["secret references"])
+router = APIRouter(
+    prefix="/projects/{projectId}/secret-references",
+    tags=["secret references"],
+    route_class=TransactionRoute,
+)
 
 NamePath = Annotated[
     str,
@@ -105,7 +109,9 @@ def check_secret_reference(
     )
 
 
-hosted_router = APIRouter(prefix="/projects/{projectId}/secrets", tags=["hosted secrets"])
+hosted_router = APIRouter(
+    prefix="/projects/{projectId}/secrets", tags=["hosted secrets"], route_class=TransactionRoute
+)
 
 SecretName = Annotated[str, Path(alias="secretName", description="hosted secret name")]
 

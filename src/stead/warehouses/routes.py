@@ -5,12 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from stead.db import SessionDep
+from stead.db import SessionDep, TransactionRoute
 from stead.identity.deps import EnvironmentRunner
 from stead.warehouses import connection_test
 from stead.warehouses.schemas import ConnectionTestResult
 
-router = APIRouter(prefix="/projects/{projectId}/environments", tags=["environments"])
+router = APIRouter(
+    prefix="/projects/{projectId}/environments", tags=["environments"], route_class=TransactionRoute
+)
 
 
 @router.post(
