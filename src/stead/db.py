@@ -244,7 +244,8 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     The session is made on the event loop (it connects lazily, in the worker thread of its first
     query); the commit, or the rollback after an error, runs in a worker thread, shielded from
     cancellation so a connection is never left mid-transaction; a read (autocommit, so there is
-    nothing to send) ends on the loop.
+    nothing to send) ends on the loop, and so does a write a sync endpoint already committed in
+    its own thread (:class:`TransactionRoute`).
     Write requests (any method but GET/HEAD/OPTIONS) take SQLite's write lock at their first
     statement.
 
