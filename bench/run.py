@@ -7,7 +7,8 @@ out of the way, its counting still done):
   (first and last page) and the whole provisioning flow, at 1, 16 and 64 concurrent clients;
 - p99 at half of the measured maximum throughput (open loop, queueing included);
 - the floor: a bare ASGI app (bench/floor.py) doing the same single-row insert / select with the
-  same driver under the same server settings, and Stead's throughput as a ratio of it;
+  same driver under the same server settings, measured right after Stead at each client
+  count, and Stead's throughput as a ratio of it;
 - scale: list (first and last page) and get latency with 1 k, 100 k and 1 M projects seeded
   directly (COPY on PostgreSQL, executemany on SQLite);
 - server RSS idle and under load; ``stead --help`` wall time.
@@ -403,25 +404,47 @@ def run_backend(backend: str, args: argparse.Namespace, summary: dict[str, Any])
                 time.sleep(1)
                 idle = rss_mb(proc.pid)
                 bench = Bench(url, port, token)
-                sampler = RssSampler(proc.pid)
-                rows, best = [], {}
-                for name, op in bench.operations().items():
-                    for clients in args.clients:
-                        res: Result = asyncio.run(
-                            closed_loop(HOST, port, op, clients=clients, seconds=args.seconds)
-                        )
-                        best[name] = max(best.get(name, 0.0), res.throughput)
-                        rows.append(
-                            [
-                                name,
-                                str(clients),
-                                f"{res.throughput:.0f}",
-                                ms(res.percentile(50)),
-                                ms(res.percentile(99)),
-                                str(res.errors),
-                            ]
-                        )
-                peak = sampler.stop()
+                # The floor runs beside Stead and is measured right after Stead at each client
+                # count: this machine's speed drifts by tens of percent within minutes, so a
+                # floor measured minutes later made the ratio a measure of the drift.
+                floor, floor_port = start_floor(url, work)
+                try:
+                    floor_ops = floor_operations(floor_port)
+                    sampler = RssSampler(proc.pid)
+                    rows: list[list[str]] = []
+                    best: dict[str, float] = {}
+                    floor_best: dict[str, float] = {}
+                    for name, op in bench.operations().items():
+                        for clients in args.clients:
+                            res: Result = asyncio.run(
+                                closed_loop(HOST, port, op, clients=clients, seconds=args.seconds)
+                            )
+                            best[name] = max(best.get(name, 0.0), res.throughput)
+                            rows.append(
+                                [
+                                    name,
+                                    str(clients),
+                                    f"{res.throughput:.0f}",
+                                    ms(res.percentile(50)),
+                                    ms(res.percentile(99)),
+                                    str(res.errors),
+                                ]
+                            )
+                            if name in floor_ops:
+                                top = asyncio.run(
+                                    closed_loop(
+                                        HOST,
+                                        floor_port,
+                                        floor_ops[name],
+                                        clients=clients,
+                                        seconds=args.seconds,
+                                    )
+                                ).throughput
+                                floor_best[name] = max(floor_best.get(name, 0.0), top)
+                    peak = sampler.stop()
+                finally:
+                    floor.terminate()
+                    floor.wait()
                 print_table(
                     f"{backend}: stead serve",
                     ["operation", "clients", "ops/s", "p50 ms", "p99 ms", "errors"],
@@ -452,26 +475,14 @@ def run_backend(backend: str, args: argparse.Namespace, summary: dict[str, Any])
                     half_rows,
                 )
 
-                floor, floor_port = start_floor(url, work)
-                try:
-                    floor_rows = []
-                    for name, op in floor_operations(floor_port).items():
-                        top = 0.0
-                        for clients in args.clients:
-                            res = asyncio.run(
-                                closed_loop(
-                                    HOST, floor_port, op, clients=clients, seconds=args.seconds
-                                )
-                            )
-                            top = max(top, res.throughput)
-                        ratio = best[name] / top
-                        summary.setdefault("ratio", []).append((backend, name, ratio))
-                        floor_rows.append([name, f"{top:.0f}", f"{best[name]:.0f}", f"{ratio:.0%}"])
-                finally:
-                    floor.terminate()
-                    floor.wait()
+                floor_rows = []
+                for name, top in floor_best.items():
+                    ratio = best[name] / top
+                    summary.setdefault("ratio", []).append((backend, name, ratio))
+                    floor_rows.append([name, f"{top:.0f}", f"{best[name]:.0f}", f"{ratio:.0%}"])
                 print_table(
-                    f"{backend}: the floor (bare ASGI + same driver), best of all client counts",
+                    f"{backend}: the floor (bare ASGI + same driver, measured right after Stead "
+                    "at each client count), best of all client counts",
                     ["operation", "floor ops/s", "stead ops/s", "stead/floor"],
                     floor_rows,
                 )
