@@ -233,7 +233,7 @@ class SharedRateLimiter(RateLimiter):
             OperationalError: the database is unreachable (a claim is retried once when its
                 pooled connection turned out dead).
         """
-        if self.hit_local(key):
+        if self.limit <= 0:
             return
         now = time.time()
         window = int(now // self.window)
