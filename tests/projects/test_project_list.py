@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from stead.audit.models import AuditEvent
 from stead.db import session_scope
 from stead.identity.models import Account
 from stead.identity.service import Actor
@@ -146,6 +147,27 @@ def test_list_after_every_project_is_deleted(
     assert body == {"page": 0, "size": 25, "total": 0, "results": []}
     again = _create(session_factory, ["a"])
     assert http.get("/v1/projects", headers=admin).json()["results"][0]["id"] == again[0]
+
+
+def test_a_refused_duplicate_leaves_no_trace_in_the_list(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
+    """The duplicate's seq and counts are taken in its statement and rolled back with it: the
+    next project gets the next seq, and counts and pages stay exact."""
+    project = example("01-create-project-redshift")
+    first = http.post("/v1/projects", json={**project, "name": "Twin"}, headers=admin)
+    dup = http.post("/v1/projects", json={**project, "name": "TWIN"}, headers=admin)
+    assert dup.status_code == 409 and dup.json()["existingId"] == first.json()["projectId"]
+    second = http.post("/v1/projects", json={**project, "name": "other"}, headers=admin)
+    ids = [first.json()["projectId"], second.json()["projectId"]]
+    assert _seqs(session_factory, ids) == [1, 2]
+    _assert_counts(session_factory)
+    _assert_pages(http, admin, ids)
+    with session_factory() as session:
+        events = session.scalars(
+            select(AuditEvent.target_id).where(AuditEvent.action == "project.created")
+        )
+        assert sorted(events) == sorted(ids)
 
 
 def test_member_lists_show_own_projects_in_creation_order(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import cast
 
-from sqlalchemy import Select, Table, bindparam, func, select, true
+from sqlalchemy import Executable, Select, Table, bindparam, func, literal, select, true
 from sqlalchemy import insert as sql_insert
 from sqlalchemy import update as sql_update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -32,77 +34,32 @@ _NAMED = select(Project.id).where(
 )
 
 
-def _ensure_name_free(
-    executor: Session | Connection, *, account_id: str, name: str, exclude: str | None = None
-) -> None:
-    existing = executor.scalar(_NAMED, {"account_id": account_id, "name_key": name_key(name)})
-    if existing is not None and existing != exclude:
-        raise Conflict(
-            f"A project named {name!r} already exists",
-            violations=[f"name: already used by project {existing}"],
-            extra={"existingId": existing},
+def _name_taken(executor: Session | Connection, *, account_id: str, name: str) -> str | None:
+    """The id of the account's project named ``name`` (case-insensitive), if any."""
+    return executor.scalar(_NAMED, {"account_id": account_id, "name_key": name_key(name)})
+
+
+def _conflict(name: str, existing: str | None) -> Conflict:
+    """409 for a taken project name; ``existingId`` names the holder when it is still there."""
+    if existing is None:  # taken by a project deleted since: the create may be retried
+        return Conflict(
+            f"A project named {name!r} was being changed concurrently; retry",
+            violations=["name: used by a concurrent change"],
         )
-
-
-_INSERT = sql_insert(cast(Table, Project.__table__))
-
-
-def create(session: Session, *, actor: Actor, data: ProjectCreate) -> Project:
-    """Create a project; a non-Super-Admin creator becomes its ``OWNER``.
-
-    The account row stays locked from the project's ``seq`` to the commit, so the account's
-    creates run one after another, each stamped later than the one before; what needs no
-    ``seq`` (the name check, the audit event) is written before the lock is taken.
-
-    The rows are written with plain table statements on the session's connection (the ORM's
-    unit of work cost more Python time than the statements); the returned project is attached to
-    the session as if loaded (SQLAlchemy ``make_transient_to_detached``), so callers can go on
-    using it through the ORM.
-
-    Raises:
-        Conflict: the name is taken in the account (case-insensitive); body carries ``existingId``.
-    """
-    conn = session.connection()
-    _ensure_name_free(conn, account_id=actor.account_id, name=data.name)
-    project_id = new_uuid()
-    # Before the account row's lock: the audit event needs nothing from it.
-    audit.record(
-        session,
-        actor=actor,
-        action="project.created",
-        target_type="project",
-        target_id=project_id,
-        project_id=project_id,
-        details={"name": data.name, "warehouse": data.warehouse},
+    return Conflict(
+        f"A project named {name!r} already exists",
+        violations=[f"name: already used by project {existing}"],
+        extra={"existingId": existing},
     )
-    seq = _add_to_list(conn, account_id=actor.account_id)
-    now = utcnow()
-    values = {
-        "id": project_id,
-        "account_id": actor.account_id,
-        "seq": seq,
-        "created_at": now,
-        "updated_at": now,
-        "name": data.name,
-        "name_key": name_key(data.name),
-        "description": data.description,
-        "warehouse": data.warehouse,
-        "agent_deployment_type": data.agent_deployment_type,
-    }
-    conn.execute(_INSERT, values)
-    project = Project(**values)
-    make_transient_to_detached(project)
-    session.add(project)
-    if not actor.is_super_admin:
-        add_member(session, project_id=project.id, actor=actor, role="OWNER")
-    return project
 
 
+_projects = cast(Table, Project.__table__)
 _accounts = cast(Table, Account.__table__)
 _buckets = cast(Table, ProjectListBucket.__table__)
 _in_bucket = (_buckets.c.account_id == bindparam("acct"), _buckets.c.bucket == bindparam("bkt"))
+_NAME_KEY = ("account_id", "name_key")  # the unique index uq_projects_account_name_key
 # Plain table statements (no ORM bookkeeping), built once; parameters ``acct`` (account id),
-# ``bkt`` (bucket) and ``change``.
+# ``bkt`` (bucket), ``change`` and the project's columns.
 _TAKE_SEQ = (
     sql_update(_accounts)
     .where(_accounts.c.id == bindparam("acct"))
@@ -123,6 +80,60 @@ _BUMP_BUCKET = (
 _NEW_BUCKET = sql_insert(_buckets).values(
     account_id=bindparam("acct"), bucket=bindparam("bkt"), count=bindparam("change")
 )
+#: SQLite: insert the project unless its name is taken (then no row comes back).
+_INSERT_SQLITE = (
+    sqlite_insert(_projects)
+    .on_conflict_do_nothing(index_elements=_NAME_KEY)
+    .returning(_projects.c.id)
+)
+
+
+def _postgresql_create() -> Executable:
+    """PostgreSQL: one statement takes the account's next ``seq`` (locking the account row),
+    counts it into its bucket and inserts the project unless its name is taken, stamped with the
+    database's clock after the lock. Parameters ``acct`` and ``p_<column>`` for the project's
+    columns except ``seq``, ``created_at`` and ``updated_at``; returns ``(seq, created_at)``, or no row when
+    the name is taken (the seq and the counts are then rolled back with the transaction)."""
+    now = func.date_trunc("milliseconds", func.clock_timestamp())
+    taken = (
+        sql_update(_accounts)
+        .where(_accounts.c.id == bindparam("acct"))
+        .values(
+            project_count=_accounts.c.project_count + 1,
+            project_seq=_accounts.c.project_seq + 1,
+            updated_at=now,
+        )
+        .returning(_accounts.c.project_seq.label("seq"), _accounts.c.updated_at.label("now"))
+        .cte("taken")
+    )
+    counted = pg_insert(_buckets).from_select(
+        ["account_id", "bucket", "count", "created_at", "updated_at"],
+        select(bindparam("acct"), taken.c.seq // BUCKET_SIZE, literal(1), taken.c.now, taken.c.now),
+    )
+    counted = counted.on_conflict_do_update(
+        index_elements=["account_id", "bucket"],
+        set_={"count": _buckets.c.count + 1, "updated_at": counted.excluded.updated_at},
+    )
+    columns = ["name", "name_key", "description", "warehouse", "agent_deployment_type"]
+    # Parameters not named like the accounts' columns: an UPDATE would SET those.
+    row = select(
+        bindparam("p_id"),
+        bindparam("acct"),
+        taken.c.seq,
+        taken.c.now,
+        taken.c.now,
+        *(bindparam(f"p_{name}", type_=_projects.c[name].type) for name in columns),
+    )
+    return (
+        pg_insert(_projects)
+        .from_select(["id", "account_id", "seq", "created_at", "updated_at", *columns], row)
+        .on_conflict_do_nothing(index_elements=_NAME_KEY)
+        .returning(_projects.c.seq, _projects.c.created_at)
+        .add_cte(counted.cte("counted"))
+    )
+
+
+_CREATE_POSTGRESQL = _postgresql_create()
 
 
 def count_into_bucket(
@@ -131,22 +142,95 @@ def count_into_bucket(
     """Add ``change`` projects to an account's list bucket, making its row if it has none.
 
     The caller holds the account row's lock (its count UPDATE), which makes the insert of a
-    missing row race-free. The project service counts one at a time; a bulk load counts many.
+    missing row race-free. The SQLite create and a bulk load count here; PostgreSQL's create
+    counts in its own statement (:func:`_postgresql_create`).
     """
     where = {"acct": account_id, "bkt": bucket, "change": change}
     if executor.execute(_BUMP_BUCKET, where).first() is None:
         executor.execute(_NEW_BUCKET, where)
 
 
-def _add_to_list(conn: Connection, *, account_id: str) -> int:
-    """Count a new project into its account and its bucket; return the project's ``seq``.
+def _insert(conn: Connection, values: dict[str, object]) -> dict[str, object] | None:
+    """Count a new project into its account and its list bucket, and insert it; return the
+    row's values with ``seq``, ``created_at`` and ``updated_at``, or None when its name is
+    taken in the account (the caller's transaction must then be rolled back: the counts moved).
 
-    The account's UPDATE locks its row until the commit, which makes ``seq`` creation order and
-    lets a missing bucket row be inserted without a race.
+    The account row stays locked from the ``seq`` to the commit, which makes ``seq`` creation
+    order, ``created_at`` (stamped after the lock) follow it, and a missing bucket row safe to
+    insert. On PostgreSQL this is one statement, so the lock is held for one round trip and
+    the commit.
     """
-    seq: int = conn.execute(_TAKE_SEQ, {"acct": account_id}).scalar_one()
-    count_into_bucket(conn, account_id=account_id, bucket=seq // BUCKET_SIZE, change=1)
-    return seq
+    account_id = values["account_id"]
+    if conn.dialect.name == "postgresql":
+        params = {f"p_{name}": value for name, value in values.items()}
+        found = conn.execute(_CREATE_POSTGRESQL, {**params, "acct": account_id}).first()
+        if found is None:
+            return None
+        seq, now = found
+    else:
+        seq = conn.execute(_TAKE_SEQ, {"acct": account_id}).scalar_one()
+        count_into_bucket(conn, account_id=str(account_id), bucket=seq // BUCKET_SIZE, change=1)
+        now = utcnow()
+        if (
+            conn.execute(
+                _INSERT_SQLITE, {**values, "seq": seq, "created_at": now, "updated_at": now}
+            ).first()
+            is None
+        ):
+            return None
+    return {**values, "seq": seq, "created_at": now, "updated_at": now}
+
+
+def create(session: Session, *, actor: Actor, data: ProjectCreate) -> Project:
+    """Create a project; a non-Super-Admin creator becomes its ``OWNER``.
+
+    The audit event (which needs nothing from the account) is written first; then the project
+    is counted into the account's list and inserted unless its name is taken (:func:`_insert`:
+    the unique index decides, so two creates racing for a name get one 201 and one 409). The
+    account row stays locked from then to the commit, so the account's creates run one after
+    another, each stamped later than the one before.
+
+    The rows are written with plain table statements on the session's connection (the ORM's
+    unit of work cost more Python time than the statements); the returned project is attached to
+    the session as if loaded (SQLAlchemy ``make_transient_to_detached``), so callers can go on
+    using it through the ORM.
+
+    Raises:
+        Conflict: the name is taken in the account (case-insensitive); body carries
+            ``existingId``. The session's transaction must be rolled back (the route's session
+            does so for every error).
+    """
+    conn = session.connection()
+    project_id = new_uuid()
+    audit.record(
+        session,
+        actor=actor,
+        action="project.created",
+        target_type="project",
+        target_id=project_id,
+        project_id=project_id,
+        details={"name": data.name, "warehouse": data.warehouse},
+    )
+    values = _insert(
+        conn,
+        {
+            "id": project_id,
+            "account_id": actor.account_id,
+            "name": data.name,
+            "name_key": name_key(data.name),
+            "description": data.description,
+            "warehouse": data.warehouse,
+            "agent_deployment_type": data.agent_deployment_type,
+        },
+    )
+    if values is None:
+        raise _conflict(data.name, _name_taken(conn, account_id=actor.account_id, name=data.name))
+    project = Project(**values)
+    make_transient_to_detached(project)
+    session.add(project)
+    if not actor.is_super_admin:
+        add_member(session, project_id=project.id, actor=actor, role="OWNER")
+    return project
 
 
 def _remove_from_list(session: Session, *, project: Project) -> None:
@@ -226,9 +310,9 @@ def update(session: Session, *, actor: Actor, project: Project, data: ProjectUpd
     """Rename or re-describe a project. Raises Conflict if the new name is taken."""
     changes = data.model_dump(exclude_unset=True)
     if changes.get("name") is not None and changes["name"] != project.name:
-        _ensure_name_free(
-            session, account_id=project.account_id, name=changes["name"], exclude=project.id
-        )
+        existing = _name_taken(session, account_id=project.account_id, name=changes["name"])
+        if existing not in (None, project.id):
+            raise _conflict(changes["name"], existing)
         project.name = changes["name"]
         project.name_key = name_key(changes["name"])
     if "description" in changes:
