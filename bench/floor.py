@@ -4,6 +4,10 @@
 selects it. Same driver, engine settings and thread pool as Stead (``stead.db.make_engine``,
 work run in a worker thread like FastAPI's sync endpoints). Served by uvicorn with the settings
 ``stead serve`` uses. The database URL comes from ``FLOOR_DATABASE_URL``.
+
+:func:`create_fastapi_app` serves the same two operations through FastAPI (sync endpoints, a
+pydantic body and response model, nothing else): the framework's own share of the gap between
+the floor and Stead.
 """
 
 from __future__ import annotations
@@ -11,9 +15,12 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from anyio import to_thread
+from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel
 from sqlalchemy import Column, DateTime, MetaData, String, Table, insert, select
 
 from stead.db import make_engine, utcnow
@@ -28,8 +35,8 @@ rows = Table(
 )
 
 
-def create_app() -> Any:
-    """The floor ASGI app (uvicorn ``--factory``)."""
+def _database_work() -> tuple[Callable[[str], str], Callable[[str], dict[str, Any] | None]]:
+    """``(create, get)``: insert a row by name and return its id; read a row by id."""
     engine = make_engine(os.environ["FLOOR_DATABASE_URL"])
     metadata.create_all(engine)
 
@@ -43,6 +50,13 @@ def create_app() -> Any:
         with engine.connect() as conn:
             row = conn.execute(select(rows).where(rows.c.id == row_id)).first()
         return None if row is None else {"id": row.id, "name": row.name}
+
+    return create, get
+
+
+def create_app() -> Any:
+    """The floor ASGI app (uvicorn ``--factory``)."""
+    create, get = _database_work()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -71,5 +85,32 @@ def create_app() -> Any:
             }
         )
         await send({"type": "http.response.body", "body": data})
+
+    return app
+
+
+class _Row(BaseModel):
+    name: str
+
+
+class _Created(BaseModel):
+    id: str
+
+
+def create_fastapi_app() -> Any:
+    """The floor's two operations as FastAPI routes (uvicorn ``--factory``)."""
+    create, get = _database_work()
+    app = FastAPI()
+
+    @app.post("/rows", status_code=201, response_model=_Created)
+    def post_row(row: _Row) -> _Created:
+        return _Created(id=create(row.name))
+
+    @app.get("/rows/{row_id}")
+    def get_row(row_id: str) -> dict[str, Any]:
+        found = get(row_id)
+        if found is None:
+            raise HTTPException(404)
+        return found
 
     return app

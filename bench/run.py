@@ -8,7 +8,8 @@ out of the way, its counting still done):
 - p99 at half of the measured maximum throughput (open loop, queueing included);
 - the floor: a bare ASGI app (bench/floor.py) doing the same single-row insert / select with the
   same driver under the same server settings, measured right after Stead at each client
-  count, and Stead's throughput as a ratio of it;
+  count, and Stead's throughput as a ratio of it; beside it the same two operations through
+  FastAPI alone (the framework's share of the gap);
 - scale: list (first and last page) and get latency with 1 k, 100 k and 1 M projects seeded
   directly (COPY on PostgreSQL, executemany on SQLite);
 - server RSS idle and under load; ``stead --help`` wall time.
@@ -146,11 +147,13 @@ def stead_server(url: str, work: Path) -> Iterator[tuple[subprocess.Popen[bytes]
         proc.wait()
 
 
-def start_floor(url: str, work: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """Serve bench/floor.py with the uvicorn settings of ``stead serve``."""
+def start_floor(
+    url: str, work: Path, factory: str = "create_app"
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Serve bench/floor.py's app ``factory`` with the uvicorn settings of ``stead serve``."""
     port = free_port()
     code = (
-        "import uvicorn; uvicorn.run('floor:create_app', factory=True, host='127.0.0.1', "
+        f"import uvicorn; uvicorn.run('floor:{factory}', factory=True, host='127.0.0.1', "
         f"port={port}, workers=1, log_config=None, log_level='info', access_log=False)"
     )
     env = {**os.environ, "FLOOR_DATABASE_URL": url, "PYTHONPATH": str(ROOT / "bench")}
@@ -407,13 +410,18 @@ def run_backend(backend: str, args: argparse.Namespace, summary: dict[str, Any])
                 # The floor runs beside Stead and is measured right after Stead at each client
                 # count: this machine's speed drifts by tens of percent within minutes, so a
                 # floor measured minutes later made the ratio a measure of the drift.
+                # The same floor through FastAPI shows the framework's share of the gap.
                 floor, floor_port = start_floor(url, work)
+                framework, framework_port = start_floor(url, work, "create_fastapi_app")
                 try:
-                    floor_ops = floor_operations(floor_port)
+                    floors = {
+                        "floor": (floor_port, floor_operations(floor_port)),
+                        "fastapi": (framework_port, floor_operations(framework_port)),
+                    }
                     sampler = RssSampler(proc.pid)
                     rows: list[list[str]] = []
                     best: dict[str, float] = {}
-                    floor_best: dict[str, float] = {}
+                    floor_best: dict[str, dict[str, float]] = {"floor": {}, "fastapi": {}}
                     for name, op in bench.operations().items():
                         for clients in args.clients:
                             res: Result = asyncio.run(
@@ -430,7 +438,9 @@ def run_backend(backend: str, args: argparse.Namespace, summary: dict[str, Any])
                                     str(res.errors),
                                 ]
                             )
-                            if name in floor_ops:
+                            for kind, (floor_port, floor_ops) in floors.items():
+                                if name not in floor_ops:
+                                    continue
                                 top = asyncio.run(
                                     closed_loop(
                                         HOST,
@@ -440,11 +450,13 @@ def run_backend(backend: str, args: argparse.Namespace, summary: dict[str, Any])
                                         seconds=args.seconds,
                                     )
                                 ).throughput
-                                floor_best[name] = max(floor_best.get(name, 0.0), top)
+                                kept = floor_best[kind]
+                                kept[name] = max(kept.get(name, 0.0), top)
                     peak = sampler.stop()
                 finally:
-                    floor.terminate()
-                    floor.wait()
+                    for server in (floor, framework):
+                        server.terminate()
+                        server.wait()
                 print_table(
                     f"{backend}: stead serve",
                     ["operation", "clients", "ops/s", "p50 ms", "p99 ms", "errors"],
@@ -476,14 +488,32 @@ def run_backend(backend: str, args: argparse.Namespace, summary: dict[str, Any])
                 )
 
                 floor_rows = []
-                for name, top in floor_best.items():
+                for name, top in floor_best["floor"].items():
                     ratio = best[name] / top
+                    bare = floor_best["fastapi"][name]
                     summary.setdefault("ratio", []).append((backend, name, ratio))
-                    floor_rows.append([name, f"{top:.0f}", f"{best[name]:.0f}", f"{ratio:.0%}"])
+                    floor_rows.append(
+                        [
+                            name,
+                            f"{top:.0f}",
+                            f"{bare:.0f}",
+                            f"{bare / top:.0%}",
+                            f"{best[name]:.0f}",
+                            f"{ratio:.0%}",
+                        ]
+                    )
                 print_table(
-                    f"{backend}: the floor (bare ASGI + same driver, measured right after Stead "
-                    "at each client count), best of all client counts",
-                    ["operation", "floor ops/s", "stead ops/s", "stead/floor"],
+                    f"{backend}: the floor (bare ASGI + same driver) and the same work through "
+                    "FastAPI, measured right after Stead at each client count; best of all "
+                    "client counts",
+                    [
+                        "operation",
+                        "floor ops/s",
+                        "fastapi ops/s",
+                        "fastapi/floor",
+                        "stead ops/s",
+                        "stead/floor",
+                    ],
                     floor_rows,
                 )
 
