@@ -21,8 +21,11 @@ from tests.support.factories import example
 CLIENTS = 50
 
 
-def race(srv: Served, headers: dict[str, str], path: str, bodies: list[Any]) -> Counter[int]:
-    """POST ``bodies[i]`` from client ``i``, all released at once; count the statuses."""
+def race(
+    srv: Served, headers: dict[str, str], path: str, bodies: list[Any]
+) -> list[httpx.Response]:
+    """POST ``bodies[i]`` from client ``i``, all released at once; every answer is a 201 or a
+    409 problem."""
     barrier = threading.Barrier(len(bodies))
     limits = httpx.Limits(max_connections=len(bodies))
     with httpx.Client(base_url=srv.url, headers=headers, timeout=60, limits=limits) as client:
@@ -38,6 +41,11 @@ def race(srv: Served, headers: dict[str, str], path: str, bodies: list[Any]) -> 
         assert resp.status_code in (201, 409), resp.text
         if resp.status_code == 409:
             assert resp.headers["content-type"].startswith("application/problem+json")
+    return responses
+
+
+def statuses(responses: list[httpx.Response]) -> Counter[int]:
+    """How many responses had each status."""
     return Counter(r.status_code for r in responses)
 
 
@@ -57,18 +65,23 @@ def test_same_names_created_at_once(served: Served) -> None:
     spellings = ["Race Project", "race project", "RACE PROJECT", "Race Project"]
     project = example("01-create-project-redshift")
     bodies = [{**project, "name": spellings[i % len(spellings)]} for i in range(CLIENTS)]
-    assert race(served, headers, "/v1/projects", bodies) == {201: 1, 409: CLIENTS - 1}
+    responses = race(served, headers, "/v1/projects", bodies)
+    assert statuses(responses) == {201: 1, 409: CLIENTS - 1}
+    # Every loser is told which project holds the name (the unique index decides, not a query
+    # that a concurrent create could pass).
+    (winner,) = [r.json()["projectId"] for r in responses if r.status_code == 201]
+    assert {r.json().get("existingId") for r in responses if r.status_code == 409} == {winner}
 
     connection = {**example("03-create-connection-redshift"), "name": "race-dwh"}
-    statuses = race(served, headers, f"{base}/data-platform-connections", [connection] * CLIENTS)
-    assert statuses == {201: 1, 409: CLIENTS - 1}
+    answers = race(served, headers, f"{base}/data-platform-connections", [connection] * CLIENTS)
+    assert statuses(answers) == {201: 1, 409: CLIENTS - 1}
 
     environment = {
         **example("05-create-environment-redshift", agentId=made["agent_id"]),
         "name": "race-env",
     }
-    statuses = race(served, headers, f"{base}/environments", [environment] * CLIENTS)
-    assert statuses == {201: 1, 409: CLIENTS - 1}
+    answers = race(served, headers, f"{base}/environments", [environment] * CLIENTS)
+    assert statuses(answers) == {201: 1, 409: CLIENTS - 1}
 
     with httpx.Client(base_url=served.url, headers=headers, timeout=30) as client:
         names = [p["name"] for p in client.get("/v1/projects?size=100").json()["results"]]
