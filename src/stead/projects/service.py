@@ -92,8 +92,9 @@ def _postgresql_create() -> Executable:
     """PostgreSQL: one statement takes the account's next ``seq`` (locking the account row),
     counts it into its bucket and inserts the project unless its name is taken, stamped with the
     database's clock after the lock. Parameters ``acct`` and ``p_<column>`` for the project's
-    columns except ``seq``, ``created_at`` and ``updated_at``; returns ``(seq, created_at)``, or no row when
-    the name is taken (the seq and the counts are then rolled back with the transaction)."""
+    columns except ``seq``, ``created_at`` and ``updated_at``; returns ``(seq, created_at)``, or
+    no row when the name is taken (the seq and the counts are then rolled back with the
+    transaction)."""
     now = func.date_trunc("milliseconds", func.clock_timestamp())
     taken = (
         sql_update(_accounts)
