@@ -186,16 +186,40 @@ def make_sessionmaker(
         read_only: for sessions that only read: each statement then commits on its own
             (autocommit: no ``BEGIN``/``COMMIT`` statements or round trips). Under PostgreSQL's
             default READ COMMITTED isolation every statement reads its own snapshot either way;
-            on SQLite each statement reads the latest committed state, as on PostgreSQL.
+            on SQLite each statement reads the latest committed state, as on PostgreSQL. On
+            SQLite, :func:`run_read` runs such a session's reads on the event loop.
     """
     bind = engine
+    info: dict[str, Any] = {}
     if write:
         bind = engine.execution_options(stead_write=True)
     elif read_only and engine.dialect.name == "postgresql":
         bind = engine.execution_options(isolation_level="AUTOCOMMIT")
     elif read_only:
         bind = engine.execution_options(stead_read=True)
-    return sessionmaker(bind, expire_on_commit=False)
+        info[_READS_IN_PLACE] = True
+    return sessionmaker(bind, expire_on_commit=False, info=info)
+
+
+_READS_IN_PLACE = "stead.reads_in_place"
+_T = TypeVar("_T")
+
+
+async def run_read(session: Session, func: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
+    """``func(*args, **kwargs)``, a short read through ``session``, from an async dependency.
+
+    A read-only session on SQLite runs it right on the event loop: the read is a call into the
+    SQLite library in this process, and in WAL mode a reader waits for no lock, so a worker-thread
+    hop would cost more than the read. Any other session runs it in a worker thread: a write
+    session's first statement may wait for SQLite's write lock, and a PostgreSQL read is a
+    network round trip, neither of which may stall the event loop.
+
+    Raises:
+        whatever ``func`` raises.
+    """
+    if session.info.get(_READS_IN_PLACE):
+        return func(*args, **kwargs)
+    return await run_in_threadpool(func, *args, **kwargs)
 
 
 def session_scope(factory: sessionmaker[Session], *, write: bool) -> Iterator[Session]:

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from stead.audit.service import AuditFilter
-from stead.db import SessionDep
+from stead.db import SessionDep, run_read
 from stead.environments import service as environment_service
 from stead.environments.models import Environment
 from stead.errors import BadRequest, NotFound, Unauthorized
@@ -160,13 +160,13 @@ def visible_project(session: Session, *, actor: Actor, project_id: str) -> Proje
     return ProjectContext(actor=actor, project=project, role=role)
 
 
-def _project_context(permission: str) -> Callable[..., ProjectContext]:
-    def dependency(
+def _project_context(permission: str) -> Callable[..., Awaitable[ProjectContext]]:
+    async def dependency(
         actor: ActorDep,
         session: SessionDep,
         project_id: Annotated[str, Path(alias="projectId", description="project UUID")],
     ) -> ProjectContext:
-        ctx = visible_project(session, actor=actor, project_id=project_id)
+        ctx = await run_read(session, visible_project, session, actor=actor, project_id=project_id)
         if not project_allows(ctx.role, permission):
             raise PermissionDenied(
                 f"Your project role {ctx.role} may not do this ({permission})",
@@ -194,19 +194,33 @@ class EnvironmentContext:
 ProjectReader = Annotated[ProjectContext, Depends(_project_context("project.read"))]
 
 
-def _environment_context(permission: str) -> Callable[..., EnvironmentContext]:
-    def dependency(
+def _environment_level(
+    session: Session, *, ctx: ProjectContext, name: str
+) -> tuple[Environment, str]:
+    """The project's environment ``name`` and the caller's access level in it.
+
+    Raises:
+        NotFound: no such environment in the project.
+    """
+    environment = environment_service.get(session, project=ctx.project, name=name)
+    level = access_level(
+        session,
+        actor=ctx.actor,
+        role=ctx.role,
+        environment_id=environment.id,
+        default_level=environment.default_user_access_level,
+    )
+    return environment, level
+
+
+def _environment_context(permission: str) -> Callable[..., Awaitable[EnvironmentContext]]:
+    async def dependency(
         ctx: ProjectReader,
         session: SessionDep,
         name: Annotated[str, Path(alias="environmentName", description="environment name")],
     ) -> EnvironmentContext:
-        environment = environment_service.get(session, project=ctx.project, name=name)
-        level = access_level(
-            session,
-            actor=ctx.actor,
-            role=ctx.role,
-            environment_id=environment.id,
-            default_level=environment.default_user_access_level,
+        environment, level = await run_read(
+            session, _environment_level, session, ctx=ctx, name=name
         )
         if not environment_allows(level, permission):
             raise PermissionDenied(
