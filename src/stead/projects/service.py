@@ -172,12 +172,8 @@ def _insert(conn: Connection, values: dict[str, object]) -> dict[str, object] | 
         seq = conn.execute(_TAKE_SEQ, {"acct": account_id}).scalar_one()
         count_into_bucket(conn, account_id=str(account_id), bucket=seq // BUCKET_SIZE, change=1)
         now = utcnow()
-        if (
-            conn.execute(
-                _INSERT_SQLITE, {**values, "seq": seq, "created_at": now, "updated_at": now}
-            ).first()
-            is None
-        ):
+        row = {**values, "seq": seq, "created_at": now, "updated_at": now}
+        if conn.execute(_INSERT_SQLITE, row).first() is None:
             return None
     return {**values, "seq": seq, "created_at": now, "updated_at": now}
 
