@@ -16,12 +16,12 @@ time.
 
 Four are enough to keep a server process busy: its Python runs on one core at a time (the GIL),
 and a request waits for the database only for local round trips; work that waits on something
-slow (a warehouse, a git remote) steps out. More runnable worker threads only fight over the GIL:
-with 10, the event loop queued behind them and the kernel switched threads more. Measured with
-16 and 64 clients on 2 cores, 4 against 10 (3 + 2 alternating rounds each): system CPU per
-request 20-30% lower; throughput per operation and client count, averaged over the rounds,
-from -4% (PostgreSQL creates at 64 clients) to +15% (at 16), +12-13% for SQLite reads (noisy:
-single rounds from -13% to +33%).
+slow (a warehouse, a git remote) steps out. More runnable worker threads only contend for the
+GIL and the event loop queues behind them. Measured with 16 and 64 clients on 2 cores, 4 against
+10 (3 + 2 alternating rounds): system CPU per request was lower with 4 in most rounds, and
+throughput moved within this machine's noise. Pure SQLite create loads moved as much between
+rounds, and the limit cannot change them (SQLite writes run one at a time). No round showed 4
+slower beyond that noise.
 """
 
 from __future__ import annotations
