@@ -60,12 +60,13 @@ _in_bucket = (_buckets.c.account_id == bindparam("acct"), _buckets.c.bucket == b
 _NAME_KEY = ("account_id", "name_key")  # the unique index uq_projects_account_name_key
 # Plain table statements (no ORM bookkeeping), built once; parameters ``acct`` (account id),
 # ``bkt`` (bucket), ``change`` and the project's columns.
-_TAKE_SEQ = (
+#: One more project in the account: its count and last seq (the UPDATE locks the account's row).
+_COUNT_IN = (
     sql_update(_accounts)
     .where(_accounts.c.id == bindparam("acct"))
     .values(project_count=_accounts.c.project_count + 1, project_seq=_accounts.c.project_seq + 1)
-    .returning(_accounts.c.project_seq)
 )
+_TAKE_SEQ = _COUNT_IN.returning(_accounts.c.project_seq)
 _UNCOUNT = (
     sql_update(_accounts)
     .where(_accounts.c.id == bindparam("acct"))
@@ -97,13 +98,7 @@ def _postgresql_create() -> Executable:
     transaction)."""
     now = func.date_trunc("milliseconds", func.clock_timestamp())
     taken = (
-        sql_update(_accounts)
-        .where(_accounts.c.id == bindparam("acct"))
-        .values(
-            project_count=_accounts.c.project_count + 1,
-            project_seq=_accounts.c.project_seq + 1,
-            updated_at=now,
-        )
+        _COUNT_IN.values(updated_at=now)
         .returning(_accounts.c.project_seq.label("seq"), _accounts.c.updated_at.label("now"))
         .cte("taken")
     )
@@ -168,14 +163,12 @@ def _insert(conn: Connection, values: dict[str, object]) -> dict[str, object] | 
         if found is None:
             return None
         seq, now = found
-    else:
-        seq = conn.execute(_TAKE_SEQ, {"acct": account_id}).scalar_one()
-        count_into_bucket(conn, account_id=str(account_id), bucket=seq // BUCKET_SIZE, change=1)
-        now = utcnow()
-        row = {**values, "seq": seq, "created_at": now, "updated_at": now}
-        if conn.execute(_INSERT_SQLITE, row).first() is None:
-            return None
-    return {**values, "seq": seq, "created_at": now, "updated_at": now}
+        return {**values, "seq": seq, "created_at": now, "updated_at": now}
+    seq = conn.execute(_TAKE_SEQ, {"acct": account_id}).scalar_one()
+    count_into_bucket(conn, account_id=str(account_id), bucket=seq // BUCKET_SIZE, change=1)
+    now = utcnow()
+    row = {**values, "seq": seq, "created_at": now, "updated_at": now}
+    return row if conn.execute(_INSERT_SQLITE, row).first() is not None else None
 
 
 def create(session: Session, *, actor: Actor, data: ProjectCreate) -> Project:
