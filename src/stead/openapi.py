@@ -1,7 +1,7 @@
 """The OpenAPI document as the server really answers (ARCHITECTURE rule 6).
 
 FastAPI documents a 422 ``HTTPValidationError`` on every operation; Stead never sends one
-(validation failures are 400 problem+json, contract section 1). :func:`install` replaces it with
+(validation failures are 400 problem+json, docs/api.md "Errors"). :func:`install` replaces it with
 the statuses every API operation can answer, each with the problem+json schema, so generated
 clients and schema-driven tests (schemathesis) see what actually comes back:
 
@@ -10,6 +10,10 @@ clients and schema-driven tests (schemathesis) see what actually comes back:
   413 and 415 when it takes a body;
 - the token endpoint: its RFC 6749 errors (400/401 ``{"error", "error_description"}``) or a
   problem (400 for an unreadable form, 413, 503).
+
+It also writes the warehouse property tables (:func:`stead.warehouses.properties_table`) into
+the description of every ``connectionProperties``, so the document says which keys each
+warehouse takes without the SDK's schemas importing the warehouse modules.
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from stead.errors import PROBLEM_JSON
+from stead.warehouses import properties_table, redshift, snowflake
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
     "title": "Problem",
-    "description": "RFC 9457 problem details (contract section 1); some kinds add members, "
+    "description": "RFC 9457 problem details (docs/api.md, Errors); some kinds add members, "
     "e.g. existingId on a duplicate project name.",
     "required": ["type", "title", "status", "detail", "instance", "violations"],
     "properties": {
@@ -85,6 +90,26 @@ def _statuses(path: str, method: str, operation: dict[str, Any]) -> list[int]:
     return []
 
 
+PROPERTIES_DESCRIPTION = (
+    "The environment's warehouse credentials: property name -> PropertyValue. The keys depend "
+    "on the project's warehouse; unknown keys are refused. Any property may be held in a secret "
+    "(`secretName`); a sensitive one given as `value` is stored as a hosted secret and read back "
+    'as `{"secretName": "<environment>-<property>", "set": true}`. See docs/warehouses.md.'
+    "\n\nSnowflake (authType KEY_PAIR):\n\n"
+    + properties_table(snowflake.SPEC)
+    + "\nAmazon Redshift (authType PASSWORD):\n\n"
+    + properties_table(redshift.SPEC)
+)
+
+
+def describe_properties(schema: dict[str, Any]) -> None:
+    """Set :data:`PROPERTIES_DESCRIPTION` on each component's ``connectionProperties``."""
+    for component in schema.get("components", {}).get("schemas", {}).values():
+        prop = component.get("properties", {}).get("connectionProperties")
+        if prop is not None:
+            prop["description"] = PROPERTIES_DESCRIPTION
+
+
 def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
     """Rewrite a FastAPI-generated OpenAPI ``schema`` in place (module docstring); return it."""
     components = schema.setdefault("components", {}).setdefault("schemas", {})
@@ -115,7 +140,7 @@ def install(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = document_errors(
+            schema = document_errors(
                 get_openapi(
                     title=app.title,
                     version=app.version,
@@ -124,6 +149,8 @@ def install(app: FastAPI) -> None:
                     routes=app.routes,
                 )
             )
+            describe_properties(schema)
+            app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -1,5 +1,5 @@
 """Private keys for Snowflake key-pair authentication, checked when they are submitted
-(contract section 4).
+(docs/warehouses.md).
 
 What is accepted follows Snowflake's "Key-pair authentication and key-pair rotation" guide
 (docs.snowflake.com/en/user-guide/key-pair-auth): an RSA key of at least 2048 bits in PEM, as
@@ -235,7 +235,7 @@ def check_key_pair(
     text: str, passphrase: Passphrase, *, key_field: str, phrase_field: str
 ) -> CheckedKey | str:
     """:func:`check_private_key`, answered as an environment's ``privateKey`` and ``passphrase``
-    properties are (contract section 4), including a passphrase held in a secret
+    properties are (docs/warehouses.md), including a passphrase held in a secret
     (:data:`UNKNOWN_PASSPHRASE`) given for a key that is not encrypted.
 
     Args:

@@ -1,5 +1,5 @@
 """Connection tests: open a real session to the warehouse with an environment's credentials and
-run a trivial query (contract section 8).
+run a trivial query (docs/api.md, Connection tests).
 
 The credentials are resolved first (:func:`resolve_target`, inside the request's transaction),
 then the transaction ends and the request steps out of admission control while the vendor's
@@ -138,7 +138,7 @@ def resolve_target(
 ) -> Target:
     """The warehouse, address and credentials that ``properties`` (an environment's connection
     properties in stored form, or a candidate's with inline values) stand for; every secret is
-    resolved from its store (contract section 5).
+    resolved from its store (docs/api.md, Secrets).
 
     A value read from a secret for a property that has a normaliser (Redshift ``port``,
     ``useSsl``, Snowflake ``account`` ...) is checked and normalised like an inline one.

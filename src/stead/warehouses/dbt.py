@@ -146,7 +146,7 @@ def profiles_yml(
         environment: the environment's name (the target's name, and part of every
             environment variable's name).
         warehouse: ``SNOWFLAKE`` or ``REDSHIFT``.
-        properties: the environment's stored connection properties (contract section 4).
+        properties: the environment's stored connection properties (docs/warehouses.md).
 
     Returns:
         YAML text that parses to ``{project: {"target": environment, "outputs":

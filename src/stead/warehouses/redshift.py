@@ -1,4 +1,4 @@
-"""Amazon Redshift: connection properties and their checks (contract section 4, DPC fields).
+"""Amazon Redshift: connection properties and their checks (DPC's fields; docs/warehouses.md).
 
 Required ``url`` (host name), ``port``, ``username``, ``password``, ``defaultDatabase``;
 optional ``defaultSchema`` (default ``public``), ``useSsl`` (default ``true``),
@@ -106,6 +106,12 @@ SPEC = WarehouseSpec(
     optional=("defaultSchema", "useSsl", "defaultStorageLocation"),
     sensitive=frozenset({"password"}),
     defaults={"defaultSchema": "public", "useSsl": "true"},
+    formats={
+        "url": "the cluster's host name, without scheme, port or path",
+        "port": 'a TCP port, 1-65535, as a string (`"5439"`)',
+        "useSsl": "`true` or `false`, in any case, as a string",
+        "defaultStorageLocation": "an S3 bucket name, without `s3://` or a path",
+    },
     normalisers={
         "url": normalise_host,
         "port": normalise_port,

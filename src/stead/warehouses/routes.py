@@ -1,4 +1,4 @@
-"""HTTP route of the connection test (contract section 8)."""
+"""HTTP route of the connection test (docs/api.md, Connection tests)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Wire models of the connection test (contract section 8)."""
+"""Wire models of the connection test (docs/api.md, Connection tests)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ class ConnectionTestError(WireModel):
 
 
 class ConnectionTestResult(WireModel):
-    """``POST .../environments/{environmentName}/connection-test`` answer (contract section 8).
+    """``POST .../environments/{environmentName}/connection-test`` answer
+    (docs/api.md, Connection tests).
 
     ``latencyMs`` is the wall time of the attempt in milliseconds: login and query on success,
     up to the failure otherwise. ``serverVersion`` is the warehouse's version string on success.

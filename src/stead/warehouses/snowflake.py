@@ -1,4 +1,4 @@
-"""Snowflake: connection properties and account identifier normalisation (contract section 4).
+"""Snowflake: connection properties and account identifier normalisation (docs/warehouses.md).
 
 Required ``account``, ``username``, ``privateKey``; optional ``passphrase``, ``defaultRole``,
 ``defaultWarehouse``, ``defaultDatabase``, ``defaultSchema``; ``privateKey`` and ``passphrase``
@@ -96,5 +96,11 @@ SPEC = WarehouseSpec(
     required=("account", "username", "privateKey"),
     optional=("passphrase", "defaultRole", "defaultWarehouse", "defaultDatabase", "defaultSchema"),
     sensitive=frozenset({"privateKey", "passphrase"}),
+    formats={
+        "account": "the account identifier: " + ACCEPTED_FORMS + "; stored in canonical form",
+        "privateKey": "an RSA private key of at least 2048 bits in PEM: PKCS#8, encrypted "
+        "PKCS#8 or PKCS#1, LF or CRLF line ends",
+        "passphrase": "text; required when the private key is encrypted",
+    },
     normalisers={"account": normalise_account},
 )
