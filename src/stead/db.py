@@ -45,13 +45,13 @@ NAMING_CONVENTION = {
 
 
 def utcnow() -> datetime:
-    """Current time, timezone-aware UTC, truncated to milliseconds (contract section 1)."""
+    """Current time, timezone-aware UTC, truncated to milliseconds (docs/api.md)."""
     now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def new_uuid() -> str:
-    """A lower-case UUID v4 string (contract section 1: ids)."""
+    """A lower-case UUID v4 string (docs/api.md: ids)."""
     return str(uuid.uuid4())
 
 

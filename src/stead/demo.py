@@ -1,8 +1,8 @@
 """``stead demo``: the documented DPC provisioning flow, replayed over HTTP against a real server.
 
-The flow (contract, "documented provisioning order"): token -> project -> agent -> connection ->
-secret reference -> environment -> repository, for a Redshift and a Snowflake project, with the
-example request bodies shipped in ``stead/demo_examples`` (the contract's ``examples/``). The
+The flow (DPC's documented provisioning order, README "Running it yourself"): token -> project ->
+agent -> connection -> secret reference -> environment -> repository, for a Redshift and a
+Snowflake project, with the example request bodies shipped in ``stead/demo_examples``. The
 repository is a local bare git repository associated through the ``git`` provider, so the demo
 works offline.
 """
@@ -90,7 +90,7 @@ class Provisioned:
 
 
 class FlowError(RuntimeError):
-    """A call of the flow did not answer as the contract says."""
+    """A call of the flow did not answer as docs/api.md says."""
 
 
 def run_flow(
@@ -107,7 +107,7 @@ def run_flow(
     ``Git-Provider-Access-Token`` (default: a random one; a ``file://`` remote ignores it).
 
     Returns one :class:`Provisioned` per warehouse. Raises :class:`FlowError` on the first call
-    whose status differs from the contract's.
+    whose status differs from the documented one (docs/api.md, Status codes).
     """
     with httpx.Client(base_url=base_url, timeout=30) as http:
 

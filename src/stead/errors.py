@@ -1,4 +1,4 @@
-"""The error tree and its problem+json rendering (contract section 1, RFC 9457).
+"""The error tree and its problem+json rendering (docs/api.md, RFC 9457).
 
 Every error leaves the server as ``application/problem+json`` with ``type``, ``title``,
 ``status``, ``detail``, ``instance`` (the request path) and ``violations`` (a list of

@@ -1,4 +1,4 @@
-"""Prometheus metrics (contract section 1: ``GET /metrics``): request counts and latencies."""
+"""Prometheus metrics (docs/api.md: ``GET /metrics``): request counts and latencies."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Page-based pagination (contract section 1): ``page`` 0-based, ``size`` 1-100 (default 25).
+"""Page-based pagination (docs/api.md): ``page`` 0-based, ``size`` 1-100 (default 25).
 
 The envelope is ``{"page", "size", "total", "results"}``; order is creation time, then id.
 """

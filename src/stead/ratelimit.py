@@ -1,4 +1,4 @@
-"""Per-API-client rate limit (contract section 1: default 1000 requests/minute, 429 + Retry-After).
+"""Per-API-client rate limit (docs/api.md: default 1000 requests/minute, 429 + Retry-After).
 
 Fixed one-minute windows. Where the count lives depends on the database:
 

@@ -29,7 +29,7 @@ class Settings(BaseSettings):
             generated on first start. It never enters the database.
         previous_master_keys: comma-separated base64 master keys that still decrypt but no
             longer encrypt: set the old key here while rotating ``master_key``.
-        token_ttl_seconds: lifetime of an access token (contract section 1: 1800 s).
+        token_ttl_seconds: lifetime of an access token (docs/api.md: 1800 s).
         login_max_failures: consecutive failed logins after which a user is locked.
         login_lock_seconds: how long a locked user stays locked.
         invitation_ttl_seconds: how long an invitation can be accepted (default 7 days).
@@ -47,7 +47,7 @@ class Settings(BaseSettings):
         azure_devops_url: Azure DevOps base URL, organization names are appended to it (Azure
             DevOps Server: ``https://HOST/tfs``, the organization being the collection).
         upstream_timeout_seconds: timeout for calls to git providers.
-        rate_limit_per_minute: requests per API client per minute (contract section 1).
+        rate_limit_per_minute: requests per API client per minute (docs/api.md).
         actor_cache_seconds: how long a token's principal, once read, is trusted without reading
             it again; a client revoked through another server process is refused within this
             many seconds (through this process: at once). 0 reads it on every request.

@@ -1,6 +1,6 @@
 """Shared wire types: the base model, names, timestamps and case-insensitive enums.
 
-Rules come from contract section 1 (names, enums, timestamps, unknown fields).
+Rules come from docs/api.md (names, enums, timestamps, unknown fields).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class WireModel(BaseModel):
 
 
 def name_key(name: str) -> str:
-    """The comparison key of a name: Unicode NFC, then case-folded (contract section 1: names)."""
+    """The comparison key of a name: Unicode NFC, then case-folded (docs/api.md: names)."""
     return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold())
 
 
@@ -52,7 +52,7 @@ def lookup_key(name: str) -> str | None:
 
 
 def check_name(value: str) -> str:
-    """Validate a name (contract section 1): 1-255 characters, no control characters, no ``/``,
+    """Validate a name (docs/api.md): 1-255 characters, no control characters, no ``/``,
     no leading or trailing whitespace, not ``.`` or ``..``. Never trims.
 
     Raises:
@@ -97,7 +97,7 @@ Description = Annotated[Text, Field(max_length=DESCRIPTION_MAX)]
 
 
 def format_timestamp(value: datetime) -> str:
-    """RFC 3339 UTC with milliseconds, e.g. ``2026-01-15T10:30:00.123Z`` (contract section 1)."""
+    """RFC 3339 UTC with milliseconds, e.g. ``2026-01-15T10:30:00.123Z`` (docs/api.md)."""
     value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
@@ -113,7 +113,7 @@ class CaseInsensitive:
     """Marker for ``Annotated[Literal[...], CaseInsensitive()]``: accept the literal's values in any
     case and return its canonical spelling.
 
-    Contract section 1: enums are accepted case-insensitively on input (the DPC examples send
+    docs/api.md: enums are accepted case-insensitively on input (the DPC examples send
     ``dwh``, ``redshift``, ``password``) and returned in canonical form.
     """
 

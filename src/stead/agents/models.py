@@ -1,4 +1,4 @@
-"""Tables: agents and their project allow-lists (contract section 7)."""
+"""Tables: agents and their project allow-lists (docs/api.md, Agents)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from stead.db import Base, UTCDateTime, UUIDStr, new_uuid
 class Agent(Base):
     """An agent of the account. ``is_hosted`` marks the account's one hosted (FULL_SAAS) agent.
 
-    Names are unique per account, compared case-insensitively (``name_key``, contract section 1).
+    Names are unique per account, compared case-insensitively (``name_key``, docs/api.md).
 
     Agent credentials: ``client_id`` in clear, the secret as an argon2id hash only.
     """

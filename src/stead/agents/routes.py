@@ -1,4 +1,4 @@
-"""HTTP routes of agents (contract section 7)."""
+"""HTTP routes of agents (docs/api.md, Agents)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Wire models of agents (contract section 7).
+"""Wire models of agents (docs/api.md, Agents).
 
 Agent types, cloud providers and deployments follow the DPC reference page "Create a new Agent"
 (docs.maia.ai, Agents): each deployment belongs to one cloud provider and is available to

@@ -1,4 +1,4 @@
-"""Agent rules (contract section 7): agents, their allow-lists and their credentials."""
+"""Agent rules (docs/api.md, Agents): agents, their allow-lists and their credentials."""
 
 from __future__ import annotations
 
@@ -234,7 +234,8 @@ def refresh_credentials(session: Session, *, actor: Actor, agent: Agent) -> tupl
 
 
 def check_usable(session: Session, *, account_id: str, agent_id: str, project: Project) -> Agent:
-    """The agent an environment of ``project`` names as ``defaultAgentId`` (contract section 4).
+    """The agent an environment of ``project`` names as ``defaultAgentId``
+    (docs/api.md, Environments).
 
     Raises:
         BadRequest: with violation ``defaultAgentId: ...`` when the agent is unknown in the account

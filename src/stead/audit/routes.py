@@ -1,4 +1,4 @@
-"""HTTP route of the audit trail (contract section 8)."""
+"""HTTP route of the audit trail (docs/api.md, Audit)."""
 
 from __future__ import annotations
 

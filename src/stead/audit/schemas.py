@@ -1,4 +1,4 @@
-"""Wire models of the audit trail (contract section 8)."""
+"""Wire models of the audit trail (docs/api.md, Audit)."""
 
 from __future__ import annotations
 

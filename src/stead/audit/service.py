@@ -1,5 +1,5 @@
 """Audit events: writing one per change in the change's own transaction (ARCHITECTURE rule 4),
-recording refused changes, and reading them back (contract section 8)."""
+recording refused changes, and reading them back (docs/api.md, Audit)."""
 
 from __future__ import annotations
 

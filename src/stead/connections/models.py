@@ -1,4 +1,4 @@
-"""Table: a project's data-platform connections (contract section 3)."""
+"""Table: a project's data-platform connections (docs/api.md, Connections)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from stead.db import Base
 
 
 class Connection(Base):
-    """A DWH connection's metadata; credentials arrive per environment (contract section 3)."""
+    """A DWH connection's metadata; credentials arrive per environment
+    (docs/api.md, Connections)."""
 
     __tablename__ = "connections"
     __table_args__ = (

@@ -1,4 +1,4 @@
-"""HTTP routes of data-platform connections (contract section 3)."""
+"""HTTP routes of data-platform connections (docs/api.md, Connections)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Wire models of data-platform connections (contract section 3)."""
+"""Wire models of data-platform connections (docs/api.md, Connections)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Data-platform connection rules (contract section 3)."""
+"""Data-platform connection rules (docs/api.md, Connections)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def get(session: Session, *, project: Project, name: str) -> Connection:
 def create(
     session: Session, *, actor: Actor, project: Project, data: ConnectionCreate
 ) -> Connection:
-    """Create the project's DWH connection (contract section 3).
+    """Create the project's DWH connection (docs/api.md, Connections).
 
     Raises:
         BadRequest: ``authProvider`` is not the project's warehouse, or ``authType`` is not the
@@ -96,7 +96,7 @@ def list_page(
 
 
 def delete(session: Session, *, actor: Actor, project: Project, name: str) -> None:
-    """Delete a connection (contract section 3, Stead).
+    """Delete a connection (docs/api.md, Connections).
 
     Raises:
         NotFound: no such connection.

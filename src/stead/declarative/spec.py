@@ -35,7 +35,7 @@
           providerParameters: {ownerName: acme-data}
           token: ${GITHUB_TOKEN}
 
-Field names and values are the API's (contract sections 2-7), except that agents are named,
+Field names and values are the API's (docs/api.md), except that agents are named,
 never given by id (``defaultAgentName``, ``agentName``). A project entry is complete: what it
 leaves out is absent (``--prune`` deletes it). ``${NAME}`` in a string is replaced by the
 environment variable ``NAME`` (an unset one is an error); ``$$`` stands for ``$``.
@@ -89,7 +89,7 @@ class SpecError(ValueError):
 
 
 class SecretReferenceSpec(WireModel):
-    """A secret reference (contract section 5) whose agent is given by name."""
+    """A secret reference (docs/api.md, Secrets) whose agent is given by name."""
 
     name: Annotated[str, StringConstraints(pattern=SECRET_REFERENCE_NAME)]
     agent_name: Name
@@ -101,7 +101,7 @@ class SecretReferenceSpec(WireModel):
 
 
 class HostedSecretSpec(WireModel):
-    """A hosted secret (contract section 5). Its ``value`` (usually ``${VAR}``) is write-only:
+    """A hosted secret (docs/api.md, Secrets). Its ``value`` (usually ``${VAR}``) is write-only:
     it is needed to create the secret, and written again only by ``apply --write-secrets``."""
 
     name: Name
@@ -110,7 +110,7 @@ class HostedSecretSpec(WireModel):
 
 
 class EnvironmentSpec(WireModel):
-    """An environment (contract section 4) whose default agent is given by name."""
+    """An environment (docs/api.md, Environments) whose default agent is given by name."""
 
     name: Name
     display_name: DisplayName | None = None
@@ -122,8 +122,9 @@ class EnvironmentSpec(WireModel):
 
 
 class RepositorySpec(WireModel):
-    """The project's repository (contract section 6). ``token`` (usually ``${GITHUB_TOKEN}``) is
-    needed only to associate it; it is sent once and never compared or stored."""
+    """The project's repository (docs/api.md, Repository). ``token`` (usually
+    ``${GITHUB_TOKEN}``) is needed only to associate it; it is sent once and never compared or
+    stored."""
 
     provider: Provider
     repository_name: Text = Field(min_length=1, max_length=255)
@@ -132,7 +133,7 @@ class RepositorySpec(WireModel):
 
 
 class ProjectSpec(WireModel):
-    """A project and everything in it (contract sections 2-6)."""
+    """A project and everything in it (docs/api.md)."""
 
     name: Name
     description: Description | None = None
@@ -348,7 +349,7 @@ def load(paths: Iterable[Path], env: Mapping[str, str]) -> StateFile:
 
 def _any_case(schema: Any) -> Any:
     """Widen every string enum (and string ``const``) to its lower- and upper-case spellings
-    too: the API takes enums in any case (contract section 1), and the DPC examples write
+    too: the API takes enums in any case (docs/api.md), and the DPC examples write
     ``dwh``, ``redshift``, ``password``."""
     if isinstance(schema, list):
         return [_any_case(item) for item in schema]

@@ -1,1 +1,1 @@
-"""The contract's example request bodies, replayed by ``stead demo``."""
+"""Example request bodies of the provisioning flow, replayed by ``stead demo``."""

@@ -1,4 +1,4 @@
-"""Table: environments and their connection overrides (contract section 4)."""
+"""Table: environments and their connection overrides (docs/api.md, Environments)."""
 
 from __future__ import annotations
 

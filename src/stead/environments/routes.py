@@ -1,4 +1,4 @@
-"""HTTP routes of environments (contract section 4)."""
+"""HTTP routes of environments (docs/api.md, Environments)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Wire models of environments (contract section 4)."""
+"""Wire models of environments (docs/api.md, Environments)."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ class PropertyValue(WireModel):
 class ConnectionOverride(WireModel):
     """The environment's credentials for its DWH connection (DPC ``connectionOverrides`` item).
 
-    Keys of ``connectionProperties`` depend on the warehouse (contract section 4 table).
+    Keys of ``connectionProperties`` depend on the warehouse (docs/warehouses.md).
     """
 
     connection_name: Name
@@ -94,7 +94,7 @@ _DEFAULT_CONNECTIONS_EXAMPLE = [{"DWH": {"redshift": "finance-dwh-prod"}}]
 
 
 class EnvironmentCreate(WireModel):
-    """``POST /v1/projects/{projectId}/environments`` body (DPC, contract section 4)."""
+    """``POST /v1/projects/{projectId}/environments`` body (DPC, docs/api.md, Environments)."""
 
     name: Name
     display_name: DisplayName | None = None
@@ -162,7 +162,7 @@ class EnvironmentSummary(WireModel):
 
 
 class EnvironmentRead(WireModel):
-    """An environment as read back (contract section 4)."""
+    """An environment as read back (docs/api.md, Environments)."""
 
     name: str
     display_name: str

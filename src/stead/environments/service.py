@@ -1,4 +1,4 @@
-"""Environment rules (contract section 4): agent, DWH connection and its properties.
+"""Environment rules (docs/api.md, Environments): agent, DWH connection and its properties.
 
 A sensitive property given inline (``{"value": ...}``) is stored as a hosted secret named after
 the environment and the property, which the environment owns: the stored property becomes
@@ -193,8 +193,8 @@ def _known_text(session: Session, *, project: Project, value: StoredValue) -> st
 def _check_key_pair(
     session: Session, *, project: Project, properties: dict[str, StoredValue], violations: list[str]
 ) -> None:
-    """Check ``privateKey`` with its ``passphrase`` (contract section 4) as far as their values
-    are at hand; an inline key is replaced by its normalised text and carries its fingerprint
+    """Check ``privateKey`` with its ``passphrase`` (docs/warehouses.md) as far as their
+    values are at hand; an inline key is replaced by its normalised text and carries its fingerprint
     (``{"value": pem, "fingerprint": fp}``) until :func:`_store_inline` stores it."""
     key_value = properties.get("privateKey")
     text = None if key_value is None else _known_text(session, project=project, value=key_value)
@@ -436,7 +436,7 @@ def candidate_properties(
 def create(
     session: Session, *, actor: Actor, project: Project, data: EnvironmentCreate
 ) -> Environment:
-    """Create an environment of the project (contract section 4).
+    """Create an environment of the project (docs/api.md, Environments).
 
     Raises:
         Conflict: the name is taken in the project (case-insensitive).
@@ -500,7 +500,7 @@ def list_page(
 def update(
     session: Session, *, actor: Actor, project: Project, name: str, data: EnvironmentUpdate
 ) -> Environment:
-    """Change any field of an environment but its name (contract section 4).
+    """Change any field of an environment but its name (docs/api.md, Environments).
 
     A ``connectionOverrides`` item replaces the stored properties (defaults filled in again),
     except that sensitive properties it leaves out keep their stored references; ``null`` removes

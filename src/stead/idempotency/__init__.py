@@ -1,1 +1,1 @@
-"""Retry-safe POSTs: the ``Idempotency-Key`` header (contract section 1)."""
+"""Retry-safe POSTs: the ``Idempotency-Key`` header (docs/api.md)."""

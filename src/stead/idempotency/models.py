@@ -1,4 +1,4 @@
-"""Table: idempotency keys (contract section 1: ``Idempotency-Key`` on any POST)."""
+"""Table: idempotency keys (docs/api.md: ``Idempotency-Key`` on any POST)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``Idempotency-Key`` on every POST under ``/v1`` and ``/dpc/v1`` (contract section 1).
+"""``Idempotency-Key`` on every POST under ``/v1`` and ``/dpc/v1`` (docs/api.md).
 
 How a keyed POST runs:
 
@@ -53,7 +53,7 @@ log = logging.getLogger("stead.idempotency")
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
-#: How long a key is remembered (contract section 1).
+#: How long a key is remembered (docs/api.md).
 TTL = timedelta(hours=24)
 #: How long a concurrent request with the same key waits for the first one's response.
 WAIT_SECONDS = 10.0

@@ -3,7 +3,7 @@
 ``ActorDep`` authenticates the bearer token. ``ProjectReader`` / ``ProjectWriter`` /
 ``ProjectUpdater`` / ``ProjectDeleter`` / ``MemberReader`` / ``MemberManager`` /
 ``ProjectAuditor`` load the path's project and check the caller's role in it: an invisible
-project answers 404, exactly like an unknown one (contract section 1); a visible one the caller
+project answers 404, exactly like an unknown one (docs/api.md); a visible one the caller
 may not change answers 403. ``EnvironmentReader`` / ``EnvironmentRunner`` / ``EnvironmentAdmin``
 also load the path's environment and check the caller's access level in it. Account-wide
 permissions (``ProjectCreator``, ``AgentWriter``, ``ApiClientManager`` ...) answer 403.
@@ -59,7 +59,7 @@ def _load_actor(factory: sessionmaker[Session], claims: TokenClaims) -> Actor:
 
 
 async def current_actor(request: Request) -> Actor:
-    """Authenticate ``Authorization: Bearer <JWT>`` (contract section 1).
+    """Authenticate ``Authorization: Bearer <JWT>`` (docs/api.md).
 
     The token is verified on the event loop; its principal comes from the app's
     :class:`ActorCache` or, on a miss, from the database in a worker thread. The actor carries
@@ -69,7 +69,7 @@ async def current_actor(request: Request) -> Actor:
     Raises:
         Unauthorized: header missing, not Bearer, or the token is invalid or expired, or its
             principal was revoked or removed.
-        TooManyRequests: the client is over its rate limit (contract section 1).
+        TooManyRequests: the client is over its rate limit (docs/api.md).
     """
     known: Actor | None = getattr(request.state, "actor", None)
     if known is not None:
@@ -103,7 +103,7 @@ def parse_uuid(value: str, *, field: str) -> str:
     """Return the canonical lower-case form of a UUID path parameter.
 
     Raises:
-        BadRequest: ``value`` is not a UUID (contract section 1: a malformed id in a path is 400).
+        BadRequest: ``value`` is not a UUID (docs/api.md: a malformed id in a path is 400).
     """
     try:
         return str(uuid.UUID(value))

@@ -1,4 +1,4 @@
-"""People in a project (contract section 8): members, invitations, per-user environment access.
+"""People in a project (docs/api.md, People): members, invitations, per-user environment access.
 
 An invitation carries a random token shown once (in the mail, or to the inviter when no mail
 server is configured); only its SHA-256 is stored. It can be accepted once, before it expires.

@@ -1,6 +1,6 @@
 """Who may do what: the one permission table (docs/permissions.md shows the same table).
 
-Three scopes, each a mapping from a role to the permissions it grants (contract section 8):
+Three scopes, each a mapping from a role to the permissions it grants (docs/api.md, People):
 
 * account roles (``SUPER_ADMIN``, ``ADMIN``, ``MEMBER``) for account-wide things: agents, API
   clients, creating projects, the whole audit trail;
@@ -115,7 +115,7 @@ def environment_level(
     Args:
         project_role: the principal's project role (``OWNER`` for Super Admins), None if none.
         is_user: False for API clients, whose project role alone decides (the environment's
-            ``defaultUserAccessLevel`` and per-user access apply to users, contract section 8).
+            ``defaultUserAccessLevel`` and per-user access apply to users, docs/api.md, People).
         user_level: the user's own access to this environment, if one was set.
         default_level: the environment's ``defaultUserAccessLevel``.
 

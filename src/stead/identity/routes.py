@@ -1,6 +1,6 @@
-"""HTTP routes of identity: the OAuth 2.0 token endpoint (contract section 1; RFC 6749 sections
+"""HTTP routes of identity: the OAuth 2.0 token endpoint (docs/api.md; RFC 6749 sections
 4.3, 4.4 and 5), user login, API client management, project members, invitations and per-user
-environment access (contract section 8)."""
+environment access (docs/api.md, People)."""
 
 from __future__ import annotations
 

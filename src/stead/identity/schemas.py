@@ -1,5 +1,5 @@
-"""Wire models of identity: tokens and login (contract section 1), API clients, members,
-invitations and environment access (contract section 8)."""
+"""Wire models of identity: tokens and login (docs/api.md), API clients, members,
+invitations and environment access (docs/api.md, People)."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ class MemberUpdate(WireModel):
 
 
 class InvitationCreate(WireModel):
-    """``POST /v1/projects/{projectId}/invitations`` body (contract section 8)."""
+    """``POST /v1/projects/{projectId}/invitations`` body (docs/api.md, People)."""
 
     email: Email
     project_role: ProjectRoleIn

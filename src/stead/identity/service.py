@@ -63,7 +63,7 @@ class Actor:
 
     @property
     def is_super_admin(self) -> bool:
-        """True for ``SUPER_ADMIN``, who sees and owns every project (contract section 8)."""
+        """True for ``SUPER_ADMIN``, who sees and owns every project (docs/api.md, People)."""
         return self.role == "SUPER_ADMIN"
 
     def with_request(self, *, request_id: str | None, source_ip: str | None) -> Actor:
@@ -371,7 +371,7 @@ def _check_password(
 
 def issue_token(principal: ApiClient | User, *, key: bytes, ttl_seconds: int) -> str:
     """A signed access token for an API client or a user, valid ``ttl_seconds`` seconds
-    (contract section 1)."""
+    (docs/api.md)."""
     now = int(time.time())
     claims: dict[str, object] = {
         "iss": TOKEN_ISSUER,

@@ -1,4 +1,4 @@
-"""Tables: projects (contract section 2) and the per-account counts that page their list."""
+"""Tables: projects (docs/api.md, Projects) and the per-account counts that page their list."""
 
 from __future__ import annotations
 

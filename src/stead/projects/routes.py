@@ -1,4 +1,4 @@
-"""HTTP routes of projects (contract section 2)."""
+"""HTTP routes of projects (docs/api.md, Projects)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Wire models of projects (contract section 2)."""
+"""Wire models of projects (docs/api.md, Projects)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class ProjectUpdate(WireModel):
 
 
 class ProjectCreated(WireModel):
-    """``201`` body of project creation (contract section 2, DPC shape)."""
+    """``201`` body of project creation (docs/api.md, Projects, DPC shape)."""
 
     project_id: str = Field(examples=["3f2b1c9e-5d7a-4e8b-9c1d-2a3b4c5d6e7f"])
 

@@ -1,4 +1,4 @@
-"""Project rules (contract section 2)."""
+"""Project rules (docs/api.md, Projects)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from stead.projects.models import BUCKET_SIZE, Project, ProjectListBucket
 from stead.projects.schemas import ProjectCreate, ProjectUpdate
 from stead.wire import name_key
 
-#: The order of project lists (contract section 1: creation time, then id). ``seq`` is handed
+#: The order of project lists (docs/api.md: creation time, then id). ``seq`` is handed
 #: out under the account row's lock, in the order the projects are created, and ``createdAt`` is
 #: stamped after it: creation-time order, with no ties to break.
 LIST_ORDER = (Project.seq,)
@@ -321,7 +321,7 @@ def update(session: Session, *, actor: Actor, project: Project, data: ProjectUpd
 
 
 def delete(session: Session, *, actor: Actor, project: Project) -> None:
-    """Delete a project and everything under it in this transaction (contract section 2)."""
+    """Delete a project and everything under it in this transaction (docs/api.md, Projects)."""
     audit.record(
         session,
         actor=actor,

@@ -162,7 +162,7 @@ def connect(
 def translated_errors(
     url: str, *, timeout: float, permission: str, field: str, name: str = NAME
 ) -> Iterator[None]:
-    """Turn a failure of a dulwich call on ``url`` into the answer of contract section 6:
+    """Turn a failure of a dulwich call on ``url`` into the answer of docs/api.md, Repository:
     HTTP 401 -> token rejected (400), 403 -> ``permission`` missing (403), 404 or no repository
     at a local path -> not found (400 naming ``field``), 429 (or 503 with ``Retry-After``) ->
     rate limited (503), a timeout -> 504, any other failure -> 502. ``name`` is the provider

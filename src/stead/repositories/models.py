@@ -1,4 +1,4 @@
-"""Table: the repository associated with a project (contract section 6); never the token, never
+"""Table: the repository associated with a project (docs/api.md, Repository); never the token, never
 a private key (the deploy key's private half is a hosted secret)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What every git provider module offers, and the answers they share (contract section 6).
+"""What every git provider module offers, and the answers they share (docs/api.md, Repository).
 
 A provider is a module (``github``, ``git``, ...) with four functions: ``parse_parameters``
 checks the request's ``providerParameters`` (and ``repositoryName``) before anything is written or
@@ -26,7 +26,7 @@ from stead.errors import BadRequest, Forbidden, UpstreamError, UpstreamTimeout, 
 from stead.settings import Settings
 
 TOKEN_HEADER = "Git-Provider-Access-Token"
-"""The request header carrying the provider access token (contract section 6, DPC)."""
+"""The request header carrying the provider access token (docs/api.md, Repository, DPC)."""
 
 DEFAULT_RETRY_AFTER = 60
 """Seconds to wait when a rate-limited provider does not say (GitHub's REST docs: "wait for at

@@ -1,4 +1,4 @@
-"""HTTP routes of the project's repository association (contract section 6)."""
+"""HTTP routes of the project's repository association (docs/api.md, Repository)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The first commit ``?initialize=true`` pushes to an empty repository (contract section 6
+"""The first commit ``?initialize=true`` pushes to an empty repository (docs/api.md, Repository
 [Stead]): a README, one folder per environment (``environments/<name>/README.md``) and
 ``stead.yaml``, the project in the declarative format exactly as ``stead export`` writes it
 (``stead.declarative.state.export_document``; secret values and tokens are never in it).

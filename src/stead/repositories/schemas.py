@@ -1,4 +1,4 @@
-"""Wire models of the project's repository association (contract section 6)."""
+"""Wire models of the project's repository association (docs/api.md, Repository)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Repository association rules (contract section 6): one repository per project, confirmed with
-the provider using the caller's access token, which is never stored or logged.
+"""Repository association rules (docs/api.md, Repository): one repository per project,
+confirmed with the provider using the caller's access token, which is never stored or logged.
 
 Deploy keys [Stead]: when the token may manage them, Stead generates an Ed25519 key pair,
 registers the public half with the provider as a read-only deploy key titled

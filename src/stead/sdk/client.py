@@ -220,7 +220,7 @@ class Client:
         ``authenticate`` is false, and return the successful response.
 
         Every POST carries an ``Idempotency-Key`` (``idempotency_key`` or a fresh UUID), kept
-        across retries (contract section 1).
+        across retries (docs/api.md).
 
         Raises:
             ApiError: a subclass per status (:mod:`stead.sdk.errors`) for any 4xx/5xx answer.
@@ -259,7 +259,7 @@ class Client:
         page_size: int = 100,
         params: Mapping[str, Any] | None = None,
     ) -> Iterator[M]:
-        """Iterate over every item of a paged list (contract section 1: ``page``/``size``),
+        """Iterate over every item of a paged list (docs/api.md: ``page``/``size``),
         fetching one page at a time; ``params`` are the list's filters."""
         page = 0
         while True:

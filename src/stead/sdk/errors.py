@@ -1,4 +1,4 @@
-"""Exceptions of the SDK: one class per problem+json status (contract section 1, RFC 9457)."""
+"""Exceptions of the SDK: one class per problem+json status (docs/api.md, RFC 9457)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Typed resources of the SDK, one per API resource, one method per route.
 
 Bodies are the server's own wire models (``ProjectCreate``, ``EnvironmentUpdate``, ...) or plain
-mappings in wire form (camelCase, as in the contract's examples); answers are the wire models
+mappings in wire form (camelCase, as in ``stead/demo_examples``); answers are the wire models
 the server returns. Names in paths are percent-encoded.
 """
 
@@ -91,7 +91,7 @@ class _Resource:
 
 
 class Projects(_Resource):
-    """``/v1/projects`` (contract section 2)."""
+    """``/v1/projects`` (docs/api.md, Projects)."""
 
     def create(
         self, body: ProjectCreate | Mapping[str, Any], *, idempotency_key: str | None = None
@@ -126,7 +126,7 @@ class Projects(_Resource):
 
 
 class Agents(_Resource):
-    """``/v1/agents`` (contract section 7)."""
+    """``/v1/agents`` (docs/api.md, Agents)."""
 
     def create(
         self, body: AgentCreate | Mapping[str, Any], *, idempotency_key: str | None = None
@@ -175,7 +175,7 @@ class Agents(_Resource):
 
 
 class Connections(_Resource):
-    """``/v1/projects/{projectId}/data-platform-connections`` (contract section 3)."""
+    """``/v1/projects/{projectId}/data-platform-connections`` (docs/api.md, Connections)."""
 
     @staticmethod
     def _path(project_id: str) -> str:
@@ -211,7 +211,7 @@ class Connections(_Resource):
 
 
 class Environments(_Resource):
-    """``/v1/projects/{projectId}/environments`` (contract section 4)."""
+    """``/v1/projects/{projectId}/environments`` (docs/api.md, Environments)."""
 
     @staticmethod
     def _path(project_id: str) -> str:
@@ -287,7 +287,7 @@ class Environments(_Resource):
 
 
 class SecretReferences(_Resource):
-    """``/v1/projects/{projectId}/secret-references`` (contract section 5)."""
+    """``/v1/projects/{projectId}/secret-references`` (docs/api.md, Secrets)."""
 
     @staticmethod
     def _path(project_id: str) -> str:
@@ -338,7 +338,7 @@ class SecretReferences(_Resource):
 
 
 class Secrets(_Resource):
-    """``/v1/projects/{projectId}/secrets``: hosted secrets (contract section 5). Values are
+    """``/v1/projects/{projectId}/secrets``: hosted secrets (docs/api.md, Secrets). Values are
     write-only: answers carry metadata only."""
 
     @staticmethod
@@ -383,7 +383,7 @@ class Secrets(_Resource):
 
 
 class Repositories(_Resource):
-    """``/v1/projects/{projectId}/repositories`` (contract section 6). The provider token is
+    """``/v1/projects/{projectId}/repositories`` (docs/api.md, Repository). The provider token is
     sent in the ``Git-Provider-Access-Token`` header; the server never stores it."""
 
     @staticmethod
@@ -445,7 +445,7 @@ class Auth(_Resource):
 
 
 class ApiClients(_Resource):
-    """``/v1/api-clients`` (contract section 8): API clients of the account. A client secret
+    """``/v1/api-clients`` (docs/api.md, People): API clients of the account. A client secret
     appears only in the answers of :meth:`create` and :meth:`rotate_secret`."""
 
     def create(
@@ -485,7 +485,7 @@ class ApiClients(_Resource):
 
 
 class Members(_Resource):
-    """``/v1/projects/{projectId}/members`` (contract section 8)."""
+    """``/v1/projects/{projectId}/members`` (docs/api.md, People)."""
 
     @staticmethod
     def _path(project_id: str) -> str:
@@ -510,7 +510,7 @@ class Members(_Resource):
 
 class Invitations(_Resource):
     """``/v1/projects/{projectId}/invitations`` and ``/v1/invitations/{token}/accept``
-    (contract section 8)."""
+    (docs/api.md, People)."""
 
     @staticmethod
     def _path(project_id: str) -> str:
@@ -554,7 +554,7 @@ class Invitations(_Resource):
 
 
 class EnvironmentAccess(_Resource):
-    """``/v1/projects/{projectId}/environments/{name}/access`` (contract section 8)."""
+    """``/v1/projects/{projectId}/environments/{name}/access`` (docs/api.md, People)."""
 
     @staticmethod
     def _path(project_id: str, environment: str) -> str:
@@ -589,7 +589,7 @@ class EnvironmentAccess(_Resource):
 
 
 class AuditEvents(_Resource):
-    """``GET /v1/audit-events`` (contract section 8)."""
+    """``GET /v1/audit-events`` (docs/api.md, Audit)."""
 
     def list(
         self,

@@ -1,4 +1,4 @@
-"""HTTP routes of secret references and hosted secrets (contract section 5)."""
+"""HTTP routes of secret references and hosted secrets (docs/api.md, Secrets)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Wire models of secret references and hosted secrets (contract section 5)."""
+"""Wire models of secret references and hosted secrets (docs/api.md, Secrets)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 
 from stead.wire import CI, Description, Name, Text, Timestamp, WireModel, storable
 
-#: Path rule of a secret reference name (contract section 5: ``^[\w()-]{1,128}$``), with ``\w``
+#: Path rule of a secret reference name (docs/api.md, Secrets: ``^[\w()-]{1,128}$``), with ``\w``
 #: read as in DPC's Java back end: ASCII letters, digits and ``_``.
 SECRET_REFERENCE_NAME = r"^[A-Za-z0-9_()-]{1,128}$"
 
@@ -16,7 +16,7 @@ HOSTED_STORE = "Matillion hosted"
 
 
 def _hosted_alias(value: Any) -> Any:
-    """``Hosted`` is Stead's name for the DPC ``Matillion hosted`` store (contract section 5)."""
+    """``Hosted`` is Stead's name for the DPC ``Matillion hosted`` store (docs/api.md, Secrets)."""
     if isinstance(value, str) and value.casefold() == "hosted":
         return HOSTED_STORE
     return value
@@ -97,7 +97,7 @@ SecretValue = Annotated[
 
 
 class HostedSecretCreate(WireModel):
-    """``POST /v1/projects/{projectId}/secrets`` body (contract section 5, hosted secrets).
+    """``POST /v1/projects/{projectId}/secrets`` body (docs/api.md, Secrets, hosted secrets).
 
     ``type``: ``PASSWORD`` (any text), ``PRIVATE_KEY`` (a PEM RSA private key, checked as for
     Snowflake key-pair authentication) or ``JSON`` (a JSON object whose keys ``secretKey``

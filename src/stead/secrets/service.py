@@ -1,4 +1,4 @@
-"""Secret rules (contract section 5): secret references, pointers to secrets an agent resolves,
+"""Secret rules (docs/api.md, Secrets): secret references, pointers to secrets an agent resolves,
 and hosted secrets, values Stead keeps encrypted itself (``stead.secrets.store``).
 
 Hosted secrets and secret references share one namespace per project (names compared
@@ -284,7 +284,7 @@ def replace_value(
 def create_hosted(
     session: Session, *, actor: Actor, project: Project, data: HostedSecretCreate
 ) -> HostedSecret:
-    """Create a hosted secret (contract section 5): the value encrypted as version 1.
+    """Create a hosted secret (docs/api.md, Secrets): the value encrypted as version 1.
 
     Raises:
         Conflict: the name is taken by a hosted secret or secret reference (case-insensitive).

@@ -1,4 +1,4 @@
-"""The hosted secret store: envelope encryption of secret values (contract section 5).
+"""The hosted secret store: envelope encryption of secret values (docs/api.md, Secrets).
 
 Every version of a hosted secret gets a fresh 256-bit data key. The value is encrypted with
 AES-256-GCM under that data key, and the data key is encrypted ("wrapped") with AES-256-GCM under

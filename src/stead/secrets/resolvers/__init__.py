@@ -31,7 +31,7 @@ __all__ = ["Resolver", "check_reference", "resolve", "resolve_in", "resolver_for
 
 
 def resolver_for(store: str, *, session: Session, settings: Settings, project_id: str) -> Resolver:
-    """The resolver of ``store``, a canonical ``agentType`` (contract section 5)."""
+    """The resolver of ``store``, a canonical ``agentType`` (docs/api.md, Secrets)."""
     external: dict[str, type[AwsResolver | VaultResolver | AzureResolver | GcpResolver]] = {
         "AWS": AwsResolver,
         "Vault": VaultResolver,
@@ -74,7 +74,7 @@ def resolve(
     """The value a project's property ``{"secretName", "secretKey"}`` stands for.
 
     ``secret_name`` names a secret reference of the project or, failing that, a hosted secret
-    (compared case-insensitively, contract section 4). For a reference, ``secret_key`` (when
+    (compared case-insensitively, docs/api.md, Environments). For a reference, ``secret_key`` (when
     given) overrides the reference's own ``secretKey``; for a hosted secret it picks a member of
     its JSON value.
 

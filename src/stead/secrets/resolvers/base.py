@@ -112,7 +112,7 @@ def timed_out(store: str, seconds: float) -> UpstreamTimeout:
 
 def text_of(value: object) -> str | None:
     """A secret member as text: strings as they are; numbers and booleans as JSON writes them
-    (``5439``, ``true``: the contract's property values are strings); anything else None."""
+    (``5439``, ``true``: property values are strings, docs/warehouses.md); anything else None."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool | int | float):

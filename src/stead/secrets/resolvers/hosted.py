@@ -1,4 +1,4 @@
-"""The hosted store: secrets Stead keeps itself, encrypted (contract section 5; ``store.py``)."""
+"""The hosted store: secrets Stead keeps itself, encrypted (docs/api.md, Secrets; ``store.py``)."""
 
 from __future__ import annotations
 
