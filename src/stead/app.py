@@ -328,6 +328,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Self-hosted control plane that provisions data projects; "
         "wire-compatible with the DPC Project Provisioning API.",
         lifespan=lifespan,
+        # /docs is served by openapi.install from the package's own files; no ReDoc (a CDN).
+        docs_url=None,
+        redoc_url=None,
         # "/x/" is not "/x": a redirect would resend a POST to another resource.
         redirect_slashes=False,
     )

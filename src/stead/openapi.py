@@ -11,6 +11,10 @@ clients and schema-driven tests (schemathesis) see what actually comes back:
 - the token endpoint: its RFC 6749 errors (400/401 ``{"error", "error_description"}``) or a
   problem (400 for an unreadable form, 413, 503).
 
+:func:`install` also serves ``/docs``: Swagger UI, whose files ship inside the package
+(``static/swagger-ui-<version>/``, from the npm package ``swagger-ui-dist``, Apache-2.0), so the
+page loads nothing from another origin.
+
 It also writes the warehouse property tables (:func:`stead.warehouses.properties_table`) into
 the description of every ``connectionProperties``, so the document says which keys each
 warehouse takes without the SDK's schemas importing the warehouse modules.
@@ -18,13 +22,23 @@ warehouse takes without the SDK's schemas importing the warehouse modules.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 
 from stead.errors import PROBLEM_JSON
 from stead.warehouses import properties_table, redshift, snowflake
+
+#: The swagger-ui-dist release in ``static/``; its version is in the folder's name, so a new one
+#: is a new URL and a browser never mixes a cached old file with a new page.
+SWAGGER_UI_VERSION = "5.36.0"
+STATIC_DIR = Path(__file__).parent / "static"
+SWAGGER_UI_URL = f"/static/swagger-ui-{SWAGGER_UI_VERSION}"
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -136,7 +150,23 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def install(app: FastAPI) -> None:
-    """Serve the rewritten document at ``/openapi.json`` (built once, on first request)."""
+    """Serve the rewritten document at ``/openapi.json`` (built once, on first request), and
+    Swagger UI at ``/docs`` with its files under ``/static`` (FastAPI, "Custom Docs UI Static
+    Assets"). The app must be built with ``docs_url=None`` and ``redoc_url=None``."""
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} API",
+            swagger_js_url=f"{SWAGGER_UI_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{SWAGGER_UI_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{SWAGGER_UI_URL}/favicon-32x32.png",
+            oauth2_redirect_url=None,
+            # No badge that would send the document to validator.swagger.io.
+            swagger_ui_parameters={"validatorUrl": None},
+        )
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -19,7 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Path, Query, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -58,8 +59,24 @@ def _load_actor(factory: sessionmaker[Session], claims: TokenClaims) -> Actor:
         return load_actor(session, claims)
 
 
-async def current_actor(request: Request) -> Actor:
-    """Authenticate ``Authorization: Bearer <JWT>`` (docs/api.md).
+#: The bearer scheme as the OpenAPI document declares it (``components.securitySchemes``), so
+#: every route that authenticates says so and ``/docs`` can send a token.
+BEARER = HTTPBearer(
+    scheme_name="bearer",
+    bearerFormat="JWT",
+    description="An access token from POST /oauth/dpc/token (docs/api.md, Authentication).",
+    auto_error=False,
+)
+
+
+async def current_actor(
+    request: Request,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
+) -> Actor:
+    """Authenticate ``Authorization: Bearer <JWT>`` (docs/api.md, Authentication).
+
+    ``_declared`` only declares :data:`BEARER` in the OpenAPI document; the header is read here,
+    so a direct call with the request alone (the idempotency dependency) authenticates the same.
 
     The token is verified on the event loop; its principal comes from the app's
     :class:`ActorCache` or, on a miss, from the database in a worker thread. The actor carries
