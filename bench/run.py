@@ -56,7 +56,7 @@ from sqlalchemy import create_engine, insert, select, text, update  # noqa: E402
 from stead.demo import create_super_admin, example, start_server  # noqa: E402
 from stead.identity.models import Account  # noqa: E402
 from stead.projects.models import BUCKET_SIZE, Project  # noqa: E402
-from stead.projects.service import count_into_bucket  # noqa: E402
+from stead.projects.statements import count_into_bucket  # noqa: E402
 from tests.support.postgres import free_port, postgres_cluster  # noqa: E402
 
 HOST = "127.0.0.1"
