@@ -93,6 +93,105 @@ class FlowError(RuntimeError):
     """A call of the flow did not answer as docs/api.md says."""
 
 
+#: ``call(method, path, expected_status, **httpx_kwargs)`` -> the answer's JSON body (or None).
+Call = Callable[..., Any]
+
+
+def _caller(http: httpx.Client, report: Callable[[Step], None]) -> Call:
+    """A :data:`Call` that reports every step and raises :class:`FlowError` on an unexpected
+    status."""
+
+    def call(method: str, path: str, expected: int, **kwargs: Any) -> Any:
+        resp = http.request(method, path, **kwargs)
+        body = resp.json() if resp.content else None
+        report(Step(method, path, resp.status_code, body))
+        if resp.status_code != expected:
+            raise FlowError(f"{method} {path} answered {resp.status_code}: {resp.text}")
+        return body
+
+    return call
+
+
+def _authorize(
+    http: httpx.Client, report: Callable[[Step], None], client_id: str, client_secret: str
+) -> None:
+    """Get a token with the client credentials and send it with every later call of ``http``.
+
+    Raises:
+        FlowError: the token endpoint did not answer 200.
+    """
+    token = http.post(
+        "/oauth/dpc/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": client_secret,
+        },
+    )
+    report(Step("POST", "/oauth/dpc/token", token.status_code, {"token_type": "Bearer"}))
+    if token.status_code != 200:
+        raise FlowError(f"token endpoint answered {token.status_code}")
+    http.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+
+
+def _secret_reference_body(warehouse: str, agent_id: str) -> dict[str, Any]:
+    """The secret reference the warehouse's example environment reads its credential from."""
+    reference = example("04-create-secret-reference-aws", agentId=agent_id)
+    if warehouse == "snowflake":
+        reference.update(
+            secretName="prod/growth/snowflake",
+            secretKey="private_key",
+            description="Snowflake private key for the prod environment",
+        )
+    return reference
+
+
+def _repository_body(warehouse: str, git_dir: Path) -> dict[str, Any]:
+    """The example repository body, turned into a ``git`` provider association of a new bare
+    repository in ``git_dir`` (so the demo needs no GitHub)."""
+    name = example("06-associate-repository")["repositoryName"]
+    if warehouse == "snowflake":
+        name = "growth-pipelines"
+    remote = create_bare_repository(git_dir / f"{name}.git")
+    return {
+        "provider": "git",
+        "repositoryName": name,
+        "providerParameters": {"url": remote.resolve().as_uri()},
+    }
+
+
+def _provision(call: Call, warehouse: str, git_dir: Path, git_token: str | None) -> Provisioned:
+    """The flow for one warehouse: project, agent, connection, secret reference, environment,
+    repository; then the environment is read back."""
+    done = Provisioned(warehouse=warehouse)
+    project_body = example(f"01-create-project-{warehouse}")
+    done.project_name = project_body["name"]
+    done.project_id = call("POST", "/v1/projects", 201, json=project_body)["projectId"]
+    base = f"/v1/projects/{done.project_id}"
+    agent_body = example("02-create-agent")
+    agent_body["name"] = f"{agent_body['name']} ({warehouse})"
+    done.agent_id = call("POST", "/v1/agents", 201, json=agent_body)["agentId"]
+    connection_body = example(f"03-create-connection-{warehouse}")
+    done.connection = call("POST", f"{base}/data-platform-connections", 201, json=connection_body)[
+        "name"
+    ]
+    environment_body = example(f"05-create-environment-{warehouse}", agentId=done.agent_id)
+    props = environment_body["connectionOverrides"][0]["connectionProperties"]
+    done.secret_reference = next(v["secretName"] for v in props.values() if "secretName" in v)
+    reference = _secret_reference_body(warehouse, done.agent_id)
+    call("POST", f"{base}/secret-references/{done.secret_reference}", 201, json=reference)
+    done.environment = call("POST", f"{base}/environments", 201, json=environment_body)["name"]
+    done.repository = call(
+        "POST",
+        f"{base}/repositories",
+        201,
+        json=_repository_body(warehouse, git_dir),
+        headers={"Git-Provider-Access-Token": git_token or secrets.token_urlsafe(16)},
+    )
+    call("GET", f"{base}/environments/{done.environment}", 200)
+    return done
+
+
 def run_flow(
     base_url: str,
     client_id: str,
@@ -110,80 +209,9 @@ def run_flow(
     whose status differs from the documented one (docs/api.md, Status codes).
     """
     with httpx.Client(base_url=base_url, timeout=30) as http:
-
-        def call(method: str, path: str, expected: int, **kwargs: Any) -> Any:
-            resp = http.request(method, path, **kwargs)
-            body = resp.json() if resp.content else None
-            report(Step(method, path, resp.status_code, body))
-            if resp.status_code != expected:
-                raise FlowError(f"{method} {path} answered {resp.status_code}: {resp.text}")
-            return body
-
-        token = http.post(
-            "/oauth/dpc/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": client_id,
-                "client_secret": client_secret,
-            },
-        )
-        report(Step("POST", "/oauth/dpc/token", token.status_code, {"token_type": "Bearer"}))
-        if token.status_code != 200:
-            raise FlowError(f"token endpoint answered {token.status_code}")
-        http.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
-
-        results = []
-        for warehouse in WAREHOUSES:
-            done = Provisioned(warehouse=warehouse)
-            project_body = example(f"01-create-project-{warehouse}")
-            done.project_name = project_body["name"]
-            done.project_id = call("POST", "/v1/projects", 201, json=project_body)["projectId"]
-            base = f"/v1/projects/{done.project_id}"
-            agent_body = example("02-create-agent")
-            agent_body["name"] = f"{agent_body['name']} ({warehouse})"
-            done.agent_id = call("POST", "/v1/agents", 201, json=agent_body)["agentId"]
-            connection = call(
-                "POST",
-                f"{base}/data-platform-connections",
-                201,
-                json=example(f"03-create-connection-{warehouse}"),
-            )
-            done.connection = connection["name"]
-            environment_body = example(f"05-create-environment-{warehouse}", agentId=done.agent_id)
-            props = environment_body["connectionOverrides"][0]["connectionProperties"]
-            done.secret_reference = next(
-                v["secretName"] for v in props.values() if "secretName" in v
-            )
-            reference = example("04-create-secret-reference-aws", agentId=done.agent_id)
-            if warehouse == "snowflake":
-                reference.update(
-                    secretName="prod/growth/snowflake",
-                    secretKey="private_key",
-                    description="Snowflake private key for the prod environment",
-                )
-            call("POST", f"{base}/secret-references/{done.secret_reference}", 201, json=reference)
-            done.environment = call("POST", f"{base}/environments", 201, json=environment_body)[
-                "name"
-            ]
-            repo_body = example("06-associate-repository")
-            if warehouse == "snowflake":
-                repo_body["repositoryName"] = "growth-pipelines"
-            remote = create_bare_repository(git_dir / f"{repo_body['repositoryName']}.git")
-            repo_body = {
-                "provider": "git",
-                "repositoryName": repo_body["repositoryName"],
-                "providerParameters": {"url": remote.resolve().as_uri()},
-            }
-            done.repository = call(
-                "POST",
-                f"{base}/repositories",
-                201,
-                json=repo_body,
-                headers={"Git-Provider-Access-Token": git_token or secrets.token_urlsafe(16)},
-            )
-            call("GET", f"{base}/environments/{done.environment}", 200)
-            results.append(done)
-        return results
+        _authorize(http, report, client_id, client_secret)
+        call = _caller(http, report)
+        return [_provision(call, warehouse, git_dir, git_token) for warehouse in WAREHOUSES]
 
 
 def start_server(data_dir: Path, port: int, database_url: str = "") -> subprocess.Popen[bytes]:

@@ -10,11 +10,11 @@ import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-# Click's plain help and error output rather than rich's panels: rich's renderer takes about
-# half of every command's start-up (its markdown module alone ~90 ms to import).
-# TYPER_USE_RICH=1 brings the panels back. Set before Typer is first imported.
+# Click's plain help and error output rather than rich's panels, whose import is a large share
+# of every command's start-up (docs/decisions.md, figures there). TYPER_USE_RICH=1 brings the
+# panels back. Set before Typer is first imported.
 os.environ.setdefault("TYPER_USE_RICH", "0")
 
 import typer  # noqa: E402
@@ -22,6 +22,11 @@ import typer  # noqa: E402
 from stead.cli.apply import register as register_client_commands  # noqa: E402
 from stead.cli.audit import audit  # noqa: E402
 from stead.cli.env import env_app  # noqa: E402
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from stead.demo import Provisioned
 
 app = typer.Typer(
     help="Stead: a self-hosted control plane that provisions data projects.",
@@ -194,6 +199,42 @@ def create_user_command(
     typer.echo(f"user {user_id} ({email}, {role.upper()}) created")
 
 
+def _free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def _print_provisioned(console: Console, results: list[Provisioned]) -> None:
+    """The demo's summary: one block per provisioned project."""
+    console.print("\n[bold]Provisioned[/]")
+    for done in results:
+        console.print(
+            f"  {done.warehouse:9} project {done.project_name} ({done.project_id})\n"
+            f"            agent {done.agent_id}, connection {done.connection}, "
+            f"secret reference {done.secret_reference}, environment {done.environment}\n"
+            f"            repository {done.repository.get('repositoryName')} "
+            f"(default branch {done.repository.get('defaultBranch')})"
+        )
+
+
+def _client_notice(client_id: str, client_secret: str, base_url: str, data_dir: Path) -> str:
+    """What ``stead demo --serve`` prints so the served API can be used: the demo client's
+    credentials (shown only then), a token command and how to make another client."""
+    return (
+        f"\nSUPER_ADMIN API client (the secret is shown only now):\n"
+        f"  client id:     {client_id}\n  client secret: {client_secret}\n"
+        f"token: curl -s -d grant_type=client_credentials -d client_id={client_id} "
+        f"-d client_secret={client_secret} {base_url}/oauth/dpc/token\n"
+        f"another client: STEAD_DATA_DIR={data_dir} stead admin create-client --name NAME "
+        f"--role SUPER_ADMIN"
+    )
+
+
 @app.command()
 def demo(
     data_dir: Annotated[
@@ -208,7 +249,6 @@ def demo(
     demo fails; --serve prints the demo API client's id and secret, for /docs and curl.
     """
     import shutil
-    import socket
     import tempfile
 
     from rich.console import Console
@@ -220,10 +260,7 @@ def demo(
     fresh = data_dir is None
     data_dir = (data_dir or Path(tempfile.mkdtemp(prefix="stead-demo-"))).resolve()
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if not port:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+    port = port or _free_port()
     database_url = Settings(data_dir=data_dir, database_url="").effective_database_url
     console.print(f"[bold]Stead demo[/] data directory {data_dir} (SQLite)")
     client_id, client_secret = create_super_admin(database_url)
@@ -243,25 +280,9 @@ def demo(
         console.print(f"the data directory {data_dir} is kept (see server.log)")
         server.terminate()
         raise typer.Exit(1) from None
-    console.print("\n[bold]Provisioned[/]")
-    for done in results:
-        console.print(
-            f"  {done.warehouse:9} project {done.project_name} ({done.project_id})\n"
-            f"            agent {done.agent_id}, connection {done.connection}, "
-            f"secret reference {done.secret_reference}, environment {done.environment}\n"
-            f"            repository {done.repository.get('repositoryName')} "
-            f"(default branch {done.repository.get('defaultBranch')})"
-        )
+    _print_provisioned(console, results)
     if serve:
-        console.print(
-            f"\nSUPER_ADMIN API client (the secret is shown only now):\n"
-            f"  client id:     {client_id}\n  client secret: {client_secret}\n"
-            f"token: curl -s -d grant_type=client_credentials -d client_id={client_id} "
-            f"-d client_secret={client_secret} {base_url}/oauth/dpc/token\n"
-            f"another client: STEAD_DATA_DIR={data_dir} stead admin create-client --name NAME "
-            f"--role SUPER_ADMIN",
-            markup=False,
-        )
+        console.print(_client_notice(client_id, client_secret, base_url, data_dir), markup=False)
         console.print(f"\nserving at {base_url}/docs - Ctrl-C to stop")
         with contextlib.suppress(KeyboardInterrupt):
             server.wait()
