@@ -122,48 +122,14 @@ def associate(
         data.provider_parameters, repository_name=data.repository_name
     )
     _refuse_second(session, project=project)
-    files = None
-    if initialize:
-        # stead.yaml names the repository without its branch: it can be written before asking
-        read = RepositoryRead(
-            provider=data.provider,
-            repository_name=data.repository_name,
-            provider_parameters=params,
-            default_branch=None,
-            html_url=None,
-            clone_url=None,
+    files = (
+        _scaffold_files(session, project=project, data=data, params=params) if initialize else None
+    )
+    info, branch, commit, key = outside(
+        lambda: _confirm_new(
+            provider, data, params, token, project=project, files=files, settings=settings
         )
-        files = scaffold.project_files(session, project=project, repository=read)
-
-    def ask_provider() -> tuple[RepositoryInfo, str | None, str | None, _NewKey | str]:
-        info = provider.check(
-            token, params, repository_name=data.repository_name, settings=settings
-        )
-        branch, commit = info.default_branch, None
-        if files is not None:
-            branch = scaffold.branch_for(info.default_branch)
-            commit = scaffold.push_first_commit(
-                info.clone_url,
-                token,
-                username=info.git_username,
-                branch=branch,
-                files=files,
-                message=f"Initialize Stead project {project.name}\n",
-                timeout=settings.upstream_timeout_seconds,
-                field=git.URL_FIELD if data.provider == "git" else "repositoryName",
-            )
-        key = _register_key(
-            provider,
-            info,
-            token,
-            params=params,
-            repository_name=data.repository_name,
-            title=f"stead:{project.name}",
-            settings=settings,
-        )
-        return info, branch, commit, key
-
-    info, branch, commit, key = outside(ask_provider)
+    )
     try:
         # the transaction was ended while the provider answered: look again
         _refuse_second(session, project=project)
@@ -178,6 +144,86 @@ def associate(
                 settings=settings,
             )
         raise
+    return _record_association(
+        session,
+        actor=actor,
+        project=project,
+        data=data,
+        params=params,
+        confirmed=(info, branch, commit, key),
+    )
+
+
+def _scaffold_files(
+    session: Session, *, project: Project, data: RepositoryCreate, params: dict[str, Any]
+) -> dict[str, bytes]:
+    """The files of the first commit ``?initialize=true`` pushes (:mod:`scaffold`)."""
+    # stead.yaml names the repository without its branch: it can be written before asking
+    read = RepositoryRead(
+        provider=data.provider,
+        repository_name=data.repository_name,
+        provider_parameters=params,
+        default_branch=None,
+        html_url=None,
+        clone_url=None,
+    )
+    return scaffold.project_files(session, project=project, repository=read)
+
+
+#: What the provider confirmed for a new association: the repository, the branch to record,
+#: the first commit pushed (or None), and the registered deploy key or why there is none.
+_Confirmed = tuple[RepositoryInfo, str | None, str | None, "_NewKey | str"]
+
+
+def _confirm_new(
+    provider: GitProvider,
+    data: RepositoryCreate,
+    params: dict[str, Any],
+    token: SecretStr,
+    *,
+    project: Project,
+    files: dict[str, bytes] | None,
+    settings: Settings,
+) -> _Confirmed:
+    """The provider calls of :func:`associate`, outside the transaction: check the repository,
+    push the first commit when there are ``files``, register the deploy key."""
+    info = provider.check(token, params, repository_name=data.repository_name, settings=settings)
+    branch, commit = info.default_branch, None
+    if files is not None:
+        branch = scaffold.branch_for(info.default_branch)
+        commit = scaffold.push_first_commit(
+            info.clone_url,
+            token,
+            username=info.git_username,
+            branch=branch,
+            files=files,
+            message=f"Initialize Stead project {project.name}\n",
+            timeout=settings.upstream_timeout_seconds,
+            field=git.URL_FIELD if data.provider == "git" else "repositoryName",
+        )
+    key = _register_key(
+        provider,
+        info,
+        token,
+        params=params,
+        repository_name=data.repository_name,
+        title=f"stead:{project.name}",
+        settings=settings,
+    )
+    return info, branch, commit, key
+
+
+def _record_association(
+    session: Session,
+    *,
+    actor: Actor,
+    project: Project,
+    data: RepositoryCreate,
+    params: dict[str, Any],
+    confirmed: _Confirmed,
+) -> Repository:
+    """Store the association the provider confirmed, its deploy key, and the audit event."""
+    info, branch, commit, key = confirmed
     details: dict[str, Any] = {
         "provider": data.provider,
         "repositoryName": data.repository_name,
@@ -244,36 +290,77 @@ def check_token(
         repository.deploy_key,
     )
 
-    def ask_provider() -> tuple[RepositoryInfo, _NewKey | str]:
-        info = provider.check(token, params, repository_name=name, settings=settings)
-        key = _register_key(
+    info, key = outside(
+        lambda: _confirm_and_rotate(
             provider,
-            info,
             token,
             params=params,
-            repository_name=name,
-            title=f"stead:{project.name}",
+            name=name,
+            old=old,
+            project_name=project.name,
             settings=settings,
         )
-        if old is not None and not isinstance(key, str):
-            try:
-                provider.remove_deploy_key(
-                    token, params, repository_name=name, key_id=str(old["id"]), settings=settings
-                )
-            except AppError:
-                _discard(
-                    provider, key, token, params=params, repository_name=name, settings=settings
-                )
-                raise
-        return info, key
-
-    info, key = outside(ask_provider)
+    )
     if _changed(session, repository, old):
         if not isinstance(key, str):
             _discard(provider, key, token, params=params, repository_name=name, settings=settings)
         raise Conflict(
             f"The repository of project {project.name!r} changed while the token was checked; retry"
         )
+    _record_check(
+        session, actor=actor, project=project, repository=repository, info=info, key=key, old=old
+    )
+    return repository
+
+
+def _confirm_and_rotate(
+    provider: GitProvider,
+    token: SecretStr,
+    *,
+    params: dict[str, Any],
+    name: str,
+    old: dict[str, Any] | None,
+    project_name: str,
+    settings: Settings,
+) -> tuple[RepositoryInfo, _NewKey | str]:
+    """The provider calls of :func:`check_token`, outside the transaction (so with the values
+    read before it, not the ORM object): check repository ``name`` with ``token``, register a
+    new deploy key and remove the ``old`` one (on failure the new key is removed again and the
+    error raised)."""
+    info = provider.check(token, params, repository_name=name, settings=settings)
+    key = _register_key(
+        provider,
+        info,
+        token,
+        params=params,
+        repository_name=name,
+        title=f"stead:{project_name}",
+        settings=settings,
+    )
+    if old is not None and not isinstance(key, str):
+        try:
+            provider.remove_deploy_key(
+                token, params, repository_name=name, key_id=str(old["id"]), settings=settings
+            )
+        except AppError:
+            _discard(provider, key, token, params=params, repository_name=name, settings=settings)
+            raise
+    return info, key
+
+
+def _record_check(
+    session: Session,
+    *,
+    actor: Actor,
+    project: Project,
+    repository: Repository,
+    info: RepositoryInfo,
+    key: _NewKey | str,
+    old: dict[str, Any] | None,
+) -> None:
+    """Store what :func:`check_token` confirmed: the provider's branch and URLs, the rotated
+    deploy key (``old`` is the one before; or why it was not rotated), and the audit event."""
+    name = repository.repository_name
     repository.default_branch = info.default_branch
     repository.html_url = info.html_url
     repository.clone_url = info.clone_url
@@ -300,7 +387,6 @@ def check_token(
         project_id=project.id,
         details=details,
     )
-    return repository
 
 
 def remove(
