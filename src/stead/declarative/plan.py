@@ -23,10 +23,10 @@ from stead.declarative.spec import (
     StateFile,
 )
 from stead.declarative.state import ProjectState, State
-from stead.environments.schemas import EnvironmentRead
+from stead.environments.schemas import ConnectionOverrideRead, EnvironmentRead
 from stead.sdk import Client
 from stead.secrets.keys import UNKNOWN_PASSPHRASE, Passphrase, check_key_pair, check_private_key
-from stead.warehouses import check_properties, spec_for
+from stead.warehouses import WarehouseSpec, check_properties, spec_for
 from stead.wire import name_key
 
 CREATE, UPDATE, REPLACE, DELETE, NO_CHANGE = "create", "update", "replace", "delete", "no change"
@@ -34,6 +34,8 @@ CREATE, UPDATE, REPLACE, DELETE, NO_CHANGE = "create", "update", "replace", "del
 # Execution phases: what a later phase needs exists after the earlier ones.
 _AGENTS, _PROJECTS, _CONNECTIONS, _REFERENCES, _ENVIRONMENTS, _REPOSITORY = range(6)
 _PRUNE_ENVIRONMENTS, _PRUNE_REFERENCES, _PRUNE_CONNECTIONS = range(6, 9)
+#: JSON path of an environment's properties, as the server names them in violations.
+_PROPERTIES = "connectionOverrides[0].connectionProperties"
 
 
 @dataclass
@@ -427,84 +429,68 @@ def _comparable(value: dict[str, Any] | None) -> tuple[Any, ...] | None:
     return ("value", value.get("value"))
 
 
-def _environment_change(
-    desired: EnvironmentSpec,
-    actual: EnvironmentRead | None,
-    project: ProjectSpec,
-    write_secrets: bool,
-    errors: list[str],
-) -> Change:
-    key = name_key(project.name)
-    where = f'project "{project.name}" / environment "{desired.name}"'
-    spec = spec_for(project.warehouse)
-    path = "connectionOverrides[0].connectionProperties"
-    normalised, problems = check_properties(spec, _stored(desired), path=path)
-    errors += [f"{where}: {p}" for p in problems]
-    errors += [f"{where}: {p}" for p in _key_problems(_stored(desired), path=path)]
-    override = desired.connection_overrides[0]
-    wire_override: dict[str, Any] = {
-        "connectionName": override.connection_name,
-        "connectionProperties": {
-            k: v.model_dump(by_alias=True, exclude_none=True)
-            for k, v in override.connection_properties.items()
-        },
+def _connections_key(value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """``defaultConnections`` in the form two equal ones share (kind, provider, name case)."""
+    return {
+        kind.upper(): {p.lower(): name_key(n) for p, n in entries.items()}
+        for kind, entries in value.items()
     }
+
+
+def _environment_fields(
+    desired: EnvironmentSpec, actual: EnvironmentRead
+) -> tuple[dict[str, Any], list[str]]:
+    """The PATCH members and plan lines for an environment's fields other than its
+    properties; ``defaultAgentName`` stands for the id, looked up when the change runs."""
     display_name = desired.display_name or desired.name
-    if actual is None:
-        body: dict[str, Any] = {
-            "name": desired.name,
-            "displayName": display_name,
-            "description": desired.description,
-            "defaultUserAccessLevel": desired.default_user_access_level,
-            "defaultConnections": desired.default_connections,
-            "connectionOverrides": [wire_override],
-        }
+    pairs: list[tuple[str, Any, Any, bool]] = [
+        ("displayName", actual.display_name, display_name, display_name != actual.display_name),
+        (
+            "description",
+            actual.description,
+            desired.description,
+            desired.description != actual.description,
+        ),
+        (
+            "defaultAgentName",
+            actual.default_agent_name,
+            desired.default_agent_name,
+            name_key(desired.default_agent_name) != name_key(actual.default_agent_name),
+        ),
+        (
+            "defaultUserAccessLevel",
+            actual.default_user_access_level,
+            desired.default_user_access_level,
+            desired.default_user_access_level != actual.default_user_access_level,
+        ),
+        (
+            "defaultConnections",
+            actual.default_connections,
+            desired.default_connections,
+            _connections_key(desired.default_connections)
+            != _connections_key(actual.default_connections),
+        ),
+    ]
+    patch = {name: new for name, _, new, changed in pairs if changed}
+    details = [_field(name, old, new) for name, old, new, changed in pairs if changed]
+    return patch, details
 
-        def create(ctx: Context) -> None:
-            ctx.client.environments.create(
-                ctx.project_ids[key],
-                {**body, "defaultAgentId": ctx.agent_id(desired.default_agent_name)},
-            )
 
-        return Change("environment", desired.name, project.name, CREATE, [], _ENVIRONMENTS, create)
-
-    patch: dict[str, Any] = {}
-    details: list[str] = []
-    if display_name != actual.display_name:
-        patch["displayName"] = display_name
-        details.append(_field("displayName", actual.display_name, display_name))
-    if desired.description != actual.description:
-        patch["description"] = desired.description
-        details.append(_field("description", actual.description, desired.description))
-    if name_key(desired.default_agent_name) != name_key(actual.default_agent_name):
-        patch["defaultAgentName"] = desired.default_agent_name
-        details.append(
-            _field("defaultAgentName", actual.default_agent_name, desired.default_agent_name)
-        )
-    if desired.default_user_access_level != actual.default_user_access_level:
-        patch["defaultUserAccessLevel"] = desired.default_user_access_level
-        details.append(
-            _field(
-                "defaultUserAccessLevel",
-                actual.default_user_access_level,
-                desired.default_user_access_level,
-            )
-        )
-
-    def connections_key(value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
-        return {
-            kind.upper(): {p.lower(): name_key(n) for p, n in entries.items()}
-            for kind, entries in value.items()
-        }
-
-    if connections_key(desired.default_connections) != connections_key(actual.default_connections):
-        patch["defaultConnections"] = desired.default_connections
-        details.append(
-            _field("defaultConnections", actual.default_connections, desired.default_connections)
-        )
-    current = actual.connection_overrides[0]
-    properties_changed = name_key(override.connection_name) != name_key(current.connection_name)
-    if properties_changed:
+def _properties_patch(
+    desired: EnvironmentSpec,
+    current: ConnectionOverrideRead,
+    normalised: dict[str, dict[str, Any]],
+    *,
+    spec: WarehouseSpec,
+    write_secrets: bool,
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """The ``connectionOverrides`` item of a PATCH (None when nothing changed) and its plan
+    lines. Sensitive properties that did not change are left out of the PATCH (the server keeps
+    them); properties the file dropped are sent as ``null``."""
+    override = desired.connection_overrides[0]
+    changed = name_key(override.connection_name) != name_key(current.connection_name)
+    details = []
+    if changed:
         details.append(_field("connectionName", current.connection_name, override.connection_name))
     removed = sorted(set(current.connection_properties) - set(normalised))
     kept: set[str] = set()  # sensitive properties left out of a PATCH keep their stored value
@@ -519,27 +505,76 @@ def _environment_change(
             if prop in spec.sensitive:
                 kept.add(prop)
             continue
-        properties_changed = True
+        changed = True
         if prop in spec.sensitive:
-            details.append(f"{path}.{prop}: {status} (secret)")
+            details.append(f"{_PROPERTIES}.{prop}: {status} (secret)")
         else:
-            old = current.connection_properties.get(prop)
-            new = normalised.get(prop)
-            details.append(f"{path}.{prop}: {_show_property(old)} -> {_show_property(new)}")
-    if properties_changed:
-        patch["connectionOverrides"] = [
-            {
-                **wire_override,
-                "connectionProperties": {
-                    **{
-                        k: v
-                        for k, v in wire_override["connectionProperties"].items()
-                        if k not in kept
-                    },
-                    **dict.fromkeys(removed),
-                },
-            }
-        ]
+            details.append(
+                f"{_PROPERTIES}.{prop}: {_show_property(have)} -> {_show_property(want)}"
+            )
+    if not changed:
+        return None, details
+    wire = _wire_override(desired)
+    properties = {k: v for k, v in wire["connectionProperties"].items() if k not in kept}
+    return {**wire, "connectionProperties": {**properties, **dict.fromkeys(removed)}}, details
+
+
+def _wire_override(desired: EnvironmentSpec) -> dict[str, Any]:
+    """The file's ``connectionOverrides`` item in wire form."""
+    override = desired.connection_overrides[0]
+    return {
+        "connectionName": override.connection_name,
+        "connectionProperties": {
+            k: v.model_dump(by_alias=True, exclude_none=True)
+            for k, v in override.connection_properties.items()
+        },
+    }
+
+
+def _environment_change(
+    desired: EnvironmentSpec,
+    actual: EnvironmentRead | None,
+    project: ProjectSpec,
+    write_secrets: bool,
+    errors: list[str],
+) -> Change:
+    """The change that makes the project's environment ``actual`` (None: missing) match
+    ``desired``; property problems go to ``errors``."""
+    key = name_key(project.name)
+    where = f'project "{project.name}" / environment "{desired.name}"'
+    spec = spec_for(project.warehouse)
+    normalised, problems = check_properties(spec, _stored(desired), path=_PROPERTIES)
+    errors += [f"{where}: {p}" for p in problems]
+    errors += [f"{where}: {p}" for p in _key_problems(_stored(desired), path=_PROPERTIES)]
+    if actual is None:
+        body: dict[str, Any] = {
+            "name": desired.name,
+            "displayName": desired.display_name or desired.name,
+            "description": desired.description,
+            "defaultUserAccessLevel": desired.default_user_access_level,
+            "defaultConnections": desired.default_connections,
+            "connectionOverrides": [_wire_override(desired)],
+        }
+
+        def create(ctx: Context) -> None:
+            ctx.client.environments.create(
+                ctx.project_ids[key],
+                {**body, "defaultAgentId": ctx.agent_id(desired.default_agent_name)},
+            )
+
+        return Change("environment", desired.name, project.name, CREATE, [], _ENVIRONMENTS, create)
+
+    patch, details = _environment_fields(desired, actual)
+    override, property_details = _properties_patch(
+        desired,
+        actual.connection_overrides[0],
+        normalised,
+        spec=spec,
+        write_secrets=write_secrets,
+    )
+    details += property_details
+    if override is not None:
+        patch["connectionOverrides"] = [override]
     if not patch:
         return Change("environment", desired.name, project.name, NO_CHANGE)
 

@@ -102,6 +102,95 @@ def _without_none(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
+def _reference_entry(state: State, r: SecretReferenceRead) -> dict[str, Any]:
+    """A secret reference as the file writes it: its agent by name."""
+    return _without_none(
+        {
+            "name": r.name,
+            "agentName": state.agent_name(r.agent_id),
+            "agentType": r.agent_type,
+            "secretReferenceType": r.secret_reference_type,
+            "secretName": r.secret_name,
+            "secretKey": r.secret_key,
+            "description": r.description,
+        }
+    )
+
+
+def _environment_entry(e: EnvironmentRead) -> dict[str, Any]:
+    """An environment as the file writes it: its agent by name, ``displayName`` only when it is
+    not the name, properties as the server shows them (never a secret value)."""
+    return _without_none(
+        {
+            "name": e.name,
+            "displayName": e.display_name if e.display_name != e.name else None,
+            "description": e.description,
+            "defaultAgentName": e.default_agent_name,
+            "defaultUserAccessLevel": e.default_user_access_level,
+            "defaultConnections": e.default_connections,
+            "connectionOverrides": [
+                {
+                    "connectionName": o.connection_name,
+                    "connectionProperties": {
+                        key: _without_none(value) for key, value in o.connection_properties.items()
+                    },
+                }
+                for o in e.connection_overrides
+            ],
+        }
+    )
+
+
+def _agent_entry(a: AgentRead) -> dict[str, Any]:
+    """An agent as the file writes it (created when missing, matched by name)."""
+    return _without_none(
+        {
+            "name": a.name,
+            "description": a.description,
+            "agentType": a.agent_type,
+            "cloudProvider": a.cloud_provider,
+            "deployment": a.deployment,
+            "enableAutoUpdates": a.enable_auto_updates,
+            "restrictedAccess": a.restricted_access,
+            "trackName": a.track_name,
+        }
+    )
+
+
+def _project_entry(state: State, ps: ProjectState, used: set[str]) -> dict[str, Any]:
+    """A project and everything in it as the file writes it; adds the ids of the agents it
+    uses to ``used``."""
+    project: dict[str, Any] = _without_none(
+        {
+            "name": ps.project.name,
+            "description": ps.project.description,
+            "warehouse": ps.project.warehouse,
+            "agentDeploymentType": ps.project.agent_deployment_type,
+        }
+    )
+    if ps.connections:
+        project["connections"] = [
+            c.model_dump(by_alias=True, exclude={"created_at"}) for c in ps.connections
+        ]
+    if ps.secret_references:
+        used.update(r.agent_id for r in ps.secret_references)
+        project["secretReferences"] = [_reference_entry(state, r) for r in ps.secret_references]
+    owned = ps.owned_secrets()
+    hosted = [h for h in ps.secrets if name_key(h.name) not in owned]
+    if hosted:
+        project["secrets"] = [{"name": h.name, "type": h.type} for h in hosted]
+    if ps.environments:
+        used.update(e.default_agent_id for e in ps.environments)
+        project["environments"] = [_environment_entry(e) for e in ps.environments]
+    if ps.repository is not None:
+        project["repository"] = {
+            "provider": ps.repository.provider,
+            "repositoryName": ps.repository.repository_name,
+            "providerParameters": ps.repository.provider_parameters,
+        }
+    return project
+
+
 def export_document(state: State) -> dict[str, Any]:
     """The declarative file (wire form) for ``state``: applying it changes nothing.
 
@@ -112,90 +201,8 @@ def export_document(state: State) -> dict[str, Any]:
     the server filled in (``displayName``, property defaults) are written as they are.
     """
     used: set[str] = set()
-    projects = []
-    for ps in state.projects.values():
-        project: dict[str, Any] = _without_none(
-            {
-                "name": ps.project.name,
-                "description": ps.project.description,
-                "warehouse": ps.project.warehouse,
-                "agentDeploymentType": ps.project.agent_deployment_type,
-            }
-        )
-        if ps.connections:
-            project["connections"] = [
-                c.model_dump(by_alias=True, exclude={"created_at"}) for c in ps.connections
-            ]
-        if ps.secret_references:
-            project["secretReferences"] = []
-            for r in ps.secret_references:
-                used.add(r.agent_id)
-                project["secretReferences"].append(
-                    _without_none(
-                        {
-                            "name": r.name,
-                            "agentName": state.agent_name(r.agent_id),
-                            "agentType": r.agent_type,
-                            "secretReferenceType": r.secret_reference_type,
-                            "secretName": r.secret_name,
-                            "secretKey": r.secret_key,
-                            "description": r.description,
-                        }
-                    )
-                )
-        owned = ps.owned_secrets()
-        hosted = [h for h in ps.secrets if name_key(h.name) not in owned]
-        if hosted:
-            project["secrets"] = [{"name": h.name, "type": h.type} for h in hosted]
-        if ps.environments:
-            project["environments"] = []
-            for e in ps.environments:
-                used.add(e.default_agent_id)
-                project["environments"].append(
-                    _without_none(
-                        {
-                            "name": e.name,
-                            "displayName": e.display_name if e.display_name != e.name else None,
-                            "description": e.description,
-                            "defaultAgentName": e.default_agent_name,
-                            "defaultUserAccessLevel": e.default_user_access_level,
-                            "defaultConnections": e.default_connections,
-                            "connectionOverrides": [
-                                {
-                                    "connectionName": o.connection_name,
-                                    "connectionProperties": {
-                                        key: _without_none(value)
-                                        for key, value in o.connection_properties.items()
-                                    },
-                                }
-                                for o in e.connection_overrides
-                            ],
-                        }
-                    )
-                )
-        if ps.repository is not None:
-            project["repository"] = {
-                "provider": ps.repository.provider,
-                "repositoryName": ps.repository.repository_name,
-                "providerParameters": ps.repository.provider_parameters,
-            }
-        projects.append(project)
-    agents = [
-        _without_none(
-            {
-                "name": a.name,
-                "description": a.description,
-                "agentType": a.agent_type,
-                "cloudProvider": a.cloud_provider,
-                "deployment": a.deployment,
-                "enableAutoUpdates": a.enable_auto_updates,
-                "restrictedAccess": a.restricted_access,
-                "trackName": a.track_name,
-            }
-        )
-        for a in state.agents.values()
-        if a.agent_id in used and not a.hosted
-    ]
+    projects = [_project_entry(state, ps, used) for ps in state.projects.values()]
+    agents = [_agent_entry(a) for a in state.agents.values() if a.agent_id in used and not a.hosted]
     document: dict[str, Any] = {"version": 1}
     if agents:
         document["agents"] = agents
