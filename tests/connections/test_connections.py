@@ -1,4 +1,5 @@
-"""Data-platform connections (contract section 3) through the HTTP API, on SQLite and PostgreSQL."""
+"""Data-platform connections (docs/api.md, Connections) through the HTTP API, on SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Token endpoint (contract section 1, RFC 6749) and bearer authentication."""
+"""Token endpoint (docs/api.md, RFC 6749) and bearer authentication."""
 
 from __future__ import annotations
 

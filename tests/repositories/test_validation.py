@@ -1,5 +1,6 @@
-"""Input rules and permissions of the repository routes (contract sections 1 and 6): every bad
-input is a 400 naming the field, nothing is written and the provider is not asked."""
+"""Input rules and permissions of the repository routes (docs/api.md, Conventions and
+Repository): every bad input is a 400 naming the field, nothing is written and the provider is
+not asked."""
 
 from __future__ import annotations
 

@@ -16,11 +16,11 @@ from stead.db import session_scope
 from stead.identity.models import ApiClient, ProjectMember
 from stead.identity.service import create_api_client, create_user
 
-EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "contract" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "stead" / "demo_examples"
 
 
 def example(name: str, **substitutions: str) -> dict[str, Any]:
-    """Load ``shared/contract/examples/<name>.json`` with ``{{key}}`` placeholders filled in."""
+    """Load ``src/stead/demo_examples/<name>.json`` with ``{{key}}`` placeholders filled in."""
     text = (EXAMPLES / f"{name}.json").read_text()
     for key, value in substitutions.items():
         text = text.replace("{{" + key + "}}", value)

@@ -1,5 +1,6 @@
-"""Provision a Redshift project over HTTP from the contract's examples: agent, DWH connection,
-secret reference and environment (used by the people-and-access and audit tests)."""
+"""Provision a Redshift project over HTTP from the example request bodies
+(``stead/demo_examples``): agent, DWH connection, secret reference and environment (used by the
+people-and-access and audit tests)."""
 
 from __future__ import annotations
 
