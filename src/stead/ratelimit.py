@@ -178,23 +178,7 @@ class SharedRateLimiter(RateLimiter):
     below, 3 processes: 4 of a limit of 60, 62 of 1000.
 
     ``MAX_LEASE = 32`` and ``LEASE_SHARE = 16`` come from a simulation of one client's requests
-    over 3 processes (claims: database writes; admitted: requests answered):
-
-    =========================  ==================  ==================  ==================
-    limit, requests            round-robin         random order        worst order
-    =========================  ==================  ==================  ==================
-    60, 80                     42 claims, 60 adm.  41-42 claims, 60    56 before a 429
-    1000, 1200                 87 claims, 1000     86-87 claims, 1000  938 before a 429
-    10^9, 1000                 33 claims           32-34 claims        (no refusal)
-    =========================  ==================  ==================  ==================
-
-    Round-robin and random order (300 seeds) admitted exactly the limit, refusing none before
-    it; the worst order (every other process served one request, then never again) meets the
-    bound. One write per request was 80, 1200 and 1000 writes. A larger ``MAX_LEASE`` saves
-    little (32 already removes 97% of the writes of a client under its limit) and widens the
-    bound; a smaller ``LEASE_SHARE`` (8) nearly halves the claims near the limit but triples the
-    bound at limit 60, and below the number of processes (2 for 3) one process's lease leaves
-    the others nothing: 54 of 60 admitted, the first 429 after 2.
+    over 3 processes; its figures are in docs/decisions.md ("Rate limit leases").
 
     Args:
         engine: the app's engine; the limiter opens a pool of its own on its URL.
