@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -161,6 +161,33 @@ def _is_user_member(session: Session, *, project_id: str, user_id: str) -> bool:
     )
 
 
+def _refuse_member_or_invited(
+    session: Session, *, project: Project, email: str, now: datetime
+) -> None:
+    """Raise Conflict when ``email``'s user is a member of ``project`` or has an invitation to it
+    that is still pending at ``now`` (its id as ``existingId``)."""
+    user = find_user(session, email=email)
+    if user is not None and _is_user_member(session, project_id=project.id, user_id=user.id):
+        raise Conflict(
+            f"{email} is already a member of project {project.name!r}",
+            violations=["email: already a member of the project"],
+        )
+    pending = session.scalar(
+        select(Invitation.id).where(
+            Invitation.project_id == project.id,
+            Invitation.email_key == email_key(email),
+            Invitation.accepted_at.is_(None),
+            Invitation.expires_at > now,
+        )
+    )
+    if pending is not None:
+        raise Conflict(
+            f"{email} already has a pending invitation to project {project.name!r}",
+            violations=[f"email: already invited (invitation {pending})"],
+            extra={"existingId": pending},
+        )
+
+
 def invite(
     session: Session,
     *,
@@ -183,26 +210,7 @@ def invite(
         UpstreamError, UpstreamTimeout: the mail server failed (nothing is stored).
     """
     now = utcnow()
-    user = find_user(session, email=data.email)
-    if user is not None and _is_user_member(session, project_id=project.id, user_id=user.id):
-        raise Conflict(
-            f"{data.email} is already a member of project {project.name!r}",
-            violations=["email: already a member of the project"],
-        )
-    pending = session.scalar(
-        select(Invitation.id).where(
-            Invitation.project_id == project.id,
-            Invitation.email_key == email_key(data.email),
-            Invitation.accepted_at.is_(None),
-            Invitation.expires_at > now,
-        )
-    )
-    if pending is not None:
-        raise Conflict(
-            f"{data.email} already has a pending invitation to project {project.name!r}",
-            violations=[f"email: already invited (invitation {pending})"],
-            extra={"existingId": pending},
-        )
+    _refuse_member_or_invited(session, project=project, email=data.email, now=now)
     token = secrets.token_urlsafe(32)
     invitation = Invitation(
         project_id=project.id,
@@ -286,6 +294,66 @@ def revoke_invitation(
     session.flush()
 
 
+def _open_invitation(session: Session, *, token: str, now: datetime) -> Invitation:
+    """The invitation ``token`` opens, if it can still be accepted at ``now``.
+
+    Raises:
+        NotFound: no invitation has this token (or it was revoked).
+        Conflict: it was used already, or has expired.
+    """
+    invitation = session.scalars(
+        select(Invitation).where(Invitation.token_hash == _token_hash(token))
+    ).first()
+    if invitation is None:
+        raise NotFound("No invitation has this token")
+    if invitation.accepted_at is not None:
+        raise Conflict("This invitation has been used already")
+    if invitation.expires_at <= now:
+        raise Conflict(
+            f"This invitation expired at {format_timestamp(invitation.expires_at)}; "
+            "ask for a new one"
+        )
+    return invitation
+
+
+def _invited_user(
+    session: Session, *, invitation: Invitation, data: InvitationAccept
+) -> tuple[User, bool]:
+    """The user of the invited email, created (a ``MEMBER`` with ``data.password``) when there
+    is none; ``(user, created)``.
+
+    Raises:
+        BadRequest: a new user needs a password; an existing user must not send one (nor a
+            display name).
+        Conflict: the existing user is a member of the project already.
+    """
+    user = find_user(session, email=invitation.email)
+    if user is None:
+        if data.password is None:
+            raise BadRequest(
+                "A password is needed to create the user",
+                violations=["password: required to create the user"],
+            )
+        user = create_user(
+            session,
+            email=invitation.email,
+            password=data.password.get_secret_value(),
+            display_name=data.display_name,
+            role="MEMBER",
+        )
+        return user, True
+    given = (("password", data.password), ("displayName", data.display_name))
+    extra = [field for field, value in given if value is not None]
+    if extra:
+        raise BadRequest(
+            f"{invitation.email} already has a user: accept with an empty body",
+            violations=[f"{f}: the user exists already; leave it out" for f in extra],
+        )
+    if _is_user_member(session, project_id=invitation.project_id, user_id=user.id):
+        raise Conflict(f"{invitation.email} is already a member of the project")
+    return user, False
+
+
 def accept(
     session: Session,
     *,
@@ -305,44 +373,9 @@ def accept(
         Conflict: the invitation was used already, has expired, or the user is a member already.
         BadRequest: a new user needs a password; an existing user must not send one.
     """
-    invitation = session.scalars(
-        select(Invitation).where(Invitation.token_hash == _token_hash(token))
-    ).first()
-    if invitation is None:
-        raise NotFound("No invitation has this token")
-    if invitation.accepted_at is not None:
-        raise Conflict("This invitation has been used already")
     now = utcnow()
-    if invitation.expires_at <= now:
-        raise Conflict(
-            f"This invitation expired at {format_timestamp(invitation.expires_at)}; "
-            "ask for a new one"
-        )
-    user = find_user(session, email=invitation.email)
-    created = user is None
-    if user is None:
-        if data.password is None:
-            raise BadRequest(
-                "A password is needed to create the user",
-                violations=["password: required to create the user"],
-            )
-        user = create_user(
-            session,
-            email=invitation.email,
-            password=data.password.get_secret_value(),
-            display_name=data.display_name,
-            role="MEMBER",
-        )
-    else:
-        given = (("password", data.password), ("displayName", data.display_name))
-        extra = [field for field, value in given if value is not None]
-        if extra:
-            raise BadRequest(
-                f"{invitation.email} already has a user: accept with an empty body",
-                violations=[f"{f}: the user exists already; leave it out" for f in extra],
-            )
-        if _is_user_member(session, project_id=invitation.project_id, user_id=user.id):
-            raise Conflict(f"{invitation.email} is already a member of the project")
+    invitation = _open_invitation(session, token=token, now=now)
+    user, created = _invited_user(session, invitation=invitation, data=data)
     actor = user_actor(user).with_request(request_id=request_id, source_ip=source_ip)
     if created:
         audit.record(
