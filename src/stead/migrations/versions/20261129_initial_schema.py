@@ -482,7 +482,7 @@ def upgrade() -> None:
 
 
 def _seed_account() -> None:
-    """The installation's one account and its hosted agent (docs/api.md, Agents: every account has
+    """The installation's one account and its hosted agent (contract section 7: every account has
     one hosted agent, created with the account, for FULL_SAAS projects)."""
     now = stead.db.utcnow()
     account_id = stead.db.new_uuid()
