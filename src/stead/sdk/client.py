@@ -50,7 +50,7 @@ def is_transient(response: httpx.Response) -> bool:
         return False
     if response.status_code != 503 or "retry-after" in response.headers:
         return True
-    media_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+    media_type = str(response.headers.get("content-type", "")).partition(";")[0].strip().lower()
     return media_type != PROBLEM_JSON
 USER_AGENT = "stead-sdk/0.1.0"
 
@@ -82,7 +82,8 @@ class Client:
         timeout: seconds per HTTP request.
         max_retries: retries of a request whose connection failed or whose answer is transient
             (:func:`is_transient`: 429, 502, 504, and a 503 that does not name a lasting
-            cause); any other answer is returned at once. A POST is retried with the same ``Idempotency-Key``, so it never runs twice.
+            cause); any other answer is returned at once. A POST is retried with the same
+            ``Idempotency-Key``, so it never runs twice.
         backoff: first delay between retries, in seconds; it doubles each time (with jitter) up
             to ``max_retry_wait``.
         max_retry_wait: the longest delay the client waits; a ``Retry-After`` longer than this
