@@ -145,7 +145,8 @@ def test_every_resource_round_trips(served: Served, tmp_path: Path) -> None:
             token="anything",
             initialize=True,
         )
-        assert initialized.default_branch == "main" and b"refs/heads/main" in empty.refs
+        # the first commit goes to the branch the empty repository's HEAD names
+        assert initialized.default_branch == "master" and b"refs/heads/master" in empty.refs
         stead.repositories.delete(pid, token="anything")
         stead.environments.delete(pid, "prod")
         stead.secret_references.delete(pid, reference.name)

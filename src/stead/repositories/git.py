@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Annotated, Any
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
@@ -28,12 +28,13 @@ from dulwich.client import (
     GitClient,
     HTTPUnauthorized,
     LocalGitClient,
+    LsRemoteResult,
     SSHGitClient,
     Urllib3HttpGitClient,
     default_urllib3_manager,
 )
 from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
-from dulwich.refs import Ref
+from dulwich.refs import SYMREF, Ref
 from pydantic import AfterValidator, Field, SecretStr
 
 from stead.repositories.provider import (
@@ -155,7 +156,7 @@ def connect(
             ssh_command=f"ssh -o BatchMode=yes -o ConnectTimeout={math.ceil(timeout)}",
         )
         return ssh, unquote(parts.path).encode()
-    return LocalGitClient(), unquote(parts.path).encode()
+    return _LocalClient(), unquote(parts.path).encode()
 
 
 @contextmanager
@@ -210,6 +211,29 @@ def remove_deploy_key(
     settings: Settings,
 ) -> None:
     """A plain git remote never has a deploy key of Stead's: nothing to remove."""
+
+
+class _LocalClient(LocalGitClient):
+    """dulwich's client of a repository on this server's disk, which also reports where an
+    unborn HEAD points (``HEAD -> refs/heads/master`` in a fresh ``git init --bare``), as git's
+    own server does over protocol v2 (``ls-refs`` with ``unborn``, gitprotocol-v2(5)). Without
+    it an empty repository has no default branch, and a first commit pushed to another branch
+    leaves a clone with nothing checked out."""
+
+    def get_refs(
+        self,
+        path: str | bytes,
+        protocol_version: int | None = None,
+        ref_prefix: Sequence[bytes] | None = None,
+    ) -> LsRemoteResult:
+        result = super().get_refs(path, protocol_version, ref_prefix)
+        head = Ref(b"HEAD")
+        if head not in result.symrefs:
+            with self._open_repo(path) as repo:
+                target = repo.refs.read_ref(head) or b""
+            if target.startswith(SYMREF):
+                result.symrefs[head] = Ref(target[len(SYMREF) :])
+        return result
 
 
 class _HttpStatus(Exception):
