@@ -362,3 +362,14 @@ finance-analytics:
       type: redshift
       host: localhost
 """
+
+
+def test_merging_into_a_file_of_comments_only_keeps_them() -> None:
+    from stead.cli.env import merge_profiles
+
+    addition = "# header\nfinance:\n  target: prod\n  outputs:\n    prod:\n      type: redshift\n"
+    merged = merge_profiles("# profiles go here\n# (none yet)\n", addition)
+    assert merged.startswith("# profiles go here\n# (none yet)\n")
+    assert yaml.safe_load(merged) == yaml.safe_load(addition)
+    with pytest.raises(ValueError, match="not a mapping of dbt profiles"):
+        merge_profiles("- a\n- b\n", addition)

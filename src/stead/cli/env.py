@@ -64,7 +64,9 @@ def merge_profiles(existing: str, addition: str) -> str:
         document = yaml.load(existing)
     except YAMLError as exc:
         raise ValueError(f"is not valid YAML ({type(exc).__name__})") from None
-    if document is None:
+    prefix = ""
+    if document is None:  # empty, or comments only: keep them above the new profile
+        prefix = existing if not existing or existing.endswith("\n") else existing + "\n"
         document = CommentedMap()
     if not isinstance(document, dict):
         raise ValueError("is not a mapping of dbt profiles")
@@ -80,7 +82,7 @@ def merge_profiles(existing: str, addition: str) -> str:
             outputs[target] = fields
     out = io.StringIO()
     yaml.dump(document, out)
-    return out.getvalue()
+    return prefix + out.getvalue()
 
 
 def _write_merged(path: Path, text: str) -> list[str]:
