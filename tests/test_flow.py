@@ -167,3 +167,31 @@ def test_stead_demo_serve_shows_its_client_credentials(tmp_path: Path) -> None:
     assert proc.returncode == 0, rest
     (kept,) = tmp_path.iterdir()
     assert f"data kept in {kept}" in rest and (kept / "stead.db").exists()
+
+
+def test_stead_demo_serve_stopped_with_sigterm_stops_its_server(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEAD_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stead.cli.main", "demo", "--serve"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**env, "TMPDIR": str(tmp_path), "COLUMNS": "300"},
+    )
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            if line.startswith("serving at "):
+                break
+        base_url = line.split()[2].removesuffix("/docs")
+        assert httpx.get(f"{base_url}/healthz").status_code == 200
+        proc.send_signal(signal.SIGTERM)  # to the demo alone, as kill or systemd sends it
+        rest = proc.communicate(timeout=30)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, rest
+    assert "demo complete" in rest
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{base_url}/healthz")

@@ -229,19 +229,24 @@ def start_server(data_dir: Path, port: int, database_url: str = "") -> subproces
         stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"stead serve exited with {proc.returncode}; see {data_dir}/server.log"
-            )
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    proc.terminate()
-    raise RuntimeError("stead serve did not become ready within 60 s")
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"stead serve exited with {proc.returncode}; see {data_dir}/server.log"
+                )
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    return proc
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("stead serve did not become ready within 60 s")
+    except BaseException:
+        # not ready, or interrupted while waiting: the caller never gets the process to stop
+        proc.terminate()
+        proc.wait()
+        raise
 
 
 def create_super_admin(database_url: str) -> tuple[str, str]:

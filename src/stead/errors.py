@@ -8,6 +8,8 @@ Every error leaves the server as ``application/problem+json`` with ``type``, ``t
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -99,6 +101,51 @@ class Conflict(AppError):
     """409: the request conflicts with the current state (duplicate name, still in use ...)."""
 
     status, kind, title = 409, "conflict", "Conflict"
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """An object that keeps another from being deleted.
+
+    Attributes:
+        type: its kind as the API names it: ``environment``, ``secretReference``, ``secret``
+            (hosted), ``repository``.
+        name: its name.
+        project: the name of its project.
+    """
+
+    type: str
+    name: str
+    project: str
+
+
+_KIND_WORDS = {
+    "environment": "environment",
+    "secretReference": "secret reference",
+    "secret": "hosted secret",
+    "repository": "repository",
+}
+BLOCKERS_SHOWN = 10
+"""At most this many blockers are listed; ``more`` says that others exist."""
+
+
+def in_use(what: str, blockers: Sequence[Blocker], *, then: str, more: bool = False) -> Conflict:
+    """409 for deleting ``what`` (e.g. ``"Agent 'eu-agent'"``) while ``blockers`` use it.
+
+    ``detail`` names each blocker with its project (``environment 'prod' of project
+    'finance'``) and ends with ``then``, what to do first; ``blockedBy`` lists them as
+    ``{"type", "name", "project"}`` for programs. ``more``: there are others besides those
+    given (callers pass at most :data:`BLOCKERS_SHOWN`).
+    """
+    listed = ", ".join(
+        f"{_KIND_WORDS.get(b.type, b.type)} {b.name!r} of project {b.project!r}" for b in blockers
+    )
+    return Conflict(
+        f"{what} is used by {listed}{' and others' if more else ''}; {then}",
+        extra={
+            "blockedBy": [{"type": b.type, "name": b.name, "project": b.project} for b in blockers]
+        },
+    )
 
 
 class UnsupportedMediaType(AppError):

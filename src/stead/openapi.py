@@ -72,7 +72,8 @@ DESCRIPTIONS = {
     401: "Missing, invalid or expired bearer token",
     403: "The caller may not do this",
     404: "Unknown, or not visible to the caller",
-    409: "Conflicts with the current state (duplicate name, still in use ...)",
+    409: "Conflicts with the current state: a duplicate name, or an object still in use "
+    '(detail names each user; blockedBy lists them as {"type", "name", "project"})',
     413: "Request body over the size limit",
     415: "Request body is not application/json",
     429: "Rate limit exceeded; see Retry-After",

@@ -200,6 +200,20 @@ def test_a_change_to_one_environment_property_updates_only_that(
     assert cli(served, "apply", "-f", str(path), "--auto-approve").exit_code == 0
     assert cli(served, "plan", "-f", str(path)).exit_code == 0
 
+    # a property with a default that the file stops naming returns to its default
+    props["defaultSchema"] = {"value": "staging"}
+    write(path, changed)
+    assert cli(served, "apply", "-f", str(path), "--auto-approve").exit_code == 0
+    del props["defaultSchema"]
+    write(path, changed)
+    planned = cli(served, "plan", "-f", str(path))
+    assert "connectionProperties.defaultSchema: 'staging' -> 'public'" in planned.output
+    assert cli(served, "apply", "-f", str(path), "--auto-approve").exit_code == 0
+    assert cli(served, "plan", "-f", str(path)).exit_code == 0
+    with _sdk(served) as stead:
+        final = stead.environments.get(finance.id, "dev").connection_overrides[0]
+    assert final.connection_properties["defaultSchema"] == {"value": "public"}
+
 
 @pytest.mark.parametrize(("how", "after_writes"), [("kill", 3), ("kill", 11), ("interrupt", 6)])
 def test_an_apply_stopped_midway_converges_when_run_again(

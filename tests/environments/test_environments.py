@@ -575,8 +575,7 @@ def test_patch(
     assert got["connectionOverrides"] == created["connectionOverrides"]
     assert got["createdAt"] == created["createdAt"] and got["updatedAt"] >= created["updatedAt"]
 
-    # new properties replace the stored ones; the password left out keeps its reference;
-    # an optional property left out goes back to its default
+    # the properties given are set; those left out (the password, useSsl, the S3 bucket) stay
     props = {
         "url": {"value": "new.example.com"},
         "port": {"value": "5440"},
@@ -588,9 +587,8 @@ def test_patch(
     resp = http.patch(url, json={"connectionOverrides": [override]}, headers=admin)
     assert resp.status_code == 200, resp.text
     assert resp.json()["connectionOverrides"][0]["connectionProperties"] == {
+        **REDSHIFT_PROPERTIES,
         **props,
-        "password": REDSHIFT_PROPERTIES["password"],
-        "useSsl": {"value": "true"},
     }
 
     # a sensitive property given replaces the stored reference
@@ -613,6 +611,76 @@ def test_patch(
     resp = http.patch(url, json={}, headers=admin)
     assert resp.status_code == 200 and resp.json() == before
     assert _actions(session_factory) == ["environment.created"] + ["environment.updated"] * 5
+
+
+@pytest.mark.parametrize("prefix", ["/v1", "/dpc/v1"])
+def test_patch_changes_only_the_properties_it_names(
+    http: TestClient, admin: dict[str, str], prefix: str
+) -> None:
+    """JSON merge patch (RFC 7396) of the connection properties, on the DPC route too."""
+    env = arrange(http, admin, "snowflake")
+    assert http.post(env.base, json=env.body, headers=admin).status_code == 201
+    url = f"{prefix}{env.base.removeprefix('/v1')}/prod"
+
+    def patch(properties: dict[str, Any]) -> Any:
+        override = {"connectionName": "growth-dwh-prod", "connectionProperties": properties}
+        return http.patch(url, json={"connectionOverrides": [override]}, headers=admin)
+
+    resp = patch({"defaultWarehouse": {"value": "BIG_WH"}})
+    assert resp.status_code == 200, resp.text
+    stored = resp.json()["connectionOverrides"][0]["connectionProperties"]
+    assert stored == {**SNOWFLAKE_PROPERTIES, "defaultWarehouse": {"value": "BIG_WH"}}
+    assert (
+        http.get(url, headers=admin).json()["connectionOverrides"][0]["connectionProperties"]
+        == stored
+    )
+
+    # null removes an optional property, and only that one
+    resp = patch({"defaultRole": None})
+    assert resp.status_code == 200, resp.text
+    stored = resp.json()["connectionOverrides"][0]["connectionProperties"]
+    assert "defaultRole" not in stored
+    assert stored == {k: v for k, v in SNOWFLAKE_PROPERTIES.items() if k != "defaultRole"} | {
+        "defaultWarehouse": {"value": "BIG_WH"}
+    }
+
+    # a required property cannot be removed; the answer names it and nothing changes
+    resp = patch({"account": None})
+    problem = assert_problem(resp, 400, f"{PROPS}.account")
+    assert any("cannot be removed" in v for v in problem["violations"])
+    assert (
+        http.get(url, headers=admin).json()["connectionOverrides"][0]["connectionProperties"]
+        == stored
+    )
+
+
+def test_patch_null_returns_a_property_to_its_default(
+    http: TestClient, admin: dict[str, str]
+) -> None:
+    env = arrange(http, admin, "redshift")
+    assert http.post(env.base, json=env.body, headers=admin).status_code == 201
+    url = f"{env.base}/prod"
+    override = {"connectionName": "finance-dwh-prod"}
+    staging = {"defaultSchema": {"value": "staging"}}
+    resp = http.patch(
+        url,
+        json={"connectionOverrides": [{**override, "connectionProperties": staging}]},
+        headers=admin,
+    )
+    assert resp.json()["connectionOverrides"][0]["connectionProperties"]["defaultSchema"] == {
+        "value": "staging"
+    }
+    reset = {"defaultSchema": None, "defaultStorageLocation": None}
+    resp = http.patch(
+        url,
+        json={"connectionOverrides": [{**override, "connectionProperties": reset}]},
+        headers=admin,
+    )
+    assert resp.status_code == 200, resp.text
+    stored = resp.json()["connectionOverrides"][0]["connectionProperties"]
+    assert stored["defaultSchema"] == {"value": "public"}
+    assert "defaultStorageLocation" not in stored
+    assert stored["url"] == REDSHIFT_PROPERTIES["url"]
 
 
 def test_patch_validation_changes_nothing(

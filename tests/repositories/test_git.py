@@ -7,11 +7,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from dulwich.client import SSHGitClient
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from stead.audit.models import AuditEvent
+from stead.repositories import git as git_provider
 from stead.repositories.models import Repository
 from tests.support.factories import assert_problem
 from tests.support.git_server import GitServer, git
@@ -195,6 +198,8 @@ def test_unreachable_remotes(
         (f"ssh://git@127.0.0.1:{free_port()}/x.git", refused),
         ("https://git.no-such-host.invalid/x.git", unresolved),
         ("ssh://git@git.no-such-host.invalid/x.git", unresolved),
+        # git's scp-like SSH form, as providers show it: dialled over SSH like ssh://
+        ("git@git.no-such-host.invalid:org/x.git", unresolved),
     ):
         resp = http.post(
             f"/v1/projects/{project_id}/repositories",
@@ -203,3 +208,20 @@ def test_unreachable_remotes(
         )
         assert assert_problem(resp, 502)["detail"].endswith(f": {reason}"), remote
     assert _count(session_factory) == 0
+
+
+def test_an_scp_like_remote_is_spoken_as_git_speaks_it() -> None:
+    """``git@host:org/repo.git`` is SSH to ``host`` as ``git``, the path sent as written
+    (relative to the SSH user's home), as git-clone(1) describes it; an absolute path stays
+    absolute. The URL is stored as given."""
+    for url, user, path in (
+        ("git@github.com:acme/pipelines.git", "git", b"acme/pipelines.git"),
+        ("gitlab.example.com:/srv/git/x.git", None, b"/srv/git/x.git"),
+    ):
+        assert git_provider.check_url(url) == url
+        client, sent = git_provider.connect(
+            url, SecretStr("unused"), username=git_provider.USERNAME, timeout=1
+        )
+        assert isinstance(client, SSHGitClient)
+        host = url.split(":")[0].split("@")[-1]
+        assert (client.host, client.username, sent) == (host, user, path)

@@ -257,3 +257,37 @@ def test_file_remote_initialized(
         "README.md",
         "stead.yaml",
     ]
+
+
+def test_a_clone_checks_out_the_scaffold_on_the_branch_head_names(
+    http: TestClient,
+    admin: dict[str, str],
+    git_server: GitServer,
+    repo_name: str,
+    tmp_path: Path,
+) -> None:
+    """A repository made with ``git init --bare`` has HEAD on an unborn branch (``master`` by
+    default, ``trunk`` here); the first commit goes there, so a plain ``git clone`` checks it
+    out, over HTTP and from a path on the server's disk."""
+    arranged = arrange(http, admin, "redshift")
+    assert http.post(arranged.base, json=arranged.body, headers=admin).status_code == 201
+    bare = git_server.root / f"{repo_name}.git"
+    git("init", "--bare", "--quiet", "--initial-branch=trunk", str(bare))
+    git("config", "http.receivepack", "true", cwd=bare)
+    git_server.add_token("tok-head", read=[repo_name])
+    url = f"/v1/projects/{arranged.project_id}/repositories"
+    for remote in (f"{git_server.url}/{repo_name}.git", bare.as_uri()):
+        body = {
+            "provider": "git",
+            "repositoryName": repo_name,
+            "providerParameters": {"url": remote},
+        }
+        resp = http.post(f"{url}?initialize=true", json=body, headers={**admin, TOKEN: "tok-head"})
+        assert resp.status_code == 201, resp.text
+        assert resp.json()["defaultBranch"] == "trunk"
+        clone = tmp_path / f"clone-{len(list(tmp_path.iterdir()))}"
+        git("clone", "--quiet", bare.as_uri(), str(clone))
+        assert git("branch", "--show-current", cwd=clone).strip() == "trunk"
+        assert (clone / "README.md").is_file() and (clone / "stead.yaml").is_file()
+        assert http.delete(url, headers={**admin, TOKEN: "tok-head"}).status_code == 204
+        git("update-ref", "-d", "refs/heads/trunk", cwd=bare)  # empty again for the next remote

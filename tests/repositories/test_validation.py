@@ -77,10 +77,6 @@ def test_body_rules(
         (_with(GIT, providerParameters={}), "providerParameters.url"),
         (_with(GIT, providerParameters={"url": ""}), "providerParameters.url"),
         (
-            _with(GIT, providerParameters={"url": "git@github.com:acme/x.git"}),
-            "providerParameters.url",
-        ),
-        (
             _with(GIT, providerParameters={"url": "git://git.example.com/x.git"}),
             "providerParameters.url",
         ),
@@ -116,6 +112,18 @@ def test_body_rules(
         (
             _with(GIT, providerParameters={"url": "https://x.example/" + "a" * 2048}),
             "providerParameters.url",
+        ),
+        # scp-like SSH remotes whose meaning is not clear, or that ssh would read as options
+        *(
+            (_with(GIT, providerParameters={"url": url}), "providerParameters.url")
+            for url in (
+                "C:/repos/x.git",
+                "./repos:x.git",
+                "git@host:",
+                "git@-oProxyCommand=x:repo.git",
+                "git@host:-oProxyCommand=x",
+                "git:CANARY-pw@host:org/x.git",
+            )
         ),
         (
             _with(GIT, providerParameters={"url": "https://x.example/a.git", "ownerName": "a"}),

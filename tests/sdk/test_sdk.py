@@ -145,7 +145,8 @@ def test_every_resource_round_trips(served: Served, tmp_path: Path) -> None:
             token="anything",
             initialize=True,
         )
-        assert initialized.default_branch == "main" and b"refs/heads/main" in empty.refs
+        # the first commit goes to the branch the empty repository's HEAD names
+        assert initialized.default_branch == "master" and b"refs/heads/master" in empty.refs
         stead.repositories.delete(pid, token="anything")
         stead.environments.delete(pid, "prod")
         stead.secret_references.delete(pid, reference.name)
@@ -299,3 +300,27 @@ def test_people_and_audit_round_trip(served: Served) -> None:
         actions = [e.action for e in stead.audit_events.list(project_id=pid)]
         assert actions[0] == "project.created" and "environment.created" in actions
         assert list(stead.audit_events.list(action="no.such")) == []
+
+
+def test_a_lasting_503_is_answered_at_once_and_a_passing_one_retried(served: Served) -> None:
+    with flaky_proxy(served.url) as proxy, _client(served, proxy.url) as stead:
+        pid = stead.projects.create(REDSHIFT).project_id
+        agent = stead.agents.create(example("02-create-agent"))
+        stead.secret_references.create(
+            pid, "pw", example("04-create-secret-reference-aws", agentId=agent.agent_id)
+        )
+        # this server has no AWS store configured: a cause that waiting does not remove
+        started = time.monotonic()
+        with pytest.raises(ServerError) as unconfigured:
+            stead.secret_references.check(pid, "pw")
+        assert unconfigured.value.status == 503
+        assert unconfigured.value.problem["type"].endswith("/secret-store-not-configured")
+        assert time.monotonic() - started < 1.0
+        checks = [s for s in proxy.seen if s.path.endswith("/check")]
+        assert [s.status for s in checks] == [503]
+
+        # a 503 that is not Stead's problem document (a load balancer's page) is retried
+        proxy.faults.append(Fault("GET", "/v1/projects", retry_after=None, problem=False))
+        assert [p.id for p in stead.projects.list()] == [pid]
+        lists = [s.status for s in proxy.seen if s.method == "GET" and s.path == "/v1/projects"]
+        assert lists == [503, 200]

@@ -21,7 +21,8 @@ _HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host
 @dataclass
 class Fault:
     """Answer the next ``times`` requests matching ``method`` and ``path_prefix`` with
-    ``status`` (and ``Retry-After`` unless None). With ``forward``, the request reaches the
+    ``status`` (and ``Retry-After`` unless None), as a Stead problem document or, with
+    ``problem`` false, as a load balancer's HTML page. With ``forward``, the request reaches the
     server first and only its answer is lost."""
 
     method: str
@@ -30,6 +31,7 @@ class Fault:
     retry_after: str | None = "1"
     forward: bool = False
     times: int = 1
+    problem: bool = True
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,9 @@ def flaky_proxy(upstream: str) -> Iterator[Proxy]:
                     b'{"type":"https://stead.dev/problems/unavailable","title":"Service '
                     b'unavailable","status":%d,"detail":"proxy fault","violations":[]}' % status
                 )
+                if not fault.problem:
+                    out_headers["Content-Type"] = "text/html"
+                    out_body = b"<html><body>%d Service Unavailable</body></html>" % status
             seen = Seen(self.command, path, dict(self.headers.items()), status)
             with proxy.lock:
                 proxy.seen.append(seen)

@@ -47,6 +47,19 @@ ACCEPTED = [
     pytest.param(
         "xy12345.us-east-1.privatelink", "xy12345.us-east-1.privatelink", id="privatelink-locator"
     ),
+    # the address Snowsight shows in the browser
+    pytest.param(
+        "https://app.snowflake.com/AcmeOrg/Growth_EU/#/homepage",
+        "acmeorg-growth_eu",
+        id="snowsight",
+    ),
+    pytest.param("app.snowflake.com/acmeorg/growth", "acmeorg-growth", id="snowsight-no-scheme"),
+    pytest.param(
+        "https://app.snowflake.com/us-east-2.aws/xy12345/worksheets",
+        "xy12345.us-east-2.aws",
+        id="snowsight-locator",
+    ),
+    pytest.param("https://app.snowflake.com/us-west-2/XY12345/", "xy12345", id="snowsight-oregon"),
 ]
 
 REFUSED = [
@@ -70,7 +83,7 @@ REFUSED = [
     "https://acmeorg-growth.snowflakecomputing.com/console",
     "acmeorg-growth.snowflakecomputing.com.evil.example",
     "acmeorg-growth.privatelink.example.com",
-    "app.snowflake.com/acmeorg/growth",
+    "https://app.snowflake.com/acmeorg/growth team/",
     "acmeorg-growth.us-east-1",
     "acmeorg.growth.us-east-1",
     "xy12345.us-east-1.oracle",
@@ -162,4 +175,17 @@ def test_too_long_identifier_is_refused(
     resp = http.post(env.base, json=_with_account(env.body, longest + "b"), headers=admin)
     problem = assert_problem(resp, 400, FIELD)
     assert "63" in problem["violations"][0]
+    assert count_environments(session_factory) == 0
+
+
+@pytest.mark.parametrize("given", ["https://app.snowflake.com/", "app.snowflake.com/acmeorg#/x"])
+def test_a_snowsight_address_without_its_account_says_so(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session], given: str
+) -> None:
+    env = provision(http, admin, "snowflake")
+    resp = http.post(env.base, json=_with_account(env.body, given), headers=admin)
+    problem = assert_problem(resp, 400, FIELD)
+    message = next(v for v in problem["violations"] if v.startswith(f"{FIELD}:"))
+    assert "Snowsight address without its account" in message
+    assert "https://app.snowflake.com/ORGANIZATION/ACCOUNT/" in message
     assert count_environments(session_factory) == 0

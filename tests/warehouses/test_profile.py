@@ -63,8 +63,10 @@ def test_snowflake_profile(http: TestClient, admin: dict[str, str]) -> None:
                     "type": "snowflake",
                     "account": "acmeorg-growth",
                     "user": "SVC_GROWTH",
-                    "private_key": _env_var("STEAD_PROD_PRIVATE_KEY"),
-                    "private_key_passphrase": _env_var("STEAD_PROD_PRIVATE_KEY_PASSPHRASE"),
+                    "private_key": _env_var("STEAD_GROWTH_MARKETING__PROD__PRIVATE_KEY"),
+                    "private_key_passphrase": _env_var(
+                        "STEAD_GROWTH_MARKETING__PROD__PRIVATE_KEY_PASSPHRASE"
+                    ),
                     "role": "TRANSFORMER",
                     "warehouse": "TRANSFORM_WH",
                     "database": "GROWTH",
@@ -81,8 +83,8 @@ def test_snowflake_profile(http: TestClient, admin: dict[str, str]) -> None:
     }
     header = [line for line in resp.text.splitlines() if line.startswith("#")]
     for variable, secret in [
-        ("STEAD_PROD_PRIVATE_KEY ", "prod-privateKey"),
-        ("STEAD_PROD_PRIVATE_KEY_PASSPHRASE ", "prod-passphrase"),
+        ("STEAD_GROWTH_MARKETING__PROD__PRIVATE_KEY ", "prod-privateKey"),
+        ("STEAD_GROWTH_MARKETING__PROD__PRIVATE_KEY_PASSPHRASE ", "prod-passphrase"),
     ]:
         assert secret in secrets
         assert any(variable in line and f'"{secret}"' in line for line in header), header
@@ -101,7 +103,7 @@ def test_redshift_profile(http: TestClient, admin: dict[str, str]) -> None:
         "host": "finance.cq1example.eu-west-1.redshift.amazonaws.com",
         "port": 5439,
         "user": "etl_service",
-        "password": _env_var("STEAD_PROD_PASSWORD"),
+        "password": _env_var("STEAD_FINANCE_ANALYTICS__PROD__PASSWORD"),
         "dbname": "analytics",
         "schema": "public",
         "sslmode": "require",
@@ -110,12 +112,17 @@ def test_redshift_profile(http: TestClient, admin: dict[str, str]) -> None:
     assert yaml.safe_load(prod.text) == {
         "finance-analytics": {"target": "prod", "outputs": {"prod": target}}
     }
-    dev_target = {**target, "password": _env_var("STEAD_DEV_PASSWORD"), "sslmode": "disable"}
+    dev_target = {
+        **target,
+        "password": _env_var("STEAD_FINANCE_ANALYTICS__DEV__PASSWORD"),
+        "sslmode": "disable",
+    }
     assert yaml.safe_load(dev.text) == {
         "finance-analytics": {"target": "dev", "outputs": {"dev": dev_target}}
     }
     assert any(
-        "STEAD_PROD_PASSWORD" in line and '"finance-prod-redshift", key "password"' in line
+        "STEAD_FINANCE_ANALYTICS__PROD__PASSWORD" in line
+        and '"finance-prod-redshift", key "password"' in line
         for line in prod.text.splitlines()
         if line.startswith("#")
     )
@@ -137,7 +144,7 @@ def test_secret_references_and_missing_fields_become_env_vars(
     _create(http, admin, env, {**body, "name": "Prödüction eu-1"})
     resp = _profile(http, admin, env, "Prödüction eu-1")
     target = yaml.safe_load(resp.text)["growth-marketing"]["outputs"]["Prödüction eu-1"]
-    prefix = "STEAD_PRODUCTION_EU_1"
+    prefix = "STEAD_GROWTH_MARKETING__PRODUCTION_EU_1_"
     assert target == {
         "type": "snowflake",
         "account": "acmeorg-growth",
@@ -160,7 +167,9 @@ def test_redshift_port_from_a_secret_is_a_number(http: TestClient, admin: dict[s
     body = env.with_properties(port={"secretName": "finance-prod-redshift", "secretKey": "port"})
     _create(http, admin, env, body)
     target = yaml.safe_load(_profile(http, admin, env, "prod").text)["finance-analytics"]
-    assert target["outputs"]["prod"]["port"] == _env_var("STEAD_PROD_PORT", number=True)
+    assert target["outputs"]["prod"]["port"] == _env_var(
+        "STEAD_FINANCE_ANALYTICS__PROD__PORT", number=True
+    )
 
 
 def test_values_dbt_would_render_or_yaml_would_retype_round_trip(
@@ -223,17 +232,24 @@ def test_readers_may_read_it(http: TestClient, admin: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("environment", "expected"),
+    ("project", "environment", "expected"),
     [
-        ("prod", "STEAD_PROD_PASSWORD"),
-        ("prod-eu", "STEAD_PROD_EU_PASSWORD"),
-        ("Prod EU 2", "STEAD_PROD_EU_2_PASSWORD"),
-        ("--x--", "STEAD_X_PASSWORD"),
-        ("生产", "STEAD_PASSWORD"),
+        ("finance", "prod", "STEAD_FINANCE__PROD__PASSWORD"),
+        ("finance-analytics", "prod-eu", "STEAD_FINANCE_ANALYTICS__PROD_EU__PASSWORD"),
+        ("Growth", "Prod EU 2", "STEAD_GROWTH__PROD_EU_2__PASSWORD"),
+        ("--x--", "--y--", "STEAD_X__Y__PASSWORD"),
+        ("growth", "\u751f\u4ea7", "STEAD_GROWTH__X76AB7D3B__PASSWORD"),
     ],
 )
-def test_env_var_names(environment: str, expected: str) -> None:
-    assert env_var_name(environment, "password") == expected
+def test_env_var_names(project: str, environment: str, expected: str) -> None:
+    assert env_var_name(project, environment, "password") == expected
+
+
+def test_env_var_names_differ_across_projects_and_environments() -> None:
+    """Where the parts are cut cannot make two pairs meet: a-b / c is not a / b-c."""
+    pairs = [("a-b", "c"), ("a", "b-c"), ("a", "b"), ("b", "a"), ("finance", "prod")]
+    names = {env_var_name(p, e, "password") for p, e in pairs}
+    assert len(names) == len(pairs)
 
 
 def test_stead_env_profile_command(db_url: str, tmp_path: Path) -> None:
@@ -262,7 +278,7 @@ def test_stead_env_profile_command(db_url: str, tmp_path: Path) -> None:
         assert result.exit_code == 0, result.output
         assert PASSWORD_CANARY not in result.output
         target = yaml.safe_load(result.stdout)["finance-analytics"]["outputs"]["prod"]
-        assert target["password"] == _env_var("STEAD_PROD_PASSWORD")
+        assert target["password"] == _env_var("STEAD_FINANCE_ANALYTICS__PROD__PASSWORD")
         assert target["host"] == "finance.cq1example.eu-west-1.redshift.amazonaws.com"
 
         bad = runner.invoke(
@@ -279,6 +295,81 @@ def test_stead_env_profile_command(db_url: str, tmp_path: Path) -> None:
         no_project = runner.invoke(cli, ["env", "profile", "finance", "prod", *flags])
         assert no_project.exit_code == 1
         assert "no such project: 'finance'" in no_project.output
+
+        # --into merges into an existing profiles.yml: other profiles, targets and comments stay
+        profiles = tmp_path / "dbt" / "profiles.yml"
+        profiles.parent.mkdir()
+        profiles.write_text(MINE)
+        profiles.chmod(0o640)
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as api:
+            assert api.post(env.base, json={**body, "name": "dev"}).status_code == 201
+        for name in ("prod", "dev", "prod"):  # the second prod replaces the first
+            merged = runner.invoke(
+                cli, ["env", "profile", "finance-analytics", name, "--into", str(profiles), *flags]
+            )
+            assert merged.exit_code == 0, merged.output
+            assert merged.stdout == ""
+            assert f"STEAD_FINANCE_ANALYTICS__{name.upper()}__PASSWORD" in merged.stderr
+        text = profiles.read_text()
+        assert text.startswith(MINE.split("finance-analytics:")[0])  # untouched, comments too
+        assert "# keep this comment" in text and PASSWORD_CANARY not in text
+        document = yaml.safe_load(text)
+        assert document["jaffle_shop"] == yaml.safe_load(MINE)["jaffle_shop"]
+        finance = document["finance-analytics"]
+        assert finance["target"] == "mine"  # the user's default target is kept
+        assert list(finance["outputs"]) == ["mine", "prod", "dev"]
+        assert (
+            finance["outputs"]["prod"]
+            == yaml.safe_load(result.stdout)["finance-analytics"]["outputs"]["prod"]
+        )
+        assert finance["outputs"]["dev"]["password"] == _env_var(
+            "STEAD_FINANCE_ANALYTICS__DEV__PASSWORD"
+        )
+        assert profiles.stat().st_mode & 0o777 == 0o640
+
+        fresh = tmp_path / "new" / "profiles.yml"
+        created = runner.invoke(
+            cli, ["env", "profile", env.project_id, "dev", "--into", str(fresh), *flags]
+        )
+        assert created.exit_code == 0, created.output
+        assert fresh.stat().st_mode & 0o777 == 0o600
+        assert yaml.safe_load(fresh.read_text())["finance-analytics"]["target"] == "dev"
+
+        broken = tmp_path / "broken.yml"
+        broken.write_text("jaffle_shop: [unclosed\n")
+        refused = runner.invoke(
+            cli, ["env", "profile", env.project_id, "dev", "--into", str(broken), *flags]
+        )
+        assert refused.exit_code == 1 and "is not valid YAML" in refused.output
+        assert broken.read_text() == "jaffle_shop: [unclosed\n"
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+MINE = """\
+# my dbt profiles
+jaffle_shop:  # keep this comment
+  target: dev
+  outputs:
+    dev:
+      type: duckdb
+      path: 'jaffle.duckdb'
+finance-analytics:
+  target: mine
+  outputs:
+    mine:
+      type: redshift
+      host: localhost
+"""
+
+
+def test_merging_into_a_file_of_comments_only_keeps_them() -> None:
+    from stead.cli.env import merge_profiles
+
+    addition = "# header\nfinance:\n  target: prod\n  outputs:\n    prod:\n      type: redshift\n"
+    merged = merge_profiles("# profiles go here\n# (none yet)\n", addition)
+    assert merged.startswith("# profiles go here\n# (none yet)\n")
+    assert yaml.safe_load(merged) == yaml.safe_load(addition)
+    with pytest.raises(ValueError, match="not a mapping of dbt profiles"):
+        merge_profiles("- a\n- b\n", addition)

@@ -13,7 +13,7 @@ from stead.agents.models import Agent, AgentAllowedProject
 from stead.agents.schemas import AgentAllowList, AgentCreate, AllowedProject
 from stead.db import utcnow
 from stead.environments.models import Environment
-from stead.errors import BadRequest, Conflict, NotFound
+from stead.errors import BLOCKERS_SHOWN, BadRequest, Blocker, Conflict, NotFound, in_use
 from stead.identity.service import Actor, hash_secret
 from stead.pagination import PageParams, paginate
 from stead.projects.models import Project
@@ -100,19 +100,31 @@ def delete(session: Session, *, actor: Actor, agent: Agent) -> None:
 
     Raises:
         Conflict: it is the account's hosted agent, or an environment (as ``defaultAgentId``) or a
-            secret reference still uses it.
+            secret reference still uses it (named with its project, and in ``blockedBy``).
     """
     if agent.is_hosted:
         raise Conflict("The account's hosted agent cannot be deleted")
-    environments = session.scalar(
-        select(Environment.id).where(Environment.default_agent_id == agent.id).limit(1)
-    )
-    references = session.scalar(
-        select(SecretReference.id).where(SecretReference.agent_id == agent.id).limit(1)
-    )
-    if environments is not None or references is not None:
-        used_by = "an environment" if environments is not None else "a secret reference"
-        raise Conflict(f"Agent {agent.name!r} is still used by {used_by}")
+    blockers = [
+        Blocker(kind, str(name), str(project))
+        for kind, model, column in (
+            ("environment", Environment, Environment.default_agent_id),
+            ("secretReference", SecretReference, SecretReference.agent_id),
+        )
+        for name, project in session.execute(
+            select(model.name, Project.name)
+            .join(Project, Project.id == model.project_id)
+            .where(column == agent.id)
+            .order_by(model.created_at, model.id)
+            .limit(BLOCKERS_SHOWN + 1)
+        )
+    ]
+    if blockers:
+        raise in_use(
+            f"Agent {agent.name!r}",
+            blockers[:BLOCKERS_SHOWN],
+            more=len(blockers) > BLOCKERS_SHOWN,
+            then="give them another agent or delete them first",
+        )
     audit.record(
         session,
         actor=actor,

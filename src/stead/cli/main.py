@@ -24,6 +24,8 @@ from stead.cli.audit import audit  # noqa: E402
 from stead.cli.env import env_app  # noqa: E402
 
 if TYPE_CHECKING:
+    import subprocess
+
     from rich.console import Console
 
     from stead.demo import Provisioned
@@ -249,11 +251,13 @@ def demo(
     demo fails; --serve prints the demo API client's id and secret, for /docs and curl.
     """
     import shutil
+    import signal
+    import subprocess
     import tempfile
 
     from rich.console import Console
 
-    from stead.demo import FlowError, Step, create_super_admin, run_flow, start_server
+    from stead.demo import create_super_admin, start_server
     from stead.settings import Settings
 
     console = Console(highlight=False, soft_wrap=True)
@@ -265,7 +269,50 @@ def demo(
     console.print(f"[bold]Stead demo[/] data directory {data_dir} (SQLite)")
     client_id, client_secret = create_super_admin(database_url)
     console.print(f"created SUPER_ADMIN API client {client_id}")
+
+    def stop(signum: int, frame: object) -> None:
+        # SIGTERM (kill, systemd, a container runtime) ends the demo like Ctrl-C, so the
+        # server it started is stopped too; Python's default would exit without cleaning up.
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
     server = start_server(data_dir, port)
+    try:
+        ok = _demo_flow(console, server, data_dir, port, client_id, client_secret, serve)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        signal.signal(signal.SIGTERM, previous)
+    if not ok:
+        raise typer.Exit(1)
+    if fresh and not serve:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        console.print(f"\nremoved the data directory {data_dir} (--data-dir DIR keeps one)")
+    else:
+        console.print(
+            f"\ndata kept in {data_dir}; serve it again with STEAD_DATA_DIR={data_dir} stead serve",
+            markup=False,
+        )
+    console.print("demo complete")
+
+
+def _demo_flow(
+    console: Console,
+    server: subprocess.Popen[bytes],
+    data_dir: Path,
+    port: int,
+    client_id: str,
+    client_secret: str,
+    serve: bool,
+) -> bool:
+    """The demo's flow against the started ``server``, then, with ``serve``, wait until it
+    ends or the demo is interrupted (Ctrl-C, SIGTERM). False when a call of the flow failed."""
+    from stead.demo import FlowError, Step, run_flow
+
     base_url = f"http://127.0.0.1:{port}"
     console.print(f"stead serve is up at {base_url} (log: {data_dir / 'server.log'})\n")
 
@@ -278,25 +325,14 @@ def demo(
     except FlowError as exc:
         console.print(f"[red]demo failed:[/] {exc}")
         console.print(f"the data directory {data_dir} is kept (see server.log)")
-        server.terminate()
-        raise typer.Exit(1) from None
+        return False
     _print_provisioned(console, results)
     if serve:
         console.print(_client_notice(client_id, client_secret, base_url, data_dir), markup=False)
         console.print(f"\nserving at {base_url}/docs - Ctrl-C to stop")
         with contextlib.suppress(KeyboardInterrupt):
             server.wait()
-    server.terminate()
-    server.wait(timeout=10)
-    if fresh and not serve:
-        shutil.rmtree(data_dir, ignore_errors=True)
-        console.print(f"\nremoved the data directory {data_dir} (--data-dir DIR keeps one)")
-    else:
-        console.print(
-            f"\ndata kept in {data_dir}; serve it again with STEAD_DATA_DIR={data_dir} stead serve",
-            markup=False,
-        )
-    console.print("demo complete")
+    return True
 
 
 register_client_commands(app)

@@ -10,7 +10,7 @@ from stead.connections.models import Connection
 from stead.connections.schemas import ConnectionCreate
 from stead.db import named_in_project
 from stead.environments.models import Environment
-from stead.errors import BadRequest, Conflict, NotFound
+from stead.errors import BLOCKERS_SHOWN, BadRequest, Blocker, Conflict, NotFound, in_use
 from stead.identity.service import Actor
 from stead.pagination import PageParams, paginate
 from stead.projects.models import Project
@@ -111,9 +111,11 @@ def delete(session: Session, *, actor: Actor, project: Project, name: str) -> No
         )
     )
     if users:
-        raise Conflict(
-            f"Connection {connection.name!r} is used by environment(s) "
-            f"{', '.join(repr(u) for u in users)}; delete or re-point them first"
+        raise in_use(
+            f"Connection {connection.name!r}",
+            [Blocker("environment", user, project.name) for user in users[:BLOCKERS_SHOWN]],
+            more=len(users) > BLOCKERS_SHOWN,
+            then="delete them or move them to another connection first",
         )
     audit.record(
         session,

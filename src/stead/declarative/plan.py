@@ -492,8 +492,10 @@ def _properties_patch(
     details = []
     if changed:
         details.append(_field("connectionName", current.connection_name, override.connection_name))
-    removed = sorted(set(current.connection_properties) - set(normalised))
-    kept: set[str] = set()  # sensitive properties left out of a PATCH keep their stored value
+    # a PATCH keeps what it leaves out (RFC 7396 merge): a property the file does not name is
+    # sent as null, which removes it or returns it to its default
+    removed = sorted(set(current.connection_properties) - set(override.connection_properties))
+    kept: set[str] = set()  # unchanged secrets are left out of the PATCH and keep their value
     for prop in sorted(set(normalised) | set(current.connection_properties)):
         want = normalised.get(prop)
         have = current.connection_properties.get(prop)

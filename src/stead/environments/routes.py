@@ -124,8 +124,10 @@ def update_environment(
     request: Request,
     validate: Validate = False,
 ) -> EnvironmentRead:
-    """Change any field but ``name``; sensitive properties left out keep their references;
-    ``validate=true`` tests the connection as it would be after the change first (Stead)."""
+    """Change the fields given, any but ``name``; the others keep their values. Connection
+    properties are merged (JSON merge patch, RFC 7396): those named are set, ``null`` removes an
+    optional one, those left out are kept. ``validate=true`` tests the connection as it would be
+    after the change first."""
     if validate:
         connection_test.validate(
             request,

@@ -77,8 +77,11 @@ class ConnectionOverride(WireModel):
 
 
 class ConnectionOverrideUpdate(WireModel):
-    """A ``connectionOverrides`` item in a PATCH: ``null`` removes an optional property, and a
-    sensitive property left out keeps its stored reference."""
+    """A ``connectionOverrides`` item in a PATCH, merged into the stored properties (JSON merge
+    patch, RFC 7396): each property given is set, ``null`` removes an optional property (one
+    with a default, such as Redshift's ``defaultSchema``, returns to it; a required property
+    cannot be removed), and every property left out keeps its value, secrets included.
+    ``connectionName`` is the environment's DWH connection, as on create."""
 
     connection_name: Name
     connection_properties: Annotated[dict[str, PropertyValue | None], BeforeValidator(_check_keys)]
@@ -106,11 +109,14 @@ class EnvironmentCreate(WireModel):
 
 
 class EnvironmentUpdate(WireModel):
-    """``PATCH .../environments/{environmentName}`` body: any field but ``name``.
+    """``PATCH .../environments/{environmentName}`` body: any field but ``name``; a field left
+    out keeps its value.
 
     ``displayName: null`` resets it to the name; ``description: null`` clears it. A
-    ``connectionOverrides`` item replaces the stored properties, except that sensitive properties
-    it leaves out keep their stored references.
+    ``connectionOverrides`` item changes only the connection properties it names and keeps the
+    others (JSON merge patch, RFC 7396): ``{"connectionName": "finance-dwh-prod",
+    "connectionProperties": {"defaultSchema": {"value": "staging"}}}`` changes the schema alone;
+    ``{"defaultSchema": null}`` returns it to its default.
     """
 
     name: SkipJsonSchema[Any] = None

@@ -115,8 +115,10 @@ def _properties(
     violations: list[str],
 ) -> dict[str, StoredValue]:
     """Check the override against the warehouse's property spec, the project's secrets and, for
-    a private key, the key checks; sensitive properties of ``kept`` that the override leaves out
-    stay. Sensitive inline values are still inline in the result (see
+    a private key, the key checks. The override is merged into ``kept`` (JSON merge patch, RFC
+    7396): a property it names is set, ``null`` removes one (an optional property with a default
+    returns to it; a required one cannot be removed), and every other property of ``kept``
+    stays. Sensitive inline values are still inline in the result (see
     :func:`credentials.store_inline`)."""
     if connection is not None and name_key(override.connection_name) != connection.name_key:
         violations.append(
@@ -135,10 +137,15 @@ def _properties(
         for key in sorted(removed)
         if key not in spec.keys
     ]
+    violations += [
+        f"{PROPERTIES}.{key}: required; it cannot be removed, only changed"
+        for key in sorted(removed)
+        if key in spec.required
+    ]
     given |= {
         key: value
         for key, value in kept.items()
-        if key in spec.sensitive and key not in given and key not in removed
+        if key not in given and (key not in removed or key in spec.required)
     }
     properties, problems = check_properties(spec, given, path=PROPERTIES)
     violations += problems
@@ -317,15 +324,17 @@ def update(
 ) -> Environment:
     """Change any field of an environment but its name (docs/api.md, Environments).
 
-    A ``connectionOverrides`` item replaces the stored properties (defaults filled in again),
-    except that sensitive properties it leaves out keep their stored references; ``null`` removes
-    an optional property. A property sent back as GET returned it keeps its stored entry, so
+    Fields left out keep their values. A ``connectionOverrides`` item is merged into the
+    stored properties (JSON merge patch, RFC 7396): the properties it names are set, ``null``
+    removes an optional property (one with a default returns to it) and every property it
+    leaves out is kept. A property sent back as GET returned it keeps its stored entry, so
     sending back a whole GET changes nothing. ``displayName: null`` resets the display name to
     the name.
 
     Raises:
         NotFound: no such environment.
-        BadRequest: as for :func:`create`, for the fields given.
+        BadRequest: as for :func:`create`, for the fields given; ``null`` for a required
+            property.
     """
     environment = get(session, project=project, name=name)
     fields = data.model_fields_set

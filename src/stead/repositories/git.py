@@ -2,13 +2,18 @@
 symref.
 
 ``providerParameters`` is ``{"url": ...}`` with an ``https://``, ``http://``, ``ssh://`` or
-``file://`` URL. Over HTTP(S) the token goes as HTTP Basic password with the user name
-``x-access-token`` (what GitHub uses for app tokens; GitLab, Gitea and Azure DevOps accept any
-user name with a personal access token), or the user name written in the URL (Bitbucket wants
-``x-token-auth``). A password in the URL is refused: the token belongs in the header, never in a
-stored URL. ``ssh://`` runs the system ``ssh`` in batch mode and authenticates with the server's
-own SSH key (the token cannot be used over SSH); ``file://`` reads a repository on the server's
-disk, and the token is not used either.
+``file://`` URL, or an SSH remote in git's scp-like form ``[user@]host:path`` (what GitHub,
+GitLab and Bitbucket show as the SSH clone address, ``git@github.com:org/repo.git``), kept as
+given and spoken as git speaks it: the path goes to the server unchanged, so a relative one
+stays relative to the SSH user's home (git-clone(1), "GIT URLS").
+
+Over HTTP(S) the token goes as HTTP Basic password with the user name ``x-access-token`` (what
+GitHub uses for app tokens; GitLab, Gitea and Azure DevOps accept any user name with a personal
+access token), or the user name written in the URL (Bitbucket wants ``x-token-auth``). A
+password in the URL is refused: the token belongs in the header, never in a stored URL.
+``ssh://`` and the scp-like form run the system ``ssh`` in batch mode, authenticated with the
+server's own SSH key (the token cannot be used over SSH); ``file://`` reads a repository on the
+server's disk, and the token is not used either.
 
 Each HTTP request gets one attempt and ``settings.upstream_timeout_seconds`` (an ``ls-remote``
 over protocol v2 makes two requests).
@@ -17,8 +22,9 @@ over protocol v2 makes two requests).
 from __future__ import annotations
 
 import math
+import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Annotated, Any
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
@@ -28,12 +34,13 @@ from dulwich.client import (
     GitClient,
     HTTPUnauthorized,
     LocalGitClient,
+    LsRemoteResult,
     SSHGitClient,
     Urllib3HttpGitClient,
     default_urllib3_manager,
 )
 from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
-from dulwich.refs import Ref
+from dulwich.refs import SYMREF, Ref
 from pydantic import AfterValidator, Field, SecretStr
 
 from stead.repositories.provider import (
@@ -58,23 +65,63 @@ URL_FIELD = "providerParameters.url"
 NO_DEPLOY_KEYS = "a plain git remote has no deploy key API"
 
 
+_SCP_LIKE = re.compile(r"(?:(?P<user>[^@/:]+)@)?(?P<host>[^@/:\[\]]+):(?P<path>.*)")
+
+
+def scp_like(value: str) -> tuple[str | None, str, str] | None:
+    """``(user, host, path)`` of an SSH remote in git's scp-like form ``[user@]host:path``, or
+    None when ``value`` is not in that form: it has ``://``, or a ``/`` before the first ``:``
+    (git reads that as a local path; git-clone(1), "GIT URLS")."""
+    if "://" in value:
+        return None
+    match = _SCP_LIKE.fullmatch(value)
+    if match is None:
+        return None
+    return match["user"], match["host"], match["path"]
+
+
 def check_url(value: str) -> str:
-    """A remote URL Stead may store and call: scheme in :data:`SCHEMES`, a host (none or
-    ``localhost`` for ``file://``) and user name not starting with ``-``, no password, query,
-    fragment, space or control character.
+    """A remote URL Stead may store and call: scheme in :data:`SCHEMES` or git's scp-like SSH
+    form (:func:`scp_like`), a host (none or ``localhost`` for ``file://``) and user name not
+    starting with ``-``, no password, query, fragment, space or control character.
 
     Raises:
         ValueError: saying which rule failed, never echoing the URL.
     """
     if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
         raise ValueError("must not contain spaces or control characters")
+    scp = scp_like(value)
+    if scp is not None:
+        user, host, path = scp
+        if len(host) == 1:
+            raise ValueError(
+                "looks like a Windows drive path; give the remote's ssh://, https:// or file:// URL"
+            )
+        if host.startswith("-") or (user or "").startswith("-") or path.startswith("-"):
+            # ssh and git-upload-pack would read them as options
+            raise ValueError("host, user name and path must not start with '-'")
+        if not path.strip("/"):
+            raise ValueError("an SSH remote user@host:path needs the repository's path after ':'")
+        if user is None and "@" in path:
+            raise ValueError(
+                "must not contain a password; send the token in the Git-Provider-Access-Token "
+                "header"
+            )
+        return value
+    if "://" not in value and ":" in value:
+        raise ValueError(
+            "is a local path to git ('/' before ':'); give it as a file:///absolute/path URL"
+        )
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - parsing the port validates it
     except ValueError:
         raise ValueError("is not a valid URL") from None
     if parts.scheme not in SCHEMES:
-        raise ValueError("must be an https://, http://, ssh:// or file:// URL")
+        raise ValueError(
+            "must be an https://, http://, ssh:// or file:// URL, or an SSH remote written "
+            "user@host:path (git@github.com:org/repo.git)"
+        )
     if parts.password is not None:
         raise ValueError(
             "must not contain a password; send the token in the Git-Provider-Access-Token header"
@@ -136,8 +183,13 @@ def connect(
     Over HTTP(S) the token is the Basic-auth password and the user name is the one written in
     the URL, else ``username``; each request gets one attempt and ``timeout`` seconds. ``ssh://``
     runs the system ``ssh`` in batch mode and ``file://`` opens a path on this server; neither
-    uses the token.
+    uses the token; nor does git's scp-like SSH form, whose path is sent as written.
     """
+    ssh_command = f"ssh -o BatchMode=yes -o ConnectTimeout={math.ceil(timeout)}"
+    scp = scp_like(url)
+    if scp is not None:
+        user, host, path = scp
+        return SSHGitClient(host, username=user, ssh_command=ssh_command), path.encode()
     parts = urlsplit(url)
     if parts.scheme in ("http", "https"):
         client = _HttpClient(
@@ -152,10 +204,10 @@ def connect(
             parts.hostname or "",
             port=parts.port,
             username=parts.username,
-            ssh_command=f"ssh -o BatchMode=yes -o ConnectTimeout={math.ceil(timeout)}",
+            ssh_command=ssh_command,
         )
         return ssh, unquote(parts.path).encode()
-    return LocalGitClient(), unquote(parts.path).encode()
+    return _LocalClient(), unquote(parts.path).encode()
 
 
 @contextmanager
@@ -210,6 +262,29 @@ def remove_deploy_key(
     settings: Settings,
 ) -> None:
     """A plain git remote never has a deploy key of Stead's: nothing to remove."""
+
+
+class _LocalClient(LocalGitClient):
+    """dulwich's client of a repository on this server's disk, which also reports where an
+    unborn HEAD points (``HEAD -> refs/heads/master`` in a fresh ``git init --bare``), as git's
+    own server does over protocol v2 (``ls-refs`` with ``unborn``, gitprotocol-v2(5)). Without
+    it an empty repository has no default branch, and a first commit pushed to another branch
+    leaves a clone with nothing checked out."""
+
+    def get_refs(
+        self,
+        path: str | bytes,
+        protocol_version: int | None = None,
+        ref_prefix: Sequence[bytes] | None = None,
+    ) -> LsRemoteResult:
+        result = super().get_refs(path, protocol_version, ref_prefix)
+        head = Ref(b"HEAD")
+        if head not in result.symrefs:
+            with self._open_repo(path) as repo:
+                target = repo.refs.read_ref(head) or b""
+            if target.startswith(SYMREF):
+                result.symrefs[head] = Ref(target[len(SYMREF) :])
+        return result
 
 
 class _HttpStatus(Exception):

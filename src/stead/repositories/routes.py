@@ -116,7 +116,8 @@ def associate_repository(
         bool,
         Query(
             description="Push a first commit (README, one folder per environment, stead.yaml) "
-            "to the default branch of the empty repository; 409 if it is not empty"
+            "to the empty repository's default branch, the one its HEAD names (main if the "
+            "server does not say), so a clone checks it out; 409 if it is not empty"
         ),
     ] = False,
 ) -> RepositoryRead:

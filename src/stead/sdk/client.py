@@ -37,6 +37,21 @@ M = TypeVar("M", bound=BaseModel)
 
 #: Statuses worth retrying: rate limited, or an upstream or the server briefly unavailable.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+PROBLEM_JSON = "application/problem+json"
+
+
+def is_transient(response: httpx.Response) -> bool:
+    """Whether waiting may change ``response``: 429, 502, 504, and a 503 that either carries
+    ``Retry-After`` or is not a problem document (a proxy or load balancer answering for a
+    server that is down). A problem+json 503 without ``Retry-After`` names a cause that waiting
+    does not remove (a warehouse driver that is not installed, a secret store this server is
+    not configured for), so it is answered at once."""
+    if response.status_code not in RETRY_STATUSES:
+        return False
+    if response.status_code != 503 or "retry-after" in response.headers:
+        return True
+    media_type = str(response.headers.get("content-type", "")).partition(";")[0].strip().lower()
+    return media_type != PROBLEM_JSON
 USER_AGENT = "stead-sdk/0.1.0"
 
 
@@ -65,8 +80,10 @@ class Client:
             shortly before it expires (or once, after a 401).
         token: a bearer token to use instead of client credentials.
         timeout: seconds per HTTP request.
-        max_retries: retries of a request answered 429, 502, 503 or 504, or whose connection
-            failed. A POST is retried with the same ``Idempotency-Key``, so it never runs twice.
+        max_retries: retries of a request whose connection failed or whose answer is transient
+            (:func:`is_transient`: 429, 502, 504, and a 503 that does not name a lasting
+            cause); any other answer is returned at once. A POST is retried with the same
+            ``Idempotency-Key``, so it never runs twice.
         backoff: first delay between retries, in seconds; it doubles each time (with jitter) up
             to ``max_retry_wait``.
         max_retry_wait: the longest delay the client waits; a ``Retry-After`` longer than this
@@ -180,7 +197,7 @@ class Client:
     # -- requests ----------------------------------------------------------------------------
 
     def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """Send with retries on 429/502/503/504 and on connection failures (class docstring)."""
+        """Send with retries on connection failures and transient answers (class docstring)."""
         attempt = 0
         while True:
             try:
@@ -192,7 +209,7 @@ class Client:
                     raise TransportError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
                 delay = self._backoff(attempt)
             else:
-                if response.status_code not in RETRY_STATUSES or attempt >= self.max_retries:
+                if not is_transient(response) or attempt >= self.max_retries:
                     return response
                 wait = retry_after_seconds(response.headers.get("retry-after"))
                 if wait is not None and wait > self.max_retry_wait:

@@ -77,7 +77,8 @@ class RateLimited(ApiError):
 
 class ServerError(ApiError):
     """5xx: the server, or an upstream it called (git provider, warehouse, secret store),
-    failed; 502/503/504 are raised only after every retry."""
+    failed. 502, 504 and a passing 503 are raised only after every retry; a 503 naming a
+    lasting cause (no ``Retry-After``) at once."""
 
 
 _BY_STATUS: dict[int, type[ApiError]] = {

@@ -252,7 +252,9 @@ class Environments(_Resource):
         *,
         validate: bool = False,
     ) -> EnvironmentRead:
-        """``PATCH .../environments/{name}``: any field but ``name``; ``validate`` as for
+        """``PATCH .../environments/{name}``: changes the fields given, any but ``name``, and
+        keeps the others; ``connectionProperties`` are merged (RFC 7396: a property given is
+        set, ``None`` removes an optional one, one left out is kept). ``validate`` as for
         :meth:`create`."""
         return self._client.call(
             EnvironmentRead,

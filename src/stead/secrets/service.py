@@ -18,7 +18,7 @@ from stead import audit
 from stead.agents.models import Agent
 from stead.db import named_in_project
 from stead.environments.models import Environment
-from stead.errors import BadRequest, Conflict, NotFound
+from stead.errors import BadRequest, Blocker, Conflict, NotFound, in_use
 from stead.identity.service import Actor
 from stead.pagination import PageParams, paginate
 from stead.projects.models import Project
@@ -176,7 +176,11 @@ def delete(session: Session, *, actor: Actor, project: Project, name: str) -> No
     reference = get(session, project=project, name=name)
     env_name = referring_environment(session, project_id=project.id, name=reference.name)
     if env_name is not None:
-        raise Conflict(f"Secret reference {reference.name!r} is used by environment {env_name!r}")
+        raise in_use(
+            f"Secret reference {reference.name!r}",
+            [Blocker("environment", env_name, project.name)],
+            then="change the environment's property first",
+        )
     audit.record(
         session,
         actor=actor,
@@ -348,17 +352,32 @@ def delete_hosted(session: Session, *, actor: Actor, project: Project, name: str
     secret = get_hosted(session, project=project, name=name)
     env_name = referring_environment(session, project_id=project.id, name=secret.name)
     if env_name is not None:
-        raise Conflict(f"Secret {secret.name!r} is used by environment {env_name!r}")
+        raise in_use(
+            f"Hosted secret {secret.name!r}",
+            [Blocker("environment", env_name, project.name)],
+            then="change the environment's property first",
+        )
     reference = referring_reference(session, project_id=project.id, name=secret.name)
     if reference is not None:
-        raise Conflict(f"Secret {secret.name!r} is used by secret reference {reference!r}")
-    deploy_key = session.scalar(
-        select(Repository.deploy_key).where(Repository.project_id == project.id)
-    )
-    if deploy_key and name_key(str(deploy_key.get("secretName"))) == name_key(secret.name):
-        raise Conflict(
-            f"Secret {secret.name!r} holds the private key of the repository's deploy key; "
-            "it goes with the repository association"
+        raise in_use(
+            f"Hosted secret {secret.name!r}",
+            [Blocker("secretReference", reference, project.name)],
+            then="delete the secret reference first",
+        )
+    repository = session.execute(
+        select(Repository.repository_name, Repository.deploy_key).where(
+            Repository.project_id == project.id
+        )
+    ).first()
+    if (
+        repository is not None
+        and repository.deploy_key
+        and (name_key(str(repository.deploy_key.get("secretName"))) == name_key(secret.name))
+    ):
+        raise in_use(
+            f"Hosted secret {secret.name!r}",
+            [Blocker("repository", repository.repository_name, project.name)],
+            then="it holds the repository's deploy key and goes with the repository association",
         )
     remove_hosted(session, actor=actor, secret=secret)
 

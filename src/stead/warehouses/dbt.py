@@ -18,14 +18,19 @@ written inline only when it is a plain, non-sensitive property. Everything else 
 * a field dbt requires that the environment leaves out (Snowflake's ``warehouse``,
   ``database``, ``schema``).
 
-``NAME`` is ``STEAD_<ENVIRONMENT>_<DBT FIELD>`` in upper case: the environment name folded to
-ASCII letters and digits, other runs of characters written ``_`` (``prod-eu`` ->
-``STEAD_PROD_EU_PASSWORD``). A plain value that holds Jinja markers (``{{``, ``{%``, ``{#``) is
+``NAME`` is ``STEAD_<PROJECT>__<ENVIRONMENT>__<DBT FIELD>`` in upper case, so profiles of
+several projects and environments can live in one ``profiles.yml`` and one shell: each name
+folded to ASCII letters and digits, other runs of characters written ``_`` (project
+``finance-analytics``, environment ``prod-eu`` -> ``STEAD_FINANCE_ANALYTICS__PROD_EU__PASSWORD``);
+a single ``_`` never doubles inside a part, so the ``__`` between the parts keeps two projects or
+environments apart. A name with no ASCII letter or digit is written ``X`` and the first 8 hex
+digits of its SHA-256. A plain value that holds Jinja markers (``{{``, ``{%``, ``{#``) is
 written as a Jinja string literal, since dbt renders every profile value as a template.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import unicodedata
@@ -102,13 +107,20 @@ _Dumper.add_representer(_Template, _represent_text)
 _Dumper.add_representer(str, _represent_text)
 
 
-def env_var_name(environment: str, field: str) -> str:
-    """The environment variable that carries dbt field ``field`` of ``environment``:
-    ``STEAD_<ENVIRONMENT>_<FIELD>`` (see the module docstring), ``STEAD_<FIELD>`` when the
-    name holds no ASCII letter or digit."""
-    ascii_name = unicodedata.normalize("NFKD", environment).encode("ascii", "ignore").decode()
+def _slug(name: str) -> str:
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^A-Z0-9]+", "_", ascii_name.upper()).strip("_")
-    return "_".join(part for part in ("STEAD", slug, field.upper()) if part)
+    if slug:
+        return slug
+    digest = hashlib.sha256(unicodedata.normalize("NFC", name).encode()).hexdigest()
+    return "X" + digest[:8].upper()
+
+
+def env_var_name(project: str, environment: str, field: str) -> str:
+    """The environment variable that carries dbt field ``field`` (``password``,
+    ``private_key`` ...) of ``environment`` in ``project``:
+    ``STEAD_<PROJECT>__<ENVIRONMENT>__<FIELD>`` (see the module docstring)."""
+    return f"STEAD_{_slug(project)}__{_slug(environment)}__{field.upper()}"
 
 
 def _shown(text: str) -> str:
@@ -143,8 +155,8 @@ def profiles_yml(
 
     Args:
         project: the project's name (the profile's name).
-        environment: the environment's name (the target's name, and part of every
-            environment variable's name).
+        environment: the environment's name (the target's name; with ``project``, part of
+            every environment variable's name).
         warehouse: ``SNOWFLAKE`` or ``REDSHIFT``.
         properties: the environment's stored connection properties (docs/warehouses.md).
 
@@ -159,7 +171,7 @@ def profiles_yml(
         if stored is None and not field.required:
             continue
         if stored is None or field.sensitive or "secretName" in stored:
-            name = env_var_name(environment, field.dbt)
+            name = env_var_name(project, environment, field.dbt)
             needed.append((name, _needed(field, stored)))
             expression = f"env_var('{name}')" + (" | as_number" if field.number else "")
             target[field.dbt] = _Template("{{ " + expression + " }}")

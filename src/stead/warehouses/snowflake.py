@@ -26,6 +26,12 @@ docs.snowflake.com/en/user-guide/organizations-connect): ``orgname-account.priva
 ``locator.region.privatelink``. Such an identifier is accepted and keeps its ``.privatelink``
 segment, which is how the drivers' ``account`` parameter takes it. ``http://`` is refused:
 Snowflake is reached over HTTPS only.
+
+The address Snowsight shows in the browser is accepted too: ``https://app.snowflake.com/ORG/
+ACCOUNT/...`` is ``org-account``, and the legacy ``https://app.snowflake.com/REGION/LOCATOR/...``
+(a region such as ``us-east-2.aws``, ``eu-west-1`` or ``us-west-2``) is ``locator.region``, or
+the locator alone for AWS US West (Oregon), whose locator carries no region. A Snowsight URL
+without both segments is refused with a message saying what is missing.
 """
 
 from __future__ import annotations
@@ -37,7 +43,8 @@ from stead.warehouses import WarehouseSpec
 ACCEPTED_FORMS = (
     "orgname-accountname, orgname.accountname, locator, locator.region or "
     "locator.region.cloud (cloud: aws, azure or gcp), each optionally with https://, "
-    ".privatelink and .snowflakecomputing.com"
+    ".privatelink and .snowflakecomputing.com, or the Snowsight address "
+    "https://app.snowflake.com/ORGANIZATION/ACCOUNT/"
 )
 
 _ORG = r"[a-z][a-z0-9]*"
@@ -49,6 +56,9 @@ _REGION = r"[a-z]+(?:-[a-z0-9]+)+"
 _ORG_ACCOUNT = re.compile(rf"(?P<org>{_ORG})[-.](?P<account>{_ACCOUNT})")
 _LOCATOR_FORM = re.compile(rf"{_LOCATOR}(?:\.{_REGION}(?:\.(?:aws|azure|gcp))?)?")
 _DOMAIN = ".snowflakecomputing.com"
+_SNOWSIGHT = "app.snowflake.com"
+# AWS US West (Oregon): a locator there is the whole identifier (no region segment).
+_LOCATOR_ONLY_REGION = "us-west-2"
 _PRIVATELINK = ".privatelink"
 # Snowflake: the identifier, including organisation name and '-', should not exceed 63 characters.
 _MAX_LENGTH = 63
@@ -72,7 +82,10 @@ def normalise_account(value: str) -> str:
             f"must not use http://: Snowflake is reached over HTTPS only; "
             f"accepted forms: {ACCEPTED_FORMS}"
         )
-    text = lowered.removeprefix("https://").removesuffix("/").removesuffix(_DOMAIN)
+    text = lowered.removeprefix("https://")
+    if text == _SNOWSIGHT or text.startswith(_SNOWSIGHT + "/"):
+        return normalise_account(_from_snowsight(text))
+    text = text.removesuffix("/").removesuffix(_DOMAIN)
     private = text.endswith(_PRIVATELINK)
     text = text.removesuffix(_PRIVATELINK)
     parts = text.split(".")
@@ -88,6 +101,27 @@ def normalise_account(value: str) -> str:
     if len(canonical.split(".")[0]) > _MAX_LENGTH:
         raise ValueError(f"is longer than the {_MAX_LENGTH} characters Snowflake allows")
     return canonical + _PRIVATELINK if private else canonical
+
+
+def _from_snowsight(text: str) -> str:
+    """The identifier a Snowsight address names (module docstring): ``text`` is the lower-case
+    address without ``https://``.
+
+    Raises:
+        ValueError: the address lacks the organization and account (or region and locator).
+    """
+    path = text.removeprefix(_SNOWSIGHT).split("#", 1)[0].split("?", 1)[0]
+    segments = [segment for segment in path.split("/") if segment]
+    if len(segments) < 2:
+        raise ValueError(
+            "is a Snowsight address without its account: copy it from a page of the account, "
+            "https://app.snowflake.com/ORGANIZATION/ACCOUNT/..., or give orgname-accountname"
+        )
+    first, second = segments[:2]
+    if "-" in first or "." in first:
+        # organization names hold only letters and digits; a region id always has a '-'
+        return second if first == _LOCATOR_ONLY_REGION else f"{second}.{first}"
+    return f"{first}-{second}"
 
 
 SPEC = WarehouseSpec(
