@@ -266,7 +266,7 @@ def _reference_changes(
         }
         current = {
             **existing.model_dump(by_alias=True),
-            "agentName": name_key(state.agent_name(existing.agent_id)),
+            "agentName": name_key(state.agent_name(existing.agent_id) or ""),
         }
         diff = [_field(k, current[k], v) for k, v in wanted.items() if current[k] != v]
         if diff:

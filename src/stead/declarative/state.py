@@ -54,8 +54,11 @@ class State:
     agents: dict[str, AgentRead]
     projects: dict[str, ProjectState]
 
-    def agent_name(self, agent_id: str) -> str:
-        """The name of the agent ``agent_id`` (the id itself if unknown)."""
+    def agent_name(self, agent_id: str | None) -> str | None:
+        """The name of the agent ``agent_id`` (the id itself if unknown; None for None: a secret
+        reference without an agent)."""
+        if agent_id is None:
+            return None
         return next((a.name for a in self.agents.values() if a.agent_id == agent_id), agent_id)
 
 
@@ -129,7 +132,8 @@ def export_document(state: State) -> dict[str, Any]:
         if ps.secret_references:
             project["secretReferences"] = []
             for r in ps.secret_references:
-                used.add(r.agent_id)
+                if r.agent_id is not None:
+                    used.add(r.agent_id)
                 project["secretReferences"].append(
                     _without_none(
                         {
