@@ -26,10 +26,10 @@ class Agent(Base):
     Names are unique per account, compared case-insensitively (``name_key``, contract section 1).
 
     Agent credentials (docs/decisions.md, "Agent credentials"): ``client_id`` in clear; the
-    secret as an argon2id hash (to check it) and sealed with the hosted-secret master keyring (to
-    show it again through ``GET .../credentials``): ``secret_ciphertext`` under a per-secret
-    AES-256-GCM data key with ``secret_nonce``, the data key wrapped by the master key
-    ``secret_key_id`` (``stead.secrets.store``). Never in clear.
+    secret sealed with the hosted-secret master keyring, so that ``GET .../credentials`` can
+    show it again: ``secret_ciphertext`` under a per-secret AES-256-GCM data key with
+    ``secret_nonce``, the data key wrapped by the master key ``secret_key_id``
+    (``stead.secrets.store``). Never in clear.
     """
 
     __tablename__ = "agents"
@@ -53,7 +53,6 @@ class Agent(Base):
     track_name: Mapped[str | None] = mapped_column(String(64), default=None)
     is_hosted: Mapped[bool] = mapped_column(Boolean, default=False)
     client_id: Mapped[str | None] = mapped_column(String(64), default=None)
-    client_secret_hash: Mapped[str | None] = mapped_column(String(255), default=None)
     credentials_refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     secret_key_id: Mapped[str | None] = mapped_column(String(32), default=None)
     secret_wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)

@@ -20,7 +20,7 @@ from stead.agents.schemas import (
 from stead.db import utcnow
 from stead.environments.models import Environment
 from stead.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
-from stead.identity.service import Actor, hash_secret
+from stead.identity.service import Actor
 from stead.pagination import PageParams, paginate
 from stead.projects.models import Project
 from stead.secrets.models import SecretReference
@@ -141,7 +141,6 @@ def update(session: Session, *, actor: Actor, agent: Agent, data: AgentUpdate) -
         agent.restricted_access = data.restricted_access
     if "track_name" in given:
         agent.track_name = data.track_name
-    agent.updated_at = utcnow()
     session.flush()
     audit.record(
         session,
@@ -318,12 +317,11 @@ def _write_allow_list(
 
 
 def _issue_secret(session: Session, agent: Agent) -> str:
-    """Give ``agent`` a new client secret (and a client id, kept once it has one): stored as an
-    argon2id hash and sealed with the master keyring, never in clear. Returns the secret."""
+    """Give ``agent`` a new client secret (and a client id, kept once it has one), sealed with
+    the master keyring, never stored in clear. Returns the secret."""
     secret = secrets.token_urlsafe(32)
     if agent.client_id is None:
         agent.client_id = str(uuid.uuid4())
-    agent.client_secret_hash = hash_secret(secret)
     seal_agent_secret(session, agent=agent, value=secret)
     agent.credentials_refreshed_at = utcnow()
     session.flush()
