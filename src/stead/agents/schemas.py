@@ -14,7 +14,6 @@ from pydantic import (
     BeforeValidator,
     Field,
     ValidationInfo,
-    computed_field,
     field_validator,
 )
 
@@ -155,11 +154,9 @@ class AgentRead(WireModel):
     created_at: Timestamp
     updated_at: Timestamp
 
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def version_details(self) -> VersionDetails:
-        """The DPC ``versionDetails`` object."""
-        return VersionDetails(track_name=self.track_name)
+    version_details: VersionDetails = Field(
+        default_factory=lambda data: VersionDetails(track_name=data["track_name"])
+    )
 
 
 class AllowedProject(WireModel):
