@@ -606,6 +606,8 @@ def test_update_answers_202_and_reads_back_what_was_sent(
         ({"name": " padded"}, "name"),
         ({"enableAutoUpdates": None}, "enableAutoUpdates"),
         ({"restrictedAccess": "maybe"}, "restrictedAccess"),
+        ({"restrictedAccess": 0}, "restrictedAccess"),
+        ({"enableAutoUpdates": "false"}, "enableAutoUpdates"),
         ({"trackName": ""}, "trackName"),
         ({"agentType": "streaming"}, "agentType"),
         ({"deployment": "eks"}, "deployment"),

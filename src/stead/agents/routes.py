@@ -69,7 +69,7 @@ def update_agent(
     return AgentRead.model_validate(agent)
 
 
-@router.delete("/{agentId}", status_code=202)
+@router.delete("/{agentId}", status_code=202, response_class=Response)
 def delete_agent(agent_id: AgentIdPath, actor: AgentWriter, session: SessionDep) -> Response:
     """Delete an agent that no environment or secret reference uses (the hosted agent stays).
     Answers 202 with no body, as DPC does; the agent is gone when the answer arrives."""

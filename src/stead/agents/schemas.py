@@ -13,6 +13,7 @@ from pydantic import (
     AliasChoices,
     BeforeValidator,
     Field,
+    StrictBool,
     ValidationInfo,
     field_validator,
 )
@@ -66,8 +67,8 @@ class AgentCreate(WireModel):
     agent_type: AgentType
     cloud_provider: CloudProvider
     deployment: Deployment
-    enable_auto_updates: bool | None = None
-    restricted_access: bool = False
+    enable_auto_updates: StrictBool | None = None
+    restricted_access: StrictBool = False
     track_name: TrackName | None = None
 
     @field_validator("cloud_provider")
@@ -111,8 +112,8 @@ class AgentUpdate(WireModel):
 
     name: Name | None = None
     description: Description | None = None
-    enable_auto_updates: bool | None = None
-    restricted_access: bool | None = None
+    enable_auto_updates: StrictBool | None = None
+    restricted_access: StrictBool | None = None
     track_name: TrackName | None = None
 
     @field_validator("name", "enable_auto_updates", "restricted_access")
