@@ -103,7 +103,7 @@ class AgentCreate(WireModel):
 
 class AgentUpdate(WireModel):
     """``PATCH /v1/agents/{agentId}`` body (DPC "Update an Agent"): every field optional; a field
-    left out keeps its value, ``"description": null`` clears the description.
+    left out keeps its value, ``null`` clears ``description`` or ``trackName``.
 
     Rules (same page): ``snowflake`` agents take neither ``enableAutoUpdates`` nor ``trackName``;
     a ``streaming`` agent cannot enable auto-updates (checked against the stored agent by
