@@ -595,6 +595,9 @@ def test_update_answers_202_and_reads_back_what_was_sent(
     after = http.get(url, headers=admin).json()
     assert after["description"] is None and after["name"] == "renamed agent"
     assert http.patch(f"/dpc{url}", json={}, headers=admin).status_code == 202
+    cleared = http.patch(url, json={"trackName": None}, headers=admin).json()
+    assert cleared["trackName"] is None and cleared["versionDetails"]["trackName"] is None
+    after = http.patch(url, json={"trackName": "stable"}, headers=admin).json()
 
     other = create_agent(http, admin)
     taken = assert_problem(
@@ -631,7 +634,7 @@ def test_update_answers_202_and_reads_back_what_was_sent(
     hosted = hosted_agent_id(session_factory)
     assert_problem(http.patch(f"/v1/agents/{hosted}", json={"name": "x"}, headers=admin), 409)
     assert http.get(url, headers=admin).json() == after
-    assert _actions(session_factory).count("agent.updated") == 4
+    assert _actions(session_factory).count("agent.updated") == 6
 
 
 def test_allow_list_patch_adds(
