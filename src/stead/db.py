@@ -12,6 +12,7 @@ import inspect
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -276,8 +277,21 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     Registered with ``scope="function"`` so the commit happens before the response is sent: a
     failed commit is reported as an error, never as success (ARCHITECTURE rule 3).
     """
+    async with _request_transaction(request, reading=request.method in _SAFE_METHODS) as session:
+        yield session
+
+
+async def get_write_session(request: Request) -> AsyncIterator[Session]:
+    """FastAPI dependency: like :func:`get_session`, but a write transaction whatever the method,
+    for a read that must leave a trace in the same transaction (reading an agent's client secret
+    writes an audit event)."""
+    async with _request_transaction(request, reading=False) as session:
+        yield session
+
+
+@asynccontextmanager
+async def _request_transaction(request: Request, *, reading: bool) -> AsyncIterator[Session]:
     state = request.app.state
-    reading = request.method in _SAFE_METHODS
     factory = state.read_sessionmaker if reading else state.write_sessionmaker
     session: Session = factory()
     # A read runs in autocommit on both databases: ending it sends nothing (psycopg skips
@@ -292,6 +306,7 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+WriteSessionDep = Annotated[Session, Depends(get_write_session, scope="function")]
 
 
 class TransactionRoute(APIRoute):

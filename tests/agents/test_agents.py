@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 import pytest
@@ -17,8 +18,9 @@ from stead.connections.models import Connection
 from stead.db import session_scope
 from stead.environments.models import Environment
 from stead.errors import BadRequest
-from stead.identity.service import verify_secret
 from stead.projects.models import Project
+from stead.secrets.store import rotate_master_key
+from stead.settings import Settings
 from tests.support.factories import (
     assert_problem,
     auth,
@@ -103,10 +105,12 @@ def test_create_read_list_delete(
         "restrictedAccess": False,
         "trackName": "current",
         "hosted": False,
-        "clientId": None,
+        "clientId": agent["clientId"],
         "createdAt": agent["createdAt"],
         "updatedAt": agent["updatedAt"],
+        "versionDetails": {"trackName": "current", "currentVersion": None},
     }
+    assert str(uuid.UUID(agent["clientId"])) == agent["clientId"]
     assert agent["createdAt"].endswith("Z") and len(agent["createdAt"]) == 24
     assert http.get(f"/v1/agents/{agent_id}", headers=admin).json() == agent
     assert http.get(f"/dpc/v1/agents/{agent_id.upper()}", headers=admin).json() == agent
@@ -118,7 +122,8 @@ def test_create_read_list_delete(
     assert hosted["hosted"] is True and hosted["agentStatus"] == "running"
     assert mine == agent
 
-    assert http.delete(f"/v1/agents/{agent_id}", headers=admin).status_code == 204
+    deleted = http.delete(f"/v1/agents/{agent_id}", headers=admin)
+    assert deleted.status_code == 202 and deleted.content == b""
     assert_problem(http.get(f"/v1/agents/{agent_id}", headers=admin), 404)
     assert _actions(session_factory) == ["agent.created", "agent.deleted"]
     # a deleted name can be reused
@@ -245,8 +250,16 @@ def test_member_reads_but_cannot_change(
     before = _actions(session_factory)
     assert_problem(http.post("/v1/agents", json=example("02-create-agent"), headers=member), 403)
     assert_problem(http.delete(f"/v1/agents/{agent_id}", headers=member), 403)
+    assert_problem(http.patch(f"/v1/agents/{agent_id}", json={"name": "x"}, headers=member), 403)
+    assert_problem(http.get(f"/v1/agents/{agent_id}/credentials", headers=member), 403)
     assert_problem(
         http.put(f"/v1/agents/{agent_id}/allowlist", json={"projects": {}}, headers=member), 403
+    )
+    assert_problem(
+        http.patch(
+            f"/v1/agents/{agent_id}/allowlist", json={"projects": {UNKNOWN_ID: {}}}, headers=member
+        ),
+        403,
     )
     assert_problem(
         http.post(
@@ -265,8 +278,11 @@ def test_malformed_and_unknown_ids(http: TestClient, admin: dict[str, str]) -> N
     calls: list[tuple[str, str, dict[str, Any] | None]] = [
         ("GET", "", None),
         ("DELETE", "", None),
+        ("PATCH", "", {"name": "renamed"}),
         ("GET", "/allowlist", None),
         ("PUT", "/allowlist", {"projects": {}}),
+        ("PATCH", "/allowlist", {"projects": {UNKNOWN_ID: {}}}),
+        ("GET", "/credentials", None),
         ("POST", "/credentials", {"action": "SECRET_REFRESH"}),
     ]
     for method, suffix, body in calls:
@@ -323,56 +339,112 @@ def test_allow_list(
     ]
 
 
-def test_credentials_refresh_shows_the_secret_once(
+def _agent_row(factory: sessionmaker[Session], agent_id: str) -> Agent:
+    with factory() as session:
+        agent = session.get(Agent, agent_id)
+        assert agent is not None
+        return agent
+
+
+def test_credentials_are_readable_sealed_and_audited(
     http: TestClient,
     admin: dict[str, str],
+    settings: Settings,
     session_factory: sessionmaker[Session],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    agent_id = create_agent(http, admin)["agentId"]
+    created = create_agent(http, admin)
+    agent_id = created["agentId"]
     url = f"/v1/agents/{agent_id}/credentials"
-    resp = http.post(url, json={"action": "secret_refresh"}, headers=admin)
+    # credentials exist from the agent's creation: no refresh needed before the first read
+    resp = http.get(url, headers=admin)
     assert resp.status_code == 200, resp.text
     assert resp.headers["cache-control"] == "no-store"
     creds = resp.json()
     assert set(creds) == {"clientId", "clientSecret"}
     client_id, canary = creds["clientId"], creds["clientSecret"]
-    assert len(canary) >= 32
+    assert client_id == created["clientId"] and len(canary) >= 32
+    assert http.get(f"/dpc/v1/agents/{agent_id}/credentials", headers=admin).json() == creds
 
-    got = http.get(f"/v1/agents/{agent_id}", headers=admin)
-    assert got.json()["clientId"] == client_id
     for text in (
-        got.text,
+        http.get(f"/v1/agents/{agent_id}", headers=admin).text,
         http.get("/v1/agents", headers=admin).text,
         http.get(f"/v1/agents/{agent_id}/allowlist", headers=admin).text,
+        http.get("/v1/audit-events", headers=admin).text,
     ):
         assert canary not in text
+    agent = _agent_row(session_factory, agent_id)
+    stored = [getattr(agent, c.key) for c in Agent.__table__.columns]
+    assert agent.secret_ciphertext is not None and agent.secret_key_id is not None
+    assert all(
+        canary.encode() not in value if isinstance(value, bytes) else canary not in str(value)
+        for value in stored
+    )
     with session_factory() as session:
-        agent = session.get(Agent, agent_id)
-        assert agent is not None and agent.client_secret_hash is not None
-        row = [str(getattr(agent, c.key)) for c in Agent.__table__.columns]
-        details = [str(e.details) for e in session.scalars(select(AuditEvent))]
-        first_hash = agent.client_secret_hash
-    assert all(canary not in value for value in row)
-    assert verify_secret(first_hash, canary)
-    assert all(canary not in d for d in details)
+        assert all(canary not in str(e.details) for e in session.scalars(select(AuditEvent)))
     assert canary not in caplog.text
 
-    # a second refresh keeps the client id and retires the old secret
-    again = http.post(url, json={"action": "SECRET_REFRESH"}, headers=admin).json()
-    assert again["clientId"] == client_id and again["clientSecret"] != canary
-    with session_factory() as session:
-        agent = session.get(Agent, agent_id)
-        assert agent is not None
-        assert not verify_secret(agent.client_secret_hash, canary)
-        assert verify_secret(agent.client_secret_hash, again["clientSecret"])
+    # a refresh keeps the client id; the new secret is what a read shows from then on
+    again = http.post(url, json={"action": "secret_refresh"}, headers=admin)
+    assert again.status_code == 200 and again.headers["cache-control"] == "no-store"
+    assert again.json()["clientId"] == client_id and again.json()["clientSecret"] != canary
+    assert http.get(url, headers=admin).json() == again.json()
+
+    # a master key rotation re-wraps the agent's data key; the secret reads the same
+    rotation = rotate_master_key(settings, session_factory)
+    assert rotation.rewrapped >= 1
+    assert _agent_row(session_factory, agent_id).secret_key_id == rotation.key_id
+    assert http.get(url, headers=admin).json() == again.json()
     assert _actions(session_factory) == [
         "agent.created",
+        "agent.credentials_read",
+        "agent.credentials_read",
         "agent.credentials_refreshed",
-        "agent.credentials_refreshed",
+        "agent.credentials_read",
+        "agent.credentials_read",
     ]
 
+
+def test_credentials_bound_to_their_agent_and_issued_when_missing(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
+    first, second = create_agent(http, admin)["agentId"], create_agent(http, admin)["agentId"]
+    # a sealed secret copied onto another agent's row fails authentication: 503, nothing shown
+    source = _agent_row(session_factory, first)
+    for session in session_scope(session_factory, write=True):
+        target = session.get(Agent, second)
+        assert target is not None
+        target.secret_key_id = source.secret_key_id
+        target.secret_wrapped_key = source.secret_wrapped_key
+        target.secret_nonce = source.secret_nonce
+        target.secret_ciphertext = source.secret_ciphertext
+    assert_problem(http.get(f"/v1/agents/{second}/credentials", headers=admin), 503)
+
+    # an agent without a sealed secret (made before secrets were sealed) is issued one
+    for session in session_scope(session_factory, write=True):
+        target = session.get(Agent, second)
+        assert target is not None
+        target.secret_key_id = target.secret_wrapped_key = None
+        target.secret_nonce = target.secret_ciphertext = None
+    before = len(_actions(session_factory))
+    issued = http.get(f"/v1/agents/{second}/credentials", headers=admin)
+    assert issued.status_code == 200 and issued.json()["clientSecret"]
+    assert http.get(f"/v1/agents/{second}/credentials", headers=admin).json() == issued.json()
+    assert _actions(session_factory)[before:] == [
+        "agent.credentials_refreshed",
+        "agent.credentials_read",
+        "agent.credentials_read",
+    ]
+    hosted = hosted_agent_id(session_factory)
+    assert_problem(http.get(f"/v1/agents/{hosted}/credentials", headers=admin), 409)
+
+
+def test_credentials_refresh_rejects_bad_bodies(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
+    agent_id = create_agent(http, admin)["agentId"]
+    url = f"/v1/agents/{agent_id}/credentials"
     for bad in ({"action": "ROTATE"}, {}, {"action": "SECRET_REFRESH", "force": True}):
         field = next(iter(bad.keys() - {"action"}), "action")
         assert_problem(http.post(url, json=bad, headers=admin), 400, field)
@@ -383,7 +455,7 @@ def test_credentials_refresh_shows_the_secret_once(
         ),
         409,
     )
-    assert len(_actions(session_factory)) == 3
+    assert _actions(session_factory) == ["agent.created"]
 
 
 def test_delete_while_used(
@@ -417,9 +489,9 @@ def test_delete_while_used(
         ).status_code
         == 204
     )
-    assert http.delete(f"/v1/agents/{ref_agent}", headers=admin).status_code == 204
+    assert http.delete(f"/v1/agents/{ref_agent}", headers=admin).status_code == 202
     assert http.delete(f"/v1/projects/{project_id}", headers=admin).status_code == 204
-    assert http.delete(f"/v1/agents/{env_agent}", headers=admin).status_code == 204
+    assert http.delete(f"/v1/agents/{env_agent}", headers=admin).status_code == 202
     assert _count(session_factory) == 1
     assert _count(session_factory, AgentAllowedProject) == 0
 
@@ -497,3 +569,104 @@ def test_deployment_enum_matches_the_deployment_table() -> None:
     from stead.agents.schemas import DEPLOYMENTS, Deployment
 
     assert set(get_args(get_args(Deployment)[0])) == set(DEPLOYMENTS)
+
+
+def test_update_answers_202_and_reads_back_what_was_sent(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
+    agent = create_agent(http, admin)
+    url = f"/v1/agents/{agent['agentId']}"
+    body = {
+        "name": "renamed agent",
+        "description": "moved to eu-central-1",
+        "trackName": "stable",
+        "enableAutoUpdates": False,
+        "restrictedAccess": True,
+    }
+    resp = http.patch(url, json=body, headers=admin)
+    assert resp.status_code == 202, resp.text
+    read = http.get(url, headers=admin).json()
+    assert resp.json() == read
+    assert {k: read[k] for k in body} == body
+    assert read["versionDetails"]["trackName"] == "stable"
+    assert read["clientId"] == agent["clientId"] and read["createdAt"] == agent["createdAt"]
+    # a field left out keeps its value; null clears the description
+    assert http.patch(url, json={"description": None}, headers=admin).status_code == 202
+    after = http.get(url, headers=admin).json()
+    assert after["description"] is None and after["name"] == "renamed agent"
+    assert http.patch(f"/dpc{url}", json={}, headers=admin).status_code == 202
+    cleared = http.patch(url, json={"trackName": None}, headers=admin).json()
+    assert cleared["trackName"] is None and cleared["versionDetails"]["trackName"] is None
+    after = http.patch(url, json={"trackName": "stable"}, headers=admin).json()
+
+    other = create_agent(http, admin)
+    taken = assert_problem(
+        http.patch(url, json={"name": other["name"].upper()}, headers=admin), 409
+    )
+    assert taken["existingId"] == other["agentId"]
+    for bad, field in [
+        ({"name": None}, "name"),
+        ({"name": " padded"}, "name"),
+        ({"enableAutoUpdates": None}, "enableAutoUpdates"),
+        ({"restrictedAccess": "maybe"}, "restrictedAccess"),
+        ({"restrictedAccess": 0}, "restrictedAccess"),
+        ({"enableAutoUpdates": "false"}, "enableAutoUpdates"),
+        ({"trackName": ""}, "trackName"),
+        ({"agentType": "streaming"}, "agentType"),
+        ({"deployment": "eks"}, "deployment"),
+    ]:
+        assert_problem(http.patch(url, json=bad, headers=admin), 400, field)
+    streaming = create_agent(http, admin, agentType="streaming", enableAutoUpdates=False)
+    assert_problem(
+        http.patch(
+            f"/v1/agents/{streaming['agentId']}", json={"enableAutoUpdates": True}, headers=admin
+        ),
+        400,
+        "enableAutoUpdates",
+    )
+    snowflake = create_agent(
+        http, admin, cloudProvider="snowflake", deployment="native app", trackName=None
+    )
+    snowflake_url = f"/v1/agents/{snowflake['agentId']}"
+    for field, value in (("enableAutoUpdates", False), ("trackName", "stable")):
+        assert_problem(http.patch(snowflake_url, json={field: value}, headers=admin), 400, field)
+    assert http.patch(snowflake_url, json={"name": "snow"}, headers=admin).status_code == 202
+    hosted = hosted_agent_id(session_factory)
+    assert_problem(http.patch(f"/v1/agents/{hosted}", json={"name": "x"}, headers=admin), 409)
+    assert http.get(url, headers=admin).json() == after
+    assert _actions(session_factory).count("agent.updated") == 6
+
+
+def test_allow_list_patch_adds(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
+    agent_id = create_agent(http, admin, restrictedAccess=True)["agentId"]
+    url = f"/v1/agents/{agent_id}/allowlist"
+    p1, p2, p3 = (_project(http, admin, name) for name in ("finance", "growth", "ops"))
+    http.put(url, json={"projects": {p1: {"environments": ["dev"]}, p2: {}}}, headers=admin)
+    resp = http.patch(
+        url,
+        json={"projects": {p1: {"environments": ["DEV", "prod"]}, p2: {"environments": ["qa"]}}},
+        headers=admin,
+    )
+    assert resp.status_code == 200, resp.text
+    expected = {
+        "projects": {
+            p1: {"environments": ["dev", "prod"]},
+            p2: {"environments": []},  # already all of its environments
+        }
+    }
+    assert resp.json() == expected
+    added = http.patch(url, json={"projects": {p3.upper(): {}, p1: {}}}, headers=admin).json()
+    assert added == {
+        "projects": {p1: {"environments": []}, p2: {"environments": []}, p3: {"environments": []}}
+    }
+    assert http.get(url, headers=admin).json() == added
+    for bad, field in [
+        ({"projects": {}}, "projects"),
+        ({"projects": {UNKNOWN_ID: {}}}, f"projects.{UNKNOWN_ID}"),
+        ({"projects": {"not-a-uuid": {}}}, "projects.not-a-uuid"),
+    ]:
+        assert_problem(http.patch(url, json=bad, headers=admin), 400, field)
+    assert http.get(url, headers=admin).json() == added
+    assert _actions(session_factory).count("agent.allowlist_updated") == 3

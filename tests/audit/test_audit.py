@@ -225,7 +225,19 @@ RECIPES: dict[str, Callable[[Ctx], Call]] = {
         ("agent.created",),
         json={**example("02-create-agent"), "name": "audited agent"},
     ),
+    "PATCH /v1/agents/{agentId}": lambda c: Call(
+        "PATCH",
+        f"/v1/agents/{c.world.agent_id}",
+        ("agent.updated",),
+        json={"description": "audited"},
+    ),
     "DELETE /v1/agents/{agentId}": _r_agent_delete,
+    "PATCH /v1/agents/{agentId}/allowlist": lambda c: Call(
+        "PATCH",
+        f"/v1/agents/{c.world.agent_id}/allowlist",
+        ("agent.allowlist_updated",),
+        json={"projects": {c.world.project_id: {}}},
+    ),
     "PUT /v1/agents/{agentId}/allowlist": lambda c: Call(
         "PUT",
         f"/v1/agents/{c.world.agent_id}/allowlist",

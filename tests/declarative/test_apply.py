@@ -124,6 +124,12 @@ def test_export_then_apply_is_a_no_op(
                 "authType": "PASSWORD",
             },
         )
+        # a secret reference made with the DPC body that names no agent
+        stead.secret_references.create(
+            pid,
+            "no-agent",
+            {"agentType": "AWS", "secretReferenceType": "PASSWORD", "secretName": "prod/costs"},
+        )
     exported = tmp_path / "exported.yaml"
     result = cli(served, "export", "--all", "-o", str(exported))
     assert result.exit_code == 0, result.output
@@ -136,6 +142,14 @@ def test_export_then_apply_is_a_no_op(
         "costs $$$$ $${HOME}",
     ]
     assert [a["name"] for a in written["agents"]] == ["eu-west-1 fargate agent"]
+    assert written["projects"][2]["secretReferences"] == [
+        {
+            "name": "no-agent",
+            "agentType": "AWS",
+            "secretReferenceType": "PASSWORD",
+            "secretName": "prod/costs",
+        }
+    ]
     with flaky_proxy(served.url) as proxy:
         planned = cli(served, "plan", "-f", str(exported), url=proxy.url)
         assert planned.exit_code == 0, planned.output

@@ -12,6 +12,7 @@ import pytest
 from dulwich.repo import Repo
 
 import stead.sdk
+from stead.agents.schemas import AgentUpdate
 from stead.db import make_engine, make_sessionmaker
 from stead.demo import create_bare_repository, example
 from stead.projects.schemas import ProjectCreate, ProjectUpdate
@@ -114,10 +115,16 @@ def test_every_resource_round_trips(served: Served, tmp_path: Path) -> None:
         assert stead.repositories.get(pid).repository_name == "pipelines"
         credentials = stead.agents.refresh_credentials(agent.agent_id)
         assert credentials.client_secret and stead.agents.get(agent.agent_id).client_id
+        assert stead.agents.get_credentials(agent.agent_id) == credentials
+        updated = stead.agents.update(agent.agent_id, AgentUpdate(track_name="stable"))
+        assert updated.track_name == "stable" and updated.name == "eu agent"
         allow = stead.agents.set_allow_list(
             agent.agent_id, {"projects": {pid: {"environments": ["prod"]}}}
         )
         assert stead.agents.get_allow_list(agent.agent_id) == allow
+        assert stead.agents.add_to_allow_list(
+            agent.agent_id, {"projects": {pid: {"environments": ["dev"]}}}
+        ).projects[pid].environments == ["prod", "dev"]
         assert stead.projects.update(pid, ProjectUpdate(description="d")).description == "d"
 
         secret = stead.secrets.create(

@@ -282,3 +282,29 @@ def test_pagination(http: TestClient, admin: dict[str, str]) -> None:
         seen += [r["name"] for r in body["results"]]
     assert seen == names
     assert_problem(http.get(base, params={"size": 101}, headers=admin), 400, "size")
+
+
+def test_body_without_agent_id(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
+    """DPC documents the body in two versions, with and without ``agentId``: both are taken."""
+    project_id = _project(http, admin)
+    base = f"/v1/projects/{project_id}/secret-references"
+    body = {k: v for k, v in _body(UNKNOWN_ID).items() if k != "agentId"}
+    resp = http.post(f"{base}/no-agent", json=body, headers=admin)
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["agentId"] is None
+    assert http.get(f"{base}/no-agent", headers=admin).json() == resp.json()
+    explicit_null = http.post(
+        f"/dpc{base}/null-agent", json={**body, "agentId": None}, headers=admin
+    )
+    assert explicit_null.status_code == 201 and explicit_null.json()["agentId"] is None
+    assert_problem(
+        http.post(f"{base}/bad-agent", json={**body, "agentId": UNKNOWN_ID}, headers=admin),
+        400,
+        "agentId",
+    )
+    assert _count(session_factory) == 2
+    # an agent is free to go while references without an agent exist
+    agent_id = create_agent(http, admin)["agentId"]
+    assert http.delete(f"/v1/agents/{agent_id}", headers=admin).status_code == 202

@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from stead.db import Base, UTCDateTime, UUIDStr, new_uuid
@@ -16,7 +25,11 @@ class Agent(Base):
 
     Names are unique per account, compared case-insensitively (``name_key``, docs/api.md).
 
-    Agent credentials: ``client_id`` in clear, the secret as an argon2id hash only.
+    Agent credentials (docs/decisions.md, "Agent credentials"): ``client_id`` in clear; the
+    secret sealed with the hosted-secret master keyring, so that ``GET .../credentials`` can
+    show it again: ``secret_ciphertext`` under a per-secret AES-256-GCM data key with
+    ``secret_nonce``, the data key wrapped by the master key ``secret_key_id``
+    (``stead.secrets.store``). Never in clear.
     """
 
     __tablename__ = "agents"
@@ -40,8 +53,11 @@ class Agent(Base):
     track_name: Mapped[str | None] = mapped_column(String(64), default=None)
     is_hosted: Mapped[bool] = mapped_column(Boolean, default=False)
     client_id: Mapped[str | None] = mapped_column(String(64), default=None)
-    client_secret_hash: Mapped[str | None] = mapped_column(String(255), default=None)
     credentials_refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    secret_key_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    secret_wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    secret_nonce: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    secret_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
 
 
 class AgentAllowedProject(Base):

@@ -10,12 +10,14 @@ from stead.agents import service
 from stead.agents.models import Agent
 from stead.agents.schemas import (
     AgentAllowList,
+    AgentAllowListAddition,
     AgentCreate,
     AgentCredentials,
     AgentRead,
+    AgentUpdate,
     CredentialsRequest,
 )
-from stead.db import SessionDep, TransactionRoute
+from stead.db import SessionDep, TransactionRoute, WriteSessionDep
 from stead.identity.deps import AgentReader, AgentWriter, parse_uuid
 from stead.identity.service import Actor
 from stead.pagination import Page, PageDep
@@ -57,11 +59,22 @@ def get_agent(agent_id: AgentIdPath, actor: AgentReader, session: SessionDep) ->
     return AgentRead.model_validate(_agent(session, actor, agent_id))
 
 
-@router.delete("/{agentId}", status_code=204)
+@router.patch("/{agentId}", status_code=202, response_model=AgentRead)
+def update_agent(
+    data: AgentUpdate, agent_id: AgentIdPath, actor: AgentWriter, session: SessionDep
+) -> AgentRead:
+    """Change an agent's name, description, ``enableAutoUpdates``, ``restrictedAccess`` or
+    ``trackName`` (DPC "Update an Agent": 202). The answer carries the agent as now stored."""
+    agent = service.update(session, actor=actor, agent=_agent(session, actor, agent_id), data=data)
+    return AgentRead.model_validate(agent)
+
+
+@router.delete("/{agentId}", status_code=202, response_class=Response)
 def delete_agent(agent_id: AgentIdPath, actor: AgentWriter, session: SessionDep) -> Response:
-    """Delete an agent that no environment or secret reference uses (the hosted agent stays)."""
+    """Delete an agent that no environment or secret reference uses (the hosted agent stays).
+    Answers 202 with no body, as DPC does; the agent is gone when the answer arrives."""
     service.delete(session, actor=actor, agent=_agent(session, actor, agent_id))
-    return Response(status_code=204)
+    return Response(status_code=202)
 
 
 @router.get("/{agentId}/allowlist", response_model=AgentAllowList)
@@ -82,6 +95,29 @@ def set_allow_list(
     )
 
 
+@router.patch("/{agentId}/allowlist", response_model=AgentAllowList)
+def add_to_allow_list(
+    data: AgentAllowListAddition, agent_id: AgentIdPath, actor: AgentWriter, session: SessionDep
+) -> AgentAllowList:
+    """Add projects and environments to the allow-list (DPC); answers the whole list."""
+    return service.add_to_allow_list(
+        session, actor=actor, agent=_agent(session, actor, agent_id), data=data
+    )
+
+
+@router.get("/{agentId}/credentials", response_model=AgentCredentials)
+def read_credentials(
+    agent_id: AgentIdPath, actor: AgentWriter, session: WriteSessionDep, response: Response
+) -> AgentCredentials:
+    """The agent's client id and secret (DPC "Get Agent Client Credentials"). Super Admins and
+    Admins only; every read is an audit event (``agent.credentials_read``)."""
+    client_id, secret = service.read_credentials(
+        session, actor=actor, agent=_agent(session, actor, agent_id)
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return AgentCredentials(client_id=client_id, client_secret=secret)
+
+
 @router.post("/{agentId}/credentials", response_model=AgentCredentials)
 def refresh_credentials(
     data: CredentialsRequest,
@@ -90,7 +126,7 @@ def refresh_credentials(
     session: SessionDep,
     response: Response,
 ) -> AgentCredentials:
-    """``{"action": "SECRET_REFRESH"}``: issue a new client secret, shown only in this response."""
+    """``{"action": "SECRET_REFRESH"}``: replace the client secret; the old one stops working."""
     client_id, secret = service.refresh_credentials(
         session, actor=actor, agent=_agent(session, actor, agent_id)
     )

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AliasChoices, BeforeValidator, Field, ValidationInfo, field_validator
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    StrictBool,
+    ValidationInfo,
+    field_validator,
+)
 
 from stead.wire import CI, Description, Name, Text, Timestamp, WireModel
 
@@ -60,8 +67,8 @@ class AgentCreate(WireModel):
     agent_type: AgentType
     cloud_provider: CloudProvider
     deployment: Deployment
-    enable_auto_updates: bool | None = None
-    restricted_access: bool = False
+    enable_auto_updates: StrictBool | None = None
+    restricted_access: StrictBool = False
     track_name: TrackName | None = None
 
     @field_validator("cloud_provider")
@@ -94,9 +101,43 @@ class AgentCreate(WireModel):
         return value
 
 
+class AgentUpdate(WireModel):
+    """``PATCH /v1/agents/{agentId}`` body (DPC "Update an Agent"): every field optional; a field
+    left out keeps its value, ``null`` clears ``description`` or ``trackName``.
+
+    Rules (same page): ``snowflake`` agents take neither ``enableAutoUpdates`` nor ``trackName``;
+    a ``streaming`` agent cannot enable auto-updates (checked against the stored agent by
+    ``agents.service.update``).
+    """
+
+    name: Name | None = None
+    description: Description | None = None
+    enable_auto_updates: StrictBool | None = None
+    restricted_access: StrictBool | None = None
+    track_name: TrackName | None = None
+
+    @field_validator("name", "enable_auto_updates", "restricted_access")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Runs only for a value the body gives: leaving the field out keeps it.
+        if value is None:
+            raise ValueError("must not be null (leave the field out to keep it)")
+        return value
+
+
+class VersionDetails(WireModel):
+    """``versionDetails`` of an agent: the release track it follows and the version it last
+    reported running (null until an agent reports one: Stead records agents, it does not run
+    them)."""
+
+    track_name: str | None = Field(examples=["current"])
+    current_version: str | None = Field(default=None, examples=[None])
+
+
 class AgentRead(WireModel):
-    """An agent as read back. ``clientId`` is null until the first credentials refresh; the
-    client secret is never part of it. ``agentStatus`` is lower-case as in the DPC examples."""
+    """An agent as read back. ``clientId`` is set from the agent's creation; the client secret
+    is never part of it (``GET .../credentials`` shows it). ``agentStatus`` is lower-case as in
+    the DPC examples."""
 
     agent_id: str = Field(validation_alias=AliasChoices("id", "agentId"))
     name: str
@@ -113,6 +154,10 @@ class AgentRead(WireModel):
     client_id: str | None
     created_at: Timestamp
     updated_at: Timestamp
+
+    version_details: VersionDetails = Field(
+        default_factory=lambda data: VersionDetails(track_name=data["track_name"])
+    )
 
 
 class AllowedProject(WireModel):
@@ -131,6 +176,13 @@ class AgentAllowList(WireModel):
     projects: dict[str, AllowedProject]
 
 
+class AgentAllowListAddition(AgentAllowList):
+    """``PATCH /v1/agents/{agentId}/allowlist`` body (DPC "Add project(s) and/or environment(s)
+    to the Agent Allow list"): the same shape as the allow-list, at least one project."""
+
+    projects: dict[str, AllowedProject] = Field(min_length=1)
+
+
 class CredentialsRequest(WireModel):
     """``POST /v1/agents/{agentId}/credentials`` body: ``{"action": "SECRET_REFRESH"}`` (DPC)."""
 
@@ -138,7 +190,8 @@ class CredentialsRequest(WireModel):
 
 
 class AgentCredentials(WireModel):
-    """The new credentials of an agent; ``clientSecret`` appears only in this response."""
+    """An agent's client credentials (DPC "Get Agent Client Credentials" and the
+    ``SECRET_REFRESH`` answer); only these two answers carry ``clientSecret``."""
 
     client_id: str
     client_secret: str

@@ -10,20 +10,36 @@ from sqlalchemy.orm import Session
 
 from stead import audit
 from stead.agents.models import Agent, AgentAllowedProject
-from stead.agents.schemas import AgentAllowList, AgentCreate, AllowedProject
+from stead.agents.schemas import (
+    AgentAllowList,
+    AgentAllowListAddition,
+    AgentCreate,
+    AgentUpdate,
+    AllowedProject,
+)
 from stead.db import utcnow
 from stead.environments.models import Environment
-from stead.errors import BLOCKERS_SHOWN, BadRequest, Blocker, Conflict, NotFound, in_use
-from stead.identity.service import Actor, hash_secret
+from stead.errors import (
+    BLOCKERS_SHOWN,
+    BadRequest,
+    Blocker,
+    Conflict,
+    NotFound,
+    ServiceUnavailable,
+    in_use,
+)
+from stead.identity.service import Actor
 from stead.pagination import PageParams, paginate
 from stead.projects.models import Project
 from stead.secrets.models import SecretReference
+from stead.secrets.store import SecretUnreadable, open_agent_secret, seal_agent_secret
 from stead.wire import name_key
 
 
 def create(session: Session, *, actor: Actor, data: AgentCreate) -> Agent:
-    """Create a customer-hosted agent in the actor's account; it starts ``STOPPED``, disconnected
-    and without credentials (``POST .../credentials`` issues them).
+    """Create a customer-hosted agent in the actor's account; it starts ``STOPPED`` and
+    disconnected, with client credentials (``GET .../credentials`` shows them, ``POST
+    .../credentials`` replaces the secret; docs/decisions.md, "Agent credentials").
 
     Raises:
         Conflict: an agent of the account already has this name (case-insensitive); the body
@@ -56,6 +72,7 @@ def create(session: Session, *, actor: Actor, data: AgentCreate) -> Agent:
     )
     session.add(agent)
     session.flush()
+    _issue_secret(session, agent)
     audit.record(
         session,
         actor=actor,
@@ -67,7 +84,79 @@ def create(session: Session, *, actor: Actor, data: AgentCreate) -> Agent:
             "agentType": agent.agent_type,
             "cloudProvider": agent.cloud_provider,
             "deployment": agent.deployment,
+            "clientId": agent.client_id,
         },
+    )
+    return agent
+
+
+def _check_name_free(session: Session, *, agent: Agent, name: str) -> str:
+    """The name key of ``name`` when no other agent of the account uses it.
+
+    Raises:
+        Conflict: another agent has this name (case-insensitive); the body carries
+            ``existingId``.
+    """
+    key = name_key(name)
+    existing = session.scalar(
+        select(Agent.id).where(
+            Agent.account_id == agent.account_id, Agent.name_key == key, Agent.id != agent.id
+        )
+    )
+    if existing is not None:
+        raise Conflict(
+            f"An agent named {name!r} already exists",
+            violations=[f"name: already used by agent {existing}"],
+            extra={"existingId": existing},
+        )
+    return key
+
+
+def update(session: Session, *, actor: Actor, agent: Agent, data: AgentUpdate) -> Agent:
+    """Change the fields ``data`` gives (DPC "Update an Agent"); the others keep their values.
+
+    Raises:
+        Conflict: it is the account's hosted agent (Stead manages it), or another agent of the
+            account has the new name (case-insensitive; the body carries ``existingId``).
+        BadRequest: ``enableAutoUpdates`` or ``trackName`` for a ``snowflake`` agent, or
+            ``enableAutoUpdates: true`` for a ``streaming`` agent; one violation per field.
+    """
+    if agent.is_hosted:
+        raise Conflict("The account's hosted agent is managed by Stead")
+    given = data.model_fields_set
+    violations = []
+    if agent.cloud_provider == "snowflake":
+        violations += [
+            f"{field}: cannot be set for a snowflake agent"
+            for field, key in (
+                ("enableAutoUpdates", "enable_auto_updates"),
+                ("trackName", "track_name"),
+            )
+            if key in given
+        ]
+    elif data.enable_auto_updates and agent.agent_type == "streaming":
+        violations.append("enableAutoUpdates: streaming agents cannot enable auto-updates")
+    if violations:
+        raise BadRequest("The agent cannot take these values", violations=violations)
+    if data.name is not None:
+        agent.name_key = _check_name_free(session, agent=agent, name=data.name)
+        agent.name = data.name
+    if "description" in given:
+        agent.description = data.description
+    if data.enable_auto_updates is not None:
+        agent.enable_auto_updates = data.enable_auto_updates
+    if data.restricted_access is not None:
+        agent.restricted_access = data.restricted_access
+    if "track_name" in given:
+        agent.track_name = data.track_name
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="agent.updated",
+        target_type="agent",
+        target_id=agent.id,
+        details={"fields": sorted(data.model_dump(by_alias=True, include=given))},
     )
     return agent
 
@@ -168,6 +257,26 @@ def set_allow_list(
         BadRequest: a project id is not a UUID or names no project of the account; one violation
             ``projects.<id>: ...`` per bad id.
     """
+    return _write_allow_list(session, actor=actor, agent=agent, data=data, merge=False)
+
+
+def add_to_allow_list(
+    session: Session, *, actor: Actor, agent: Agent, data: AgentAllowListAddition
+) -> AgentAllowList:
+    """Add projects and environments to the agent's allow-list (DPC "Add project(s) and/or
+    environment(s) to the Agent Allow list"); the projects it does not name keep their entries.
+    A project already listed gets the union of its environments, where an empty list (all of the
+    project's environments) absorbs any names.
+
+    Raises:
+        BadRequest: as :func:`set_allow_list`.
+    """
+    return _write_allow_list(session, actor=actor, agent=agent, data=data, merge=True)
+
+
+def _write_allow_list(
+    session: Session, *, actor: Actor, agent: Agent, data: AgentAllowList, merge: bool
+) -> AgentAllowList:
     canonical: dict[str, str] = {}
     violations = []
     for given_id in data.projects:
@@ -189,18 +298,30 @@ def set_allow_list(
     ]
     if violations:
         raise BadRequest("The allow-list names invalid or unknown projects", violations=violations)
+    # project id -> {environment name key: name}; None: all of the project's environments
+    wanted: dict[str, dict[str, str] | None] = {}
     for row in _allow_list_rows(session, agent):
+        if merge:
+            wanted[row.project_id] = (
+                {name_key(name): name for name in row.environments} if row.environments else None
+            )
         session.delete(row)
     session.flush()
-    wanted: dict[str, dict[str, str]] = {}
     for given_id, allowed in data.projects.items():
-        environments = wanted.setdefault(canonical[given_id], {})
+        project_id = canonical[given_id]
+        environments = wanted.get(project_id, {})
+        if not allowed.environments or environments is None:
+            wanted[project_id] = None
+            continue
         for name in allowed.environments:
             environments.setdefault(name_key(name), name)
+        wanted[project_id] = environments
     for project_id, environments in wanted.items():
         session.add(
             AgentAllowedProject(
-                agent_id=agent.id, project_id=project_id, environments=list(environments.values())
+                agent_id=agent.id,
+                project_id=project_id,
+                environments=list(environments.values()) if environments else [],
             )
         )
     session.flush()
@@ -215,29 +336,75 @@ def set_allow_list(
     return get_allow_list(session, agent=agent)
 
 
+def _issue_secret(session: Session, agent: Agent) -> str:
+    """Give ``agent`` a new client secret (and a client id, kept once it has one), sealed with
+    the master keyring, never stored in clear. Returns the secret."""
+    secret = secrets.token_urlsafe(32)
+    if agent.client_id is None:
+        agent.client_id = str(uuid.uuid4())
+    seal_agent_secret(session, agent=agent, value=secret)
+    agent.credentials_refreshed_at = utcnow()
+    session.flush()
+    return secret
+
+
+def _managed_by_stead(agent: Agent) -> None:
+    if agent.is_hosted:
+        raise Conflict("The hosted agent's credentials are managed by Stead")
+
+
 def refresh_credentials(session: Session, *, actor: Actor, agent: Agent) -> tuple[str, str]:
     """Issue a new client secret for the agent (DPC ``SECRET_REFRESH``); the previous secret
-    stops working. The client id is created on the first refresh and kept afterwards.
+    stops working. The client id is kept.
 
     Returns:
-        ``(client_id, client_secret)``: the secret in clear, to be shown once; only its argon2id
-        hash is stored.
+        ``(client_id, client_secret)``, the secret in clear for this answer only.
 
     Raises:
         Conflict: the account's hosted agent, whose credentials Stead manages itself.
     """
-    if agent.is_hosted:
-        raise Conflict("The hosted agent's credentials are managed by Stead")
-    secret = secrets.token_urlsafe(32)
-    if agent.client_id is None:
-        agent.client_id = str(uuid.uuid4())
-    agent.client_secret_hash = hash_secret(secret)
-    agent.credentials_refreshed_at = utcnow()
-    session.flush()
+    _managed_by_stead(agent)
+    secret = _issue_secret(session, agent)
+    assert agent.client_id is not None
     audit.record(
         session,
         actor=actor,
         action="agent.credentials_refreshed",
+        target_type="agent",
+        target_id=agent.id,
+        details={"clientId": agent.client_id},
+    )
+    return agent.client_id, secret
+
+
+def read_credentials(session: Session, *, actor: Actor, agent: Agent) -> tuple[str, str]:
+    """The agent's client credentials (DPC "Get Agent Client Credentials"), each read audited as
+    ``agent.credentials_read``. An agent without a readable secret (created before secrets were
+    sealed) is issued one first, audited as ``agent.credentials_refreshed``
+    (docs/decisions.md, "Agent credentials").
+
+    Returns:
+        ``(client_id, client_secret)``.
+
+    Raises:
+        Conflict: the account's hosted agent, whose credentials Stead manages itself.
+        ServiceUnavailable: the sealed secret cannot be decrypted (its master key is not
+            configured, or the row was altered).
+    """
+    _managed_by_stead(agent)
+    try:
+        secret = open_agent_secret(session, agent=agent)
+    except SecretUnreadable:
+        raise ServiceUnavailable(
+            "The agent's client secret cannot be decrypted: is its master key configured?"
+        ) from None
+    if secret is None:
+        secret = refresh_credentials(session, actor=actor, agent=agent)[1]
+    assert agent.client_id is not None
+    audit.record(
+        session,
+        actor=actor,
+        action="agent.credentials_read",
         target_type="agent",
         target_id=agent.id,
         details={"clientId": agent.client_id},

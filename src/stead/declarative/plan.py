@@ -259,7 +259,7 @@ def _reference_changes(
             changes.append(_create_reference(key, desired.name, reference))
             continue
         wanted: dict[str, Any] = {
-            "agentName": name_key(reference.agent_name),
+            "agentName": name_key(reference.agent_name) if reference.agent_name else None,
             "agentType": reference.agent_type,
             "secretReferenceType": reference.secret_reference_type,
             "secretName": reference.secret_name,
@@ -268,7 +268,7 @@ def _reference_changes(
         }
         current = {
             **existing.model_dump(by_alias=True),
-            "agentName": name_key(state.agent_name(existing.agent_id)),
+            "agentName": name_key(name) if (name := state.agent_name(existing.agent_id)) else None,
         }
         diff = [_field(k, current[k], v) for k, v in wanted.items() if current[k] != v]
         if diff:
@@ -292,11 +292,9 @@ def _create_reference(key: str, project: str, reference: SecretReferenceSpec) ->
     body = reference.model_dump(by_alias=True, exclude={"name", "agent_name"}, exclude_none=True)
 
     def create(ctx: Context) -> None:
-        ctx.client.secret_references.create(
-            ctx.project_ids[key],
-            reference.name,
-            {**body, "agentId": ctx.agent_id(reference.agent_name)},
-        )
+        if reference.agent_name is not None:
+            body["agentId"] = ctx.agent_id(reference.agent_name)
+        ctx.client.secret_references.create(ctx.project_ids[key], reference.name, body)
 
     return Change("secret reference", reference.name, project, CREATE, [], _REFERENCES, create)
 
@@ -688,7 +686,9 @@ def make_plan(
         changes.append(_agent_changes(agent, state.agents.get(name_key(agent.name)), errors))
     for project in spec.projects:
         for label, agent_name in [
-            (f'secret reference "{r.name}"', r.agent_name) for r in project.secret_references
+            (f'secret reference "{r.name}"', r.agent_name)
+            for r in project.secret_references
+            if r.agent_name is not None
         ] + [(f'environment "{e.name}"', e.default_agent_name) for e in project.environments]:
             if name_key(agent_name) not in known_agents:
                 errors.append(

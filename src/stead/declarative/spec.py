@@ -89,10 +89,10 @@ class SpecError(ValueError):
 
 
 class SecretReferenceSpec(WireModel):
-    """A secret reference (docs/api.md, Secrets) whose agent is given by name."""
+    """A secret reference (docs/api.md, Secrets) whose agent, if it names one, is given by name."""
 
     name: Annotated[str, StringConstraints(pattern=SECRET_REFERENCE_NAME)]
-    agent_name: Name
+    agent_name: Name | None = None
     agent_type: SecretStore
     secret_reference_type: SecretReferenceType = "PASSWORD"
     secret_name: Text = Field(min_length=1, max_length=1024)

@@ -54,8 +54,11 @@ class State:
     agents: dict[str, AgentRead]
     projects: dict[str, ProjectState]
 
-    def agent_name(self, agent_id: str) -> str:
-        """The name of the agent ``agent_id`` (the id itself if unknown)."""
+    def agent_name(self, agent_id: str | None) -> str | None:
+        """The name of the agent ``agent_id`` (the id itself if unknown; None for None: a secret
+        reference without an agent)."""
+        if agent_id is None:
+            return None
         return next((a.name for a in self.agents.values() if a.agent_id == agent_id), agent_id)
 
 
@@ -173,7 +176,7 @@ def _project_entry(state: State, ps: ProjectState, used: set[str]) -> dict[str, 
             c.model_dump(by_alias=True, exclude={"created_at"}) for c in ps.connections
         ]
     if ps.secret_references:
-        used.update(r.agent_id for r in ps.secret_references)
+        used.update(r.agent_id for r in ps.secret_references if r.agent_id is not None)
         project["secretReferences"] = [_reference_entry(state, r) for r in ps.secret_references]
     owned = ps.owned_secrets()
     hosted = [h for h in ps.secrets if name_key(h.name) not in owned]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 from typing import Annotated
+from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, Form, Path, Request, Response
 from fastapi.responses import JSONResponse
@@ -51,7 +52,11 @@ def _oauth_error(error: str, description: str, status: int) -> JSONResponse:
 
 
 def _basic_credentials(request: Request) -> tuple[str, str] | None:
-    """Client credentials from ``Authorization: Basic`` (RFC 6749 section 2.3.1), if present."""
+    """Client credentials from ``Authorization: Basic`` (RFC 6749 section 2.3.1), if present.
+
+    Both halves arrive form-urlencoded (section 2.3.1; Go's ``golang.org/x/oauth2``, which
+    Terraform providers use, encodes them so) and are decoded here.
+    """
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "basic":
         return None
@@ -59,7 +64,7 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
         user, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         return None
-    return (user, password) if sep else None
+    return (unquote_plus(user), unquote_plus(password)) if sep else None
 
 
 def _request_origin(request: Request) -> dict[str, str | None]:

@@ -15,9 +15,11 @@ from pydantic import BaseModel, SecretStr
 
 from stead.agents.schemas import (
     AgentAllowList,
+    AgentAllowListAddition,
     AgentCreate,
     AgentCredentials,
     AgentRead,
+    AgentUpdate,
     CredentialsRequest,
 )
 from stead.audit.schemas import AuditEventRead
@@ -144,8 +146,14 @@ class Agents(_Resource):
         """``GET /v1/agents/{agentId}``."""
         return self._client.call(AgentRead, "GET", f"/v1/agents/{_seg(agent_id)}")
 
+    def update(self, agent_id: str, body: AgentUpdate | Mapping[str, Any]) -> AgentRead:
+        """``PATCH /v1/agents/{agentId}`` (202): only the fields given change."""
+        return self._client.call(
+            AgentRead, "PATCH", f"/v1/agents/{_seg(agent_id)}", json=_body(body)
+        )
+
     def delete(self, agent_id: str) -> None:
-        """``DELETE /v1/agents/{agentId}`` (409 while used)."""
+        """``DELETE /v1/agents/{agentId}`` (202; 409 while used)."""
         self._client.request("DELETE", f"/v1/agents/{_seg(agent_id)}")
 
     def get_allow_list(self, agent_id: str) -> AgentAllowList:
@@ -160,11 +168,25 @@ class Agents(_Resource):
             AgentAllowList, "PUT", f"/v1/agents/{_seg(agent_id)}/allowlist", json=_body(body)
         )
 
+    def add_to_allow_list(
+        self, agent_id: str, body: AgentAllowListAddition | Mapping[str, Any]
+    ) -> AgentAllowList:
+        """``PATCH /v1/agents/{agentId}/allowlist``: add projects and environments."""
+        return self._client.call(
+            AgentAllowList, "PATCH", f"/v1/agents/{_seg(agent_id)}/allowlist", json=_body(body)
+        )
+
+    def get_credentials(self, agent_id: str) -> AgentCredentials:
+        """``GET /v1/agents/{agentId}/credentials``: the client id and secret (audited)."""
+        return self._client.call(
+            AgentCredentials, "GET", f"/v1/agents/{_seg(agent_id)}/credentials"
+        )
+
     def refresh_credentials(
         self, agent_id: str, *, idempotency_key: str | None = None
     ) -> AgentCredentials:
         """``POST /v1/agents/{agentId}/credentials`` ``{"action": "SECRET_REFRESH"}``: a new
-        client secret, returned only here."""
+        client secret; the old one stops working."""
         return self._client.call(
             AgentCredentials,
             "POST",

@@ -9,7 +9,8 @@ from stead.db import Base
 
 
 class SecretReference(Base):
-    """A pointer to a secret held in an external store (or the hosted one), resolved by an agent."""
+    """A pointer to a secret held in an external store (or the hosted one), resolved by an agent:
+    ``agent_id`` when the reference names one, else the agent of the environment that uses it."""
 
     __tablename__ = "secret_references"
     __table_args__ = (
@@ -20,7 +21,7 @@ class SecretReference(Base):
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(128))
     name_key: Mapped[str] = mapped_column(String(512))
-    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id"))
+    agent_id: Mapped[str | None] = mapped_column(ForeignKey("agents.id"), default=None)
     agent_type: Mapped[str] = mapped_column(String(32))
     secret_reference_type: Mapped[str] = mapped_column(String(32))
     secret_name: Mapped[str] = mapped_column(String(1024))

@@ -33,9 +33,11 @@ class SecretReferenceCreate(WireModel):
 
     ``agentType`` names the store: ``AWS`` (Secrets Manager), ``Azure`` (Key Vault),
     ``Matillion hosted`` (alias ``Hosted``), ``GCP`` (Secret Manager), ``Vault`` (KV v2).
+    ``agentId`` is optional: DPC documents the body with and without it; without it the secret
+    is resolved by the agent of whichever environment uses the reference.
     """
 
-    agent_id: str = Field(examples=["3f2b1c9e-5d7a-4e8b-9c1d-2a3b4c5d6e7f"])
+    agent_id: str | None = Field(default=None, examples=["3f2b1c9e-5d7a-4e8b-9c1d-2a3b4c5d6e7f"])
     agent_type: SecretStore
     secret_reference_type: SecretReferenceType
     secret_name: Text = Field(min_length=1, max_length=1024, examples=["prod/finance/redshift"])
@@ -49,7 +51,7 @@ class SecretReferenceRead(WireModel):
     """A secret reference as read back: where the secret lives, never its value."""
 
     name: str
-    agent_id: str
+    agent_id: str | None
     agent_type: str
     secret_reference_type: str
     secret_name: str

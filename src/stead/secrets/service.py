@@ -106,11 +106,13 @@ def create(
     ``project``. ``Hosted`` arrives here as ``Matillion hosted``.
 
     Raises:
-        BadRequest: ``agentId`` is not an agent of the account.
+        BadRequest: ``agentId``, when given, is not an agent of the account.
         Conflict: the project already has a secret reference or hosted secret of that name
             (case-insensitive).
     """
-    agent = _account_agent(session, account_id=project.account_id, agent_id=data.agent_id)
+    agent_id = None
+    if data.agent_id is not None:
+        agent_id = _account_agent(session, account_id=project.account_id, agent_id=data.agent_id).id
     existing = name_in_use(session, project_id=project.id, name=name)
     if existing is not None:
         raise Conflict(
@@ -121,7 +123,7 @@ def create(
         project_id=project.id,
         name=name,
         name_key=name_key(name),
-        agent_id=agent.id,
+        agent_id=agent_id,
         agent_type=data.agent_type,
         secret_reference_type=data.secret_reference_type,
         secret_name=data.secret_name,
@@ -137,7 +139,7 @@ def create(
         target_type="secret_reference",
         target_id=name,
         project_id=project.id,
-        details={"agentId": agent.id, "agentType": reference.agent_type},
+        details={"agentId": agent_id, "agentType": reference.agent_type},
     )
     return reference
 

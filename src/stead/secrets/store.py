@@ -20,6 +20,10 @@ reads in other processes keep working during and after a rotation. On PostgreSQL
 ROW EXCLUSIVE lock on the version table before choosing the master key and the rotation an
 EXCLUSIVE one (which still lets readers through), so no version can be written under the old key
 once the rotation has started; SQLite serialises write transactions anyway.
+
+Agents' client secrets (readable again through ``GET /v1/agents/{agentId}/credentials``) are
+sealed the same way, one data key per secret, bound to the agent's id
+(:func:`seal_agent_secret`), and re-wrapped by the same rotation.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from stead.agents.models import Agent
 from stead.db import named_in_project, session_scope
 from stead.errors import NotFound
 from stead.logs import remember_secret
@@ -270,6 +275,60 @@ def _is_postgresql(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+def _current_master(session: Session) -> tuple[str, AESGCM]:
+    """The keyring's current master key, for a value about to be written."""
+    if _is_postgresql(session):
+        # Conflicts with the rotation's EXCLUSIVE lock: the key chosen cannot go stale.
+        session.execute(text("LOCK TABLE hosted_secret_versions IN ROW EXCLUSIVE MODE"))
+    return keyring_of(session).current()
+
+
+def _agent_context(agent_id: str) -> bytes:
+    """Associated data binding an agent's sealed client secret to that agent."""
+    return json.dumps(["stead agent client secret v1", agent_id]).encode()
+
+
+def seal_agent_secret(session: Session, *, agent: Agent, value: str) -> None:
+    """Encrypt ``value`` as ``agent``'s client secret (flushed agent; the caller flushes after).
+
+    Envelope encryption as for hosted secrets: a fresh AES-256-GCM data key, wrapped by the
+    current master key; both bound to the agent's id. The value is remembered for log redaction.
+    """
+    master_id, master = _current_master(session)
+    context = _agent_context(agent.id)
+    data_key = AESGCM.generate_key(bit_length=256)
+    nonce = os.urandom(NONCE_BYTES)
+    agent.secret_key_id = master_id
+    agent.secret_wrapped_key = _wrap(master, data_key, context)
+    agent.secret_nonce = nonce
+    agent.secret_ciphertext = AESGCM(data_key).encrypt(nonce, value.encode(), context)
+    remember_secret(value)
+
+
+def open_agent_secret(session: Session, *, agent: Agent) -> str | None:
+    """The client secret sealed by :func:`seal_agent_secret`, or None when the agent has none.
+
+    Raises:
+        SecretUnreadable: the master key that wrapped it is unknown, or the row fails
+            authentication (the message names the agent, never a value).
+    """
+    if agent.secret_key_id is None or agent.secret_wrapped_key is None:
+        return None
+    assert agent.secret_nonce is not None and agent.secret_ciphertext is not None
+    context = _agent_context(agent.id)
+    master = keyring_of(session).cipher(agent.secret_key_id)
+    try:
+        data_key = _unwrap(master, agent.secret_wrapped_key, context)
+        value = AESGCM(data_key).decrypt(agent.secret_nonce, agent.secret_ciphertext, context)
+    except InvalidTag:
+        raise SecretUnreadable(
+            f"the client secret of agent {agent.id} failed authentication"
+        ) from None
+    secret = value.decode()
+    remember_secret(secret)
+    return secret
+
+
 def find(
     session: Session, *, project_id: str, name: str, for_update: bool = False
 ) -> HostedSecret | None:
@@ -289,10 +348,7 @@ def store_value(session: Session, *, secret: HostedSecret, value: str) -> Hosted
 
     The value is remembered for log redaction (``stead.logs.remember_secret``).
     """
-    if _is_postgresql(session):
-        # Conflicts with the rotation's EXCLUSIVE lock: the key chosen below cannot go stale.
-        session.execute(text("LOCK TABLE hosted_secret_versions IN ROW EXCLUSIVE MODE"))
-    master_id, master = keyring_of(session).current()
+    master_id, master = _current_master(session)
     version = secret.version + 1
     context = _context(secret.project_id, secret.name_key, version)
     data_key = AESGCM.generate_key(bit_length=256)
@@ -370,13 +426,14 @@ def read_value(session: Session, *, project_id: str, name: str) -> str:
 
 
 def rewrap_all(session: Session, keyring: Keyring) -> int:
-    """Re-wrap every data key not wrapped by the keyring's current master key under it.
+    """Re-wrap every data key (hosted secret versions and agents' client secrets) not wrapped by
+    the keyring's current master key under it.
 
     Takes PostgreSQL's EXCLUSIVE lock on the version table (readers go on; writers wait for the
     commit). Values and data keys stay as they are; only ``key_id`` and ``wrapped_key`` change.
 
     Returns:
-        The number of versions re-wrapped.
+        The number of values re-wrapped.
     """
     if _is_postgresql(session):
         session.execute(text("LOCK TABLE hosted_secret_versions IN EXCLUSIVE MODE"))
@@ -396,8 +453,27 @@ def rewrap_all(session: Session, keyring: Keyring) -> int:
             ) from None
         row.wrapped_key = _wrap(current, data_key, context)
         row.key_id = current_id
+    agents = list(
+        session.scalars(
+            select(Agent).where(Agent.secret_key_id.is_not(None), Agent.secret_key_id != current_id)
+        )
+    )
+    for agent in agents:
+        assert agent.secret_key_id is not None and agent.secret_wrapped_key is not None
+        context = _agent_context(agent.id)
+        try:
+            data_key = _unwrap(
+                keyring.cipher(agent.secret_key_id), agent.secret_wrapped_key, context
+            )
+        except InvalidTag:
+            raise SecretUnreadable(
+                f"the client secret of agent {agent.id} failed authentication; "
+                "nothing was re-wrapped"
+            ) from None
+        agent.secret_wrapped_key = _wrap(current, data_key, context)
+        agent.secret_key_id = current_id
     session.flush()
-    return len(rows)
+    return len(rows) + len(agents)
 
 
 @dataclass(frozen=True)
