@@ -8,7 +8,9 @@ user name with a personal access token), or the user name written in the URL (Bi
 ``x-token-auth``). A password in the URL is refused: the token belongs in the header, never in a
 stored URL. ``ssh://`` runs the system ``ssh`` in batch mode and authenticates with the server's
 own SSH key (the token cannot be used over SSH); ``file://`` reads a repository on the server's
-disk, and the token is not used either.
+disk, and the token is not used either. The outbound policy (:mod:`stead.outbound`) allows only
+``https://`` unless an admin turns on ``http://`` (the token would travel in clear text),
+``ssh://`` or ``file://``, and checks the host, its addresses and every redirect.
 
 Each HTTP request gets one attempt and ``settings.upstream_timeout_seconds`` (an ``ls-remote``
 over protocol v2 makes two requests).
@@ -36,6 +38,7 @@ from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
 from dulwich.refs import Ref
 from pydantic import AfterValidator, Field, SecretStr
 
+from stead.outbound import Policy
 from stead.repositories.provider import (
     DeployKey,
     RepositoryInfo,
@@ -118,7 +121,8 @@ def check(
     failures -> 502, timeouts -> 504."""
     url = params["url"]
     timeout = settings.upstream_timeout_seconds
-    client, path = connect(url, token, username=USERNAME, timeout=timeout)
+    policy = Policy.from_settings(settings)
+    client, path = connect(url, token, username=USERNAME, timeout=timeout, policy=policy)
     with translated_errors(url, timeout=timeout, permission="read", field=URL_FIELD):
         result = client.get_refs(path)
     head = (result.symrefs.get(Ref(b"HEAD")) or b"").decode("utf-8", "replace")
@@ -129,15 +133,26 @@ def check(
 
 
 def connect(
-    url: str, token: SecretStr, *, username: str, timeout: float
+    url: str,
+    token: SecretStr,
+    *,
+    username: str,
+    timeout: float,
+    policy: Policy,
+    field: str = URL_FIELD,
 ) -> tuple[GitClient, bytes]:
-    """A dulwich client for the remote ``url`` and the repository path to pass it.
+    """A dulwich client for the remote ``url`` and the repository path to pass it, once
+    ``policy`` allows ``url`` (and, over HTTP(S), each redirect it leads to).
 
     Over HTTP(S) the token is the Basic-auth password and the user name is the one written in
     the URL, else ``username``; each request gets one attempt and ``timeout`` seconds. ``ssh://``
     runs the system ``ssh`` in batch mode and ``file://`` opens a path on this server; neither
     uses the token.
+
+    Raises:
+        DestinationRefused: the policy refuses the URL (400 naming ``field``).
     """
+    policy.check_url("git", url, field=field)
     parts = urlsplit(url)
     if parts.scheme in ("http", "https"):
         client = _HttpClient(
@@ -145,6 +160,9 @@ def connect(
             username=unquote(parts.username or username),
             password=token.get_secret_value(),
             timeout=timeout,
+            retries=policy.urllib3_retry(
+                "git", field=field, total=None, connect=0, read=0, status=0, other=0, redirect=5
+            ),
         )
         return client, b""
     if parts.scheme == "ssh":
@@ -223,17 +241,24 @@ class _HttpStatus(Exception):
 
 class _HttpClient(Urllib3HttpGitClient):
     """dulwich's HTTP client with one attempt per request (urllib3 would otherwise retry timeouts
-    and sleep through ``Retry-After``), reporting any non-200 status as :class:`_HttpStatus`.
+    and sleep through ``Retry-After``) and the outbound policy's check on each redirect
+    (``retries``), reporting any non-200 status as :class:`_HttpStatus`.
 
     Relies on ``Urllib3HttpGitClient._http_request`` of the pinned dulwich.
     """
 
-    def __init__(self, base_url: str, *, username: str, password: str, timeout: float) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        username: str,
+        password: str,
+        timeout: float,
+        retries: urllib3.Retry,
+    ) -> None:
         manager = default_urllib3_manager(None, base_url=base_url, timeout=timeout)
         assert isinstance(manager, urllib3.PoolManager)
-        manager.connection_pool_kw["retries"] = urllib3.Retry(
-            total=None, connect=0, read=0, status=0, other=0, redirect=5
-        )
+        manager.connection_pool_kw["retries"] = retries
         super().__init__(
             base_url, pool_manager=manager, username=username, password=password, timeout=timeout
         )
