@@ -135,11 +135,16 @@ def test_host_patterns_per_kind() -> None:
                 "evil.test",
                 "snowflakecomputing.com.evil.test",
                 "myvault.vault.azure.net",
+                "acme.privatelink.corp.example",
                 "secretsmanager.eu-west-1.amazonaws.com",
             )
         }
     )
-    checks = policy(resolver, vault_addr="https://vault.corp.example:8200")
+    checks = policy(
+        resolver,
+        vault_addr="https://vault.corp.example:8200",
+        snowflake_host="acme.privatelink.corp.example",
+    )
 
     def allowed(kind: str, host: str) -> bool:
         try:
@@ -148,12 +153,16 @@ def test_host_patterns_per_kind() -> None:
             return False
         return True
 
-    assert allowed("warehouse", "acme-prod.snowflakecomputing.com")
-    assert allowed("warehouse", "c1.abc.eu-west-1.redshift.amazonaws.com")
-    assert allowed("warehouse", "wg.123.eu-west-1.redshift-serverless.amazonaws.com")
-    assert not allowed("warehouse", "evil.test")
-    assert not allowed("warehouse", "snowflakecomputing.com.evil.test")
-    assert not allowed("warehouse", "github.com")
+    assert allowed("snowflake", "acme-prod.snowflakecomputing.com")
+    assert allowed("redshift", "c1.abc.eu-west-1.redshift.amazonaws.com")
+    assert allowed("redshift", "wg.123.eu-west-1.redshift-serverless.amazonaws.com")
+    assert not allowed("redshift", "acme-prod.snowflakecomputing.com")
+    assert not allowed("snowflake", "evil.test")
+    assert not allowed("snowflake", "snowflakecomputing.com.evil.test")
+    assert not allowed("redshift", "github.com")
+    # A host configured for one warehouse is not allowed for the other.
+    assert allowed("snowflake", "acme.privatelink.corp.example")
+    assert not allowed("redshift", "acme.privatelink.corp.example")
     for host in ("github.com", "gitlab.com", "dev.azure.com", "git.corp.example"):
         assert allowed("git", host)
     assert not allowed("git", "evil.test")

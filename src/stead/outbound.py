@@ -3,9 +3,10 @@
 
 Every connection Stead opens because of a request (a warehouse's connection test, a secret
 store's read, a git provider's API, a git remote's ``ls-remote`` or push) is checked here first,
-by :class:`Policy`, for one of three kinds:
+by :class:`Policy`, for one of four kinds:
 
-- ``warehouse``: Snowflake and Redshift hosts;
+- ``snowflake``, ``redshift``: a warehouse's host (each its own, so that a host configured for
+  one is not allowed for the other);
 - ``secret_store``: AWS Secrets Manager, Vault, Azure Key Vault, GCP Secret Manager;
 - ``git``: git provider APIs and git remotes.
 
@@ -41,7 +42,7 @@ import urllib3
 from stead.errors import BadRequest
 from stead.settings import Settings
 
-Kind = Literal["warehouse", "secret_store", "git"]
+Kind = Literal["snowflake", "redshift", "secret_store", "git"]
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], list[str]]
@@ -49,11 +50,8 @@ Resolver = Callable[[str, int], list[str]]
 
 #: Host patterns every installation allows, per kind: the vendors' own domains.
 VENDOR_HOSTS: Mapping[Kind, tuple[str, ...]] = {
-    "warehouse": (
-        "*.snowflakecomputing.com",
-        "*.redshift.amazonaws.com",
-        "*.redshift-serverless.amazonaws.com",
-    ),
+    "snowflake": ("*.snowflakecomputing.com",),
+    "redshift": ("*.redshift.amazonaws.com", "*.redshift-serverless.amazonaws.com"),
     "secret_store": (
         "*.amazonaws.com",
         "*.vault.azure.net",
@@ -79,7 +77,8 @@ METADATA = frozenset(
 
 #: How refusals name each kind's purpose.
 PURPOSE: Mapping[Kind, str] = {
-    "warehouse": "a warehouse",
+    "snowflake": "Snowflake",
+    "redshift": "Redshift",
     "secret_store": "a secret store",
     "git": "git",
 }
@@ -191,7 +190,8 @@ class Policy:
         endpoint (``vault_addr``, ``github_enterprise_api_url``, ``snowflake_host`` ...) added
         to its kind: an admin chose it."""
         configured: dict[Kind, Iterable[str]] = {
-            "warehouse": [settings.snowflake_host],
+            "snowflake": [settings.snowflake_host],
+            "redshift": [],
             "secret_store": [
                 settings.vault_addr,
                 settings.aws_endpoint_url,
@@ -207,7 +207,8 @@ class Policy:
             ],
         }
         extra: dict[Kind, tuple[str, ...]] = {
-            "warehouse": parse_hosts(settings.outbound_warehouse_hosts),
+            "snowflake": parse_hosts(settings.outbound_warehouse_hosts),
+            "redshift": parse_hosts(settings.outbound_warehouse_hosts),
             "secret_store": (),
             "git": parse_hosts(settings.outbound_git_hosts),
         }
@@ -262,7 +263,8 @@ class Policy:
         name = host.lower().rstrip(".").strip("[]")
         if not any(host_matches(name, pattern) for pattern in self.hosts[kind]):
             setting = {
-                "warehouse": "STEAD_OUTBOUND_WAREHOUSE_HOSTS",
+                "snowflake": "STEAD_OUTBOUND_WAREHOUSE_HOSTS",
+                "redshift": "STEAD_OUTBOUND_WAREHOUSE_HOSTS",
                 "git": "STEAD_OUTBOUND_GIT_HOSTS",
                 "secret_store": "the store's own address setting",
             }[kind]

@@ -16,3 +16,9 @@ LOOPBACK: dict[str, Any] = {
 }
 """``Settings(**LOOPBACK)``: loopback addresses, the names 127.0.0.1 and localhost for warehouses
 and git, and git over ``http://``."""
+
+LOOPBACK_ENV = {
+    f"STEAD_{name.upper()}": str(value).lower() if isinstance(value, bool) else value
+    for name, value in LOOPBACK.items()
+}
+"""The same as ``STEAD_*`` environment variables, for a ``stead serve`` process."""

@@ -217,7 +217,8 @@ def resolve_target(
 
 
 def destination(target: Target, settings: Settings, policy: Policy) -> list[str]:
-    """Check where ``target`` leads against ``policy`` (kind ``warehouse``) and return the
+    """Check where ``target`` leads against ``policy`` (kind ``snowflake`` or ``redshift``) and
+    return the
     addresses its host resolves to now, each allowed.
 
     Raises:
@@ -225,14 +226,14 @@ def destination(target: Target, settings: Settings, policy: Policy) -> list[str]
             address (400 naming ``account`` or ``url`` among the connection properties).
     """
     if isinstance(target, SnowflakeTarget):
-        host, port, field = (
-            snowflake_host(target.account, settings),
-            settings.snowflake_port,
-            "account",
+        host = snowflake_host(target.account, settings)
+        addresses = policy.check_host(
+            "snowflake", host, settings.snowflake_port, field=f"{PROPERTIES}.account"
         )
     else:
-        host, port, field = target.host, target.port, "url"
-    addresses = policy.check_host("warehouse", host, port, field=f"{PROPERTIES}.{field}")
+        addresses = policy.check_host(
+            "redshift", target.host, target.port, field=f"{PROPERTIES}.url"
+        )
     return [str(address) for address in addresses]
 
 
