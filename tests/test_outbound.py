@@ -5,9 +5,6 @@ to the stub, and every refusal happens before a connection is opened."""
 from __future__ import annotations
 
 import ipaddress
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -17,6 +14,7 @@ from pydantic import ValidationError
 
 from stead.outbound import DestinationRefused, Policy, special_kind
 from stead.settings import Settings
+from tests.support.outbound import Redirector, redirector  # noqa: F401 - fixture
 
 REFUSED = {
     "127.0.0.1": "loopback",
@@ -200,36 +198,14 @@ def test_git_schemes_are_off_unless_enabled() -> None:
     assert ("git.example", 22) in resolver.asked and ("git.example", 80) in resolver.asked
 
 
-class _Redirect(BaseHTTPRequestHandler):
-    """Redirects every request to the URL in the server's ``target``."""
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        self.send_response(302)
-        self.send_header("Location", self.server.target)  # type: ignore[attr-defined]
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def redirector() -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Redirect)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
 @pytest.mark.parametrize(
     "target", ["http://169.254.169.254/latest/meta-data/", "http://inside.example/admin"]
 )
 def test_redirects_to_refused_addresses_are_not_followed(
-    redirector: ThreadingHTTPServer, target: str
+    redirector: Redirector,  # noqa: F811 - fixture
+    target: str,
 ) -> None:
-    redirector.target = target  # type: ignore[attr-defined]
+    redirector.target = target
     resolver = StubResolver({"inside.example": ["10.9.9.9"]})
     checks = policy(
         resolver,
@@ -237,7 +213,7 @@ def test_redirects_to_refused_addresses_are_not_followed(
         outbound_git_hosts="*",
         outbound_git_allow_http=True,
     )
-    start = f"http://127.0.0.1:{redirector.server_port}/repo.git"
+    start = f"{redirector.url}/repo.git"
     hook = checks.httpx_hook("git", field="provider")
     with httpx.Client(follow_redirects=True, event_hooks={"request": [hook]}) as client:
         with pytest.raises(DestinationRefused) as refused:
@@ -245,15 +221,15 @@ def test_redirects_to_refused_addresses_are_not_followed(
         assert refused.value.violations[0].startswith("provider: ")
         assert "address not allowed" in refused.value.violations[0]
         # A redirect to an allowed place is followed.
-        redirector.target = start  # type: ignore[attr-defined]
+        redirector.target = start
         with pytest.raises(httpx.TooManyRedirects):
             client.get(start)
-    redirector.target = target  # type: ignore[attr-defined]
+    redirector.target = target
     retries = checks.urllib3_retry("git", field="url", total=None, redirect=5)
     with urllib3.PoolManager(retries=retries) as pool:
         with pytest.raises(DestinationRefused) as refused:
             pool.request("GET", start)
         assert refused.value.violations[0].startswith("url: ")
-        redirector.target = start  # type: ignore[attr-defined]
+        redirector.target = start
         with pytest.raises(urllib3.exceptions.MaxRetryError):
             pool.request("GET", start)
