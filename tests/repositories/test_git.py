@@ -188,18 +188,31 @@ def test_unreachable_remotes(
     project_id: str,
     session_factory: sessionmaker[Session],
 ) -> None:
+    app: Any = http.app
+    app.state.settings = app.state.settings.model_copy(
+        update={"outbound_git_allow_ssh": True, "outbound_git_hosts": "127.0.0.1,*.invalid"}
+    )
     refused = "no connection could be made to the host"
-    unresolved = "the host name could not be resolved"  # .invalid never resolves (RFC 6761)
-    for remote, reason in (
-        (f"http://127.0.0.1:{free_port()}/x.git", refused),
-        (f"ssh://git@127.0.0.1:{free_port()}/x.git", refused),
-        ("https://git.no-such-host.invalid/x.git", unresolved),
-        ("ssh://git@git.no-such-host.invalid/x.git", unresolved),
+    for remote in (
+        f"http://127.0.0.1:{free_port()}/x.git",
+        f"ssh://git@127.0.0.1:{free_port()}/x.git",
     ):
         resp = http.post(
             f"/v1/projects/{project_id}/repositories",
             json=_body(remote),
             headers={**admin, TOKEN: "tok"},
         )
-        assert assert_problem(resp, 502)["detail"].endswith(f": {reason}"), remote
+        assert assert_problem(resp, 502)["detail"].endswith(f": {refused}"), remote
+    # .invalid never resolves (RFC 6761): the outbound policy says so before any connection.
+    for remote in (
+        "https://git.no-such-host.invalid/x.git",
+        "ssh://git@git.no-such-host.invalid/x.git",
+    ):
+        resp = http.post(
+            f"/v1/projects/{project_id}/repositories",
+            json=_body(remote),
+            headers={**admin, TOKEN: "tok"},
+        )
+        body = assert_problem(resp, 400, "providerParameters.url")
+        assert "cannot be resolved" in body["detail"], remote
     assert _count(session_factory) == 0
