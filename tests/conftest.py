@@ -21,7 +21,7 @@ from stead.app import create_app
 from stead.migrations import upgrade
 from stead.settings import Settings
 from tests.support.factories import auth
-from tests.support.outbound import LOOPBACK
+from tests.support.outbound import LOCAL
 from tests.support.postgres import postgres_cluster
 
 _counter = itertools.count()
@@ -87,7 +87,7 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
         data_dir=tmp_path / "data",
         database_url=db_url,
         github_api_url="http://127.0.0.1:9/unused",
-        **LOOPBACK,
+        **LOCAL,
     )
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stead.demo import create_super_admin, start_server
-from tests.support.outbound import LOOPBACK_ENV
+from tests.support.outbound import LOCAL_ENV
 from tests.support.postgres import free_port
 
 
@@ -30,7 +30,7 @@ def serve(db_url: str, data_dir: Path) -> Iterator[Served]:
     client_id, secret = create_super_admin(db_url)
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
-    proc = start_server(data_dir, port, database_url=db_url, env=LOOPBACK_ENV)
+    proc = start_server(data_dir, port, database_url=db_url, env=LOCAL_ENV)
     try:
         yield Served(f"http://127.0.0.1:{port}", client_id, secret, data_dir / "server.log")
     finally:

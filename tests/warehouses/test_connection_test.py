@@ -43,7 +43,7 @@ from tests.support.moto_server import (  # noqa: F401 - fixture
     moto_server_session,
 )
 from tests.support.openbao import OpenBao, openbao_session  # noqa: F401 - fixture
-from tests.support.outbound import LOOPBACK
+from tests.support.outbound import LOCAL
 from tests.support.redshift_shim import RedshiftServer, redshift_server_session  # noqa: F401
 from tests.support.served import serve
 from tests.support.silent_server import silent_url  # noqa: F401 - fixture
@@ -127,7 +127,7 @@ def settings(
         **ROOT_KEYS,
         vault_addr=openbao_session.url,
         vault_token=openbao_session.root_token,
-        **LOOPBACK,
+        **LOCAL,
     )
 
 
