@@ -91,6 +91,10 @@ class DestinationRefused(BadRequest):
     kind, title = "destination-refused", "Destination not allowed"
 
 
+class HostUnresolved(DestinationRefused):
+    """400: the host name does not resolve, so there is no address to allow."""
+
+
 def system_resolver(host: str, port: int) -> list[str]:
     """Every address ``host`` resolves to for a TCP connection on ``port``
     (``socket.getaddrinfo``).
@@ -257,8 +261,9 @@ class Policy:
             lookup between the check and the connection.
 
         Raises:
-            DestinationRefused: the host matches no pattern, does not resolve, or an address is
-                refused by :meth:`check_address`.
+            DestinationRefused: the host matches no pattern, or an address is refused by
+                :meth:`check_address`.
+            HostUnresolved: the name does not resolve (a ``DestinationRefused``).
         """
         name = host.lower().rstrip(".").strip("[]")
         if not any(host_matches(name, pattern) for pattern in self.hosts[kind]):
@@ -281,7 +286,7 @@ class Policy:
         except OSError:
             addresses = []
         if not addresses:
-            raise DestinationRefused(
+            raise HostUnresolved(
                 f"The host name {host!r} cannot be resolved",
                 violations=[f"{field}: host {host!r} cannot be resolved"],
             )

@@ -699,7 +699,11 @@ def impostors() -> Iterator[dict[str, int]]:
 
 
 def test_what_is_not_a_warehouse_gets_one_answer(
-    rs: Project, redshift: RedshiftServer, impostors: dict[str, int]
+    rs: Project,
+    redshift: RedshiftServer,
+    impostors: dict[str, int],
+    http: TestClient,
+    settings: Settings,
 ) -> None:
     """Redshift's host and port are the caller's: a closed port, an SSH server and an HTTP
     server get the same answer, so the test tells nothing about what listens where. (Snowflake's
@@ -713,7 +717,15 @@ def test_what_is_not_a_warehouse_gets_one_answer(
             f"{name}-ssl",
             **redshift_properties(redshift, password, port={"value": str(port)}, useSsl=None),
         )
+    # .invalid never resolves (RFC 6761).
+    app: Any = http.app
+    app.state.settings = settings.model_copy(
+        update={"outbound_warehouse_hosts": "127.0.0.1,*.invalid"}
+    )
+    nowhere = {"url": {"value": "warehouse.no-such-host.invalid"}}
+    rs.environment("unresolved", **redshift_properties(redshift, password, **nowhere))
     unreachable = ("UNREACHABLE", UNREACHABLE_MESSAGE.format(warehouse="Redshift"))
+    assert _failure(rs, "unresolved") == unreachable
     for name in ports:
         assert _failure(rs, name) == unreachable, name
         assert _failure(rs, f"{name}-ssl") == unreachable, name

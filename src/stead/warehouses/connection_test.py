@@ -16,6 +16,7 @@ credential (they go through :func:`stead.logs.redact_text`, which masks every re
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import math
@@ -37,7 +38,7 @@ from stead.admission import SCOPE_KEY, Admission
 from stead.errors import AppError, BadRequest
 from stead.identity.service import Actor
 from stead.logs import redact_text, remember_secret
-from stead.outbound import DestinationRefused, Policy
+from stead.outbound import DestinationRefused, HostUnresolved, Policy
 from stead.projects.models import Project
 from stead.secrets import resolvers
 from stead.secrets.keys import KeyProblem, check_private_key
@@ -163,6 +164,9 @@ def resolve_target(
     Raises:
         DriverMissing: the warehouse's driver is not installed (503).
         BadRequest: a secret's value does not fit its property.
+        DestinationRefused: the outbound policy refuses the warehouse's host or an address it
+            resolves to (400 naming ``url`` or ``account``); a name that does not resolve is
+            left to the test, which answers ``UNREACHABLE``.
         and every error of :func:`stead.secrets.resolvers.resolve` (400, 403, 502, 503, 504).
     """
     require_driver(project.warehouse)
@@ -212,7 +216,10 @@ def resolve_target(
             schema=values.get("defaultSchema"),
             ssl=values.get("useSsl", "true") == "true",
         )
-    destination(target, settings, Policy.from_settings(settings))
+    with contextlib.suppress(HostUnresolved):
+        # A name that does not resolve is the test's to answer, as UNREACHABLE like any host
+        # it cannot reach.
+        destination(target, settings, Policy.from_settings(settings))
     return target
 
 
