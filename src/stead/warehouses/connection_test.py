@@ -10,8 +10,10 @@ timeout is answered at the deadline even when the driver would keep waiting.
 Drivers are extras, imported only when a test runs: ``stead[snowflake]``
 (``snowflake-connector-python``, key-pair authentication ``SNOWFLAKE_JWT``) and
 ``stead[redshift]`` (``redshift-connector``, user and password). Failures keep the warehouse's
-own code (:class:`~stead.warehouses.schemas.ConnectionTestError`); no message carries a
-credential (they go through :func:`stead.logs.redact_text`, which masks every resolved secret).
+own code (:class:`~stead.warehouses.schemas.ConnectionTestError`), and anything short of a
+warehouse's answer is one ``UNREACHABLE``; the host is checked by the outbound policy
+(:mod:`stead.outbound`) when the request arrives and again right before connecting. No message
+carries a credential (they go through :func:`stead.logs.redact_text`, which masks every resolved secret).
 """
 
 from __future__ import annotations
@@ -225,12 +227,12 @@ def resolve_target(
 
 def destination(target: Target, settings: Settings, policy: Policy) -> list[str]:
     """Check where ``target`` leads against ``policy`` (kind ``snowflake`` or ``redshift``) and
-    return the
-    addresses its host resolves to now, each allowed.
+    return the addresses its host resolves to now, each allowed.
 
     Raises:
-        DestinationRefused: the host is not allowed, does not resolve, or resolves to a refused
-            address (400 naming ``account`` or ``url`` among the connection properties).
+        DestinationRefused: the host is not allowed or resolves to a refused address (400 naming
+            ``account`` or ``url`` among the connection properties).
+        HostUnresolved: the name does not resolve.
     """
     if isinstance(target, SnowflakeTarget):
         host = snowflake_host(target.account, settings)
