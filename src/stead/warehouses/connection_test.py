@@ -13,7 +13,8 @@ Drivers are extras, imported only when a test runs: ``stead[snowflake]``
 own code (:class:`~stead.warehouses.schemas.ConnectionTestError`), and anything short of a
 warehouse's answer is one ``UNREACHABLE``; the host is checked by the outbound policy
 (:mod:`stead.outbound`) when the request arrives and again right before connecting. No message
-carries a credential (they go through :func:`stead.logs.redact_text`, which masks every resolved secret).
+carries a credential (they go through :func:`stead.logs.redact_text`, which masks every resolved
+secret).
 """
 
 from __future__ import annotations
