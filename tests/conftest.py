@@ -21,6 +21,7 @@ from stead.app import create_app
 from stead.migrations import upgrade
 from stead.settings import Settings
 from tests.support.factories import auth
+from tests.support.outbound import LOCAL
 from tests.support.postgres import postgres_cluster
 
 _counter = itertools.count()
@@ -80,9 +81,13 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def settings(db_url: str, tmp_path: Path) -> Settings:
-    """Settings for an app on ``db_url`` with its own data directory."""
+    """Settings for an app on ``db_url`` with its own data directory; loopback destinations
+    allowed (the test servers)."""
     return Settings(
-        data_dir=tmp_path / "data", database_url=db_url, github_api_url="http://127.0.0.1:9/unused"
+        data_dir=tmp_path / "data",
+        database_url=db_url,
+        github_api_url="http://127.0.0.1:9/unused",
+        **LOCAL,
     )
 
 

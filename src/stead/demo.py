@@ -15,7 +15,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -214,13 +214,24 @@ def run_flow(
         return [_provision(call, warehouse, git_dir, git_token) for warehouse in WAREHOUSES]
 
 
-def start_server(data_dir: Path, port: int, database_url: str = "") -> subprocess.Popen[bytes]:
-    """Start ``stead serve`` on 127.0.0.1:``port`` with ``data_dir``; wait until it is ready.
+def start_server(
+    data_dir: Path, port: int, database_url: str = "", env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``stead serve`` on 127.0.0.1:``port`` with ``data_dir``, ``file://`` git remotes
+    allowed and the ``STEAD_*`` variables of ``env`` added; wait until it is ready.
 
     Raises:
         RuntimeError: the server exited or did not become ready within 60 s.
     """
-    env = {**os.environ, "STEAD_DATA_DIR": str(data_dir), "STEAD_DATABASE_URL": database_url}
+    env = {
+        **os.environ,
+        "STEAD_DATA_DIR": str(data_dir),
+        "STEAD_DATABASE_URL": database_url,
+        # The demo's repositories are bare repositories on this machine (file:// remotes), which
+        # the outbound policy refuses unless allowed.
+        "STEAD_OUTBOUND_GIT_ALLOW_FILE": "true",
+        **(env or {}),
+    }
     log = open(data_dir / "server.log", "ab")  # noqa: SIM115 - handed to the child process
     proc = subprocess.Popen(
         [sys.executable, "-m", "stead.cli.main", "serve", "--port", str(port)],

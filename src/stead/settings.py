@@ -5,12 +5,13 @@ Read it through :func:`get_settings` only; nothing else in the code reads ``os.e
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -90,6 +91,16 @@ class Settings(BaseSettings):
         snowflake_host / snowflake_port / snowflake_protocol: where Snowflake is reached; an
             empty host means ``<account>.snowflakecomputing.com`` (set it for a private
             endpoint such as ``<account>.privatelink.snowflakecomputing.com``).
+        outbound_allowed_networks: comma-separated networks (``127.0.0.0/8, ::1, 10.0.0.0/8``)
+            whose addresses Stead may connect to on a caller's behalf although they are loopback,
+            private, link-local or otherwise not public; empty (the default) refuses them all
+            (docs/decisions.md, "Outbound policy").
+        outbound_warehouse_hosts / outbound_git_hosts: comma-separated host patterns (``host``,
+            ``*.domain``, ``*``) allowed for warehouses / git providers and remotes besides the
+            vendors' domains and the hosts configured in other settings.
+        outbound_git_allow_http / outbound_git_allow_ssh / outbound_git_allow_file: accept git
+            remotes over plain ``http://`` (the token travels in clear text), ``ssh://`` (the
+            server's own SSH key) and ``file://`` (a repository on the server's disk).
         redshift_sslmode: how a Redshift connection with ``useSsl`` true checks the server's
             certificate: ``verify-full`` (chain and host name) or ``verify-ca`` (chain only).
     """
@@ -151,6 +162,21 @@ class Settings(BaseSettings):
     snowflake_port: int = 443
     snowflake_protocol: Literal["https", "http"] = "https"
     redshift_sslmode: Literal["verify-full", "verify-ca"] = "verify-full"
+    outbound_allowed_networks: str = ""
+    outbound_warehouse_hosts: str = ""
+    outbound_git_hosts: str = ""
+    outbound_git_allow_http: bool = False
+    outbound_git_allow_ssh: bool = False
+    outbound_git_allow_file: bool = False
+
+    @field_validator("outbound_allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        """Refuse at startup a network that does not parse (``ipaddress.ip_network``)."""
+        for part in value.split(","):
+            if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)
+        return value
 
     @property
     def effective_database_url(self) -> str:

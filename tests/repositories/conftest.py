@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from stead.settings import Settings
 from tests.support.git_server import GitServer, git_server_session  # noqa: F401 - fixture
 from tests.support.github_fake import GitHubFake, github_fake_server  # noqa: F401 - fixture
+from tests.support.outbound import LOCAL
 
 UPSTREAM_TIMEOUT = 2.0
 
@@ -39,6 +40,7 @@ def settings(db_url: str, tmp_path: Path, github: GitHubFake) -> Settings:
         database_url=db_url,
         github_api_url=github.url,
         upstream_timeout_seconds=UPSTREAM_TIMEOUT,
+        **LOCAL,
     )
 
 

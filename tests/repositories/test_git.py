@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from stead.audit.models import AuditEvent
+from stead.outbound import Policy
 from stead.repositories import git as git_provider
 from stead.repositories.models import Repository
 from tests.support.factories import assert_problem
@@ -191,22 +192,35 @@ def test_unreachable_remotes(
     project_id: str,
     session_factory: sessionmaker[Session],
 ) -> None:
+    app: Any = http.app
+    app.state.settings = app.state.settings.model_copy(
+        update={"outbound_git_allow_ssh": True, "outbound_git_hosts": "127.0.0.1,*.invalid"}
+    )
     refused = "no connection could be made to the host"
-    unresolved = "the host name could not be resolved"  # .invalid never resolves (RFC 6761)
-    for remote, reason in (
-        (f"http://127.0.0.1:{free_port()}/x.git", refused),
-        (f"ssh://git@127.0.0.1:{free_port()}/x.git", refused),
-        ("https://git.no-such-host.invalid/x.git", unresolved),
-        ("ssh://git@git.no-such-host.invalid/x.git", unresolved),
-        # git's scp-like SSH form, as providers show it: dialled over SSH like ssh://
-        ("git@git.no-such-host.invalid:org/x.git", unresolved),
+    for remote in (
+        f"http://127.0.0.1:{free_port()}/x.git",
+        f"ssh://git@127.0.0.1:{free_port()}/x.git",
     ):
         resp = http.post(
             f"/v1/projects/{project_id}/repositories",
             json=_body(remote),
             headers={**admin, TOKEN: "tok"},
         )
-        assert assert_problem(resp, 502)["detail"].endswith(f": {reason}"), remote
+        assert assert_problem(resp, 502)["detail"].endswith(f": {refused}"), remote
+    # .invalid never resolves (RFC 6761): the outbound policy says so before any connection.
+    for remote in (
+        "https://git.no-such-host.invalid/x.git",
+        "ssh://git@git.no-such-host.invalid/x.git",
+        # git's scp-like SSH form, as providers show it: checked as ssh:// to its host
+        "git@git.no-such-host.invalid:org/x.git",
+    ):
+        resp = http.post(
+            f"/v1/projects/{project_id}/repositories",
+            json=_body(remote),
+            headers={**admin, TOKEN: "tok"},
+        )
+        body = assert_problem(resp, 400, "providerParameters.url")
+        assert "cannot be resolved" in body["detail"], remote
     assert _count(session_factory) == 0
 
 
@@ -220,7 +234,16 @@ def test_an_scp_like_remote_is_spoken_as_git_speaks_it() -> None:
     ):
         assert git_provider.check_url(url) == url
         client, sent = git_provider.connect(
-            url, SecretStr("unused"), username=git_provider.USERNAME, timeout=1
+            url,
+            SecretStr("unused"),
+            username=git_provider.USERNAME,
+            timeout=1,
+            # a stub resolver answering a public address: no lookup leaves, and connect()
+            policy=Policy(
+                hosts={"git": ("*",)},
+                git_schemes=frozenset({"ssh"}),
+                resolver=lambda host, port: ["140.82.112.3"],  # only builds the client
+            ),
         )
         assert isinstance(client, SSHGitClient)
         host = url.split(":")[0].split("@")[-1]

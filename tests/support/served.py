@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stead.demo import create_super_admin, start_server
+from tests.support.outbound import LOCAL_ENV
 from tests.support.postgres import free_port
 
 
@@ -24,11 +25,12 @@ class Served:
 
 @contextmanager
 def serve(db_url: str, data_dir: Path) -> Iterator[Served]:
-    """Migrate ``db_url``, create a SUPER_ADMIN client, run ``stead serve`` on a free port."""
+    """Migrate ``db_url``, create a SUPER_ADMIN client, run ``stead serve`` on a free port with
+    loopback destinations allowed (the test servers)."""
     client_id, secret = create_super_admin(db_url)
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
-    proc = start_server(data_dir, port, database_url=db_url)
+    proc = start_server(data_dir, port, database_url=db_url, env=LOCAL_ENV)
     try:
         yield Served(f"http://127.0.0.1:{port}", client_id, secret, data_dir / "server.log")
     finally:

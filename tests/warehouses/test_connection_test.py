@@ -5,14 +5,17 @@ external stores (moto's Secrets Manager, OpenBao)."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
 import socket
+import socketserver
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +29,11 @@ from typer.testing import CliRunner
 from stead.audit.models import AuditEvent
 from stead.cli.main import app as cli
 from stead.environments.models import Environment
+from stead.outbound import Policy
 from stead.secrets.keys import fingerprint
 from stead.secrets.models import HostedSecret
 from stead.settings import Settings
+from stead.warehouses.connection_test import UNREACHABLE_MESSAGE, RedshiftTarget, attempt
 from tests.support.factories import assert_problem, create_agent, example, user_auth
 from tests.support.keys import pkcs8, pkcs8_encrypted, rsa_key
 from tests.support.moto_server import (  # noqa: F401 - fixture
@@ -38,6 +43,7 @@ from tests.support.moto_server import (  # noqa: F401 - fixture
     moto_server_session,
 )
 from tests.support.openbao import OpenBao, openbao_session  # noqa: F401 - fixture
+from tests.support.outbound import LOCAL
 from tests.support.redshift_shim import RedshiftServer, redshift_server_session  # noqa: F401
 from tests.support.served import serve
 from tests.support.silent_server import silent_url  # noqa: F401 - fixture
@@ -121,6 +127,7 @@ def settings(
         **ROOT_KEYS,
         vault_addr=openbao_session.url,
         vault_token=openbao_session.root_token,
+        **LOCAL,
     )
 
 
@@ -368,7 +375,7 @@ def test_snowflake_failures(
     app: Any = http.app
     app.state.settings = settings.model_copy(update={"snowflake_port": closed_port()})
     code, message = _failure(sf, "fine")
-    assert code == "UNREACHABLE" and "cannot connect to 127.0.0.1:" in message
+    assert (code, message) == ("UNREACHABLE", UNREACHABLE_MESSAGE.format(warehouse="Snowflake"))
     app.state.settings = settings
     assert sf.result("fine")["ok"] is True
 
@@ -401,8 +408,10 @@ def test_redshift_failures(rs: Project, redshift: RedshiftServer) -> None:
     code, message = _failure(rs, "unknown-database")
     assert code == "3D000" and 'database "nodb" does not exist' in message
     code, message = _failure(rs, "unreachable")
-    assert code == "UNREACHABLE" and "Connection refused" in message
-    assert _failure(rs, "ssl-by-default") == ("DRIVER", "Server refuses SSL")
+    unreachable = ("UNREACHABLE", UNREACHABLE_MESSAGE.format(warehouse="Redshift"))
+    assert (code, message) == unreachable
+    # A server that refuses SSL is no Redshift: the same answer as a closed port.
+    assert _failure(rs, "ssl-by-default") == unreachable
 
 
 def test_a_silent_warehouse_times_out_without_holding_the_database(
@@ -598,9 +607,11 @@ def test_canary_credentials_never_leave(
         rs.create("v", validate=True, **redshift_properties(redshift, {"value": password})).text
     )
     answers.append(sf.create("v", validate=True, privateKey={"value": key}).text)
-    assert [
-        json.loads(a)["error"]["code"] for a in answers[:3]
-    ] == ["28P01", "390144", "PASSPHRASE"]
+    assert [json.loads(a)["error"]["code"] for a in answers[:3]] == [
+        "28P01",
+        "390144",
+        "PASSPHRASE",
+    ]
     logged = logs.text + "\n".join(str(r.__dict__) for r in logs.records)
     with session_factory() as session:
         events = [str(e.details) for e in session.scalars(select(AuditEvent))]
@@ -644,3 +655,155 @@ def test_stead_env_test(db_url: str, tmp_path: Path, redshift: RedshiftServer) -
         assert json.loads(broken.stdout)["error"]["code"] == "UNREACHABLE"
         missing = CliRunner().invoke(cli, ["env", "test", project_id, "nope", *flags])
         assert missing.exit_code == 1 and "404" in missing.output
+
+
+# -- the outbound policy ----------------------------------------------------------------------
+
+
+class _Impostor(socketserver.BaseRequestHandler):
+    """What listens on a port that is no warehouse: sends ``server.banner``, reads, answers
+    ``server.reply`` and hangs up."""
+
+    def handle(self) -> None:
+        server: Any = self.server
+        self.request.settimeout(2)
+        if server.banner:
+            self.request.sendall(server.banner)
+        with contextlib.suppress(OSError):
+            self.request.recv(4096)  # the client's first words, whatever they are
+        self.request.sendall(server.reply)
+
+
+@pytest.fixture
+def impostors() -> Iterator[dict[str, int]]:
+    """Ports on 127.0.0.1 of an SSH server (banner, then it hangs up on a stranger) and an HTTP
+    server (400 to anything)."""
+    kinds = {
+        "ssh": (b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n", b"Invalid SSH identification string.\r\n"),
+        "http": (
+            b"",
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        ),
+    }
+    servers = {}
+    for name, (banner, reply) in kinds.items():
+        server: Any = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Impostor)
+        server.daemon_threads = True
+        server.banner, server.reply = banner, reply
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers[name] = server
+    yield {name: server.server_address[1] for name, server in servers.items()}
+    for server in servers.values():
+        server.shutdown()
+        server.server_close()
+
+
+def test_what_is_not_a_warehouse_gets_one_answer(
+    rs: Project,
+    redshift: RedshiftServer,
+    impostors: dict[str, int],
+    http: TestClient,
+    settings: Settings,
+) -> None:
+    """Redshift's host and port are the caller's: a closed port, an SSH server and an HTTP
+    server get the same answer, so the test tells nothing about what listens where. (Snowflake's
+    are the admin's: the caller names an account under snowflakecomputing.com.)"""
+    ports = {"closed": closed_port(), **impostors}
+    password = {"secretName": rs.hosted("the caller's guess")}
+    for name, port in ports.items():
+        rs.environment(name, **redshift_properties(redshift, password, port={"value": str(port)}))
+        # SSL on (the default) as well: the SSH banner's first byte is the 'S' of "SSL yes".
+        rs.environment(
+            f"{name}-ssl",
+            **redshift_properties(redshift, password, port={"value": str(port)}, useSsl=None),
+        )
+    # .invalid never resolves (RFC 6761).
+    app: Any = http.app
+    app.state.settings = settings.model_copy(
+        update={"outbound_warehouse_hosts": "127.0.0.1,*.invalid"}
+    )
+    nowhere = {"url": {"value": "warehouse.no-such-host.invalid"}}
+    rs.environment("unresolved", **redshift_properties(redshift, password, **nowhere))
+    unreachable = ("UNREACHABLE", UNREACHABLE_MESSAGE.format(warehouse="Redshift"))
+    assert _failure(rs, "unresolved") == unreachable
+    for name in ports:
+        assert _failure(rs, name) == unreachable, name
+        assert _failure(rs, f"{name}-ssl") == unreachable, name
+    # A warehouse that refuses the login keeps its own code.
+    rs.environment("warehouse", **redshift_properties(redshift, password))
+    assert _failure(rs, "warehouse")[0] == "28P01"
+
+
+def test_loopback_and_unlisted_warehouses_are_refused_unless_allowed(
+    rs: Project,
+    sf: Project,
+    redshift: RedshiftServer,
+    snowflake: SnowflakeServer,
+    http: TestClient,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+) -> None:
+    password = {"secretName": rs.hosted(redshift.password)}
+    rs.environment("stored", **redshift_properties(redshift, password))
+    sf.environment("stored", privateKey={"secretName": sf.hosted(pkcs8(rsa_key(number=1)))})
+    app: Any = http.app
+    app.state.settings = settings.model_copy(update={"outbound_allowed_networks": ""})
+    before = len(_events(session_factory, "environment.connection_tested"))
+
+    created = rs.create("new", validate=True, **redshift_properties(redshift, password))
+    problem = assert_problem(created, 400, f"{PROPS}.url")
+    assert problem["type"].endswith("/destination-refused")
+    assert "loopback" in problem["detail"]
+    assert rs.http.get(f"{rs.base}/environments/new", headers=rs.admin).status_code == 404
+    assert_problem(rs.test("stored"), 400, f"{PROPS}.url")
+    # The configured Snowflake host is allowed as a host, not as a loopback address.
+    assert_problem(sf.test("stored"), 400, f"{PROPS}.account")
+    # A name that resolves to loopback (through /etc/hosts) is refused as well.
+    localhost = redshift_properties(redshift, password, url={"value": "localhost"})
+    assert_problem(rs.create("named", validate=True, **localhost), 400, f"{PROPS}.url")
+    # A host outside the vendors' domains and the configured ones is refused by its name.
+    app.state.settings = settings.model_copy(update={"outbound_warehouse_hosts": ""})
+    problem = assert_problem(rs.test("stored"), 400, f"{PROPS}.url")
+    assert "STEAD_OUTBOUND_WAREHOUSE_HOSTS" in problem["detail"]
+    assert len(_events(session_factory, "environment.connection_tested")) == before
+
+    app.state.settings = settings
+    assert rs.result("stored")["ok"] is True
+    assert sf.result("stored")["ok"] is True
+
+
+def test_the_driver_connects_to_the_address_that_was_checked(
+    redshift: RedshiftServer, settings: Settings
+) -> None:
+    """DNS rebinding: the name is resolved once, right before connecting, and a Redshift
+    connection without SSL is made to that address (the driver never resolves the name)."""
+    answers = {"warehouse.stead.invalid": ["127.0.0.1"]}
+    asked: list[str] = []
+
+    def resolver(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return answers[host]
+
+    lab = settings.model_copy(update={"outbound_warehouse_hosts": "*.stead.invalid"})
+    target = RedshiftTarget(
+        host="warehouse.stead.invalid",
+        port=redshift.port,
+        user=redshift.user,
+        password=redshift.password,
+        database=redshift.database,
+        schema="public",
+        ssl=False,
+    )
+    policy = Policy.from_settings(lab, resolver=resolver)
+    result = attempt(target, lab, policy)
+    assert result.ok is True, result
+    assert asked == ["warehouse.stead.invalid"]
+    # The name now answers with a loopback address, which this installation refuses: nothing
+    # is sent, and the answer is the one for any unreachable host.
+    strict = lab.model_copy(update={"outbound_allowed_networks": ""})
+    result = attempt(target, strict, Policy.from_settings(strict, resolver=resolver))
+    assert result.error is not None
+    assert (result.error.code, result.error.message) == (
+        "UNREACHABLE",
+        UNREACHABLE_MESSAGE.format(warehouse="Redshift"),
+    )

@@ -38,6 +38,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 from pydantic import AfterValidator, Field, SecretStr
 
+from stead.outbound import Policy
 from stead.repositories.provider import (
     DeployKey,
     RepositoryInfo,
@@ -133,8 +134,9 @@ def check(
         "User-Agent": "stead",
     }
     timeout = settings.upstream_timeout_seconds
+    hooks = {"request": [Policy.from_settings(settings).httpx_hook("git", field="provider")]}
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+        with httpx.Client(timeout=timeout, follow_redirects=False, event_hooks=hooks) as client:
             response = client.get(url, params={"api-version": API_VERSION}, headers=headers)
     except httpx.TimeoutException:
         raise timed_out(NAME, timeout) from None

@@ -14,6 +14,9 @@ password in the URL is refused: the token belongs in the header, never in a stor
 ``ssh://`` and the scp-like form run the system ``ssh`` in batch mode, authenticated with the
 server's own SSH key (the token cannot be used over SSH); ``file://`` reads a repository on the
 server's disk, and the token is not used either.
+The outbound policy (:mod:`stead.outbound`) allows only ``https://`` unless an admin turns on
+``http://`` (the token would travel in clear text), ``ssh://`` (the scp-like form too) or
+``file://``, and checks the host, its addresses and every redirect.
 
 Each HTTP request gets one attempt and ``settings.upstream_timeout_seconds`` (an ``ls-remote``
 over protocol v2 makes two requests).
@@ -43,6 +46,7 @@ from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
 from dulwich.refs import SYMREF, Ref
 from pydantic import AfterValidator, Field, SecretStr
 
+from stead.outbound import Policy
 from stead.repositories.provider import (
     DeployKey,
     RepositoryInfo,
@@ -165,7 +169,8 @@ def check(
     failures -> 502, timeouts -> 504."""
     url = params["url"]
     timeout = settings.upstream_timeout_seconds
-    client, path = connect(url, token, username=USERNAME, timeout=timeout)
+    policy = Policy.from_settings(settings)
+    client, path = connect(url, token, username=USERNAME, timeout=timeout, policy=policy)
     with translated_errors(url, timeout=timeout, permission="read", field=URL_FIELD):
         result = client.get_refs(path)
     head = (result.symrefs.get(Ref(b"HEAD")) or b"").decode("utf-8", "replace")
@@ -176,20 +181,33 @@ def check(
 
 
 def connect(
-    url: str, token: SecretStr, *, username: str, timeout: float
+    url: str,
+    token: SecretStr,
+    *,
+    username: str,
+    timeout: float,
+    policy: Policy,
+    field: str = URL_FIELD,
 ) -> tuple[GitClient, bytes]:
-    """A dulwich client for the remote ``url`` and the repository path to pass it.
+    """A dulwich client for the remote ``url`` and the repository path to pass it, once
+    ``policy`` allows ``url`` (and, over HTTP(S), each redirect it leads to).
 
     Over HTTP(S) the token is the Basic-auth password and the user name is the one written in
     the URL, else ``username``; each request gets one attempt and ``timeout`` seconds. ``ssh://``
     runs the system ``ssh`` in batch mode and ``file://`` opens a path on this server; neither
     uses the token; nor does git's scp-like SSH form, whose path is sent as written.
+
+    Raises:
+        DestinationRefused: the policy refuses the URL (400 naming ``field``); the scp-like
+            form is checked as the ``ssh://`` URL of its host.
     """
     ssh_command = f"ssh -o BatchMode=yes -o ConnectTimeout={math.ceil(timeout)}"
     scp = scp_like(url)
     if scp is not None:
         user, host, path = scp
+        policy.check_url("git", f"ssh://{host}", field=field)
         return SSHGitClient(host, username=user, ssh_command=ssh_command), path.encode()
+    policy.check_url("git", url, field=field)
     parts = urlsplit(url)
     if parts.scheme in ("http", "https"):
         client = _HttpClient(
@@ -197,6 +215,9 @@ def connect(
             username=unquote(parts.username or username),
             password=token.get_secret_value(),
             timeout=timeout,
+            retries=policy.urllib3_retry(
+                "git", field=field, total=None, connect=0, read=0, status=0, other=0, redirect=5
+            ),
         )
         return client, b""
     if parts.scheme == "ssh":
@@ -298,17 +319,24 @@ class _HttpStatus(Exception):
 
 class _HttpClient(Urllib3HttpGitClient):
     """dulwich's HTTP client with one attempt per request (urllib3 would otherwise retry timeouts
-    and sleep through ``Retry-After``), reporting any non-200 status as :class:`_HttpStatus`.
+    and sleep through ``Retry-After``) and the outbound policy's check on each redirect
+    (``retries``), reporting any non-200 status as :class:`_HttpStatus`.
 
     Relies on ``Urllib3HttpGitClient._http_request`` of the pinned dulwich.
     """
 
-    def __init__(self, base_url: str, *, username: str, password: str, timeout: float) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        username: str,
+        password: str,
+        timeout: float,
+        retries: urllib3.Retry,
+    ) -> None:
         manager = default_urllib3_manager(None, base_url=base_url, timeout=timeout)
         assert isinstance(manager, urllib3.PoolManager)
-        manager.connection_pool_kw["retries"] = urllib3.Retry(
-            total=None, connect=0, read=0, status=0, other=0, redirect=5
-        )
+        manager.connection_pool_kw["retries"] = retries
         super().__init__(
             base_url, pool_manager=manager, username=username, password=password, timeout=timeout
         )

@@ -26,6 +26,7 @@ import httpx
 from pydantic import AfterValidator, Field, SecretStr
 
 from stead.errors import Forbidden
+from stead.outbound import Policy
 from stead.repositories.provider import (
     DeployKey,
     RepositoryInfo,
@@ -192,8 +193,9 @@ def _request(
         "User-Agent": "stead",
     }
     timeout = settings.upstream_timeout_seconds
+    hooks = {"request": [Policy.from_settings(settings).httpx_hook("git", field="provider")]}
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=True) as client:
+        with httpx.Client(timeout=timeout, follow_redirects=True, event_hooks=hooks) as client:
             return client.request(method, url, headers=headers, json=json)
     except httpx.TimeoutException:
         raise timed_out(NAME, timeout) from None

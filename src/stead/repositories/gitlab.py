@@ -35,6 +35,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import AfterValidator, Field, SecretStr
 
+from stead.outbound import Policy
 from stead.repositories.provider import (
     DeployKey,
     RepositoryInfo,
@@ -221,8 +222,9 @@ def _request(
         "User-Agent": "stead",
     }
     timeout = settings.upstream_timeout_seconds
+    hooks = {"request": [Policy.from_settings(settings).httpx_hook("git", field="provider")]}
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=True) as client:
+        with httpx.Client(timeout=timeout, follow_redirects=True, event_hooks=hooks) as client:
             return client.request(method, url, headers=headers, json=json)
     except httpx.TimeoutException:
         raise timed_out(NAME, timeout) from None

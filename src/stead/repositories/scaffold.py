@@ -30,6 +30,7 @@ from stead.declarative.state import ProjectState, State, export_document
 from stead.environments.models import Environment
 from stead.environments.routes import environment_read
 from stead.errors import Conflict
+from stead.outbound import Policy
 from stead.projects.models import Project
 from stead.projects.schemas import ProjectRead
 from stead.repositories import git
@@ -95,12 +96,14 @@ def push_first_commit(
     message: str,
     timeout: float,
     field: str,
+    policy: Policy,
 ) -> str:
     """Push one commit holding ``files`` to ``refs/heads/<branch>`` of the empty repository at
     ``url``; return the commit's hex id.
 
     Raises:
         Conflict: the repository has a ref (it is not empty); nothing was pushed.
+        DestinationRefused: ``policy`` refuses ``url`` (400 naming ``field``).
         BadRequest, Forbidden (no push permission), UpstreamError, UpstreamUnavailable,
             UpstreamTimeout: as :func:`stead.repositories.git.translated_errors`, with
             ``field`` named when the repository is not found.
@@ -126,7 +129,9 @@ def push_first_commit(
             raise _NotEmpty
         return {ref: commit.id}
 
-    client, path = git.connect(url, token, username=username, timeout=timeout)
+    client, path = git.connect(
+        url, token, username=username, timeout=timeout, policy=policy, field=field
+    )
     try:
         with git.translated_errors(
             url, timeout=timeout, permission="push (write)", field=field, name=SERVER

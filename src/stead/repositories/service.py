@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from stead import audit
 from stead.errors import AppError, Conflict, Forbidden, NotFound
 from stead.identity.service import Actor
+from stead.outbound import Policy
 from stead.projects.models import Project
 from stead.repositories import azure_devops, git, github, github_enterprise, gitlab, scaffold
 from stead.repositories.models import Repository
@@ -200,6 +201,7 @@ def _confirm_new(
             message=f"Initialize Stead project {project.name}\n",
             timeout=settings.upstream_timeout_seconds,
             field=git.URL_FIELD if data.provider == "git" else "repositoryName",
+            policy=Policy.from_settings(settings),
         )
     key = _register_key(
         provider,

@@ -10,13 +10,18 @@ timeout is answered at the deadline even when the driver would keep waiting.
 Drivers are extras, imported only when a test runs: ``stead[snowflake]``
 (``snowflake-connector-python``, key-pair authentication ``SNOWFLAKE_JWT``) and
 ``stead[redshift]`` (``redshift-connector``, user and password). Failures keep the warehouse's
-own code (:class:`~stead.warehouses.schemas.ConnectionTestError`); no message carries a
-credential (they go through :func:`stead.logs.redact_text`, which masks every resolved secret).
+own code (:class:`~stead.warehouses.schemas.ConnectionTestError`), and anything short of a
+warehouse's answer is one ``UNREACHABLE``; the host is checked by the outbound policy
+(:mod:`stead.outbound`) when the request arrives and again right before connecting. No message
+carries a credential (they go through :func:`stead.logs.redact_text`, which masks every resolved
+secret).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import logging
 import math
 import socket
 import time
@@ -36,6 +41,7 @@ from stead.admission import SCOPE_KEY, Admission
 from stead.errors import AppError, BadRequest
 from stead.identity.service import Actor
 from stead.logs import redact_text, remember_secret
+from stead.outbound import DestinationRefused, HostUnresolved, Policy
 from stead.projects.models import Project
 from stead.secrets import resolvers
 from stead.secrets.keys import KeyProblem, check_private_key
@@ -60,6 +66,17 @@ HINTS = {
     "3D000": "the database does not exist",
 }
 PROPERTIES = "connectionOverrides[0].connectionProperties"
+#: The one answer for every failure before the warehouse itself gave a verdict: a name that does
+#: not resolve, a closed or filtered port, a server that speaks another protocol (SSH, HTTP, a
+#: web page ...). Saying which would make the test a port scanner (docs/decisions.md).
+UNREACHABLE_MESSAGE = (
+    "no {warehouse} warehouse answered at this address: the host cannot be reached, or what "
+    "answers there is not {warehouse}"
+)
+#: Snowflake's drivers number their own errors (no connection, an answer they cannot read) from
+#: 200000 to 299999; the service's codes (390xxx for login, 00xxxx for SQL) lie outside.
+_SNOWFLAKE_DRIVER_CODES = range(200000, 300000)
+log = logging.getLogger(__name__)
 
 
 class DriverMissing(AppError):
@@ -113,6 +130,10 @@ class _Failed(Exception):
         self.message = message
 
 
+def _unreachable(warehouse: str) -> _Failed:
+    return _Failed("UNREACHABLE", UNREACHABLE_MESSAGE.format(warehouse=warehouse))
+
+
 def require_driver(warehouse: str) -> None:
     """Check that the driver of ``warehouse`` is installed (without importing it).
 
@@ -146,6 +167,9 @@ def resolve_target(
     Raises:
         DriverMissing: the warehouse's driver is not installed (503).
         BadRequest: a secret's value does not fit its property.
+        DestinationRefused: the outbound policy refuses the warehouse's host or an address it
+            resolves to (400 naming ``url`` or ``account``); a name that does not resolve is
+            left to the test, which answers ``UNREACHABLE``.
         and every error of :func:`stead.secrets.resolvers.resolve` (400, 403, 502, 503, 504).
     """
     require_driver(project.warehouse)
@@ -173,8 +197,9 @@ def resolve_target(
                 f"The value of secret {stored['secretName']!r} cannot be {key}: {exc}",
                 violations=[f"{where}: the secret's value {exc}"],
             ) from None
+    target: Target
     if project.warehouse == "SNOWFLAKE":
-        return SnowflakeTarget(
+        target = SnowflakeTarget(
             account=values["account"],
             user=values["username"],
             private_key=values["privateKey"],
@@ -184,33 +209,69 @@ def resolve_target(
             database=values.get("defaultDatabase"),
             schema=values.get("defaultSchema"),
         )
-    return RedshiftTarget(
-        host=values["url"],
-        port=int(values["port"]),
-        user=values["username"],
-        password=values["password"],
-        database=values["defaultDatabase"],
-        schema=values.get("defaultSchema"),
-        ssl=values.get("useSsl", "true") == "true",
-    )
+    else:
+        target = RedshiftTarget(
+            host=values["url"],
+            port=int(values["port"]),
+            user=values["username"],
+            password=values["password"],
+            database=values["defaultDatabase"],
+            schema=values.get("defaultSchema"),
+            ssl=values.get("useSsl", "true") == "true",
+        )
+    with contextlib.suppress(HostUnresolved):
+        # A name that does not resolve is the test's to answer, as UNREACHABLE like any host
+        # it cannot reach.
+        destination(target, settings, Policy.from_settings(settings))
+    return target
 
 
-def _probe(host: str, port: int, timeout: float) -> None:
-    """Open and close a TCP connection, so that an unreachable host is told apart from a
-    silent one (drivers retry a refused connection until their login timeout).
+def destination(target: Target, settings: Settings, policy: Policy) -> list[str]:
+    """Check where ``target`` leads against ``policy`` (kind ``snowflake`` or ``redshift``) and
+    return the addresses its host resolves to now, each allowed.
 
     Raises:
-        _Failed: ``UNREACHABLE`` (name not found, refused, no route) or ``TIMEOUT``.
+        DestinationRefused: the host is not allowed or resolves to a refused address (400 naming
+            ``account`` or ``url`` among the connection properties).
+        HostUnresolved: the name does not resolve.
     """
+    if isinstance(target, SnowflakeTarget):
+        host = snowflake_host(target.account, settings)
+        addresses = policy.check_host(
+            "snowflake", host, settings.snowflake_port, field=f"{PROPERTIES}.account"
+        )
+    else:
+        addresses = policy.check_host(
+            "redshift", target.host, target.port, field=f"{PROPERTIES}.url"
+        )
+    return [str(address) for address in addresses]
+
+
+def _probe(target: Target, settings: Settings, policy: Policy) -> str:
+    """Check the destination again right before connecting (the name may resolve differently
+    than when the request was checked), then open and close a TCP connection to the first
+    allowed address that accepts one, so that an unreachable host is answered at once (drivers
+    retry a refused connection until their login timeout). Return that address.
+
+    Raises:
+        _Failed: ``UNREACHABLE`` (refused destination, name not found, refused, no route,
+            no connection in time), with the same message whatever the cause.
+    """
+    warehouse = "Snowflake" if isinstance(target, SnowflakeTarget) else "Redshift"
+    port = settings.snowflake_port if isinstance(target, SnowflakeTarget) else target.port
     try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except TimeoutError:
-        raise _Failed("TIMEOUT", f"{host}:{port} did not accept a connection in time") from None
-    except socket.gaierror:
-        raise _Failed("UNREACHABLE", f"the host name {host!r} cannot be resolved") from None
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise _Failed("UNREACHABLE", f"cannot connect to {host}:{port}: {reason}") from None
+        addresses = destination(target, settings, policy)
+    except DestinationRefused:
+        raise _unreachable(warehouse) from None
+    for address in addresses:
+        try:
+            socket.create_connection(
+                (address, port), timeout=settings.warehouse_connect_timeout_seconds
+            ).close()
+        except OSError:
+            continue
+        return address
+    raise _unreachable(warehouse)
 
 
 def _quote(identifier: str) -> str:
@@ -223,7 +284,7 @@ def snowflake_host(account: str, settings: Settings) -> str:
     return settings.snowflake_host or account + SNOWFLAKE_DOMAIN
 
 
-def _snowflake(target: SnowflakeTarget, settings: Settings) -> str:
+def _snowflake(target: SnowflakeTarget, settings: Settings, policy: Policy) -> str:
     """Log in with the private key, apply role, warehouse, database and schema, and run
     ``SELECT CURRENT_VERSION()``; return the version.
 
@@ -244,7 +305,8 @@ def _snowflake(target: SnowflakeTarget, settings: Settings) -> str:
         checked.pem.encode(), target.passphrase.encode() if target.passphrase else None
     )
     host = snowflake_host(target.account, settings)
-    _probe(host, settings.snowflake_port, settings.warehouse_connect_timeout_seconds)
+    # HTTPS to the name: the certificate check stops a name that resolves elsewhere later.
+    _probe(target, settings, policy)
 
     import snowflake.connector
     from snowflake.connector.errors import Error as SnowflakeError
@@ -278,7 +340,9 @@ def _snowflake(target: SnowflakeTarget, settings: Settings) -> str:
             )
             row = cursor.fetchone()
     except SnowflakeError as exc:
-        code = str(exc.errno) if exc.errno else "DRIVER"
+        if not exc.errno or exc.errno in _SNOWFLAKE_DRIVER_CODES:
+            raise _unreachable("Snowflake") from None
+        code = str(exc.errno)
         message = exc.raw_msg or str(exc)
         hint = HINTS.get(code)
         if hint:
@@ -287,21 +351,25 @@ def _snowflake(target: SnowflakeTarget, settings: Settings) -> str:
     return str(row[0]) if row else ""
 
 
-def _redshift(target: RedshiftTarget, settings: Settings) -> str:
+def _redshift(target: RedshiftTarget, settings: Settings, policy: Policy) -> str:
     """Log in with user and password (SSL as ``useSsl`` and the ``redshift_sslmode`` setting
     say), set the schema and a statement timeout, and run ``SELECT version()``; return it.
 
     Raises:
         _Failed: the server refused, with its SQLSTATE, or the driver failed.
     """
-    _probe(target.host, target.port, settings.warehouse_connect_timeout_seconds)
+    address = _probe(target, settings, policy)
+    # Without SSL nothing would notice a name that resolves elsewhere by now: the driver is
+    # given the checked address. With SSL it needs the name for verify-full; a host that does
+    # not hold a certificate for that name fails the handshake before the password is sent.
+    host = target.host if target.ssl else address
     import redshift_connector
     from redshift_connector.error import Error
 
     connect_timeout = math.ceil(settings.warehouse_connect_timeout_seconds)
     try:
         conn = redshift_connector.connect(
-            host=target.host,
+            host=host,
             port=target.port,
             database=target.database,
             user=target.user,
@@ -328,7 +396,8 @@ def _redshift(target: RedshiftTarget, settings: Settings) -> str:
 
 def _redshift_failure(exc: Exception) -> _Failed:
     """The code and message of a ``redshift_connector`` error: the server's SQLSTATE (``C``)
-    and message (``M``) when it sent an error response, else the driver's own words."""
+    and message (``M``) when it sent an error response, ``TIMEOUT`` when it said nothing in
+    time, else ``UNREACHABLE`` (what answered is not a warehouse)."""
     first: Any = exc.args[0] if exc.args else None
     if isinstance(first, dict) and "C" in first:
         code = str(first["C"])
@@ -338,23 +407,26 @@ def _redshift_failure(exc: Exception) -> _Failed:
     cause = exc.args[1] if len(exc.args) > 1 else exc.__cause__
     if isinstance(cause, TimeoutError):
         return _Failed("TIMEOUT", "the server did not answer in time")
-    return _Failed("DRIVER", str(first) if first is not None else type(exc).__name__)
+    return _unreachable("Redshift")
 
 
-def _attempt(target: Target, settings: Settings) -> ConnectionTestResult:
-    """Run one test in the calling thread (blocking); never raises."""
+def attempt(target: Target, settings: Settings, policy: Policy) -> ConnectionTestResult:
+    """Run one test in the calling thread (blocking), checking the destination with ``policy``
+    right before connecting; never raises."""
     start = time.monotonic()
     try:
         if isinstance(target, SnowflakeTarget):
-            version = _snowflake(target, settings)
+            version = _snowflake(target, settings, policy)
         else:
-            version = _redshift(target, settings)
+            version = _redshift(target, settings, policy)
     except _Failed as exc:
         return _failure(start, exc.code, exc.message)
     except TimeoutError:
         return _failure(start, "TIMEOUT", "the warehouse did not answer in time")
-    except Exception as exc:  # a driver bug or an unexpected answer: reported, never a 500
-        return _failure(start, "DRIVER", f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # an answer the driver cannot read, or a driver bug: never a 500
+        log.warning("connection test failed in the driver: %s", type(exc).__name__)
+        warehouse = "Snowflake" if isinstance(target, SnowflakeTarget) else "Redshift"
+        return _failure(start, "UNREACHABLE", UNREACHABLE_MESSAGE.format(warehouse=warehouse))
     return ConnectionTestResult(ok=True, latency_ms=_ms(start), server_version=version)
 
 
@@ -396,7 +468,12 @@ async def run(
     start = time.monotonic()
     with anyio.move_on_after(deadline):
         return await anyio.to_thread.run_sync(
-            _attempt, target, settings, limiter=limiter, abandon_on_cancel=True
+            attempt,
+            target,
+            settings,
+            Policy.from_settings(settings),
+            limiter=limiter,
+            abandon_on_cancel=True,
         )
     return _failure(
         start,

@@ -12,12 +12,13 @@ class ConnectionTestError(WireModel):
 
     ``code`` is the warehouse's own code when it gave one: a Snowflake error number
     (``390144`` JWT token is invalid, ``390100`` incorrect user name or password, ...) or a
-    PostgreSQL/Redshift SQLSTATE (``28P01`` password authentication failed, ...); a driver's own
-    error number when the driver failed without reaching the warehouse's verdict; else one of
-    Stead's codes: ``UNREACHABLE`` (no TCP connection: unknown host, refused, no route),
-    ``TIMEOUT`` (no answer within the configured timeouts), ``PRIVATE_KEY`` (the private key
-    cannot be used), ``PASSPHRASE`` (the passphrase does not open the key, or is missing) and
-    ``DRIVER`` (the driver failed without a code). The message never holds a credential.
+    PostgreSQL/Redshift SQLSTATE (``28P01`` password authentication failed, ...);
+    else one of Stead's codes: ``UNREACHABLE`` (one answer and one message for every failure
+    before the warehouse gave its verdict: unknown host, refused or filtered port, a server that
+    is not the warehouse, a driver error of its own), ``TIMEOUT`` (no answer within the
+    configured timeouts), ``PRIVATE_KEY`` (the private key cannot be used) and ``PASSPHRASE``
+    (the passphrase does not open the key, or is missing). The message never holds a
+    credential.
     """
 
     code: str = Field(examples=["390144"])

@@ -36,6 +36,7 @@ from tests.support.moto_server import (  # noqa: F401 - fixture
     moto_server_session,
 )
 from tests.support.openbao import OpenBao, openbao_session  # noqa: F401 - fixture
+from tests.support.outbound import LOCAL
 from tests.support.silent_server import silent_url  # noqa: F401 - fixture
 
 TIMEOUT = 1.0
@@ -122,6 +123,7 @@ def settings(
         gcp_project=PROJECT,
         gcp_endpoint=gcp.url,
         gcp_credentials_file=str(gcp_key_file),
+        **LOCAL,
     )
 
 

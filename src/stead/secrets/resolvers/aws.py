@@ -14,6 +14,7 @@ from typing import Any
 
 from stead.secrets.resolvers.base import (
     access_denied,
+    checked_policy,
     not_configured,
     not_found,
     not_text,
@@ -55,6 +56,12 @@ class AwsResolver:
         except ImportError:
             raise not_configured(STORE, "install Stead with the aws extra") from None
         s = self.settings
+        # Without an endpoint and a region boto3 finds AWS's own endpoint of its region.
+        endpoint = s.aws_endpoint_url or (
+            f"https://secretsmanager.{s.aws_region}.amazonaws.com" if s.aws_region else ""
+        )
+        if endpoint:
+            checked_policy(s, endpoint)
         try:
             return boto3.session.Session().client(
                 "secretsmanager",

@@ -16,6 +16,7 @@ from typing import Any
 from stead.secrets.resolvers.base import (
     access_denied,
     bad_name,
+    checked_policy,
     not_configured,
     not_found,
     pick,
@@ -74,8 +75,9 @@ class AzureResolver:
             raise not_configured(STORE, "no vault URL (STEAD_AZURE_VAULT_URL)")
         if not _NAME.fullmatch(name):
             raise bad_name(STORE, name, NAME_RULE)
-        options = self._transport_options()
         secret = s.azure_client_secret.get_secret_value()
+        checked_policy(s, s.azure_vault_url, *([s.azure_authority_host] if secret else []))
+        options = self._transport_options()
         known = {_host(h) for h in vars(AzureAuthorityHosts).values() if isinstance(h, str)}
         credential: Any
         if secret:
@@ -97,6 +99,8 @@ class AzureResolver:
                 s.azure_vault_url,
                 credential,
                 verify_challenge_resource=s.azure_verify_challenge_resource,
+                # Key Vault answers without redirects; following one could leave the policy.
+                permit_redirects=False,
                 **options,
             ) as client:
                 value = client.get_secret(name).value

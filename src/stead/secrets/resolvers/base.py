@@ -18,6 +18,11 @@ import json
 from typing import Protocol
 
 from stead.errors import AppError, BadRequest, Forbidden, UpstreamError, UpstreamTimeout
+from stead.outbound import Policy
+from stead.settings import Settings
+
+FIELD = "secretName"
+"""The field a refused store address is reported on: the reference that made Stead call it."""
 
 
 class SecretNotFound(BadRequest):
@@ -108,6 +113,20 @@ def unreachable(store: str, reason: str) -> UpstreamError:
 def timed_out(store: str, seconds: float) -> UpstreamTimeout:
     """504: ``store`` did not answer within ``seconds``."""
     return UpstreamTimeout(f"{store} did not answer within {seconds:g} s")
+
+
+def checked_policy(settings: Settings, *urls: str) -> Policy:
+    """The outbound policy of ``settings``, once it allows each of ``urls`` (a store's
+    endpoints; a bare host name counts as ``https://``) for a secret store.
+
+    Raises:
+        DestinationRefused: an endpoint's scheme, host or address is refused (400 naming
+            ``secretName``).
+    """
+    policy = Policy.from_settings(settings)
+    for url in urls:
+        policy.check_url("secret_store", url if "://" in url else f"https://{url}", field=FIELD)
+    return policy
 
 
 def text_of(value: object) -> str | None:

@@ -19,8 +19,10 @@ import re
 from typing import Any
 
 from stead.secrets.resolvers.base import (
+    FIELD,
     access_denied,
     bad_name,
+    checked_policy,
     not_configured,
     not_found,
     not_text,
@@ -80,6 +82,7 @@ class GcpResolver:
             raise not_configured(STORE, "install Stead with the gcp extra") from None
         s = self.settings
         resource = version_name(name, s.gcp_project)
+        policy = checked_policy(s, s.gcp_endpoint)
         timeout = s.secret_store_timeout_seconds
         credentials: Any
         try:
@@ -96,6 +99,9 @@ class GcpResolver:
             transport="rest",
             client_options=ClientOptions(api_endpoint=s.gcp_endpoint),
         )
+        # The REST transport's requests session follows redirects: each is checked first.
+        session: Any = client.transport._session  # type: ignore[attr-defined]
+        session.hooks["response"].append(policy.requests_hook("secret_store", field=FIELD))
         try:
             answer = client.access_secret_version(name=resource, retry=None, timeout=timeout)
         except (gexc.NotFound, gexc.BadRequest):

@@ -20,9 +20,11 @@ import re
 from typing import Any
 
 from stead.secrets.resolvers.base import (
+    FIELD,
     SecretNotFound,
     access_denied,
     bad_name,
+    checked_policy,
     key_missing,
     not_configured,
     not_found,
@@ -70,12 +72,18 @@ class VaultResolver:
         token = s.vault_token.get_secret_value()
         if not token and not s.vault_role_id:
             raise not_configured(STORE, "no token nor AppRole role id (STEAD_VAULT_TOKEN)")
+        policy = checked_policy(s, s.vault_addr)
+        # A standby node redirects to the active one: each redirect is checked before it is
+        # followed.
+        session = requests.Session()
+        session.hooks["response"].append(policy.requests_hook("secret_store", field=FIELD))
         client = hvac.Client(
             url=s.vault_addr,
             token=token or None,
             verify=s.secret_store_ca_bundle or True,
             timeout=s.secret_store_timeout_seconds,
             namespace=s.vault_namespace or None,
+            session=session,
         )
         try:
             if not token:
