@@ -11,7 +11,8 @@ Drivers are extras, imported only when a test runs: ``stead[snowflake]``
 (``snowflake-connector-python``, key-pair authentication ``SNOWFLAKE_JWT``) and
 ``stead[redshift]`` (``redshift-connector``, user and password). Failures keep the warehouse's
 own code (:class:`~stead.warehouses.schemas.ConnectionTestError`); no message carries a
-credential (they go through :func:`stead.logs.redact_text`, which masks every resolved secret).
+credential (they go through :func:`stead.logs.redact_text` with the test's own secret values,
+so that an answer never depends on anyone else's secret).
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ class SnowflakeTarget:
     warehouse: str | None
     database: str | None
     schema: str | None
+    #: Every secret value the test uses (masked in its error message).
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,8 @@ class RedshiftTarget:
     database: str
     schema: str | None
     ssl: bool
+    #: Every secret value the test uses (masked in its error message).
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
 
 Target = SnowflakeTarget | RedshiftTarget
@@ -151,11 +156,13 @@ def resolve_target(
     require_driver(project.warehouse)
     spec = spec_for(project.warehouse)
     values: dict[str, str] = {}
+    hidden: list[str] = []
     for key, stored in properties.items():
         if "value" in stored:
             values[key] = str(stored["value"])
             if key in spec.sensitive:
                 remember_secret(values[key])
+                hidden.append(values[key])
             continue
         value = resolvers.resolve(
             session,
@@ -164,6 +171,7 @@ def resolve_target(
             secret_name=stored["secretName"],
             secret_key=stored.get("secretKey"),
         )
+        hidden.append(value)
         normaliser = spec.normalisers.get(key)
         try:
             values[key] = normaliser(value) if normaliser else value
@@ -183,6 +191,7 @@ def resolve_target(
             warehouse=values.get("defaultWarehouse"),
             database=values.get("defaultDatabase"),
             schema=values.get("defaultSchema"),
+            secrets=tuple(hidden),
         )
     return RedshiftTarget(
         host=values["url"],
@@ -192,6 +201,7 @@ def resolve_target(
         database=values["defaultDatabase"],
         schema=values.get("defaultSchema"),
         ssl=values.get("useSsl", "true") == "true",
+        secrets=tuple(hidden),
     )
 
 
@@ -350,11 +360,11 @@ def _attempt(target: Target, settings: Settings) -> ConnectionTestResult:
         else:
             version = _redshift(target, settings)
     except _Failed as exc:
-        return _failure(start, exc.code, exc.message)
+        return _failure(start, exc.code, exc.message, target.secrets)
     except TimeoutError:
         return _failure(start, "TIMEOUT", "the warehouse did not answer in time")
     except Exception as exc:  # a driver bug or an unexpected answer: reported, never a 500
-        return _failure(start, "DRIVER", f"{type(exc).__name__}: {exc}")
+        return _failure(start, "DRIVER", f"{type(exc).__name__}: {exc}", target.secrets)
     return ConnectionTestResult(ok=True, latency_ms=_ms(start), server_version=version)
 
 
@@ -362,11 +372,14 @@ def _ms(start: float) -> int:
     return round((time.monotonic() - start) * 1000)
 
 
-def _failure(start: float, code: str, message: str) -> ConnectionTestResult:
+def _failure(
+    start: float, code: str, message: str, secrets: tuple[str, ...] = ()
+) -> ConnectionTestResult:
+    """A failed result whose message has ``secrets`` (this test's own values) masked."""
     return ConnectionTestResult(
         ok=False,
         latency_ms=_ms(start),
-        error=ConnectionTestError(code=code, message=redact_text(message)[:2000]),
+        error=ConnectionTestError(code=code, message=redact_text(message, secrets)[:2000]),
     )
 
 
