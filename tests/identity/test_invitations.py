@@ -28,7 +28,11 @@ from tests.support.factories import (
     new_user,
     user_auth,
 )
-from tests.support.smtp_server import SmtpServer, smtp_server  # noqa: F401 - fixture
+from tests.support.smtp_server import (  # noqa: F401 - fixtures
+    SmtpServer,
+    smtp_server,
+    smtp_servers,
+)
 
 NEW_PASSWORD = "a new password of some length"
 
@@ -277,8 +281,7 @@ def mail_http(settings: Settings, smtp_server: SmtpServer) -> Iterator[TestClien
     app = create_app(
         settings.model_copy(
             update={
-                "smtp_host": smtp_server.host,
-                "smtp_port": smtp_server.port,
+                **smtp_server.settings(),
                 "smtp_from": "stead@example.org",
                 "public_url": "https://stead.example.org/",
             }
@@ -318,3 +321,51 @@ def test_invitation_mail_over_smtp(
     failed = _invite(mail_http, owner, project_id, email="bounced@example.com")
     assert_problem(failed, 502)
     assert _count(session_factory, Invitation, Invitation.email_key == "bounced@example.com") == 0
+
+
+def _mail_app(settings: Settings, **changes: object) -> TestClient:
+    return TestClient(
+        create_app(settings.model_copy(update=changes)), raise_server_exceptions=False
+    )
+
+
+@pytest.mark.parametrize("security", ["tls", "none"])
+def test_invitation_mail_with_implicit_tls_or_explicitly_none(
+    settings: Settings,
+    smtp_servers: dict[str, SmtpServer],  # noqa: F811
+    project_id: str,
+    owner: dict[str, str],
+    security: str,
+) -> None:
+    server = smtp_servers[security]
+    server.reset()
+    with _mail_app(settings, **server.settings()) as client:
+        resp = _invite(client, owner, project_id, email=f"{security}@example.com")
+    assert resp.status_code == 201, resp.text
+    (message,) = server.mailbox.messages
+    assert message["To"] == f"{security}@example.com"
+
+
+def test_mail_is_not_sent_in_clear_by_default(
+    settings: Settings,
+    smtp_servers: dict[str, SmtpServer],  # noqa: F811
+    session_factory: sessionmaker[Session],
+    project_id: str,
+    owner: dict[str, str],
+) -> None:
+    plain = smtp_servers["none"]
+    plain.reset()
+    assert Settings().smtp_security == "starttls"
+    # A server that offers no STARTTLS: refused, nothing sent, nothing stored.
+    with _mail_app(settings, smtp_host=plain.host, smtp_port=plain.port) as client:
+        resp = _invite(client, owner, project_id, email="clear@example.com")
+        assert "STARTTLS" in assert_problem(resp, 502)["detail"]
+    assert plain.mailbox.messages == []
+    assert _count(session_factory, Invitation, Invitation.email_key == "clear@example.com") == 0
+    # STARTTLS against a certificate the server does not trust: refused too.
+    tls = smtp_servers["starttls"]
+    with _mail_app(settings, smtp_host=tls.host, smtp_port=tls.port) as client:
+        assert_problem(_invite(client, owner, project_id, email="untrusted@example.com"), 502)
+    assert tls.mailbox.messages == [] or all(
+        m["To"] != "untrusted@example.com" for m in tls.mailbox.messages
+    )
