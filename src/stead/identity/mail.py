@@ -53,6 +53,7 @@ def send_invitation(
     timeout = settings.upstream_timeout_seconds
     context = ssl.create_default_context(cafile=settings.smtp_ca_bundle or None)
     try:
+        connection: smtplib.SMTP
         if security == "tls":
             connection = smtplib.SMTP_SSL(
                 settings.smtp_host, port, timeout=timeout, context=context
