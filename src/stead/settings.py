@@ -30,8 +30,10 @@ class Settings(BaseSettings):
         previous_master_keys: comma-separated base64 master keys that still decrypt but no
             longer encrypt: set the old key here while rotating ``master_key``.
         token_ttl_seconds: lifetime of an access token (contract section 1: 1800 s).
-        login_max_failures: consecutive failed logins after which a user is locked.
-        login_lock_seconds: how long a locked user stays locked.
+        login_max_failures: consecutive failed logins for one email from one address after
+            which that pair is locked (OWASP Authentication Cheat Sheet).
+        login_backoff_seconds: the first lock's length; each further failure doubles it.
+        login_lock_seconds: the longest lock.
         invitation_ttl_seconds: how long an invitation can be accepted (default 7 days).
         public_url: the base URL people reach this server at; invitation links start with it.
         smtp_host: SMTP server for invitation mail; empty means no mail is sent and the accept
@@ -120,6 +122,7 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = "development"
     log_level: str = "INFO"
     login_max_failures: int = 5
+    login_backoff_seconds: int = 60
     login_lock_seconds: int = 900
     invitation_ttl_seconds: int = 7 * 24 * 3600
     public_url: str = "http://127.0.0.1:8080"

@@ -41,11 +41,15 @@ def send_invitation(
     message["From"] = settings.smtp_from
     message["To"] = to
     message["Subject"] = f"You are invited to the project {project_name} on Stead"
+    endpoint, _, token = accept_url.partition("#")
     message.set_content(
         f"{inviter} invites you to the project {project_name} as {project_role}.\n\n"
-        f"To accept, send a POST request to\n\n    {accept_url}\n\n"
-        'with the JSON body {"password": "<a password of at least 12 characters>"} '
-        "(or the body {} if you already have a Stead user with this address).\n\n"
+        f"Your invitation link: {accept_url}\n\n"
+        f"To accept, send a POST request to\n\n    {endpoint}\n\n"
+        f'with the JSON body {{"token": "{token}", '
+        '"password": "<a password of at least 12 characters>"} '
+        '(or, if you already have a Stead user with this address, the body {"token": '
+        f'"{token}"}} with your own bearer token).\n\n'
         f"The invitation can be used once and expires at {expires}.\n"
     )
     security = settings.smtp_security
