@@ -34,7 +34,6 @@ from stead.identity.schemas import (
     ApiClientRead,
     EnvironmentAccessRead,
     EnvironmentAccessSet,
-    InvitationAccept,
     InvitationAccepted,
     InvitationCreate,
     InvitationCreated,
@@ -509,7 +508,7 @@ class Members(_Resource):
 
 
 class Invitations(_Resource):
-    """``/v1/projects/{projectId}/invitations`` and ``/v1/invitations/{token}/accept``
+    """``/v1/projects/{projectId}/invitations`` and ``/v1/invitations/accept``
     (contract section 8)."""
 
     @staticmethod
@@ -541,14 +540,22 @@ class Invitations(_Resource):
         self._client.request("DELETE", f"{self._path(project_id)}/{_seg(invitation_id)}")
 
     def accept(
-        self, token: str, body: InvitationAccept | Mapping[str, Any] | None = None
+        self,
+        token: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        access_token: str | None = None,
     ) -> InvitationAccepted:
-        """``POST /v1/invitations/{token}/accept`` (the token is the credential)."""
+        """``POST /v1/invitations/accept`` ``{"token", "password", "displayName"}``: the token
+        (the accept URL's fragment) is the credential and goes in the body. For an email that
+        already has a user, pass that user's ``access_token`` (from ``auth.login``)."""
+        headers = {"Authorization": f"Bearer {access_token}"} if access_token else None
         return self._client.call(
             InvitationAccepted,
             "POST",
-            f"/v1/invitations/{_seg(token)}/accept",
-            json=_body(body) if body is not None else None,
+            "/v1/invitations/accept",
+            json={"token": token, **(body or {})},
+            headers=headers,
             authenticate=False,
         )
 

@@ -29,9 +29,7 @@ def upgrade() -> None:
         sa.Column("created_at", stead.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", stead.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_login_failures")),
-        sa.UniqueConstraint(
-            "email_key", "source", name=op.f("uq_login_failures_email_key_source")
-        ),
+        sa.UniqueConstraint("email_key", "source", name=op.f("uq_login_failures_email_key_source")),
     )
     with op.batch_alter_table("api_clients", schema=None) as batch_op:
         batch_op.add_column(
