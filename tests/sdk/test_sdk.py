@@ -274,6 +274,14 @@ def test_people_and_audit_round_trip(served: Served) -> None:
             assert ada.projects.get(pid).name == "finance"
             with pytest.raises(Forbidden):
                 ada.projects.update(pid, {"description": "nope"})
+            assert ada.users.me().email == "ada@example.com"
+            stead.users.revoke_tokens(accepted.user_id)
+            with pytest.raises(Unauthorized):
+                ada.users.me()
+        assert stead.users.get(accepted.user_id).disabled is False
+        assert "ada@example.com" in {u.email for u in stead.users.list()}
+        assert stead.users.update(accepted.user_id, {"disabled": True}).disabled is True
+        assert stead.users.update(accepted.user_id, {"disabled": False}).disabled is False
         member = next(m for m in stead.members.list(pid) if m.principal_id == accepted.user_id)
         changed = stead.members.update(pid, member.principal_id, {"projectRole": "CONTRIBUTOR"})
         assert changed.project_role == "CONTRIBUTOR"

@@ -42,6 +42,8 @@ from stead.identity.schemas import (
     MemberRead,
     MemberUpdate,
     TokenResponse,
+    UserRead,
+    UserUpdate,
 )
 from stead.projects.schemas import ProjectCreate, ProjectCreated, ProjectRead, ProjectUpdate
 from stead.repositories.schemas import RepositoryCreate, RepositoryRead
@@ -481,6 +483,31 @@ class ApiClients(_Resource):
     def delete(self, client_id: str) -> None:
         """``DELETE /v1/api-clients/{clientId}``: revoke it and its tokens."""
         self._client.request("DELETE", f"/v1/api-clients/{_seg(client_id)}")
+
+
+class Users(_Resource):
+    """``/v1/users``: the account's users; disabling one, changing their role or revoking their
+    tokens ends every token they hold."""
+
+    def list(self, *, page_size: int = 100) -> Iterator[UserRead]:
+        """Every user of the account (``GET /v1/users``)."""
+        return self._client.pages(UserRead, "/v1/users", page_size=page_size)
+
+    def me(self) -> UserRead:
+        """``GET /v1/users/me``: the calling user (an API client gets :class:`NotFound`)."""
+        return self._client.call(UserRead, "GET", "/v1/users/me")
+
+    def get(self, user_id: str) -> UserRead:
+        """``GET /v1/users/{userId}``."""
+        return self._client.call(UserRead, "GET", f"/v1/users/{_seg(user_id)}")
+
+    def update(self, user_id: str, body: UserUpdate | Mapping[str, Any]) -> UserRead:
+        """``PATCH /v1/users/{userId}`` ``{"disabled", "role"}``."""
+        return self._client.call(UserRead, "PATCH", f"/v1/users/{_seg(user_id)}", json=_body(body))
+
+    def revoke_tokens(self, user_id: str) -> None:
+        """``POST /v1/users/{userId}/revoke-tokens``."""
+        self._client.request("POST", f"/v1/users/{_seg(user_id)}/revoke-tokens")
 
 
 class Members(_Resource):
