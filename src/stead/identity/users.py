@@ -92,20 +92,19 @@ def login(
             )
         return None, _refusal(wait)
     ok = verify_secret(user.password_hash if user else None, password)
-    if ok and user is not None and user.disabled_at is None:
+    if ok and user is not None and actor is not None and user.disabled_at is None:
         if counter is not None:
             session.delete(counter)
         audit.record(
             session,
-            actor=user_actor(user).with_request(request_id=request_id, source_ip=source_ip),
+            actor=actor,
             action="user.logged_in",
             target_type="user",
             target_id=user.id,
         )
         return user, None
-    if ok and user is not None:
+    if ok and user is not None and actor is not None:
         # A disabled user's right password is not counted, and answered like a wrong one.
-        assert actor is not None
         _audit_failure(session, actor=actor, user=user, reason="disabled", failures=0)
         return None, _refusal(None)
     if counter is None:
