@@ -113,8 +113,9 @@ def test_load_merges_files_and_reports_every_problem(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as error:
         load([first], {})
     assert {p.split(": ", 2)[2] for p in error.value.problems} == {
-        "environment variable REDSHIFT_USER is not set",
-        "environment variable GIT_TOKEN is not set",
+        "variable REDSHIFT_USER is not given: pass --var REDSHIFT_USER, "
+        "or set STEAD_VAR_REDSHIFT_USER",
+        "variable GIT_TOKEN is not given: pass --var GIT_TOKEN, or set STEAD_VAR_GIT_TOKEN",
     }
     broken = tmp_path / "broken.yaml"
     broken.write_text("projects: [\n")
