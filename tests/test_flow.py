@@ -143,7 +143,9 @@ def test_stead_demo_serve_shows_its_client_credentials(tmp_path: Path) -> None:
             lines.append(line)
             if line.startswith("serving at "):
                 break
-        shown = dict(line.strip().split(":", 1) for line in lines if line.startswith("  client "))
+        shown = dict(
+            line.strip().split(":", 1) for line in lines if line.startswith("  client ")
+        )
         base_url = lines[-1].split()[2].removesuffix("/docs")
         token = httpx.post(
             f"{base_url}/oauth/dpc/token",
