@@ -615,11 +615,9 @@ def test_canary_credentials_never_leave(
         rs.create("v", validate=True, **redshift_properties(redshift, {"value": password})).text
     )
     answers.append(sf.create("v", validate=True, privateKey={"value": key}).text)
-    assert [json.loads(a)["error"]["code"] for a in answers[:3]] == [
-        "28P01",
-        "390144",
-        "PASSPHRASE",
-    ]
+    assert [
+        json.loads(a)["error"]["code"] for a in answers[:3]
+    ] == ["28P01", "390144", "PASSPHRASE"]
     logged = logs.text + "\n".join(str(r.__dict__) for r in logs.records)
     with session_factory() as session:
         events = [str(e.details) for e in session.scalars(select(AuditEvent))]
