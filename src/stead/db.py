@@ -7,13 +7,16 @@ with ``BEGIN IMMEDIATE`` so two concurrent writers queue on the lock instead of 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import anyio
@@ -165,9 +168,36 @@ def _ping_idle_connections(engine: Engine) -> None:
             raise InvalidatePoolError("a pooled connection is gone") from exc
 
 
+#: Owner-only: the database holds hashes, encrypted secrets and the audit trail.
+PRIVATE_FILE_MODE = 0o600
+
+
+def make_private_sqlite_file(url: str) -> None:
+    """Make the SQLite database file of ``url`` readable by its owner only (mode 0600).
+
+    A missing file is created empty with that mode; an existing one, and its ``-wal`` and
+    ``-shm`` files, lose any group and other permission bits. SQLite creates its ``-wal`` and
+    ``-shm`` files with the permissions of the database file (SQLite's ``unix`` VFS,
+    https://www.sqlite.org/tempfiles.html), so they follow. In-memory URLs are left alone.
+    """
+    if not url.startswith("sqlite:///") or url.endswith(":memory:"):
+        return
+    path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if file.stat().st_mode & 0o077:
+                file.chmod(PRIVATE_FILE_MODE)
+
+
 def make_engine(url: str) -> Engine:
-    """Create the engine for ``url`` (``sqlite:///...`` or ``postgresql+psycopg://...``)."""
+    """Create the engine for ``url`` (``sqlite:///...`` or ``postgresql+psycopg://...``).
+
+    A SQLite file is made private first (:func:`make_private_sqlite_file`).
+    """
     if url.startswith("sqlite"):
+        make_private_sqlite_file(url)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
         _configure_sqlite(engine)
         return engine

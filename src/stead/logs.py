@@ -3,6 +3,11 @@
 Secrets never reach a log line: values under secret-like keys are replaced, and any string that
 looks like a bearer token, a JWT or a PEM private key, or that holds a secret value this process
 has handled (see :func:`remember_secret`), is masked wherever it appears.
+
+The process-wide list of handled secrets masks log lines only, which operators read. Text that
+goes back to a caller is masked with :func:`redact_text` and the secrets of that caller's own
+request: were it masked with everyone's, a caller could learn whether a string it sent is
+someone else's secret by watching it turn into ``[REDACTED]``.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import re
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 import structlog
@@ -87,19 +92,30 @@ def remember_secret(value: str) -> None:
     _known.add(value)
 
 
-def redact_text(text: str) -> str:
-    """Mask bearer tokens, JWTs, PEM private keys and remembered secret values inside ``text``."""
-    text = _known.mask(text)
+def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
+    """Mask bearer tokens, JWTs, PEM private keys and each value of ``secrets`` (whatever its
+    length, the longest first) inside ``text``.
+
+    Nothing else is masked: the result depends only on ``text`` and ``secrets``, so it can go
+    back to the caller that supplied ``secrets`` without revealing anyone else's.
+    """
+    for value in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(value, REDACTED)
     for pattern in _SECRET_TEXT:
         text = pattern.sub(REDACTED, text)
     return text
+
+
+def redact_log_text(text: str) -> str:
+    """:func:`redact_text` plus every secret value this process remembers (log lines only)."""
+    return redact_text(_known.mask(text))
 
 
 def _redact(value: Any, key: str = "") -> Any:
     if key and _SECRET_KEY.search(key):
         return REDACTED
     if isinstance(value, str):
-        return redact_text(value)
+        return redact_log_text(value)
     if isinstance(value, dict):
         return {k: _redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -31,14 +31,23 @@ class Settings(BaseSettings):
         previous_master_keys: comma-separated base64 master keys that still decrypt but no
             longer encrypt: set the old key here while rotating ``master_key``.
         token_ttl_seconds: lifetime of an access token (docs/api.md: 1800 s).
-        login_max_failures: consecutive failed logins after which a user is locked.
-        login_lock_seconds: how long a locked user stays locked.
+        login_max_failures: consecutive failed logins for one email from one address after
+            which that pair is locked (OWASP Authentication Cheat Sheet).
+        login_backoff_seconds: the first lock's length; each further failure doubles it.
+        login_lock_seconds: the longest lock.
         invitation_ttl_seconds: how long an invitation can be accepted (default 7 days).
         public_url: the base URL people reach this server at; invitation links start with it.
         smtp_host: SMTP server for invitation mail; empty means no mail is sent and the accept
             URL is returned to the inviter instead.
-        smtp_port / smtp_username / smtp_password / smtp_starttls: how to reach and log in to
-            it (login only when a user name is set; STARTTLS before login when set).
+        smtp_security: ``starttls`` (default: the session must be upgraded with STARTTLS before
+            login and message, RFC 3207; a server that does not offer it is an error),
+            ``tls`` (implicit TLS from the first byte, RFC 8314 section 3.3) or ``none`` (plain
+            text; only for a relay on the same host or network). The certificate is verified
+            against ``smtp_ca_bundle`` or the system's trust store.
+        smtp_port: 0 means the usual port for ``smtp_security``: 587, 465 or 25.
+        smtp_username / smtp_password: login (only when a user name is set).
+        smtp_ca_bundle: PEM file of CA certificates trusted for the mail server (an internal
+            CA); empty means the system's trust store.
         smtp_from: the sender address of invitation mail.
         github_api_url: GitHub REST base URL (GitHub Enterprise Server: ``https://HOST/api/v3``).
         github_enterprise_api_url: REST base URL of the GitHub Enterprise Server behind the
@@ -124,14 +133,16 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = "development"
     log_level: str = "INFO"
     login_max_failures: int = 5
+    login_backoff_seconds: int = 60
     login_lock_seconds: int = 900
     invitation_ttl_seconds: int = 7 * 24 * 3600
     public_url: str = "http://127.0.0.1:8080"
     smtp_host: str = ""
-    smtp_port: int = 25
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_port: int = 0
     smtp_username: str = ""
     smtp_password: SecretStr = SecretStr("")
-    smtp_starttls: bool = False
+    smtp_ca_bundle: str = ""
     smtp_from: str = "stead@localhost"
     secret_store_timeout_seconds: float = 10.0
     secret_store_ca_bundle: str = ""

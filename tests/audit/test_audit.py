@@ -84,7 +84,11 @@ class Ctx:
         return user_id
 
     def invitation(self) -> dict[str, Any]:
-        body = {"email": f"invitee{next(_numbers)}@example.com", "projectRole": "VIEWER"}
+        body = {
+            "email": f"invitee{next(_numbers)}@example.com",
+            "projectRole": "VIEWER",
+            "returnAcceptUrl": True,
+        }
         return dict(self.ok("POST", f"{self.world.base}/invitations", json=body))
 
     def client(self) -> str:
@@ -189,12 +193,12 @@ def _r_repository_associate(c: Ctx) -> Call:
 
 
 def _r_accept(c: Ctx) -> Call:
-    token = c.invitation()["acceptUrl"].rsplit("/", 2)[1]
+    token = c.invitation()["acceptUrl"].rsplit("#", 1)[1]
     return Call(
         "POST",
-        f"/v1/invitations/{token}/accept",
+        "/v1/invitations/accept",
         ("user.created", "invitation.accepted"),
-        json={"password": "a long enough password"},
+        json={"token": token, "password": "a long enough password"},
         auth=False,
     )
 
@@ -316,12 +320,18 @@ RECIPES: dict[str, Callable[[Ctx], Call]] = {
         "POST",
         f"{c.world.base}/invitations",
         ("invitation.created",),
-        json={"email": "audited@example.com", "projectRole": "OWNER"},
+        json={"email": "audited@example.com", "projectRole": "OWNER", "returnAcceptUrl": True},
     ),
     f"DELETE {P}/invitations/{{invitationId}}": lambda c: Call(
         "DELETE", f"{c.world.base}/invitations/{c.invitation()['id']}", ("invitation.revoked",)
     ),
-    "POST /v1/invitations/{token}/accept": _r_accept,
+    "POST /v1/invitations/accept": _r_accept,
+    "PATCH /v1/users/{userId}": lambda c: Call(
+        "PATCH", f"/v1/users/{c.member()}", ("user.disabled",), json={"disabled": True}
+    ),
+    "POST /v1/users/{userId}/revoke-tokens": lambda c: Call(
+        "POST", f"/v1/users/{c.member()}/revoke-tokens", ("user.tokens_revoked",)
+    ),
     f"PUT {P}/environments/{{environmentName}}/access/{{userId}}": lambda c: Call(
         "PUT",
         f"{c.world.base}/environments/prod/access/{c.member()}",

@@ -46,8 +46,8 @@ def _env(served: Served, url: str | None = None, **extra: str) -> dict[str, str]
         "STEAD_URL": url or served.url,
         "STEAD_CLIENT_ID": served.client_id,
         "STEAD_CLIENT_SECRET": served.client_secret,
-        "REDSHIFT_USER": "analyst",
-        "GIT_TOKEN": GIT_TOKEN,
+        "STEAD_VAR_REDSHIFT_USER": "analyst",
+        "STEAD_VAR_GIT_TOKEN": GIT_TOKEN,
         **extra,
     }
 
@@ -358,12 +358,48 @@ def test_a_refused_change_stops_apply_and_plan_shows_the_rest(
     assert "Plan: 2 to create" in left.output  # that environment, and the repository after it
 
 
+def test_a_file_cannot_read_the_operators_credentials(
+    served: Served, document: dict[str, Any], tmp_path: Path
+) -> None:
+    """A stead.yaml from a data team's repository names ${STEAD_CLIENT_SECRET} in a project
+    description: it is refused, whatever the environment holds, and never sent."""
+    document["projects"][0]["description"] = "leak ${STEAD_CLIENT_SECRET} ${HOME}"
+    path = write(tmp_path / "stead.yaml", document)
+    seen: list[str] = []
+    for args in (
+        [],
+        ["--var", "STEAD_CLIENT_SECRET"],
+        ["--var", f"STEAD_CLIENT_SECRET={served.client_secret}"],
+    ):
+        for command in (["plan"], ["apply", "--auto-approve"]):
+            result = cli(served, *command, "-f", str(path), *args, HOME="/home/operator")
+            assert result.exit_code == 1, result.output
+            seen.append(result.output)
+    assert "variable STEAD_CLIENT_SECRET is not given" in seen[0]
+    assert "Stead's own settings and credentials are never given" in seen[2]
+    assert all(served.client_secret not in out and "/home/operator" not in out for out in seen)
+    with _sdk(served) as stead:
+        assert list(stead.projects.list()) == []
+    # Named with --var, a variable of the environment is used.
+    document["projects"] = document["projects"][:1]
+    document["projects"][0]["description"] = "home is ${HOME}"
+    write(tmp_path / "stead.yaml", document)
+    args = ["apply", "--auto-approve", "-f", str(path), "--var", "HOME"]
+    assert cli(served, *args, HOME="/home/operator").exit_code == 0
+    with _sdk(served) as stead:
+        assert [p.description for p in stead.projects.list()] == ["home is /home/operator"]
+
+
 def test_login_writes_a_private_profile_read_after_flags_and_environment(
     served: Served, document: dict[str, Any], tmp_path: Path
 ) -> None:
     config_home = tmp_path / "config"
     path = write(tmp_path / "stead.yaml", document)
-    bare = {"XDG_CONFIG_HOME": str(config_home), "REDSHIFT_USER": "a", "GIT_TOKEN": "t"}
+    bare = {
+        "XDG_CONFIG_HOME": str(config_home),
+        "STEAD_VAR_REDSHIFT_USER": "a",
+        "STEAD_VAR_GIT_TOKEN": "t",
+    }
     unset = {"STEAD_URL": None, "STEAD_CLIENT_ID": None, "STEAD_CLIENT_SECRET": None}
     runner = CliRunner()
     refused = runner.invoke(
@@ -428,9 +464,9 @@ def test_secret_values_are_written_once_and_shown_only_as_changed(
     props["privateKey"] = {"value": "${SNOWFLAKE_KEY}"}
     path = write(tmp_path / "stead.yaml", document)
     canaries = {
-        "EXTRA": "CANARY-extra-3f9a",
-        "DEV_PASSWORD": "CANARY-dev-password-77b1",
-        "SNOWFLAKE_KEY": _pem(),
+        "STEAD_VAR_EXTRA": "CANARY-extra-3f9a",
+        "STEAD_VAR_DEV_PASSWORD": "CANARY-dev-password-77b1",
+        "STEAD_VAR_SNOWFLAKE_KEY": _pem(),
     }
     outputs = []
 
@@ -442,14 +478,21 @@ def test_secret_values_are_written_once_and_shown_only_as_changed(
     assert run("apply", "-f", str(path), "--auto-approve").exit_code == 0
     assert run("plan", "-f", str(path)).exit_code == 0
     # a password cannot be read back: a new one in the environment is not seen...
-    assert run("plan", "-f", str(path), DEV_PASSWORD="CANARY-dev-new-0c2d").exit_code == 0
+    assert run("plan", "-f", str(path), STEAD_VAR_DEV_PASSWORD="CANARY-dev-new-0c2d").exit_code == 0
     # ...until asked for
-    rewrite = run("plan", "-f", str(path), "--write-secrets", DEV_PASSWORD="CANARY-dev-new-0c2d")
+    rewrite = run(
+        "plan", "-f", str(path), "--write-secrets", STEAD_VAR_DEV_PASSWORD="CANARY-dev-new-0c2d"
+    )
     assert rewrite.exit_code == 2
     assert "connectionProperties.password: rewritten (secret)" in rewrite.output
     assert "value: rewritten (secret)" in rewrite.output
     applied = run(
-        "apply", "-f", str(path), "--auto-approve", "--write-secrets", DEV_PASSWORD="CANARY-dev-new"
+        "apply",
+        "-f",
+        str(path),
+        "--auto-approve",
+        "--write-secrets",
+        STEAD_VAR_DEV_PASSWORD="CANARY-dev-new",
     )
     assert applied.exit_code == 0
     with _sdk(served) as stead:
@@ -458,7 +501,7 @@ def test_secret_values_are_written_once_and_shown_only_as_changed(
         stored = stead.environments.get(pid, "dev").connection_overrides[0]
         assert stored.connection_properties["password"]["set"] is True
     # a private key is compared by its public-key fingerprint
-    changed = run("plan", "-f", str(path), SNOWFLAKE_KEY=_pem())
+    changed = run("plan", "-f", str(path), STEAD_VAR_SNOWFLAKE_KEY=_pem())
     assert changed.exit_code == 2
     assert "connectionProperties.privateKey: changed (secret)" in changed.output
 

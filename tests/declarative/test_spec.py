@@ -10,7 +10,15 @@ import pytest
 from typer.testing import CliRunner
 
 from stead.cli.main import app
-from stead.declarative.spec import SpecError, dump, interpolate, json_schema, load, parse
+from stead.declarative.spec import (
+    SpecError,
+    dump,
+    file_variables,
+    interpolate,
+    json_schema,
+    load,
+    parse,
+)
 from tests.declarative.documents import bulk, two_projects, write
 
 ENV = {"REDSHIFT_USER": "analyst", "GIT_TOKEN": "t0ken"}
@@ -48,12 +56,36 @@ def test_interpolation() -> None:
     with pytest.raises(SpecError) as error:
         interpolate({"x": {"y": "${MISSING}"}, "z": ["${not a name}"]}, env)
     assert error.value.problems == [
-        "x.y: environment variable MISSING is not set",
+        "x.y: variable MISSING is not given: pass --var MISSING, or set STEAD_VAR_MISSING",
         "z[0]: ${not a name} is not a variable name",
     ]
     # what export writes reads back as the same text
     tricky = {"description": "costs $$5 and ${HOME}"}
     assert interpolate(json.loads(json.dumps(_yaml_round_trip(tricky))), {}) == tricky
+
+
+def test_a_file_gets_only_the_variables_the_operator_names() -> None:
+    environ = {
+        "STEAD_VAR_GIT_TOKEN": "t0ken",
+        "STEAD_VAR_": "nameless",
+        "REDSHIFT_USER": "analyst",
+        "HOME": "/home/operator",
+        "STEAD_CLIENT_SECRET": "CANARY-client-secret",
+    }
+    given = file_variables(environ, ["REDSHIFT_USER", "REGION=eu-west-1"])
+    assert given == {"GIT_TOKEN": "t0ken", "REDSHIFT_USER": "analyst", "REGION": "eu-west-1"}
+    with pytest.raises(SpecError) as error:
+        interpolate({"d": "${HOME} ${STEAD_CLIENT_SECRET}"}, given)
+    assert "CANARY" not in str(error.value.problems)
+    assert len(error.value.problems) == 2
+    with pytest.raises(SpecError) as error:
+        file_variables(environ, ["STEAD_CLIENT_SECRET", "stead_signing_key", "UNSET", "a-b"])
+    assert error.value.problems == [
+        "--var STEAD_CLIENT_SECRET: Stead's own settings and credentials are never given to a file",
+        "--var stead_signing_key: Stead's own settings and credentials are never given to a file",
+        "--var UNSET: environment variable UNSET is not set",
+        "--var a-b: not a variable name",
+    ]
 
 
 def _yaml_round_trip(document: dict[str, str]) -> object:
@@ -81,8 +113,9 @@ def test_load_merges_files_and_reports_every_problem(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as error:
         load([first], {})
     assert {p.split(": ", 2)[2] for p in error.value.problems} == {
-        "environment variable REDSHIFT_USER is not set",
-        "environment variable GIT_TOKEN is not set",
+        "variable REDSHIFT_USER is not given: pass --var REDSHIFT_USER, "
+        "or set STEAD_VAR_REDSHIFT_USER",
+        "variable GIT_TOKEN is not given: pass --var GIT_TOKEN, or set STEAD_VAR_GIT_TOKEN",
     }
     broken = tmp_path / "broken.yaml"
     broken.write_text("projects: [\n")

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from stead.audit.models import AuditEvent
 from stead.db import session_scope, utcnow
-from stead.identity.models import User
+from stead.identity.models import LoginFailures, User
+from stead.identity.users import lock_seconds
 from stead.settings import Settings
 from tests.support.factories import USER_PASSWORD, assert_problem, login, new_user
 
@@ -115,12 +116,29 @@ def test_login_validation(
     assert _events(session_factory, "user.login_failed") == []
 
 
-def test_lockout_after_repeated_failures(
+def _from(http: TestClient, address: str) -> TestClient:
+    """A client of the same app whose requests come from ``address``."""
+    return TestClient(http.app, raise_server_exceptions=False, client=(address, 40000))
+
+
+def _counter(factory: sessionmaker[Session], email: str, source: str) -> LoginFailures:
+    with factory() as session:
+        row = session.scalars(
+            select(LoginFailures).where(
+                LoginFailures.email_key == email.lower(), LoginFailures.source == source
+            )
+        ).one()
+        session.expunge(row)
+        return row
+
+
+def test_lockout_per_email_and_source_with_back_off(
     http: TestClient, session_factory: sessionmaker[Session]
 ) -> None:
     user_id, email = new_user(session_factory)
+    attacker = _from(http, "203.0.113.7")
     for attempt in range(MAX_FAILURES):
-        resp = http.post(
+        resp = attacker.post(
             "/v1/auth/login",
             json={"email": email, "password": f"wrong {attempt}"},
             headers={"X-Request-ID": f"fail-{attempt}"},
@@ -129,27 +147,65 @@ def test_lockout_after_repeated_failures(
     # The refused requests changed nothing else, but their failures were committed.
     failed = _events(session_factory, "user.login_failed")
     assert [e.request_id for e in failed] == ["fail-0", "fail-1", "fail-2"]
-    assert all(e.target_id == user_id and e.source_ip for e in failed)
+    assert all(e.target_id == user_id and e.source_ip == "203.0.113.7" for e in failed)
     (locked,) = _events(session_factory, "user.locked")
     assert locked.request_id == "fail-2"
 
-    # Locked: even the right password is refused, on both ways in, and says why.
-    resp = http.post("/v1/auth/login", json={"email": email, "password": USER_PASSWORD})
-    assert "locked" in assert_problem(resp, 401)["detail"]
-    grant = _grant(http, email, USER_PASSWORD)
-    assert grant.status_code == 400 and "locked" in grant.json()["error_description"]  # type: ignore[attr-defined]
-    reasons = [e.details["reason"] for e in _events(session_factory, "user.login_failed")]
-    assert reasons == ["wrong password"] * MAX_FAILURES + ["locked", "locked"]
-
-    # Once the lock has passed, the right password works and the count starts again.
-    for session in session_scope(session_factory, write=True):
-        user = session.get(User, user_id)
-        assert user is not None and user.locked_until is not None
-        user.locked_until = utcnow() - timedelta(seconds=1)
+    # Locked from that address: even the right password is refused, on both ways in.
+    resp = attacker.post("/v1/auth/login", json={"email": email, "password": USER_PASSWORD})
+    detail = assert_problem(resp, 401)["detail"]
+    assert "try again in" in detail and 1 <= int(resp.headers["retry-after"]) <= 60
+    grant = attacker.post(
+        "/oauth/dpc/token",
+        data={"grant_type": "password", "username": email, "password": USER_PASSWORD},
+    )
+    assert grant.status_code == 400 and "try again" in grant.json()["error_description"]
+    # The user, from their own address, is not locked out by someone else's failures.
     login(http, email)
+
+    # Each failure after the lock doubles it: 60, 120, 240 s ... up to login_lock_seconds.
+    first = _counter(session_factory, email, "203.0.113.7")
+    assert first.failures == MAX_FAILURES and first.locked_until is not None
+    for session in session_scope(session_factory, write=True):
+        session.execute(update(LoginFailures).values(locked_until=utcnow() - timedelta(seconds=1)))
+    attacker.post("/v1/auth/login", json={"email": email, "password": "wrong again"})
+    second = _counter(session_factory, email, "203.0.113.7")
+    assert second.failures == MAX_FAILURES + 1 and second.locked_until is not None
+    assert 110 <= (second.locked_until - utcnow()).total_seconds() <= 120
+    settings = Settings(login_max_failures=MAX_FAILURES)
+    assert [lock_seconds(n, settings) for n in range(1, 10)] == [
+        0,
+        0,
+        60,
+        120,
+        240,
+        480,
+        900,
+        900,
+        900,
+    ]
+
+    # Once the lock has passed, the right password works and the pair starts again.
+    for session in session_scope(session_factory, write=True):
+        session.execute(update(LoginFailures).values(locked_until=utcnow() - timedelta(seconds=1)))
+    login(attacker, email)
     with session_factory() as session:
-        user = session.get(User, user_id)
-        assert user is not None and user.failed_logins == 0 and user.locked_until is None
+        assert session.scalar(select(func.count()).select_from(LoginFailures)) == 0
+
+
+def test_the_answers_do_not_tell_which_emails_exist(
+    http: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    _, known = new_user(session_factory)
+    unknown = "nobody-here@example.com"
+    answers: dict[str, list[tuple[int, str]]] = {}
+    for email in (known, unknown):
+        answers[email] = []
+        for _ in range(MAX_FAILURES + 1):
+            resp = http.post("/v1/auth/login", json={"email": email, "password": "wrong pass"})
+            answers[email].append((resp.status_code, resp.json()["detail"].split(" in ")[0]))
+    assert answers[known] == answers[unknown]
+    assert answers[known][-1][1].startswith("Too many failed logins")
 
 
 def test_password_never_stored_shown_or_logged(

@@ -269,12 +269,12 @@ def test_people_and_audit_round_trip(served: Served) -> None:
         assert stead.api_clients.get(created.client_id).revoked_at is not None
 
         invitation = stead.invitations.create(
-            pid, {"email": "ada@example.com", "projectRole": "VIEWER"}
+            pid, {"email": "ada@example.com", "projectRole": "VIEWER", "returnAcceptUrl": True}
         )
         assert invitation.accept_url and [i.email for i in stead.invitations.list(pid)] == [
             "ada@example.com"
         ]
-        token = invitation.accept_url.rstrip("/").split("/")[-2]
+        token = invitation.accept_url.rsplit("#", 1)[1]
         accepted = stead.invitations.accept(token, {"password": "correct horse battery"})
         assert accepted.user_created and accepted.project_id == pid
         login = stead.auth.login({"email": "ada@example.com", "password": "correct horse battery"})
@@ -282,6 +282,14 @@ def test_people_and_audit_round_trip(served: Served) -> None:
             assert ada.projects.get(pid).name == "finance"
             with pytest.raises(Forbidden):
                 ada.projects.update(pid, {"description": "nope"})
+            assert ada.users.me().email == "ada@example.com"
+            stead.users.revoke_tokens(accepted.user_id)
+            with pytest.raises(Unauthorized):
+                ada.users.me()
+        assert stead.users.get(accepted.user_id).disabled is False
+        assert "ada@example.com" in {u.email for u in stead.users.list()}
+        assert stead.users.update(accepted.user_id, {"disabled": True}).disabled is True
+        assert stead.users.update(accepted.user_id, {"disabled": False}).disabled is False
         member = next(m for m in stead.members.list(pid) if m.principal_id == accepted.user_id)
         changed = stead.members.update(pid, member.principal_id, {"projectRole": "CONTRIBUTOR"})
         assert changed.project_role == "CONTRIBUTOR"

@@ -14,6 +14,7 @@ from stead.logs import (
     KNOWN_SECRET_MIN,
     REDACTED,
     configure_logging,
+    redact_log_text,
     redact_text,
     remember_secret,
 )
@@ -57,6 +58,13 @@ def test_short_values_are_not_remembered() -> None:
     short = "abc1234"
     assert len(short) < KNOWN_SECRET_MIN
     remember_secret(short)
-    assert redact_text(f"id {short}") == f"id {short}"
+    assert redact_log_text(f"id {short}") == f"id {short}"
     remember_secret("abc12345-longer")
-    assert redact_text("abc12345-longer and abc12345") == f"{REDACTED} and abc12345"
+    assert redact_log_text("abc12345-longer and abc12345") == f"{REDACTED} and abc12345"
+
+
+def test_text_for_a_caller_is_masked_with_its_own_secrets_only() -> None:
+    remember_secret("someone-elses-secret")
+    text = "user someone-elses-secret, password pw"
+    assert redact_text(text, ["pw"]) == f"user someone-elses-secret, password {REDACTED}"
+    assert redact_log_text(text) == f"user {REDACTED}, password pw"

@@ -414,6 +414,23 @@ def test_redshift_failures(rs: Project, redshift: RedshiftServer) -> None:
     assert _failure(rs, "ssl-by-default") == unreachable
 
 
+def test_an_answer_does_not_tell_whether_a_string_is_someones_secret(
+    rs: Project, redshift: RedshiftServer
+) -> None:
+    """A guessed user name that is a secret the test does not use comes back as sent: masking
+    it would confirm the guess. The test's own secret is masked whatever its length."""
+    guess = f"guessed-{uuid.uuid4().hex[:8]}"
+    rs.hosted(guess)  # now a secret value this server has handled
+    right = {"secretName": rs.hosted(redshift.password)}
+    rs.environment("guess", **redshift_properties(redshift, right, username={"value": guess}))
+    code, message = _failure(rs, "guess")
+    assert code == "28P01" and f'for user "{guess}"' in message
+    short = rs.hosted("zq")  # a 2-character user name read from a secret
+    rs.environment("short", **redshift_properties(redshift, right, username={"secretName": short}))
+    code, message = _failure(rs, "short")
+    assert code == "28P01" and 'for user "[REDACTED]"' in message and "zq" not in message
+
+
 def test_a_silent_warehouse_times_out_without_holding_the_database(
     rs: Project,
     redshift: RedshiftServer,

@@ -55,6 +55,15 @@ Prune = Annotated[
     bool,
     typer.Option("--prune", help="delete what the listed projects hold that the file does not"),
 ]
+Variables = Annotated[
+    list[str],
+    typer.Option(
+        "--var",
+        help="let the file use ${NAME}: NAME (from the environment) or NAME=VALUE; "
+        "STEAD_VAR_NAME in the environment counts as --var NAME=its value (repeat for several)",
+        show_default=False,
+    ),
+]
 WriteSecrets = Annotated[
     bool,
     typer.Option(
@@ -91,13 +100,17 @@ def _client(
         _fail(str(exc))
 
 
-def _load(files: list[Path]) -> StateFile:
+def _load(files: list[Path], variables: list[str]) -> StateFile:
     from stead.declarative import spec as spec_module
 
     if not files:
         _fail("give the file to read with -f FILE")
     try:
-        return spec_module.load(files, dict(os.environ))
+        given = spec_module.file_variables(os.environ, variables)
+    except spec_module.SpecError as exc:
+        _fail("\n  ".join(exc.problems))
+    try:
+        return spec_module.load(files, given)
     except spec_module.SpecError as exc:
         _fail("the file is invalid:\n  " + "\n  ".join(exc.problems))
 
@@ -148,13 +161,14 @@ def plan(
     files: Files = [],  # noqa: B006 - typer reads the default, never mutates it
     prune: Prune = False,
     write_secrets: WriteSecrets = False,
+    variables: Variables = [],  # noqa: B006 - typer reads the default, never mutates it
     url: Url = None,
     client_id: ClientId = None,
     client_secret: ClientSecret = None,
     profile: Profile = "default",
 ) -> None:
     """Show what `stead apply` would change: exit 0 if nothing, 2 if something, 1 on error."""
-    spec = _load(files)
+    spec = _load(files, variables)
     with _client(url, client_id, client_secret, profile) as client:
         result, _ = _plan(client, spec, prune, write_secrets)
     raise typer.Exit(2 if result.pending else 0)
@@ -167,6 +181,7 @@ def apply(
     ] = False,
     prune: Prune = False,
     write_secrets: WriteSecrets = False,
+    variables: Variables = [],  # noqa: B006 - typer reads the default, never mutates it
     url: Url = None,
     client_id: ClientId = None,
     client_secret: ClientSecret = None,
@@ -181,7 +196,7 @@ def apply(
     from stead.declarative.plan import context_for
     from stead.sdk import SteadError
 
-    spec = _load(files)
+    spec = _load(files, variables)
     with _client(url, client_id, client_secret, profile) as client:
         result, state = _plan(client, spec, prune, write_secrets)
         pending = result.pending

@@ -48,15 +48,26 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port")] = 8080,
     workers: Annotated[int, typer.Option(help="worker processes")] = 1,
 ) -> None:
-    """Apply migrations, then serve the API with uvicorn."""
+    """Check the keys, apply migrations, then serve the API with uvicorn.
+
+    An unusable signing key or master key is one line on stderr and exit status 2.
+    """
     import uvicorn
 
+    from stead.identity.keys import SigningKeyError, load_signing_key
     from stead.logs import configure_logging
     from stead.migrations import upgrade
+    from stead.secrets.store import MasterKeyError, load_keyring
     from stead.settings import get_settings
 
     settings = get_settings()
     configure_logging(settings.log_level)
+    try:
+        load_signing_key(settings)
+        load_keyring(settings)
+    except (SigningKeyError, MasterKeyError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     upgrade(settings.effective_database_url)
     uvicorn.run(
         "stead.app:server_app",

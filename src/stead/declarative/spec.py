@@ -37,8 +37,10 @@
 
 Field names and values are the API's (docs/api.md), except that agents are named,
 never given by id (``defaultAgentName``, ``agentName``). A project entry is complete: what it
-leaves out is absent (``--prune`` deletes it). ``${NAME}`` in a string is replaced by the
-environment variable ``NAME`` (an unset one is an error); ``$$`` stands for ``$``.
+leaves out is absent (``--prune`` deletes it). ``${NAME}`` in a string is replaced by a variable
+the operator gives (:func:`file_variables`: ``--var NAME``, or ``STEAD_VAR_NAME`` in the
+environment); any other name is an error, whatever the environment holds. ``$$`` stands for
+``$``.
 """
 
 from __future__ import annotations
@@ -217,15 +219,62 @@ def _duplicates(kind: str, names: list[str]) -> list[str]:
     return problems
 
 
+#: ``STEAD_VAR_NAME`` in the environment gives the file's ``${NAME}`` (as ``TF_VAR_name`` gives a
+#: Terraform variable).
+VAR_PREFIX = "STEAD_VAR_"
+#: Variables of Stead's own configuration and credentials (``STEAD_CLIENT_SECRET``,
+#: ``STEAD_SIGNING_KEY`` ...): never given to a file.
+OWN_PREFIX = "STEAD_"
+
 _VARIABLE = re.compile(r"\$\$|\$\{([^}]*)\}")
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def file_variables(environ: Mapping[str, str], given: Iterable[str]) -> dict[str, str]:
+    """The variables a declarative file may use, and nothing else of ``environ``.
+
+    Each ``STEAD_VAR_NAME`` of ``environ`` is ``NAME``; each entry of ``given`` (the ``--var``
+    options) is ``NAME`` (its value from ``environ``) or ``NAME=VALUE``. A file from a data
+    team's repository thereby reads only what the operator hands it, never the operator's
+    credentials.
+
+    Raises:
+        SpecError: a given name that is not a variable name, that is one of Stead's own
+            (``STEAD_*``), or that is not set in ``environ``.
+    """
+    variables = {
+        name.removeprefix(VAR_PREFIX): value
+        for name, value in environ.items()
+        if name.startswith(VAR_PREFIX) and len(name) > len(VAR_PREFIX)
+    }
+    problems = []
+    for entry in given:
+        name, sep, value = entry.partition("=")
+        if not _VARIABLE_NAME.fullmatch(name):
+            problems.append(f"--var {name}: not a variable name")
+        elif name.upper().startswith(OWN_PREFIX):
+            problems.append(
+                f"--var {name}: Stead's own settings and credentials are never given to a file"
+            )
+        elif sep:
+            variables[name] = value
+        elif name in environ:
+            variables[name] = environ[name]
+        else:
+            problems.append(f"--var {name}: environment variable {name} is not set")
+    if problems:
+        raise SpecError(problems)
+    return variables
 
 
 def interpolate(value: Any, env: Mapping[str, str], *, path: str = "") -> Any:
     """Replace ``${NAME}`` in every string of ``value`` by ``env[NAME]``; ``$$`` becomes ``$``.
 
+    ``env`` holds the variables the file may use (:func:`file_variables`), not the process's
+    environment.
+
     Raises:
-        SpecError: an unset variable or a malformed ``${...}``, with the path of the string.
+        SpecError: a variable not in ``env`` or a malformed ``${...}``, with the path of the string.
     """
     if isinstance(value, dict):
         problems: list[str] = []
@@ -261,7 +310,10 @@ def interpolate(value: Any, env: Mapping[str, str], *, path: str = "") -> Any:
             problems.append(f"{path}: ${{{name}}} is not a variable name")
             return ""
         if name not in env:
-            problems.append(f"{path}: environment variable {name} is not set")
+            problems.append(
+                f"{path}: variable {name} is not given: pass --var {name}, "
+                f"or set {VAR_PREFIX}{name}"
+            )
             return ""
         return env[name]
 

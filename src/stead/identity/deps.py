@@ -116,6 +116,21 @@ async def current_actor(
 ActorDep = Annotated[Actor, Depends(current_actor)]
 
 
+async def optional_actor(request: Request) -> Actor | None:
+    """:func:`current_actor` when the request has an ``Authorization`` header, else None (for
+    routes a caller may use before having an account, such as accepting an invitation).
+
+    Raises:
+        Unauthorized: a header is present but its token is not valid.
+    """
+    if "authorization" not in request.headers:
+        return None
+    return await current_actor(request)
+
+
+OptionalActorDep = Annotated[Actor | None, Depends(optional_actor)]
+
+
 def parse_uuid(value: str, *, field: str) -> str:
     """Return the canonical lower-case form of a UUID path parameter.
 
@@ -311,3 +326,5 @@ ProjectCreator = Annotated[Actor, Depends(require_account("project.create"))]
 AgentReader = Annotated[Actor, Depends(require_account("agent.read"))]
 AgentWriter = Annotated[Actor, Depends(require_account("agent.write"))]
 ApiClientManager = Annotated[Actor, Depends(require_account("api_client.manage"))]
+UserReader = Annotated[Actor, Depends(require_account("user.read"))]
+UserManager = Annotated[Actor, Depends(require_account("user.manage"))]

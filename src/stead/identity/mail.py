@@ -9,6 +9,10 @@ from email.message import EmailMessage
 from stead.errors import UpstreamError, UpstreamTimeout
 from stead.settings import Settings
 
+#: The port of each ``smtp_security`` mode when ``smtp_port`` is 0: submission with STARTTLS
+#: (RFC 6409), submissions with implicit TLS (RFC 8314 section 7.3), and SMTP relay.
+DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+
 
 def send_invitation(
     settings: Settings,
@@ -22,36 +26,57 @@ def send_invitation(
 ) -> None:
     """Send an invitation to ``to`` through ``settings.smtp_host``.
 
-    STARTTLS (verified against the system's trust store) when ``smtp_starttls``; login when
-    ``smtp_username`` is set. The accept URL holds the invitation token: it goes only into the
-    mail body, never into a log line.
+    The session is encrypted as ``smtp_security`` says: STARTTLS (RFC 3207; refused when the
+    server does not offer it), implicit TLS (RFC 8314) or, only when set to ``none``, plain
+    text. The server's certificate and host name are verified against ``smtp_ca_bundle`` or the
+    system's trust store. Login when ``smtp_username`` is set, after TLS. The accept URL holds
+    the invitation token: it goes only into the mail body, never into a log line.
 
     Raises:
         UpstreamTimeout: the mail server did not answer within ``upstream_timeout_seconds``.
-        UpstreamError: the mail server refused the connection, the login or the message.
+        UpstreamError: the mail server refused the connection, TLS, the login or the message,
+            or does not offer STARTTLS.
     """
     message = EmailMessage()
     message["From"] = settings.smtp_from
     message["To"] = to
     message["Subject"] = f"You are invited to the project {project_name} on Stead"
+    endpoint, _, token = accept_url.partition("#")
     message.set_content(
         f"{inviter} invites you to the project {project_name} as {project_role}.\n\n"
-        f"To accept, send a POST request to\n\n    {accept_url}\n\n"
-        'with the JSON body {"password": "<a password of at least 12 characters>"} '
-        "(or the body {} if you already have a Stead user with this address).\n\n"
+        f"Your invitation link: {accept_url}\n\n"
+        f"To accept, send a POST request to\n\n    {endpoint}\n\n"
+        f'with the JSON body {{"token": "{token}", '
+        '"password": "<a password of at least 12 characters>"} '
+        '(or, if you already have a Stead user with this address, the body {"token": '
+        f'"{token}"}} with your own bearer token).\n\n'
         f"The invitation can be used once and expires at {expires}.\n"
     )
+    security = settings.smtp_security
+    port = settings.smtp_port or DEFAULT_PORTS[security]
+    timeout = settings.upstream_timeout_seconds
+    context = ssl.create_default_context(cafile=settings.smtp_ca_bundle or None)
     try:
-        with smtplib.SMTP(
-            settings.smtp_host, settings.smtp_port, timeout=settings.upstream_timeout_seconds
-        ) as smtp:
-            if settings.smtp_starttls:
-                smtp.starttls(context=ssl.create_default_context())
+        connection: smtplib.SMTP
+        if security == "tls":
+            connection = smtplib.SMTP_SSL(
+                settings.smtp_host, port, timeout=timeout, context=context
+            )
+        else:
+            connection = smtplib.SMTP(settings.smtp_host, port, timeout=timeout)
+        with connection as smtp:
+            if security == "starttls":
+                smtp.starttls(context=context)
             if settings.smtp_username:
                 smtp.login(settings.smtp_username, settings.smtp_password.get_secret_value())
             smtp.send_message(message)
     except TimeoutError:
         raise UpstreamTimeout("The mail server did not answer in time") from None
+    except smtplib.SMTPNotSupportedError:
+        raise UpstreamError(
+            "The mail server does not offer STARTTLS; the invitation was not sent "
+            "(STEAD_SMTP_SECURITY=tls for implicit TLS, or none for a trusted local relay)"
+        ) from None
     except (OSError, smtplib.SMTPException) as exc:
         raise UpstreamError(
             f"The invitation mail could not be sent ({type(exc).__name__})"

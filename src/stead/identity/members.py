@@ -1,7 +1,8 @@
 """People in a project (docs/api.md, People): members, invitations, per-user environment access.
 
-An invitation carries a random token shown once (in the mail, or to the inviter when no mail
-server is configured); only its SHA-256 is stored. It can be accepted once, before it expires.
+An invitation carries a random token shown once (in the mail to the invitee, or to an account
+Admin who asks for it); only its SHA-256 is stored. It can be accepted once, before it expires,
+by posting the token in the body (never in a URL path, which access logs keep).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from stead import audit
 from stead.db import utcnow
 from stead.environments import service as environment_service
 from stead.environments.models import Environment
-from stead.errors import BadRequest, Conflict, NotFound
+from stead.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from stead.identity import mail
 from stead.identity.models import ApiClient, EnvironmentAccess, Invitation, ProjectMember, User
+from stead.identity.permissions import PermissionDenied, account_allows
 from stead.identity.schemas import InvitationAccept, InvitationCreate
 from stead.identity.service import Actor, create_user, email_key, find_user, user_actor
 from stead.pagination import PageParams, paginate
@@ -198,17 +200,34 @@ def invite(
 ) -> tuple[Invitation, str | None]:
     """Invite ``data.email`` into the project as ``data.project_role``.
 
-    The invitation expires after ``settings.invitation_ttl_seconds``. With ``smtp_host`` set, the
-    accept URL goes out by mail and None is returned in its place; otherwise it is returned for
-    the inviter to pass on.
+    The invitation expires after ``settings.invitation_ttl_seconds``. The accept URL (its
+    fragment is the token) goes out by mail to the invitee and None is returned in its place;
+    only when an account Admin asks (``data.return_accept_url``) is it returned instead, for
+    them to pass on. An inviter who could read the link could accept it and own an account
+    under someone else's email.
 
     Returns:
         ``(invitation, accept_url or None)``.
 
     Raises:
-        Conflict: the email's user is already a member, or a pending invitation exists.
+        PermissionDenied: ``return_accept_url`` asked by a caller without ``invitation.reveal``.
+        Conflict: no mail server is configured and the URL was not asked for; the email's user
+            is already a member, or a pending invitation exists.
         UpstreamError, UpstreamTimeout: the mail server failed (nothing is stored).
     """
+    reveal = data.return_accept_url
+    if reveal and not account_allows(actor.role, "invitation.reveal"):
+        raise PermissionDenied(
+            "Only an account Admin may take an invitation's accept URL (returnAcceptUrl)",
+            permission="invitation.reveal",
+            project_id=project.id,
+        )
+    if not reveal and not settings.smtp_host:
+        raise Conflict(
+            "No mail server is configured (STEAD_SMTP_HOST), so the invitation cannot reach "
+            "its invitee; an account Admin may create it with returnAcceptUrl and pass it on",
+            violations=["returnAcceptUrl: required while no mail server is configured"],
+        )
     now = utcnow()
     _refuse_member_or_invited(session, project=project, email=data.email, now=now)
     token = secrets.token_urlsafe(32)
@@ -223,7 +242,9 @@ def invite(
     )
     session.add(invitation)
     session.flush()
-    accept_url = f"{settings.public_url.rstrip('/')}/v1/invitations/{token}/accept"
+    # The token is the URL's fragment: user agents never send a fragment (RFC 3986 section
+    # 3.5), so it reaches no server's or proxy's log; it is posted in the body instead.
+    accept_url = f"{settings.public_url.rstrip('/')}/v1/invitations/accept#{token}"
     audit.record(
         session,
         actor=actor,
@@ -234,10 +255,10 @@ def invite(
         details={
             "email": data.email,
             "projectRole": data.project_role,
-            "mailSent": bool(settings.smtp_host),
+            "mailSent": not reveal,
         },
     )
-    if not settings.smtp_host:
+    if reveal:
         return invitation, accept_url
     mail.send_invitation(
         settings,
@@ -317,14 +338,16 @@ def _open_invitation(session: Session, *, token: str, now: datetime) -> Invitati
 
 
 def _invited_user(
-    session: Session, *, invitation: Invitation, data: InvitationAccept
+    session: Session, *, invitation: Invitation, data: InvitationAccept, caller: Actor | None
 ) -> tuple[User, bool]:
     """The user of the invited email, created (a ``MEMBER`` with ``data.password``) when there
-    is none; ``(user, created)``.
+    is none; ``(user, created)``. An existing user is linked only when ``caller`` is that user.
 
     Raises:
         BadRequest: a new user needs a password; an existing user must not send one (nor a
             display name).
+        Unauthorized: the email has a user and the request is not logged in.
+        Forbidden: the email has a user and the request is logged in as someone else.
         Conflict: the existing user is a member of the project already.
     """
     user = find_user(session, email=invitation.email)
@@ -346,9 +369,16 @@ def _invited_user(
     extra = [field for field, value in given if value is not None]
     if extra:
         raise BadRequest(
-            f"{invitation.email} already has a user: accept with an empty body",
+            f"{invitation.email} already has a user: accept with the token only",
             violations=[f"{f}: the user exists already; leave it out" for f in extra],
         )
+    if caller is None:
+        raise Unauthorized(
+            f"{invitation.email} already has a user: log in as that user and accept with "
+            "its bearer token"
+        )
+    if caller.type != "user" or caller.id != user.id:
+        raise Forbidden("This invitation is for another user")
     if _is_user_member(session, project_id=invitation.project_id, user_id=user.id):
         raise Conflict(f"{invitation.email} is already a member of the project")
     return user, False
@@ -357,13 +387,16 @@ def _invited_user(
 def accept(
     session: Session,
     *,
-    token: str,
     data: InvitationAccept,
+    caller: Actor | None,
     request_id: str | None,
     source_ip: str | None,
 ) -> tuple[Invitation, User, bool]:
     """Accept an invitation: create the user (with ``data.password``) or link the existing user
     of the invited email, and make them a member with the invited role.
+
+    Linking an existing user needs that user's own login (``caller``): the token alone only
+    proves access to the mailbox, not to the account that holds the email.
 
     Returns:
         ``(invitation, user, user_created)``.
@@ -372,10 +405,12 @@ def accept(
         NotFound: no invitation has this token (or it was revoked).
         Conflict: the invitation was used already, has expired, or the user is a member already.
         BadRequest: a new user needs a password; an existing user must not send one.
+        Unauthorized: the email has a user and the request is not logged in.
+        Forbidden: the email has a user and the request is logged in as someone else.
     """
     now = utcnow()
-    invitation = _open_invitation(session, token=token, now=now)
-    user, created = _invited_user(session, invitation=invitation, data=data)
+    invitation = _open_invitation(session, token=data.token.get_secret_value(), now=now)
+    user, created = _invited_user(session, invitation=invitation, data=data, caller=caller)
     actor = user_actor(user).with_request(request_id=request_id, source_ip=source_ip)
     if created:
         audit.record(

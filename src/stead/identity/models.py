@@ -29,7 +29,11 @@ class Account(Base):
 
 
 class ApiClient(Base):
-    """An API client: ``client_id`` plus a secret stored only as an argon2id hash."""
+    """An API client: ``client_id`` plus a secret stored only as an argon2id hash.
+
+    ``token_version`` is written into every token issued to the client; rotating the secret
+    adds one, so every token issued before stops working at once.
+    """
 
     __tablename__ = "api_clients"
 
@@ -40,6 +44,7 @@ class ApiClient(Base):
     secret_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(20))
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ProjectMember(Base):
@@ -62,7 +67,9 @@ class User(Base):
     """A person who logs in with email and password (stored only as an argon2id hash).
 
     ``email_key`` (the case-folded email) is unique: emails compare case-insensitively.
-    ``failed_logins`` counts consecutive failed logins; ``locked_until`` refuses logins until then.
+    ``token_version`` is written into every token issued to the user; disabling the user,
+    changing their role or revoking their tokens adds one, so every earlier token stops working.
+    A user with ``disabled_at`` set cannot log in and their tokens are refused.
     """
 
     __tablename__ = "users"
@@ -74,7 +81,25 @@ class User(Base):
     display_name: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(20))
     password_hash: Mapped[str] = mapped_column(String(255))
-    failed_logins: Mapped[int] = mapped_column(default=0)
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class LoginFailures(Base):
+    """Consecutive failed logins for one email from one source address.
+
+    Kept per ``(email_key, source)`` whether or not a user has the email, so that the answer
+    never tells which emails exist, and so that failures from one address never lock the user
+    out from another. ``locked_until`` refuses logins of that pair until then.
+    """
+
+    __tablename__ = "login_failures"
+    __table_args__ = (UniqueConstraint("email_key", "source"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    email_key: Mapped[str] = mapped_column(String(320))
+    source: Mapped[str] = mapped_column(String(64))
+    failures: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 

@@ -3,7 +3,7 @@
 Three scopes, each a mapping from a role to the permissions it grants (docs/api.md, People):
 
 * account roles (``SUPER_ADMIN``, ``ADMIN``, ``MEMBER``) for account-wide things: agents, API
-  clients, creating projects, the whole audit trail;
+  clients, users, creating projects, the whole audit trail;
 * project roles (``OWNER``, ``CONTRIBUTOR``, ``VIEWER``) inside one project. A Super Admin is
   ``OWNER`` of every project; anyone else who is not a member does not see the project (404);
 * environment access levels (``admin``, ``runner``, ``readOnly``, ``noAccess``: Owner, Operator,
@@ -35,11 +35,24 @@ ACCOUNT_PERMISSIONS: Final[dict[str, frozenset[str]]] = {
             "agent.write",
             "api_client.manage",
             "api_client.super_admin",
+            "user.read",
+            "user.manage",
+            "user.super_admin",
+            "invitation.reveal",
             "audit.read",
         }
     ),
     "ADMIN": frozenset(
-        {"project.create", "agent.read", "agent.write", "api_client.manage", "audit.read"}
+        {
+            "project.create",
+            "agent.read",
+            "agent.write",
+            "api_client.manage",
+            "user.read",
+            "user.manage",
+            "invitation.reveal",
+            "audit.read",
+        }
     ),
     "MEMBER": frozenset({"agent.read"}),
 }

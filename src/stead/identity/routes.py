@@ -15,8 +15,17 @@ from sqlalchemy import event
 
 from stead.db import SessionDep, TransactionRoute, session_scope
 from stead.errors import Unauthorized
-from stead.identity import members, service
-from stead.identity.deps import ApiClientManager, MemberManager, MemberReader, parse_uuid
+from stead.identity import members, service, users
+from stead.identity.deps import (
+    ActorDep,
+    ApiClientManager,
+    MemberManager,
+    MemberReader,
+    OptionalActorDep,
+    UserManager,
+    UserReader,
+    parse_uuid,
+)
 from stead.identity.models import ApiClient, EnvironmentAccess, ProjectMember, User
 from stead.identity.schemas import (
     ApiClientCreate,
@@ -33,9 +42,10 @@ from stead.identity.schemas import (
     MemberRead,
     MemberUpdate,
     TokenResponse,
+    UserRead,
+    UserUpdate,
 )
 from stead.identity.service import Actor, ActorCache, issue_token
-from stead.logs import remember_secret
 from stead.pagination import Page, PageDep
 
 router = APIRouter(tags=["auth"])
@@ -125,7 +135,7 @@ def token(
         if not username or not password:
             return _oauth_error("invalid_request", "username and password are required", 400)
         for session in session_scope(factory, write=True):
-            user, refusal = service.login(
+            user, refusal = users.login(
                 session,
                 email=username,
                 password=password,
@@ -174,11 +184,12 @@ _ACCESS = "/projects/{projectId}/environments/{environmentName}/access"
 def log_in(data: LoginRequest, session: SessionDep, request: Request) -> JSONResponse:
     """Log a user in with email and password; the answer is a bearer token valid 1800 s.
 
-    After ``STEAD_LOGIN_MAX_FAILURES`` consecutive failures the user is locked for
-    ``STEAD_LOGIN_LOCK_SECONDS``; every failure is counted and audited although the request is
-    refused.
+    After ``STEAD_LOGIN_MAX_FAILURES`` consecutive failures for one email from one address that
+    pair is locked, ``STEAD_LOGIN_BACKOFF_SECONDS`` at first, doubling with each further
+    failure up to ``STEAD_LOGIN_LOCK_SECONDS`` (``Retry-After`` says how long); every failure is
+    counted and audited although the request is refused. Unknown emails are answered alike.
     """
-    user, refusal = service.login(
+    user, refusal = users.login(
         session,
         email=data.email,
         password=data.password.get_secret_value(),
@@ -244,11 +255,17 @@ def get_api_client(
     "/api-clients/{clientId}/secret", tags=["api clients"], response_model=ApiClientCreated
 )
 def rotate_api_client_secret(
-    client_id: ClientIdPath, actor: ApiClientManager, session: SessionDep, response: Response
+    client_id: ClientIdPath,
+    actor: ApiClientManager,
+    session: SessionDep,
+    request: Request,
+    response: Response,
 ) -> ApiClientRead:
-    """Issue a new secret, shown only in this response; the old one stops working at once."""
+    """Issue a new secret, shown only in this response; the old one and every token issued
+    before stop working at once (on other server processes within ``actor_cache_seconds``)."""
     client = _client(session, actor, client_id)
     secret = service.rotate_secret(session, actor=actor, client=client)
+    _forget_after_commit(session, request, client.id)
     response.headers["Cache-Control"] = "no-store"
     return _client_read(client, secret)
 
@@ -261,8 +278,90 @@ def revoke_api_client(
     processes within ``actor_cache_seconds``)."""
     client = _client(session, actor, client_id)
     service.revoke_client(session, actor=actor, client=client)
+    _forget_after_commit(session, request, client.id)
+    return Response(status_code=204)
+
+
+def _forget_after_commit(session: SessionDep, request: Request, principal_id: str) -> None:
+    """Drop the principal from this process's actor cache once the change is committed."""
     cache: ActorCache = request.app.state.actor_cache
-    event.listen(session, "after_commit", lambda _: cache.forget(client.id), once=True)
+    event.listen(session, "after_commit", lambda _: cache.forget(principal_id), once=True)
+
+
+def _user_read(user: User) -> UserRead:
+    return UserRead(
+        id=user.id,
+        email=user.email,
+        display_name=user.display_name,
+        role=user.role,
+        disabled=user.disabled_at is not None,
+        created_at=user.created_at,
+        updated_at=user.updated_at,
+    )
+
+
+@api_router.get("/users", tags=["users"], response_model=Page[UserRead])
+def list_users(actor: UserReader, session: SessionDep, params: PageDep) -> Page[UserRead]:
+    """List the account's users, disabled ones included, oldest first (Super Admins and
+    Admins)."""
+    total, rows = users.list_users(session, actor=actor, params=params)
+    return Page(
+        page=params.page, size=params.size, total=total, results=[_user_read(u) for u in rows]
+    )
+
+
+@api_router.get(
+    "/users/me",
+    tags=["users"],
+    response_model=UserRead,
+    responses={404: {"description": "the caller is an API client"}},
+)
+def read_me(actor: ActorDep, session: SessionDep) -> UserRead:
+    """The calling user (any user; an API client gets 404)."""
+    return _user_read(users.me(session, actor=actor))
+
+
+def _user(session: SessionDep, actor: Actor, user_id: str) -> User:
+    return users.get_user(session, actor=actor, user_id=parse_uuid(user_id, field="userId"))
+
+
+@api_router.get("/users/{userId}", tags=["users"], response_model=UserRead)
+def read_user(user_id: UserIdPath, actor: UserReader, session: SessionDep) -> UserRead:
+    """Read one user of the account (Super Admins and Admins)."""
+    return _user_read(_user(session, actor, user_id))
+
+
+@api_router.patch(
+    "/users/{userId}",
+    tags=["users"],
+    response_model=UserRead,
+    responses={409: {"description": "the caller disables or re-roles themselves"}},
+)
+def update_user(
+    user_id: UserIdPath,
+    data: UserUpdate,
+    actor: UserManager,
+    session: SessionDep,
+    request: Request,
+) -> UserRead:
+    """Disable or enable a user, or change their account role. Disabling and a new role
+    revoke the user's tokens at once (on other server processes within
+    ``actor_cache_seconds``). Only a Super Admin changes a Super Admin or makes one."""
+    user = _user(session, actor, user_id)
+    users.update_user(session, actor=actor, user=user, disabled=data.disabled, role=data.role)
+    _forget_after_commit(session, request, user.id)
+    return _user_read(user)
+
+
+@api_router.post("/users/{userId}/revoke-tokens", tags=["users"], status_code=204)
+def revoke_user_tokens(
+    user_id: UserIdPath, actor: UserManager, session: SessionDep, request: Request
+) -> Response:
+    """Revoke every token the user holds (they can log in again). Only a Super Admin revokes
+    a Super Admin's tokens."""
+    user = _user(session, actor, user_id)
+    users.revoke_tokens(session, actor=actor, user=user)
+    _forget_after_commit(session, request, user.id)
     return Response(status_code=204)
 
 
@@ -335,8 +434,9 @@ def invite(
 ) -> InvitationCreated:
     """Invite an email address into the project with a project role (Owners and Super Admins).
 
-    The invitation is single-use and expires (``STEAD_INVITATION_TTL_SECONDS``). With a mail
-    server configured the accept link is mailed; otherwise it is returned here, once.
+    The invitation is single-use and expires (``STEAD_INVITATION_TTL_SECONDS``). The accept
+    link is mailed to the invitee; an account Admin may instead take it here, once, with
+    ``returnAcceptUrl`` (the only way without a mail server).
     """
     invitation, accept_url = members.invite(
         session,
@@ -388,28 +488,28 @@ def revoke_invitation(
 
 
 @api_router.post(
-    "/invitations/{token}/accept",
+    "/invitations/accept",
     tags=["invitations"],
     response_model=InvitationAccepted,
     responses={
+        401: {"description": "the email has a user: log in as that user first"},
+        403: {"description": "logged in as another user"},
         404: {"description": "no invitation has this token"},
         409: {"description": "used already, expired, or already a member"},
     },
 )
 def accept_invitation(
-    token: Annotated[str, Path(description="the invitation token from the accept link")],
-    session: SessionDep,
-    request: Request,
-    data: InvitationAccept | None = None,
+    data: InvitationAccept, caller: OptionalActorDep, session: SessionDep, request: Request
 ) -> InvitationAccepted:
-    """Accept an invitation (no bearer token: the invitation token is the credential).
+    """Accept an invitation; the ``token`` (the accept URL's fragment) is the credential and
+    travels in the body, never in a URL.
 
-    A new user sends ``{"password": ...}`` (and optionally ``displayName``); a user that exists
-    already sends ``{}`` and is linked. The user becomes a member with the invited role.
+    A new user sends ``{"token", "password"}`` (and optionally ``displayName``). A user that
+    exists already sends ``{"token"}`` with their own bearer token and is linked. The user
+    becomes a member with the invited role.
     """
-    remember_secret(token)
     invitation, user, created = members.accept(
-        session, token=token, data=data or InvitationAccept(), **_request_origin(request)
+        session, data=data, caller=caller, **_request_origin(request)
     )
     return InvitationAccepted(
         user_id=user.id,

@@ -88,6 +88,25 @@ class ApiClientCreated(ApiClientRead):
     client_secret: str
 
 
+class UserRead(WireModel):
+    """A user of the account as read back: never a password or a hash."""
+
+    id: str
+    email: str
+    display_name: str
+    role: str
+    disabled: bool
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class UserUpdate(WireModel):
+    """``PATCH /v1/users/{userId}`` body: what is left out stays as it is."""
+
+    disabled: bool | None = None
+    role: AccountRoleIn | None = None
+
+
 class MemberRead(WireModel):
     """A project member: a user (``name`` is the email) or an API client."""
 
@@ -106,10 +125,15 @@ class MemberUpdate(WireModel):
 
 
 class InvitationCreate(WireModel):
-    """``POST /v1/projects/{projectId}/invitations`` body (docs/api.md, People)."""
+    """``POST /v1/projects/{projectId}/invitations`` body (docs/api.md, People).
+
+    ``returnAcceptUrl``: hand the accept URL to the caller instead of mailing it (account
+    Admins and Super Admins only; the only way to invite without a mail server).
+    """
 
     email: Email
     project_role: ProjectRoleIn
+    return_accept_url: bool = False
 
 
 class InvitationRead(WireModel):
@@ -125,17 +149,20 @@ class InvitationRead(WireModel):
 
 
 class InvitationCreated(InvitationRead):
-    """A new invitation. ``acceptUrl`` (it holds the token) is returned only when no mail
-    server is configured, for the inviter to pass on; otherwise it went out by mail."""
+    """A new invitation. ``acceptUrl`` (the token is its fragment, after ``#``) is returned
+    only when an account Admin asked for it (``returnAcceptUrl``); otherwise it went out by
+    mail to the invitee and ``acceptUrl`` is null."""
 
     mail_sent: bool
     accept_url: str | None
 
 
 class InvitationAccept(WireModel):
-    """``POST /v1/invitations/{token}/accept`` body: a password (and optionally a display
-    name) for a new user; empty when the email already belongs to a user."""
+    """``POST /v1/invitations/accept`` body: the invitation ``token`` (the fragment of the
+    accept URL), and a password (and optionally a display name) for a new user; only the
+    token when the email already belongs to a user, who must be logged in as that user."""
 
+    token: SecretStr = Field(min_length=1, max_length=200)
     password: Password | None = None
     display_name: DisplayName | None = None
 

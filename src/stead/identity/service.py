@@ -10,7 +10,6 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
 
 import jwt
 from argon2 import PasswordHasher
@@ -29,8 +28,7 @@ from stead.identity.permissions import (
     environment_level,
 )
 from stead.pagination import PageParams, paginate
-from stead.settings import Settings
-from stead.wire import format_timestamp, name_key
+from stead.wire import name_key
 
 _hasher = PasswordHasher()
 # Verifying against a dummy hash when the client id is unknown keeps both answers equally slow.
@@ -190,7 +188,8 @@ def get_client(session: Session, *, actor: Actor, client_id: str) -> ApiClient:
 
 
 def rotate_secret(session: Session, *, actor: Actor, client: ApiClient) -> str:
-    """Give ``client`` a new secret (the old one stops working at once); return it, shown once.
+    """Give ``client`` a new secret; return it, shown once. The old secret and every token
+    issued before stop working at once.
 
     Raises:
         PermissionDenied: an Admin rotating a ``SUPER_ADMIN`` client.
@@ -201,6 +200,7 @@ def rotate_secret(session: Session, *, actor: Actor, client: ApiClient) -> str:
         raise Conflict(f"API client {client.client_id} is revoked")
     secret = secrets.token_urlsafe(32)
     client.secret_hash = hash_secret(secret)
+    client.token_version += 1  # tokens issued with the old secret stop working too
     session.flush()
     audit.record(
         session,
@@ -281,7 +281,6 @@ def create_user(
         display_name=display_name or email.split("@", 1)[0],
         role=role,
         password_hash=hash_secret(password),
-        failed_logins=0,
     )
     session.add(user)
     session.flush()
@@ -295,83 +294,13 @@ def user_actor(user: User) -> Actor:
     )
 
 
-def login(
-    session: Session,
-    *,
-    email: str,
-    password: str,
-    settings: Settings,
-    request_id: str | None,
-    source_ip: str | None,
-) -> tuple[User | None, Unauthorized | None]:
-    """Check a user's email and password, counting and auditing the attempt in ``session``.
-
-    After ``settings.login_max_failures`` consecutive failures the user is locked for
-    ``settings.login_lock_seconds``; a locked user's password is not even checked. Each failure
-    writes ``user.login_failed`` (and ``user.locked`` when it locks); a success resets the count
-    and writes ``user.logged_in``. An unknown email is refused without an event: there is no
-    user to protect or lock.
-
-    Returns:
-        ``(user, None)`` on success, ``(None, refusal)`` otherwise. The caller commits the
-        session before raising the refusal, so that the failure is kept.
-    """
-    user = find_user(session, email=email)
-    if user is None:
-        verify_secret(None, password)  # as slow as a real check
-        return None, Unauthorized("Invalid email or password")
-    actor = user_actor(user).with_request(request_id=request_id, source_ip=source_ip)
-    failure = _check_password(session, user=user, actor=actor, password=password, settings=settings)
-    if failure is not None:
-        return None, Unauthorized(failure)
-    return user, None
-
-
-def _check_password(
-    session: Session, *, user: User, actor: Actor, password: str, settings: Settings
-) -> str | None:
-    """Count and audit one login attempt of ``user``; return why it is refused, or None."""
-    now = utcnow()
-    if user.locked_until is not None and user.locked_until > now:
-        failure, reason = "Too many failed logins: the user is locked; try again later", "locked"
-    elif verify_secret(user.password_hash, password):
-        user.failed_logins = 0
-        user.locked_until = None
-        audit.record(
-            session, actor=actor, action="user.logged_in", target_type="user", target_id=user.id
-        )
-        return None
-    else:
-        failure, reason = "Invalid email or password", "wrong password"
-        user.failed_logins += 1
-    audit.record(
-        session,
-        actor=actor,
-        action="user.login_failed",
-        target_type="user",
-        target_id=user.id,
-        details={"reason": reason, "failedLogins": user.failed_logins},
-    )
-    if reason != "locked" and user.failed_logins >= settings.login_max_failures:
-        user.locked_until = now + timedelta(seconds=settings.login_lock_seconds)
-        user.failed_logins = 0
-        audit.record(
-            session,
-            actor=actor,
-            action="user.locked",
-            target_type="user",
-            target_id=user.id,
-            details={"until": format_timestamp(user.locked_until)},
-        )
-    return failure
-
-
 # --- tokens ------------------------------------------------------------------------------------
 
 
 def issue_token(principal: ApiClient | User, *, key: bytes, ttl_seconds: int) -> str:
     """A signed access token for an API client or a user, valid ``ttl_seconds`` seconds
-    (docs/api.md)."""
+    (docs/api.md). Its ``ver`` claim is the principal's ``token_version``: raising that
+    revokes the token (:func:`load_actor`)."""
     now = int(time.time())
     claims: dict[str, object] = {
         "iss": TOKEN_ISSUER,
@@ -381,6 +310,7 @@ def issue_token(principal: ApiClient | User, *, key: bytes, ttl_seconds: int) ->
         "nbf": now,
         "exp": now + ttl_seconds,
         "jti": secrets.token_hex(8),
+        "ver": principal.token_version,
     }
     if isinstance(principal, ApiClient):
         claims["client_id"] = principal.client_id
@@ -390,10 +320,13 @@ def issue_token(principal: ApiClient | User, *, key: bytes, ttl_seconds: int) ->
 @dataclass(frozen=True)
 class TokenClaims:
     """The principal a verified bearer token names: ``type`` (``api_client`` or ``user``),
-    ``id`` (its primary key), and when the token expires (``expires_at``, Unix seconds)."""
+    ``id`` (its primary key), the principal's ``token_version`` when it was issued
+    (``version``; 0 for tokens without a ``ver`` claim) and when the token expires
+    (``expires_at``, Unix seconds)."""
 
     type: str
     id: str
+    version: int = 0
     expires_at: float = field(compare=False, default=0.0)
 
 
@@ -416,23 +349,34 @@ def verify_token(token: str, *, key: bytes) -> TokenClaims:
     except jwt.InvalidTokenError as exc:
         raise Unauthorized("The access token is invalid") from exc
     kind = "user" if claims.get("typ") == "user" else "api_client"
-    return TokenClaims(type=kind, id=str(claims["sub"]), expires_at=float(claims["exp"]))
+    version = claims.get("ver", 0)
+    if not isinstance(version, int):
+        raise Unauthorized("The access token is invalid")
+    return TokenClaims(
+        type=kind, id=str(claims["sub"]), version=version, expires_at=float(claims["exp"])
+    )
 
 
 def load_actor(session: Session, claims: TokenClaims) -> Actor:
     """The actor a verified token names, as the database has it now.
 
     Raises:
-        Unauthorized: the client was revoked or deleted, or the user no longer exists.
+        Unauthorized: the client was revoked or deleted, the user no longer exists or is
+            disabled, or the token was revoked (its version is not the principal's
+            ``token_version``: a rotated secret, a new role, revoked tokens).
     """
     if claims.type == "user":
         user = session.get(User, claims.id)
-        if user is None:
-            raise Unauthorized("The access token's user no longer exists")
+        if user is None or user.disabled_at is not None:
+            raise Unauthorized("The access token's user no longer exists or is disabled")
+        if user.token_version != claims.version:
+            raise Unauthorized("The access token has been revoked")
         return user_actor(user)
     client = session.get(ApiClient, claims.id)
     if client is None or client.revoked_at is not None:
         raise Unauthorized("The access token's client no longer exists")
+    if client.token_version != claims.version:
+        raise Unauthorized("The access token has been revoked")
     return Actor(
         type="api_client",
         id=client.id,
@@ -448,8 +392,9 @@ class ActorCache:
     its principal once, not once per request. A cached token is still refused after its ``exp``.
 
     An entry lives ``ttl`` seconds (setting ``actor_cache_seconds``; 0 turns the cache off).
-    Revoking a client through this process forgets it at once; another process on the same
-    database sees the revocation within ``ttl``.
+    Revoking a client, rotating its secret, disabling a user, changing their role or revoking
+    their tokens through this process forgets the principal at once; another process on the
+    same database sees the change within ``ttl``.
 
     Args:
         ttl: seconds an entry is trusted.
@@ -496,7 +441,8 @@ class ActorCache:
         self._entries[claims] = (time.monotonic() + self.ttl, actor)
 
     def forget(self, principal_id: str) -> None:
-        """Drop every entry of ``principal_id`` (a revoked client, a deleted user)."""
+        """Drop every entry of ``principal_id`` (a revoked or rotated client, a disabled user,
+        a user whose role changed or whose tokens were revoked)."""
         for claims in [c for c in self._entries if c.id == principal_id]:
             self._entries.pop(claims, None)
 

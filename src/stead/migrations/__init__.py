@@ -7,6 +7,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+from stead.db import make_private_sqlite_file
+
 HERE = Path(__file__).parent
 
 
@@ -20,8 +22,9 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Apply migrations up to ``revision`` on the database at ``url`` (creating SQLite's folder,
-    mode 0700, when it is missing)."""
+    mode 0700, when it is missing, and the database file itself with mode 0600)."""
     if url.startswith("sqlite:///"):
         folder = Path(url.removeprefix("sqlite:///")).parent
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_sqlite_file(url)
     command.upgrade(alembic_config(url), revision)

@@ -31,6 +31,7 @@ from stead.sdk.resources import (
     Repositories,
     SecretReferences,
     Secrets,
+    Users,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -92,7 +93,7 @@ class Client:
 
     Resources mirror the API one to one: :attr:`projects`, :attr:`agents`,
     :attr:`connections`, :attr:`environments`, :attr:`secret_references`, :attr:`secrets`,
-    :attr:`repositories`, :attr:`auth`, :attr:`api_clients`, :attr:`members`,
+    :attr:`repositories`, :attr:`auth`, :attr:`api_clients`, :attr:`users`, :attr:`members`,
     :attr:`invitations`, :attr:`environment_access`, :attr:`audit_events`. Use as a context
     manager, or call :meth:`close`.
     """
@@ -136,6 +137,7 @@ class Client:
         self.repositories = Repositories(self)
         self.auth = Auth(self)
         self.api_clients = ApiClients(self)
+        self.users = Users(self)
         self.members = Members(self)
         self.invitations = Invitations(self)
         self.environment_access = EnvironmentAccess(self)

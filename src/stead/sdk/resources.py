@@ -36,7 +36,6 @@ from stead.identity.schemas import (
     ApiClientRead,
     EnvironmentAccessRead,
     EnvironmentAccessSet,
-    InvitationAccept,
     InvitationAccepted,
     InvitationCreate,
     InvitationCreated,
@@ -45,6 +44,8 @@ from stead.identity.schemas import (
     MemberRead,
     MemberUpdate,
     TokenResponse,
+    UserRead,
+    UserUpdate,
 )
 from stead.projects.schemas import ProjectCreate, ProjectCreated, ProjectRead, ProjectUpdate
 from stead.repositories.schemas import RepositoryCreate, RepositoryRead
@@ -508,6 +509,31 @@ class ApiClients(_Resource):
         self._client.request("DELETE", f"/v1/api-clients/{_seg(client_id)}")
 
 
+class Users(_Resource):
+    """``/v1/users``: the account's users; disabling one, changing their role or revoking their
+    tokens ends every token they hold."""
+
+    def list(self, *, page_size: int = 100) -> Iterator[UserRead]:
+        """Every user of the account (``GET /v1/users``)."""
+        return self._client.pages(UserRead, "/v1/users", page_size=page_size)
+
+    def me(self) -> UserRead:
+        """``GET /v1/users/me``: the calling user (an API client gets :class:`NotFound`)."""
+        return self._client.call(UserRead, "GET", "/v1/users/me")
+
+    def get(self, user_id: str) -> UserRead:
+        """``GET /v1/users/{userId}``."""
+        return self._client.call(UserRead, "GET", f"/v1/users/{_seg(user_id)}")
+
+    def update(self, user_id: str, body: UserUpdate | Mapping[str, Any]) -> UserRead:
+        """``PATCH /v1/users/{userId}`` ``{"disabled", "role"}``."""
+        return self._client.call(UserRead, "PATCH", f"/v1/users/{_seg(user_id)}", json=_body(body))
+
+    def revoke_tokens(self, user_id: str) -> None:
+        """``POST /v1/users/{userId}/revoke-tokens``."""
+        self._client.request("POST", f"/v1/users/{_seg(user_id)}/revoke-tokens")
+
+
 class Members(_Resource):
     """``/v1/projects/{projectId}/members`` (docs/api.md, People)."""
 
@@ -533,7 +559,7 @@ class Members(_Resource):
 
 
 class Invitations(_Resource):
-    """``/v1/projects/{projectId}/invitations`` and ``/v1/invitations/{token}/accept``
+    """``/v1/projects/{projectId}/invitations`` and ``/v1/invitations/accept``
     (docs/api.md, People)."""
 
     @staticmethod
@@ -565,14 +591,22 @@ class Invitations(_Resource):
         self._client.request("DELETE", f"{self._path(project_id)}/{_seg(invitation_id)}")
 
     def accept(
-        self, token: str, body: InvitationAccept | Mapping[str, Any] | None = None
+        self,
+        token: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        access_token: str | None = None,
     ) -> InvitationAccepted:
-        """``POST /v1/invitations/{token}/accept`` (the token is the credential)."""
+        """``POST /v1/invitations/accept`` ``{"token", "password", "displayName"}``: the token
+        (the accept URL's fragment) is the credential and goes in the body. For an email that
+        already has a user, pass that user's ``access_token`` (from ``auth.login``)."""
+        headers = {"Authorization": f"Bearer {access_token}"} if access_token else None
         return self._client.call(
             InvitationAccepted,
             "POST",
-            f"/v1/invitations/{_seg(token)}/accept",
-            json=_body(body) if body is not None else None,
+            "/v1/invitations/accept",
+            json={"token": token, **(body or {})},
+            headers=headers,
             authenticate=False,
         )
 

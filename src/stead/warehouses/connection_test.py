@@ -13,8 +13,8 @@ Drivers are extras, imported only when a test runs: ``stead[snowflake]``
 own code (:class:`~stead.warehouses.schemas.ConnectionTestError`), and anything short of a
 warehouse's answer is one ``UNREACHABLE``; the host is checked by the outbound policy
 (:mod:`stead.outbound`) when the request arrives and again right before connecting. No message
-carries a credential (they go through :func:`stead.logs.redact_text`, which masks every resolved
-secret).
+carries a credential (they go through :func:`stead.logs.redact_text` with the test's own secret
+values, so that an answer never depends on anyone else's secret).
 """
 
 from __future__ import annotations
@@ -103,6 +103,8 @@ class SnowflakeTarget:
     warehouse: str | None
     database: str | None
     schema: str | None
+    #: Every secret value the test uses (masked in its error message).
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,8 @@ class RedshiftTarget:
     database: str
     schema: str | None
     ssl: bool
+    #: Every secret value the test uses (masked in its error message).
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
 
 Target = SnowflakeTarget | RedshiftTarget
@@ -175,11 +179,13 @@ def resolve_target(
     require_driver(project.warehouse)
     spec = spec_for(project.warehouse)
     values: dict[str, str] = {}
+    hidden: list[str] = []
     for key, stored in properties.items():
         if "value" in stored:
             values[key] = str(stored["value"])
             if key in spec.sensitive:
                 remember_secret(values[key])
+                hidden.append(values[key])
             continue
         value = resolvers.resolve(
             session,
@@ -188,6 +194,7 @@ def resolve_target(
             secret_name=stored["secretName"],
             secret_key=stored.get("secretKey"),
         )
+        hidden.append(value)
         normaliser = spec.normalisers.get(key)
         try:
             values[key] = normaliser(value) if normaliser else value
@@ -208,6 +215,7 @@ def resolve_target(
             warehouse=values.get("defaultWarehouse"),
             database=values.get("defaultDatabase"),
             schema=values.get("defaultSchema"),
+            secrets=tuple(hidden),
         )
     else:
         target = RedshiftTarget(
@@ -218,6 +226,7 @@ def resolve_target(
             database=values["defaultDatabase"],
             schema=values.get("defaultSchema"),
             ssl=values.get("useSsl", "true") == "true",
+            secrets=tuple(hidden),
         )
     with contextlib.suppress(HostUnresolved):
         # A name that does not resolve is the test's to answer, as UNREACHABLE like any host
@@ -420,7 +429,7 @@ def attempt(target: Target, settings: Settings, policy: Policy) -> ConnectionTes
         else:
             version = _redshift(target, settings, policy)
     except _Failed as exc:
-        return _failure(start, exc.code, exc.message)
+        return _failure(start, exc.code, exc.message, target.secrets)
     except TimeoutError:
         return _failure(start, "TIMEOUT", "the warehouse did not answer in time")
     except Exception as exc:  # an answer the driver cannot read, or a driver bug: never a 500
@@ -434,11 +443,14 @@ def _ms(start: float) -> int:
     return round((time.monotonic() - start) * 1000)
 
 
-def _failure(start: float, code: str, message: str) -> ConnectionTestResult:
+def _failure(
+    start: float, code: str, message: str, secrets: tuple[str, ...] = ()
+) -> ConnectionTestResult:
+    """A failed result whose message has ``secrets`` (this test's own values) masked."""
     return ConnectionTestResult(
         ok=False,
         latency_ms=_ms(start),
-        error=ConnectionTestError(code=code, message=redact_text(message)[:2000]),
+        error=ConnectionTestError(code=code, message=redact_text(message, secrets)[:2000]),
     )
 
 

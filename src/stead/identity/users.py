@@ -1,0 +1,250 @@
+"""Users: logging in with a lockout per (email, source address) and back-off, and the account
+admin's controls: list, disable, change role, revoke tokens.
+
+Lockout follows the OWASP Authentication Cheat Sheet ("Protect Against Automated Attacks":
+account lockout with an increasing lock time, counted so that an attacker cannot lock out a user
+who logs in from elsewhere). Failures are counted per ``(email, source address)`` whether or
+not a user has the email: the answers to an unknown email and to a known one are the same.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from stead import audit
+from stead.db import utcnow
+from stead.errors import Conflict, NotFound, Unauthorized
+from stead.identity.models import LoginFailures, User
+from stead.identity.permissions import PermissionDenied, account_allows
+from stead.identity.service import Actor, email_key, find_user, user_actor, verify_secret
+from stead.pagination import PageParams, paginate
+from stead.settings import Settings
+from stead.wire import format_timestamp
+
+INVALID_LOGIN = "Invalid email or password"
+#: Stands for a request without a client address (kept in ``login_failures.source``).
+UNKNOWN_SOURCE = "unknown"
+
+
+def lock_seconds(failures: int, settings: Settings) -> int:
+    """How long ``(email, source)`` is locked after its ``failures``-th consecutive failure.
+
+    Nothing before ``settings.login_max_failures``; then ``login_backoff_seconds``, doubled by
+    each further failure, at most ``login_lock_seconds``. With the defaults (5, 60 s, 900 s):
+    60, 120, 240, 480, 900, 900 ... seconds.
+    """
+    beyond = failures - settings.login_max_failures
+    if beyond < 0:
+        return 0
+    return int(
+        min(settings.login_lock_seconds, settings.login_backoff_seconds * 2 ** min(beyond, 30))
+    )
+
+
+def _refusal(until_seconds: int | None) -> Unauthorized:
+    if until_seconds is None:
+        return Unauthorized(INVALID_LOGIN)
+    return Unauthorized(
+        f"Too many failed logins for this email from your address; try again in {until_seconds} s",
+        headers={"Retry-After": str(until_seconds)},
+    )
+
+
+def login(
+    session: Session,
+    *,
+    email: str,
+    password: str,
+    settings: Settings,
+    request_id: str | None,
+    source_ip: str | None,
+) -> tuple[User | None, Unauthorized | None]:
+    """Check a user's email and password, counting and auditing the attempt in ``session``.
+
+    Failures are counted per ``(email, source_ip)`` (:func:`lock_seconds` gives the schedule);
+    while a pair is locked its password is not even checked and the refusal says when to try
+    again (``Retry-After``). An unknown email, a wrong password and a disabled user get the same
+    answer, equally slow. A user's failure writes ``user.login_failed`` (and ``user.locked``
+    when it locks); a success resets the pair and writes ``user.logged_in``.
+
+    Returns:
+        ``(user, None)`` on success, ``(None, refusal)`` otherwise. The caller commits the
+        session before raising the refusal, so that the failure is kept.
+    """
+    now = utcnow()
+    source = (source_ip or UNKNOWN_SOURCE)[:64]
+    key = email_key(email)
+    counter = session.scalars(
+        select(LoginFailures).where(LoginFailures.email_key == key, LoginFailures.source == source)
+    ).first()
+    user = find_user(session, email=email)
+    actor = (
+        user_actor(user).with_request(request_id=request_id, source_ip=source_ip) if user else None
+    )
+    if counter is not None and counter.locked_until is not None and counter.locked_until > now:
+        wait = max(1, int((counter.locked_until - now).total_seconds() + 0.999))
+        if user is not None and actor is not None:
+            _audit_failure(
+                session, actor=actor, user=user, reason="locked", failures=counter.failures
+            )
+        return None, _refusal(wait)
+    ok = verify_secret(user.password_hash if user else None, password)
+    if ok and user is not None and actor is not None and user.disabled_at is None:
+        if counter is not None:
+            session.delete(counter)
+        audit.record(
+            session,
+            actor=actor,
+            action="user.logged_in",
+            target_type="user",
+            target_id=user.id,
+        )
+        return user, None
+    if ok and user is not None and actor is not None:
+        # A disabled user's right password is not counted, and answered like a wrong one.
+        _audit_failure(session, actor=actor, user=user, reason="disabled", failures=0)
+        return None, _refusal(None)
+    if counter is None:
+        counter = LoginFailures(email_key=key, source=source, failures=0)
+        session.add(counter)
+    counter.failures += 1
+    wait = lock_seconds(counter.failures, settings)
+    counter.locked_until = now + timedelta(seconds=wait) if wait else None
+    session.flush()
+    if user is not None and actor is not None:
+        _audit_failure(
+            session, actor=actor, user=user, reason="wrong password", failures=counter.failures
+        )
+        if counter.locked_until is not None:
+            audit.record(
+                session,
+                actor=actor,
+                action="user.locked",
+                target_type="user",
+                target_id=user.id,
+                details={"until": format_timestamp(counter.locked_until), "source": source},
+            )
+    return None, _refusal(wait or None)
+
+
+def _audit_failure(
+    session: Session, *, actor: Actor, user: User, reason: str, failures: int
+) -> None:
+    audit.record(
+        session,
+        actor=actor,
+        action="user.login_failed",
+        target_type="user",
+        target_id=user.id,
+        details={"reason": reason, "failedLogins": failures},
+    )
+
+
+# --- administration ----------------------------------------------------------------------------
+
+
+def list_users(session: Session, *, actor: Actor, params: PageParams) -> tuple[int, list[User]]:
+    """One page of the account's users, oldest first (disabled ones included)."""
+    query = (
+        select(User).where(User.account_id == actor.account_id).order_by(User.created_at, User.id)
+    )
+    return paginate(session, query, params)
+
+
+def get_user(session: Session, *, actor: Actor, user_id: str) -> User:
+    """The account's user ``user_id``.
+
+    Raises:
+        NotFound: no such user in the account.
+    """
+    user = session.get(User, user_id)
+    if user is None or user.account_id != actor.account_id:
+        raise NotFound(f"User {user_id} not found")
+    return user
+
+
+def me(session: Session, *, actor: Actor) -> User:
+    """The calling user.
+
+    Raises:
+        NotFound: the caller is an API client (clients are read at ``/v1/api-clients``).
+    """
+    if actor.type != "user":
+        raise NotFound("The caller is an API client, not a user")
+    return get_user(session, actor=actor, user_id=actor.id)
+
+
+def _may_manage(actor: Actor, user: User, role: str | None = None) -> None:
+    """Only a Super Admin may change a ``SUPER_ADMIN`` user or make one: an Admin who could
+    would become as powerful."""
+    if "SUPER_ADMIN" in (user.role, role) and not account_allows(actor.role, "user.super_admin"):
+        raise PermissionDenied(
+            "Only a Super Admin may manage SUPER_ADMIN users", permission="user.super_admin"
+        )
+
+
+def update_user(
+    session: Session, *, actor: Actor, user: User, disabled: bool | None, role: str | None
+) -> User:
+    """Disable or enable ``user`` and/or change their account role. Disabling or a new role
+    revokes every token the user holds (``token_version`` + 1).
+
+    Raises:
+        PermissionDenied: an Admin changing a Super Admin or making one.
+        Conflict: the caller disables themselves or changes their own role (another admin
+            must: the account keeps someone who can undo it).
+    """
+    _may_manage(actor, user, role)
+    if user.id == actor.id and (disabled or (role is not None and role != user.role)):
+        raise Conflict(
+            "You may not disable yourself or change your own role",
+            violations=["userId: is the caller"],
+        )
+    if role is not None and role != user.role:
+        previous, user.role = user.role, role
+        user.token_version += 1
+        audit.record(
+            session,
+            actor=actor,
+            action="user.role_changed",
+            target_type="user",
+            target_id=user.id,
+            details={"email": user.email, "from": previous, "to": role},
+        )
+    if disabled is not None and disabled != (user.disabled_at is not None):
+        user.disabled_at = utcnow() if disabled else None
+        if disabled:
+            user.token_version += 1
+        audit.record(
+            session,
+            actor=actor,
+            action="user.disabled" if disabled else "user.enabled",
+            target_type="user",
+            target_id=user.id,
+            details={"email": user.email},
+        )
+    session.flush()
+    return user
+
+
+def revoke_tokens(session: Session, *, actor: Actor, user: User) -> None:
+    """Make every token issued to ``user`` so far stop working (``token_version`` + 1); the
+    user can log in again for new ones.
+
+    Raises:
+        PermissionDenied: an Admin revoking a Super Admin's tokens.
+    """
+    _may_manage(actor, user)
+    user.token_version += 1
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="user.tokens_revoked",
+        target_type="user",
+        target_id=user.id,
+        details={"email": user.email},
+    )
