@@ -53,6 +53,8 @@ class Settings(BaseSettings):
             many seconds (through this process: at once). 0 reads it on every request.
         max_body_bytes: the largest request body accepted, in bytes; larger ones get 413 before
             they are read.
+        body_timeout_seconds: how long a request body may take to arrive, whole; a slower one
+            gets 408 and its connection is closed.
         environment: ``development`` or ``production``; production refuses a missing signing key
             or master key.
         secret_store_timeout_seconds: connect and read timeout (each) for calls to external
@@ -110,6 +112,7 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = 1000
     actor_cache_seconds: float = Field(default=2.0, ge=0)
     max_body_bytes: int = 1024 * 1024
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
     environment: Literal["development", "production"] = "development"
     log_level: str = "INFO"
     login_max_failures: int = 5

@@ -57,7 +57,7 @@ def _project(
 
 def _environment(factory: sessionmaker[Session], project_id: str, agent_id: str) -> None:
     """An environment row using ``agent_id`` (the environments API is another module's)."""
-    for session in session_scope(factory, write=True):
+    with session_scope(factory, write=True) as session:
         connection = Connection(
             project_id=project_id,
             name="dwh",

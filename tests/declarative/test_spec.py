@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from stead.cli.main import app
-from stead.declarative.spec import SpecError, dump, interpolate, json_schema, load, parse
+from stead.declarative.spec import SpecError, interpolate, json_schema, load, parse
+from stead.document import dump
 from tests.declarative.documents import bulk, two_projects, write
 
 ENV = {"REDSHIFT_USER": "analyst", "GIT_TOKEN": "t0ken"}

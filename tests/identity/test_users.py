@@ -142,7 +142,7 @@ def test_lockout_after_repeated_failures(
     assert reasons == ["wrong password"] * MAX_FAILURES + ["locked", "locked"]
 
     # Once the lock has passed, the right password works and the count starts again.
-    for session in session_scope(session_factory, write=True):
+    with session_scope(session_factory, write=True) as session:
         user = session.get(User, user_id)
         assert user is not None and user.locked_until is not None
         user.locked_until = utcnow() - timedelta(seconds=1)

@@ -14,7 +14,8 @@ from stead.agents.schemas import AgentAllowList, AgentCreate, AllowedProject
 from stead.db import utcnow
 from stead.environments.models import Environment
 from stead.errors import BadRequest, Conflict, NotFound
-from stead.identity.service import Actor, hash_secret
+from stead.identity.actor import Actor
+from stead.identity.service import hash_secret
 from stead.pagination import PageParams, paginate
 from stead.projects.models import Project
 from stead.secrets.models import SecretReference

@@ -92,7 +92,7 @@ def create_client(
     upgrade(settings.effective_database_url)
     engine = make_engine(settings.effective_database_url)
     try:
-        for session in session_scope(make_sessionmaker(engine), write=True):
+        with session_scope(make_sessionmaker(engine), write=True) as session:
             client, secret = create_api_client(session, name=name, role=role.upper())
             client_id = client.client_id
     except AppError as exc:
@@ -177,7 +177,7 @@ def create_user_command(
     upgrade(settings.effective_database_url)
     engine = make_engine(settings.effective_database_url)
     try:
-        for session in session_scope(make_sessionmaker(engine), write=True):
+        with session_scope(make_sessionmaker(engine), write=True) as session:
             user = create_user(
                 session,
                 email=email,

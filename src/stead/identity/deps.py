@@ -25,10 +25,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from stead.audit.service import AuditFilter
-from stead.db import SessionDep, run_read
 from stead.environments import service as environment_service
 from stead.environments.models import Environment
 from stead.errors import BadRequest, NotFound, Unauthorized
+from stead.identity.actor import Actor
 from stead.identity.models import ProjectMember
 from stead.identity.permissions import (
     PROJECT_PERMISSIONS,
@@ -38,15 +38,15 @@ from stead.identity.permissions import (
     project_allows,
 )
 from stead.identity.service import (
-    Actor,
     ActorCache,
     TokenClaims,
     access_level,
     load_actor,
     project_role,
 )
+from stead.pipeline.ratelimit import RateLimiter
+from stead.pipeline.transaction import SessionDep, run_read
 from stead.projects.models import Project
-from stead.ratelimit import RateLimiter
 
 #: Permission-checking dependency -> ``(scope, permission)``; scope is ``account``, ``project``,
 #: ``environment`` or ``audit``.

@@ -12,9 +12,10 @@ from fastapi import APIRouter, Form, Path, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import event
 
-from stead.db import SessionDep, TransactionRoute, session_scope
+from stead.db import session_scope
 from stead.errors import Unauthorized
 from stead.identity import members, service
+from stead.identity.actor import Actor
 from stead.identity.deps import ApiClientManager, MemberManager, MemberReader, parse_uuid
 from stead.identity.models import ApiClient, EnvironmentAccess, ProjectMember, User
 from stead.identity.schemas import (
@@ -33,9 +34,10 @@ from stead.identity.schemas import (
     MemberUpdate,
     TokenResponse,
 )
-from stead.identity.service import Actor, ActorCache, issue_token
+from stead.identity.service import ActorCache, issue_token
 from stead.logs import remember_secret
 from stead.pagination import Page, PageDep
+from stead.pipeline.transaction import SessionDep, make_router
 
 router = APIRouter(tags=["auth"])
 
@@ -119,7 +121,7 @@ def token(
     if grant_type == "password":
         if not username or not password:
             return _oauth_error("invalid_request", "username and password are required", 400)
-        for session in session_scope(factory, write=True):
+        with session_scope(factory, write=True) as session:
             user, refusal = service.login(
                 session,
                 email=username,
@@ -139,7 +141,7 @@ def token(
         client_id, client_secret = basic
     if not client_id or not client_secret:
         return _oauth_error("invalid_request", "client_id and client_secret are required", 400)
-    for session in session_scope(factory, write=False):
+    with session_scope(factory, write=False) as session:
         client = service.authenticate_client(
             session, client_id=client_id, client_secret=client_secret
         )
@@ -148,7 +150,7 @@ def token(
     return _token_response(request, client)
 
 
-api_router = APIRouter(route_class=TransactionRoute)
+api_router = make_router()
 
 ClientIdPath = Annotated[str, Path(alias="clientId", description="the API client's clientId")]
 MemberIdPath = Annotated[

@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import jwt
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from stead import audit
 from stead.db import utcnow
 from stead.errors import BadRequest, Conflict, NotFound, Unauthorized
+from stead.identity.actor import Actor
 from stead.identity.models import Account, ApiClient, EnvironmentAccess, ProjectMember, User
 from stead.identity.permissions import (
     ACCOUNT_ROLES,
@@ -37,38 +38,6 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("stead-dummy-secret")
 
 TOKEN_ISSUER = "stead"
-
-
-@dataclass(frozen=True)
-class Actor:
-    """The authenticated principal of a request.
-
-    Attributes:
-        type: ``api_client`` or ``user``.
-        id: the principal's primary key (UUID string).
-        name: the client's name or the user's email, kept in audit events.
-        role: account role, one of ``ACCOUNT_ROLES``.
-        account_id: the account the principal belongs to.
-        request_id: the request's ``X-Request-ID``, written into audit events.
-        source_ip: the client address of the request, written into audit events.
-    """
-
-    type: str
-    id: str
-    name: str
-    role: str
-    account_id: str
-    request_id: str | None = None
-    source_ip: str | None = None
-
-    @property
-    def is_super_admin(self) -> bool:
-        """True for ``SUPER_ADMIN``, who sees and owns every project (contract section 8)."""
-        return self.role == "SUPER_ADMIN"
-
-    def with_request(self, *, request_id: str | None, source_ip: str | None) -> Actor:
-        """This actor, tagged with the request it acts in."""
-        return replace(self, request_id=request_id, source_ip=source_ip)
 
 
 def get_account(session: Session) -> Account:
