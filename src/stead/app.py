@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import Response
 from sqlalchemy import text
 from sqlalchemy.orm import configure_mappers
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from stead import openapi
 from stead.agents.routes import router as agents_router
@@ -29,6 +30,7 @@ from stead.pipeline.body import BodyReader
 from stead.pipeline.metrics import Metrics
 from stead.pipeline.middleware import RequestMiddleware
 from stead.pipeline.ratelimit import make_rate_limiter
+from stead.pipeline.throttle import FailureThrottle
 from stead.projects.routes import router as projects_router
 from stead.repositories.routes import router as repositories_router
 from stead.secrets.routes import hosted_router as hosted_secrets_router
@@ -90,6 +92,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         attach_keyring(factory, keyring)
     app.state.rate_limiter = make_rate_limiter(engine, settings.rate_limit_per_minute)
     app.state.actor_cache = ActorCache(settings.actor_cache_seconds)
+    app.state.sign_in_throttle = FailureThrottle(
+        per_name=settings.sign_in_failures_per_minute,
+        per_address=settings.sign_in_failures_per_minute_per_address,
+    )
     app.state.metrics = Metrics()
     problems.install(app, on_error=record_refused)
     # Middleware, innermost first (docs/request-lifecycle.md).
@@ -99,6 +105,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodyReader, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout_seconds
     )
     app.add_middleware(RequestMiddleware, metrics=app.state.metrics)
+    if settings.trusted_proxy_list:
+        # The client's address from the proxies' X-Forwarded-For, only when a trusted proxy sent
+        # it; ``stead serve`` turns uvicorn's own handling (which trusts 127.0.0.1) off.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_list)
 
     app.include_router(token_router)
     for router in API_ROUTERS:

@@ -46,6 +46,7 @@ def serve(
 
     from stead.logs import configure_logging
     from stead.migrations import upgrade
+    from stead.pipeline.server import uvicorn_options
     from stead.settings import get_settings
 
     settings = get_settings()
@@ -60,6 +61,7 @@ def serve(
         log_config=None,
         log_level=settings.log_level.lower(),
         access_log=False,
+        **uvicorn_options(settings),
     )
 
 

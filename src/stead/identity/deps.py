@@ -44,6 +44,7 @@ from stead.identity.service import (
     load_actor,
     project_role,
 )
+from stead.pipeline.admission import admit
 from stead.pipeline.ratelimit import RateLimiter
 from stead.pipeline.transaction import SessionDep, run_read
 from stead.projects.models import Project
@@ -64,7 +65,9 @@ async def current_actor(request: Request) -> Actor:
     The token is verified on the event loop; its principal comes from the app's
     :class:`ActorCache` or, on a miss, from the database in a worker thread. The actor carries
     the request's id and client address for audit events. A second call in the same request
-    returns the first one's actor (the request is counted once against the rate limit).
+    returns the first one's actor (the request is counted once against the rate limit). Then
+    the request enters admission control (:func:`stead.pipeline.admission.admit`): nothing
+    before authentication waits in, or holds, a slot.
 
     Raises:
         Unauthorized: header missing, not Bearer, or the token is invalid or expired, or its
@@ -93,6 +96,7 @@ async def current_actor(request: Request) -> Actor:
     limiter: RateLimiter = state.rate_limiter
     if not limiter.hit_local(actor.id):  # a new lease is needed: the database, in a thread
         await run_in_threadpool(limiter.hit, actor.id)
+    await admit(request.scope)
     return actor
 
 

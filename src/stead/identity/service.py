@@ -204,15 +204,16 @@ def revoke_client(session: Session, *, actor: Actor, client: ApiClient) -> None:
     )
 
 
-def authenticate_client(
-    session: Session, *, client_id: str, client_secret: str
-) -> ApiClient | None:
-    """Return the active API client whose id and secret match, else None."""
-    client = session.scalars(select(ApiClient).where(ApiClient.client_id == client_id)).first()
+def find_client(session: Session, *, client_id: str) -> ApiClient | None:
+    """The API client ``client_id``, revoked or not; None if there is none."""
+    return session.scalars(select(ApiClient).where(ApiClient.client_id == client_id)).first()
+
+
+def client_authenticates(client: ApiClient | None, client_secret: str) -> bool:
+    """True when ``client`` exists, is not revoked and ``client_secret`` is its secret. As slow
+    (one argon2 check) when there is no client: the answer times alike either way."""
     ok = verify_secret(client.secret_hash if client else None, client_secret)
-    if client is None or not ok or client.revoked_at is not None:
-        return None
-    return client
+    return client is not None and ok and client.revoked_at is None
 
 
 # --- users -------------------------------------------------------------------------------------

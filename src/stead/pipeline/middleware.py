@@ -27,9 +27,22 @@ def _is_json(content_type: str) -> bool:
     )
 
 
+#: On every answer (OWASP REST Security Cheat Sheet, "Security headers"): no content sniffing,
+#: no framing (the old header and CSP's), no referrer.
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+    (b"referrer-policy", b"no-referrer"),
+)
+#: On every answer that does not say how it may be cached: answers are per caller.
+_NO_STORE = (b"cache-control", b"no-store")
+
+
 class RequestMiddleware:
     """ASGI middleware, per HTTP request: a request id (``X-Request-ID``, the caller's when it is
-    well formed), the JSON-body check (415), metrics and one access log line.
+    well formed), the JSON-body check (415), :data:`SECURITY_HEADERS` and ``Cache-Control:
+    no-store`` (unless the answer sets its own) on the response, metrics and one access log line.
 
     The token endpoint takes a form, so only ``/v1`` and ``/dpc/v1`` bodies must be JSON.
     Plain ASGI rather than ``BaseHTTPMiddleware``: the response streams through unchanged, with
@@ -65,6 +78,9 @@ class RequestMiddleware:
                 status = message["status"]
                 raw = list(message.get("headers", ()))
                 raw.append((b"x-request-id", request_id.encode()))
+                raw.extend(SECURITY_HEADERS)
+                if not any(name.lower() == b"cache-control" for name, _ in raw):
+                    raw.append(_NO_STORE)
                 message["headers"] = raw
             await send(message)
 

@@ -140,7 +140,7 @@ async def stepped_out(request: Request, session: Session, work: Callable[[], Awa
     await run_in_threadpool(session.commit)
     admission = request.scope.get(SCOPE_KEY)
     try:
-        if isinstance(admission, Admission):
+        if isinstance(admission, Admission) and admission.held:
             async with admission.stepped_out():
                 return await work()
         return await work()
