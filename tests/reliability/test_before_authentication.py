@@ -19,6 +19,8 @@ import pytest
 
 from tests.reliability.servers import Served, serve
 
+#: A guessed secret, to be found nowhere.
+CANARY = "canary-" + uuid.uuid4().hex
 #: Deadline of a request body in these tests (seconds).
 BODY_TIMEOUT = 6
 
@@ -143,25 +145,29 @@ def test_failed_sign_ins_are_throttled_per_client_and_per_address(
         sign_in_failures_per_minute_per_address="5",
     ) as server:
         for _ in range(3):
-            assert _token(server, server.client_id, "wrong").status_code == 401
-        refused = _token(server, server.client_id, "wrong")
+            assert _token(server, server.client_id, CANARY).status_code == 401
+        refused = _token(server, server.client_id, CANARY)
         assert refused.status_code == 429, refused.text
         assert 1 <= int(refused.headers["Retry-After"]) <= 60
         assert refused.headers["content-type"] == "application/problem+json"
         assert refused.json()["violations"] == []
         # The client is refused before its secret is checked, even the right one ...
         assert _token(server, server.client_id, server.client_secret).status_code == 429
-        # ... while another client signs in; then this address runs out of failures too.
+        # ... while another client id is still checked (401), until this address has had 5.
         other = str(uuid.uuid4())
-        assert _token(server, other, "wrong").status_code == 401
-        assert _token(server, other, "wrong").status_code == 401
-        assert _token(server, str(uuid.uuid4()), "wrong").status_code == 429
+        assert _token(server, other, CANARY).status_code == 401
+        assert _token(server, other, CANARY).status_code == 401
+        assert _token(server, str(uuid.uuid4()), CANARY).status_code == 429
         login = httpx.post(
             f"{server.url}/v1/auth/login",
-            json={"email": "nobody@example.com", "password": "wrong"},
+            json={"email": "nobody@example.com", "password": CANARY},
             timeout=30,
         )
         assert login.status_code == 429
+        answers = [refused, login]
+    # The guessed secrets are in no answer and no log line.
+    assert all(CANARY not in resp.text for resp in answers)
+    assert CANARY.encode() not in (server.data_dir / "server.log").read_bytes()
 
 
 def test_guessed_secrets_do_not_slow_the_api(
