@@ -33,8 +33,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
 from stead.db import make_engine, make_sessionmaker, session_scope  # noqa: E402
+from stead.identity.actor import Actor  # noqa: E402
 from stead.identity.models import Account  # noqa: E402
-from stead.identity.service import Actor  # noqa: E402
 from stead.migrations import upgrade  # noqa: E402
 from stead.projects import service as projects  # noqa: E402
 from stead.projects.schemas import ProjectCreate  # noqa: E402
@@ -82,7 +82,7 @@ def measure(url: str, count: int) -> dict[str, float]:
     factory = make_sessionmaker(engine)
     master = AESGCM.generate_key(bit_length=256)
     attach_keyring(factory, Keyring([master]))
-    for session in session_scope(factory, write=True):
+    with session_scope(factory, write=True) as session:
         account = session.scalars(select(Account)).one()
         actor = Actor(
             type="api_client", id="bench", name="bench", role="SUPER_ADMIN", account_id=account.id
@@ -93,7 +93,7 @@ def measure(url: str, count: int) -> dict[str, float]:
 
     def store_all() -> None:
         for name in names:
-            for session in session_scope(factory, write=True):
+            with session_scope(factory, write=True) as session:
                 service.add_hosted(
                     session,
                     actor=actor,
@@ -105,7 +105,7 @@ def measure(url: str, count: int) -> dict[str, float]:
 
     def new_versions() -> None:
         for name in names:
-            for session in session_scope(factory, write=True):
+            with session_scope(factory, write=True) as session:
                 secret = store.find(session, project_id=project.id, name=name, for_update=True)
                 assert secret is not None
                 service.replace_value(
@@ -126,7 +126,7 @@ def measure(url: str, count: int) -> dict[str, float]:
 
     def rotate() -> None:
         rotated = Keyring([AESGCM.generate_key(bit_length=256), master])
-        for session in session_scope(factory, write=True):
+        with session_scope(factory, write=True) as session:
             assert rewrap_all(session, rotated) == count * 2
 
     figures = {

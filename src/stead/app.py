@@ -3,60 +3,41 @@
 from __future__ import annotations
 
 import gc
-import logging
-import re
-import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-import structlog
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import Response
 from sqlalchemy import text
-from sqlalchemy.exc import DataError, IntegrityError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import configure_mappers
-from starlette.datastructures import Headers, MutableHeaders
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from stead import admission, bodylimit, openapi
+from stead import openapi
 from stead.agents.routes import router as agents_router
 from stead.audit.routes import router as audit_router
 from stead.audit.service import record_refused
 from stead.connections.routes import router as connections_router
 from stead.db import make_engine, make_sessionmaker
 from stead.environments.routes import router as environments_router
-from stead.errors import (
-    PROBLEM_BASE,
-    PROBLEM_JSON,
-    AppError,
-    ProblemResponse,
-    Unauthorized,
-    UnsupportedMediaType,
-)
 from stead.idempotency import service as idempotency
 from stead.identity.keys import load_signing_key
 from stead.identity.routes import api_router as identity_router
 from stead.identity.routes import router as token_router
 from stead.identity.service import ActorCache
 from stead.logs import configure_logging
-from stead.metrics import Metrics
+from stead.pipeline import admission, problems
+from stead.pipeline.body import BodyReader
+from stead.pipeline.metrics import Metrics
+from stead.pipeline.middleware import RequestMiddleware
+from stead.pipeline.ratelimit import make_rate_limiter
+from stead.pipeline.throttle import FailureThrottle
 from stead.projects.routes import router as projects_router
-from stead.ratelimit import make_rate_limiter
 from stead.repositories.routes import router as repositories_router
 from stead.secrets.routes import hosted_router as hosted_secrets_router
 from stead.secrets.routes import router as secret_references_router
 from stead.secrets.store import attach_keyring, load_keyring
 from stead.settings import Settings, get_settings
 from stead.warehouses.routes import router as warehouses_router
-
-log = logging.getLogger("stead")
-access_log = structlog.get_logger("stead.access")
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 API_ROUTERS: list[APIRouter] = [
     projects_router,
@@ -70,241 +51,6 @@ API_ROUTERS: list[APIRouter] = [
     identity_router,
     audit_router,
 ]
-
-
-def _problem(
-    status: int,
-    kind: str,
-    title: str,
-    detail: str,
-    instance: str,
-    violations: list[str] | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    return ProblemResponse(
-        {
-            "type": PROBLEM_BASE + kind,
-            "title": title,
-            "status": status,
-            "detail": detail,
-            "instance": instance,
-            "violations": violations or [],
-        },
-        status_code=status,
-        media_type=PROBLEM_JSON,
-        headers=headers,
-    )
-
-
-def _json_path(loc: tuple[Any, ...]) -> str:
-    """``("body", "connectionOverrides", 0, "port")`` -> ``connectionOverrides[0].port``."""
-    parts = list(loc)
-    if parts and parts[0] in ("body", "query", "path", "header"):
-        kind = parts.pop(0)
-        if not parts:
-            return "body" if kind == "body" else kind
-    out = ""
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
-_MESSAGES = {
-    "extra_forbidden": "unknown field",
-    "missing": "required",
-}
-_NOT_JSON = "body: not valid JSON"
-
-
-def validation_violations(errors: Any) -> list[str]:
-    """Turn pydantic/FastAPI validation errors into ``"<json.path>: <message>"`` strings; a
-    body that is not JSON is ``"body: not valid JSON (at character N)"``, N counted from 0."""
-    violations = []
-    for err in errors:
-        loc = tuple(err.get("loc", ()))
-        if err.get("type") == "json_invalid":
-            at = f" (at character {loc[-1]})" if loc and isinstance(loc[-1], int) else ""
-            violations.append(_NOT_JSON + at)
-            continue
-        message = _MESSAGES.get(err.get("type", ""), err.get("msg", "invalid"))
-        message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-        violations.append(f"{_json_path(loc)}: {message}")
-    return violations
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(AppError)
-    async def app_error(request: Request, exc: AppError) -> JSONResponse:
-        headers = dict(exc.headers)
-        if isinstance(exc, Unauthorized):
-            headers["WWW-Authenticate"] = "Bearer"
-        await record_refused(request, exc)
-        return ProblemResponse(
-            exc.to_problem(request.url.path), status_code=exc.status, headers=headers
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        violations = validation_violations(exc.errors())
-        if any(v.startswith(_NOT_JSON) for v in violations):
-            detail = "The request body is not valid JSON"
-        else:
-            detail = "The request has invalid fields: " + "; ".join(violations)
-        return _problem(400, "validation", "Invalid request", detail, request.url.path, violations)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        kinds = {404: "not-found", 405: "method-not-allowed"}
-        return _problem(
-            exc.status_code,
-            kinds.get(exc.status_code, "http-error"),
-            str(exc.detail),
-            str(exc.detail),
-            request.url.path,
-            headers=getattr(exc, "headers", None),
-        )
-
-    @app.exception_handler(IntegrityError)
-    async def integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:
-        # A uniqueness race that slipped past the service's own check (ARCHITECTURE rule 5).
-        return _problem(
-            409,
-            "conflict",
-            "Conflict",
-            "The request conflicts with a concurrent change; retry it",
-            request.url.path,
-        )
-
-    @app.exception_handler(DataError)
-    async def data_error(request: Request, exc: DataError) -> JSONResponse:
-        # A value the database cannot store that validation let through: still the caller's input.
-        log.warning("database refused a value: %s", type(exc.orig).__name__ if exc.orig else "")
-        return _problem(
-            400,
-            "validation",
-            "Invalid request",
-            "A value in the request cannot be stored",
-            request.url.path,
-        )
-
-    @app.exception_handler(OperationalError)
-    async def database_down(request: Request, exc: OperationalError) -> JSONResponse:
-        log.error("database error: %s", type(exc.orig).__name__ if exc.orig else "unknown")
-        return _problem(
-            503,
-            "unavailable",
-            "Service unavailable",
-            "The database is unavailable; retry shortly",
-            request.url.path,
-            headers={"Retry-After": "1"},
-        )
-
-    @app.exception_handler(PoolTimeout)
-    async def database_busy(request: Request, exc: PoolTimeout) -> JSONResponse:
-        log.error("no database connection became free in time")
-        return _problem(
-            503,
-            "unavailable",
-            "Service unavailable",
-            "The database is busy; retry shortly",
-            request.url.path,
-            headers={"Retry-After": "1"},
-        )
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
-        return _problem(
-            500, "internal", "Internal error", "An unexpected error occurred", request.url.path
-        )
-
-
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-_API_PREFIXES = ("/v1/", "/dpc/v1/")
-
-
-def _is_json(content_type: str) -> bool:
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (
-        media.startswith("application/") and media.endswith("+json")
-    )
-
-
-class RequestMiddleware:
-    """ASGI middleware, per HTTP request: a request id (``X-Request-ID``, the caller's when it is
-    well formed), the JSON-body check (415), metrics and one access log line.
-
-    The token endpoint takes a form, so only ``/v1`` and ``/dpc/v1`` bodies must be JSON.
-    Plain ASGI rather than ``BaseHTTPMiddleware``: the response streams through unchanged, with
-    no extra task or body copy per request.
-
-    Args:
-        app: the wrapped ASGI app.
-        metrics: where each request's method, route template, status and duration go.
-    """
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        headers = Headers(scope=scope)
-        request_id = headers.get("x-request-id") or ""
-        if not _REQUEST_ID.fullmatch(request_id):
-            request_id = uuid.uuid4().hex
-        state = scope.setdefault("state", {})
-        state["request_id"] = request_id
-        path: str = scope["path"]
-        method: str = scope["method"]
-        status = 500
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                MutableHeaders(scope=message)["X-Request-ID"] = request_id
-            await send(message)
-
-        try:
-            if (
-                method in _BODY_METHODS
-                and path.startswith(_API_PREFIXES)
-                and (headers.get("content-length", "0") != "0" or "transfer-encoding" in headers)
-                and not _is_json(headers.get("content-type", ""))
-            ):
-                exc = UnsupportedMediaType(
-                    "The request body must be application/json",
-                    violations=["Content-Type: must be application/json"],
-                )
-                await ProblemResponse(exc.to_problem(path), status_code=415)(
-                    scope, receive, send_with_id
-                )
-            else:
-                await self.app(scope, receive, send_with_id)
-        finally:
-            elapsed = time.perf_counter() - started
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            if route != "unmatched" and path.startswith(_API_PREFIXES):
-                # API routes carry their router-relative template; put the mount prefix back.
-                route = path[: path.index("/v1/") + 3] + route
-            self.metrics.observe(method, route, status, elapsed)
-            actor = state.get("actor")
-            access_log.info(
-                "request",
-                method=method,
-                path=path,
-                status=status,
-                duration_ms=round(elapsed * 1000, 2),
-                request_id=request_id,
-                actor=actor.id if actor else None,
-            )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -349,12 +95,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         attach_keyring(factory, keyring)
     app.state.rate_limiter = make_rate_limiter(engine, settings.rate_limit_per_minute)
     app.state.actor_cache = ActorCache(settings.actor_cache_seconds)
+    app.state.sign_in_throttle = FailureThrottle(
+        per_name=settings.sign_in_failures_per_minute,
+        per_address=settings.sign_in_failures_per_minute_per_address,
+    )
     app.state.metrics = Metrics()
-    _install_error_handlers(app)
+    problems.install(app, on_error=record_refused)
+    # Middleware, innermost first (docs/request-lifecycle.md).
     admission.install(app, engine)
-    bodylimit.install(app, settings.max_body_bytes)
     idempotency.install(app)
+    app.add_middleware(
+        BodyReader, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout_seconds
+    )
     app.add_middleware(RequestMiddleware, metrics=app.state.metrics)
+    if settings.trusted_proxy_list:
+        # The client's address from the proxies' X-Forwarded-For, only when a trusted proxy sent
+        # it; ``stead serve`` turns uvicorn's own handling (which trusts 127.0.0.1) off.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_list)
 
     app.include_router(token_router)
     for router in API_ROUTERS:

@@ -1,4 +1,6 @@
-"""Database plumbing: declarative ``Base``, engine factory, and the per-request session.
+"""Database plumbing: declarative ``Base``, engine and session factories, ``session_scope``.
+
+The per-request session is :mod:`stead.pipeline.transaction`'s.
 
 SQLite (the embedded default) runs in WAL mode with foreign keys on; write transactions start
 with ``BEGIN IMMEDIATE`` so two concurrent writers queue on the lock instead of failing with
@@ -8,20 +10,15 @@ with ``BEGIN IMMEDIATE`` so two concurrent writers queue on the lock instead of 
 from __future__ import annotations
 
 import contextlib
-import functools
-import inspect
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
-import anyio
-from fastapi import Depends, Request
-from fastapi.routing import APIRoute
 from sqlalchemy import (
     DateTime,
     Engine,
@@ -37,7 +34,6 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
-from starlette.concurrency import run_in_threadpool
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -218,7 +214,8 @@ def make_sessionmaker(
             (autocommit: no ``BEGIN``/``COMMIT`` statements or round trips). Under PostgreSQL's
             default READ COMMITTED isolation every statement reads its own snapshot either way;
             on SQLite each statement reads the latest committed state, as on PostgreSQL. On
-            SQLite, :func:`run_read` runs such a session's reads on the event loop.
+            SQLite, :func:`stead.pipeline.transaction.run_read` runs such a session's reads
+            on the event loop.
     """
     bind = engine
     info: dict[str, Any] = {}
@@ -228,51 +225,21 @@ def make_sessionmaker(
         bind = engine.execution_options(isolation_level="AUTOCOMMIT")
     elif read_only:
         bind = engine.execution_options(stead_read=True)
-        info[_READS_IN_PLACE] = True
+        info[READS_IN_PLACE] = True
     return sessionmaker(bind, expire_on_commit=False, info=info)
 
 
-_READS_IN_PLACE = "stead.reads_in_place"
-_T = TypeVar("_T")
+#: ``Session.info`` flag of a read-only SQLite session: its reads may run on the event loop.
+READS_IN_PLACE = "stead.reads_in_place"
 
 
-async def run_read(session: Session, func: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
-    """``func(*args, **kwargs)``, a short read through ``session``, from an async dependency.
-
-    A read-only session on SQLite runs it right on the event loop: the read is a call into the
-    SQLite library in this process, and in WAL mode a reader waits for no lock, so a worker-thread
-    hop would cost more than the read. Any other session runs it in a worker thread: a write
-    session's first statement may wait for SQLite's write lock, and a PostgreSQL read is a
-    network round trip, neither of which may stall the event loop.
-
-    Raises:
-        whatever ``func`` raises.
-    """
-    if session.info.get(_READS_IN_PLACE):
-        return func(*args, **kwargs)
-    return await run_in_threadpool(func, *args, **kwargs)
+def begin_write(session: Session) -> None:
+    """Start ``session``'s next transaction as a writer (SQLite: ``BEGIN IMMEDIATE``; no effect
+    on PostgreSQL)."""
+    session.connection(execution_options={"stead_write": True})
 
 
-def session_scope(factory: sessionmaker[Session], *, write: bool) -> Iterator[Session]:
-    """Yield one session as one transaction: commit on success, roll back on any error.
-
-    ``write=True`` takes SQLite's write lock at BEGIN (no effect on PostgreSQL).
-    """
-    session = factory()
-    try:
-        if write:
-            session.connection(execution_options={"stead_write": True})
-        yield session
-    except BaseException:
-        _finish(session, commit=False)
-        raise
-    _finish(session, commit=True)
-
-
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-def _finish(session: Session, *, commit: bool) -> None:
+def finish(session: Session, *, commit: bool) -> None:
     """Commit (or roll back) and close ``session``; a failed commit still closes it."""
     try:
         if commit:
@@ -283,85 +250,19 @@ def _finish(session: Session, *, commit: bool) -> None:
         session.close()
 
 
-async def _end(session: Session, *, commit: bool, on_loop: bool) -> None:
-    """:func:`_finish` on the event loop, or in a worker thread shielded from cancellation so a
-    connection is never left mid-transaction."""
-    if on_loop:
-        _finish(session, commit=commit)
-        return
-    with anyio.CancelScope(shield=True):
-        await run_in_threadpool(_finish, session, commit=commit)
+@contextmanager
+def session_scope(factory: sessionmaker[Session], *, write: bool) -> Iterator[Session]:
+    """``with session_scope(factory, write=...) as session:`` one session as one transaction:
+    commit when the block ends, roll back when it raises.
 
-
-async def get_session(request: Request) -> AsyncIterator[Session]:
-    """FastAPI dependency: one session and one transaction per request.
-
-    The session is made on the event loop (it connects lazily, in the worker thread of its first
-    query); the commit, or the rollback after an error, runs in a worker thread, shielded from
-    cancellation so a connection is never left mid-transaction; a read (autocommit, so there is
-    nothing to send) ends on the loop, and so does a write a sync endpoint already committed in
-    its own thread (:class:`TransactionRoute`).
-    Write requests (any method but GET/HEAD/OPTIONS) take SQLite's write lock at their first
-    statement.
-
-    Registered with ``scope="function"`` so the commit happens before the response is sent: a
-    failed commit is reported as an error, never as success (ARCHITECTURE rule 3).
+    ``write=True`` takes SQLite's write lock at BEGIN (no effect on PostgreSQL).
     """
-    async with _request_transaction(request, reading=request.method in _SAFE_METHODS) as session:
-        yield session
-
-
-async def get_write_session(request: Request) -> AsyncIterator[Session]:
-    """FastAPI dependency: like :func:`get_session`, but a write transaction whatever the method,
-    for a read that must leave a trace in the same transaction (reading an agent's client secret
-    writes an audit event)."""
-    async with _request_transaction(request, reading=False) as session:
-        yield session
-
-
-@asynccontextmanager
-async def _request_transaction(request: Request, *, reading: bool) -> AsyncIterator[Session]:
-    state = request.app.state
-    factory = state.read_sessionmaker if reading else state.write_sessionmaker
-    session: Session = factory()
-    # A read runs in autocommit on both databases: ending it sends nothing (psycopg skips
-    # COMMIT/ROLLBACK on an idle connection; SQLite's WAL reads take no lock): no hop. Nor does
-    # a transaction already committed in the endpoint's thread (TransactionRoute).
+    session = factory()
     try:
+        if write:
+            begin_write(session)
         yield session
     except BaseException:
-        await _end(session, commit=False, on_loop=reading or not session.in_transaction())
+        finish(session, commit=False)
         raise
-    await _end(session, commit=True, on_loop=reading or not session.in_transaction())
-
-
-SessionDep = Annotated[Session, Depends(get_session, scope="function")]
-WriteSessionDep = Annotated[Session, Depends(get_write_session, scope="function")]
-
-
-class TransactionRoute(APIRoute):
-    """The route class of Stead's API routers: a sync endpoint commits the request's session
-    (a :data:`SessionDep` among its parameters) in its own worker thread, after it returns.
-
-    The transaction then ends in the thread that ran its statements, and :func:`get_session`
-    finds nothing left to commit: one thread hop per write request instead of two (a hop costs
-    more Python time than a small transaction's commit). An endpoint that raises commits
-    nothing: :func:`get_session` rolls back, as before. Async endpoints are left as they are.
-    """
-
-    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-        if not inspect.iscoroutinefunction(endpoint):
-            endpoint = _committing(endpoint)
-        super().__init__(path, endpoint, **kwargs)
-
-
-def _committing(endpoint: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(endpoint)  # FastAPI reads the parameters through ``__wrapped__``
-    def run(**kwargs: Any) -> Any:
-        result = endpoint(**kwargs)
-        for value in kwargs.values():
-            if isinstance(value, Session) and value.in_transaction():
-                value.commit()
-        return result
-
-    return run
+    finish(session, commit=True)

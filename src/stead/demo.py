@@ -265,7 +265,7 @@ def create_super_admin(database_url: str) -> tuple[str, str]:
     upgrade(database_url)
     engine = make_engine(database_url)
     try:
-        for session in session_scope(make_sessionmaker(engine), write=True):
+        with session_scope(make_sessionmaker(engine), write=True) as session:
             client, secret = create_api_client(session, name="demo super admin", role="SUPER_ADMIN")
             client_id = client.client_id
     finally:

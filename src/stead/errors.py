@@ -182,3 +182,45 @@ class ServiceUnavailable(AppError):
     """503: Stead's own database is unreachable."""
 
     status, kind, title = 503, "unavailable", "Service unavailable"
+
+
+class ContentTooLarge(AppError):
+    """413: the request body is larger than the configured limit (``STEAD_MAX_BODY_BYTES``)."""
+
+    status, kind, title = 413, "content-too-large", "Content too large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The request body exceeds the limit of {limit} bytes",
+            violations=[f"body: must be at most {limit} bytes"],
+            headers={"Connection": "close"},
+        )
+
+
+class HTTPProblem(AppError):
+    """A status the framework itself answers (404 no such route, 405 method not allowed ...),
+    as problem+json.
+
+    Args:
+        status: the HTTP status.
+        detail: the framework's text, also used as the title.
+    """
+
+    def __init__(self, status: int, detail: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail, headers=headers)
+        self.status = status
+        self.kind = {404: "not-found", 405: "method-not-allowed"}.get(status, "http-error")
+        self.title = detail
+
+
+class RequestTimeout(AppError):
+    """408: the request body did not arrive in time (``STEAD_BODY_TIMEOUT_SECONDS``)."""
+
+    status, kind, title = 408, "request-timeout", "Request timeout"
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"The request body did not arrive within {seconds:g} s",
+            violations=[f"body: must arrive within {seconds:g} s"],
+            headers={"Connection": "close"},
+        )

@@ -14,8 +14,8 @@ from stead.identity.models import (
     ProjectMember,
     User,
 )
+from stead.pipeline.ratelimit import RateLimitCounter
 from stead.projects.models import Project, ProjectListBucket
-from stead.ratelimit import RateLimitCounter
 from stead.repositories.models import Repository
 from stead.secrets.models import HostedSecret, HostedSecretVersion, SecretReference
 

@@ -7,9 +7,9 @@ clients and schema-driven tests (schemathesis) see what actually comes back:
 
 - every ``/v1`` operation: 400, 401 (with ``WWW-Authenticate``), 403, 429 and 503 (with
   ``Retry-After``); 404 when the path has parameters; 409 when it changes something;
-  413 and 415 when it takes a body;
+  408, 413 and 415 when it takes a body;
 - the token endpoint: its RFC 6749 errors (400/401 ``{"error", "error_description"}``) or a
-  problem (400 for an unreadable form, 413, 503).
+  problem (400 for an unreadable form, 408, 413, 429 after too many failures, 503).
 
 :func:`install` also serves ``/docs``: Swagger UI, whose files ship inside the package
 (``static/swagger-ui-<version>/``, from the npm package ``swagger-ui-dist``, Apache-2.0), so the
@@ -72,11 +72,12 @@ DESCRIPTIONS = {
     401: "Missing, invalid or expired bearer token",
     403: "The caller may not do this",
     404: "Unknown, or not visible to the caller",
+    408: "The request body did not arrive in time",
     409: "Conflicts with the current state: a duplicate name, or an object still in use "
     '(detail names each user; blockedBy lists them as {"type", "name", "project"})',
     413: "Request body over the size limit",
     415: "Request body is not application/json",
-    429: "Rate limit exceeded; see Retry-After",
+    429: "Rate limit, or failed sign-ins limit, exceeded; see Retry-After",
     503: "The database (or an upstream) is unavailable; see Retry-After",
 }
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -98,10 +99,10 @@ def _statuses(path: str, method: str, operation: dict[str, Any]) -> list[int]:
         if method in _CHANGES:
             codes.append(409)
         if body:
-            codes += [413, 415]
+            codes += [408, 413, 415]
         return codes
     if path.startswith("/oauth/"):
-        return [400, 413, 503]
+        return [400, 408, 413, 429, 503]
     return []
 
 

@@ -63,6 +63,16 @@ class Settings(BaseSettings):
             many seconds (through this process: at once). 0 reads it on every request.
         max_body_bytes: the largest request body accepted, in bytes; larger ones get 413 before
             they are read.
+        body_timeout_seconds: how long a request body may take to arrive, whole; a slower one
+            gets 408 and its connection is closed.
+        idle_timeout_seconds: how long a connection may stay silent, or take to send a request's
+            line and headers, before the server closes it.
+        sign_in_failures_per_minute: failed sign-ins (token endpoint, ``/v1/auth/login``) a
+            client id or user may have per minute before it is answered 429; 0 disables.
+        sign_in_failures_per_minute_per_address: the same per source address; 0 disables.
+        trusted_proxies: comma-separated addresses or networks (``10.0.0.0/8``) of reverse
+            proxies whose ``X-Forwarded-For`` / ``X-Forwarded-Proto`` are believed; empty (the
+            default): none, the peer address is the client's.
         environment: ``development`` or ``production``; production refuses a missing signing key
             or master key.
         secret_store_timeout_seconds: connect and read timeout (each) for calls to external
@@ -130,6 +140,11 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = 1000
     actor_cache_seconds: float = Field(default=2.0, ge=0)
     max_body_bytes: int = 1024 * 1024
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    idle_timeout_seconds: int = Field(default=5, gt=0)
+    sign_in_failures_per_minute: int = Field(default=10, ge=0)
+    sign_in_failures_per_minute_per_address: int = Field(default=30, ge=0)
+    trusted_proxies: str = ""
     environment: Literal["development", "production"] = "development"
     log_level: str = "INFO"
     login_max_failures: int = 5
@@ -189,12 +204,31 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(part.strip(), strict=False)
         return value
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: str) -> str:
+        for entry in _entries(value):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP address or network: {entry!r}") from None
+        return value
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        """:attr:`trusted_proxies` as a list (empty when none)."""
+        return _entries(self.trusted_proxies)
+
     @property
     def effective_database_url(self) -> str:
         """The database URL in use: ``database_url`` or the SQLite file in ``data_dir``."""
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'stead.db'}"
+
+
+def _entries(value: str) -> list[str]:
+    return [entry.strip() for entry in value.split(",") if entry.strip()]
 
 
 @lru_cache

@@ -59,7 +59,7 @@ def _project(
 
 def _environment(factory: sessionmaker[Session], project_id: str, agent_id: str) -> None:
     """An environment row using ``agent_id`` (the environments API is another module's)."""
-    for session in session_scope(factory, write=True):
+    with session_scope(factory, write=True) as session:
         connection = Connection(
             project_id=project_id,
             name="dwh",
@@ -412,7 +412,7 @@ def test_credentials_bound_to_their_agent_and_issued_when_missing(
     first, second = create_agent(http, admin)["agentId"], create_agent(http, admin)["agentId"]
     # a sealed secret copied onto another agent's row fails authentication: 503, nothing shown
     source = _agent_row(session_factory, first)
-    for session in session_scope(session_factory, write=True):
+    with session_scope(session_factory, write=True) as session:
         target = session.get(Agent, second)
         assert target is not None
         target.secret_key_id = source.secret_key_id
@@ -422,7 +422,7 @@ def test_credentials_bound_to_their_agent_and_issued_when_missing(
     assert_problem(http.get(f"/v1/agents/{second}/credentials", headers=admin), 503)
 
     # an agent without a sealed secret (made before secrets were sealed) is issued one
-    for session in session_scope(session_factory, write=True):
+    with session_scope(session_factory, write=True) as session:
         target = session.get(Agent, second)
         assert target is not None
         target.secret_key_id = target.secret_wrapped_key = None

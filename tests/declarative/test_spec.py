@@ -12,13 +12,13 @@ from typer.testing import CliRunner
 from stead.cli.main import app
 from stead.declarative.spec import (
     SpecError,
-    dump,
     file_variables,
     interpolate,
     json_schema,
     load,
     parse,
 )
+from stead.document import dump
 from tests.declarative.documents import bulk, two_projects, write
 
 ENV = {"REDSHIFT_USER": "analyst", "GIT_TOKEN": "t0ken"}

@@ -166,7 +166,7 @@ def test_an_expired_invitation_is_refused(
     http: TestClient, session_factory: sessionmaker[Session], project_id: str, owner: dict[str, str]
 ) -> None:
     created = _invite(http, owner, project_id).json()
-    for session in session_scope(session_factory, write=True):
+    with session_scope(session_factory, write=True) as session:
         invitation = session.get(Invitation, created["id"])
         assert invitation is not None
         invitation.expires_at = utcnow() - timedelta(seconds=1)

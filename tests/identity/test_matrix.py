@@ -75,7 +75,7 @@ class World:
             self._join(world.project_id)
 
     def _join(self, project_id: str) -> None:
-        for session in session_scope(self.factory, write=True):
+        with session_scope(self.factory, write=True) as session:
             for p in self.principals:
                 if p.own_role is None or p.name in ("SUPER_ADMIN client", "ADMIN client"):
                     continue

@@ -166,7 +166,7 @@ def test_lockout_per_email_and_source_with_back_off(
     # Each failure after the lock doubles it: 60, 120, 240 s ... up to login_lock_seconds.
     first = _counter(session_factory, email, "203.0.113.7")
     assert first.failures == MAX_FAILURES and first.locked_until is not None
-    for session in session_scope(session_factory, write=True):
+    with session_scope(session_factory, write=True) as session:
         session.execute(update(LoginFailures).values(locked_until=utcnow() - timedelta(seconds=1)))
     attacker.post("/v1/auth/login", json={"email": email, "password": "wrong again"})
     second = _counter(session_factory, email, "203.0.113.7")
@@ -186,7 +186,7 @@ def test_lockout_per_email_and_source_with_back_off(
     ]
 
     # Once the lock has passed, the right password works and the pair starts again.
-    for session in session_scope(session_factory, write=True):
+    with session_scope(session_factory, write=True) as session:
         session.execute(update(LoginFailures).values(locked_until=utcnow() - timedelta(seconds=1)))
     login(attacker, email)
     with session_factory() as session:

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from stead.audit.models import AuditEvent
 from stead.db import session_scope
+from stead.identity.actor import Actor
 from stead.identity.models import Account
-from stead.identity.service import Actor
 from stead.projects import service
 from stead.projects.models import BUCKET_SIZE, Project, ProjectListBucket
 from stead.projects.schemas import ProjectCreate
@@ -40,7 +40,7 @@ def _create(factory: sessionmaker[Session], names: list[str]) -> list[str]:
     """Create projects through the project service, in order; return their ids."""
     actor = _actor(factory)
     ids = []
-    for session in session_scope(factory, write=True):
+    with session_scope(factory, write=True) as session:
         for name in names:
             body = {"name": name, "warehouse": "REDSHIFT", "agentDeploymentType": "HYBRID"}
             data = ProjectCreate.model_validate(body)
@@ -51,7 +51,7 @@ def _create(factory: sessionmaker[Session], names: list[str]) -> list[str]:
 def _delete(factory: sessionmaker[Session], ids: list[str]) -> None:
     """Delete projects through the project service."""
     actor = _actor(factory)
-    for session in session_scope(factory, write=True):
+    with session_scope(factory, write=True) as session:
         for project_id in ids:
             project = session.get(Project, project_id)
             assert project is not None

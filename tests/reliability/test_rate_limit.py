@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 
 from stead.db import utcnow
 from stead.errors import TooManyRequests
-from stead.ratelimit import (
+from stead.pipeline.ratelimit import (
     MAX_LEASE,
     RateLimitCounter,
     RateLimiter,

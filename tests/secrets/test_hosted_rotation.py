@@ -99,7 +99,7 @@ def test_rotation_while_other_threads_read_and_write(
             number += 1
             value = f"written-{number}-{os.urandom(4).hex()}"
             try:
-                for session in session_scope(factory, write=True):
+                with session_scope(factory, write=True) as session:
                     secret = store.find(session, project_id=project_id, name="written")
                     if secret is None:
                         secret = HostedSecret(
@@ -202,7 +202,7 @@ def test_a_failed_rotation_leaves_every_value_readable(
     path = store.key_file_path(settings)
     old_id = key_id(read_key_file(path)[0])
     # a row that fails authentication stops the rotation before anything is re-wrapped
-    for session in session_scope(factory, write=True):
+    with session_scope(factory, write=True) as session:
         row = session.scalars(
             select(HostedSecretVersion).order_by(HostedSecretVersion.id.desc()).limit(1)
         ).one()

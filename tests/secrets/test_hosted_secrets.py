@@ -371,7 +371,7 @@ def test_values_are_encrypted_and_bound_to_their_row(
     assert len(a.nonce) == 12 and len(a.wrapped_key) == 12 + 32 + 16
     assert a.key_id == b.key_id and a.wrapped_key != b.wrapped_key
     # swapping the encrypted columns between rows makes both unreadable, not each other's value
-    for session in session_scope(session_factory, write=True):
+    with session_scope(session_factory, write=True) as session:
         for row, source in [(a, b), (b, a)]:
             merged = session.merge(row)
             merged.ciphertext, merged.nonce, merged.wrapped_key = (

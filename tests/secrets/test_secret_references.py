@@ -219,7 +219,7 @@ def test_delete_while_an_environment_refers_to_it(
     base = f"/v1/projects/{project_id}/secret-references"
     for name in ("finance-prod-redshift", "unused"):
         assert http.post(f"{base}/{name}", json=_body(agent_id), headers=admin).status_code == 201
-    for session in session_scope(session_factory, write=True):
+    with session_scope(session_factory, write=True) as session:
         connection = Connection(
             project_id=project_id,
             name="dwh",

@@ -31,7 +31,7 @@ def new_client(
     factory: sessionmaker[Session], role: str = "SUPER_ADMIN", name: str = "test client"
 ) -> tuple[str, str]:
     """Create an API client directly in the database; return ``(client_id, client_secret)``."""
-    for session in session_scope(factory, write=True):
+    with session_scope(factory, write=True) as session:
         client, secret = create_api_client(session, name=name, role=role)
         client_id = client.client_id
     return client_id, secret
@@ -63,7 +63,7 @@ def member_auth(
 ) -> dict[str, str]:
     """Headers for a fresh ``MEMBER`` API client holding project role ``role`` in ``project_id``."""
     client_id, secret = new_client(factory, "MEMBER")
-    for session in session_scope(factory, write=True):
+    with session_scope(factory, write=True) as session:
         client = session.scalars(select(ApiClient).where(ApiClient.client_id == client_id)).one()
         session.add(
             ProjectMember(
@@ -123,7 +123,7 @@ def new_user(
     """Create a user directly in the database (with a project membership when ``project_id``
     and ``project_role`` are given); return ``(user_id, email)``."""
     email = email or f"user{next(_user_numbers)}@example.com"
-    for session in session_scope(factory, write=True):
+    with session_scope(factory, write=True) as session:
         user = create_user(session, email=email, password=password, display_name=None, role=role)
         if project_id and project_role:
             session.add(

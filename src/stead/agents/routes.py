@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import Path, Response
 
 from stead.agents import service
 from stead.agents.models import Agent
@@ -17,12 +17,12 @@ from stead.agents.schemas import (
     AgentUpdate,
     CredentialsRequest,
 )
-from stead.db import SessionDep, TransactionRoute, WriteSessionDep
+from stead.identity.actor import Actor
 from stead.identity.deps import AgentReader, AgentWriter, parse_uuid
-from stead.identity.service import Actor
 from stead.pagination import Page, PageDep
+from stead.pipeline.transaction import SessionDep, WriteSessionDep, make_router
 
-router = APIRouter(prefix="/agents", tags=["agents"], route_class=TransactionRoute)
+router = make_router(prefix="/agents", tags=["agents"])
 
 AgentIdPath = Annotated[str, Path(alias="agentId", description="agent UUID")]
 

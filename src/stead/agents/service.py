@@ -28,7 +28,7 @@ from stead.errors import (
     ServiceUnavailable,
     in_use,
 )
-from stead.identity.service import Actor
+from stead.identity.actor import Actor
 from stead.pagination import PageParams, paginate
 from stead.projects.models import Project
 from stead.secrets.models import SecretReference

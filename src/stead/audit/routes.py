@@ -6,18 +6,18 @@ import re
 from dataclasses import replace
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 from pydantic import AwareDatetime, BeforeValidator
 
 from stead.audit import service
 from stead.audit.models import AuditEvent
 from stead.audit.schemas import AuditActor, AuditEventRead, AuditTarget
-from stead.db import SessionDep, TransactionRoute
 from stead.identity.deps import ActorDep, AuditReader
 from stead.pagination import Page, PageDep
+from stead.pipeline.transaction import SessionDep, make_router
 from stead.wire import Text
 
-router = APIRouter(prefix="/audit-events", tags=["audit"], route_class=TransactionRoute)
+router = make_router(prefix="/audit-events", tags=["audit"])
 
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 

@@ -20,7 +20,7 @@ from stead.identity.permissions import PermissionDenied
 from stead.pagination import PageParams, paginate
 
 if TYPE_CHECKING:
-    from stead.identity.service import Actor
+    from stead.identity.actor import Actor
 
 log = logging.getLogger(__name__)
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -74,7 +74,7 @@ def record(
 def _write_refusal(
     factory: sessionmaker[Session], *, actor: Actor, exc: PermissionDenied, target: str
 ) -> None:
-    for session in session_scope(factory, write=True):
+    with session_scope(factory, write=True) as session:
         record(
             session,
             actor=actor,

@@ -24,7 +24,7 @@ from stead.cli.config import ConfigError, config_file, resolve, write_profile
 if TYPE_CHECKING:
     from stead.declarative.plan import Change, Plan
     from stead.declarative.spec import StateFile
-    from stead.declarative.state import State
+    from stead.document import State
     from stead.sdk import Client
 
 Url = Annotated[
@@ -245,14 +245,14 @@ def export(
     profile: Profile = "default",
 ) -> None:
     """Write the declarative file for what exists: applying it changes nothing."""
-    from stead.declarative import spec as spec_module
-    from stead.declarative.state import export_document, read_state
+    from stead.declarative.state import read_state
+    from stead.document import dump, export_document
 
     if bool(project) == all_projects:
         _fail("give --project ID (one or more) or --all")
     with _client(url, client_id, client_secret, profile) as client:
         state = read_state(client, project_ids=project or None)
-    text = spec_module.dump(export_document(state))
+    text = dump(export_document(state))
     if output is None:
         typer.echo(text, nl=False)
     else:

@@ -57,6 +57,7 @@ def serve(
     from stead.identity.keys import SigningKeyError, load_signing_key
     from stead.logs import configure_logging
     from stead.migrations import upgrade
+    from stead.pipeline.server import uvicorn_options
     from stead.secrets.store import MasterKeyError, load_keyring
     from stead.settings import get_settings
 
@@ -78,6 +79,7 @@ def serve(
         log_config=None,
         log_level=settings.log_level.lower(),
         access_log=False,
+        **uvicorn_options(settings),
     )
 
 
@@ -110,7 +112,7 @@ def create_client(
     upgrade(settings.effective_database_url)
     engine = make_engine(settings.effective_database_url)
     try:
-        for session in session_scope(make_sessionmaker(engine), write=True):
+        with session_scope(make_sessionmaker(engine), write=True) as session:
             client, secret = create_api_client(session, name=name, role=role.upper())
             client_id = client.client_id
     except AppError as exc:
@@ -195,7 +197,7 @@ def create_user_command(
     upgrade(settings.effective_database_url)
     engine = make_engine(settings.effective_database_url)
     try:
-        for session in session_scope(make_sessionmaker(engine), write=True):
+        with session_scope(make_sessionmaker(engine), write=True) as session:
             user = create_user(
                 session,
                 email=email,

@@ -5,19 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Path, Response
+from fastapi import Path, Response
 
 from stead.connections import service
 from stead.connections.schemas import ConnectionCreate, ConnectionRead
-from stead.db import SessionDep, TransactionRoute
 from stead.identity.deps import ProjectReader, ProjectWriter
 from stead.pagination import Page, PageDep
+from stead.pipeline.transaction import SessionDep, make_router
 
-router = APIRouter(
-    prefix="/projects/{projectId}/data-platform-connections",
-    tags=["connections"],
-    route_class=TransactionRoute,
-)
+router = make_router(prefix="/projects/{projectId}/data-platform-connections", tags=["connections"])
 
 ConnectionName = Annotated[str, Path(alias="connectionName", description="connection name")]
 

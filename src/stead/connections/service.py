@@ -11,7 +11,7 @@ from stead.connections.schemas import ConnectionCreate
 from stead.db import named_in_project
 from stead.environments.models import Environment
 from stead.errors import BLOCKERS_SHOWN, BadRequest, Blocker, Conflict, NotFound, in_use
-from stead.identity.service import Actor
+from stead.identity.actor import Actor
 from stead.pagination import PageParams, paginate
 from stead.projects.models import Project
 from stead.warehouses import spec_for

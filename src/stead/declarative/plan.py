@@ -22,7 +22,7 @@ from stead.declarative.spec import (
     SecretReferenceSpec,
     StateFile,
 )
-from stead.declarative.state import ProjectState, State
+from stead.document import ProjectState, State
 from stead.environments.schemas import ConnectionOverrideRead, EnvironmentRead
 from stead.sdk import Client
 from stead.secrets.keys import UNKNOWN_PASSPHRASE, Passphrase, check_key_pair, check_private_key

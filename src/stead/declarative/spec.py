@@ -323,17 +323,6 @@ def interpolate(value: Any, env: Mapping[str, str], *, path: str = "") -> Any:
     return result
 
 
-def escape(value: Any) -> Any:
-    """The inverse of :func:`interpolate` for literal text: every ``$`` doubled."""
-    if isinstance(value, dict):
-        return {key: escape(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [escape(item) for item in value]
-    if isinstance(value, str):
-        return value.replace("$", "$$")
-    return value
-
-
 def _location(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
@@ -427,12 +416,6 @@ def json_schema() -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "Stead declarative file",
     }
-
-
-def dump(document: dict[str, Any]) -> str:
-    """YAML text for a document in wire form, with ``$`` escaped so that reading it back gives
-    the same values."""
-    return yaml.safe_dump(escape(document), sort_keys=False, allow_unicode=True, width=100)
 
 
 def schema_text() -> str:

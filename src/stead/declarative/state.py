@@ -4,62 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
 
-from stead.agents.schemas import AgentRead
-from stead.connections.schemas import ConnectionRead
-from stead.environments.schemas import EnvironmentRead
+from stead.document import ProjectState, State
 from stead.projects.schemas import ProjectRead
-from stead.repositories.schemas import RepositoryRead
 from stead.sdk import Client, NotFound
-from stead.secrets.schemas import HostedSecretRead, SecretReferenceRead
 from stead.wire import name_key
 
 #: Parallel reads while loading projects (the server handles each on its own thread).
 READERS = 8
-
-
-@dataclass
-class ProjectState:
-    """A project as it exists, with everything in it."""
-
-    project: ProjectRead
-    connections: list[ConnectionRead] = field(default_factory=list)
-    secret_references: list[SecretReferenceRead] = field(default_factory=list)
-    secrets: list[HostedSecretRead] = field(default_factory=list)
-    environments: list[EnvironmentRead] = field(default_factory=list)
-    repository: RepositoryRead | None = None
-
-    def owned_secrets(self) -> set[str]:
-        """Name keys of the hosted secrets environments own (inline values they stored:
-        ``{"secretName", "set": true}``) and of the repository's deploy key; they come and go
-        with their owner."""
-        owned = {
-            name_key(str(value["secretName"]))
-            for env in self.environments
-            for override in env.connection_overrides
-            for value in override.connection_properties.values()
-            if value.get("set") and value.get("secretName")
-        }
-        if self.repository is not None and self.repository.deploy_key is not None:
-            owned.add(name_key(self.repository.deploy_key.secret_name))
-        return owned
-
-
-@dataclass
-class State:
-    """The account's agents (by name key) and the projects read (by name key)."""
-
-    agents: dict[str, AgentRead]
-    projects: dict[str, ProjectState]
-
-    def agent_name(self, agent_id: str | None) -> str | None:
-        """The name of the agent ``agent_id`` (the id itself if unknown; None for None: a secret
-        reference without an agent)."""
-        if agent_id is None:
-            return None
-        return next((a.name for a in self.agents.values() if a.agent_id == agent_id), agent_id)
 
 
 def _project_state(client: Client, project: ProjectRead) -> ProjectState:
@@ -99,115 +51,3 @@ def read_state(
     with ThreadPoolExecutor(max_workers=READERS) as pool:
         states = list(pool.map(lambda project: _project_state(client, project), chosen))
     return State(agents=agents, projects={name_key(s.project.name): s for s in states})
-
-
-def _without_none(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}
-
-
-def _reference_entry(state: State, r: SecretReferenceRead) -> dict[str, Any]:
-    """A secret reference as the file writes it: its agent by name."""
-    return _without_none(
-        {
-            "name": r.name,
-            "agentName": state.agent_name(r.agent_id),
-            "agentType": r.agent_type,
-            "secretReferenceType": r.secret_reference_type,
-            "secretName": r.secret_name,
-            "secretKey": r.secret_key,
-            "description": r.description,
-        }
-    )
-
-
-def _environment_entry(e: EnvironmentRead) -> dict[str, Any]:
-    """An environment as the file writes it: its agent by name, ``displayName`` only when it is
-    not the name, properties as the server shows them (never a secret value)."""
-    return _without_none(
-        {
-            "name": e.name,
-            "displayName": e.display_name if e.display_name != e.name else None,
-            "description": e.description,
-            "defaultAgentName": e.default_agent_name,
-            "defaultUserAccessLevel": e.default_user_access_level,
-            "defaultConnections": e.default_connections,
-            "connectionOverrides": [
-                {
-                    "connectionName": o.connection_name,
-                    "connectionProperties": {
-                        key: _without_none(value) for key, value in o.connection_properties.items()
-                    },
-                }
-                for o in e.connection_overrides
-            ],
-        }
-    )
-
-
-def _agent_entry(a: AgentRead) -> dict[str, Any]:
-    """An agent as the file writes it (created when missing, matched by name)."""
-    return _without_none(
-        {
-            "name": a.name,
-            "description": a.description,
-            "agentType": a.agent_type,
-            "cloudProvider": a.cloud_provider,
-            "deployment": a.deployment,
-            "enableAutoUpdates": a.enable_auto_updates,
-            "restrictedAccess": a.restricted_access,
-            "trackName": a.track_name,
-        }
-    )
-
-
-def _project_entry(state: State, ps: ProjectState, used: set[str]) -> dict[str, Any]:
-    """A project and everything in it as the file writes it; adds the ids of the agents it
-    uses to ``used``."""
-    project: dict[str, Any] = _without_none(
-        {
-            "name": ps.project.name,
-            "description": ps.project.description,
-            "warehouse": ps.project.warehouse,
-            "agentDeploymentType": ps.project.agent_deployment_type,
-        }
-    )
-    if ps.connections:
-        project["connections"] = [
-            c.model_dump(by_alias=True, exclude={"created_at"}) for c in ps.connections
-        ]
-    if ps.secret_references:
-        used.update(r.agent_id for r in ps.secret_references if r.agent_id is not None)
-        project["secretReferences"] = [_reference_entry(state, r) for r in ps.secret_references]
-    owned = ps.owned_secrets()
-    hosted = [h for h in ps.secrets if name_key(h.name) not in owned]
-    if hosted:
-        project["secrets"] = [{"name": h.name, "type": h.type} for h in hosted]
-    if ps.environments:
-        used.update(e.default_agent_id for e in ps.environments)
-        project["environments"] = [_environment_entry(e) for e in ps.environments]
-    if ps.repository is not None:
-        project["repository"] = {
-            "provider": ps.repository.provider,
-            "repositoryName": ps.repository.repository_name,
-            "providerParameters": ps.repository.provider_parameters,
-        }
-    return project
-
-
-def export_document(state: State) -> dict[str, Any]:
-    """The declarative file (wire form) for ``state``: applying it changes nothing.
-
-    Agents are the customer-hosted agents the exported objects use (the hosted agent always
-    exists). Secret values and repository tokens are never known, so they are not written:
-    hosted secrets appear with their name and type, inline sensitive properties as the
-    ``{"secretName", "set": true}`` the server shows (sending that back keeps them). Defaults
-    the server filled in (``displayName``, property defaults) are written as they are.
-    """
-    used: set[str] = set()
-    projects = [_project_entry(state, ps, used) for ps in state.projects.values()]
-    agents = [_agent_entry(a) for a in state.agents.values() if a.agent_id in used and not a.hosted]
-    document: dict[str, Any] = {"version": 1}
-    if agents:
-        document["agents"] = agents
-    document["projects"] = projects
-    return document

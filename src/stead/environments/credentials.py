@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from stead.identity.service import Actor
+from stead.identity.actor import Actor
 from stead.projects.models import Project
 from stead.secrets import service as secrets_service
 from stead.secrets import store

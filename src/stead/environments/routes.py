@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import Path, Query, Request, Response
 
-from stead.db import SessionDep, TransactionRoute
 from stead.environments import service
 from stead.environments.models import Environment
 from stead.environments.schemas import (
@@ -19,12 +18,11 @@ from stead.environments.schemas import (
 )
 from stead.identity.deps import EnvironmentAdmin, EnvironmentReader, ProjectReader, ProjectWriter
 from stead.pagination import Page, PageDep
+from stead.pipeline.transaction import SessionDep, make_router
 from stead.warehouses import connection_test
 from stead.warehouses.dbt import MEDIA_TYPE, ProfileFormat, profiles_yml
 
-router = APIRouter(
-    prefix="/projects/{projectId}/environments", tags=["environments"], route_class=TransactionRoute
-)
+router = make_router(prefix="/projects/{projectId}/environments", tags=["environments"])
 
 EnvironmentName = Annotated[str, Path(alias="environmentName", description="environment name")]
 

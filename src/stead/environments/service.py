@@ -25,7 +25,7 @@ from stead.environments.schemas import (
     EnvironmentUpdate,
 )
 from stead.errors import BadRequest, Conflict, NotFound
-from stead.identity.service import Actor
+from stead.identity.actor import Actor
 from stead.pagination import PageParams, paginate
 from stead.projects.models import Project
 from stead.secrets.schemas import VALUE_MAX_BYTES

@@ -44,10 +44,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from stead.db import SessionDep, session_scope, utcnow
+from stead.db import session_scope, utcnow
 from stead.errors import BadRequest, Conflict
 from stead.idempotency.models import IdempotencyKey
 from stead.identity.deps import current_actor
+from stead.pipeline.transaction import SessionDep
 
 log = logging.getLogger("stead.idempotency")
 
@@ -271,7 +272,7 @@ def _record(
 ) -> None:
     """Store the response on its key, or release the key of an error response or of one that
     holds a one-time secret; forget keys older than :data:`TTL`."""
-    for session in session_scope(factory, write=True):
+    with session_scope(factory, write=True) as session:
         row = session.get(IdempotencyKey, claim_id)
         if row is not None and (status >= 400 or _holds_one_time_secret(headers, body)):
             session.delete(row)

@@ -26,10 +26,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from stead.audit.service import AuditFilter
-from stead.db import SessionDep, run_read
 from stead.environments import service as environment_service
 from stead.environments.models import Environment
 from stead.errors import BadRequest, NotFound, Unauthorized
+from stead.identity.actor import Actor
 from stead.identity.models import ProjectMember
 from stead.identity.permissions import (
     PROJECT_PERMISSIONS,
@@ -39,15 +39,16 @@ from stead.identity.permissions import (
     project_allows,
 )
 from stead.identity.service import (
-    Actor,
     ActorCache,
     TokenClaims,
     access_level,
     load_actor,
     project_role,
 )
+from stead.pipeline.admission import admit
+from stead.pipeline.ratelimit import RateLimiter
+from stead.pipeline.transaction import SessionDep, run_read
 from stead.projects.models import Project
-from stead.ratelimit import RateLimiter
 
 #: Permission-checking dependency -> ``(scope, permission)``; scope is ``account``, ``project``,
 #: ``environment`` or ``audit``.
@@ -81,7 +82,9 @@ async def current_actor(
     The token is verified on the event loop; its principal comes from the app's
     :class:`ActorCache` or, on a miss, from the database in a worker thread. The actor carries
     the request's id and client address for audit events. A second call in the same request
-    returns the first one's actor (the request is counted once against the rate limit).
+    returns the first one's actor (the request is counted once against the rate limit). Then
+    the request enters admission control (:func:`stead.pipeline.admission.admit`): nothing
+    before authentication waits in, or holds, a slot.
 
     Raises:
         Unauthorized: header missing, not Bearer, or the token is invalid or expired, or its
@@ -110,6 +113,7 @@ async def current_actor(
     limiter: RateLimiter = state.rate_limiter
     if not limiter.hit_local(actor.id):  # a new lease is needed: the database, in a thread
         await run_in_threadpool(limiter.hit, actor.id)
+    await admit(request.scope)
     return actor
 
 

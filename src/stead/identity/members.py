@@ -20,10 +20,11 @@ from stead.environments import service as environment_service
 from stead.environments.models import Environment
 from stead.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from stead.identity import mail
+from stead.identity.actor import Actor
 from stead.identity.models import ApiClient, EnvironmentAccess, Invitation, ProjectMember, User
 from stead.identity.permissions import PermissionDenied, account_allows
 from stead.identity.schemas import InvitationAccept, InvitationCreate
-from stead.identity.service import Actor, create_user, email_key, find_user, user_actor
+from stead.identity.service import create_user, email_key, find_user, user_actor
 from stead.pagination import PageParams, paginate
 from stead.projects.models import Project
 from stead.settings import Settings

@@ -6,16 +6,22 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from typing import Annotated
 from urllib.parse import unquote_plus
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Form, Path, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import event
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
-from stead.db import SessionDep, TransactionRoute, session_scope
+from stead.db import session_scope
 from stead.errors import Unauthorized
 from stead.identity import members, service, users
+from stead.identity.actor import Actor
 from stead.identity.deps import (
     ActorDep,
     ApiClientManager,
@@ -45,8 +51,10 @@ from stead.identity.schemas import (
     UserRead,
     UserUpdate,
 )
-from stead.identity.service import Actor, ActorCache, issue_token
+from stead.identity.service import ActorCache, issue_token
 from stead.pagination import Page, PageDep
+from stead.pipeline.throttle import FailureThrottle, hash_limiter
+from stead.pipeline.transaction import SessionDep, make_router
 
 router = APIRouter(tags=["auth"])
 
@@ -103,7 +111,7 @@ def _token_response(request: Request, principal: ApiClient | User) -> JSONRespon
     },
 )
 @router.post("/oauth/token", response_model=TokenResponse, include_in_schema=False)
-def token(
+async def token(
     request: Request,
     grant_type: Annotated[str | None, Form()] = None,
     client_id: Annotated[str | None, Form()] = None,
@@ -118,9 +126,11 @@ def token(
     as HTTP Basic client authentication. ``grant_type=password`` (RFC 6749 section 4.3): a
     user's email as ``username`` and ``password``; repeated failures lock the user. ``audience``
     is accepted for DPC compatibility and not checked. The body is a form (RFC 6749 section
-    4.4.2); a JSON body is refused with ``invalid_request`` saying so.
+    4.4.2); a JSON body is refused with ``invalid_request`` saying so. Failed attempts are
+    throttled per client id (or user) and per address (:mod:`stead.pipeline.throttle`): 429
+    with ``Retry-After``, checking nothing.
     """
-    factory = request.app.state.sessionmaker
+    state = request.app.state
     if grant_type is None:
         media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if media == "application/json" or media.endswith("+json"):
@@ -134,14 +144,7 @@ def token(
     if grant_type == "password":
         if not username or not password:
             return _oauth_error("invalid_request", "username and password are required", 400)
-        for session in session_scope(factory, write=True):
-            user, refusal = users.login(
-                session,
-                email=username,
-                password=password,
-                settings=request.app.state.settings,
-                **_request_origin(request),
-            )
+        user, refusal = await _log_in(request, email=username, password=password)
         if refusal is not None or user is None:
             return _oauth_error("invalid_grant", refusal.detail if refusal else "", 400)
         return _token_response(request, user)
@@ -154,16 +157,64 @@ def token(
         client_id, client_secret = basic
     if not client_id or not client_secret:
         return _oauth_error("invalid_request", "client_id and client_secret are required", 400)
-    for session in session_scope(factory, write=False):
-        client = service.authenticate_client(
-            session, client_id=client_id, client_secret=client_secret
-        )
-    if client is None:
+    throttle: FailureThrottle = state.sign_in_throttle
+    address = _address(request)
+    throttle.check(name=client_id, address=address)
+    client = await run_in_threadpool(_find_client, state.sessionmaker, client_id)
+    ok = await anyio.to_thread.run_sync(
+        service.client_authenticates, client, client_secret, limiter=hash_limiter(state)
+    )
+    if client is None or not ok:
+        throttle.failed(name=client_id, address=address)
         return _oauth_error("invalid_client", "client authentication failed", 401)
     return _token_response(request, client)
 
 
-api_router = APIRouter(route_class=TransactionRoute)
+def _find_client(factory: sessionmaker[Session], client_id: str) -> ApiClient | None:
+    with session_scope(factory, write=False) as session:
+        return service.find_client(session, client_id=client_id)
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+async def _log_in(
+    request: Request, *, email: str, password: str, session: Session | None = None
+) -> tuple[User | None, Unauthorized | None]:
+    """:func:`stead.identity.users.login` throttled (:mod:`stead.pipeline.throttle`), its
+    password check under the hash limit; in ``session`` (left for the caller to commit), else in
+    a transaction of its own.
+
+    Raises:
+        TooManyRequests: too many failed sign-ins for this email or from this address.
+    """
+    state = request.app.state
+    throttle: FailureThrottle = state.sign_in_throttle
+    name, address = service.email_key(email), _address(request)
+    throttle.check(name=name, address=address)
+
+    def run(session: Session) -> tuple[User | None, Unauthorized | None]:
+        return users.login(
+            session,
+            email=email,
+            password=password,
+            settings=state.settings,
+            **_request_origin(request),
+        )
+
+    def in_own_transaction() -> tuple[User | None, Unauthorized | None]:
+        with session_scope(state.sessionmaker, write=True) as own:
+            return run(own)
+
+    work = in_own_transaction if session is None else functools.partial(run, session)
+    user, refusal = await anyio.to_thread.run_sync(work, limiter=hash_limiter(state))
+    if refusal is not None or user is None:
+        throttle.failed(name=name, address=address)
+    return user, refusal
+
+
+api_router = make_router()
 
 ClientIdPath = Annotated[str, Path(alias="clientId", description="the API client's clientId")]
 MemberIdPath = Annotated[
@@ -181,23 +232,20 @@ _ACCESS = "/projects/{projectId}/environments/{environmentName}/access"
     response_model=TokenResponse,
     responses={401: {"description": "wrong email or password, or the user is locked"}},
 )
-def log_in(data: LoginRequest, session: SessionDep, request: Request) -> JSONResponse:
+async def log_in(data: LoginRequest, session: SessionDep, request: Request) -> JSONResponse:
     """Log a user in with email and password; the answer is a bearer token valid 1800 s.
 
     After ``STEAD_LOGIN_MAX_FAILURES`` consecutive failures for one email from one address that
     pair is locked, ``STEAD_LOGIN_BACKOFF_SECONDS`` at first, doubling with each further
     failure up to ``STEAD_LOGIN_LOCK_SECONDS`` (``Retry-After`` says how long); every failure is
     counted and audited although the request is refused. Unknown emails are answered alike.
+    Failed attempts are also throttled as the token endpoint's are (429, ``Retry-After``).
     """
-    user, refusal = users.login(
-        session,
-        email=data.email,
-        password=data.password.get_secret_value(),
-        settings=request.app.state.settings,
-        **_request_origin(request),
+    user, refusal = await _log_in(
+        request, email=data.email, password=data.password.get_secret_value(), session=session
     )
     if refusal is not None or user is None:
-        session.commit()  # keep the counted, audited failure: raising rolls back
+        await run_in_threadpool(session.commit)  # keep the counted, audited failure
         raise refusal or Unauthorized("Invalid email or password")
     return _token_response(request, user)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import jwt
 from argon2 import PasswordHasher
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from stead import audit
 from stead.db import utcnow
 from stead.errors import BadRequest, Conflict, NotFound, Unauthorized
+from stead.identity.actor import Actor
 from stead.identity.models import Account, ApiClient, EnvironmentAccess, ProjectMember, User
 from stead.identity.permissions import (
     ACCOUNT_ROLES,
@@ -35,38 +36,6 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("stead-dummy-secret")
 
 TOKEN_ISSUER = "stead"
-
-
-@dataclass(frozen=True)
-class Actor:
-    """The authenticated principal of a request.
-
-    Attributes:
-        type: ``api_client`` or ``user``.
-        id: the principal's primary key (UUID string).
-        name: the client's name or the user's email, kept in audit events.
-        role: account role, one of ``ACCOUNT_ROLES``.
-        account_id: the account the principal belongs to.
-        request_id: the request's ``X-Request-ID``, written into audit events.
-        source_ip: the client address of the request, written into audit events.
-    """
-
-    type: str
-    id: str
-    name: str
-    role: str
-    account_id: str
-    request_id: str | None = None
-    source_ip: str | None = None
-
-    @property
-    def is_super_admin(self) -> bool:
-        """True for ``SUPER_ADMIN``, who sees and owns every project (docs/api.md, People)."""
-        return self.role == "SUPER_ADMIN"
-
-    def with_request(self, *, request_id: str | None, source_ip: str | None) -> Actor:
-        """This actor, tagged with the request it acts in."""
-        return replace(self, request_id=request_id, source_ip=source_ip)
 
 
 def get_account(session: Session) -> Account:
@@ -235,15 +204,16 @@ def revoke_client(session: Session, *, actor: Actor, client: ApiClient) -> None:
     )
 
 
-def authenticate_client(
-    session: Session, *, client_id: str, client_secret: str
-) -> ApiClient | None:
-    """Return the active API client whose id and secret match, else None."""
-    client = session.scalars(select(ApiClient).where(ApiClient.client_id == client_id)).first()
+def find_client(session: Session, *, client_id: str) -> ApiClient | None:
+    """The API client ``client_id``, revoked or not; None if there is none."""
+    return session.scalars(select(ApiClient).where(ApiClient.client_id == client_id)).first()
+
+
+def client_authenticates(client: ApiClient | None, client_secret: str) -> bool:
+    """True when ``client`` exists, is not revoked and ``client_secret`` is its secret. As slow
+    (one argon2 check) when there is no client: the answer times alike either way."""
     ok = verify_secret(client.secret_hash if client else None, client_secret)
-    if client is None or not ok or client.revoked_at is not None:
-        return None
-    return client
+    return client is not None and ok and client.revoked_at is None
 
 
 # --- users -------------------------------------------------------------------------------------

@@ -17,9 +17,10 @@ from sqlalchemy.orm import Session
 from stead import audit
 from stead.db import utcnow
 from stead.errors import Conflict, NotFound, Unauthorized
+from stead.identity.actor import Actor
 from stead.identity.models import LoginFailures, User
 from stead.identity.permissions import PermissionDenied, account_allows
-from stead.identity.service import Actor, email_key, find_user, user_actor, verify_secret
+from stead.identity.service import email_key, find_user, user_actor, verify_secret
 from stead.pagination import PageParams, paginate
 from stead.settings import Settings
 from stead.wire import format_timestamp

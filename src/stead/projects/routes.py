@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 
-from stead.db import SessionDep, TransactionRoute
 from stead.identity.deps import (
     ActorDep,
     ProjectCreator,
@@ -13,10 +12,11 @@ from stead.identity.deps import (
     ProjectUpdater,
 )
 from stead.pagination import Page, PageDep
+from stead.pipeline.transaction import SessionDep, make_router
 from stead.projects import service
 from stead.projects.schemas import ProjectCreate, ProjectCreated, ProjectRead, ProjectUpdate
 
-router = APIRouter(prefix="/projects", tags=["projects"], route_class=TransactionRoute)
+router = make_router(prefix="/projects", tags=["projects"])
 
 
 @router.post("", status_code=201, response_model=ProjectCreated)

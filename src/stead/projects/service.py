@@ -9,8 +9,9 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from stead import audit
 from stead.db import new_uuid
 from stead.errors import Conflict
+from stead.identity.actor import Actor
 from stead.identity.models import ProjectMember
-from stead.identity.service import Actor, add_member
+from stead.identity.service import add_member
 from stead.pagination import PageParams, paginate
 from stead.projects.models import BUCKET_SIZE, Project
 from stead.projects.schemas import ProjectCreate, ProjectUpdate

@@ -6,23 +6,20 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import anyio
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import Depends, Header, Query, Request, Response
 from pydantic import SecretStr
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from stead.admission import SCOPE_KEY, Admission
-from stead.db import SessionDep, TransactionRoute
 from stead.identity.deps import ProjectReader, ProjectWriter
+from stead.pipeline.transaction import SessionDep, make_router, stepped_out
 from stead.repositories import service
 from stead.repositories.provider import TOKEN_HEADER, read_token
 from stead.repositories.schemas import RepositoryCreate, RepositoryRead
 
 T = TypeVar("T")
 
-router = APIRouter(
-    prefix="/projects/{projectId}/repositories", tags=["repositories"], route_class=TransactionRoute
-)
+router = make_router(prefix="/projects/{projectId}/repositories", tags=["repositories"])
 
 
 def _token(
@@ -58,30 +55,16 @@ OptionalProviderToken = Annotated[SecretStr | None, Depends(_optional_token)]
 
 
 def _outside(session: Session, request: Request) -> service.Outside:
-    """Provider calls outside the request's transaction and admission slot: commit what was
-    read (nothing is written before the calls), step out of admission control (on SQLite it lets
-    one writer in at a time), run the calls, then queue again and start a new write transaction
-    (SQLite: ``BEGIN IMMEDIATE``), so neither the write lock nor the writer's turn is held while
-    a provider answers. The commit takes an ``Idempotency-Key``'s claim with it: the key is
-    in progress until the response is recorded, and released if the request fails (see
-    :mod:`stead.idempotency.service`)."""
+    """Provider calls outside the request's transaction and admission slot
+    (:func:`stead.pipeline.transaction.stepped_out`: nothing is written before the calls), so
+    neither the write lock nor the writer's turn is held while a provider answers. The commit
+    takes an ``Idempotency-Key``'s claim with it: the key is in progress until the response is
+    recorded, and released if the request fails (see :mod:`stead.idempotency.service`)."""
 
     def run(work: Callable[[], T]) -> T:
-        session.commit()
-        try:
-            return anyio.from_thread.run(_stepped_out, request, work)
-        finally:
-            session.connection(execution_options={"stead_write": True})
+        return anyio.from_thread.run(stepped_out, request, session, lambda: run_in_threadpool(work))
 
     return run
-
-
-async def _stepped_out(request: Request, work: Callable[[], T]) -> T:
-    admission = request.scope.get(SCOPE_KEY)
-    if isinstance(admission, Admission):
-        async with admission.stepped_out():
-            return await run_in_threadpool(work)
-    return await run_in_threadpool(work)
 
 
 _CHECK_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -1,7 +1,7 @@
 """The first commit ``?initialize=true`` pushes to an empty repository (docs/api.md, Repository
 [Stead]): a README, one folder per environment (``environments/<name>/README.md``) and
 ``stead.yaml``, the project in the declarative format exactly as ``stead export`` writes it
-(``stead.declarative.state.export_document``; secret values and tokens are never in it).
+(``stead.document.export_document``; secret values and tokens are never in it).
 
 The commit is built in memory and pushed with dulwich over git smart HTTP, the access token as
 Basic-auth password, to the repository's default branch (``main`` when the remote does not say).
@@ -25,8 +25,7 @@ from stead.agents.models import Agent
 from stead.agents.schemas import AgentRead
 from stead.connections.models import Connection
 from stead.connections.schemas import ConnectionRead
-from stead.declarative.spec import dump
-from stead.declarative.state import ProjectState, State, export_document
+from stead.document import ProjectState, State, dump, export_document
 from stead.environments.models import Environment
 from stead.environments.routes import environment_read
 from stead.errors import Conflict

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from stead import audit
 from stead.errors import AppError, Conflict, Forbidden, NotFound
-from stead.identity.service import Actor
+from stead.identity.actor import Actor
 from stead.outbound import Policy
 from stead.projects.models import Project
 from stead.repositories import azure_devops, git, github, github_enterprise, gitlab, scaffold

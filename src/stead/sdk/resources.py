@@ -8,9 +8,10 @@ the server returns. Names in paths are percent-encoded.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
+import httpx
 from pydantic import BaseModel, SecretStr
 
 from stead.agents.schemas import (
@@ -59,8 +60,42 @@ from stead.secrets.schemas import (
 )
 from stead.warehouses.schemas import ConnectionTestResult
 
-if TYPE_CHECKING:
-    from stead.sdk.client import Client
+M = TypeVar("M", bound=BaseModel)
+
+
+class Transport(Protocol):
+    """What a resource needs of the client (:class:`stead.sdk.client.Client` is one): the
+    resources name this, not the client, so that the client imports them and not the reverse."""
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+        authenticate: bool = True,
+    ) -> httpx.Response:
+        """Send a request; raise an ``ApiError`` for a 4xx/5xx answer."""
+        ...
+
+    def call(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
+        """:meth:`request`, then the JSON answer as ``model``."""
+        ...
+
+    def pages(
+        self,
+        model: type[M],
+        path: str,
+        *,
+        page_size: int = 100,
+        params: Mapping[str, Any] | None = None,
+    ) -> Iterator[M]:
+        """Every item of a paged list, one page fetched at a time."""
+        ...
+
 
 TOKEN_HEADER = "Git-Provider-Access-Token"
 
@@ -89,7 +124,7 @@ def _body(body: BaseModel | Mapping[str, Any]) -> Any:
 
 
 class _Resource:
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Transport) -> None:
         self._client = client
 
 

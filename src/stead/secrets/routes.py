@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import Path, Request, Response
 
-from stead.db import SessionDep, TransactionRoute
 from stead.identity.deps import ProjectReader, ProjectWriter
 from stead.pagination import Page, PageDep
+from stead.pipeline.transaction import SessionDep, make_router
 from stead.secrets import resolvers, service
 from stead.secrets.schemas import (
     SECRET_REFERENCE_NAME,
@@ -21,11 +21,7 @@ from stead.secrets.schemas import (
     SecretReferenceRead,
 )
 
-router = APIRouter(
-    prefix="/projects/{projectId}/secret-references",
-    tags=["secret references"],
-    route_class=TransactionRoute,
-)
+router = make_router(prefix="/projects/{projectId}/secret-references", tags=["secret references"])
 
 NamePath = Annotated[
     str,
@@ -109,9 +105,7 @@ def check_secret_reference(
     )
 
 
-hosted_router = APIRouter(
-    prefix="/projects/{projectId}/secrets", tags=["hosted secrets"], route_class=TransactionRoute
-)
+hosted_router = make_router(prefix="/projects/{projectId}/secrets", tags=["hosted secrets"])
 
 SecretName = Annotated[str, Path(alias="secretName", description="hosted secret name")]
 

@@ -19,7 +19,7 @@ from stead.agents.models import Agent
 from stead.db import named_in_project
 from stead.environments.models import Environment
 from stead.errors import BadRequest, Blocker, Conflict, NotFound, in_use
-from stead.identity.service import Actor
+from stead.identity.actor import Actor
 from stead.pagination import PageParams, paginate
 from stead.projects.models import Project
 from stead.repositories.models import Repository

@@ -506,7 +506,7 @@ def rotate_master_key(settings: Settings, factory: sessionmaker[Session]) -> Rot
         new_key = AESGCM.generate_key(bit_length=256)
         write_key_file(path, [new_key, *read_key_file(path)])
         keyring = Keyring.from_file(path)
-    for session in session_scope(factory, write=True):
+    with session_scope(factory, write=True) as session:
         count = rewrap_all(session, keyring)
     if path is not None:
         write_key_file(path, [new_key])

@@ -34,14 +34,13 @@ import anyio.from_thread
 import anyio.to_thread
 from fastapi import Request
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from stead import audit
-from stead.admission import SCOPE_KEY, Admission
 from stead.errors import AppError, BadRequest
-from stead.identity.service import Actor
+from stead.identity.actor import Actor
 from stead.logs import redact_text, remember_secret
 from stead.outbound import DestinationRefused, HostUnresolved, Policy
+from stead.pipeline.transaction import stepped_out
 from stead.projects.models import Project
 from stead.secrets import resolvers
 from stead.secrets.keys import KeyProblem, check_private_key
@@ -496,14 +495,10 @@ async def run(
     )
 
 
-def _begin_write(session: Session) -> None:
-    """Start the session's next transaction as a writer (SQLite: ``BEGIN IMMEDIATE``)."""
-    session.connection(execution_options={"stead_write": True})
-
-
 async def run_outside(request: Request, session: Session, target: Target) -> ConnectionTestResult:
-    """Commit the request's transaction, step out of admission control, run the test, and
-    come back with a new write transaction on ``session``.
+    """Run the test outside the request's transaction and admission slot
+    (:func:`stead.pipeline.transaction.stepped_out`), coming back with a new write transaction
+    on ``session``.
 
     Raises:
         ConnectionTestsBusy: ``warehouse_max_tests`` tests are running (503, ``Retry-After``);
@@ -515,16 +510,8 @@ async def run_outside(request: Request, session: Session, target: Target) -> Con
             f"{limiter.total_tokens:g} connection tests are running; try again shortly",
             headers={"Retry-After": "1"},
         )
-    await run_in_threadpool(session.commit)
     settings: Settings = request.app.state.settings
-    admission = request.scope.get(SCOPE_KEY)
-    if isinstance(admission, Admission):
-        async with admission.stepped_out():
-            result = await run(target, settings, limiter)
-    else:
-        result = await run(target, settings, limiter)
-    await run_in_threadpool(_begin_write, session)
-    return result
+    return await stepped_out(request, session, lambda: run(target, settings, limiter))
 
 
 def record(

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from stead.db import SessionDep, TransactionRoute
 from stead.identity.deps import EnvironmentRunner
+from stead.pipeline.transaction import SessionDep, make_router
 from stead.warehouses import connection_test
 from stead.warehouses.schemas import ConnectionTestResult
 
-router = APIRouter(
-    prefix="/projects/{projectId}/environments", tags=["environments"], route_class=TransactionRoute
-)
+router = make_router(prefix="/projects/{projectId}/environments", tags=["environments"])
 
 
 @router.post(

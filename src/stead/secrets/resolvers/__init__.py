@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from stead import audit
 from stead.db import utcnow
-from stead.identity.service import Actor
+from stead.identity.actor import Actor
 from stead.logs import remember_secret
 from stead.projects.models import Project
 from stead.secrets import service

@@ -8,7 +8,7 @@ the pool's checkout timeout (30 s). The same happens with SQLite's single writer
 for the write lock starve the request holding it until the busy timeout answers 503. Fifty
 simultaneous creates, or 64 concurrent reads, were enough.
 
-So at most :data:`MAX_ACTIVE` database-backed requests run at once, and on SQLite at most one of
+So at most :data:`MAX_ACTIVE` authenticated API requests run at once, and on SQLite at most one of
 them writes; the others queue on an ``asyncio`` semaphore / lock, which costs no thread. The
 limit is below the thread pool (40) and below the connection pools (15 on SQLite; 30 on
 PostgreSQL, where the rate limiter has a pool of 15 of its own), one connection per request at a
@@ -36,7 +36,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 #: Database-backed requests running at once, per server process.
 MAX_ACTIVE = 4
-_GATED = ("/v1/", "/dpc/v1/", "/oauth/")
 _API = ("/v1/", "/dpc/v1/")
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: Where the gate puts a request's :class:`Admission` in the ASGI scope.
@@ -69,6 +68,11 @@ class Admission:
             raise
         self._held = True
 
+    @property
+    def held(self) -> bool:
+        """True while the request holds its slot (and writer's turn)."""
+        return self._held
+
     def leave(self) -> None:
         """Give back what :meth:`enter` took (nothing when it holds nothing)."""
         if not self._held:
@@ -89,9 +93,16 @@ class Admission:
 
 
 class AdmissionGate:
-    """ASGI middleware: at most :data:`MAX_ACTIVE` API and token requests at once; with
-    ``one_writer`` (SQLite), API requests that change data also run one at a time. The
-    request's :class:`Admission` is in ``scope["stead.admission"]``."""
+    """ASGI middleware: gives each API request its :class:`Admission` (in
+    ``scope["stead.admission"]``) and gives back whatever it took when the request ends.
+
+    The request enters only once it is authenticated
+    (:func:`stead.identity.deps.current_actor`): its body has been read whole by then
+    (:mod:`stead.pipeline.body`), so nothing anonymous or slow to send waits in a slot or holds
+    the writer's turn. At most :data:`MAX_ACTIVE` authenticated requests run at once; with
+    ``one_writer`` (SQLite) those that change data also run one at a time. Sign-ins (the token
+    endpoint, ``/v1/auth/login``) are not admitted: their password checks have a limit of their
+    own (:mod:`stead.pipeline.throttle`)."""
 
     def __init__(self, app: ASGIApp, *, one_writer: bool) -> None:
         self.app = app
@@ -99,17 +110,24 @@ class AdmissionGate:
         self._writer = asyncio.Lock() if one_writer else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(_GATED):
+        if scope["type"] != "http" or not scope["path"].startswith(_API):
             await self.app(scope, receive, send)
             return
-        writes = scope["method"] in _WRITE_METHODS and scope["path"].startswith(_API)
+        writes = scope["method"] in _WRITE_METHODS
         admission = Admission(self._active, self._writer if writes else None)
-        await admission.enter()
         scope[SCOPE_KEY] = admission
         try:
             await self.app(scope, receive, send)
         finally:
             admission.leave()
+
+
+async def admit(scope: Scope) -> None:
+    """Enter the request's admission control (once it is authenticated); nothing for a request
+    outside the API, or one already admitted."""
+    admission = scope.get(SCOPE_KEY)
+    if admission is not None and not admission.held:
+        await admission.enter()
 
 
 def install(app: FastAPI, engine: Engine) -> None:
