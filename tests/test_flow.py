@@ -167,12 +167,3 @@ def test_stead_demo_serve_shows_its_client_credentials(tmp_path: Path) -> None:
     assert proc.returncode == 0, rest
     (kept,) = tmp_path.iterdir()
     assert f"data kept in {kept}" in rest and (kept / "stead.db").exists()
-
-
-def test_demo_examples_are_the_contract_examples() -> None:
-    shared = Path(__file__).resolve().parents[2] / "shared" / "contract" / "examples"
-    if not shared.is_dir():
-        pytest.skip("the contract's examples folder is not beside this checkout")
-    shipped = Path(__file__).resolve().parents[1] / "src" / "stead" / "demo_examples"
-    for example in shared.glob("*.json"):
-        assert (shipped / example.name).read_text() == example.read_text(), example.name

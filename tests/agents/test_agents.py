@@ -1,4 +1,4 @@
-"""Agents (contract section 7) through the HTTP API, on SQLite and PostgreSQL."""
+"""Agents through the HTTP API, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 

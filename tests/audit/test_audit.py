@@ -1,6 +1,6 @@
 """The audit trail: every mutating route writes its event (with request id and source IP),
 refused changes are recorded, and ``GET /v1/audit-events`` / ``stead audit`` read it back with
-filters, paging and per-caller visibility (contract section 8)."""
+filters, paging and per-caller visibility (docs/permissions.md)."""
 
 from __future__ import annotations
 

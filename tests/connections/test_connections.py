@@ -1,4 +1,4 @@
-"""Data-platform connections (contract section 3) through the HTTP API, on SQLite and PostgreSQL."""
+"""Data-platform connections through the HTTP API, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 

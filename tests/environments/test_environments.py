@@ -1,4 +1,4 @@
-"""Environments (contract section 4) through the HTTP API, on SQLite and PostgreSQL."""
+"""Environments through the HTTP API, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def _secret_reference(
 
 
 def arrange(http: TestClient, headers: dict[str, str], warehouse: str) -> Arranged:
-    """Provision the contract's example flow up to (not including) the environment."""
+    """Provision the example flow up to (not including) the environment."""
     resp = http.post(
         "/v1/projects", json=example(f"01-create-project-{warehouse}"), headers=headers
     )

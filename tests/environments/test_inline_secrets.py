@@ -1,4 +1,4 @@
-"""Sensitive properties given inline (contract section 4): stored as hosted secrets the
+"""Sensitive properties given inline: stored as hosted secrets the
 environment owns, read back as a reference with ``set`` (and a private key's fingerprint),
 kept, replaced, cleared and released; private keys and passphrases checked at submit time."""
 

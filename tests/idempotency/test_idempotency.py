@@ -1,4 +1,4 @@
-"""``Idempotency-Key`` on POST (contract section 1), on SQLite and PostgreSQL."""
+"""``Idempotency-Key`` on POST, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Token endpoint (contract section 1, RFC 6749) and bearer authentication."""
+"""Token endpoint (RFC 6749 section 4.4, client credentials) and bearer authentication."""
 
 from __future__ import annotations
 

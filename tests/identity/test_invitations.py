@@ -1,4 +1,4 @@
-"""Invitations (contract section 8): the lifecycle (accept, expiry, reuse, an existing user, an
+"""Invitations (docs/permissions.md): the lifecycle (accept, expiry, reuse, an existing user, an
 inviter without rights), mail over a real SMTP server, and the token kept out of storage."""
 
 from __future__ import annotations

@@ -219,7 +219,7 @@ def _denied_count(factory: sessionmaker[Session]) -> int:
         )
 
 
-#: Cells stated by hand from the issue and contract section 8, independent of the table.
+#: Cells stated by hand from the roles' prose in docs/permissions.md, independent of the table.
 SPOT_CHECKS = {
     ("POST /v1/projects/{projectId}/invitations", "OWNER user", "own"): "allowed",
     ("POST /v1/projects/{projectId}/invitations", "SUPER_ADMIN client", "foreign"): "allowed",

@@ -1,5 +1,5 @@
 """Project members (list, change role, remove) and per-user environment access (set, list,
-remove) with its effect on what a user may do in an environment (contract section 8)."""
+remove) with its effect on what a user may do in an environment (docs/permissions.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Project list pages (contract section 1) found through the account's list buckets: exact and in
+"""Project list pages (``page``/``size``) found through the account's list buckets: exact and in
 creation order across bucket edges, after deletes and under concurrent creates, on SQLite and
 PostgreSQL."""
 

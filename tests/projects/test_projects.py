@@ -1,4 +1,4 @@
-"""Projects (contract section 2) through the HTTP API, on SQLite and PostgreSQL."""
+"""Projects through the HTTP API, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 

@@ -61,7 +61,7 @@ def test_same_names_created_at_once(served: Served) -> None:
         made = provision(client, name="base")
     base = f"/v1/projects/{made['project_id']}"
 
-    # Case and Unicode normalisation make these one name (contract section 1: names).
+    # Names compare case-insensitively after Unicode NFC: these are all one name.
     spellings = ["Race Project", "race project", "RACE PROJECT", "Race Project"]
     project = example("01-create-project-redshift")
     bodies = [{**project, "name": spellings[i % len(spellings)]} for i in range(CLIENTS)]

@@ -1,4 +1,4 @@
-"""Repository association through Azure DevOps (contract section 6, DPC ``providerParameters``)
+"""Repository association through Azure DevOps (DPC ``providerParameters``)
 against the Azure DevOps fake over real HTTP, on SQLite and PostgreSQL: success, every distinct
 answer, no deploy keys, and a canary token that never leaks."""
 

@@ -1,4 +1,4 @@
-"""Repository association through GitHub (contract section 6) against the GitHub fake over real
+"""Repository association through GitHub against the GitHub fake over real
 HTTP, on SQLite and PostgreSQL."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Repository association through GitHub Enterprise Server (contract section 6): the
+"""Repository association through GitHub Enterprise Server: the
 ``github-enterprise`` provider next to ``github`` on one Stead, against the GitHub fake serving
 the Enterprise Server API under ``/api/v3``, on SQLite and PostgreSQL."""
 

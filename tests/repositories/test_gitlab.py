@@ -1,4 +1,4 @@
-"""Repository association through GitLab (contract section 6) against the GitLab fake over real
+"""Repository association through GitLab against the GitLab fake over real
 HTTP, on SQLite and PostgreSQL: success, every distinct answer, deploy keys, and a canary token
 that never leaks."""
 

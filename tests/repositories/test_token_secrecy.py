@@ -1,4 +1,4 @@
-"""The provider access token is never stored, logged or echoed (contract section 6): a canary
+"""The provider access token is never stored, logged or echoed: a canary
 token goes through every answer of both providers and is then searched for in every response
 (body and headers), every log record, every database row and the audit details."""
 

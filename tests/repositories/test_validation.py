@@ -1,4 +1,4 @@
-"""Input rules and permissions of the repository routes (contract sections 1 and 6): every bad
+"""Input rules and permissions of the repository routes: every bad
 input is a 400 naming the field, nothing is written and the provider is not asked."""
 
 from __future__ import annotations

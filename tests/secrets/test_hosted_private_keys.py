@@ -1,4 +1,4 @@
-"""Private-key checks (contract section 4, issue item 3): every PEM form Snowflake's key-pair
+"""Private-key checks: every PEM form Snowflake's key-pair
 guide accepts opens and gets the fingerprint ``openssl`` computes; every failure has its own
 message and names the field at fault. All keys are generated here."""
 

@@ -1,4 +1,4 @@
-"""Hosted secrets (contract section 5) through the HTTP API, and their encryption at rest, on
+"""Hosted secrets through the HTTP API, and their encryption at rest, on
 SQLite and PostgreSQL."""
 
 from __future__ import annotations

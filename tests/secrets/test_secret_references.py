@@ -1,4 +1,4 @@
-"""Secret references (contract section 5) through the HTTP API, on SQLite and PostgreSQL."""
+"""Secret references through the HTTP API, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 

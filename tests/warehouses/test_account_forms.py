@@ -1,4 +1,4 @@
-"""Snowflake ``account`` normalisation over HTTP (contract section 4), on create and on PATCH.
+"""Snowflake ``account`` normalisation over HTTP, on create and on PATCH.
 
 Every accepted form is stored and returned in its canonical form; every refused one is a 400
 naming ``...account.value`` whose message lists the accepted forms, and changes nothing.

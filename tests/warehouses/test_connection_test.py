@@ -1,4 +1,4 @@
-"""Connection tests against the warehouses' test servers (contract section 8): Snowflake is
+"""Connection tests against the warehouses' test servers: Snowflake is
 fakesnow behind a login that checks the key-pair JWT, Redshift is PostgreSQL behind the wire shim
 with md5 passwords (tests/support). Credentials come from hosted secrets and from external
 stores (moto's Secrets Manager, OpenBao)."""
@@ -183,7 +183,7 @@ class Project:
         return reference
 
     def body(self, name: str, **properties: Any) -> dict[str, Any]:
-        """The contract's example environment named ``name`` with ``properties`` changed
+        """The shipped example environment named ``name`` with ``properties`` changed
         (``None`` removes one)."""
         body = example(f"05-create-environment-{self.warehouse}", agentId=self.agent_id)
         body["name"] = name

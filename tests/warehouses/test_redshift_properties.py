@@ -1,5 +1,5 @@
 """Redshift ``url``, ``port``, ``useSsl`` and ``defaultStorageLocation`` checks over HTTP
-(contract section 4), on create and on PATCH: accepted values are stored canonical, refused
+over HTTP, on create and on PATCH: accepted values are stored canonical, refused
 ones are a 400 naming the property and change nothing."""
 
 from __future__ import annotations

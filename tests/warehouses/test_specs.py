@@ -1,4 +1,4 @@
-"""Warehouse property specs and value normalisation (contract section 4)."""
+"""Warehouse property specs and value normalisation."""
 
 from __future__ import annotations
 
@@ -193,7 +193,7 @@ def test_check_properties_keeps_references_and_given_optionals() -> None:
     }
 
 
-def test_specs_match_the_contract_table() -> None:
+def test_specs_match_the_documented_properties() -> None:
     rs, sf = spec_for("REDSHIFT"), spec_for("SNOWFLAKE")
     assert (rs.auth_type, sf.auth_type) == ("PASSWORD", "KEY_PAIR")
     assert set(rs.required) == {"url", "port", "username", "password", "defaultDatabase"}
