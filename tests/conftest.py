@@ -6,6 +6,7 @@ clones a migrated template database (``CREATE DATABASE ... TEMPLATE``).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import shutil
@@ -13,17 +14,38 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from stead.app import create_app
+from stead.identity import service as identity_service
 from stead.migrations import upgrade
 from stead.settings import Settings
 from tests.support.factories import auth
 from tests.support.postgres import postgres_cluster
 
 _counter = itertools.count()
+
+#: argon2id at its lowest cost (1 pass over 8 KiB, one lane) with production's salt and tag
+#: sizes: hashing and verifying take microseconds instead of ~0.2 s each. A hash carries its
+#: parameters, so servers run as subprocesses (production cost) verify these hashes and the
+#: suite's own hashes interoperate with theirs.
+TEST_HASH_PARAMETERS = dataclasses.replace(
+    identity_service.HASH_PARAMETERS, time_cost=1, memory_cost=8, parallelism=1
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_hashing() -> Iterator[None]:
+    """Hash secrets with :data:`TEST_HASH_PARAMETERS` in this process for the whole session
+    (production keeps ``HASH_PARAMETERS``; ``tests/test_flow.py`` checks a real server's hash)."""
+    hasher = PasswordHasher.from_parameters(TEST_HASH_PARAMETERS)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(identity_service, "_hasher", hasher)
+        patch.setattr(identity_service, "_DUMMY_HASH", hasher.hash("stead-dummy-secret"))
+        yield
 
 
 @pytest.fixture(scope="session")
