@@ -41,10 +41,10 @@ TEST_HASH_PARAMETERS = dataclasses.replace(
 def cheap_hashing() -> Iterator[None]:
     """Hash secrets with :data:`TEST_HASH_PARAMETERS` in this process for the whole session
     (production keeps ``HASH_PARAMETERS``; ``tests/test_flow.py`` checks a real server's hash)."""
-    hasher = PasswordHasher.from_parameters(TEST_HASH_PARAMETERS)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(identity_service, "_hasher", hasher)
-        patch.setattr(identity_service, "_DUMMY_HASH", hasher.hash("stead-dummy-secret"))
+        patch.setattr(
+            identity_service, "_hasher", PasswordHasher.from_parameters(TEST_HASH_PARAMETERS)
+        )
         yield
 
 

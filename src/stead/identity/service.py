@@ -6,6 +6,7 @@ passwords are stored as argon2id hashes only.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 import uuid
@@ -39,8 +40,14 @@ from stead.wire import format_timestamp, name_key
 #: on this value.
 HASH_PARAMETERS = profiles.RFC_9106_LOW_MEMORY
 _hasher = PasswordHasher.from_parameters(HASH_PARAMETERS)
-# Verifying against a dummy hash when the client id is unknown keeps both answers equally slow.
-_DUMMY_HASH = _hasher.hash("stead-dummy-secret")
+
+
+@functools.cache
+def _dummy_hash(hasher: PasswordHasher) -> str:
+    """A hash to verify against when the client id is unknown, which keeps both answers equally
+    slow; made on first use rather than at import, where it cost every ``stead`` process start
+    a hash's worth of CPU."""
+    return hasher.hash("stead-dummy-secret")
 
 TOKEN_ISSUER = "stead"
 
@@ -93,7 +100,7 @@ def hash_secret(value: str) -> str:
 def verify_secret(hashed: str | None, value: str) -> bool:
     """True if ``value`` matches ``hashed``; constant-ish time even for a missing hash."""
     try:
-        return _hasher.verify(hashed or _DUMMY_HASH, value) and hashed is not None
+        return _hasher.verify(hashed or _dummy_hash(_hasher), value) and hashed is not None
     except (VerificationError, InvalidHashError):
         return False
 
