@@ -1,7 +1,9 @@
 """Shared fixtures: every test that takes ``db_url`` runs on SQLite and on PostgreSQL.
 
 Each test gets a freshly migrated database: SQLite copies a migrated template file; PostgreSQL
-clones a migrated template database (``CREATE DATABASE ... TEMPLATE``).
+clones a migrated template database (``CREATE DATABASE ... TEMPLATE``). Under pytest-xdist every
+worker is a session of its own: its own PostgreSQL cluster (or, with ``STEAD_TEST_POSTGRES_URL``,
+its own template and databases, named after its pid), test servers and temp directories.
 """
 
 from __future__ import annotations
