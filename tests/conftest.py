@@ -1,11 +1,14 @@
 """Shared fixtures: every test that takes ``db_url`` runs on SQLite and on PostgreSQL.
 
 Each test gets a freshly migrated database: SQLite copies a migrated template file; PostgreSQL
-clones a migrated template database (``CREATE DATABASE ... TEMPLATE``).
+clones a migrated template database (``CREATE DATABASE ... TEMPLATE``). Under pytest-xdist every
+worker is a session of its own: its own PostgreSQL cluster (or, with ``STEAD_TEST_POSTGRES_URL``,
+its own template and databases, named after its pid), test servers and temp directories.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import shutil
@@ -13,11 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from stead.app import create_app
+from stead.identity import service as identity_service
 from stead.migrations import upgrade
 from stead.settings import Settings
 from tests.support.factories import auth
@@ -25,6 +30,34 @@ from tests.support.outbound import LOCAL
 from tests.support.postgres import postgres_cluster
 
 _counter = itertools.count()
+
+#: argon2id at its lowest cost (1 pass over 8 KiB, one lane) with production's salt and tag
+#: sizes: hashing and verifying take microseconds instead of ~0.2 s each. A hash carries its
+#: parameters, so servers run as subprocesses (production cost) verify these hashes and the
+#: suite's own hashes interoperate with theirs.
+TEST_HASH_PARAMETERS = dataclasses.replace(
+    identity_service.HASH_PARAMETERS, time_cost=1, memory_cost=8, parallelism=1
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_hashing() -> Iterator[None]:
+    """Hash secrets with :data:`TEST_HASH_PARAMETERS` in this process for the whole session
+    (production keeps ``HASH_PARAMETERS``; ``tests/test_flow.py`` checks a real server's hash)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            identity_service, "_hasher", PasswordHasher.from_parameters(TEST_HASH_PARAMETERS)
+        )
+        yield
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``postgresql`` every test that runs on PostgreSQL through ``db_url`` (``make
+    test-fast`` deselects them with ``-m "not postgresql"``)."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("db_url") == "postgresql":
+            item.add_marker(pytest.mark.postgresql)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import httpx
 import pytest
 
 from stead.demo import Step, create_super_admin, run_flow, start_server
+from stead.identity.service import HASH_PARAMETERS
 from tests.support.postgres import free_port
 
 GIT_TOKEN_CANARY = "ghp_CANARYgitTOKEN0123456789abcdef"
@@ -111,6 +113,14 @@ def test_stead_demo_command(tmp_path: Path) -> None:
     assert "finance-analytics" in proc.stdout and "growth-marketing" in proc.stdout
     assert (tmp_path / "demo" / "stead.db").exists()
     assert f"data kept in {tmp_path / 'demo'}" in proc.stdout
+    # Outside the suite (whose own process hashes cheaply) secrets get production's cost.
+    with sqlite3.connect(tmp_path / "demo" / "stead.db") as db:
+        (stored,) = db.execute("SELECT secret_hash FROM api_clients").fetchone()
+    params = HASH_PARAMETERS
+    assert stored.startswith(
+        f"$argon2id$v=19$m={params.memory_cost},t={params.time_cost},p={params.parallelism}$"
+    )
+    assert (params.time_cost, params.memory_cost, params.parallelism) == (3, 64 * 1024, 4)
 
 
 def test_stead_demo_removes_its_fresh_data_directory(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from sqlalchemy import text
 from sqlalchemy.orm import configure_mappers
@@ -51,6 +51,33 @@ API_ROUTERS: list[APIRouter] = [
     identity_router,
     audit_router,
 ]
+
+
+# The service routes are module-level functions reading the app from the request: FastAPI keeps
+# every endpoint it has analysed in process-wide caches, so an endpoint closing over one app
+# would keep that app, its engine and its routes alive after the app is gone.
+service_router = APIRouter(tags=["service"])
+
+
+@service_router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@service_router.get("/readyz", responses={503: {"description": "database unreachable"}})
+def readyz(request: Request) -> dict[str, str]:
+    """Readiness: the database answers a trivial query."""
+    with request.app.state.engine.connect() as conn:
+        conn.execute(text("select 1"))
+    return {"status": "ok"}
+
+
+@service_router.get("/metrics", response_class=Response)
+def metrics(request: Request) -> Response:
+    """Prometheus exposition of request counts and latencies."""
+    app_metrics: Metrics = request.app.state.metrics
+    return Response(app_metrics.render(), media_type=app_metrics.content_type)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -123,23 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             dependencies=idempotency.IDEMPOTENCY,
         )
 
-    @app.get("/healthz", tags=["service"])
-    def healthz() -> dict[str, str]:
-        """Liveness: the process answers."""
-        return {"status": "ok"}
-
-    @app.get("/readyz", tags=["service"], responses={503: {"description": "database unreachable"}})
-    def readyz() -> dict[str, str]:
-        """Readiness: the database answers a trivial query."""
-        with engine.connect() as conn:
-            conn.execute(text("select 1"))
-        return {"status": "ok"}
-
-    @app.get("/metrics", tags=["service"], response_class=Response)
-    def metrics() -> Response:
-        """Prometheus exposition of request counts and latencies."""
-        return Response(app.state.metrics.render(), media_type=app.state.metrics.content_type)
-
+    app.include_router(service_router)
     openapi.install(app)
     return app
 

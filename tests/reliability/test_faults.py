@@ -88,6 +88,7 @@ def create_project(client: httpx.Client, n: int) -> list[Outcome]:
     return [got]
 
 
+@pytest.mark.postgresql
 def test_database_outage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STEAD_RATE_LIMIT_PER_MINUTE", "0")  # a load, not a rate-limit test
     # Not under tmp_path: the cluster runs as the postgres user, who cannot enter it.

@@ -30,14 +30,19 @@ from stead.pipeline.ratelimit import (
 )
 from tests.reliability.test_faults import PG_ONLY
 
+#: The window of the limiters built here, in seconds: an hour, so that a test seldom starts
+#: near a window's end and has to wait for the next one (with one-minute windows, waits of up to
+#: 30 s). Windows, leases and refusals are computed alike for any length.
+WINDOW = 3600
+
 
 def fresh_window(needed: float = 20) -> int:
-    """Sleep into the next one-minute window when fewer than ``needed`` seconds are left of
-    this one; the window number."""
-    left = 60 - time.time() % 60
+    """Sleep into the next window when fewer than ``needed`` seconds are left of this one; the
+    window number."""
+    left = WINDOW - time.time() % WINDOW
     if left < needed:
         time.sleep(left + 0.2)
-    return int(time.time() // 60)
+    return int(time.time() // WINDOW)
 
 
 def admit(limiter: RateLimiter, key: str) -> int:
@@ -47,7 +52,7 @@ def admit(limiter: RateLimiter, key: str) -> int:
         if not limiter.hit_local(key):
             limiter.hit(key)
     except TooManyRequests as exc:
-        assert 1 <= int(exc.headers["Retry-After"]) <= math.ceil(60 - time.time() % 60) + 1
+        assert 1 <= int(exc.headers["Retry-After"]) <= math.ceil(WINDOW - time.time() % WINDOW) + 1
         return 429
     return 200
 
@@ -70,9 +75,9 @@ def claims() -> Iterator[list[str]]:
 
 @contextmanager
 def limiters(db_url: str, processes: int, limit: int) -> Iterator[list[SharedRateLimiter]]:
-    """``processes`` limiters, each on an engine of its own."""
+    """``processes`` limiters with windows of :data:`WINDOW`, each on an engine of its own."""
     engines = [create_engine(db_url) for _ in range(processes)]
-    made = [SharedRateLimiter(engine, limit) for engine in engines]
+    made = [SharedRateLimiter(engine, limit, WINDOW) for engine in engines]
     try:
         yield made
     finally:
@@ -90,7 +95,7 @@ def handed_out(db_url: str, key: str) -> int:
                 conn.execute(
                     select(RateLimitCounter.count).where(
                         RateLimitCounter.client_id == key,
-                        RateLimitCounter.window == int(time.time() // 60),
+                        RateLimitCounter.window == int(time.time() // WINDOW),
                     )
                 ).scalar_one()
             )

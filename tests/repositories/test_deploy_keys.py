@@ -1,4 +1,4 @@
-"""Deploy keys (issue: repositories that keep working): created on association when the token may,
+"""Deploy keys (so repositories keep working): created on association when the token may,
 kept as a hosted secret, rotated by ``POST .../repositories/token``, removed by ``DELETE`` with the
 token; against the GitHub fake's deploy key endpoints over real HTTP, on SQLite and PostgreSQL."""
 

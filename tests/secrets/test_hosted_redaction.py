@@ -1,4 +1,4 @@
-"""Log redaction of known secret values (issue item 5): a value Stead has stored or read is masked
+"""Log redaction of known secret values: a value Stead has stored or read is masked
 in every later log line of the process, wherever it appears in the line."""
 
 from __future__ import annotations

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
-from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -13,18 +11,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from stead.agents.models import Agent
 from stead.db import session_scope
+from stead.demo import example
 from stead.identity.models import ApiClient, ProjectMember
 from stead.identity.service import create_api_client, create_user
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "stead" / "demo_examples"
-
-
-def example(name: str, **substitutions: str) -> dict[str, Any]:
-    """Load ``src/stead/demo_examples/<name>.json`` with ``{{key}}`` placeholders filled in."""
-    text = (EXAMPLES / f"{name}.json").read_text()
-    for key, value in substitutions.items():
-        text = text.replace("{{" + key + "}}", value)
-    return json.loads(text)  # type: ignore[no-any-return]
 
 
 def new_client(
