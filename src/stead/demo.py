@@ -154,10 +154,12 @@ def run_flow(
             done.secret_reference = next(
                 v["secretName"] for v in props.values() if "secretName" in v
             )
-            reference = example("04-create-secret-reference-aws", agentId=done.agent_id)
+            reference = example(
+                "04-create-secret-reference-aws", agentId=done.agent_id, projectId=done.project_id
+            )
             if warehouse == "snowflake":
                 reference.update(
-                    secretName="prod/growth/snowflake",
+                    secretName=f"stead/{done.project_id}/prod/growth/snowflake",
                     secretKey="private_key",
                     description="Snowflake private key for the prod environment",
                 )

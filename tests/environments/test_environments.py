@@ -50,7 +50,7 @@ class Arranged:
 def _secret_reference(
     http: TestClient, headers: dict[str, str], project_id: str, name: str, agent_id: str
 ) -> None:
-    body = example("04-create-secret-reference-aws", agentId=agent_id)
+    body = example("04-create-secret-reference-aws", agentId=agent_id, projectId=project_id)
     resp = http.post(
         f"/v1/projects/{project_id}/secret-references/{name}", json=body, headers=headers
     )

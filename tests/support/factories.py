@@ -16,7 +16,7 @@ from stead.db import session_scope
 from stead.identity.models import ApiClient, ProjectMember
 from stead.identity.service import create_api_client, create_user
 
-EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "contract" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "stead" / "demo_examples"
 
 
 def example(name: str, **substitutions: str) -> dict[str, Any]:

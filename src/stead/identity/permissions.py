@@ -36,10 +36,18 @@ ACCOUNT_PERMISSIONS: Final[dict[str, frozenset[str]]] = {
             "api_client.manage",
             "api_client.super_admin",
             "audit.read",
+            "secret_scope.manage",
         }
     ),
     "ADMIN": frozenset(
-        {"project.create", "agent.read", "agent.write", "api_client.manage", "audit.read"}
+        {
+            "project.create",
+            "agent.read",
+            "agent.write",
+            "api_client.manage",
+            "audit.read",
+            "secret_scope.manage",
+        }
     ),
     "MEMBER": frozenset({"agent.read"}),
 }
@@ -86,8 +94,15 @@ class PermissionDenied(Forbidden):
     their own since the request's is rolled back.
     """
 
-    def __init__(self, detail: str, *, permission: str, project_id: str | None = None) -> None:
-        super().__init__(detail)
+    def __init__(
+        self,
+        detail: str,
+        *,
+        permission: str,
+        project_id: str | None = None,
+        violations: list[str] | None = None,
+    ) -> None:
+        super().__init__(detail, violations=violations)
         self.permission = permission
         self.project_id = project_id
 

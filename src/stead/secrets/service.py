@@ -23,7 +23,7 @@ from stead.identity.service import Actor
 from stead.pagination import PageParams, paginate
 from stead.projects.models import Project
 from stead.repositories.models import Repository
-from stead.secrets import store
+from stead.secrets import scopes, store
 from stead.secrets.keys import UNKNOWN_PASSPHRASE, KeyProblem, check_private_key
 from stead.secrets.models import HostedSecret, SecretReference
 from stead.secrets.schemas import (
@@ -107,10 +107,15 @@ def create(
 
     Raises:
         BadRequest: ``agentId`` is not an agent of the account.
+        SecretOutOfScope: ``secretName`` lies outside the project's scope for the store (403,
+            ``stead.secrets.scopes``).
         Conflict: the project already has a secret reference or hosted secret of that name
             (case-insensitive).
     """
     agent = _account_agent(session, account_id=project.account_id, agent_id=data.agent_id)
+    scopes.require(
+        session, project_id=project.id, store=data.agent_type, secret_name=data.secret_name
+    )
     existing = name_in_use(session, project_id=project.id, name=name)
     if existing is not None:
         raise Conflict(
