@@ -12,7 +12,7 @@ import re
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 import structlog
@@ -87,8 +87,13 @@ def remember_secret(value: str) -> None:
     _known.add(value)
 
 
-def redact_text(text: str) -> str:
-    """Mask bearer tokens, JWTs, PEM private keys and remembered secret values inside ``text``."""
+def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
+    """Mask bearer tokens, JWTs, PEM private keys and remembered secret values inside ``text``,
+    and every non-empty value of ``secrets`` whatever its length (the credentials a caller
+    knows it used: a short password is not remembered, see :data:`KNOWN_SECRET_MIN`)."""
+    given = sorted({s for s in secrets if s}, key=len, reverse=True)
+    if given:
+        text = re.sub("|".join(map(re.escape, given)), REDACTED, text)
     text = _known.mask(text)
     for pattern in _SECRET_TEXT:
         text = pattern.sub(REDACTED, text)

@@ -133,7 +133,7 @@ def associate(
             html_url=None,
             clone_url=None,
         )
-        files = scaffold.project_files(session, project=project, repository=read)
+        files = scaffold.project_files(session, actor=actor, project=project, repository=read)
 
     def ask_provider() -> tuple[RepositoryInfo, str | None, str | None, _NewKey | str]:
         info = provider.check(

@@ -19,7 +19,8 @@ from stead.agents.models import Agent
 from stead.db import named_in_project
 from stead.environments.models import Environment
 from stead.errors import BadRequest, Conflict, NotFound
-from stead.identity.service import Actor
+from stead.identity.permissions import PermissionDenied, environment_allows
+from stead.identity.service import Actor, access_level, project_role
 from stead.pagination import PageParams, paginate
 from stead.projects.models import Project
 from stead.repositories.models import Repository
@@ -327,6 +328,49 @@ def get_hosted(
     return secret
 
 
+def _require_environment_write(
+    session: Session, *, actor: Actor, project: Project, secret: HostedSecret
+) -> None:
+    """Replacing a secret changes every environment that uses it, directly or through a
+    hosted-store secret reference: the caller needs ``environment.write`` on each
+    (docs/permissions.md, "Using a stored secret").
+
+    Raises:
+        PermissionDenied: an environment using it is not the caller's to change (403).
+    """
+    names = {secret.name_key} | {
+        name_key(reference)
+        for reference, secret_name in session.execute(
+            select(SecretReference.name, SecretReference.secret_name).where(
+                SecretReference.project_id == project.id,
+                SecretReference.agent_type == HOSTED_STORE,
+            )
+        )
+        if name_key(secret_name) == secret.name_key
+    }
+    role = project_role(session, actor=actor, project_id=project.id)
+    for env in session.scalars(select(Environment).where(Environment.project_id == project.id)):
+        if not any(
+            isinstance(v, dict) and name_key(str(v.get("secretName"))) in names
+            for v in env.connection_properties.values()
+        ):
+            continue
+        level = access_level(
+            session,
+            actor=actor,
+            role=role,
+            environment_id=env.id,
+            default_level=env.default_user_access_level,
+        )
+        if not environment_allows(level, "environment.write"):
+            raise PermissionDenied(
+                f"Secret {secret.name!r} is used by environment {env.name!r}, which your access "
+                f"level {level} may not change (environment.write)",
+                permission="environment.write",
+                project_id=project.id,
+            )
+
+
 def update_hosted(
     session: Session, *, actor: Actor, project: Project, name: str, data: HostedSecretUpdate
 ) -> HostedSecret:
@@ -334,9 +378,11 @@ def update_hosted(
 
     Raises:
         NotFound: no such hosted secret.
+        PermissionDenied: an environment that uses it is not the caller's to change (403).
         BadRequest: the value does not fit the (new) type.
     """
     secret = get_hosted(session, project=project, name=name, for_update=True)
+    _require_environment_write(session, actor=actor, project=project, secret=secret)
     secret_type = data.type or secret.type
     value = check_value(secret_type, data.value.get_secret_value())
     return replace_value(session, actor=actor, secret=secret, secret_type=secret_type, value=value)

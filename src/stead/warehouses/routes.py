@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from stead.db import SessionDep, TransactionRoute
+from stead.environments import service as environment_service
 from stead.identity.deps import EnvironmentRunner
 from stead.warehouses import connection_test
 from stead.warehouses.schemas import ConnectionTestResult
@@ -20,7 +21,10 @@ router = APIRouter(
     response_model=ConnectionTestResult,
     responses={
         400: {"description": "a secret the environment names cannot be found"},
-        403: {"description": "a secret store refused Stead's credentials"},
+        403: {
+            "description": "a secret store refused Stead's credentials, a secret lies outside "
+            "the project's scope, or another environment's secret is not the caller's to use"
+        },
         502: {"description": "a secret store could not be reached or failed"},
         503: {
             "description": "the warehouse's driver is not installed, a secret store is not "
@@ -36,6 +40,14 @@ async def test_connection(
     trivial query (Stead). The test ran whenever the answer is 200: ``ok`` tells whether the
     warehouse accepted, and ``error`` carries its own code when it did not."""
     settings = request.app.state.settings
+    await run_in_threadpool(
+        environment_service.check_secret_use,
+        session,
+        actor=ctx.actor,
+        project=ctx.project,
+        properties=ctx.environment.connection_properties,
+        environment=ctx.environment,
+    )
     target = await run_in_threadpool(
         connection_test.resolve_target,
         session,
@@ -50,6 +62,7 @@ async def test_connection(
         actor=ctx.actor,
         project=ctx.project,
         environment=ctx.environment.name,
+        host=connection_test.host_of(target, settings),
         result=result,
     )
     return result
