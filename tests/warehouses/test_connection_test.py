@@ -157,11 +157,11 @@ class Project:
         number = next(_numbers)
         stored = json.dumps({key: value}) if key else value
         if store == "AWS":
-            name = f"stead/test-{number}"
+            name = f"stead/{self.project_id}/test-{number}"
             client: Any = self.moto.client("secretsmanager")
             client.create_secret(Name=name, SecretString=stored)
         else:
-            name = f"stead/test-{number}-{uuid.uuid4().hex[:8]}"
+            name = f"stead/{self.project_id}/test-{number}-{uuid.uuid4().hex[:8]}"
             vault: Any = self.vault.client()
             vault.secrets.kv.v2.create_or_update_secret(
                 path=name, secret={key or "value": value}, mount_point="secret"
@@ -598,9 +598,11 @@ def test_canary_credentials_never_leave(
         rs.create("v", validate=True, **redshift_properties(redshift, {"value": password})).text
     )
     answers.append(sf.create("v", validate=True, privateKey={"value": key}).text)
-    assert [
-        json.loads(a)["error"]["code"] for a in answers[:3]
-    ] == ["28P01", "390144", "PASSPHRASE"]
+    assert [json.loads(a)["error"]["code"] for a in answers[:3]] == [
+        "28P01",
+        "390144",
+        "PASSPHRASE",
+    ]
     logged = logs.text + "\n".join(str(r.__dict__) for r in logs.records)
     with session_factory() as session:
         events = [str(e.details) for e in session.scalars(select(AuditEvent))]
