@@ -330,6 +330,26 @@ def test_a_refused_change_stops_apply_and_plan_shows_the_rest(
     assert "Plan: 2 to create" in left.output  # that environment, and the repository after it
 
 
+def test_a_secret_outside_the_projects_scope_stops_apply(
+    served: Served, document: dict[str, Any], tmp_path: Path
+) -> None:
+    """Finding 1 through ``stead apply``: a file naming another project's secret path gets the
+    server's 403, reported with the field, and apply stops there."""
+    reference = document["projects"][0]["secretReferences"][0]
+    reference["secretName"] = "stead/6f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f/prod/finance/redshift"
+    path = write(tmp_path / "stead.yaml", document)
+    result = cli(served, "apply", "-f", str(path), "--auto-approve")
+    assert result.exit_code == 1
+    assert "error: 403" in result.output and "outside this project's AWS scope" in result.output
+    assert "secretName: " in result.output and "apply stopped" in result.output
+    with _sdk(served) as client:
+        (project,) = [p for p in client.projects.list() if p.name == "finance-analytics"]
+        assert list(client.secret_references.list(project.id)) == []
+        assert client.secret_references.get_scopes(project.id).scopes[0].prefixes == [
+            f"stead/{project.id}/"
+        ]
+
+
 def test_login_writes_a_private_profile_read_after_flags_and_environment(
     served: Served, document: dict[str, Any], tmp_path: Path
 ) -> None:
