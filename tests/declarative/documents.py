@@ -152,7 +152,7 @@ def bulk(count: int) -> dict[str, Any]:
                         "name": "finance-prod-redshift",
                         "agentName": AGENT,
                         "agentType": "AWS",
-                        "secretName": f"prod/team-{i:04d}/redshift",
+                        "secretName": f"stead/{{projectId}}/prod/team-{i:04d}/redshift",
                         "secretKey": "password",
                     }
                 ],

@@ -114,10 +114,13 @@ def test_stores_are_case_insensitive_and_hosted_is_canonical(
         ("g", "hosted", "Matillion hosted"),
     ]:
         body = _body(
+            project_id,
             hosted_agent_id(session_factory) if "osted" in stored else agent_id,
             agentType=given,
             secretReferenceType="password",
         )
+        if stored in ("Azure", "GCP"):  # no '/' in their names
+            body["secretName"] = f"stead-{project_id}-db"
         resp = http.post(f"{base}/{name}", json=body, headers=admin)
         assert resp.status_code == 201, resp.text
         assert resp.json()["agentType"] == stored
@@ -126,7 +129,7 @@ def test_stores_are_case_insensitive_and_hosted_is_canonical(
         "agentId": agent_id.upper(),
         "agentType": "AWS",
         "secretReferenceType": "PASSWORD",
-        "secretName": "s",
+        "secretName": f"stead/{project_id}/s",
     }
     got = http.post(f"{base}/Name_with-(parens)", json=minimal, headers=admin).json()
     assert got["agentId"] == agent_id
@@ -173,8 +176,9 @@ def test_validation_rules(
     assert _count(session_factory) == 0
 
     # the secret name can be as long as the rule allows
+    longest = f"stead/{project_id}/".ljust(1024, "s")
     assert (
-        http.post(f"{base}/ok", json={**good, "secretName": "s" * 1024}, headers=admin).status_code
+        http.post(f"{base}/ok", json={**good, "secretName": longest}, headers=admin).status_code
         == 201
     )
     dup = assert_problem(

@@ -516,9 +516,10 @@ def _check_update(
             violations=violations,
         )
     _raise_if_invalid(violations)
-    check_secret_use(
-        session, actor=actor, project=project, properties=properties, environment=environment
-    )
+    if data.connection_overrides is not None:
+        check_secret_use(
+            session, actor=actor, project=project, properties=properties, environment=environment
+        )
     assert agent is not None and connection is not None
     return agent, connection, properties
 

@@ -27,6 +27,7 @@ from stead.identity.permissions import PermissionDenied
 from stead.identity.service import Actor
 from stead.projects.models import Project
 from stead.secrets.models import SecretReference, SecretScope
+from stead.secrets.resolvers import azure, gcp
 from stead.secrets.resolvers.base import SecretNotFound
 from stead.secrets.resolvers.vault import check_path
 from stead.secrets.schemas import (
@@ -55,6 +56,10 @@ _PREFIX_RULES: dict[str, tuple[re.Pattern[str], str]] = {
         "a secret id prefix, or projects/PROJECT/secrets/ followed by one",
     ),
 }
+
+
+#: The name check of each store whose names have a fixed form (AWS accepts any name or ARN).
+_NAME_CHECKS = {"Vault": check_path, "Azure": azure.check_name, "GCP": gcp.check_name}
 
 
 class SecretOutOfScope(PermissionDenied):
@@ -94,17 +99,16 @@ def require(
     session: Session, *, project_id: str, store: str, secret_name: str, field: str = "secretName"
 ) -> None:
     """Check that ``secret_name`` lies inside the project's scope for ``store``; the hosted store
-    always passes. A Vault path must first be a plain KV path (no ``..``: it could leave the
-    prefix).
+    always passes. The name must first be one the store accepts (a Vault path must be a plain KV
+    path, with no ``..`` that could leave the prefix).
 
     Raises:
-        SecretOutOfScope: it does not (403; the violation names ``field`` and the scope).
-        SecretNotFound: a Vault path that is not a plain KV path (400).
+        SecretNotFound: not a valid name in the store (400).
+        SecretOutOfScope: outside the scope (403; the violation names ``field`` and the scope).
     """
     if store not in SCOPED_STORES:
         return
-    if store == "Vault":
-        check_path(secret_name)
+    _NAME_CHECKS.get(store, str)(secret_name)
     allowed = prefixes(session, project_id=project_id, store=store)
     if inside(store, secret_name, allowed):
         return

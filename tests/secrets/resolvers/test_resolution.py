@@ -39,6 +39,19 @@ def _kind(resp: Any, status: int, kind: str, field: str | None = None) -> dict[s
     return body
 
 
+@pytest.fixture(autouse=True)
+def _whole_stores(world: World) -> None:
+    """These tests name secrets anywhere in the stores: the project's scope is each whole store
+    (tests/secrets/resolvers/test_scopes.py covers scopes)."""
+    scopes = [{"store": store, "prefixes": [""]} for store in EXTERNAL]
+    resp = world.http.put(
+        f"/v1/projects/{world.project_id}/secret-scopes",
+        json={"scopes": scopes},
+        headers=world.admin,
+    )
+    assert resp.status_code == 200, resp.text
+
+
 @pytest.mark.parametrize("store", STORES)
 def test_round_trip_plain_and_json_key(world: World, store: str, canary: str) -> None:
     plain = world.put(store, canary)

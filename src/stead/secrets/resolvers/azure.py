@@ -29,6 +29,13 @@ _NAME = re.compile(r"[0-9A-Za-z-]{1,127}")
 NAME_RULE = "1-127 letters, digits and dashes"
 
 
+def check_name(name: str) -> str:
+    """``name`` if it is a valid Key Vault secret name, else raise SecretNotFound (400)."""
+    if not _NAME.fullmatch(name):
+        raise bad_name(STORE, name, NAME_RULE)
+    return name
+
+
 class AzureResolver:
     """Reads secrets from ``azure_vault_url`` as the ``azure_*`` service principal (or
     ``DefaultAzureCredential`` when no client secret is set)."""
@@ -72,8 +79,7 @@ class AzureResolver:
         s = self.settings
         if not s.azure_vault_url:
             raise not_configured(STORE, "no vault URL (STEAD_AZURE_VAULT_URL)")
-        if not _NAME.fullmatch(name):
-            raise bad_name(STORE, name, NAME_RULE)
+        check_name(name)
         options = self._transport_options()
         secret = s.azure_client_secret.get_secret_value()
         known = {_host(h) for h in vars(AzureAuthorityHosts).values() if isinstance(h, str)}
