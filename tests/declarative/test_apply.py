@@ -159,7 +159,7 @@ def test_a_change_to_one_environment_property_updates_only_that(
 
     changed = copy.deepcopy(document)
     dev = changed["projects"][0]["environments"][1]
-    dev["connectionOverrides"][0]["connectionProperties"]["port"] = {"value": "5440"}
+    dev["connectionOverrides"][0]["connectionProperties"]["defaultDatabase"] = {"value": "dev"}
     write(path, changed)
     planned = cli(served, "plan", "-f", str(path))
     assert planned.exit_code == 2
@@ -168,7 +168,7 @@ def test_a_change_to_one_environment_property_updates_only_that(
     )
     assert (
         '~ project "finance-analytics" / environment "dev": update\n'
-        "        connectionOverrides[0].connectionProperties.port: '5439' -> '5440'\n"
+        "        connectionOverrides[0].connectionProperties.defaultDatabase: 'finance' -> 'dev'\n"
     ) in planned.output
     with flaky_proxy(served.url) as proxy:
         applied = cli(served, "apply", "-f", str(path), "--auto-approve", url=proxy.url)
@@ -180,7 +180,8 @@ def test_a_change_to_one_environment_property_updates_only_that(
     assert after["prod"] == before["prod"]
     old = before["dev"].connection_overrides[0].connection_properties
     new = after["dev"].connection_overrides[0].connection_properties
-    assert {k for k in old if old[k] != new.get(k)} == {"port"} and new["port"] == {"value": "5440"}
+    assert {k for k in old if old[k] != new.get(k)} == {"defaultDatabase"}
+    assert new["defaultDatabase"] == {"value": "dev"}
     assert after["dev"].model_dump(exclude={"connection_overrides", "updated_at"}) == before[
         "dev"
     ].model_dump(exclude={"connection_overrides", "updated_at"})
