@@ -20,7 +20,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "stead" / "demo_example
 
 
 def example(name: str, **substitutions: str) -> dict[str, Any]:
-    """Load ``shared/contract/examples/<name>.json`` with ``{{key}}`` placeholders filled in."""
+    """Load ``src/stead/demo_examples/<name>.json`` with ``{{key}}`` placeholders filled in."""
     text = (EXAMPLES / f"{name}.json").read_text()
     for key, value in substitutions.items():
         text = text.replace("{{" + key + "}}", value)
