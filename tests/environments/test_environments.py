@@ -575,11 +575,12 @@ def test_patch(
     assert got["connectionOverrides"] == created["connectionOverrides"]
     assert got["createdAt"] == created["createdAt"] and got["updatedAt"] >= created["updatedAt"]
 
-    # new properties replace the stored ones; the password left out keeps its reference;
-    # an optional property left out goes back to its default
+    # new properties replace the stored ones; the password left out keeps its reference (and
+    # its host: a stored secret goes nowhere else); an optional property left out goes back to
+    # its default
     props = {
-        "url": {"value": "new.example.com"},
-        "port": {"value": "5440"},
+        "url": REDSHIFT_PROPERTIES["url"],
+        "port": REDSHIFT_PROPERTIES["port"],
         "username": {"value": "etl2"},
         "defaultDatabase": {"value": "dw"},
         "defaultSchema": {"value": "staging"},

@@ -96,9 +96,11 @@ def test_inline_password_lifecycle(
     assert resp.json() == before
     assert _hosted(session_factory) == {"prod-password": ("PASSWORD", 1)}
 
-    # leaving the password out keeps it
-    resp = _patch_props(http, env, admin, password=..., port={"value": "5440"})
+    # leaving the password out keeps it; it goes only to the host it was given for
+    resp = _patch_props(http, env, admin, password=..., defaultDatabase={"value": "dw"})
     assert _stored(resp)["password"] == {"secretName": "prod-password", "set": True}
+    resp = _patch_props(http, env, admin, password=..., port={"value": "5440"})
+    assert_problem(resp, 403, "connectionOverrides[0].connectionProperties.password.secretName")
 
     # a new inline value is a new version of the same secret
     resp = _patch_props(http, env, admin, password={"value": PASSWORD + "-2"})
