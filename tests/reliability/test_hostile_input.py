@@ -201,6 +201,10 @@ def _connection(w: World) -> tuple[str, str, dict[str, Any]]:
 
 
 def _secret_reference(w: World) -> tuple[str, str, dict[str, Any]]:
+    # any name in the store, so that a hostile secretName is stored (not refused as out of scope)
+    scopes = {"scopes": [{"store": "AWS", "prefixes": [""]}]}
+    resp = w.http.put(f"/v1/projects/{w.project_id}/secret-scopes", json=scopes, headers=w.headers)
+    assert resp.status_code == 200, resp.text
     body = example("04-create-secret-reference-aws", agentId=w.agent_id, projectId=w.project_id)
     return "POST", f"/v1/projects/{w.project_id}/secret-references/{_name()}", body
 
