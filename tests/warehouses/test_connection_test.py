@@ -164,11 +164,11 @@ class Project:
         number = next(_numbers)
         stored = json.dumps({key: value}) if key else value
         if store == "AWS":
-            name = f"stead/test-{number}"
+            name = f"stead/{self.project_id}/test-{number}"
             client: Any = self.moto.client("secretsmanager")
             client.create_secret(Name=name, SecretString=stored)
         else:
-            name = f"stead/test-{number}-{uuid.uuid4().hex[:8]}"
+            name = f"stead/{self.project_id}/test-{number}-{uuid.uuid4().hex[:8]}"
             vault: Any = self.vault.client()
             vault.secrets.kv.v2.create_or_update_secret(
                 path=name, secret={key or "value": value}, mount_point="secret"
@@ -308,7 +308,12 @@ def test_snowflake_key_pair_applies_role_warehouse_database_schema(
         }
     ]
     [event] = _events(session_factory, "environment.connection_tested")
-    assert event.target_id == "prod" and event.details == {"ok": True, "code": None}
+    assert event.target_id == "prod" and event.details == {
+        "host": snowflake.host,
+        "ok": True,
+        "code": None,
+        "validation": False,
+    }
 
 
 def test_snowflake_encrypted_key_with_its_passphrase_in_aws(
@@ -391,8 +396,11 @@ def test_redshift_failures(rs: Project, redshift: RedshiftServer) -> None:
         "unknown-database",
         **redshift_properties(redshift, right, defaultDatabase={"value": "nodb"}),
     )
+    # a stored secret goes only to its environments' host: another port needs its own
+    elsewhere = {"secretName": rs.hosted(redshift.password)}
     rs.environment(
-        "unreachable", **redshift_properties(redshift, right, port={"value": str(closed_port())})
+        "unreachable",
+        **redshift_properties(redshift, elsewhere, port={"value": str(closed_port())}),
     )
     # SSL is on unless useSsl is false: the shim has none, so the driver stops there.
     rs.environment("ssl-by-default", **redshift_properties(redshift, right, useSsl=None))
@@ -658,6 +666,7 @@ def test_stead_env_test(db_url: str, tmp_path: Path, redshift: RedshiftServer) -
         body["connectionOverrides"][0]["connectionProperties"] = properties
         client.environments.create(project_id, body, validate=True)
         properties["port"] = {"value": str(closed_port())}
+        properties["password"] = {"value": redshift.password}  # "pw" stays with prod's host
         client.environments.create(project_id, {**body, "name": "broken"})
         flags = ["--url", served.url, "--client-id", served.client_id]
         flags += ["--client-secret", served.client_secret]
