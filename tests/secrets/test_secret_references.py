@@ -319,7 +319,7 @@ def test_body_without_agent_id(
     """DPC documents the body in two versions, with and without ``agentId``: both are taken."""
     project_id = _project(http, admin)
     base = f"/v1/projects/{project_id}/secret-references"
-    body = {k: v for k, v in _body(UNKNOWN_ID).items() if k != "agentId"}
+    body = {k: v for k, v in _body(project_id, UNKNOWN_ID).items() if k != "agentId"}
     resp = http.post(f"{base}/no-agent", json=body, headers=admin)
     assert resp.status_code == 201, resp.text
     assert resp.json()["agentId"] is None
