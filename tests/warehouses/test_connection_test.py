@@ -735,13 +735,17 @@ def test_what_is_not_a_warehouse_gets_one_answer(
     server get the same answer, so the test tells nothing about what listens where. (Snowflake's
     are the admin's: the caller names an account under snowflakecomputing.com.)"""
     ports = {"closed": closed_port(), **impostors}
-    password = {"secretName": rs.hosted("the caller's guess")}
+
+    def password() -> dict[str, str]:
+        # a stored secret goes to one host only: each environment here has its own
+        return {"secretName": rs.hosted("the caller's guess")}
+
     for name, port in ports.items():
-        rs.environment(name, **redshift_properties(redshift, password, port={"value": str(port)}))
+        rs.environment(name, **redshift_properties(redshift, password(), port={"value": str(port)}))
         # SSL on (the default) as well: the SSH banner's first byte is the 'S' of "SSL yes".
         rs.environment(
             f"{name}-ssl",
-            **redshift_properties(redshift, password, port={"value": str(port)}, useSsl=None),
+            **redshift_properties(redshift, password(), port={"value": str(port)}, useSsl=None),
         )
     # .invalid never resolves (RFC 6761).
     app: Any = http.app
@@ -749,14 +753,14 @@ def test_what_is_not_a_warehouse_gets_one_answer(
         update={"outbound_warehouse_hosts": "127.0.0.1,*.invalid"}
     )
     nowhere = {"url": {"value": "warehouse.no-such-host.invalid"}}
-    rs.environment("unresolved", **redshift_properties(redshift, password, **nowhere))
+    rs.environment("unresolved", **redshift_properties(redshift, password(), **nowhere))
     unreachable = ("UNREACHABLE", UNREACHABLE_MESSAGE.format(warehouse="Redshift"))
     assert _failure(rs, "unresolved") == unreachable
     for name in ports:
         assert _failure(rs, name) == unreachable, name
         assert _failure(rs, f"{name}-ssl") == unreachable, name
     # A warehouse that refuses the login keeps its own code.
-    rs.environment("warehouse", **redshift_properties(redshift, password))
+    rs.environment("warehouse", **redshift_properties(redshift, password()))
     assert _failure(rs, "warehouse")[0] == "28P01"
 
 
@@ -784,8 +788,10 @@ def test_loopback_and_unlisted_warehouses_are_refused_unless_allowed(
     assert_problem(rs.test("stored"), 400, f"{PROPS}.url")
     # The configured Snowflake host is allowed as a host, not as a loopback address.
     assert_problem(sf.test("stored"), 400, f"{PROPS}.account")
-    # A name that resolves to loopback (through /etc/hosts) is refused as well.
-    localhost = redshift_properties(redshift, password, url={"value": "localhost"})
+    # A name that resolves to loopback (through /etc/hosts) is refused as well (with a secret
+    # of its own: the stored one goes only to the host of environment "stored").
+    own = {"secretName": rs.hosted(redshift.password)}
+    localhost = redshift_properties(redshift, own, url={"value": "localhost"})
     assert_problem(rs.create("named", validate=True, **localhost), 400, f"{PROPS}.url")
     # A host outside the vendors' domains and the configured ones is refused by its name.
     app.state.settings = settings.model_copy(update={"outbound_warehouse_hosts": ""})
