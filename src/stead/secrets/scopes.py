@@ -27,8 +27,9 @@ from stead.identity.actor import Actor
 from stead.identity.permissions import PermissionDenied
 from stead.projects.models import Project
 from stead.secrets.models import SecretReference, SecretScope
-from stead.secrets.resolvers import azure, gcp
+from stead.secrets.resolvers.azure import check_name as azure_name
 from stead.secrets.resolvers.base import SecretNotFound
+from stead.secrets.resolvers.gcp import check_name as gcp_name
 from stead.secrets.resolvers.vault import check_path
 from stead.secrets.schemas import (
     SCOPED_STORES,
@@ -59,7 +60,7 @@ _PREFIX_RULES: dict[str, tuple[re.Pattern[str], str]] = {
 
 
 #: The name check of each store whose names have a fixed form (AWS accepts any name or ARN).
-_NAME_CHECKS = {"Vault": check_path, "Azure": azure.check_name, "GCP": gcp.check_name}
+_NAME_CHECKS = {"Vault": check_path, "Azure": azure_name, "GCP": gcp_name}
 
 
 class SecretOutOfScope(PermissionDenied):
