@@ -124,11 +124,16 @@ def test_export_then_apply_is_a_no_op(
                 "authType": "PASSWORD",
             },
         )
-        # a secret reference made with the DPC body that names no agent
+        # a secret reference made with the DPC body that names no agent (inside the project's
+        # default scope)
         stead.secret_references.create(
             pid,
             "no-agent",
-            {"agentType": "AWS", "secretReferenceType": "PASSWORD", "secretName": "prod/costs"},
+            {
+                "agentType": "AWS",
+                "secretReferenceType": "PASSWORD",
+                "secretName": f"stead/{pid}/prod/costs",
+            },
         )
     exported = tmp_path / "exported.yaml"
     result = cli(served, "export", "--all", "-o", str(exported))
@@ -147,7 +152,7 @@ def test_export_then_apply_is_a_no_op(
             "name": "no-agent",
             "agentType": "AWS",
             "secretReferenceType": "PASSWORD",
-            "secretName": "prod/costs",
+            "secretName": f"stead/{pid}/prod/costs",
         }
     ]
     with flaky_proxy(served.url) as proxy:
