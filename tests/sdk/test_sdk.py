@@ -322,7 +322,9 @@ def test_a_lasting_503_is_answered_at_once_and_a_passing_one_retried(served: Ser
         pid = stead.projects.create(REDSHIFT).project_id
         agent = stead.agents.create(example("02-create-agent"))
         stead.secret_references.create(
-            pid, "pw", example("04-create-secret-reference-aws", agentId=agent.agent_id)
+            pid,
+            "pw",
+            example("04-create-secret-reference-aws", agentId=agent.agent_id, projectId=pid),
         )
         # this server has no AWS store configured: a cause that waiting does not remove
         started = time.monotonic()
