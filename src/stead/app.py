@@ -35,6 +35,7 @@ from stead.projects.routes import router as projects_router
 from stead.repositories.routes import router as repositories_router
 from stead.secrets.routes import hosted_router as hosted_secrets_router
 from stead.secrets.routes import router as secret_references_router
+from stead.secrets.routes import scope_router as secret_scopes_router
 from stead.secrets.store import attach_keyring, load_keyring
 from stead.settings import Settings, get_settings
 from stead.warehouses.routes import router as warehouses_router
@@ -45,6 +46,7 @@ API_ROUTERS: list[APIRouter] = [
     connections_router,
     secret_references_router,
     hosted_secrets_router,
+    secret_scopes_router,
     environments_router,
     warehouses_router,
     repositories_router,

@@ -134,12 +134,13 @@ def _authorize(
     http.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
 
 
-def _secret_reference_body(warehouse: str, agent_id: str) -> dict[str, Any]:
-    """The secret reference the warehouse's example environment reads its credential from."""
-    reference = example("04-create-secret-reference-aws", agentId=agent_id)
+def _secret_reference_body(warehouse: str, agent_id: str, project_id: str) -> dict[str, Any]:
+    """The secret reference the warehouse's example environment reads its credential from, named
+    inside the project's default scope (``stead/<projectId>/``)."""
+    reference = example("04-create-secret-reference-aws", agentId=agent_id, projectId=project_id)
     if warehouse == "snowflake":
         reference.update(
-            secretName="prod/growth/snowflake",
+            secretName=f"stead/{project_id}/prod/growth/snowflake",
             secretKey="private_key",
             description="Snowflake private key for the prod environment",
         )
@@ -178,7 +179,7 @@ def _provision(call: Call, warehouse: str, git_dir: Path, git_token: str | None)
     environment_body = example(f"05-create-environment-{warehouse}", agentId=done.agent_id)
     props = environment_body["connectionOverrides"][0]["connectionProperties"]
     done.secret_reference = next(v["secretName"] for v in props.values() if "secretName" in v)
-    reference = _secret_reference_body(warehouse, done.agent_id)
+    reference = _secret_reference_body(warehouse, done.agent_id, done.project_id)
     call("POST", f"{base}/secret-references/{done.secret_reference}", 201, json=reference)
     done.environment = call("POST", f"{base}/environments", 201, json=environment_body)["name"]
     done.repository = call(

@@ -99,8 +99,9 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     Nothing else is masked: the result depends only on ``text`` and ``secrets``, so it can go
     back to the caller that supplied ``secrets`` without revealing anyone else's.
     """
-    for value in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(value, REDACTED)
+    given = sorted({s for s in secrets if s}, key=len, reverse=True)
+    if given:
+        text = re.sub("|".join(map(re.escape, given)), REDACTED, text)
     for pattern in _SECRET_TEXT:
         text = pattern.sub(REDACTED, text)
     return text

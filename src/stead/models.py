@@ -17,7 +17,7 @@ from stead.identity.models import (
 from stead.pipeline.ratelimit import RateLimitCounter
 from stead.projects.models import Project, ProjectListBucket
 from stead.repositories.models import Repository
-from stead.secrets.models import HostedSecret, HostedSecretVersion, SecretReference
+from stead.secrets.models import HostedSecret, HostedSecretVersion, SecretReference, SecretScope
 
 __all__ = [
     "Account",
@@ -39,5 +39,6 @@ __all__ = [
     "RateLimitCounter",
     "Repository",
     "SecretReference",
+    "SecretScope",
     "User",
 ]

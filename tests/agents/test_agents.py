@@ -475,7 +475,7 @@ def test_delete_while_used(
     ref_agent = create_agent(http, admin)["agentId"]
     created = http.post(
         f"/v1/projects/{project_id}/secret-references/finance-prod-redshift",
-        json=example("04-create-secret-reference-aws", agentId=ref_agent),
+        json=example("04-create-secret-reference-aws", agentId=ref_agent, projectId=project_id),
         headers=admin,
     )
     assert created.status_code == 201, created.text

@@ -139,7 +139,11 @@ def _reference(c: Ctx, name: str, **body: Any) -> str:
     c.ok(
         "POST",
         url,
-        json={**example("04-create-secret-reference-aws", agentId=c.world.agent_id), **body},
+        json={**example(
+            "04-create-secret-reference-aws",
+            agentId=c.world.agent_id,
+            projectId=c.world.project_id,
+        ), **body},
     )
     return url
 
@@ -274,12 +278,22 @@ RECIPES: dict[str, Callable[[Ctx], Call]] = {
         "POST",
         f"{c.world.base}/secret-references/another-ref",
         ("secret_reference.created",),
-        json=example("04-create-secret-reference-aws", agentId=c.world.agent_id),
+        json=example(
+            "04-create-secret-reference-aws",
+            agentId=c.world.agent_id,
+            projectId=c.world.project_id,
+        ),
     ),
     f"DELETE {P}/secret-references/{{secretReferenceName}}": lambda c: Call(
         "DELETE", _reference(c, "doomed-ref"), ("secret_reference.deleted",)
     ),
     f"POST {P}/secret-references/{{secretReferenceName}}/check": _r_reference_check,
+    f"PUT {P}/secret-scopes": lambda c: Call(
+        "PUT",
+        f"{c.world.base}/secret-scopes",
+        ("secret_scope.updated",),
+        json={"scopes": [{"store": "Vault", "prefixes": ["teams/finance/"]}]},
+    ),
     f"POST {P}/secrets": lambda c: Call(
         "POST",
         f"{c.world.base}/secrets",

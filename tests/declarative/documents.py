@@ -68,7 +68,7 @@ def two_projects(remote: Path) -> dict[str, Any]:
                         "name": "finance-prod-redshift",
                         "agentName": AGENT,
                         "agentType": "AWS",
-                        "secretName": "prod/finance/redshift",
+                        "secretName": "stead/{projectId}/prod/finance/redshift",
                         "secretKey": "password",
                     }
                 ],
@@ -97,7 +97,7 @@ def two_projects(remote: Path) -> dict[str, Any]:
                         "name": "growth-prod-private-key",
                         "agentName": "hosted agent",
                         "agentType": "aws",
-                        "secretName": "prod/growth/snowflake",
+                        "secretName": "stead/{projectId}/prod/growth/snowflake",
                         "secretKey": "private_key",
                     }
                 ],
@@ -152,7 +152,7 @@ def bulk(count: int) -> dict[str, Any]:
                         "name": "finance-prod-redshift",
                         "agentName": AGENT,
                         "agentType": "AWS",
-                        "secretName": f"prod/team-{i:04d}/redshift",
+                        "secretName": f"stead/{{projectId}}/prod/team-{i:04d}/redshift",
                         "secretKey": "password",
                     }
                 ],

@@ -124,11 +124,16 @@ def test_export_then_apply_is_a_no_op(
                 "authType": "PASSWORD",
             },
         )
-        # a secret reference made with the DPC body that names no agent
+        # a secret reference made with the DPC body that names no agent (inside the project's
+        # default scope)
         stead.secret_references.create(
             pid,
             "no-agent",
-            {"agentType": "AWS", "secretReferenceType": "PASSWORD", "secretName": "prod/costs"},
+            {
+                "agentType": "AWS",
+                "secretReferenceType": "PASSWORD",
+                "secretName": f"stead/{pid}/prod/costs",
+            },
         )
     exported = tmp_path / "exported.yaml"
     result = cli(served, "export", "--all", "-o", str(exported))
@@ -147,7 +152,7 @@ def test_export_then_apply_is_a_no_op(
             "name": "no-agent",
             "agentType": "AWS",
             "secretReferenceType": "PASSWORD",
-            "secretName": "prod/costs",
+            "secretName": f"stead/{pid}/prod/costs",
         }
     ]
     with flaky_proxy(served.url) as proxy:
@@ -173,7 +178,7 @@ def test_a_change_to_one_environment_property_updates_only_that(
 
     changed = copy.deepcopy(document)
     dev = changed["projects"][0]["environments"][1]
-    dev["connectionOverrides"][0]["connectionProperties"]["port"] = {"value": "5440"}
+    dev["connectionOverrides"][0]["connectionProperties"]["defaultDatabase"] = {"value": "dev"}
     write(path, changed)
     planned = cli(served, "plan", "-f", str(path))
     assert planned.exit_code == 2
@@ -182,7 +187,7 @@ def test_a_change_to_one_environment_property_updates_only_that(
     )
     assert (
         '~ project "finance-analytics" / environment "dev": update\n'
-        "        connectionOverrides[0].connectionProperties.port: '5439' -> '5440'\n"
+        "        connectionOverrides[0].connectionProperties.defaultDatabase: 'finance' -> 'dev'\n"
     ) in planned.output
     with flaky_proxy(served.url) as proxy:
         applied = cli(served, "apply", "-f", str(path), "--auto-approve", url=proxy.url)
@@ -194,7 +199,8 @@ def test_a_change_to_one_environment_property_updates_only_that(
     assert after["prod"] == before["prod"]
     old = before["dev"].connection_overrides[0].connection_properties
     new = after["dev"].connection_overrides[0].connection_properties
-    assert {k for k in old if old[k] != new.get(k)} == {"port"} and new["port"] == {"value": "5440"}
+    assert {k for k in old if old[k] != new.get(k)} == {"defaultDatabase"}
+    assert new["defaultDatabase"] == {"value": "dev"}
     assert after["dev"].model_dump(exclude={"connection_overrides", "updated_at"}) == before[
         "dev"
     ].model_dump(exclude={"connection_overrides", "updated_at"})
@@ -388,6 +394,26 @@ def test_a_file_cannot_read_the_operators_credentials(
     assert cli(served, *args, HOME="/home/operator").exit_code == 0
     with _sdk(served) as stead:
         assert [p.description for p in stead.projects.list()] == ["home is /home/operator"]
+
+
+def test_a_secret_outside_the_projects_scope_stops_apply(
+    served: Served, document: dict[str, Any], tmp_path: Path
+) -> None:
+    """Through ``stead apply``, a file naming another project's secret path gets the server's
+    403, reported with the field, and apply stops there."""
+    reference = document["projects"][0]["secretReferences"][0]
+    reference["secretName"] = "stead/6f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f/prod/finance/redshift"
+    path = write(tmp_path / "stead.yaml", document)
+    result = cli(served, "apply", "-f", str(path), "--auto-approve")
+    assert result.exit_code == 1
+    assert "error: 403" in result.output and "outside this project's AWS scope" in result.output
+    assert "secretName: " in result.output and "apply stopped" in result.output
+    with _sdk(served) as client:
+        (project,) = [p for p in client.projects.list() if p.name == "finance-analytics"]
+        assert list(client.secret_references.list(project.id)) == []
+        assert client.secret_references.get_scopes(project.id).scopes[0].prefixes == [
+            f"stead/{project.id}/"
+        ]
 
 
 def test_login_writes_a_private_profile_read_after_flags_and_environment(

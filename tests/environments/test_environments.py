@@ -50,7 +50,7 @@ class Arranged:
 def _secret_reference(
     http: TestClient, headers: dict[str, str], project_id: str, name: str, agent_id: str
 ) -> None:
-    body = example("04-create-secret-reference-aws", agentId=agent_id)
+    body = example("04-create-secret-reference-aws", agentId=agent_id, projectId=project_id)
     resp = http.post(
         f"/v1/projects/{project_id}/secret-references/{name}", json=body, headers=headers
     )
@@ -575,10 +575,11 @@ def test_patch(
     assert got["connectionOverrides"] == created["connectionOverrides"]
     assert got["createdAt"] == created["createdAt"] and got["updatedAt"] >= created["updatedAt"]
 
-    # the properties given are set; those left out (the password, useSsl, the S3 bucket) stay
+    # the properties given are set (the host kept: a stored secret goes nowhere else); those
+    # left out (the password, useSsl, the S3 bucket) stay
     props = {
-        "url": {"value": "new.example.com"},
-        "port": {"value": "5440"},
+        "url": REDSHIFT_PROPERTIES["url"],
+        "port": REDSHIFT_PROPERTIES["port"],
         "username": {"value": "etl2"},
         "defaultDatabase": {"value": "dw"},
         "defaultSchema": {"value": "staging"},

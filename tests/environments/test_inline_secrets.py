@@ -96,9 +96,11 @@ def test_inline_password_lifecycle(
     assert resp.json() == before
     assert _hosted(session_factory) == {"prod-password": ("PASSWORD", 1)}
 
-    # leaving the password out keeps it
-    resp = _patch_props(http, env, admin, password=..., port={"value": "5440"})
+    # leaving the password out keeps it; it goes only to the host it was given for
+    resp = _patch_props(http, env, admin, password=..., defaultDatabase={"value": "dw"})
     assert _stored(resp)["password"] == {"secretName": "prod-password", "set": True}
+    resp = _patch_props(http, env, admin, password=..., port={"value": "5440"})
+    assert_problem(resp, 403, "connectionOverrides[0].connectionProperties.password.secretName")
 
     # a new inline value is a new version of the same secret
     resp = _patch_props(http, env, admin, password={"value": PASSWORD + "-2"})
@@ -132,7 +134,9 @@ def test_generated_names_avoid_taken_ones_and_owned_secrets_are_released(
     http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
 ) -> None:
     env = arrange(http, admin, "redshift")
-    reference = example("04-create-secret-reference-aws", agentId=env.agent_id)
+    reference = example(
+        "04-create-secret-reference-aws", agentId=env.agent_id, projectId=env.project_id
+    )
     refs = f"/v1/projects/{env.project_id}/secret-references"
     assert http.post(f"{refs}/PROD-password", json=reference, headers=admin).status_code == 201
     resp = http.post(env.base, json=_props(env.body, password={"value": PASSWORD}), headers=admin)
@@ -214,7 +218,9 @@ def test_private_key_checks_name_the_field(
     ]:
         body = {"name": name, "type": secret_type, "value": value}
         assert http.post(secrets_url, json=body, headers=admin).status_code == 201
-    reference = example("04-create-secret-reference-aws", agentId=env.agent_id)
+    reference = example(
+        "04-create-secret-reference-aws", agentId=env.agent_id, projectId=env.project_id
+    )
     refs = f"/v1/projects/{env.project_id}/secret-references"
     assert http.post(f"{refs}/aws-phrase", json=reference, headers=admin).status_code == 201
 

@@ -105,7 +105,7 @@ def provision(client: httpx.Client, *, name: str = "finance-analytics") -> dict[
         (f"{base}/data-platform-connections", example("03-create-connection-redshift")),
         (
             f"{base}/secret-references/finance-prod-redshift",
-            example("04-create-secret-reference-aws", agentId=agent_id),
+            example("04-create-secret-reference-aws", agentId=agent_id, projectId=project_id),
         ),
         (f"{base}/environments", example("05-create-environment-redshift", agentId=agent_id)),
     ]

@@ -155,7 +155,11 @@ def provisioning_flow(client: httpx.Client, n: int) -> list[Outcome]:
         (f"{base}/data-platform-connections", example("03-create-connection-redshift")),
         (
             f"{base}/secret-references/finance-prod-redshift",
-            example("04-create-secret-reference-aws", agentId=agent_id),
+            example(
+                "04-create-secret-reference-aws",
+                agentId=agent_id,
+                projectId=project.body["projectId"],
+            ),
         ),
         (f"{base}/environments", example("05-create-environment-redshift", agentId=agent_id)),
     ]:

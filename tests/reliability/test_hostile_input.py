@@ -143,7 +143,7 @@ def world(
     assert resp.status_code == 201, resp.text
     resp = http.post(
         f"{base}/secret-references/finance-prod-redshift",
-        json=example("04-create-secret-reference-aws", agentId=w.agent_id),
+        json=example("04-create-secret-reference-aws", agentId=w.agent_id, projectId=w.project_id),
         headers=admin,
     )
     assert resp.status_code == 201, resp.text
@@ -201,7 +201,11 @@ def _connection(w: World) -> tuple[str, str, dict[str, Any]]:
 
 
 def _secret_reference(w: World) -> tuple[str, str, dict[str, Any]]:
-    body = example("04-create-secret-reference-aws", agentId=w.agent_id)
+    # any name in the store, so that a hostile secretName is stored (not refused as out of scope)
+    scopes = {"scopes": [{"store": "AWS", "prefixes": [""]}]}
+    resp = w.http.put(f"/v1/projects/{w.project_id}/secret-scopes", json=scopes, headers=w.headers)
+    assert resp.status_code == 200, resp.text
+    body = example("04-create-secret-reference-aws", agentId=w.agent_id, projectId=w.project_id)
     return "POST", f"/v1/projects/{w.project_id}/secret-references/{_name()}", body
 
 
@@ -334,7 +338,9 @@ def test_path_tricks_in_names(db_url: str, tmp_path: Path) -> None:
         project_id = made["project_id"]
         factory = make_sessionmaker(make_engine(db_url))
         bodies = {
-            "secret reference": example("04-create-secret-reference-aws", agentId=made["agent_id"]),
+            "secret reference": example(
+                "04-create-secret-reference-aws", agentId=made["agent_id"], projectId=project_id
+            ),
             "environment patch": {"displayName": "x"},
         }
         for (method, template, body_route), trick in itertools.product(SEGMENT_ROUTES, PATH_TRICKS):

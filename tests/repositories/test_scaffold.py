@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from stead.declarative.spec import parse
 from stead.repositories.models import Repository
 from tests.environments.test_environments import arrange
-from tests.support.factories import assert_problem
+from tests.support.factories import assert_problem, login, new_user
 from tests.support.git_server import GitServer, git
 from tests.support.github_fake import ALL, READ_ONLY, GitHubFake
 
@@ -291,3 +291,58 @@ def test_a_clone_checks_out_the_scaffold_on_the_branch_head_names(
         assert (clone / "README.md").is_file() and (clone / "stead.yaml").is_file()
         assert http.delete(url, headers={**admin, TOKEN: "tok-head"}).status_code == 204
         git("update-ref", "-d", "refs/heads/trunk", cwd=bare)  # empty again for the next remote
+
+
+def test_initialize_writes_only_the_environments_the_caller_may_read(
+    http: TestClient,
+    admin: dict[str, str],
+    git_server: GitServer,
+    repo_name: str,
+    tmp_path: Path,
+    session_factory: sessionmaker[Session],
+) -> None:
+    """``?initialize=true`` writes into the caller's repository only the environments the caller
+    may read: one hidden from it (``noAccess``) is left out, settings and all."""
+    arranged = arrange(http, admin, "redshift")
+    assert http.post(arranged.base, json=arranged.body, headers=admin).status_code == 201
+    hidden = {
+        **arranged.body,
+        "name": "secret tier",
+        "displayName": "Hidden",
+        "description": "hidden-marker",
+    }
+    hidden["connectionOverrides"] = [
+        {
+            **arranged.body["connectionOverrides"][0],
+            "connectionProperties": {
+                **arranged.body["connectionOverrides"][0]["connectionProperties"],
+                "username": {"value": "hidden-user-marker"},
+            },
+        }
+    ]
+    assert http.post(arranged.base, json=hidden, headers=admin).status_code == 201
+    user_id, email = new_user(
+        session_factory, project_id=arranged.project_id, project_role="CONTRIBUTOR"
+    )
+    resp = http.put(
+        f"{arranged.base}/secret tier/access/{user_id}",
+        json={"accessLevel": "noAccess"},
+        headers=admin,
+    )
+    assert resp.status_code == 200, resp.text
+    contributor = login(http, email)
+    git_server.create_repo(repo_name, branches=[])
+    git_server.add_token("tok-hidden", read=[repo_name])
+    remote = f"{git_server.url}/{repo_name}.git"
+    url = f"/v1/projects/{arranged.project_id}/repositories?initialize=true"
+    body = {"provider": "git", "repositoryName": repo_name, "providerParameters": {"url": remote}}
+    resp = http.post(url, json=body, headers={**contributor, TOKEN: "tok-hidden"})
+    assert resp.status_code == 201, resp.text
+
+    files = _tree(_clone(git_server, repo_name, "tok-hidden", tmp_path / "clone"))
+    assert sorted(files) == ["README.md", "environments/prod/README.md", "stead.yaml"]
+    everything = b"".join(files.values())
+    assert b"hidden-user-marker" not in everything and b"hidden-marker" not in everything
+    assert b"secret tier" not in everything
+    (described,) = parse(yaml.safe_load(files["stead.yaml"]), {}).projects
+    assert [e.name for e in described.environments] == ["prod"]

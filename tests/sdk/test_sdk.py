@@ -90,7 +90,7 @@ def test_every_resource_round_trips(served: Served, tmp_path: Path) -> None:
         reference = stead.secret_references.create(
             pid,
             "finance-prod-redshift",
-            example("04-create-secret-reference-aws", agentId=agent.agent_id),
+            example("04-create-secret-reference-aws", agentId=agent.agent_id, projectId=pid),
         )
         assert [r.name for r in stead.secret_references.list(pid)] == [reference.name]
         environment = stead.environments.create(
@@ -299,7 +299,7 @@ def test_people_and_audit_round_trip(served: Served) -> None:
         stead.secret_references.create(
             pid,
             "finance-prod-redshift",
-            example("04-create-secret-reference-aws", agentId=agent.agent_id),
+            example("04-create-secret-reference-aws", agentId=agent.agent_id, projectId=pid),
         )
         stead.environments.create(
             pid, example("05-create-environment-redshift", agentId=agent.agent_id)
@@ -322,7 +322,9 @@ def test_a_lasting_503_is_answered_at_once_and_a_passing_one_retried(served: Ser
         pid = stead.projects.create(REDSHIFT).project_id
         agent = stead.agents.create(example("02-create-agent"))
         stead.secret_references.create(
-            pid, "pw", example("04-create-secret-reference-aws", agentId=agent.agent_id)
+            pid,
+            "pw",
+            example("04-create-secret-reference-aws", agentId=agent.agent_id, projectId=pid),
         )
         # this server has no AWS store configured: a cause that waiting does not remove
         started = time.monotonic()

@@ -74,7 +74,11 @@ def _exercise(client: Client, headers: dict[str, str]) -> list[Any]:
         201,
         json=example("03-create-connection-snowflake"),
     )
-    reference = example("04-create-secret-reference-aws", agentId=agent_id)
+    reference = example(
+        "04-create-secret-reference-aws",
+        agentId=agent_id,
+        projectId=redshift.json()["projectId"],
+    )
     call("POST", f"{rs}/secret-references/finance-prod-redshift", 201, json=reference)
 
     # hosted secrets: created, new version, and every refusal

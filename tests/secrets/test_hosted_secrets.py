@@ -188,7 +188,7 @@ def test_names_are_shared_with_secret_references(
     agent_id = create_agent(http, admin)["agentId"]
     base = f"/v1/projects/{project_id}/secrets"
     refs = f"/v1/projects/{project_id}/secret-references"
-    reference = example("04-create-secret-reference-aws", agentId=agent_id)
+    reference = example("04-create-secret-reference-aws", agentId=agent_id, projectId=project_id)
     assert http.post(f"{refs}/Shared-Name", json=reference, headers=admin).status_code == 201
     body = {"name": "shared-name", "type": "PASSWORD", "value": VALUE}
     problem = assert_problem(http.post(base, json=body, headers=admin), 409, "name")
@@ -252,7 +252,11 @@ def test_delete_refused_while_a_hosted_reference_names_it(
     body = {"name": "db", "type": "PASSWORD", "value": VALUE}
     assert http.post(base, json=body, headers=admin).status_code == 201
     reference = {
-        **example("04-create-secret-reference-aws", agentId=create_agent(http, admin)["agentId"]),
+        **example(
+            "04-create-secret-reference-aws",
+            agentId=create_agent(http, admin)["agentId"],
+            projectId=project_id,
+        ),
         "agentType": "Hosted",
         "secretName": "DB",
         "secretKey": None,
@@ -262,7 +266,7 @@ def test_delete_refused_while_a_hosted_reference_names_it(
     problem = assert_problem(http.delete(f"{base}/db", headers=admin), 409)
     assert "db-ref" in problem["detail"]
     # a reference to another store with that secret name does not hold it
-    other = {**reference, "agentType": "AWS"}
+    other = {**reference, "agentType": "AWS", "secretName": f"stead/{project_id}/DB"}
     assert http.post(f"{refs}/aws-ref", json=other, headers=admin).status_code == 201
     assert http.delete(f"{refs}/db-ref", headers=admin).status_code == 204
     assert http.delete(f"{base}/db", headers=admin).status_code == 204

@@ -37,8 +37,11 @@ def _project(http: TestClient, headers: dict[str, str]) -> str:
     return str(resp.json()["projectId"])
 
 
-def _body(agent_id: str, **changes: Any) -> dict[str, Any]:
-    return {**example("04-create-secret-reference-aws", agentId=agent_id), **changes}
+def _body(project_id: str, agent_id: str, **changes: Any) -> dict[str, Any]:
+    return {
+        **example("04-create-secret-reference-aws", agentId=agent_id, projectId=project_id),
+        **changes,
+    }
 
 
 def test_create_read_list_delete(
@@ -47,7 +50,9 @@ def test_create_read_list_delete(
     project_id = _project(http, admin)
     agent_id = create_agent(http, admin)["agentId"]
     base = f"/v1/projects/{project_id}/secret-references"
-    resp = http.post(f"{base}/finance-prod-redshift", json=_body(agent_id), headers=admin)
+    resp = http.post(
+        f"{base}/finance-prod-redshift", json=_body(project_id, agent_id), headers=admin
+    )
     assert resp.status_code == 201, resp.text
     assert resp.headers["location"] == f"{base}/finance-prod-redshift"
     created = resp.json()
@@ -56,7 +61,7 @@ def test_create_read_list_delete(
         "agentId": agent_id,
         "agentType": "AWS",
         "secretReferenceType": "PASSWORD",
-        "secretName": "prod/finance/redshift",
+        "secretName": f"stead/{project_id}/prod/finance/redshift",
         "secretKey": "password",
         "description": "Redshift password for the prod environment",
         "createdAt": created["createdAt"],
@@ -86,7 +91,9 @@ def test_create_read_list_delete(
     ]
     # a deleted name can be reused
     assert (
-        http.post(f"{base}/finance-prod-redshift", json=_body(agent_id), headers=admin).status_code
+        http.post(
+            f"{base}/finance-prod-redshift", json=_body(project_id, agent_id), headers=admin
+        ).status_code
         == 201
     )
 
@@ -107,10 +114,13 @@ def test_stores_are_case_insensitive_and_hosted_is_canonical(
         ("g", "hosted", "Matillion hosted"),
     ]:
         body = _body(
+            project_id,
             hosted_agent_id(session_factory) if "osted" in stored else agent_id,
             agentType=given,
             secretReferenceType="password",
         )
+        if stored in ("Azure", "GCP"):  # no '/' in their names
+            body["secretName"] = f"stead-{project_id}-db"
         resp = http.post(f"{base}/{name}", json=body, headers=admin)
         assert resp.status_code == 201, resp.text
         assert resp.json()["agentType"] == stored
@@ -119,7 +129,7 @@ def test_stores_are_case_insensitive_and_hosted_is_canonical(
         "agentId": agent_id.upper(),
         "agentType": "AWS",
         "secretReferenceType": "PASSWORD",
-        "secretName": "s",
+        "secretName": f"stead/{project_id}/s",
     }
     got = http.post(f"{base}/Name_with-(parens)", json=minimal, headers=admin).json()
     assert got["agentId"] == agent_id
@@ -133,7 +143,7 @@ def test_validation_rules(
     project_id = _project(http, admin)
     agent_id = create_agent(http, admin)["agentId"]
     base = f"/v1/projects/{project_id}/secret-references"
-    good = _body(agent_id)
+    good = _body(project_id, agent_id)
     body_cases = [
         ({**good, "agentId": UNKNOWN_ID}, "agentId"),
         ({**good, "agentId": "not-a-uuid"}, "agentId"),
@@ -166,8 +176,9 @@ def test_validation_rules(
     assert _count(session_factory) == 0
 
     # the secret name can be as long as the rule allows
+    longest = f"stead/{project_id}/".ljust(1024, "s")
     assert (
-        http.post(f"{base}/ok", json={**good, "secretName": "s" * 1024}, headers=admin).status_code
+        http.post(f"{base}/ok", json={**good, "secretName": longest}, headers=admin).status_code
         == 201
     )
     dup = assert_problem(
@@ -183,7 +194,9 @@ def test_visibility_and_roles(
     project_id = _project(http, admin)
     agent_id = create_agent(http, admin)["agentId"]
     base = f"/v1/projects/{project_id}/secret-references"
-    assert http.post(f"{base}/ref", json=_body(agent_id), headers=admin).status_code == 201
+    assert (
+        http.post(f"{base}/ref", json=_body(project_id, agent_id), headers=admin).status_code == 201
+    )
 
     outsider = auth(http, session_factory, "MEMBER")
     for method, url in [
@@ -192,9 +205,12 @@ def test_visibility_and_roles(
         ("DELETE", f"{base}/ref"),
         ("POST", f"{base}/other"),
     ]:
-        invisible = http.request(method, url, json=_body(agent_id), headers=outsider)
+        invisible = http.request(method, url, json=_body(project_id, agent_id), headers=outsider)
         unknown = http.request(
-            method, url.replace(project_id, UNKNOWN_ID), json=_body(agent_id), headers=outsider
+            method,
+            url.replace(project_id, UNKNOWN_ID),
+            json=_body(project_id, agent_id),
+            headers=outsider,
         )
         assert_problem(invisible, 404)
         assert_problem(unknown, 404)
@@ -202,11 +218,18 @@ def test_visibility_and_roles(
     viewer = member_auth(http, session_factory, project_id, "VIEWER")
     assert http.get(base, headers=viewer).json()["total"] == 1
     assert http.get(f"{base}/ref", headers=viewer).status_code == 200
-    assert_problem(http.post(f"{base}/other", json=_body(agent_id), headers=viewer), 403)
+    assert_problem(
+        http.post(f"{base}/other", json=_body(project_id, agent_id), headers=viewer), 403
+    )
     assert_problem(http.delete(f"{base}/ref", headers=viewer), 403)
 
     contributor = member_auth(http, session_factory, project_id, "CONTRIBUTOR")
-    assert http.post(f"{base}/other", json=_body(agent_id), headers=contributor).status_code == 201
+    assert (
+        http.post(
+            f"{base}/other", json=_body(project_id, agent_id), headers=contributor
+        ).status_code
+        == 201
+    )
     assert http.delete(f"{base}/other", headers=contributor).status_code == 204
     assert _count(session_factory) == 1
 
@@ -218,7 +241,10 @@ def test_delete_while_an_environment_refers_to_it(
     agent_id = create_agent(http, admin)["agentId"]
     base = f"/v1/projects/{project_id}/secret-references"
     for name in ("finance-prod-redshift", "unused"):
-        assert http.post(f"{base}/{name}", json=_body(agent_id), headers=admin).status_code == 201
+        assert (
+            http.post(f"{base}/{name}", json=_body(project_id, agent_id), headers=admin).status_code
+            == 201
+        )
     with session_scope(session_factory, write=True) as session:
         connection = Connection(
             project_id=project_id,
@@ -258,7 +284,7 @@ def test_find_reference(
     agent_id = create_agent(http, admin)["agentId"]
     http.post(
         f"/v1/projects/{project_id}/secret-references/Finance-Prod",
-        json=_body(agent_id),
+        json=_body(project_id, agent_id),
         headers=admin,
     )
     with session_factory() as session:
@@ -274,7 +300,10 @@ def test_pagination(http: TestClient, admin: dict[str, str]) -> None:
     base = f"/v1/projects/{project_id}/secret-references"
     names = [f"ref-{i}" for i in range(5)]
     for name in names:
-        assert http.post(f"{base}/{name}", json=_body(agent_id), headers=admin).status_code == 201
+        assert (
+            http.post(f"{base}/{name}", json=_body(project_id, agent_id), headers=admin).status_code
+            == 201
+        )
     seen = []
     for page in range(3):
         body = http.get(base, params={"page": page, "size": 2}, headers=admin).json()
@@ -290,7 +319,7 @@ def test_body_without_agent_id(
     """DPC documents the body in two versions, with and without ``agentId``: both are taken."""
     project_id = _project(http, admin)
     base = f"/v1/projects/{project_id}/secret-references"
-    body = {k: v for k, v in _body(UNKNOWN_ID).items() if k != "agentId"}
+    body = {k: v for k, v in _body(project_id, UNKNOWN_ID).items() if k != "agentId"}
     resp = http.post(f"{base}/no-agent", json=body, headers=admin)
     assert resp.status_code == 201, resp.text
     assert resp.json()["agentId"] is None

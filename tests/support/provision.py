@@ -64,7 +64,7 @@ def provision(
     _ok(
         http.post(
             f"{base}/secret-references/{SECRET_REFERENCE}",
-            json=example("04-create-secret-reference-aws", agentId=agent_id),
+            json=example("04-create-secret-reference-aws", agentId=agent_id, projectId=project_id),
             headers=headers,
         )
     )

@@ -60,7 +60,7 @@ def provision(http: TestClient, headers: dict[str, str], warehouse: str) -> Prov
     assert resp.status_code == 201, resp.text
     resp = http.post(
         f"/v1/projects/{project_id}/secret-references/{SECRET_NAMES[warehouse]}",
-        json=example("04-create-secret-reference-aws", agentId=agent_id),
+        json=example("04-create-secret-reference-aws", agentId=agent_id, projectId=project_id),
         headers=headers,
     )
     assert resp.status_code == 201, resp.text

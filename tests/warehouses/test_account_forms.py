@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.factories import assert_problem
+from tests.support.keys import pkcs8, rsa_key
 from tests.warehouses.provisioned import PROPS, count_environments, properties, provision
 
 FIELD = f"{PROPS}.account.value"
@@ -112,7 +113,12 @@ def _with_account(body: dict[str, Any], account: str) -> dict[str, Any]:
 
 
 def _patch(account: str, body: dict[str, Any]) -> dict[str, Any]:
-    return {"connectionOverrides": _with_account(body, account)["connectionOverrides"]}
+    """A PATCH to ``account``: a stored private key goes only to its environment's account, so
+    moving to another one gives the key itself."""
+    (override,) = _with_account(body, account)["connectionOverrides"]
+    key = {"value": pkcs8(rsa_key(number=1))}
+    override["connectionProperties"] = {**override["connectionProperties"], "privateKey": key}
+    return {"connectionOverrides": [override]}
 
 
 @pytest.mark.parametrize(("given", "canonical"), ACCEPTED)

@@ -164,11 +164,11 @@ class Project:
         number = next(_numbers)
         stored = json.dumps({key: value}) if key else value
         if store == "AWS":
-            name = f"stead/test-{number}"
+            name = f"stead/{self.project_id}/test-{number}"
             client: Any = self.moto.client("secretsmanager")
             client.create_secret(Name=name, SecretString=stored)
         else:
-            name = f"stead/test-{number}-{uuid.uuid4().hex[:8]}"
+            name = f"stead/{self.project_id}/test-{number}-{uuid.uuid4().hex[:8]}"
             vault: Any = self.vault.client()
             vault.secrets.kv.v2.create_or_update_secret(
                 path=name, secret={key or "value": value}, mount_point="secret"
@@ -308,7 +308,12 @@ def test_snowflake_key_pair_applies_role_warehouse_database_schema(
         }
     ]
     [event] = _events(session_factory, "environment.connection_tested")
-    assert event.target_id == "prod" and event.details == {"ok": True, "code": None}
+    assert event.target_id == "prod" and event.details == {
+        "host": snowflake.host,
+        "ok": True,
+        "code": None,
+        "validation": False,
+    }
 
 
 def test_snowflake_encrypted_key_with_its_passphrase_in_aws(
@@ -391,8 +396,11 @@ def test_redshift_failures(rs: Project, redshift: RedshiftServer) -> None:
         "unknown-database",
         **redshift_properties(redshift, right, defaultDatabase={"value": "nodb"}),
     )
+    # a stored secret goes only to its environments' host: another port needs its own
+    elsewhere = {"secretName": rs.hosted(redshift.password)}
     rs.environment(
-        "unreachable", **redshift_properties(redshift, right, port={"value": str(closed_port())})
+        "unreachable",
+        **redshift_properties(redshift, elsewhere, port={"value": str(closed_port())}),
     )
     # SSL is on unless useSsl is false: the shim has none, so the driver stops there.
     rs.environment("ssl-by-default", **redshift_properties(redshift, right, useSsl=None))
@@ -658,6 +666,7 @@ def test_stead_env_test(db_url: str, tmp_path: Path, redshift: RedshiftServer) -
         body["connectionOverrides"][0]["connectionProperties"] = properties
         client.environments.create(project_id, body, validate=True)
         properties["port"] = {"value": str(closed_port())}
+        properties["password"] = {"value": redshift.password}  # "pw" stays with prod's host
         client.environments.create(project_id, {**body, "name": "broken"})
         flags = ["--url", served.url, "--client-id", served.client_id]
         flags += ["--client-secret", served.client_secret]
@@ -726,13 +735,17 @@ def test_what_is_not_a_warehouse_gets_one_answer(
     server get the same answer, so the test tells nothing about what listens where. (Snowflake's
     are the admin's: the caller names an account under snowflakecomputing.com.)"""
     ports = {"closed": closed_port(), **impostors}
-    password = {"secretName": rs.hosted("the caller's guess")}
+
+    def password() -> dict[str, str]:
+        # a stored secret goes to one host only: each environment here has its own
+        return {"secretName": rs.hosted("the caller's guess")}
+
     for name, port in ports.items():
-        rs.environment(name, **redshift_properties(redshift, password, port={"value": str(port)}))
+        rs.environment(name, **redshift_properties(redshift, password(), port={"value": str(port)}))
         # SSL on (the default) as well: the SSH banner's first byte is the 'S' of "SSL yes".
         rs.environment(
             f"{name}-ssl",
-            **redshift_properties(redshift, password, port={"value": str(port)}, useSsl=None),
+            **redshift_properties(redshift, password(), port={"value": str(port)}, useSsl=None),
         )
     # .invalid never resolves (RFC 6761).
     app: Any = http.app
@@ -740,14 +753,14 @@ def test_what_is_not_a_warehouse_gets_one_answer(
         update={"outbound_warehouse_hosts": "127.0.0.1,*.invalid"}
     )
     nowhere = {"url": {"value": "warehouse.no-such-host.invalid"}}
-    rs.environment("unresolved", **redshift_properties(redshift, password, **nowhere))
+    rs.environment("unresolved", **redshift_properties(redshift, password(), **nowhere))
     unreachable = ("UNREACHABLE", UNREACHABLE_MESSAGE.format(warehouse="Redshift"))
     assert _failure(rs, "unresolved") == unreachable
     for name in ports:
         assert _failure(rs, name) == unreachable, name
         assert _failure(rs, f"{name}-ssl") == unreachable, name
     # A warehouse that refuses the login keeps its own code.
-    rs.environment("warehouse", **redshift_properties(redshift, password))
+    rs.environment("warehouse", **redshift_properties(redshift, password()))
     assert _failure(rs, "warehouse")[0] == "28P01"
 
 
@@ -775,8 +788,10 @@ def test_loopback_and_unlisted_warehouses_are_refused_unless_allowed(
     assert_problem(rs.test("stored"), 400, f"{PROPS}.url")
     # The configured Snowflake host is allowed as a host, not as a loopback address.
     assert_problem(sf.test("stored"), 400, f"{PROPS}.account")
-    # A name that resolves to loopback (through /etc/hosts) is refused as well.
-    localhost = redshift_properties(redshift, password, url={"value": "localhost"})
+    # A name that resolves to loopback (through /etc/hosts) is refused as well (with a secret
+    # of its own: the stored one goes only to the host of environment "stored").
+    own = {"secretName": rs.hosted(redshift.password)}
+    localhost = redshift_properties(redshift, own, url={"value": "localhost"})
     assert_problem(rs.create("named", validate=True, **localhost), 400, f"{PROPS}.url")
     # A host outside the vendors' domains and the configured ones is refused by its name.
     app.state.settings = settings.model_copy(update={"outbound_warehouse_hosts": ""})

@@ -92,6 +92,18 @@ def _body_with(env_body: dict[str, Any], key: str, value: str) -> dict[str, Any]
     return {**env_body, "connectionOverrides": [override]}
 
 
+def _moved(env_body: dict[str, Any], key: str) -> dict[str, Any]:
+    """``env_body`` with the password given inline when ``key`` says where the cluster is."""
+    if key not in ("url", "port"):
+        return env_body
+    override = dict(env_body["connectionOverrides"][0])
+    override["connectionProperties"] = {
+        **override["connectionProperties"],
+        "password": {"value": "password-for-this-host"},
+    }
+    return {**env_body, "connectionOverrides": [override]}
+
+
 @pytest.mark.parametrize(
     ("key", "given", "stored"), ACCEPTED, ids=[f"{key}={given}" for key, given, _ in ACCEPTED]
 )
@@ -103,11 +115,14 @@ def test_accepted_values(
     resp = http.post(env.base, json=_body_with(env.body, key, given), headers=admin)
     assert resp.status_code == 201, resp.text
     assert properties(resp)[key] == expected
-    # PATCH from the example's value back to the given one
+    # PATCH from the example's value back to the given one (moving the host gives the password
+    # itself: a stored one goes only to its environment's host)
     url = f"{env.base}/prod"
-    patch = {"connectionOverrides": env.body["connectionOverrides"]}
+    patch = {"connectionOverrides": _moved(env.body, key)["connectionOverrides"]}
     assert http.patch(url, json=patch, headers=admin).status_code == 200
-    patch = {"connectionOverrides": _body_with(env.body, key, given)["connectionOverrides"]}
+    patch = {
+        "connectionOverrides": _moved(_body_with(env.body, key, given), key)["connectionOverrides"]
+    }
     resp = http.patch(url, json=patch, headers=admin)
     assert resp.status_code == 200, resp.text
     assert properties(resp)[key] == expected

@@ -16,6 +16,7 @@ from typing import Any
 from stead.agents.schemas import AgentCreate, AgentRead
 from stead.connections.schemas import ConnectionCreate
 from stead.declarative.spec import (
+    PROJECT_ID,
     EnvironmentSpec,
     HostedSecretSpec,
     ProjectSpec,
@@ -258,11 +259,12 @@ def _reference_changes(
         if existing is None:
             changes.append(_create_reference(key, desired.name, reference))
             continue
+        assert actual is not None
         wanted: dict[str, Any] = {
             "agentName": name_key(reference.agent_name) if reference.agent_name else None,
             "agentType": reference.agent_type,
             "secretReferenceType": reference.secret_reference_type,
-            "secretName": reference.secret_name,
+            "secretName": with_project_id(reference.secret_name, actual.project.id),
             "secretKey": reference.secret_key,
             "description": reference.description,
         }
@@ -288,13 +290,22 @@ def _reference_changes(
     ), (0 if prune else len(have))
 
 
+def with_project_id(secret_name: str, project_id: str) -> str:
+    """``secret_name`` with :data:`~stead.declarative.spec.PROJECT_ID` replaced by the
+    project's id: a file can name secrets under the project's default scope
+    (``stead/{projectId}/...``) before the project exists."""
+    return secret_name.replace(PROJECT_ID, project_id)
+
+
 def _create_reference(key: str, project: str, reference: SecretReferenceSpec) -> Change:
     body = reference.model_dump(by_alias=True, exclude={"name", "agent_name"}, exclude_none=True)
 
     def create(ctx: Context) -> None:
+        pid = ctx.project_ids[key]
+        sent = {**body, "secretName": with_project_id(reference.secret_name, pid)}
         if reference.agent_name is not None:
-            body["agentId"] = ctx.agent_id(reference.agent_name)
-        ctx.client.secret_references.create(ctx.project_ids[key], reference.name, body)
+            sent["agentId"] = ctx.agent_id(reference.agent_name)
+        ctx.client.secret_references.create(pid, reference.name, sent)
 
     return Change("secret reference", reference.name, project, CREATE, [], _REFERENCES, create)
 

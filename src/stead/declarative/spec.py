@@ -15,7 +15,7 @@
              authProvider: REDSHIFT, authType: PASSWORD}
         secretReferences:
           - {name: finance-prod-redshift, agentName: eu-west-1 fargate agent, agentType: AWS,
-             secretName: prod/finance/redshift, secretKey: password}
+             secretName: "stead/{projectId}/prod/finance/redshift", secretKey: password}
         environments:
           - name: prod
             defaultAgentName: eu-west-1 fargate agent
@@ -90,8 +90,15 @@ class SpecError(ValueError):
         self.problems = problems
 
 
+#: Replaced by the project's id in a secret reference's ``secretName`` when it is applied, so
+#: a file can name secrets inside the project's default scope before the project exists
+#: (docs/decisions.md, "Secret scopes").
+PROJECT_ID = "{projectId}"
+
+
 class SecretReferenceSpec(WireModel):
-    """A secret reference (docs/api.md, Secrets) whose agent, if it names one, is given by name."""
+    """A secret reference (docs/api.md, Secrets) whose agent, if it names one, is given by name;
+    ``{projectId}`` in ``secretName`` stands for the project's id (:data:`PROJECT_ID`)."""
 
     name: Annotated[str, StringConstraints(pattern=SECRET_REFERENCE_NAME)]
     agent_name: Name | None = None

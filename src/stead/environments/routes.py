@@ -74,8 +74,12 @@ def create_environment(
         connection_test.validate(
             request,
             session,
+            actor=ctx.actor,
             project=ctx.project,
-            properties=service.candidate_properties(session, project=ctx.project, data=data),
+            environment=data.name,
+            properties=service.candidate_properties(
+                session, actor=ctx.actor, project=ctx.project, data=data
+            ),
         )
     environment = service.create(session, actor=ctx.actor, project=ctx.project, data=data)
     response.headers["Location"] = (
@@ -130,9 +134,11 @@ def update_environment(
         connection_test.validate(
             request,
             session,
+            actor=ctx.actor,
             project=ctx.project,
+            environment=ctx.environment.name,
             properties=service.candidate_properties(
-                session, project=ctx.project, data=data, name=name
+                session, actor=ctx.actor, project=ctx.project, data=data, name=name
             ),
         )
     environment = service.update(

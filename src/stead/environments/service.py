@@ -26,11 +26,17 @@ from stead.environments.schemas import (
 )
 from stead.errors import BadRequest, Conflict, NotFound
 from stead.identity.actor import Actor
+from stead.identity.permissions import PermissionDenied, environment_allows
+from stead.identity.service import access_level, project_role
 from stead.pagination import PageParams, paginate
 from stead.projects.models import Project
-from stead.secrets.schemas import VALUE_MAX_BYTES
+from stead.secrets.schemas import HOSTED_STORE, VALUE_MAX_BYTES
+from stead.secrets.service import find_reference
 from stead.warehouses import StoredValue, check_properties, spec_for
 from stead.wire import lookup_key, name_key
+
+#: The properties that say where a warehouse is: a stored secret is sent only there.
+HOST_PROPERTIES = {"REDSHIFT": ("url", "port"), "SNOWFLAKE": ("account",)}
 
 
 def find(session: Session, *, project_id: str, name: str) -> Environment | None:
@@ -170,6 +176,105 @@ def _properties(
     return properties
 
 
+def _secret_identity(session: Session, *, project_id: str, name: str) -> tuple[str, str]:
+    """Which secret a ``secretName`` stands for: ``(store, name in the store)``, so that two
+    references to one store path (or a hosted-store reference and its hosted secret) are one
+    secret. Hosted and Azure names compare case-insensitively, as those stores compare them."""
+    reference = find_reference(session, project_id=project_id, name=name)
+    if reference is None:
+        return HOSTED_STORE, name_key(name)
+    if reference.agent_type in (HOSTED_STORE, "Azure"):
+        return reference.agent_type, name_key(reference.secret_name)
+    return reference.agent_type, reference.secret_name
+
+
+def _host(warehouse: str, properties: dict[str, StoredValue]) -> tuple[object, ...]:
+    """Where ``properties`` send their credentials, comparable across environments."""
+    out: list[object] = []
+    for key in HOST_PROPERTIES[warehouse]:
+        value = properties.get(key) or {}
+        if "value" in value:
+            out.append(str(value["value"]).casefold())
+        else:
+            out.append((name_key(str(value.get("secretName"))), value.get("secretKey")))
+    return tuple(out)
+
+
+def check_secret_use(
+    session: Session,
+    *,
+    actor: Actor,
+    project: Project,
+    properties: dict[str, StoredValue],
+    environment: Environment | None = None,
+) -> None:
+    """Check that ``actor`` may send the stored secrets that ``properties`` (an environment's
+    candidate or stored connection properties) name to the host they name
+    (docs/permissions.md, "Using a stored secret").
+
+    A stored secret that environments of the project already use belongs to them: using it
+    needs ``environment.run`` on each of them, and only towards the host each of them names
+    (Redshift ``url`` and ``port``, Snowflake ``account``). ``environment`` is the one being
+    changed or tested: its own stored properties count as a user of the secret, but the route
+    has already checked the caller's right on it. A secret no environment uses is the
+    project's, governed by ``project.write``. Sensitive values given inline pass.
+
+    Raises:
+        PermissionDenied: the caller lacks ``environment.run`` on an environment using the
+            secret, or the host differs from the one that environment names (403; the
+            violation names the property).
+    """
+    spec = spec_for(project.warehouse)
+    used = {
+        _secret_identity(session, project_id=project.id, name=value["secretName"]): key
+        for key, value in properties.items()
+        if key in spec.sensitive and "secretName" in value
+    }
+    if not used:
+        return
+    role = project_role(session, actor=actor, project_id=project.id)
+    host = _host(project.warehouse, properties)
+    others = session.scalars(select(Environment).where(Environment.project_id == project.id))
+    for other in others:
+        stored = other.connection_properties
+        for key, value in stored.items():
+            if key not in spec.sensitive or "secretName" not in value:
+                continue
+            identity = _secret_identity(session, project_id=project.id, name=value["secretName"])
+            if identity not in used:
+                continue
+            field = f"{PROPERTIES}.{used[identity]}.secretName"
+            if environment is None or other.id != environment.id:
+                level = access_level(
+                    session,
+                    actor=actor,
+                    role=role,
+                    environment_id=other.id,
+                    default_level=other.default_user_access_level,
+                )
+                if not environment_allows(level, "environment.run"):
+                    raise PermissionDenied(
+                        f"The secret named by {used[identity]} is used by environment "
+                        f"{other.name!r}, whose credentials your access level {level} may not "
+                        "use (environment.run)",
+                        permission="environment.run",
+                        project_id=project.id,
+                        violations=[f"{field}: used by environment {other.name!r}"],
+                    )
+            if _host(project.warehouse, stored) != host:
+                raise PermissionDenied(
+                    f"The secret named by {used[identity]} is sent only to the host environment "
+                    f"{other.name!r} names; to use another host, give the credential itself "
+                    "as an inline value",
+                    permission="secret.use",
+                    project_id=project.id,
+                    violations=[
+                        f"{field}: bound to the host of environment {other.name!r}; "
+                        "give the value inline for another host"
+                    ],
+                )
+
+
 def _raise_if_invalid(violations: list[str]) -> None:
     if violations:
         raise BadRequest(
@@ -178,7 +283,7 @@ def _raise_if_invalid(violations: list[str]) -> None:
 
 
 def _check_create(
-    session: Session, *, project: Project, data: EnvironmentCreate
+    session: Session, *, actor: Actor, project: Project, data: EnvironmentCreate
 ) -> tuple[Agent, Connection, dict[str, StoredValue]]:
     """Every check of :func:`create`; nothing is written. Raises as :func:`create` does."""
     if find(session, project_id=project.id, name=data.name) is not None:
@@ -200,12 +305,18 @@ def _check_create(
         violations=violations,
     )
     _raise_if_invalid(violations)
+    check_secret_use(session, actor=actor, project=project, properties=properties)
     assert agent is not None and connection is not None
     return agent, connection, properties
 
 
 def _check_update(
-    session: Session, *, project: Project, environment: Environment, data: EnvironmentUpdate
+    session: Session,
+    *,
+    actor: Actor,
+    project: Project,
+    environment: Environment,
+    data: EnvironmentUpdate,
 ) -> tuple[Agent, Connection, dict[str, StoredValue]]:
     """Every check of :func:`update`; nothing is written. Raises as :func:`update` does."""
     violations: list[str] = []
@@ -230,6 +341,10 @@ def _check_update(
             violations=violations,
         )
     _raise_if_invalid(violations)
+    if data.connection_overrides is not None:
+        check_secret_use(
+            session, actor=actor, project=project, properties=properties, environment=environment
+        )
     assert agent is not None and connection is not None
     return agent, connection, properties
 
@@ -237,6 +352,7 @@ def _check_update(
 def candidate_properties(
     session: Session,
     *,
+    actor: Actor,
     project: Project,
     data: EnvironmentCreate | EnvironmentUpdate,
     name: str | None = None,
@@ -249,10 +365,12 @@ def candidate_properties(
         as :func:`create` or :func:`update`.
     """
     if isinstance(data, EnvironmentCreate):
-        return _check_create(session, project=project, data=data)[2]
+        return _check_create(session, actor=actor, project=project, data=data)[2]
     assert name is not None
     environment = get(session, project=project, name=name)
-    return _check_update(session, project=project, environment=environment, data=data)[2]
+    return _check_update(session, actor=actor, project=project, environment=environment, data=data)[
+        2
+    ]
 
 
 def create(
@@ -269,7 +387,7 @@ def create(
             invalid value, unknown secret, ``secretKey`` that does not fit the hosted secret,
             a private key or passphrase that fails the checks of ``stead.secrets.keys``).
     """
-    agent, connection, properties = _check_create(session, project=project, data=data)
+    agent, connection, properties = _check_create(session, actor=actor, project=project, data=data)
     credentials.store_inline(
         session,
         actor=actor,
@@ -339,7 +457,7 @@ def update(
     environment = get(session, project=project, name=name)
     fields = data.model_fields_set
     agent, connection, properties = _check_update(
-        session, project=project, environment=environment, data=data
+        session, actor=actor, project=project, environment=environment, data=data
     )
     if properties is not environment.connection_properties:
         credentials.store_inline(

@@ -215,6 +215,34 @@ def _project_context(permission: str) -> Callable[..., Awaitable[ProjectContext]
     return dependency
 
 
+def _account_project(permission: str) -> Callable[..., Awaitable[ProjectContext]]:
+    """Dependency factory: the actor's account role must grant ``permission`` (else 403), and
+    the path's project must be in the actor's account (else 404); membership is not needed.
+    ``role`` is the actor's project role, or ``""`` when it has none."""
+
+    def load(session: Session, *, actor: Actor, project_id: str) -> ProjectContext:
+        pid = parse_uuid(project_id, field="projectId")
+        project = session.execute(_PROJECT, {"id": pid}).scalar_one_or_none()
+        if project is None or project.account_id != actor.account_id:
+            raise NotFound(f"Project {pid} not found")
+        role = project_role(session, actor=actor, project_id=pid)
+        return ProjectContext(actor=actor, project=project, role=role or "")
+
+    async def dependency(
+        actor: ActorDep,
+        session: SessionDep,
+        project_id: Annotated[str, Path(alias="projectId", description="project UUID")],
+    ) -> ProjectContext:
+        if not account_allows(actor.role, permission):
+            raise PermissionDenied(
+                f"Your role {actor.role} may not do this ({permission})", permission=permission
+            )
+        return await run_read(session, load, session, actor=actor, project_id=project_id)
+
+    REQUIREMENTS[dependency] = ("account", permission)
+    return dependency
+
+
 @dataclass(frozen=True)
 class EnvironmentContext:
     """The caller, the project and environment of the path, the caller's project role and
@@ -332,3 +360,4 @@ AgentWriter = Annotated[Actor, Depends(require_account("agent.write"))]
 ApiClientManager = Annotated[Actor, Depends(require_account("api_client.manage"))]
 UserReader = Annotated[Actor, Depends(require_account("user.read"))]
 UserManager = Annotated[Actor, Depends(require_account("user.manage"))]
+SecretScopeManager = Annotated[ProjectContext, Depends(_account_project("secret_scope.manage"))]

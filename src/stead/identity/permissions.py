@@ -40,6 +40,7 @@ ACCOUNT_PERMISSIONS: Final[dict[str, frozenset[str]]] = {
             "user.super_admin",
             "invitation.reveal",
             "audit.read",
+            "secret_scope.manage",
         }
     ),
     "ADMIN": frozenset(
@@ -52,6 +53,7 @@ ACCOUNT_PERMISSIONS: Final[dict[str, frozenset[str]]] = {
             "user.manage",
             "invitation.reveal",
             "audit.read",
+            "secret_scope.manage",
         }
     ),
     "MEMBER": frozenset({"agent.read"}),
@@ -99,8 +101,15 @@ class PermissionDenied(Forbidden):
     their own since the request's is rolled back.
     """
 
-    def __init__(self, detail: str, *, permission: str, project_id: str | None = None) -> None:
-        super().__init__(detail)
+    def __init__(
+        self,
+        detail: str,
+        *,
+        permission: str,
+        project_id: str | None = None,
+        violations: list[str] | None = None,
+    ) -> None:
+        super().__init__(detail, violations=violations)
         self.permission = permission
         self.project_id = project_id
 

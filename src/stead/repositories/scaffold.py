@@ -29,6 +29,9 @@ from stead.document import ProjectState, State, dump, export_document
 from stead.environments.models import Environment
 from stead.environments.routes import environment_read
 from stead.errors import Conflict
+from stead.identity.actor import Actor
+from stead.identity.permissions import environment_allows
+from stead.identity.service import access_level, project_role
 from stead.outbound import Policy
 from stead.projects.models import Project
 from stead.projects.schemas import ProjectRead
@@ -54,12 +57,15 @@ def branch_for(default_branch: str | None) -> str:
 
 
 def project_files(
-    session: Session, *, project: Project, repository: RepositoryRead
+    session: Session, *, actor: Actor, project: Project, repository: RepositoryRead
 ) -> dict[str, bytes]:
     """The scaffold's files by path: ``README.md``, ``stead.yaml`` (the project, its
     connections, secrets' names and types, secret references, environments and ``repository``
-    as ``stead export`` writes them) and ``environments/<name>/README.md`` per environment."""
-    state = _state(session, project=project, repository=repository)
+    as ``stead export`` writes them) and ``environments/<name>/README.md`` per environment.
+
+    Only what ``actor`` may read goes in: environments whose settings its access level hides
+    (no ``environment.read``, docs/permissions.md) are left out of both."""
+    state = _state(session, actor=actor, project=project, repository=repository)
     environments = state.projects[name_key(project.name)].environments
     lines = [
         f"# {project.name}",
@@ -165,15 +171,34 @@ def _folder(name: str) -> str:
     return f"_{name}" if name.lower() == ".git" else name
 
 
-def _state(session: Session, *, project: Project, repository: RepositoryRead) -> State:
-    pid = project.id
-    environments = list(
-        session.scalars(
+def _readable(session: Session, *, actor: Actor, project: Project) -> list[Environment]:
+    """The project's environments whose settings ``actor`` may read, oldest first."""
+    role = project_role(session, actor=actor, project_id=project.id)
+    return [
+        env
+        for env in session.scalars(
             select(Environment)
-            .where(Environment.project_id == pid)
+            .where(Environment.project_id == project.id)
             .order_by(Environment.created_at, Environment.id)
         )
-    )
+        if environment_allows(
+            access_level(
+                session,
+                actor=actor,
+                role=role,
+                environment_id=env.id,
+                default_level=env.default_user_access_level,
+            ),
+            "environment.read",
+        )
+    ]
+
+
+def _state(
+    session: Session, *, actor: Actor, project: Project, repository: RepositoryRead
+) -> State:
+    pid = project.id
+    environments = _readable(session, actor=actor, project=project)
     references = list(
         session.scalars(
             select(SecretReference)

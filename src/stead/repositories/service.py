@@ -124,7 +124,9 @@ def associate(
     )
     _refuse_second(session, project=project)
     files = (
-        _scaffold_files(session, project=project, data=data, params=params) if initialize else None
+        _scaffold_files(session, actor=actor, project=project, data=data, params=params)
+        if initialize
+        else None
     )
     info, branch, commit, key = outside(
         lambda: _confirm_new(
@@ -156,9 +158,15 @@ def associate(
 
 
 def _scaffold_files(
-    session: Session, *, project: Project, data: RepositoryCreate, params: dict[str, Any]
+    session: Session,
+    *,
+    actor: Actor,
+    project: Project,
+    data: RepositoryCreate,
+    params: dict[str, Any],
 ) -> dict[str, bytes]:
-    """The files of the first commit ``?initialize=true`` pushes (:mod:`scaffold`)."""
+    """The files of the first commit ``?initialize=true`` pushes (:mod:`scaffold`), holding
+    only the environments ``actor`` may read."""
     # stead.yaml names the repository without its branch: it can be written before asking
     read = RepositoryRead(
         provider=data.provider,
@@ -168,7 +176,7 @@ def _scaffold_files(
         html_url=None,
         clone_url=None,
     )
-    return scaffold.project_files(session, project=project, repository=read)
+    return scaffold.project_files(session, actor=actor, project=project, repository=read)
 
 
 #: What the provider confirmed for a new association: the repository, the branch to record,

@@ -57,6 +57,8 @@ from stead.secrets.schemas import (
     SecretReferenceCheck,
     SecretReferenceCreate,
     SecretReferenceRead,
+    SecretScopesRead,
+    SecretScopesUpdate,
 )
 from stead.warehouses.schemas import ConnectionTestResult
 
@@ -394,6 +396,24 @@ class SecretReferences(_Resource):
             "POST",
             f"{self._path(project_id)}/{_seg(name)}/check",
             idempotency_key=idempotency_key,
+        )
+
+    def get_scopes(self, project_id: str) -> SecretScopesRead:
+        """``GET /v1/projects/{projectId}/secret-scopes`` (account admins)."""
+        return self._client.call(
+            SecretScopesRead, "GET", f"/v1/projects/{_seg(project_id)}/secret-scopes"
+        )
+
+    def set_scopes(
+        self, project_id: str, body: SecretScopesUpdate | Mapping[str, Any]
+    ) -> SecretScopesRead:
+        """``PUT /v1/projects/{projectId}/secret-scopes`` (account admins): the stores listed
+        get exactly their prefixes, the others their default."""
+        return self._client.call(
+            SecretScopesRead,
+            "PUT",
+            f"/v1/projects/{_seg(project_id)}/secret-scopes",
+            json=_body(body),
         )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from stead.db import Base
@@ -69,3 +69,19 @@ class HostedSecretVersion(Base):
     wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
     nonce: Mapped[bytes] = mapped_column(LargeBinary)
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class SecretScope(Base):
+    """The part of one external store a project's secret references may name, as set by an
+    account admin (docs/decisions.md, "Secret scopes"). ``store`` is an ``agentType``
+    (``AWS``, ``Vault``, ``Azure``, ``GCP``); ``prefixes`` the list of name or path prefixes.
+    A project without a row for a store has that store's default scope (``stead.secrets.scopes``).
+    """
+
+    __tablename__ = "secret_scopes"
+    __table_args__ = (Index("uq_secret_scopes_project_store", "project_id", "store", unique=True),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    store: Mapped[str] = mapped_column(String(16))
+    prefixes: Mapped[list[str]] = mapped_column(JSON)

@@ -7,10 +7,10 @@ from urllib.parse import quote
 
 from fastapi import Path, Request, Response
 
-from stead.identity.deps import ProjectReader, ProjectWriter
+from stead.identity.deps import ProjectReader, ProjectWriter, SecretScopeManager
 from stead.pagination import Page, PageDep
 from stead.pipeline.transaction import SessionDep, make_router
-from stead.secrets import resolvers, service
+from stead.secrets import resolvers, scopes, service
 from stead.secrets.schemas import (
     SECRET_REFERENCE_NAME,
     HostedSecretCreate,
@@ -19,6 +19,8 @@ from stead.secrets.schemas import (
     SecretReferenceCheck,
     SecretReferenceCreate,
     SecretReferenceRead,
+    SecretScopesRead,
+    SecretScopesUpdate,
 )
 
 router = make_router(prefix="/projects/{projectId}/secret-references", tags=["secret references"])
@@ -163,3 +165,27 @@ def delete_hosted_secret(name: SecretName, ctx: ProjectWriter, session: SessionD
     """Delete a hosted secret that no environment refers to, with all its versions."""
     service.delete_hosted(session, actor=ctx.actor, project=ctx.project, name=name)
     return Response(status_code=204)
+
+
+scope_router = make_router(prefix="/projects/{projectId}/secret-scopes", tags=["secret references"])
+
+
+@scope_router.get("", response_model=SecretScopesRead)
+def get_secret_scopes(ctx: SecretScopeManager, session: SessionDep) -> SecretScopesRead:
+    """The name or path prefixes the project's secret references may use in each external
+    store, and the references now outside them (Stead; account admins)."""
+    return scopes.read(session, project=ctx.project)
+
+
+@scope_router.put(
+    "",
+    response_model=SecretScopesRead,
+    responses={400: {"description": "a store listed twice, or a prefix it cannot have"}},
+)
+def set_secret_scopes(
+    data: SecretScopesUpdate, ctx: SecretScopeManager, session: SessionDep
+) -> SecretScopesRead:
+    """Set the project's scopes: each store listed gets exactly its prefixes, the others go
+    back to the project's own prefix (Stead; account admins). References outside the new
+    scope stop resolving (403) and are listed in ``outOfScope``."""
+    return scopes.replace(session, actor=ctx.actor, project=ctx.project, data=data)

@@ -127,3 +127,41 @@ class HostedSecretRead(WireModel):
     version: int
     created_at: Timestamp
     updated_at: Timestamp
+
+
+#: The external stores a project's secret references are scoped in (``stead.secrets.scopes``).
+SCOPED_STORES = ("AWS", "Vault", "Azure", "GCP")
+ScopedStore = Annotated[Literal["AWS", "Vault", "Azure", "GCP"], CI]
+
+
+class SecretScopeSet(WireModel):
+    """One store's scope in ``PUT /v1/projects/{projectId}/secret-scopes``: the name or path
+    prefixes the project's secret references may use there (``[]``: none, ``[""]``: all)."""
+
+    store: ScopedStore
+    prefixes: list[Annotated[str, Field(max_length=2048)]] = Field(
+        max_length=50, examples=[["stead/3f2b1c9e-5d7a-4e8b-9c1d-2a3b4c5d6e7f/", "shared/finance/"]]
+    )
+
+
+class SecretScopesUpdate(WireModel):
+    """``PUT /v1/projects/{projectId}/secret-scopes`` body: the stores listed get exactly their
+    prefixes; a store left out goes back to the project's default prefix."""
+
+    scopes: list[SecretScopeSet] = Field(max_length=len(SCOPED_STORES) * 2)
+
+
+class SecretScopeEntry(WireModel):
+    """One store's scope as read back; ``default`` is true while no admin has set it."""
+
+    store: str = Field(examples=["AWS"])
+    prefixes: list[str]
+    default: bool
+
+
+class SecretScopesRead(WireModel):
+    """A project's scope in every external store, and its secret references that now lie
+    outside it (they answer 403 until the scope or the reference changes)."""
+
+    scopes: list[SecretScopeEntry]
+    out_of_scope: list[str] = Field(description="names of the project's secret references")

@@ -20,10 +20,12 @@ from stead.db import named_in_project
 from stead.environments.models import Environment
 from stead.errors import BadRequest, Blocker, Conflict, NotFound, in_use
 from stead.identity.actor import Actor
+from stead.identity.permissions import PermissionDenied, environment_allows
+from stead.identity.service import access_level, project_role
 from stead.pagination import PageParams, paginate
 from stead.projects.models import Project
 from stead.repositories.models import Repository
-from stead.secrets import store
+from stead.secrets import scopes, store
 from stead.secrets.keys import UNKNOWN_PASSPHRASE, KeyProblem, check_private_key
 from stead.secrets.models import HostedSecret, SecretReference
 from stead.secrets.schemas import (
@@ -107,12 +109,17 @@ def create(
 
     Raises:
         BadRequest: ``agentId``, when given, is not an agent of the account.
+        SecretOutOfScope: ``secretName`` lies outside the project's scope for the store (403,
+            ``stead.secrets.scopes``).
         Conflict: the project already has a secret reference or hosted secret of that name
             (case-insensitive).
     """
     agent_id = None
     if data.agent_id is not None:
         agent_id = _account_agent(session, account_id=project.account_id, agent_id=data.agent_id).id
+    scopes.require(
+        session, project_id=project.id, store=data.agent_type, secret_name=data.secret_name
+    )
     existing = name_in_use(session, project_id=project.id, name=name)
     if existing is not None:
         raise Conflict(
@@ -328,6 +335,49 @@ def get_hosted(
     return secret
 
 
+def _require_environment_write(
+    session: Session, *, actor: Actor, project: Project, secret: HostedSecret
+) -> None:
+    """Replacing a secret changes every environment that uses it, directly or through a
+    hosted-store secret reference: the caller needs ``environment.write`` on each
+    (docs/permissions.md, "Using a stored secret").
+
+    Raises:
+        PermissionDenied: an environment using it is not the caller's to change (403).
+    """
+    names = {secret.name_key} | {
+        name_key(reference)
+        for reference, secret_name in session.execute(
+            select(SecretReference.name, SecretReference.secret_name).where(
+                SecretReference.project_id == project.id,
+                SecretReference.agent_type == HOSTED_STORE,
+            )
+        )
+        if name_key(secret_name) == secret.name_key
+    }
+    role = project_role(session, actor=actor, project_id=project.id)
+    for env in session.scalars(select(Environment).where(Environment.project_id == project.id)):
+        if not any(
+            isinstance(v, dict) and name_key(str(v.get("secretName"))) in names
+            for v in env.connection_properties.values()
+        ):
+            continue
+        level = access_level(
+            session,
+            actor=actor,
+            role=role,
+            environment_id=env.id,
+            default_level=env.default_user_access_level,
+        )
+        if not environment_allows(level, "environment.write"):
+            raise PermissionDenied(
+                f"Secret {secret.name!r} is used by environment {env.name!r}, which your access "
+                f"level {level} may not change (environment.write)",
+                permission="environment.write",
+                project_id=project.id,
+            )
+
+
 def update_hosted(
     session: Session, *, actor: Actor, project: Project, name: str, data: HostedSecretUpdate
 ) -> HostedSecret:
@@ -335,9 +385,11 @@ def update_hosted(
 
     Raises:
         NotFound: no such hosted secret.
+        PermissionDenied: an environment that uses it is not the caller's to change (403).
         BadRequest: the value does not fit the (new) type.
     """
     secret = get_hosted(session, project=project, name=name, for_update=True)
+    _require_environment_write(session, actor=actor, project=project, secret=secret)
     secret_type = data.type or secret.type
     value = check_value(secret_type, data.value.get_secret_value())
     return replace_value(session, actor=actor, secret=secret, secret_type=secret_type, value=value)

@@ -124,6 +124,13 @@ class RedshiftTarget:
 Target = SnowflakeTarget | RedshiftTarget
 
 
+def host_of(target: Target, settings: Settings) -> str:
+    """Where the test of ``target`` connects: ``host:port`` for Redshift, the Snowflake host."""
+    if isinstance(target, SnowflakeTarget):
+        return snowflake_host(target.account, settings)
+    return f"{target.host}:{target.port}"
+
+
 class _Failed(Exception):
     """A test that failed with ``code`` and ``message`` (internal control flow)."""
 
@@ -445,7 +452,9 @@ def _ms(start: float) -> int:
 def _failure(
     start: float, code: str, message: str, secrets: tuple[str, ...] = ()
 ) -> ConnectionTestResult:
-    """A failed result whose message has ``secrets`` (this test's own values) masked."""
+    """A failed result whose message has ``secrets`` (this test's own values) masked whatever
+    their length, before the 2000-character cut: the server's own words may repeat the
+    credential it was sent (a host that asked for a clear-text password can echo it back)."""
     return ConnectionTestResult(
         ok=False,
         latency_ms=_ms(start),
@@ -520,9 +529,13 @@ def record(
     actor: Actor,
     project: Project,
     environment: str,
+    host: str,
     result: ConnectionTestResult,
+    validation: bool = False,
 ) -> None:
-    """Audit ``environment.connection_tested`` (details: ``ok`` and the error code)."""
+    """Audit ``environment.connection_tested``: details ``host`` (where the credentials went,
+    :func:`host_of`), ``ok``, the error code, and ``validation`` (a ``?validate=true`` test of
+    candidate settings); never a credential."""
     audit.record(
         session,
         actor=actor,
@@ -530,15 +543,28 @@ def record(
         target_type="environment",
         target_id=environment,
         project_id=project.id,
-        details={"ok": result.ok, "code": result.error.code if result.error else None},
+        details={
+            "host": host,
+            "ok": result.ok,
+            "code": result.error.code if result.error else None,
+            "validation": validation,
+        },
     )
 
 
 def validate(
-    request: Request, session: Session, *, project: Project, properties: Mapping[str, StoredValue]
+    request: Request,
+    session: Session,
+    *,
+    actor: Actor,
+    project: Project,
+    environment: str,
+    properties: Mapping[str, StoredValue],
 ) -> None:
     """``?validate=true`` on environment create and update: test the candidate properties
-    before anything is stored (sync routes).
+    before anything is stored (sync routes). The test is audited like any other (see
+    :func:`record`); when it fails, that event is committed before the 400, which changes
+    nothing else.
 
     Raises:
         BadRequest: the test failed; ``warehouseError`` holds ``{code, message}`` and the
@@ -548,7 +574,17 @@ def validate(
     settings: Settings = request.app.state.settings
     target = resolve_target(session, settings=settings, project=project, properties=properties)
     result = anyio.from_thread.run(run_outside, request, session, target)
+    record(
+        session,
+        actor=actor,
+        project=project,
+        environment=environment,
+        host=host_of(target, settings),
+        result=result,
+        validation=True,
+    )
     if result.error is not None:
+        session.commit()
         error = result.error
         raise BadRequest(
             f"The connection test failed, so nothing was stored: {error.code} {error.message}",

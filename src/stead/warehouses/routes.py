@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from stead.environments import service as environment_service
 from stead.identity.deps import EnvironmentRunner
 from stead.pipeline.transaction import SessionDep, make_router
 from stead.warehouses import connection_test
@@ -18,7 +19,10 @@ router = make_router(prefix="/projects/{projectId}/environments", tags=["environ
     response_model=ConnectionTestResult,
     responses={
         400: {"description": "a secret the environment names cannot be found"},
-        403: {"description": "a secret store refused Stead's credentials"},
+        403: {
+            "description": "a secret store refused Stead's credentials, a secret lies outside "
+            "the project's scope, or another environment's secret is not the caller's to use"
+        },
         502: {"description": "a secret store could not be reached or failed"},
         503: {
             "description": "the warehouse's driver is not installed, a secret store is not "
@@ -34,6 +38,14 @@ async def test_connection(
     trivial query (Stead). The test ran whenever the answer is 200: ``ok`` tells whether the
     warehouse accepted, and ``error`` carries its own code when it did not."""
     settings = request.app.state.settings
+    await run_in_threadpool(
+        environment_service.check_secret_use,
+        session,
+        actor=ctx.actor,
+        project=ctx.project,
+        properties=ctx.environment.connection_properties,
+        environment=ctx.environment,
+    )
     target = await run_in_threadpool(
         connection_test.resolve_target,
         session,
@@ -48,6 +60,7 @@ async def test_connection(
         actor=ctx.actor,
         project=ctx.project,
         environment=ctx.environment.name,
+        host=connection_test.host_of(target, settings),
         result=result,
     )
     return result

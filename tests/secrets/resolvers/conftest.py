@@ -201,17 +201,17 @@ class World:
         """Create a secret holding ``value`` in ``store``; return its name there."""
         number = next_number()
         if store == "AWS":
-            name = f"prod/finance/db-{number}"
+            name = f"stead/{self.project_id}/finance/db-{number}"
             client: Any = self.moto.client("secretsmanager")
             client.create_secret(Name=name, SecretString=value)
         elif store == "Vault":
-            name = f"{VAULT_PREFIX}finance/db-{number}-{time.monotonic_ns()}"
+            name = f"{VAULT_PREFIX}{self.project_id}/finance/db-{number}-{time.monotonic_ns()}"
             put_vault(self.vault, name, value)
         elif store == "Azure":
-            name = f"finance-db-{number}"
+            name = f"stead-{self.project_id}-finance-db-{number}"
             self.azure.state.secrets[name] = value
         elif store == "GCP":
-            name = f"finance-db-{number}"
+            name = f"stead-{self.project_id}-finance-db-{number}"
             self.gcp.add_secret(name, value.encode())
         else:
             name = f"finance-db-{number}"

@@ -19,6 +19,18 @@ from tests.secrets.resolvers.conftest import HOSTED, STORES, World, put_vault
 from tests.support.postgres import PG_BIN
 
 
+@pytest.fixture(autouse=True)
+def _whole_stores(world: World) -> None:
+    """The canaries are put anywhere in the stores: the project's scope is each whole store."""
+    scopes = [{"store": store, "prefixes": [""]} for store in STORES if store != HOSTED]
+    resp = world.http.put(
+        f"/v1/projects/{world.project_id}/secret-scopes",
+        json={"scopes": scopes},
+        headers=world.admin,
+    )
+    assert resp.status_code == 200, resp.text
+
+
 def _database_bytes(db_url: str) -> bytes:
     url = make_url(db_url)
     if url.get_backend_name() == "sqlite":

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.secrets.resolvers.conftest import EXTERNAL, World
+from tests.secrets.resolvers.conftest import EXTERNAL, VAULT_PREFIX, World
 from tests.support.factories import assert_problem
 from tests.support.outbound import Redirector, redirector  # noqa: F401 - fixture
 
@@ -37,7 +37,8 @@ def test_a_store_on_loopback_is_refused_until_allowed(
 
 @pytest.mark.parametrize("address", ["169.254.169.254", "[::ffff:127.0.0.1]", "[fd00:ec2::254]"])
 def test_metadata_and_mapped_addresses_are_refused(world: World, address: str) -> None:
-    reference = world.reference("Vault", "stead/anything")
+    # named inside the project's default scope, so that only the outbound policy can refuse it
+    reference = world.reference("Vault", f"{VAULT_PREFIX}{world.project_id}/anything")
     world.reconfigure(vault_addr=f"http://{address}:8200", outbound_allowed_networks="")
     _refused(world.check(reference), "address")
 

@@ -39,6 +39,19 @@ def _kind(resp: Any, status: int, kind: str, field: str | None = None) -> dict[s
     return body
 
 
+@pytest.fixture(autouse=True)
+def _whole_stores(world: World) -> None:
+    """These tests name secrets anywhere in the stores: the project's scope is each whole store
+    (tests/secrets/resolvers/test_scopes.py covers scopes)."""
+    scopes = [{"store": store, "prefixes": [""]} for store in EXTERNAL]
+    resp = world.http.put(
+        f"/v1/projects/{world.project_id}/secret-scopes",
+        json={"scopes": scopes},
+        headers=world.admin,
+    )
+    assert resp.status_code == 200, resp.text
+
+
 @pytest.mark.parametrize("store", STORES)
 def test_round_trip_plain_and_json_key(world: World, store: str, canary: str) -> None:
     plain = world.put(store, canary)
@@ -199,10 +212,20 @@ def test_vault_approle_namespace_and_several_keys(world: World, canary: str) -> 
     assert body["violations"] == ["secretKey: required, the secret holds 2 keys"]
 
 
+def _create(world: World, store: str, secret_name: str) -> Any:
+    """``POST`` a reference to ``secret_name`` in ``store`` (a malformed name is refused here)."""
+    body = {
+        "agentId": world.agent_id,
+        "agentType": store,
+        "secretReferenceType": "PASSWORD",
+        "secretName": secret_name,
+    }
+    return world.http.post(world._refs(f"ref-{next_number()}"), json=body, headers=world.admin)
+
+
 def test_vault_paths_cannot_leave_the_mount(world: World) -> None:
     for name in ["../sys/policy", "a//b", "a/./b", "/a", "a?list=true", "a b", "a#b", "a%2Fb"]:
-        resp = world.check(world.reference("Vault", name))
-        body = _kind(resp, 400, "secret-not-found", "secretName")
+        body = _kind(_create(world, "Vault", name), 400, "secret-not-found", "secretName")
         assert "not a valid Vault secret name" in body["detail"], name
 
 
@@ -214,7 +237,7 @@ def test_azure_forbidden_rejected_secret_and_bad_name(world: World, canary: str)
     world.reconfigure(azure_client_secret="not-the-secret")
     _kind(world.check(allowed), 403, "secret-access-denied")
     requests_before = len(world.azure.state.requests)
-    _kind(world.check(world.reference("Azure", "prod/db")), 400, "secret-not-found", "secretName")
+    _kind(_create(world, "Azure", "prod/db"), 400, "secret-not-found", "secretName")
     assert len(world.azure.state.requests) == requests_before  # refused before any request
 
 
@@ -232,7 +255,7 @@ def test_gcp_versions_denied_disabled_and_untrusted_key(
     world.gcp.add_secret("binary", b"\xff\xfe")
     body = _kind(world.check(world.reference("GCP", "binary")), 400, "secret-not-found")
     assert body["violations"][0].startswith("secretName:")
-    _kind(world.check(world.reference("GCP", "bad name!")), 400, "secret-not-found")
+    _kind(_create(world, "GCP", "bad name!"), 400, "secret-not-found")
     reference = world.reference("GCP", "rotated")
     untrusted = world.gcp.service_account_file(tmp_path, trusted=False)
     world.reconfigure(gcp_credentials_file=str(untrusted))

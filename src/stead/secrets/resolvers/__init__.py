@@ -16,7 +16,7 @@ from stead.db import utcnow
 from stead.identity.actor import Actor
 from stead.logs import remember_secret
 from stead.projects.models import Project
-from stead.secrets import service
+from stead.secrets import scopes, service
 from stead.secrets import store as hosted_store
 from stead.secrets.resolvers.aws import AwsResolver
 from stead.secrets.resolvers.azure import AzureResolver
@@ -54,9 +54,12 @@ def resolve_in(
 ) -> str:
     """Read ``secret_name`` (its member ``secret_key``) from ``store`` for the project.
 
-    The value is remembered for log redaction (``stead.logs.remember_secret``) before it is
-    returned. Errors as in :mod:`stead.secrets.resolvers.base`.
+    The name must lie inside the project's scope for the store (``stead.secrets.scopes``): a
+    reference made before its scope narrowed stops resolving. The value is remembered for log
+    redaction (``stead.logs.remember_secret``) before it is returned. Errors as in
+    :mod:`stead.secrets.resolvers.base`, and SecretOutOfScope (403).
     """
+    scopes.require(session, project_id=project_id, store=store, secret_name=secret_name)
     resolver = resolver_for(store, session=session, settings=settings, project_id=project_id)
     value = resolver.resolve(secret_name, key=secret_key)
     remember_secret(value)
@@ -81,6 +84,7 @@ def resolve(
     Raises:
         SecretNotFound: neither exists, or the store has no such secret or key (400).
         SecretAccessDenied: the store refused Stead's credentials (403).
+        SecretOutOfScope: the reference names a secret outside the project's scope (403).
         StoreNotConfigured: this installation is not set up for the store (503).
         UpstreamError: the store could not be reached or failed (502).
         UpstreamTimeout: the store did not answer in time (504).

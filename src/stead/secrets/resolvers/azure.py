@@ -30,6 +30,13 @@ _NAME = re.compile(r"[0-9A-Za-z-]{1,127}")
 NAME_RULE = "1-127 letters, digits and dashes"
 
 
+def check_name(name: str) -> str:
+    """``name`` if it is a valid Key Vault secret name, else raise SecretNotFound (400)."""
+    if not _NAME.fullmatch(name):
+        raise bad_name(STORE, name, NAME_RULE)
+    return name
+
+
 class AzureResolver:
     """Reads secrets from ``azure_vault_url`` as the ``azure_*`` service principal (or
     ``DefaultAzureCredential`` when no client secret is set)."""
@@ -73,8 +80,7 @@ class AzureResolver:
         s = self.settings
         if not s.azure_vault_url:
             raise not_configured(STORE, "no vault URL (STEAD_AZURE_VAULT_URL)")
-        if not _NAME.fullmatch(name):
-            raise bad_name(STORE, name, NAME_RULE)
+        check_name(name)
         secret = s.azure_client_secret.get_secret_value()
         checked_policy(s, s.azure_vault_url, *([s.azure_authority_host] if secret else []))
         options = self._transport_options()

@@ -59,6 +59,14 @@ def version_name(name: str, project: str) -> str:
     return f"projects/{project}/secrets/{short[1]}/versions/{short[2] or 'latest'}"
 
 
+def check_name(name: str) -> str:
+    """``name`` if it has one of the accepted forms (module docstring), else raise
+    SecretNotFound (400)."""
+    if not (_FULL.fullmatch(name) or _SHORT.fullmatch(name)):
+        raise bad_name(STORE, name, NAME_RULE)
+    return name
+
+
 class GcpResolver:
     """Reads secret versions with the ``gcp_*`` settings' endpoint and credentials."""
 
