@@ -188,7 +188,9 @@ class Bench:
         self._post(f"{base}/data-platform-connections", example("03-create-connection-redshift"))
         self._post(
             f"{base}/secret-references/finance-prod-redshift",
-            example("04-create-secret-reference-aws", agentId=self.agent_id),
+            example(
+                "04-create-secret-reference-aws", agentId=self.agent_id, projectId=self.project_id
+            ),
         )
         self.env_body = example("05-create-environment-redshift", agentId=self.agent_id)
 
@@ -227,12 +229,17 @@ class Bench:
             )
             if status != 201:
                 return False
-            pbase = f"/v1/projects/{json.loads(body)['projectId']}"
+            project_id = json.loads(body)["projectId"]
+            pbase = f"/v1/projects/{project_id}"
             steps = [
                 (f"{pbase}/data-platform-connections", example("03-create-connection-redshift")),
                 (
                     f"{pbase}/secret-references/finance-prod-redshift",
-                    example("04-create-secret-reference-aws", agentId=self.agent_id),
+                    example(
+                        "04-create-secret-reference-aws",
+                        agentId=self.agent_id,
+                        projectId=project_id,
+                    ),
                 ),
                 (f"{pbase}/environments", self.env_body),
             ]
