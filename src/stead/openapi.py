@@ -25,7 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
@@ -151,24 +151,33 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+# A module-level endpoint reading the app from the request: FastAPI keeps every endpoint it has
+# analysed in process-wide caches, so one closing over its app would keep that app alive.
+_docs_router = APIRouter(include_in_schema=False)
+
+
+@_docs_router.get("/docs")
+def swagger_ui(request: Request) -> HTMLResponse:
+    """Swagger UI for ``/openapi.json``, its files served by this app (``/static``)."""
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title=f"{request.app.title} API",
+        swagger_js_url=f"{SWAGGER_UI_URL}/swagger-ui-bundle.js",
+        swagger_css_url=f"{SWAGGER_UI_URL}/swagger-ui.css",
+        swagger_favicon_url=f"{SWAGGER_UI_URL}/favicon-32x32.png",
+        oauth2_redirect_url=None,
+        # No badge that would send the document to validator.swagger.io.
+        swagger_ui_parameters={"validatorUrl": None},
+    )
+
+
 def install(app: FastAPI) -> None:
     """Serve the rewritten document at ``/openapi.json`` (built once, on first request), and
     Swagger UI at ``/docs`` with its files under ``/static`` (FastAPI, "Custom Docs UI Static
     Assets"). The app must be built with ``docs_url=None`` and ``redoc_url=None``."""
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    @app.get("/docs", include_in_schema=False)
-    def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title=f"{app.title} API",
-            swagger_js_url=f"{SWAGGER_UI_URL}/swagger-ui-bundle.js",
-            swagger_css_url=f"{SWAGGER_UI_URL}/swagger-ui.css",
-            swagger_favicon_url=f"{SWAGGER_UI_URL}/favicon-32x32.png",
-            oauth2_redirect_url=None,
-            # No badge that would send the document to validator.swagger.io.
-            swagger_ui_parameters={"validatorUrl": None},
-        )
+    app.include_router(_docs_router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
