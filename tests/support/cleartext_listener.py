@@ -13,17 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-SSL_REQUEST = 80877103
-
-
-def _read_exact(sock: socket.socket, count: int) -> bytes:
-    data = b""
-    while len(data) < count:
-        chunk = sock.recv(count - len(data))
-        if not chunk:
-            raise ConnectionError("closed")
-        data += chunk
-    return data
+from tests.support.redshift_shim import SSL_REQUEST, read_exact
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -33,15 +23,15 @@ class _Handler(socketserver.BaseRequestHandler):
         sock: socket.socket = self.request
         try:
             while True:
-                length, code = struct.unpack("!ii", _read_exact(sock, 8))
-                _read_exact(sock, length - 8)
+                length, code = struct.unpack("!ii", read_exact(sock, 8))
+                read_exact(sock, length - 8)
                 if code != SSL_REQUEST:
                     break
                 sock.sendall(b"N")
             sock.sendall(b"R" + struct.pack("!ii", 8, 3))  # send me your password in clear
-            kind = _read_exact(sock, 1)
-            length = struct.unpack("!i", _read_exact(sock, 4))[0]
-            body = _read_exact(sock, length - 4)
+            kind = read_exact(sock, 1)
+            length = struct.unpack("!i", read_exact(sock, 4))[0]
+            body = read_exact(sock, length - 4)
             if kind == b"p":
                 password = body.rstrip(b"\x00").decode(errors="replace")
                 with self.server.lock:

@@ -47,7 +47,8 @@ ROLE = "redshift_tester"
 DATABASE = "dev"
 
 
-def _read_exact(sock: socket.socket, count: int) -> bytes:
+def read_exact(sock: socket.socket, count: int) -> bytes:
+    """Exactly ``count`` bytes from ``sock``; ``ConnectionError`` if it closes first."""
     data = b""
     while len(data) < count:
         chunk = sock.recv(count - len(data))
@@ -61,8 +62,8 @@ def _startup(client: socket.socket) -> bytes | None:
     """Read the client's startup (after answering any SSL request); return the startup message
     with only :data:`KEPT_PARAMETERS`, or None when the client gave up."""
     while True:
-        length, code = struct.unpack("!ii", _read_exact(client, 8))
-        rest = _read_exact(client, length - 8)
+        length, code = struct.unpack("!ii", read_exact(client, 8))
+        rest = read_exact(client, length - 8)
         if code == SSL_REQUEST:
             client.sendall(b"N")
             continue
@@ -99,9 +100,9 @@ def _pump_client(client: socket.socket, server: socket.socket) -> None:
 def _pump_server(server: socket.socket, client: socket.socket) -> None:
     try:
         while True:
-            header = _read_exact(server, 5)
+            header = read_exact(server, 5)
             length = struct.unpack("!i", header[1:])[0]
-            client.sendall(_rewrite(header[:1], _read_exact(server, length - 4)))
+            client.sendall(_rewrite(header[:1], read_exact(server, length - 4)))
     except (OSError, ConnectionError):
         pass
     finally:
