@@ -73,14 +73,14 @@ def redshift_body(agent_id: str, name: str) -> dict[str, Any]:
 
 def snowflake_body(agent_id: str, name: str) -> dict[str, Any]:
     """A Snowflake project whose private key lives in AWS Secrets Manager, in the project's
-    default scope (``stead/{{projectId}}/``)."""
+    default scope (``stead/{projectId}/``)."""
     return {
         "project": {"name": name, "warehouse": "SNOWFLAKE", "agentDeploymentType": "HYBRID"},
         "connection": {"name": "growth-dwh-prod"},
         "secretReference": {
             "name": "growth-prod-private-key",
             "agentType": "AWS",
-            "secretName": "stead/{{projectId}}/growth/snowflake-key",
+            "secretName": "stead/{projectId}/growth/snowflake-key",
         },
         "environment": {
             "name": "prod",

@@ -35,9 +35,9 @@ from stead.secrets.schemas import SecretReferenceCreate
 from stead.settings import Settings
 from stead.warehouses import spec_for
 
-PROJECT_ID_PLACEHOLDER = "{{projectId}}"
-"""Stands for the new project's id in ``secretReference.secretName`` (as in the example bodies
-of ``stead/demo_examples``)."""
+PROJECT_ID_PLACEHOLDER = "{projectId}"
+"""Stands for the new project's id in ``secretReference.secretName``, as in the files of ``stead
+apply`` (docs/decisions.md, "Secret scopes")."""
 
 
 def _moved(violation: str, prefix: str, renames: dict[str, str]) -> str:

@@ -62,7 +62,7 @@ class ProvisionConnection(WireModel):
 class ProvisionSecretReference(SecretReferenceCreate):
     """A secret reference in a provisioning request: the body of ``POST .../secret-references/
     {name}`` plus its ``name``. ``secretReferenceType`` defaults to ``PASSWORD`` (its only value),
-    and ``{{projectId}}`` in ``secretName`` stands for the new project's id, so a name inside the
+    and ``{projectId}`` in ``secretName`` stands for the new project's id, so a name inside the
     project's default scope (``stead/<projectId>/...``) can be given before the id exists."""
 
     name: Annotated[str, Field(pattern=SECRET_REFERENCE_NAME, examples=["finance-prod-redshift"])]
