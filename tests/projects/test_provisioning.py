@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from stead.audit.models import AuditEvent
-from stead.db import Base
 from tests.support.factories import assert_problem, auth, create_agent
 from tests.support.git_server import GitServer, git_server_session  # noqa: F401 - fixture
 from tests.support.keys import pkcs8, rsa_key
 from tests.support.postgres import free_port
+from tests.support.rows import all_text, row_counts
 
 TOKEN = "Git-Provider-Access-Token"
 CANARY_PASSWORD = "canary-pw-7f3a1c9e5b"
@@ -94,30 +94,6 @@ def snowflake_body(agent_id: str, name: str) -> dict[str, Any]:
             },
         },
     }
-
-
-#: Request bookkeeping, not provisioned state: the rate limiter counts every request.
-NOT_STATE = {"rate_limit_counters"}
-
-
-def row_counts(factory: sessionmaker[Session]) -> dict[str, int]:
-    """The number of rows of every table but :data:`NOT_STATE`."""
-    with factory() as session:
-        return {
-            table.name: session.scalar(select(func.count()).select_from(table)) or 0
-            for table in Base.metadata.sorted_tables
-            if table.name not in NOT_STATE
-        }
-
-
-def all_text(factory: sessionmaker[Session]) -> str:
-    """Every value of every row of every table, as text."""
-    with factory() as session:
-        return "\n".join(
-            repr(tuple(row))
-            for table in Base.metadata.sorted_tables
-            for row in session.execute(select(table))
-        )
 
 
 def test_redshift_with_a_hosted_secret_and_a_git_repository(
