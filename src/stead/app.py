@@ -33,6 +33,7 @@ from stead.pipeline.metrics import Metrics
 from stead.pipeline.middleware import RequestMiddleware
 from stead.pipeline.ratelimit import make_rate_limiter
 from stead.pipeline.throttle import FailureThrottle
+from stead.projects.routes import provisioning_router
 from stead.projects.routes import router as projects_router
 from stead.repositories.routes import router as repositories_router
 from stead.secrets.routes import hosted_router as hosted_secrets_router
@@ -44,6 +45,7 @@ from stead.warehouses.routes import router as warehouses_router
 
 API_ROUTERS: list[APIRouter] = [
     projects_router,
+    provisioning_router,
     agents_router,
     connections_router,
     secret_references_router,

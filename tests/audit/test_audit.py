@@ -105,6 +105,25 @@ def _r_project_create(c: Ctx) -> Call:
     return Call("POST", "/v1/projects", ("project.created",), json=body)
 
 
+def _r_provision(c: Ctx) -> Call:
+    environment = example("05-create-environment-redshift", agentId=c.world.agent_id)
+    override = environment.pop("connectionOverrides")[0]
+    del environment["defaultConnections"]
+    environment["connectionProperties"] = override["connectionProperties"]
+    body = {
+        "project": {**example("01-create-project-redshift"), "name": "audit-provisioned"},
+        "connection": {"name": override["connectionName"]},
+        "secret": {
+            "name": override["connectionProperties"]["password"]["secretName"],
+            "type": "JSON",
+            "value": '{"password": "pw"}',
+        },
+        "environment": environment,
+    }
+    actions = ("project.created", "connection.created", "secret.created", "environment.created")
+    return Call("POST", "/v1/provisioning", actions, json=body)
+
+
 def _r_project_delete(c: Ctx) -> Call:
     return Call("DELETE", f"/v1/projects/{c.project()}", ("project.deleted",))
 
@@ -139,11 +158,14 @@ def _reference(c: Ctx, name: str, **body: Any) -> str:
     c.ok(
         "POST",
         url,
-        json={**example(
-            "04-create-secret-reference-aws",
-            agentId=c.world.agent_id,
-            projectId=c.world.project_id,
-        ), **body},
+        json={
+            **example(
+                "04-create-secret-reference-aws",
+                agentId=c.world.agent_id,
+                projectId=c.world.project_id,
+            ),
+            **body,
+        },
     )
     return url
 
@@ -223,6 +245,7 @@ def _r_access_delete(c: Ctx) -> Call:
 P = "/v1/projects/{projectId}"
 RECIPES: dict[str, Callable[[Ctx], Call]] = {
     "POST /v1/projects": _r_project_create,
+    "POST /v1/provisioning": _r_provision,
     f"PATCH {P}": lambda c: Call(
         "PATCH", c.world.base, ("project.updated",), json={"description": "new"}
     ),

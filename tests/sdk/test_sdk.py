@@ -164,6 +164,43 @@ def test_every_resource_round_trips(served: Served, tmp_path: Path) -> None:
             stead.projects.get(pid)
 
 
+def test_provisioning_in_one_call(served: Served, tmp_path: Path) -> None:
+    with _client(served) as stead:
+        agent = stead.agents.create({**example("02-create-agent"), "name": "eu agent"})
+        environment = example("05-create-environment-redshift", agentId=agent.agent_id)
+        override = environment.pop("connectionOverrides")[0]
+        del environment["defaultConnections"]
+        remote = create_bare_repository(tmp_path / "git" / "pipelines.git")
+        body = {
+            "project": REDSHIFT,
+            "connection": {"name": override["connectionName"]},
+            "secretReference": {
+                **example("04-create-secret-reference-aws", agentId=agent.agent_id),
+                "name": "finance-prod-redshift",
+                "secretName": "stead/{projectId}/prod/finance/redshift",
+            },
+            "environment": {
+                **environment,
+                "connectionProperties": override["connectionProperties"],
+            },
+            "repository": {
+                "provider": "git",
+                "repositoryName": "pipelines",
+                "providerParameters": {"url": remote.as_uri()},
+            },
+        }
+        with pytest.raises(ValidationError) as refused:
+            stead.projects.provision(body)
+        assert refused.value.violations == ["Git-Provider-Access-Token: required with a repository"]
+        result = stead.projects.provision(body, token="unused")
+        pid = result.project_id
+        assert stead.projects.get(pid).name == "finance"
+        assert stead.environments.get(pid, "prod").default_agent_name == "eu agent"
+        reference = stead.secret_references.get(pid, "finance-prod-redshift")
+        assert reference.secret_name == f"stead/{pid}/prod/finance/redshift"
+        assert stead.repositories.get(pid) == result.repository
+
+
 def test_lists_iterate_over_every_page(served: Served) -> None:
     with _client(served) as stead:
         ids = [stead.projects.create({**REDSHIFT, "name": f"p{i}"}).project_id for i in range(7)]

@@ -172,6 +172,21 @@ def list_agents(session: Session, *, actor: Actor, params: PageParams) -> tuple[
     return paginate(session, query, params)
 
 
+def usable_by_new_project(session: Session, *, actor: Actor) -> list[Agent]:
+    """The account's agents a project created now may name as an environment's default agent
+    (:func:`check_usable`), oldest first: every agent without ``restrictedAccess`` (no
+    allow-list can hold a project that does not exist yet). Which of them fits depends on the
+    project's deployment type: the hosted agent (``isHosted``) for ``FULL_SAAS``, the others for
+    ``HYBRID``."""
+    return list(
+        session.scalars(
+            select(Agent)
+            .where(Agent.account_id == actor.account_id, Agent.restricted_access.is_(False))
+            .order_by(Agent.created_at, Agent.id)
+        )
+    )
+
+
 def get(session: Session, *, actor: Actor, agent_id: str) -> Agent:
     """The agent ``agent_id`` (canonical UUID string) of the actor's account.
 

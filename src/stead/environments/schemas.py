@@ -26,7 +26,8 @@ DisplayName = Annotated[
 ]
 
 
-def _check_keys(value: Any) -> Any:
+def check_keys(value: Any) -> Any:
+    """Refuse mapping keys that cannot be stored (NUL, unpaired surrogates)."""
     if isinstance(value, dict) and not all(isinstance(k, str) and storable(k) for k in value):
         raise ValueError("keys must not contain NUL or unpaired surrogate characters")
     return value
@@ -73,7 +74,7 @@ class ConnectionOverride(WireModel):
     """
 
     connection_name: Name
-    connection_properties: Annotated[dict[str, PropertyValue], BeforeValidator(_check_keys)]
+    connection_properties: Annotated[dict[str, PropertyValue], BeforeValidator(check_keys)]
 
 
 class ConnectionOverrideUpdate(WireModel):
@@ -84,12 +85,12 @@ class ConnectionOverrideUpdate(WireModel):
     ``connectionName`` is the environment's DWH connection, as on create."""
 
     connection_name: Name
-    connection_properties: Annotated[dict[str, PropertyValue | None], BeforeValidator(_check_keys)]
+    connection_properties: Annotated[dict[str, PropertyValue | None], BeforeValidator(check_keys)]
 
 
 DefaultConnections = Annotated[
-    dict[str, Annotated[dict[str, Name], BeforeValidator(_check_keys)]],
-    BeforeValidator(_check_keys),
+    dict[str, Annotated[dict[str, Name], BeforeValidator(check_keys)]],
+    BeforeValidator(check_keys),
 ]
 """``{"DWH": {"<snowflake|redshift>": "<connection name>"}}``; the service checks the shape."""
 

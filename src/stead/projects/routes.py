@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import Response
+from typing import Annotated
+
+from fastapi import Header, Request, Response
+from pydantic import SecretStr
 
 from stead.identity.deps import (
     ActorDep,
@@ -13,10 +16,19 @@ from stead.identity.deps import (
 )
 from stead.pagination import Page, PageDep
 from stead.pipeline.transaction import SessionDep, make_router
-from stead.projects import service
-from stead.projects.schemas import ProjectCreate, ProjectCreated, ProjectRead, ProjectUpdate
+from stead.projects import provisioning, service
+from stead.projects.schemas import (
+    ProjectCreate,
+    ProjectCreated,
+    ProjectRead,
+    ProjectUpdate,
+    ProvisionRequest,
+    ProvisionResult,
+)
+from stead.repositories.provider import TOKEN_HEADER, read_token
 
 router = make_router(prefix="/projects", tags=["projects"])
+provisioning_router = make_router(prefix="/provisioning", tags=["projects"])
 
 
 @router.post("", status_code=201, response_model=ProjectCreated)
@@ -59,3 +71,40 @@ def delete_project(ctx: ProjectDeleter, session: SessionDep) -> Response:
     """Delete a project with its connections, environments, secret references and repository."""
     service.delete(session, actor=ctx.actor, project=ctx.project)
     return Response(status_code=204)
+
+
+@provisioning_router.post(
+    "",
+    status_code=201,
+    response_model=ProvisionResult,
+    responses={
+        403: {"description": "A step's service refused (e.g. a secret outside the scope)"},
+        409: {"description": "A name is taken (e.g. the project's, with existingId)"},
+        502: {"description": "The repository's provider failed or could not be reached"},
+        503: {"description": "The repository's provider is rate limiting the token"},
+        504: {"description": "The repository's provider did not answer in time"},
+    },
+)
+def provision(
+    data: ProvisionRequest,
+    actor: ProjectCreator,
+    session: SessionDep,
+    request: Request,
+    response: Response,
+    token: Annotated[
+        str | None,
+        Header(
+            alias=TOKEN_HEADER,
+            description="The repository provider's access token, required with `repository`; "
+            "used for the check only, never stored or logged",
+        ),
+    ] = None,
+) -> ProvisionResult:
+    """Create a project with its warehouse connection, secret, environment and repository in
+    one transaction [Stead]: all of it, or (on any error) nothing."""
+    secret: SecretStr | None = None if token is None else read_token(token)
+    result = provisioning.provision(
+        session, actor=actor, data=data, token=secret, settings=request.app.state.settings
+    )
+    response.headers["Location"] = f"/v1/projects/{result.project_id}"
+    return result

@@ -49,7 +49,14 @@ from stead.identity.schemas import (
     UserRead,
     UserUpdate,
 )
-from stead.projects.schemas import ProjectCreate, ProjectCreated, ProjectRead, ProjectUpdate
+from stead.projects.schemas import (
+    ProjectCreate,
+    ProjectCreated,
+    ProjectRead,
+    ProjectUpdate,
+    ProvisionRequest,
+    ProvisionResult,
+)
 from stead.repositories.schemas import RepositoryCreate, RepositoryRead
 from stead.secrets.schemas import (
     HostedSecretCreate,
@@ -144,6 +151,25 @@ class Projects(_Resource):
             "POST",
             "/v1/projects",
             json=_body(body),
+            idempotency_key=idempotency_key,
+        )
+
+    def provision(
+        self,
+        body: ProvisionRequest | Mapping[str, Any],
+        *,
+        token: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> ProvisionResult:
+        """``POST /v1/provisioning``: project, connection, secret, environment and repository in
+        one transaction (docs/api.md, Provisioning); ``token`` is the repository provider's
+        access token, needed with a ``repository``."""
+        return self._client.call(
+            ProvisionResult,
+            "POST",
+            "/v1/provisioning",
+            json=_body(body),
+            headers=None if token is None else {TOKEN_HEADER: token},
             idempotency_key=idempotency_key,
         )
 

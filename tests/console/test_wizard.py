@@ -1,0 +1,312 @@
+"""The provisioning wizard ``/console/projects/new`` in Chromium: Redshift with a hosted
+secret and a ``git`` repository served over HTTP (JavaScript on and off), Snowflake with a
+secret reference (the warehouse switched by htmx), a failing step that leaves nothing and shows
+its error at the field, and a keyboard-only run. What the wizard made is read back over
+``/v1``; the canary secrets appear in no page, header, log line or database row."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Page, Response, expect
+
+from stead.agents import service as agents_service
+from stead.agents.schemas import AgentCreate
+from stead.db import session_scope
+from stead.demo import example
+from stead.identity.actor import Actor
+from stead.identity.service import get_account
+from tests.support.console import SQLITE_ONLY, Live, Pages, screenshot
+from tests.support.factories import new_client
+from tests.support.git_server import GitServer, git_server_session  # noqa: F401 - fixture
+from tests.support.postgres import free_port
+from tests.support.rows import all_text, row_counts
+
+CANARY_PASSWORD = "canary-wizard-pw-5e1f0b"
+CANARY_TOKEN = "canary-wizard-token-8c2d4a"
+CANARIES = (CANARY_PASSWORD, CANARY_TOKEN)
+
+
+@pytest.fixture
+def git_server(git_server_session: GitServer) -> GitServer:  # noqa: F811 - fixture use
+    """The git HTTP server, its tokens forgotten for this test."""
+    git_server_session.reset()
+    return git_server_session
+
+
+@pytest.fixture
+def agent(live: Live) -> str:
+    """A customer-hosted agent of the account (the ``02-create-agent`` example)."""
+    with session_scope(live.factory, write=True) as session:
+        actor = Actor(
+            type="api_client",
+            id=str(uuid.uuid4()),
+            name="tests",
+            role="SUPER_ADMIN",
+            account_id=get_account(session).id,
+        )
+        data = AgentCreate.model_validate({**example("02-create-agent"), "name": "eu-agent"})
+        return agents_service.create(session, actor=actor, data=data).id
+
+
+@pytest.fixture
+def api(live: Live) -> Iterator[httpx.Client]:
+    """``/v1`` of the live server as a Super Admin API client."""
+    client_id, secret = new_client(live.factory)
+    with httpx.Client(base_url=live.url) as client:
+        token = client.post(
+            "/oauth/dpc/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": client_id,
+                "client_secret": secret,
+            },
+        ).json()["access_token"]
+        client.headers["Authorization"] = f"Bearer {token}"
+        yield client
+
+
+class Seen:
+    """Every answer a page received: bodies (text ones) and headers."""
+
+    def __init__(self, page: Page) -> None:
+        self.texts: list[str] = []
+        page.on("response", self._keep)
+
+    def _keep(self, response: Response) -> None:
+        self.texts.append(repr(response.all_headers()))
+        kind = response.headers.get("content-type", "")
+        if kind.startswith(("text/", "application/json")) and response.status not in (301, 302, 303):
+            try:
+                self.texts.append(response.text())
+            except Exception:  # noqa: BLE001 - a body already gone (a navigation) is not needed
+                pass
+
+
+def _label(page: Page, text: str) -> Any:
+    """The input labelled ``text`` exactly (a required one's label ends with " *")."""
+    return page.get_by_label(re.compile(rf"^{re.escape(text)}( \*)?$"))
+
+
+def fill_redshift(page: Page, agent: str, name: str = "Finance") -> None:
+    """Fill the Project, connection, environment and credential parts for Redshift."""
+    _label(page, "Project name").fill(name)
+    _label(page, "Warehouse").select_option("REDSHIFT")
+    _label(page, "Connection name").fill("finance-dwh-prod")
+    _label(page, "Environment name").fill("prod")
+    _label(page, "Agent").select_option(agent)
+    _label(page, "Default access level").select_option("runner")
+    _label(page, "Host").fill("finance.abc123.eu-west-1.redshift.amazonaws.com")
+    _label(page, "Port").fill("5439")
+    _label(page, "User name").fill("svc_finance")
+    _label(page, "Default database").fill("finance")
+    _label(page, "Value").check()
+    _label(page, "Secret value").fill(CANARY_PASSWORD)
+
+
+def git_repository(page: Page, git_server: GitServer, url: str | None = None) -> str:
+    """Fill the Repository part with a new bare repository on the git server; its URL."""
+    repo = f"finance-{uuid.uuid4().hex[:8]}"
+    git_server.create_repo(repo, head="main", branches=["main"])
+    git_server.add_token(CANARY_TOKEN, read=[repo])
+    remote = url or f"{git_server.url}/{repo}.git"
+    _label(page, "Provider").select_option("git")
+    _label(page, "Repository URL").fill(remote)
+    _label(page, "Access token").fill(CANARY_TOKEN)
+    return remote
+
+
+def created_project(page: Page) -> str:
+    """The id of the project the wizard redirected to."""
+    page.wait_for_url("**/console/projects/*-*")
+    return page.url.rsplit("/", 1)[1]
+
+
+def assert_no_canary(live: Live, seen: Seen, capfd: pytest.CaptureFixture[str]) -> None:
+    out, err = capfd.readouterr()
+    stored = all_text(live.factory)
+    for canary in CANARIES:
+        assert canary not in out + err
+        assert canary not in stored
+        assert all(canary not in text for text in seen.texts)
+
+
+@pytest.mark.parametrize("js", [True, False], ids=["js", "no-js"])
+def test_redshift_with_a_hosted_secret_and_a_git_repository(
+    js: bool,
+    live: Live,
+    pages: Pages,
+    agent: str,
+    api: httpx.Client,
+    git_server: GitServer,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    page = pages.as_role("ADMIN", js=js)
+    seen = Seen(page)
+    page.goto("/console/projects/new")
+    for legend in ("Project", "Warehouse connection", "Environment", "Credential", "Repository"):
+        expect(page.locator("fieldset > legend", has_text=legend).first).to_have_text(legend)
+    if js:
+        screenshot(page, "wizard")
+    fill_redshift(page, agent)
+    remote = git_repository(page, git_server)
+    page.get_by_role("button", name="Create project").click()
+    project_id = created_project(page)
+
+    project = api.get(f"/v1/projects/{project_id}").json()
+    assert (project["name"], project["warehouse"]) == ("Finance", "REDSHIFT")
+    base = f"/v1/projects/{project_id}"
+    assert api.get(f"{base}/data-platform-connections/finance-dwh-prod").status_code == 200
+    secrets = api.get(f"{base}/secrets").json()["results"]
+    assert [(s["name"], s["type"]) for s in secrets] == [("prod-password", "PASSWORD")]
+    env = api.get(f"{base}/environments/prod").json()
+    assert env["defaultAgentId"] == agent
+    assert env["defaultUserAccessLevel"] == "runner"
+    properties = env["connectionOverrides"][0]["connectionProperties"]
+    assert properties["password"] == {"secretName": "prod-password", "secretKey": None}
+    assert properties["url"] == {"value": "finance.abc123.eu-west-1.redshift.amazonaws.com"}
+    assert properties["useSsl"] == {"value": "true"}
+    repository = api.get(f"{base}/repositories").json()
+    assert (repository["provider"], repository["cloneUrl"]) == ("git", remote)
+    assert repository["defaultBranch"] == "main"
+    members = api.get(f"{base}/members").json()["results"]
+    assert [m["projectRole"] for m in members] == ["OWNER"]
+    assert_no_canary(live, seen, capfd)
+
+
+@SQLITE_ONLY
+def test_snowflake_with_a_secret_reference(
+    live: Live, pages: Pages, agent: str, api: httpx.Client
+) -> None:
+    page = pages.as_role("ADMIN")
+    page.goto("/console/projects/new")
+    expect(_label(page, "Host")).to_be_visible()
+    _label(page, "Warehouse").select_option("SNOWFLAKE")  # htmx swaps the properties in
+    expect(_label(page, "Account")).to_be_visible()
+    expect(_label(page, "Host")).to_have_count(0)
+    expect(page.locator("#credential-label")).to_contain_text("Private key")
+    _label(page, "Project name").fill("Growth")
+    _label(page, "Connection name").fill("growth-dwh-prod")
+    _label(page, "Environment name").fill("prod")
+    _label(page, "Agent").select_option(agent)
+    _label(page, "Account").fill("acmeorg-growth")
+    _label(page, "User name").fill("SVC_GROWTH")
+    _label(page, "Default warehouse").fill("TRANSFORM_WH")
+    _label(page, "Secret reference").check()
+    _label(page, "Store").select_option("AWS")
+    _label(page, "Secret name in the store").fill("stead/{projectId}/growth/snowflake")
+    _label(page, "Key in the secret").fill("private_key")
+    page.get_by_role("button", name="Create project").click()
+    project_id = created_project(page)
+
+    base = f"/v1/projects/{project_id}"
+    assert api.get(base).json()["warehouse"] == "SNOWFLAKE"
+    connection = api.get(f"{base}/data-platform-connections/growth-dwh-prod").json()
+    assert connection["authType"] == "KEY_PAIR"
+    reference = api.get(f"{base}/secret-references/prod-privateKey").json()
+    assert reference["agentType"] == "AWS"
+    assert reference["secretName"] == f"stead/{project_id}/growth/snowflake"
+    assert reference["secretKey"] == "private_key"
+    env = api.get(f"{base}/environments/prod").json()
+    properties = env["connectionOverrides"][0]["connectionProperties"]
+    assert properties["privateKey"] == {"secretName": "prod-privateKey", "secretKey": None}
+    assert properties["account"] == {"value": "acmeorg-growth"}
+    assert api.get(f"{base}/secrets").json()["total"] == 0
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("js", [True, False], ids=["js", "no-js"])
+def test_a_failing_step_shows_its_error_at_the_field_and_leaves_nothing(
+    js: bool,
+    live: Live,
+    pages: Pages,
+    agent: str,
+    api: httpx.Client,
+    git_server: GitServer,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    page = pages.as_role("ADMIN", js=js)
+    seen = Seen(page)
+    page.goto("/console/projects/new")
+    before = row_counts(live.factory)
+
+    # the repository cannot be reached: asked last, after every other step has been made
+    fill_redshift(page, agent)
+    git_repository(page, git_server, url=f"http://127.0.0.1:{free_port()}/absent.git")
+    page.get_by_role("button", name="Create project").click()
+    url_field = _label(page, "Repository URL")
+    expect(url_field).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#error-summary")).to_be_focused()
+    expect(page.locator("#repository_url-error")).to_be_visible()
+    assert row_counts(live.factory) == before
+    # what was typed is kept, but no secret is written back into the form
+    expect(_label(page, "Project name")).to_have_value("Finance")
+    expect(_label(page, "Secret value")).to_have_value("")
+    expect(_label(page, "Access token")).to_have_value("")
+    assert page.locator("input[type=password][value]").count() == 0
+
+    # a name that is taken: the error is at the project's name
+    live.project("Finance")
+    before = row_counts(live.factory)
+    _label(page, "Secret value").fill(CANARY_PASSWORD)
+    _label(page, "Provider").select_option("")
+    page.get_by_role("button", name="Create project").click()
+    expect(_label(page, "Project name")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#name-error")).to_contain_text("already used")
+    expect(page.locator("#error-summary")).to_contain_text("Project name")
+    assert row_counts(live.factory) == before
+    assert api.get("/v1/projects").json()["total"] == 1
+    assert_no_canary(live, seen, capfd)
+
+
+def _tab_to(page: Page, element_id: str) -> None:
+    for _ in range(80):
+        if page.evaluate("document.activeElement && document.activeElement.id") == element_id:
+            return
+        page.keyboard.press("Tab")
+    raise AssertionError(f"Tab never reached #{element_id}")
+
+
+@SQLITE_ONLY
+def test_keyboard_only_and_every_input_has_its_label(
+    live: Live, pages: Pages, agent: str, api: httpx.Client
+) -> None:
+    page = pages.as_role("ADMIN")
+    page.goto("/console/projects/new")
+    inputs = page.locator("form.wizard :is(input, select, textarea):not([type=hidden])")
+    for index in range(inputs.count()):
+        element = inputs.nth(index)
+        element_id = element.get_attribute("id")
+        label = page.locator(f"label[for='{element_id}']").inner_text().replace("*", "").strip()
+        found = _label(page, label)
+        expect(found).to_have_count(1)
+        assert found.get_attribute("id") == element_id, label
+
+    typed = {
+        "name": "Keyboard",
+        "connection_name": "kb-dwh",
+        "environment_name": "prod",
+        "prop_url": "kb.abc123.eu-west-1.redshift.amazonaws.com",
+        "prop_port": "5439",
+        "prop_username": "svc_kb",
+        "prop_defaultDatabase": "kb",
+        "secret_value": CANARY_PASSWORD,
+    }
+    for element_id, text in typed.items():
+        _tab_to(page, element_id)
+        page.keyboard.type(text)
+    _tab_to(page, "agent")
+    page.keyboard.type("eu-agent")  # a select's type-ahead picks the option
+    _tab_to(page, "credential-value")
+    page.keyboard.press("Space")
+    _tab_to(page, "secret_value")
+    page.keyboard.press("Enter")  # submits the form
+    project_id = created_project(page)
+    env = api.get(f"/v1/projects/{project_id}/environments/prod").json()
+    assert env["defaultAgentId"] == agent
+    assert api.get(f"/v1/projects/{project_id}").json()["name"] == "Keyboard"
