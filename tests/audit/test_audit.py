@@ -139,14 +139,11 @@ def _reference(c: Ctx, name: str, **body: Any) -> str:
     c.ok(
         "POST",
         url,
-        json={
-            **example(
-                "04-create-secret-reference-aws",
-                agentId=c.world.agent_id,
-                projectId=c.world.project_id,
-            ),
-            **body,
-        },
+        json={**example(
+            "04-create-secret-reference-aws",
+            agentId=c.world.agent_id,
+            projectId=c.world.project_id,
+        ), **body},
     )
     return url
 
@@ -588,50 +585,3 @@ def test_a_refusal_that_cannot_be_recorded_is_still_a_403(
         session.commit()
     resp = http.patch(f"/v1/projects/{project_id}", json={"description": "x"}, headers=viewer)
     assert_problem(resp, 403)
-
-
-def test_latest_events_pages_a_projects_trail_newest_first_by_keyset(
-    http: TestClient, session_factory: sessionmaker[Session], admin: dict[str, str]
-) -> None:
-    """``latest_events`` (the console's project audit tab): only the project's events, newest
-    first, each page below the previous one's cursor, the last page without a cursor."""
-    from stead.audit.service import AuditFilter, latest_events
-    from stead.identity.actor import Actor
-    from stead.projects.models import Project
-
-    ids = []
-    for name in ("keyset-a", "keyset-b"):
-        body = {**example("01-create-project-redshift"), "name": name}
-        ids.append(http.post("/v1/projects", json=body, headers=admin).json()["projectId"])
-    a, b = ids
-    for n in range(4):
-        resp = http.patch(f"/v1/projects/{a}", json={"description": f"d{n}"}, headers=admin)
-        assert resp.status_code == 200
-        http.patch(f"/v1/projects/{b}", json={"description": f"d{n}"}, headers=admin)
-    with session_factory() as session:
-        account_id = session.get(Project, a).account_id  # type: ignore[union-attr]
-        expected = list(
-            session.scalars(
-                select(AuditEvent.id)
-                .where(AuditEvent.project_id == a)
-                .order_by(AuditEvent.id.desc())
-            )
-        )
-        actor = Actor(
-            type="user", id="reader", name="reader", role="SUPER_ADMIN", account_id=account_id
-        )
-        where = AuditFilter(project_ids=None, project_id=a)
-        seen: list[int] = []
-        before = None
-        pages = 0
-        while True:
-            events, before = latest_events(session, actor=actor, where=where, before=before, size=2)
-            pages += 1
-            assert all(e.project_id == a for e in events)
-            seen.extend(e.id for e in events)
-            if before is None:
-                break
-            assert before == events[-1].id
-    assert len(expected) == 5  # project.created and four project.updated
-    assert seen == expected
-    assert pages == 3
