@@ -69,9 +69,13 @@ class World:
         ok(self.api.post(f"{self.base}/secrets", json={"name": name, "type": kind, "value": value}))
 
     def environment(self, name: str, **properties: Any) -> dict[str, Any]:
-        """Create environment ``name`` from the warehouse's example, ``properties`` changed."""
+        """Create environment ``name`` from the warehouse's example, ``properties`` changed; a
+        Redshift password not given is :data:`CANARY`, inline (Stead stores it as a hosted
+        secret)."""
         body = example(f"05-create-environment-{self.warehouse}", agentId=self.agent_id)
         body["name"] = name
+        if self.warehouse == "redshift":
+            properties.setdefault("password", {"value": CANARY})
         body["connectionOverrides"][0]["connectionProperties"].update(properties)
         return dict(ok(self.api.post(f"{self.base}/environments", json=body)))
 
@@ -109,7 +113,9 @@ def furnish(world: World, tmp: Path) -> None:
             ),
         )
     )
-    world.environment("prod")
+    world.environment(
+        "prod", password={"secretName": "finance-prod-redshift", "secretKey": "password"}
+    )
     remote = create_bare_repository(tmp / f"{world.name}.git")
     ok(
         world.api.post(

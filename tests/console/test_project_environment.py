@@ -16,7 +16,6 @@ from playwright.sync_api import Page, expect
 from stead.settings import Settings
 from tests.console.project_world import (
     Recorder,
-    World,
     api_client,
     assert_not_logged,
     logs,  # noqa: F401 - fixture
@@ -209,9 +208,7 @@ def test_dbt_profile_download_is_the_apis_profile(
 
 
 @SQLITE_ONLY
-def test_reader_sees_no_edit_or_test_buttons(
-    live: Live, pages: Pages, api: httpx.Client
-) -> None:
+def test_reader_sees_no_edit_or_test_buttons(live: Live, pages: Pages, api: httpx.Client) -> None:
     world = make_project(live, api, "redshift")
     world.environment("prod")
     _, viewer = live.user(project_id=world.project_id, project_role="VIEWER")

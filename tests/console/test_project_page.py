@@ -178,9 +178,7 @@ def test_delete_by_typing_the_name(live: Live, pages: Pages, api: httpx.Client, 
         with page.expect_response(lambda r: r.url.endswith("/delete")) as answer:
             button.click()
         assert answer.value.status == 400
-        expect(page.get_by_label("Type Sales to confirm")).to_have_attribute(
-            "aria-invalid", "true"
-        )
+        expect(page.get_by_label("Type Sales to confirm")).to_have_attribute("aria-invalid", "true")
         assert world.api.get(world.base).status_code == 200
 
     page.get_by_label("Type Sales to confirm").fill("Sales")

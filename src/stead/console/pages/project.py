@@ -19,7 +19,6 @@ from urllib.parse import quote, urlencode
 from fastapi import Depends, Form, Path, Query, Request, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
-from stead.console.web import ConsoleUser
 
 from stead.agents import service as agents_service
 from stead.agents.models import Agent
@@ -27,6 +26,7 @@ from stead.audit import service as audit_service
 from stead.audit.service import AuditFilter
 from stead.connections import service as connections_service
 from stead.console import web
+from stead.console.web import ConsoleUser
 from stead.environments import service as environment_service
 from stead.environments.credentials import PROPERTIES
 from stead.environments.routes import environment_read
@@ -132,9 +132,7 @@ def _tab_allowed(ctx: ProjectContext, permission: str) -> bool:
 # --- the project page ------------------------------------------------------------------------
 
 
-def _tab_context(
-    db: Session, ctx: ProjectContext, tab: str, before: int | None
-) -> dict[str, Any]:
+def _tab_context(db: Session, ctx: ProjectContext, tab: str, before: int | None) -> dict[str, Any]:
     project = ctx.project
     everything = PageParams(page=0, size=LIST_SIZE)
     if tab == "overview":
@@ -142,9 +140,7 @@ def _tab_context(
         total, _ = environment_service.list_page(db, project=project, params=PageParams(0, 1))
         return {"connections": connections, "environment_count": total}
     if tab == "environments":
-        total, environments = environment_service.list_page(
-            db, project=project, params=everything
-        )
+        total, environments = environment_service.list_page(db, project=project, params=everything)
         return {"environments": environments, "total": total}
     if tab == "secrets":
         hosted_total, hosted = secrets_service.list_hosted(db, project=project, params=everything)
@@ -322,9 +318,9 @@ def _points_at(db: Session, project_id: str, entry: StoredValue) -> str:
     return f"secret reference {name} to {reference.agent_type} secret {reference.secret_name}{key}"
 
 
-def _property_rows(db: Session, project_id: str, warehouse: str, stored: dict[str, Any]) -> list[
-    PropertyRow
-]:
+def _property_rows(
+    db: Session, project_id: str, warehouse: str, stored: dict[str, Any]
+) -> list[PropertyRow]:
     spec = spec_for(warehouse)
     rows = []
     for key in spec.keys:
@@ -515,9 +511,7 @@ def update_environment(
                 aliases[f"{PROPERTIES}.{key}.secretName"] = REPLACE + key
         errors = web.form_errors(exc, aliases=aliases)
         kept = {k: v for k, v in form.items() if not k.startswith(REPLACE) and k != "csrf_token"}
-        return _environment_page(
-            request, db, ctx, errors=errors, form=kept, status=exc.status
-        )
+        return _environment_page(request, db, ctx, errors=errors, form=kept, status=exc.status)
     web.flash(db, console, f"Environment {environment.name} saved.")
     return web.redirect(environment_url(ctx.project.id, environment.name))
 
@@ -616,4 +610,3 @@ def remove_access(
     )
     web.flash(db, console, f"Access to {env.environment.name} removed.")
     return web.redirect(environment_url(ctx.project.id, env.environment.name))
-
