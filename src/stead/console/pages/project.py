@@ -55,7 +55,7 @@ from stead.projects.schemas import ProjectUpdate
 from stead.repositories import service as repository_service
 from stead.secrets import service as secrets_service
 from stead.secrets.schemas import HOSTED_STORE
-from stead.warehouses import StoredValue, connection_test, spec_for
+from stead.warehouses import StoredValue, WarehouseSpec, connection_test, spec_for
 from stead.warehouses.dbt import MEDIA_TYPE, profiles_yml
 from stead.warehouses.schemas import ConnectionTestError, ConnectionTestResult
 
@@ -318,22 +318,28 @@ def _points_at(db: Session, project_id: str, entry: StoredValue) -> str:
     return f"secret reference {name} to {reference.agent_type} secret {reference.secret_name}{key}"
 
 
+def _in_secret(spec: WarehouseSpec, key: str, entry: StoredValue | None) -> bool:
+    """True when property ``key`` is held in a secret (every sensitive property, and any
+    other stored as ``secretName``): the form shows what it points at and a "Replace" input."""
+    return key in spec.sensitive or (entry is not None and "secretName" in entry)
+
+
 def _property_rows(
-    db: Session, project_id: str, warehouse: str, stored: dict[str, Any]
+    db: Session, project_id: str, warehouse: str, stored: dict[str, StoredValue]
 ) -> list[PropertyRow]:
     spec = spec_for(warehouse)
     rows = []
     for key in spec.keys:
         entry = stored.get(key)
-        held = entry is not None and "secretName" in entry
+        referenced = entry is not None and "secretName" in entry
         rows.append(
             PropertyRow(
                 key=key,
                 required=key in spec.required,
-                value=entry["value"] if entry is not None and not held else "",
-                points_at=_points_at(db, project_id, entry) if held and entry else None,
-                fingerprint=entry.get("fingerprint") if held and entry else None,
-                secret=key in spec.sensitive or held,
+                value=entry["value"] if entry is not None and not referenced else "",
+                points_at=_points_at(db, project_id, entry) if entry and referenced else None,
+                fingerprint=entry.get("fingerprint") if entry and referenced else None,
+                secret=_in_secret(spec, key, entry),
             )
         )
     return rows
@@ -447,8 +453,7 @@ def _update_body(ctx: EnvironmentContext, form: dict[str, str]) -> dict[str, Any
     changes: dict[str, Any] = {}
     for key in spec.keys:
         entry = stored.get(key)
-        held = entry is not None and "secretName" in entry
-        if key in spec.sensitive or held:
+        if _in_secret(spec, key, entry):
             replacement = form.get(REPLACE + key, "")
             if replacement:
                 changes[key] = {"value": replacement}
@@ -473,12 +478,14 @@ def _update_body(ctx: EnvironmentContext, form: dict[str, str]) -> dict[str, Any
     return body
 
 
-def _edit_aliases(warehouse: str) -> dict[str, str]:
-    """Service violation paths -> the edit form's field names."""
+def _edit_aliases(spec: WarehouseSpec, stored: dict[str, StoredValue]) -> dict[str, str]:
+    """Service violation paths (``<properties>.<key>[.value|.secretName|.secretKey]``) -> the
+    edit form's field of that property: its "Replace" input or its plain input."""
     aliases = {}
-    for key in spec_for(warehouse).keys:
-        for path in (f"{PROPERTIES}.{key}", f"{PROPERTIES}.{key}.secretName"):
-            aliases[path] = PLAIN + key
+    for key in spec.keys:
+        name = (REPLACE if _in_secret(spec, key, stored.get(key)) else PLAIN) + key
+        for suffix in ("", ".value", ".secretName", ".secretKey"):
+            aliases[f"{PROPERTIES}.{key}{suffix}"] = name
     return aliases
 
 
@@ -502,13 +509,7 @@ def update_environment(
         )
     except AppError as exc:
         db.rollback()
-        aliases = _edit_aliases(ctx.project.warehouse)
-        stored = environment.connection_properties
-        for key in spec.keys:  # a secret's errors go to its "Replace" input
-            entry = stored.get(key)
-            if key in spec.sensitive or (entry is not None and "secretName" in entry):
-                aliases[f"{PROPERTIES}.{key}"] = REPLACE + key
-                aliases[f"{PROPERTIES}.{key}.secretName"] = REPLACE + key
+        aliases = _edit_aliases(spec, environment.connection_properties)
         errors = web.form_errors(exc, aliases=aliases)
         kept = {k: v for k, v in form.items() if not k.startswith(REPLACE) and k != "csrf_token"}
         return _environment_page(request, db, ctx, errors=errors, form=kept, status=exc.status)
