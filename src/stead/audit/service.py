@@ -155,3 +155,24 @@ def list_events(
 ) -> tuple[int, list[AuditEvent]]:
     """One page of the audit events the caller may read that match ``where``, oldest first."""
     return paginate(session, _query(actor.account_id, where), params)
+
+
+def latest_events(
+    session: Session, *, actor: Actor, where: AuditFilter, before: int | None, size: int
+) -> tuple[list[AuditEvent], int | None]:
+    """The newest audit events the caller may read that match ``where``, keyset-paged by id
+    (the order events were written): at most ``size`` events with ids below ``before`` (None:
+    from the newest), newest first.
+
+    Returns:
+        ``(events, next_before)``: ``next_before`` is the cursor of the next (older) page, None
+        on the last page. Each page costs the same however deep it lies (no ``OFFSET``) and
+        nothing is counted.
+    """
+    query = _query(actor.account_id, where).order_by(None).order_by(AuditEvent.id.desc())
+    if before is not None:
+        query = query.where(AuditEvent.id < before)
+    rows = list(session.scalars(query.limit(size + 1)))
+    more = len(rows) > size
+    rows = rows[:size]
+    return rows, rows[-1].id if more else None

@@ -7,13 +7,14 @@ from fastapi import APIRouter
 from fastapi.responses import RedirectResponse
 
 from stead.console import web
-from stead.console.pages import account, auth, projects, wizard
+from stead.console.pages import account, auth, project, projects, wizard
 
 console_router = APIRouter(prefix=web.PREFIX)
 console_router.include_router(auth.router)
 console_router.include_router(account.router)
 console_router.include_router(wizard.router)
 console_router.include_router(projects.router)
+console_router.include_router(project.router)
 
 
 @console_router.get("")

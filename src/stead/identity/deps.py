@@ -14,6 +14,7 @@ tests and documentation can read which permission every route needs.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -196,9 +197,23 @@ def visible_project(session: Session, *, actor: Actor, project_id: str) -> Proje
     return ProjectContext(actor=actor, project=project, role=role)
 
 
-def _project_context(permission: str) -> Callable[..., Awaitable[ProjectContext]]:
+#: A dependency that authenticates a request and returns its :class:`Actor`: the bearer token's
+#: (:func:`current_actor`, ``/v1``) or the console session's.
+ActorDependency = Callable[..., Awaitable[Actor]]
+
+
+@functools.cache
+def project_permission(
+    permission: str, actor_dependency: ActorDependency = current_actor
+) -> Callable[..., Awaitable[ProjectContext]]:
+    """Dependency factory: the path's project (``{projectId}``) as the actor of
+    ``actor_dependency`` sees it (:func:`visible_project`: 404 when invisible), whose project
+    role must grant ``permission`` (else :class:`PermissionDenied`, 403). ``/v1`` and the
+    console build their checks with it, so both judge a request by the same table; the same
+    arguments give the same dependency (FastAPI runs it once per request)."""
+
     async def dependency(
-        actor: ActorDep,
+        actor: Actor,
         session: SessionDep,
         project_id: Annotated[str, Path(alias="projectId", description="project UUID")],
     ) -> ProjectContext:
@@ -211,6 +226,9 @@ def _project_context(permission: str) -> Callable[..., Awaitable[ProjectContext]
             )
         return ctx
 
+    # Set here, not written in the signature: under postponed evaluation FastAPI resolves a
+    # written annotation in the module's globals, where ``actor_dependency`` is not.
+    dependency.__annotations__["actor"] = Annotated[Actor, Depends(actor_dependency)]
     REQUIREMENTS[dependency] = ("project", permission)
     return dependency
 
@@ -255,7 +273,7 @@ class EnvironmentContext:
     level: str
 
 
-ProjectReader = Annotated[ProjectContext, Depends(_project_context("project.read"))]
+ProjectReader = Annotated[ProjectContext, Depends(project_permission("project.read"))]
 
 
 def _environment_level(
@@ -277,9 +295,17 @@ def _environment_level(
     return environment, level
 
 
-def _environment_context(permission: str) -> Callable[..., Awaitable[EnvironmentContext]]:
+@functools.cache
+def environment_permission(
+    permission: str, actor_dependency: ActorDependency = current_actor
+) -> Callable[..., Awaitable[EnvironmentContext]]:
+    """Dependency factory: the path's project (``{projectId}``, readable by the actor of
+    ``actor_dependency``, else 404) and environment (``{environmentName}``, else 404), in which
+    the actor's access level must grant ``permission`` (else :class:`PermissionDenied`, 403)."""
+    reader = project_permission("project.read", actor_dependency)
+
     async def dependency(
-        ctx: ProjectReader,
+        ctx: ProjectContext,
         session: SessionDep,
         name: Annotated[str, Path(alias="environmentName", description="environment name")],
     ) -> EnvironmentContext:
@@ -301,6 +327,7 @@ def _environment_context(permission: str) -> Callable[..., Awaitable[Environment
             level=level,
         )
 
+    dependency.__annotations__["ctx"] = Annotated[ProjectContext, Depends(reader)]
     REQUIREMENTS[dependency] = ("environment", permission)
     return dependency
 
@@ -345,14 +372,20 @@ def _audit_filter(
 
 REQUIREMENTS[_audit_filter] = ("audit", "audit.read")
 
-ProjectWriter = Annotated[ProjectContext, Depends(_project_context("project.write"))]
-ProjectUpdater = Annotated[ProjectContext, Depends(_project_context("project.update"))]
-ProjectDeleter = Annotated[ProjectContext, Depends(_project_context("project.delete"))]
-MemberReader = Annotated[ProjectContext, Depends(_project_context("member.read"))]
-MemberManager = Annotated[ProjectContext, Depends(_project_context("member.manage"))]
-EnvironmentReader = Annotated[EnvironmentContext, Depends(_environment_context("environment.read"))]
-EnvironmentRunner = Annotated[EnvironmentContext, Depends(_environment_context("environment.run"))]
-EnvironmentAdmin = Annotated[EnvironmentContext, Depends(_environment_context("environment.write"))]
+ProjectWriter = Annotated[ProjectContext, Depends(project_permission("project.write"))]
+ProjectUpdater = Annotated[ProjectContext, Depends(project_permission("project.update"))]
+ProjectDeleter = Annotated[ProjectContext, Depends(project_permission("project.delete"))]
+MemberReader = Annotated[ProjectContext, Depends(project_permission("member.read"))]
+MemberManager = Annotated[ProjectContext, Depends(project_permission("member.manage"))]
+EnvironmentReader = Annotated[
+    EnvironmentContext, Depends(environment_permission("environment.read"))
+]
+EnvironmentRunner = Annotated[
+    EnvironmentContext, Depends(environment_permission("environment.run"))
+]
+EnvironmentAdmin = Annotated[
+    EnvironmentContext, Depends(environment_permission("environment.write"))
+]
 AuditReader = Annotated[AuditFilter, Depends(_audit_filter)]
 ProjectCreator = Annotated[Actor, Depends(require_account("project.create"))]
 AgentReader = Annotated[Actor, Depends(require_account("agent.read"))]

@@ -34,8 +34,11 @@ import anyio.from_thread
 import anyio.to_thread
 from fastapi import Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from stead import audit
+from stead.environments import service as environment_service
+from stead.environments.models import Environment
 from stead.errors import AppError, BadRequest
 from stead.identity.actor import Actor
 from stead.logs import redact_text, remember_secret
@@ -591,3 +594,49 @@ def validate(
             violations=[f"{PROPERTIES}: the connection test failed: {error.code} {error.message}"],
             extra={"warehouseError": error.model_dump()},
         )
+
+
+async def run_for_environment(
+    request: Request,
+    session: Session,
+    *,
+    actor: Actor,
+    project: Project,
+    environment: Environment,
+) -> ConnectionTestResult:
+    """Test ``environment``'s stored settings (``POST .../connection-test`` and the console's
+    Test connection): check that the actor may send the environment's stored secrets where it
+    names (:func:`stead.environments.service.check_secret_use`), resolve its credentials, run the
+    test outside the request's transaction (:func:`run_outside`), then audit it
+    (:func:`record`). The caller has checked ``environment.run`` on the environment.
+
+    Returns the result, ``ok`` false with the warehouse's own code when it refused.
+
+    Raises:
+        PermissionDenied: a stored secret of another environment is not the actor's to send.
+        and every error of :func:`resolve_target` and :func:`run_outside`.
+    """
+    settings: Settings = request.app.state.settings
+    properties = environment.connection_properties
+    await run_in_threadpool(
+        environment_service.check_secret_use,
+        session,
+        actor=actor,
+        project=project,
+        properties=properties,
+        environment=environment,
+    )
+    target = await run_in_threadpool(
+        resolve_target, session, settings=settings, project=project, properties=properties
+    )
+    result = await run_outside(request, session, target)
+    await run_in_threadpool(
+        record,
+        session,
+        actor=actor,
+        project=project,
+        environment=environment.name,
+        host=host_of(target, settings),
+        result=result,
+    )
+    return result

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from fastapi import Request
-from starlette.concurrency import run_in_threadpool
 
-from stead.environments import service as environment_service
 from stead.identity.deps import EnvironmentRunner
 from stead.pipeline.transaction import SessionDep, make_router
 from stead.warehouses import connection_test
@@ -37,30 +35,6 @@ async def test_connection(
     """Open a session to the warehouse with the environment's resolved credentials and run a
     trivial query (Stead). The test ran whenever the answer is 200: ``ok`` tells whether the
     warehouse accepted, and ``error`` carries its own code when it did not."""
-    settings = request.app.state.settings
-    await run_in_threadpool(
-        environment_service.check_secret_use,
-        session,
-        actor=ctx.actor,
-        project=ctx.project,
-        properties=ctx.environment.connection_properties,
-        environment=ctx.environment,
+    return await connection_test.run_for_environment(
+        request, session, actor=ctx.actor, project=ctx.project, environment=ctx.environment
     )
-    target = await run_in_threadpool(
-        connection_test.resolve_target,
-        session,
-        settings=settings,
-        project=ctx.project,
-        properties=ctx.environment.connection_properties,
-    )
-    result = await connection_test.run_outside(request, session, target)
-    await run_in_threadpool(
-        connection_test.record,
-        session,
-        actor=ctx.actor,
-        project=ctx.project,
-        environment=ctx.environment.name,
-        host=connection_test.host_of(target, settings),
-        result=result,
-    )
-    return result

@@ -1,0 +1,278 @@
+"""The environment page, ``/console/projects/{id}/environments/{name}``: a secret field shows
+what it points at and keeps it when "Replace" is left blank; Test connection against the
+warehouses' test servers (the Redshift wire shim, the Snowflake server) shows success and the
+driver's reason for a failure; the dbt profile download; per-user access; what a reader sees;
+canary credentials absent from pages, headers and logs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+from stead.settings import Settings
+from tests.console.project_world import (
+    Recorder,
+    api_client,
+    assert_not_logged,
+    logs,  # noqa: F401 - fixture
+    main_text,
+    make_project,
+)
+from tests.support.console import SQLITE_ONLY, Live, Pages, screenshot
+from tests.support.keys import pkcs8, rsa_key
+from tests.support.outbound import LOCAL
+from tests.support.redshift_shim import RedshiftServer, redshift_server_session  # noqa: F401
+from tests.support.snowflake_server import (  # noqa: F401 - fixture
+    SnowflakeServer,
+    snowflake_server_session,
+)
+from tests.warehouses.test_connection_test import ACCOUNT, SF_USER, public_pem
+
+#: A wrong password typed into "Replace": it must reach no page, header or log line.
+WRONG = "wrong-canary-5d1e0b7f"
+
+
+@pytest.fixture
+def snowflake(snowflake_server_session: SnowflakeServer) -> SnowflakeServer:  # noqa: F811
+    """The Snowflake test server with ``SVC_GROWTH`` holding test key 1's public key."""
+    snowflake_server_session.reset()
+    snowflake_server_session.add_user(
+        ACCOUNT, SF_USER, public_keys=(public_pem(1),), roles=("TRANSFORMER",)
+    )
+    return snowflake_server_session
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path, snowflake: SnowflakeServer) -> Settings:
+    """The console's settings: the Snowflake test server, loopback warehouses allowed."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=db_url,
+        github_api_url="http://127.0.0.1:9/unused",
+        snowflake_host=snowflake.host,
+        snowflake_port=snowflake.port,
+        snowflake_protocol="http",
+        warehouse_connect_timeout_seconds=5,
+        warehouse_query_timeout_seconds=5,
+        **LOCAL,
+    )
+
+
+@pytest.fixture
+def api(live: Live) -> httpx.Client:
+    return api_client(live)
+
+
+def shim_properties(server: RedshiftServer, password: str) -> dict[str, Any]:
+    """Redshift properties of an environment on the wire shim (no SSL there)."""
+    return {
+        "url": {"value": server.host},
+        "port": {"value": str(server.port)},
+        "username": {"value": server.user},
+        "password": {"value": password},
+        "defaultDatabase": {"value": server.database},
+        "defaultSchema": {"value": "public"},
+        "useSsl": {"value": "false"},
+    }
+
+
+def _test_connection(page: Page, name: str, js: bool) -> str:
+    """Press "Test connection for <name>"; the text of the result region."""
+    region = page.locator("#connection-test-result")
+    button = page.get_by_role("button", name=f"Test connection for {name}")
+    with page.expect_response(lambda r: r.url.endswith("/connection-test")) as answer:
+        button.click()
+    assert answer.value.status == 200
+    if not js:
+        page.wait_for_load_state()
+    expect(region).to_contain_text("Connection")
+    expect(region).to_have_attribute("aria-live", "polite")
+    return region.inner_text()
+
+
+def _save(page: Page, name: str) -> None:
+    page.get_by_role("button", name=f"Save environment {name}").click()
+    page.wait_for_load_state()
+    expect(page.get_by_role("status").first).to_contain_text(f"Environment {name} saved")
+
+
+@pytest.mark.parametrize("js", [True, False], ids=["js", "nojs"])
+def test_redshift_replace_keep_and_test_connection(
+    live: Live,
+    pages: Pages,
+    api: httpx.Client,
+    redshift_server_session: RedshiftServer,  # noqa: F811
+    logs: pytest.LogCaptureFixture,  # noqa: F811
+    js: bool,
+    db_url: str,
+) -> None:
+    server = redshift_server_session
+    world = make_project(live, api, "redshift")
+    world.environment("prod", **shim_properties(server, server.password))
+    _, owner = live.user(project_id=world.project_id, project_role="OWNER")
+    page = pages.as_user(owner, js=js)
+    seen = Recorder(page)
+    page.goto(world.environment_page("prod"))
+
+    # the stored password: what it points at, never a value; an empty "Replace" input
+    expect(page.locator("#current-password")).to_contain_text(
+        "hosted secret prod-password (stored by Stead)"
+    )
+    replace = page.get_by_label("Replace password")
+    expect(replace).to_have_value("")
+    assert "Connection succeeded" in _test_connection(page, "prod", js)
+    if js and db_url.startswith("sqlite"):
+        screenshot(page, "environment")
+
+    # replace it with a wrong one: the test fails with the driver's reason
+    page.goto(world.environment_page("prod"))
+    page.get_by_label("Replace password").fill(WRONG)
+    _save(page, "prod")
+    version = world.get("/secrets/prod-password")["version"]
+    text = _test_connection(page, "prod", js)
+    assert "Connection failed" in text and "28P01" in text
+    assert "password" in text
+
+    # blank "Replace" keeps the stored secret; other fields change
+    page.goto(world.environment_page("prod"))
+    page.get_by_label("defaultSchema").fill("analytics")
+    page.get_by_label("Display name").fill("Production")
+    _save(page, "prod")
+    stored = world.get("/environments/prod")
+    properties = stored["connectionOverrides"][0]["connectionProperties"]
+    assert properties["password"] == {"secretName": "prod-password", "set": True}
+    assert properties["defaultSchema"] == {"value": "analytics"}
+    assert stored["displayName"] == "Production"
+    assert world.get("/secrets/prod-password")["version"] == version
+    assert "28P01" in _test_connection(page, "prod", js)  # still the wrong one
+
+    # replace it with the right one: success again
+    page.goto(world.environment_page("prod"))
+    page.get_by_label("Replace password").fill(server.password)
+    _save(page, "prod")
+    assert world.get("/secrets/prod-password")["version"] == version + 1
+    assert "Connection succeeded" in _test_connection(page, "prod", js)
+
+    seen.assert_absent(server.password, WRONG)
+    assert_not_logged(logs, server.password, WRONG)
+    assert WRONG not in main_text(page)
+
+
+@SQLITE_ONLY
+def test_snowflake_test_connection_success_and_the_drivers_reason(
+    live: Live, pages: Pages, api: httpx.Client, snowflake: SnowflakeServer
+) -> None:
+    world = make_project(live, api, "snowflake")
+    world.hosted("key-1", pkcs8(rsa_key(number=1)), "PRIVATE_KEY")
+    world.hosted("key-2", pkcs8(rsa_key(number=2)), "PRIVATE_KEY")
+    world.environment("prod", privateKey={"secretName": "key-1"})
+    world.environment("stale", privateKey={"secretName": "key-2"})
+    _, owner = live.user(project_id=world.project_id, project_role="OWNER")
+    page = pages.as_user(owner)
+
+    page.goto(world.environment_page("prod"))
+    expect(page.locator("#current-privateKey")).to_contain_text("hosted secret key-1")
+    text = _test_connection(page, "prod", js=True)
+    assert "Connection succeeded" in text and "10.0.0" in text
+    assert len(snowflake.logins()) == 1
+
+    page.goto(world.environment_page("stale"))
+    text = _test_connection(page, "stale", js=True)
+    assert "Connection failed" in text and "390144" in text
+    assert "public key" in text  # Stead's hint for the code, with the key's fingerprint
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("js", [True, False], ids=["js", "nojs"])
+def test_dbt_profile_download_is_the_apis_profile(
+    live: Live, pages: Pages, api: httpx.Client, js: bool
+) -> None:
+    world = make_project(live, api, "snowflake")
+    world.hosted("growth-prod-private-key", pkcs8(rsa_key(number=1)), "PRIVATE_KEY")
+    world.environment("prod")
+    _, viewer = live.user(project_id=world.project_id, project_role="VIEWER")
+    page = pages.as_user(viewer, js=js)
+    page.goto(world.environment_page("prod"))
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download dbt profile for prod").click()
+    assert download.value.suggested_filename == "profiles.yml"
+    text = Path(download.value.path()).read_text()
+    expected = api.get(f"{world.base}/environments/prod/profile", params={"format": "dbt"})
+    assert expected.status_code == 200
+    assert text == expected.text
+    assert "env_var('STEAD_" in text  # the key stays out: a reference to it
+
+
+@SQLITE_ONLY
+def test_reader_sees_no_edit_or_test_buttons(live: Live, pages: Pages, api: httpx.Client) -> None:
+    world = make_project(live, api, "redshift")
+    world.environment("prod")
+    _, viewer = live.user(project_id=world.project_id, project_role="VIEWER")
+    page = pages.as_user(viewer)
+    page.goto(world.environment_page("prod"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("Environment prod")
+    for name in ("Save environment prod", "Test connection for prod", "Set access to prod"):
+        expect(page.get_by_role("button", name=name)).to_have_count(0)
+    expect(page.get_by_label("Replace password")).to_have_count(0)
+    token = page.locator("input[name=csrf_token]").first.get_attribute("value")
+    assert token
+    base = world.environment_page("prod")
+    for path in ("", "/connection-test", "/access"):
+        answer = page.request.post(base + path, form={"csrf_token": token})
+        assert answer.status == 403, path
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("js", [True, False], ids=["js", "nojs"])
+def test_per_user_access_set_and_remove(
+    live: Live, pages: Pages, api: httpx.Client, js: bool
+) -> None:
+    world = make_project(live, api, "redshift")
+    world.environment("prod")
+    _, owner = live.user(project_id=world.project_id, project_role="OWNER")
+    user_id, alice = live.user(project_id=world.project_id, project_role="CONTRIBUTOR")
+    page = pages.as_user(owner, js=js)
+    page.goto(world.environment_page("prod"))
+
+    page.get_by_label(re.compile("^User")).select_option(label=alice)
+    page.get_by_label(re.compile("^Access level")).select_option("noAccess")
+    page.get_by_role("button", name="Set access to prod").click()
+    page.wait_for_load_state()
+    row = page.get_by_role("row", name=alice)
+    expect(row).to_contain_text("noAccess")
+    access = world.get("/environments/prod/access")["results"]
+    assert [(a["userId"], a["accessLevel"]) for a in access] == [(user_id, "noAccess")]
+
+    page.get_by_role("button", name=f"Remove access of {alice} to prod").click()
+    page.wait_for_load_state()
+    expect(page.get_by_role("row", name=alice)).to_have_count(0)
+    assert world.get("/environments/prod/access")["results"] == []
+
+
+@SQLITE_ONLY
+def test_edit_errors_at_their_fields_store_nothing(
+    live: Live, pages: Pages, api: httpx.Client
+) -> None:
+    world = make_project(live, api, "redshift")
+    world.environment("prod")
+    before = world.get("/environments/prod")
+    _, owner = live.user(project_id=world.project_id, project_role="OWNER")
+    page = pages.as_user(owner, js=False)
+    page.goto(world.environment_page("prod"))
+    page.get_by_label("port").fill("70000")
+    page.get_by_label("Replace password").fill(WRONG)
+    with page.expect_response(lambda r: r.request.method == "POST") as answer:
+        page.get_by_role("button", name="Save environment prod").click()
+    assert answer.value.status == 400
+    expect(page.get_by_label("port")).to_have_attribute("aria-invalid", "true")
+    summary = page.get_by_role("alert").get_by_role("link", name="must be a whole number")
+    expect(summary).to_have_attribute("href", "#property-port")
+    expect(page.locator("#property-port-error")).to_contain_text("1 to 65535")
+    expect(page.get_by_label("Replace password")).to_have_value("")  # never sent back
+    assert world.get("/environments/prod") == before
+    assert WRONG not in page.content()
