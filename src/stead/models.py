@@ -11,6 +11,7 @@ from stead.identity.models import (
     ApiClient,
     EnvironmentAccess,
     Invitation,
+    PasswordReset,
     ProjectMember,
     User,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "HostedSecretVersion",
     "IdempotencyKey",
     "Invitation",
+    "PasswordReset",
     "Project",
     "ProjectListBucket",
     "ProjectMember",
