@@ -197,13 +197,19 @@ async def _log_in(
     throttle.check(name=name, address=address)
 
     def run(session: Session) -> tuple[User | None, Unauthorized | None]:
-        return users.login(
+        user, refusal = users.login(
             session,
             email=email,
             password=password,
             settings=state.settings,
             **_request_origin(request),
         )
+        if refusal is not None and "Retry-After" in refusal.headers:
+            # A lock signs the user out everywhere: this process forgets them once committed.
+            locked = service.find_user(session, email=email)
+            if locked is not None:
+                _forget_after_commit(session, request, locked.id)
+        return user, refusal
 
     def in_own_transaction() -> tuple[User | None, Unauthorized | None]:
         with session_scope(state.sessionmaker, write=True) as own:
