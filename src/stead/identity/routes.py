@@ -47,6 +47,7 @@ from stead.identity.schemas import (
     LoginRequest,
     MemberRead,
     MemberUpdate,
+    PasswordChange,
     PasswordResetCreated,
     PasswordResetUse,
     TokenResponse,
@@ -146,7 +147,7 @@ async def token(
     if grant_type == "password":
         if not username or not password:
             return _oauth_error("invalid_request", "username and password are required", 400)
-        user, refusal = await _log_in(request, email=username, password=password)
+        user, refusal = await throttled_login(request, email=username, password=password)
         if refusal is not None or user is None:
             return _oauth_error("invalid_grant", refusal.detail if refusal else "", 400)
         return _token_response(request, user)
@@ -181,7 +182,7 @@ def _address(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
-async def _log_in(
+async def throttled_login(
     request: Request, *, email: str, password: str, session: Session | None = None
 ) -> tuple[User | None, Unauthorized | None]:
     """:func:`stead.identity.users.login` throttled (:mod:`stead.pipeline.throttle`), its
@@ -208,7 +209,7 @@ async def _log_in(
             # A lock signs the user out everywhere: this process forgets them once committed.
             locked = service.find_user(session, email=email)
             if locked is not None:
-                _forget_after_commit(session, request, locked.id)
+                forget_after_commit(session, request, locked.id)
         return user, refusal
 
     def in_own_transaction() -> tuple[User | None, Unauthorized | None]:
@@ -249,7 +250,7 @@ async def log_in(data: LoginRequest, session: SessionDep, request: Request) -> J
     counted and audited although the request is refused. Unknown emails are answered alike.
     Failed attempts are also throttled as the token endpoint's are (429, ``Retry-After``).
     """
-    user, refusal = await _log_in(
+    user, refusal = await throttled_login(
         request, email=data.email, password=data.password.get_secret_value(), session=session
     )
     if refusal is not None or user is None:
@@ -321,7 +322,7 @@ def rotate_api_client_secret(
     before stop working at once (on other server processes within ``actor_cache_seconds``)."""
     client = _client(session, actor, client_id)
     secret = service.rotate_secret(session, actor=actor, client=client)
-    _forget_after_commit(session, request, client.id)
+    forget_after_commit(session, request, client.id)
     response.headers["Cache-Control"] = "no-store"
     return _client_read(client, secret)
 
@@ -334,12 +335,14 @@ def revoke_api_client(
     processes within ``actor_cache_seconds``)."""
     client = _client(session, actor, client_id)
     service.revoke_client(session, actor=actor, client=client)
-    _forget_after_commit(session, request, client.id)
+    forget_after_commit(session, request, client.id)
     return Response(status_code=204)
 
 
-def _forget_after_commit(session: SessionDep, request: Request, principal_id: str) -> None:
-    """Drop the principal from this process's actor cache once the change is committed."""
+def forget_after_commit(session: Session, request: Request, principal_id: str) -> None:
+    """Drop the principal from this process's actor cache once ``session``'s change is
+    committed (a revoked client, a user signed out everywhere), so that its tokens are refused
+    at once here; other processes within ``actor_cache_seconds``."""
     cache: ActorCache = request.app.state.actor_cache
     event.listen(session, "after_commit", lambda _: cache.forget(principal_id), once=True)
 
@@ -385,6 +388,32 @@ def read_me(actor: ActorDep, session: SessionDep) -> UserRead:
     return _user_read(session, users.me(session, actor=actor))
 
 
+@api_router.post(
+    "/users/me/password",
+    tags=["users"],
+    status_code=204,
+    responses={
+        400: {"description": "the current password is wrong or the new one is refused"},
+        404: {"description": "the caller is an API client"},
+    },
+)
+def change_my_password(
+    data: PasswordChange, actor: ActorDep, session: SessionDep, request: Request
+) -> Response:
+    """Change the calling user's password: every token issued to them so far stops working
+    and their console sessions end (they log in again with the new password)."""
+    user = users.me(session, actor=actor)
+    users.change_password(
+        session,
+        actor=actor,
+        user=user,
+        current=data.current_password.get_secret_value(),
+        new=data.new_password.get_secret_value(),
+    )
+    forget_after_commit(session, request, user.id)
+    return Response(status_code=204)
+
+
 def _user(session: SessionDep, actor: Actor, user_id: str) -> User:
     return users.get_user(session, actor=actor, user_id=parse_uuid(user_id, field="userId"))
 
@@ -414,7 +443,7 @@ def update_user(
     Admin changes a Super Admin or makes one."""
     user = _user(session, actor, user_id)
     users.update_user(session, actor=actor, user=user, disabled=data.disabled, role=data.role)
-    _forget_after_commit(session, request, user.id)
+    forget_after_commit(session, request, user.id)
     return _user_read(session, user)
 
 
@@ -426,7 +455,7 @@ def revoke_user_tokens(
     session ends (they can log in again). Only a Super Admin signs out a Super Admin."""
     user = _user(session, actor, user_id)
     users.revoke_tokens(session, actor=actor, user=user)
-    _forget_after_commit(session, request, user.id)
+    forget_after_commit(session, request, user.id)
     return Response(status_code=204)
 
 
@@ -465,7 +494,7 @@ def start_password_reset(
     reset, url, mail_sent = users.start_password_reset(
         session, actor=actor, user=user, settings=request.app.state.settings
     )
-    _forget_after_commit(session, request, user.id)
+    forget_after_commit(session, request, user.id)
     response.headers["Cache-Control"] = "no-store"
     return PasswordResetCreated(
         user_id=user.id,
@@ -495,7 +524,7 @@ def use_password_reset(data: PasswordResetUse, session: SessionDep, request: Req
         password=data.password.get_secret_value(),
         **_request_origin(request),
     )
-    _forget_after_commit(session, request, user.id)
+    forget_after_commit(session, request, user.id)
     return Response(status_code=204)
 
 

@@ -16,8 +16,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from stead import audit
+from stead.console.sessions import end_user_sessions
 from stead.db import utcnow
-from stead.errors import Conflict, NotFound, Unauthorized
+from stead.errors import BadRequest, Conflict, NotFound, Unauthorized
 from stead.identity import mail
 from stead.identity.actor import Actor
 from stead.identity.models import LoginFailures, PasswordReset, User
@@ -244,13 +245,15 @@ def update_user(
     return user
 
 
-def sign_out_everywhere(session: Session, *, user: User) -> None:
+def sign_out_everywhere(session: Session, *, user: User, keep_session: str | None = None) -> None:
     """End everything ``user`` is signed in with: every access token issued so far
-    (``token_version`` + 1) and every console session. The user can log in again.
+    (``token_version`` + 1) and every console session but ``keep_session`` (the table key of
+    the session that asked, when it stays). The user can log in again.
 
     The caller audits the reason (a new role, disabling, a lock, a password reset ...).
     """
     user.token_version += 1
+    end_user_sessions(session, user_id=user.id, keep=keep_session)
     session.flush()
 
 
@@ -428,3 +431,42 @@ def reset_password(
         details={"email": user.email},
     )
     return user
+
+
+def change_password(
+    session: Session,
+    *,
+    actor: Actor,
+    user: User,
+    current: str,
+    new: str,
+    keep_session: str | None = None,
+) -> None:
+    """Change ``user``'s own password: they are signed out everywhere
+    (:func:`sign_out_everywhere`) except ``keep_session`` (the table key of the session that
+    made the change). Audited as ``user.password_changed``.
+
+    Raises:
+        BadRequest: ``currentPassword`` is not the user's password, or ``newPassword`` is the
+            same as it.
+    """
+    if not verify_secret(user.password_hash, current):
+        raise BadRequest(
+            "The current password is not correct",
+            violations=["currentPassword: is not correct"],
+        )
+    if new == current:
+        raise BadRequest(
+            "The new password is the current one",
+            violations=["newPassword: must differ from the current password"],
+        )
+    user.password_hash = hash_secret(new)
+    sign_out_everywhere(session, user=user, keep_session=keep_session)
+    audit.record(
+        session,
+        actor=actor,
+        action="user.password_changed",
+        target_type="user",
+        target_id=user.id,
+        details={"email": user.email},
+    )

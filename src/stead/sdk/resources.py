@@ -44,6 +44,7 @@ from stead.identity.schemas import (
     LoginRequest,
     MemberRead,
     MemberUpdate,
+    PasswordChange,
     PasswordResetCreated,
     TokenResponse,
     UserRead,
@@ -610,6 +611,11 @@ class Users(_Resource):
         return self._client.call(
             PasswordResetCreated, "POST", f"/v1/users/{_seg(user_id)}/password-reset"
         )
+
+    def change_password(self, body: PasswordChange | Mapping[str, Any]) -> None:
+        """``POST /v1/users/me/password`` ``{"currentPassword", "newPassword"}``: the caller's
+        tokens stop working, this client's included."""
+        self._client.request("POST", "/v1/users/me/password", json=_body(body))
 
 
 class Members(_Resource):

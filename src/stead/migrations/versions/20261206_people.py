@@ -1,7 +1,7 @@
 """people: password reset links, users' last login
 
 Revision ID: 20261206_people
-Revises: 20261206_scopes
+Revises: 20261206_console
 Create Date: 2026-12-06 06:05:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import stead.db
 
 revision = "20261206_people"
-down_revision = "20261206_scopes"
+down_revision = "20261206_console"
 branch_labels = None
 depends_on = None
 
