@@ -12,6 +12,7 @@ from stead.identity.models import (
     ApiClient,
     EnvironmentAccess,
     Invitation,
+    PasswordReset,
     ProjectMember,
     User,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "HostedSecretVersion",
     "IdempotencyKey",
     "Invitation",
+    "PasswordReset",
     "Project",
     "ProjectListBucket",
     "ProjectMember",

@@ -36,9 +36,12 @@ class Settings(BaseSettings):
         login_backoff_seconds: the first lock's length; each further failure doubles it.
         login_lock_seconds: the longest lock.
         invitation_ttl_seconds: how long an invitation can be accepted (default 7 days).
-        public_url: the base URL people reach this server at; invitation links start with it.
-        smtp_host: SMTP server for invitation mail; empty means no mail is sent and the accept
-            URL is returned to the inviter instead.
+        password_reset_ttl_seconds: how long an admin's password reset link works (default
+            24 hours).
+        public_url: the base URL people reach this server at; invitation and password reset
+            links start with it.
+        smtp_host: SMTP server for invitation and password reset mail; empty means no mail is
+            sent and the link is returned to the inviting or resetting admin instead.
         smtp_security: ``starttls`` (default: the session must be upgraded with STARTTLS before
             login and message, RFC 3207; a server that does not offer it is an error),
             ``tls`` (implicit TLS from the first byte, RFC 8314 section 3.3) or ``none`` (plain
@@ -48,7 +51,7 @@ class Settings(BaseSettings):
         smtp_username / smtp_password: login (only when a user name is set).
         smtp_ca_bundle: PEM file of CA certificates trusted for the mail server (an internal
             CA); empty means the system's trust store.
-        smtp_from: the sender address of invitation mail.
+        smtp_from: the sender address of Stead's mail.
         github_api_url: GitHub REST base URL (GitHub Enterprise Server: ``https://HOST/api/v3``).
         github_enterprise_api_url: REST base URL of the GitHub Enterprise Server behind the
             ``github-enterprise`` provider (``https://HOST/api/v3``); empty means that provider
@@ -151,6 +154,7 @@ class Settings(BaseSettings):
     login_backoff_seconds: int = 60
     login_lock_seconds: int = 900
     invitation_ttl_seconds: int = 7 * 24 * 3600
+    password_reset_ttl_seconds: int = Field(default=24 * 3600, gt=0)
     public_url: str = "http://127.0.0.1:8080"
     smtp_host: str = ""
     smtp_security: Literal["starttls", "tls", "none"] = "starttls"

@@ -219,7 +219,7 @@ def _r_repository_associate(c: Ctx) -> Call:
 
 
 def _r_accept(c: Ctx) -> Call:
-    token = c.invitation()["acceptUrl"].rsplit("#", 1)[1]
+    token = c.invitation()["acceptUrl"].rsplit("/", 1)[1]
     return Call(
         "POST",
         "/v1/invitations/accept",
@@ -227,6 +227,12 @@ def _r_accept(c: Ctx) -> Call:
         json={"token": token, "password": "a long enough password"},
         auth=False,
     )
+
+
+def _r_password_reset(c: Ctx) -> Call:
+    url = c.ok("POST", f"/v1/users/{c.member()}/password-reset")["resetUrl"]
+    body = {"token": url.rsplit("/", 1)[1], "password": "a long enough password"}
+    return Call("POST", "/v1/auth/password-reset", ("user.password_reset",), json=body, auth=False)
 
 
 def _r_login(c: Ctx) -> Call:
@@ -369,6 +375,13 @@ RECIPES: dict[str, Callable[[Ctx], Call]] = {
     "POST /v1/users/{userId}/revoke-tokens": lambda c: Call(
         "POST", f"/v1/users/{c.member()}/revoke-tokens", ("user.tokens_revoked",)
     ),
+    "POST /v1/users/{userId}/unlock": lambda c: Call(
+        "POST", f"/v1/users/{c.member()}/unlock", ("user.unlocked",)
+    ),
+    "POST /v1/users/{userId}/password-reset": lambda c: Call(
+        "POST", f"/v1/users/{c.member()}/password-reset", ("user.password_reset_started",)
+    ),
+    "POST /v1/auth/password-reset": _r_password_reset,
     f"PUT {P}/environments/{{environmentName}}/access/{{userId}}": lambda c: Call(
         "PUT",
         f"{c.world.base}/environments/prod/access/{c.member()}",

@@ -73,7 +73,7 @@ def _invite(http: TestClient, headers: dict[str, str], project_id: str, **body: 
 
 def _token(accept_url: str) -> str:
     match = re.fullmatch(
-        r"http://127\.0\.0\.1:8080/v1/invitations/accept#([A-Za-z0-9_-]+)", accept_url
+        r"http://127\.0\.0\.1:8080/console/invitations/([A-Za-z0-9_-]+)", accept_url
     )
     assert match, accept_url
     return match.group(1)
@@ -327,11 +327,12 @@ def test_invitation_mail_over_smtp(
     assert message["To"] == "mailed@example.com" and message["From"] == "stead@example.org"
     assert "people" in message["Subject"]
     content = message.get_content()
-    match = re.search(
-        r"https://stead\.example\.org/v1/invitations/accept#([A-Za-z0-9_-]+)", content
-    )
+    link = r"https://stead\.example\.org/console/invitations/([A-Za-z0-9_-]+)\s"
+    match = re.search(link, content)
     assert match, content
     assert "VIEWER" in content
+    # The mail sends people to the console page, not to an API call with a JSON body.
+    assert "POST" not in content and "JSON" not in content and "/v1/" not in content
     accepted = _accept(mail_http, match.group(1), password=NEW_PASSWORD)
     assert accepted.status_code == 200 and accepted.json()["projectRole"] == "VIEWER"
 
@@ -418,7 +419,7 @@ def test_a_project_owner_never_gets_the_accept_url(
     mailed = _invite(mail_http, member_owner, project_id, email=victim, returnAcceptUrl=False)
     assert mailed.status_code == 201, mailed.text
     assert mailed.json()["acceptUrl"] is None and mailed.json()["mailSent"] is True
-    assert "accept#" not in mailed.text
+    assert "/console/invitations/" not in mailed.text
     (message,) = smtp_server.mailbox.messages
     assert message["To"] == victim
 

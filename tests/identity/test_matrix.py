@@ -36,7 +36,7 @@ from tests.support.routes import MUTATING, ApiRoute, api_routes
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "permissions.md"
 UNKNOWN_UUID = "6f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f"
-PUBLIC = {"POST /v1/auth/login", "POST /v1/invitations/accept"}
+PUBLIC = {"POST /v1/auth/login", "POST /v1/auth/password-reset", "POST /v1/invitations/accept"}
 PROBE = {"matrixProbe": True}
 
 

@@ -311,7 +311,7 @@ def test_people_and_audit_round_trip(served: Served) -> None:
         assert invitation.accept_url and [i.email for i in stead.invitations.list(pid)] == [
             "ada@example.com"
         ]
-        token = invitation.accept_url.rsplit("#", 1)[1]
+        token = invitation.accept_url.rsplit("/", 1)[1]
         accepted = stead.invitations.accept(token, {"password": "correct horse battery"})
         assert accepted.user_created and accepted.project_id == pid
         login = stead.auth.login({"email": "ada@example.com", "password": "correct horse battery"})
@@ -327,6 +327,11 @@ def test_people_and_audit_round_trip(served: Served) -> None:
         assert "ada@example.com" in {u.email for u in stead.users.list()}
         assert stead.users.update(accepted.user_id, {"disabled": True}).disabled is True
         assert stead.users.update(accepted.user_id, {"disabled": False}).disabled is False
+        assert stead.users.unlock(accepted.user_id).locked is False
+        reset = stead.users.start_password_reset(accepted.user_id)
+        assert reset.email == "ada@example.com" and reset.mail_sent is False
+        stead.auth.reset_password(reset.reset_url.rsplit("/", 1)[1], "a brand new password")
+        stead.auth.login({"email": "ada@example.com", "password": "a brand new password"})
         member = next(m for m in stead.members.list(pid) if m.principal_id == accepted.user_id)
         changed = stead.members.update(pid, member.principal_id, {"projectRole": "CONTRIBUTOR"})
         assert changed.project_role == "CONTRIBUTOR"

@@ -1,4 +1,5 @@
-"""Invitation mail over SMTP (RFC 5321), when a mail server is configured."""
+"""Mail over SMTP (RFC 5321), when a mail server is configured: invitations and password
+reset links."""
 
 from __future__ import annotations
 
@@ -24,34 +25,64 @@ def send_invitation(
     accept_url: str,
     expires: str,
 ) -> None:
-    """Send an invitation to ``to`` through ``settings.smtp_host``.
+    """Mail an invitation to ``to``: who invites them, into which project and role, the link
+    of the console page that accepts it (``accept_url``) and when it expires.
+
+    The link holds the invitation token: it goes only into the mail body, never into a log line.
+
+    Raises:
+        UpstreamTimeout, UpstreamError: as :func:`send`.
+    """
+    message = EmailMessage()
+    message["To"] = to
+    message["Subject"] = f"You are invited to the project {project_name} on Stead"
+    message.set_content(
+        f"{inviter} invites you to the project {project_name} as {project_role}.\n\n"
+        f"To accept, open this link:\n\n    {accept_url}\n\n"
+        "There you choose a password, or log in if you already have a Stead user with this "
+        "address.\n\n"
+        f"The link can be used once and expires at {expires}.\n"
+    )
+    send(settings, message)
+
+
+def send_password_reset(
+    settings: Settings, *, to: str, admin: str, reset_url: str, expires: str
+) -> None:
+    """Mail ``to`` the password reset link ``reset_url`` that account admin ``admin`` made.
+
+    The link holds the reset token: it goes only into the mail body, never into a log line.
+
+    Raises:
+        UpstreamTimeout, UpstreamError: as :func:`send`.
+    """
+    message = EmailMessage()
+    message["To"] = to
+    message["Subject"] = "Set a new password for Stead"
+    message.set_content(
+        f"{admin} has reset the password of your Stead user {to}: you have been signed out "
+        "everywhere.\n\n"
+        f"To choose a new password, open this link:\n\n    {reset_url}\n\n"
+        f"The link can be used once and expires at {expires}. If you did not expect this, "
+        "tell your Stead administrator.\n"
+    )
+    send(settings, message)
+
+
+def send(settings: Settings, message: EmailMessage) -> None:
+    """Send ``message`` (From ``settings.smtp_from``) through ``settings.smtp_host``.
 
     The session is encrypted as ``smtp_security`` says: STARTTLS (RFC 3207; refused when the
     server does not offer it), implicit TLS (RFC 8314) or, only when set to ``none``, plain
     text. The server's certificate and host name are verified against ``smtp_ca_bundle`` or the
-    system's trust store. Login when ``smtp_username`` is set, after TLS. The accept URL holds
-    the invitation token: it goes only into the mail body, never into a log line.
+    system's trust store. Login when ``smtp_username`` is set, after TLS.
 
     Raises:
         UpstreamTimeout: the mail server did not answer within ``upstream_timeout_seconds``.
         UpstreamError: the mail server refused the connection, TLS, the login or the message,
             or does not offer STARTTLS.
     """
-    message = EmailMessage()
     message["From"] = settings.smtp_from
-    message["To"] = to
-    message["Subject"] = f"You are invited to the project {project_name} on Stead"
-    endpoint, _, token = accept_url.partition("#")
-    message.set_content(
-        f"{inviter} invites you to the project {project_name} as {project_role}.\n\n"
-        f"Your invitation link: {accept_url}\n\n"
-        f"To accept, send a POST request to\n\n    {endpoint}\n\n"
-        f'with the JSON body {{"token": "{token}", '
-        '"password": "<a password of at least 12 characters>"} '
-        '(or, if you already have a Stead user with this address, the body {"token": '
-        f'"{token}"}} with your own bearer token).\n\n'
-        f"The invitation can be used once and expires at {expires}.\n"
-    )
     security = settings.smtp_security
     port = settings.smtp_port or DEFAULT_PORTS[security]
     timeout = settings.upstream_timeout_seconds
@@ -74,10 +105,10 @@ def send_invitation(
         raise UpstreamTimeout("The mail server did not answer in time") from None
     except smtplib.SMTPNotSupportedError:
         raise UpstreamError(
-            "The mail server does not offer STARTTLS; the invitation was not sent "
+            "The mail server does not offer STARTTLS; the mail was not sent "
             "(STEAD_SMTP_SECURITY=tls for implicit TLS, or none for a trusted local relay)"
         ) from None
     except (OSError, smtplib.SMTPException) as exc:
         raise UpstreamError(
-            f"The invitation mail could not be sent ({type(exc).__name__})"
+            f"The mail could not be sent ({type(exc).__name__})"
         ) from None

@@ -1,13 +1,14 @@
 """People in a project (docs/api.md, People): members, invitations, per-user environment access.
 
 An invitation carries a random token shown once (in the mail to the invitee, or to an account
-Admin who asks for it); only its SHA-256 is stored. It can be accepted once, before it expires,
-by posting the token in the body (never in a URL path, which access logs keep).
+Admin who asks for it); only its SHA-256 is stored. Its link opens the console page
+``/console/invitations/{token}`` (whose path the access log writes with the token redacted);
+``POST /v1/invitations/accept`` takes the token in the body. It can be accepted once, before it
+expires.
 """
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import datetime, timedelta
 
@@ -24,16 +25,11 @@ from stead.identity.actor import Actor
 from stead.identity.models import ApiClient, EnvironmentAccess, Invitation, ProjectMember, User
 from stead.identity.permissions import PermissionDenied, account_allows
 from stead.identity.schemas import InvitationAccept, InvitationCreate
-from stead.identity.service import create_user, email_key, find_user, user_actor
+from stead.identity.service import create_user, email_key, find_user, token_hash, user_actor
 from stead.pagination import PageParams, paginate
 from stead.projects.models import Project
 from stead.settings import Settings
 from stead.wire import format_timestamp
-
-
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
 
 # --- members -----------------------------------------------------------------------------------
 
@@ -201,11 +197,11 @@ def invite(
 ) -> tuple[Invitation, str | None]:
     """Invite ``data.email`` into the project as ``data.project_role``.
 
-    The invitation expires after ``settings.invitation_ttl_seconds``. The accept URL (its
-    fragment is the token) goes out by mail to the invitee and None is returned in its place;
-    only when an account Admin asks (``data.return_accept_url``) is it returned instead, for
-    them to pass on. An inviter who could read the link could accept it and own an account
-    under someone else's email.
+    The invitation expires after ``settings.invitation_ttl_seconds``. The accept URL (the
+    console page ``<public URL>/console/invitations/<token>``) goes out by mail to the invitee
+    and None is returned in its place; only when an account Admin asks
+    (``data.return_accept_url``) is it returned instead, for them to pass on. An inviter who
+    could read the link could accept it and own an account under someone else's email.
 
     Returns:
         ``(invitation, accept_url or None)``.
@@ -237,15 +233,13 @@ def invite(
         email=data.email,
         email_key=email_key(data.email),
         project_role=data.project_role,
-        token_hash=_token_hash(token),
+        token_hash=token_hash(token),
         invited_by=actor.name,
         expires_at=now + timedelta(seconds=settings.invitation_ttl_seconds),
     )
     session.add(invitation)
     session.flush()
-    # The token is the URL's fragment: user agents never send a fragment (RFC 3986 section
-    # 3.5), so it reaches no server's or proxy's log; it is posted in the body instead.
-    accept_url = f"{settings.public_url.rstrip('/')}/v1/invitations/accept#{token}"
+    accept_url = f"{settings.public_url.rstrip('/')}/console/invitations/{token}"
     audit.record(
         session,
         actor=actor,
@@ -324,7 +318,7 @@ def _open_invitation(session: Session, *, token: str, now: datetime) -> Invitati
         Conflict: it was used already, or has expired.
     """
     invitation = session.scalars(
-        select(Invitation).where(Invitation.token_hash == _token_hash(token))
+        select(Invitation).where(Invitation.token_hash == token_hash(token))
     ).first()
     if invitation is None:
         raise NotFound("No invitation has this token")

@@ -70,6 +70,7 @@ class User(Base):
     ``token_version`` is written into every token issued to the user; disabling the user,
     changing their role or revoking their tokens adds one, so every earlier token stops working.
     A user with ``disabled_at`` set cannot log in and their tokens are refused.
+    ``last_login_at`` is the time of the user's latest successful login (None before the first).
     """
 
     __tablename__ = "users"
@@ -83,6 +84,7 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class LoginFailures(Base):
@@ -125,6 +127,22 @@ class Invitation(Base):
     user_id: Mapped[str | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), default=None
     )
+
+
+class PasswordReset(Base):
+    """A one-time link an account Admin made for a user to set a new password.
+
+    Only the SHA-256 of its token is stored. It can be used once (``used_at``) before
+    ``expires_at``; making a new one for the user deletes the user's earlier ones.
+    """
+
+    __tablename__ = "password_resets"
+
+    id: Mapped[str] = mapped_column(UUIDStr, primary_key=True, default=new_uuid)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class EnvironmentAccess(Base):

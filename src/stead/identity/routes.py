@@ -48,6 +48,8 @@ from stead.identity.schemas import (
     MemberRead,
     MemberUpdate,
     PasswordChange,
+    PasswordResetCreated,
+    PasswordResetUse,
     TokenResponse,
     UserRead,
     UserUpdate,
@@ -196,13 +198,19 @@ async def throttled_login(
     throttle.check(name=name, address=address)
 
     def run(session: Session) -> tuple[User | None, Unauthorized | None]:
-        return users.login(
+        user, refusal = users.login(
             session,
             email=email,
             password=password,
             settings=state.settings,
             **_request_origin(request),
         )
+        if refusal is not None and "Retry-After" in refusal.headers:
+            # A lock signs the user out everywhere: this process forgets them once committed.
+            locked = service.find_user(session, email=email)
+            if locked is not None:
+                forget_after_commit(session, request, locked.id)
+        return user, refusal
 
     def in_own_transaction() -> tuple[User | None, Unauthorized | None]:
         with session_scope(state.sessionmaker, write=True) as own:
@@ -314,7 +322,7 @@ def rotate_api_client_secret(
     before stop working at once (on other server processes within ``actor_cache_seconds``)."""
     client = _client(session, actor, client_id)
     secret = service.rotate_secret(session, actor=actor, client=client)
-    _forget_after_commit(session, request, client.id)
+    forget_after_commit(session, request, client.id)
     response.headers["Cache-Control"] = "no-store"
     return _client_read(client, secret)
 
@@ -327,26 +335,38 @@ def revoke_api_client(
     processes within ``actor_cache_seconds``)."""
     client = _client(session, actor, client_id)
     service.revoke_client(session, actor=actor, client=client)
-    _forget_after_commit(session, request, client.id)
+    forget_after_commit(session, request, client.id)
     return Response(status_code=204)
 
 
-def _forget_after_commit(session: SessionDep, request: Request, principal_id: str) -> None:
-    """Drop the principal from this process's actor cache once the change is committed."""
+def forget_after_commit(session: Session, request: Request, principal_id: str) -> None:
+    """Drop the principal from this process's actor cache once ``session``'s change is
+    committed (a revoked client, a user signed out everywhere), so that its tokens are refused
+    at once here; other processes within ``actor_cache_seconds``."""
     cache: ActorCache = request.app.state.actor_cache
     event.listen(session, "after_commit", lambda _: cache.forget(principal_id), once=True)
 
 
-def _user_read(user: User) -> UserRead:
-    return UserRead(
-        id=user.id,
-        email=user.email,
-        display_name=user.display_name,
-        role=user.role,
-        disabled=user.disabled_at is not None,
-        created_at=user.created_at,
-        updated_at=user.updated_at,
-    )
+def _user_reads(session: Session, rows: list[User]) -> list[UserRead]:
+    locked = users.locked_user_ids(session, users=rows)
+    return [
+        UserRead(
+            id=user.id,
+            email=user.email,
+            display_name=user.display_name,
+            role=user.role,
+            disabled=user.disabled_at is not None,
+            locked=user.id in locked,
+            last_login_at=user.last_login_at,
+            created_at=user.created_at,
+            updated_at=user.updated_at,
+        )
+        for user in rows
+    ]
+
+
+def _user_read(session: Session, user: User) -> UserRead:
+    return _user_reads(session, [user])[0]
 
 
 @api_router.get("/users", tags=["users"], response_model=Page[UserRead])
@@ -354,9 +374,7 @@ def list_users(actor: UserReader, session: SessionDep, params: PageDep) -> Page[
     """List the account's users, disabled ones included, oldest first (Super Admins and
     Admins)."""
     total, rows = users.list_users(session, actor=actor, params=params)
-    return Page(
-        page=params.page, size=params.size, total=total, results=[_user_read(u) for u in rows]
-    )
+    return Page(page=params.page, size=params.size, total=total, results=_user_reads(session, rows))
 
 
 @api_router.get(
@@ -367,7 +385,7 @@ def list_users(actor: UserReader, session: SessionDep, params: PageDep) -> Page[
 )
 def read_me(actor: ActorDep, session: SessionDep) -> UserRead:
     """The calling user (any user; an API client gets 404)."""
-    return _user_read(users.me(session, actor=actor))
+    return _user_read(session, users.me(session, actor=actor))
 
 
 @api_router.post(
@@ -392,7 +410,7 @@ def change_my_password(
         current=data.current_password.get_secret_value(),
         new=data.new_password.get_secret_value(),
     )
-    _forget_after_commit(session, request, user.id)
+    forget_after_commit(session, request, user.id)
     return Response(status_code=204)
 
 
@@ -403,7 +421,7 @@ def _user(session: SessionDep, actor: Actor, user_id: str) -> User:
 @api_router.get("/users/{userId}", tags=["users"], response_model=UserRead)
 def read_user(user_id: UserIdPath, actor: UserReader, session: SessionDep) -> UserRead:
     """Read one user of the account (Super Admins and Admins)."""
-    return _user_read(_user(session, actor, user_id))
+    return _user_read(session, _user(session, actor, user_id))
 
 
 @api_router.patch(
@@ -420,23 +438,93 @@ def update_user(
     request: Request,
 ) -> UserRead:
     """Disable or enable a user, or change their account role. Disabling and a new role
-    revoke the user's tokens at once (on other server processes within
-    ``actor_cache_seconds``). Only a Super Admin changes a Super Admin or makes one."""
+    sign the user out everywhere: their tokens stop working at once (on other server
+    processes within ``actor_cache_seconds``) and their console sessions end. Only a Super
+    Admin changes a Super Admin or makes one."""
     user = _user(session, actor, user_id)
     users.update_user(session, actor=actor, user=user, disabled=data.disabled, role=data.role)
-    _forget_after_commit(session, request, user.id)
-    return _user_read(user)
+    forget_after_commit(session, request, user.id)
+    return _user_read(session, user)
 
 
 @api_router.post("/users/{userId}/revoke-tokens", tags=["users"], status_code=204)
 def revoke_user_tokens(
     user_id: UserIdPath, actor: UserManager, session: SessionDep, request: Request
 ) -> Response:
-    """Revoke every token the user holds (they can log in again). Only a Super Admin revokes
-    a Super Admin's tokens."""
+    """Sign the user out everywhere: every token they hold stops working and every console
+    session ends (they can log in again). Only a Super Admin signs out a Super Admin."""
     user = _user(session, actor, user_id)
     users.revoke_tokens(session, actor=actor, user=user)
-    _forget_after_commit(session, request, user.id)
+    forget_after_commit(session, request, user.id)
+    return Response(status_code=204)
+
+
+@api_router.post("/users/{userId}/unlock", tags=["users"], response_model=UserRead)
+def unlock_user(user_id: UserIdPath, actor: UserManager, session: SessionDep) -> UserRead:
+    """Clear the user's login lockouts from every address: they may log in again at once.
+    Only a Super Admin unlocks a Super Admin."""
+    user = _user(session, actor, user_id)
+    return _user_read(session, users.unlock(session, actor=actor, user=user))
+
+
+@api_router.post(
+    "/users/{userId}/password-reset",
+    tags=["users"],
+    response_model=PasswordResetCreated,
+    responses={
+        409: {"description": "the user is disabled, or is the caller"},
+        502: {"description": "the mail server failed"},
+    },
+)
+def start_password_reset(
+    user_id: UserIdPath,
+    actor: UserManager,
+    session: SessionDep,
+    request: Request,
+    response: Response,
+) -> PasswordResetCreated:
+    """Make a one-time link for the user to set a new password, and sign them out everywhere.
+
+    The link works once, for ``STEAD_PASSWORD_RESET_TTL_SECONDS`` (24 h), and replaces any
+    earlier one. It is in this response only (pass it on), and is also mailed to the user when
+    a mail server is configured. The old password works until the link is used. Only a Super
+    Admin resets a Super Admin.
+    """
+    user = _user(session, actor, user_id)
+    reset, url, mail_sent = users.start_password_reset(
+        session, actor=actor, user=user, settings=request.app.state.settings
+    )
+    forget_after_commit(session, request, user.id)
+    response.headers["Cache-Control"] = "no-store"
+    return PasswordResetCreated(
+        user_id=user.id,
+        email=user.email,
+        expires_at=reset.expires_at,
+        reset_url=url,
+        mail_sent=mail_sent,
+    )
+
+
+@api_router.post(
+    "/auth/password-reset",
+    tags=["auth"],
+    status_code=204,
+    responses={
+        404: {"description": "no password reset has this token"},
+        409: {"description": "used already, expired, or the user is disabled"},
+    },
+)
+def use_password_reset(data: PasswordResetUse, session: SessionDep, request: Request) -> Response:
+    """Set a new password with a password reset link's token (no bearer token: the link is
+    the credential). The link is used up, the user's lockouts are cleared and every session
+    and token they had ends; they log in with the new password."""
+    user = users.reset_password(
+        session,
+        token=data.token.get_secret_value(),
+        password=data.password.get_secret_value(),
+        **_request_origin(request),
+    )
+    forget_after_commit(session, request, user.id)
     return Response(status_code=204)
 
 

@@ -96,13 +96,20 @@ class ApiClientCreated(ApiClientRead):
 
 
 class UserRead(WireModel):
-    """A user of the account as read back: never a password or a hash."""
+    """A user of the account as read back: never a password or a hash.
+
+    ``locked``: failed logins lock the user out from at least one address now
+    (``POST /v1/users/{userId}/unlock`` clears it). ``lastLoginAt``: the latest successful
+    login, null before the first.
+    """
 
     id: str
     email: str
     display_name: str
     role: str
     disabled: bool
+    locked: bool
+    last_login_at: Timestamp | None
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -112,6 +119,28 @@ class UserUpdate(WireModel):
 
     disabled: bool | None = None
     role: AccountRoleIn | None = None
+
+
+class PasswordResetCreated(WireModel):
+    """A password reset link made for a user (``POST /v1/users/{userId}/password-reset``).
+
+    ``resetUrl`` (the console page ``/console/reset/<token>``) is shown in this response only;
+    ``mailSent`` says whether it was also mailed to the user.
+    """
+
+    user_id: str
+    email: str
+    expires_at: Timestamp
+    reset_url: str
+    mail_sent: bool
+
+
+class PasswordResetUse(WireModel):
+    """``POST /v1/auth/password-reset`` body: the reset link's ``token`` (the last segment of
+    its path) and the new ``password``."""
+
+    token: SecretStr = Field(min_length=1, max_length=200)
+    password: Password
 
 
 class MemberRead(WireModel):

@@ -7,6 +7,7 @@ passwords are stored as argon2id hashes only.
 from __future__ import annotations
 
 import functools
+import hashlib
 import secrets
 import time
 import uuid
@@ -70,6 +71,15 @@ def verify_secret(hashed: str | None, value: str) -> bool:
         return _hasher.verify(hashed or _dummy_hash(_hasher), value) and hashed is not None
     except (VerificationError, InvalidHashError):
         return False
+
+
+def token_hash(token: str) -> str:
+    """The stored form of a one-time link's token (invitations, password resets): hex SHA-256.
+
+    The tokens are 256-bit random values, so a fast unsalted hash suffices: nothing can be
+    guessed from it, and a lookup by hash is one index probe.
+    """
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _check_role(role: str) -> None:

@@ -1,5 +1,5 @@
 """Users: logging in with a lockout per (email, source address) and back-off, and the account
-admin's controls: list, disable, change role, revoke tokens.
+admin's controls: list, disable, change role, unlock, reset a password, sign out everywhere.
 
 Lockout follows the OWASP Authentication Cheat Sheet ("Protect Against Automated Attacks":
 account lockout with an increasing lock time, counted so that an attacker cannot lock out a user
@@ -9,22 +9,25 @@ not a user has the email: the answers to an unknown email and to a known one are
 
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from stead import audit
 from stead.console.sessions import end_user_sessions
 from stead.db import utcnow
 from stead.errors import BadRequest, Conflict, NotFound, Unauthorized
+from stead.identity import mail
 from stead.identity.actor import Actor
-from stead.identity.models import LoginFailures, User
+from stead.identity.models import LoginFailures, PasswordReset, User
 from stead.identity.permissions import PermissionDenied, account_allows
 from stead.identity.service import (
     email_key,
     find_user,
     hash_secret,
+    token_hash,
     user_actor,
     verify_secret,
 )
@@ -76,8 +79,9 @@ def login(
     while a pair is locked its password is not even checked and the refusal says when to try
     again (``Retry-After``). An unknown email, a wrong password and a disabled user get the same
     answer, equally slow. A user's failure writes ``user.login_failed`` (and ``user.locked``
-    when it locks, which also ends the user's console sessions); a success resets the pair
-    and writes ``user.logged_in``.
+    when it locks: then the user is signed out everywhere, :func:`sign_out_everywhere`, as the
+    password may be under attack); a success resets the pair, sets ``last_login_at`` and writes
+    ``user.logged_in``.
 
     Returns:
         ``(user, None)`` on success, ``(None, refusal)`` otherwise. The caller commits the
@@ -104,6 +108,7 @@ def login(
     if ok and user is not None and actor is not None and user.disabled_at is None:
         if counter is not None:
             session.delete(counter)
+        user.last_login_at = now
         audit.record(
             session,
             actor=actor,
@@ -128,7 +133,7 @@ def login(
             session, actor=actor, user=user, reason="wrong password", failures=counter.failures
         )
         if counter.locked_until is not None:
-            end_user_sessions(session, user_id=user.id)
+            sign_out_everywhere(session, user=user)
             audit.record(
                 session,
                 actor=actor,
@@ -200,8 +205,7 @@ def update_user(
     session: Session, *, actor: Actor, user: User, disabled: bool | None, role: str | None
 ) -> User:
     """Disable or enable ``user`` and/or change their account role. Disabling or a new role
-    revokes every token the user holds (``token_version`` + 1) and ends their console
-    sessions.
+    signs the user out everywhere (:func:`sign_out_everywhere`).
 
     Raises:
         PermissionDenied: an Admin changing a Super Admin or making one.
@@ -216,8 +220,7 @@ def update_user(
         )
     if role is not None and role != user.role:
         previous, user.role = user.role, role
-        user.token_version += 1
-        end_user_sessions(session, user_id=user.id)
+        sign_out_everywhere(session, user=user)
         audit.record(
             session,
             actor=actor,
@@ -229,8 +232,7 @@ def update_user(
     if disabled is not None and disabled != (user.disabled_at is not None):
         user.disabled_at = utcnow() if disabled else None
         if disabled:
-            user.token_version += 1
-            end_user_sessions(session, user_id=user.id)
+            sign_out_everywhere(session, user=user)
         audit.record(
             session,
             actor=actor,
@@ -243,16 +245,27 @@ def update_user(
     return user
 
 
+def sign_out_everywhere(session: Session, *, user: User, keep_session: str | None = None) -> None:
+    """End everything ``user`` is signed in with: every access token issued so far
+    (``token_version`` + 1) and every console session but ``keep_session`` (the table key of
+    the session that asked, when it stays). The user can log in again.
+
+    The caller audits the reason (a new role, disabling, a lock, a password reset ...).
+    """
+    user.token_version += 1
+    end_user_sessions(session, user_id=user.id, keep=keep_session)
+    session.flush()
+
+
 def revoke_tokens(session: Session, *, actor: Actor, user: User) -> None:
-    """Make every token issued to ``user`` so far stop working (``token_version`` + 1); the
-    user can log in again for new ones.
+    """Sign ``user`` out everywhere (:func:`sign_out_everywhere`): every token issued so far
+    stops working and every console session ends; the user can log in again.
 
     Raises:
-        PermissionDenied: an Admin revoking a Super Admin's tokens.
+        PermissionDenied: an Admin signing out a Super Admin.
     """
     _may_manage(actor, user)
-    user.token_version += 1
-    session.flush()
+    sign_out_everywhere(session, user=user)
     audit.record(
         session,
         actor=actor,
@@ -261,6 +274,163 @@ def revoke_tokens(session: Session, *, actor: Actor, user: User) -> None:
         target_id=user.id,
         details={"email": user.email},
     )
+
+
+def locked_user_ids(session: Session, *, users: list[User]) -> set[str]:
+    """The ids of those of ``users`` who are locked out now, from at least one address."""
+    keys = {user.email_key: user.id for user in users}
+    locked = session.scalars(
+        select(LoginFailures.email_key).where(
+            LoginFailures.email_key.in_(list(keys)), LoginFailures.locked_until > utcnow()
+        )
+    )
+    return {keys[key] for key in locked}
+
+
+def unlock(session: Session, *, actor: Actor, user: User) -> User:
+    """Clear ``user``'s login lockouts and failure counts from every address, so that they can
+    log in again at once. Audited (``user.unlocked``) even when nothing was locked.
+
+    Raises:
+        PermissionDenied: an Admin unlocking a Super Admin.
+    """
+    _may_manage(actor, user)
+    cleared = session.execute(
+        delete(LoginFailures).where(LoginFailures.email_key == user.email_key)
+    ).rowcount  # type: ignore[attr-defined]
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="user.unlocked",
+        target_type="user",
+        target_id=user.id,
+        details={"email": user.email, "addresses": cleared},
+    )
+    return user
+
+
+def start_password_reset(
+    session: Session, *, actor: Actor, user: User, settings: Settings
+) -> tuple[PasswordReset, str, bool]:
+    """Make a one-time link for ``user`` to set a new password, and sign them out everywhere.
+
+    The link is ``<public URL>/console/reset/<token>`` with a 256-bit random token of which only
+    the SHA-256 is stored; it works once, for ``settings.password_reset_ttl_seconds``. Any
+    earlier link of the user stops working. The link is mailed to the user when a mail server is
+    configured, and returned for the admin to pass on either way (shown once). Until the link is
+    used the old password keeps working: the reset ends sessions, not the password.
+
+    Returns:
+        ``(reset, url, mail_sent)``.
+
+    Raises:
+        PermissionDenied: an Admin resetting a Super Admin.
+        Conflict: the user is disabled (enable them first), or the caller resets themselves
+            (they change their own password on their account page).
+        UpstreamError, UpstreamTimeout: the mail server failed (nothing is stored).
+    """
+    _may_manage(actor, user)
+    if user.id == actor.id:
+        raise Conflict(
+            "You may not reset your own password; change it on your account page",
+            violations=["userId: is the caller"],
+        )
+    if user.disabled_at is not None:
+        raise Conflict(
+            f"User {user.email} is disabled; enable them before resetting their password",
+            violations=["userId: the user is disabled"],
+        )
+    session.execute(delete(PasswordReset).where(PasswordReset.user_id == user.id))
+    token = secrets.token_urlsafe(32)
+    reset = PasswordReset(
+        user_id=user.id,
+        token_hash=token_hash(token),
+        expires_at=utcnow() + timedelta(seconds=settings.password_reset_ttl_seconds),
+    )
+    session.add(reset)
+    sign_out_everywhere(session, user=user)
+    mail_sent = bool(settings.smtp_host)
+    audit.record(
+        session,
+        actor=actor,
+        action="user.password_reset_started",
+        target_type="user",
+        target_id=user.id,
+        details={
+            "email": user.email,
+            "expiresAt": format_timestamp(reset.expires_at),
+            "mailSent": mail_sent,
+        },
+    )
+    url = f"{settings.public_url.rstrip('/')}/console/reset/{token}"
+    if mail_sent:
+        mail.send_password_reset(
+            settings,
+            to=user.email,
+            admin=actor.name,
+            reset_url=url,
+            expires=format_timestamp(reset.expires_at),
+        )
+    return reset, url, mail_sent
+
+
+def open_password_reset(session: Session, *, token: str) -> tuple[PasswordReset, User]:
+    """The password reset ``token`` opens and its user, if it can still be used now.
+
+    Raises:
+        NotFound: no reset has this token (a newer link replaced it, or it never existed).
+        Conflict: it was used already, has expired, or its user is disabled.
+    """
+    row = session.execute(
+        select(PasswordReset, User)
+        .join(User, User.id == PasswordReset.user_id)
+        .where(PasswordReset.token_hash == token_hash(token))
+    ).first()
+    if row is None:
+        raise NotFound("No password reset has this link; ask your administrator for a new one")
+    reset, user = row.tuple()
+    if reset.used_at is not None:
+        raise Conflict("This password reset link has been used already")
+    if reset.expires_at <= utcnow():
+        raise Conflict(
+            f"This password reset link expired at {format_timestamp(reset.expires_at)}; "
+            "ask your administrator for a new one"
+        )
+    if user.disabled_at is not None:
+        raise Conflict("This user is disabled")
+    return reset, user
+
+
+def reset_password(
+    session: Session,
+    *,
+    token: str,
+    password: str,
+    request_id: str | None,
+    source_ip: str | None,
+) -> User:
+    """Use a password reset link: set the user's new ``password`` (stored as an argon2id
+    hash), mark the link used, clear the user's lockouts and sign them out everywhere.
+    Audited as ``user.password_reset`` by the user.
+
+    Raises:
+        NotFound, Conflict: as :func:`open_password_reset` (nothing changes).
+    """
+    reset, user = open_password_reset(session, token=token)
+    user.password_hash = hash_secret(password)
+    reset.used_at = utcnow()
+    session.execute(delete(LoginFailures).where(LoginFailures.email_key == user.email_key))
+    sign_out_everywhere(session, user=user)
+    audit.record(
+        session,
+        actor=user_actor(user).with_request(request_id=request_id, source_ip=source_ip),
+        action="user.password_reset",
+        target_type="user",
+        target_id=user.id,
+        details={"email": user.email},
+    )
+    return user
 
 
 def change_password(
@@ -272,9 +442,9 @@ def change_password(
     new: str,
     keep_session: str | None = None,
 ) -> None:
-    """Change ``user``'s own password: every token issued to them stops working
-    (``token_version`` + 1) and their console sessions end, except ``keep_session`` (the
-    table key of the session that made the change). Audited as ``user.password_changed``.
+    """Change ``user``'s own password: they are signed out everywhere
+    (:func:`sign_out_everywhere`) except ``keep_session`` (the table key of the session that
+    made the change). Audited as ``user.password_changed``.
 
     Raises:
         BadRequest: ``currentPassword`` is not the user's password, or ``newPassword`` is the
@@ -291,9 +461,7 @@ def change_password(
             violations=["newPassword: must differ from the current password"],
         )
     user.password_hash = hash_secret(new)
-    user.token_version += 1
-    end_user_sessions(session, user_id=user.id, keep=keep_session)
-    session.flush()
+    sign_out_everywhere(session, user=user, keep_session=keep_session)
     audit.record(
         session,
         actor=actor,

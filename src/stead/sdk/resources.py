@@ -45,6 +45,7 @@ from stead.identity.schemas import (
     MemberRead,
     MemberUpdate,
     PasswordChange,
+    PasswordResetCreated,
     TokenResponse,
     UserRead,
     UserUpdate,
@@ -542,12 +543,23 @@ class Repositories(_Resource):
 
 class Auth(_Resource):
     """``POST /v1/auth/login``: a user's email and password for a bearer token (no client
-    credentials needed; use the token as ``Client(url, token=...)``)."""
+    credentials needed; use the token as ``Client(url, token=...)``); ``POST
+    /v1/auth/password-reset``: a new password with a password reset link's token."""
 
     def login(self, body: LoginRequest | Mapping[str, Any]) -> TokenResponse:
         """``POST /v1/auth/login`` ``{"email", "password"}``."""
         return self._client.call(
             TokenResponse, "POST", "/v1/auth/login", json=_body(body), authenticate=False
+        )
+
+    def reset_password(self, token: str, password: str) -> None:
+        """``POST /v1/auth/password-reset`` ``{"token", "password"}``: ``token`` is the last
+        path segment of the reset link."""
+        self._client.request(
+            "POST",
+            "/v1/auth/password-reset",
+            json={"token": token, "password": password},
+            authenticate=False,
         )
 
 
@@ -592,8 +604,8 @@ class ApiClients(_Resource):
 
 
 class Users(_Resource):
-    """``/v1/users``: the account's users; disabling one, changing their role or revoking their
-    tokens ends every token they hold."""
+    """``/v1/users``: the account's users; disabling one, changing their role, revoking their
+    tokens or resetting their password signs them out everywhere."""
 
     def list(self, *, page_size: int = 100) -> Iterator[UserRead]:
         """Every user of the account (``GET /v1/users``)."""
@@ -612,8 +624,19 @@ class Users(_Resource):
         return self._client.call(UserRead, "PATCH", f"/v1/users/{_seg(user_id)}", json=_body(body))
 
     def revoke_tokens(self, user_id: str) -> None:
-        """``POST /v1/users/{userId}/revoke-tokens``."""
+        """``POST /v1/users/{userId}/revoke-tokens``: sign the user out everywhere."""
         self._client.request("POST", f"/v1/users/{_seg(user_id)}/revoke-tokens")
+
+    def unlock(self, user_id: str) -> UserRead:
+        """``POST /v1/users/{userId}/unlock``: clear the user's login lockouts."""
+        return self._client.call(UserRead, "POST", f"/v1/users/{_seg(user_id)}/unlock")
+
+    def start_password_reset(self, user_id: str) -> PasswordResetCreated:
+        """``POST /v1/users/{userId}/password-reset``: a one-time link (``resetUrl``, shown
+        only in this answer) for the user to set a new password."""
+        return self._client.call(
+            PasswordResetCreated, "POST", f"/v1/users/{_seg(user_id)}/password-reset"
+        )
 
     def change_password(self, body: PasswordChange | Mapping[str, Any]) -> None:
         """``POST /v1/users/me/password`` ``{"currentPassword", "newPassword"}``: the caller's
