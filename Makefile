@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 # pytest-xdist worker processes; each starts the test servers its tests need.
 WORKERS ?= auto
 
-.PHONY: demo test test-fast lint install install-test
+.PHONY: demo test test-fast lint install install-test vendor
 
 $(BIN)/stead: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,3 +37,21 @@ test: lint
 
 test-fast: lint
 	$(BIN)/pytest -q -n $(WORKERS) -m "not postgresql"
+
+# The console's browser assets (src/stead/console/static/vendor/VENDOR.md), refreshed from npm
+# and checked against SHA256SUMS before anything is replaced. For developers only: installs and
+# CI never run it.
+VENDOR_DIR := src/stead/console/static/vendor
+HTMX_VERSION := 2.0.11
+PICO_VERSION := 2.1.1
+vendor:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && cd "$$tmp" && \
+	npm pack --silent htmx.org@$(HTMX_VERSION) @picocss/pico@$(PICO_VERSION) >/dev/null && \
+	mkdir htmx pico && tar xzf htmx.org-$(HTMX_VERSION).tgz -C htmx && \
+	tar xzf picocss-pico-$(PICO_VERSION).tgz -C pico && \
+	cp htmx/package/dist/htmx.min.js htmx-$(HTMX_VERSION).min.js && \
+	cp htmx/package/LICENSE htmx-$(HTMX_VERSION).LICENSE && \
+	cp pico/package/css/pico.min.css pico-$(PICO_VERSION).min.css && \
+	cp pico/package/LICENSE.md pico-$(PICO_VERSION).LICENSE.md && \
+	sha256sum -c "$(CURDIR)/$(VENDOR_DIR)/SHA256SUMS" && \
+	cp htmx-$(HTMX_VERSION).* pico-$(PICO_VERSION).* "$(CURDIR)/$(VENDOR_DIR)/"

@@ -17,6 +17,8 @@ from stead.agents.routes import router as agents_router
 from stead.audit.routes import router as audit_router
 from stead.audit.service import record_refused
 from stead.connections.routes import router as connections_router
+from stead.console import web as console_web
+from stead.console.routes import console_router, root_router
 from stead.db import make_engine, make_sessionmaker
 from stead.environments.routes import router as environments_router
 from stead.idempotency import service as idempotency
@@ -130,12 +132,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.metrics = Metrics()
     problems.install(app, on_error=record_refused)
+    # After problems.install: on console paths its answers become HTML pages.
+    console_web.install(app)
     # Middleware, innermost first (docs/request-lifecycle.md).
     admission.install(app, engine)
     idempotency.install(app)
     app.add_middleware(
         BodyReader, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout_seconds
     )
+    # Console headers and the cross-site POST refusal, before anything but the request id.
+    app.add_middleware(console_web.ConsoleHeaders, settings=settings)
     app.add_middleware(RequestMiddleware, metrics=app.state.metrics)
     if settings.trusted_proxy_list:
         # The client's address from the proxies' X-Forwarded-For, only when a trusted proxy sent
@@ -153,6 +159,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     app.include_router(service_router)
+    app.include_router(root_router, include_in_schema=False)
+    app.include_router(console_router, include_in_schema=False)
     openapi.install(app)
     return app
 

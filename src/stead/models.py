@@ -3,6 +3,7 @@
 from stead.agents.models import Agent, AgentAllowedProject
 from stead.audit.models import AuditEvent
 from stead.connections.models import Connection
+from stead.console.sessions import ConsoleSession
 from stead.db import Base
 from stead.environments.models import Environment
 from stead.idempotency.models import IdempotencyKey
@@ -27,6 +28,7 @@ __all__ = [
     "AuditEvent",
     "Base",
     "Connection",
+    "ConsoleSession",
     "Environment",
     "EnvironmentAccess",
     "HostedSecret",

@@ -144,7 +144,7 @@ async def token(
     if grant_type == "password":
         if not username or not password:
             return _oauth_error("invalid_request", "username and password are required", 400)
-        user, refusal = await _log_in(request, email=username, password=password)
+        user, refusal = await throttled_login(request, email=username, password=password)
         if refusal is not None or user is None:
             return _oauth_error("invalid_grant", refusal.detail if refusal else "", 400)
         return _token_response(request, user)
@@ -179,7 +179,7 @@ def _address(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
-async def _log_in(
+async def throttled_login(
     request: Request, *, email: str, password: str, session: Session | None = None
 ) -> tuple[User | None, Unauthorized | None]:
     """:func:`stead.identity.users.login` throttled (:mod:`stead.pipeline.throttle`), its
@@ -241,7 +241,7 @@ async def log_in(data: LoginRequest, session: SessionDep, request: Request) -> J
     counted and audited although the request is refused. Unknown emails are answered alike.
     Failed attempts are also throttled as the token endpoint's are (429, ``Retry-After``).
     """
-    user, refusal = await _log_in(
+    user, refusal = await throttled_login(
         request, email=data.email, password=data.password.get_secret_value(), session=session
     )
     if refusal is not None or user is None:

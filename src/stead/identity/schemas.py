@@ -59,6 +59,13 @@ class LoginRequest(WireModel):
     password: SecretStr
 
 
+class PasswordChange(WireModel):
+    """``POST /v1/users/me/password`` body (and the console's account form)."""
+
+    current_password: SecretStr
+    new_password: Password
+
+
 class ApiClientCreate(WireModel):
     """``POST /v1/api-clients`` body."""
 

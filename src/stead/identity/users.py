@@ -15,12 +15,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from stead import audit
+from stead.console.sessions import end_user_sessions
 from stead.db import utcnow
-from stead.errors import Conflict, NotFound, Unauthorized
+from stead.errors import BadRequest, Conflict, NotFound, Unauthorized
 from stead.identity.actor import Actor
 from stead.identity.models import LoginFailures, User
 from stead.identity.permissions import PermissionDenied, account_allows
-from stead.identity.service import email_key, find_user, user_actor, verify_secret
+from stead.identity.service import (
+    email_key,
+    find_user,
+    hash_secret,
+    user_actor,
+    verify_secret,
+)
 from stead.pagination import PageParams, paginate
 from stead.settings import Settings
 from stead.wire import format_timestamp
@@ -69,7 +76,8 @@ def login(
     while a pair is locked its password is not even checked and the refusal says when to try
     again (``Retry-After``). An unknown email, a wrong password and a disabled user get the same
     answer, equally slow. A user's failure writes ``user.login_failed`` (and ``user.locked``
-    when it locks); a success resets the pair and writes ``user.logged_in``.
+    when it locks, which also ends the user's console sessions); a success resets the pair
+    and writes ``user.logged_in``.
 
     Returns:
         ``(user, None)`` on success, ``(None, refusal)`` otherwise. The caller commits the
@@ -120,6 +128,7 @@ def login(
             session, actor=actor, user=user, reason="wrong password", failures=counter.failures
         )
         if counter.locked_until is not None:
+            end_user_sessions(session, user_id=user.id)
             audit.record(
                 session,
                 actor=actor,
@@ -191,7 +200,8 @@ def update_user(
     session: Session, *, actor: Actor, user: User, disabled: bool | None, role: str | None
 ) -> User:
     """Disable or enable ``user`` and/or change their account role. Disabling or a new role
-    revokes every token the user holds (``token_version`` + 1).
+    revokes every token the user holds (``token_version`` + 1) and ends their console
+    sessions.
 
     Raises:
         PermissionDenied: an Admin changing a Super Admin or making one.
@@ -207,6 +217,7 @@ def update_user(
     if role is not None and role != user.role:
         previous, user.role = user.role, role
         user.token_version += 1
+        end_user_sessions(session, user_id=user.id)
         audit.record(
             session,
             actor=actor,
@@ -219,6 +230,7 @@ def update_user(
         user.disabled_at = utcnow() if disabled else None
         if disabled:
             user.token_version += 1
+            end_user_sessions(session, user_id=user.id)
         audit.record(
             session,
             actor=actor,
@@ -245,6 +257,47 @@ def revoke_tokens(session: Session, *, actor: Actor, user: User) -> None:
         session,
         actor=actor,
         action="user.tokens_revoked",
+        target_type="user",
+        target_id=user.id,
+        details={"email": user.email},
+    )
+
+
+def change_password(
+    session: Session,
+    *,
+    actor: Actor,
+    user: User,
+    current: str,
+    new: str,
+    keep_session: str | None = None,
+) -> None:
+    """Change ``user``'s own password: every token issued to them stops working
+    (``token_version`` + 1) and their console sessions end, except ``keep_session`` (the
+    table key of the session that made the change). Audited as ``user.password_changed``.
+
+    Raises:
+        BadRequest: ``currentPassword`` is not the user's password, or ``newPassword`` is the
+            same as it.
+    """
+    if not verify_secret(user.password_hash, current):
+        raise BadRequest(
+            "The current password is not correct",
+            violations=["currentPassword: is not correct"],
+        )
+    if new == current:
+        raise BadRequest(
+            "The new password is the current one",
+            violations=["newPassword: must differ from the current password"],
+        )
+    user.password_hash = hash_secret(new)
+    user.token_version += 1
+    end_user_sessions(session, user_id=user.id, keep=keep_session)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="user.password_changed",
         target_type="user",
         target_id=user.id,
         details={"email": user.email},

@@ -36,7 +36,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 #: Database-backed requests running at once, per server process.
 MAX_ACTIVE = 4
-_API = ("/v1/", "/dpc/v1/")
+_API = ("/v1/", "/dpc/v1/", "/console/")
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: Where the gate puts a request's :class:`Admission` in the ASGI scope.
 SCOPE_KEY = "stead.admission"
@@ -93,7 +93,7 @@ class Admission:
 
 
 class AdmissionGate:
-    """ASGI middleware: gives each API request its :class:`Admission` (in
+    """ASGI middleware: gives each API (and console) request its :class:`Admission` (in
     ``scope["stead.admission"]``) and gives back whatever it took when the request ends.
 
     The request enters only once it is authenticated

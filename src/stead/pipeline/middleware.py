@@ -18,6 +18,14 @@ access_log = structlog.get_logger("stead.access")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _API_PREFIXES = ("/v1/", "/dpc/v1/")
+#: Console paths that carry a one-time token (an invitation, a password reset): the access log
+#: keeps the path without it.
+_TOKEN_PATH = re.compile(r"^(/console/(?:invitations|reset)/)[^/]+")
+
+
+def loggable_path(path: str) -> str:
+    """``path`` as the access log writes it: a console token path's token is ``[redacted]``."""
+    return _TOKEN_PATH.sub(r"\1[redacted]", path)
 
 
 def _is_json(content_type: str) -> bool:
@@ -42,7 +50,8 @@ _NO_STORE = (b"cache-control", b"no-store")
 class RequestMiddleware:
     """ASGI middleware, per HTTP request: a request id (``X-Request-ID``, the caller's when it is
     well formed), the JSON-body check (415), :data:`SECURITY_HEADERS` and ``Cache-Control:
-    no-store`` (unless the answer sets its own) on the response, metrics and one access log line.
+    no-store`` on the response (each unless the answer sets its own), metrics and one access log
+    line (with a console token path's token redacted, :func:`loggable_path`).
 
     The token endpoint takes a form, so only ``/v1`` and ``/dpc/v1`` bodies must be JSON.
     Plain ASGI rather than ``BaseHTTPMiddleware``: the response streams through unchanged, with
@@ -78,9 +87,9 @@ class RequestMiddleware:
                 status = message["status"]
                 raw = list(message.get("headers", ()))
                 raw.append((b"x-request-id", request_id.encode()))
-                raw.extend(SECURITY_HEADERS)
-                if not any(name.lower() == b"cache-control" for name, _ in raw):
-                    raw.append(_NO_STORE)
+                # An answer that sets a header of its own keeps it (the console's CSP).
+                present = {name.lower() for name, _ in raw}
+                raw.extend(h for h in (*SECURITY_HEADERS, _NO_STORE) if h[0] not in present)
                 message["headers"] = raw
             await send(message)
 
@@ -109,7 +118,7 @@ class RequestMiddleware:
             access_log.info(
                 "request",
                 method=method,
-                path=path,
+                path=loggable_path(path),
                 status=status,
                 duration_ms=round(elapsed * 1000, 2),
                 request_id=request_id,

@@ -23,6 +23,15 @@ class Project(Base):
     __table_args__ = (
         Index("uq_projects_account_name_key", "account_id", "name_key", unique=True),
         Index("uq_projects_account_seq", "account_id", "seq", unique=True),
+        # Name prefixes are ranges in byte order (``stead.projects.service.browse``): on
+        # PostgreSQL the unique index above is in the database's collation order, this one in
+        # byte order (``COLLATE "C"``). SQLite compares bytes in both.
+        Index(
+            "ix_projects_account_name_c",
+            "account_id",
+            "name_key",
+            postgresql_ops={"name_key": 'COLLATE "C"'},
+        ),
     )
 
     id: Mapped[str] = mapped_column(UUIDStr, primary_key=True, default=new_uuid)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Select, select
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, SQLColumnExpression, and_, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from stead import audit
 from stead.db import new_uuid
-from stead.errors import Conflict
+from stead.environments.models import Environment
+from stead.errors import BadRequest, Conflict
 from stead.identity.actor import Actor
-from stead.identity.models import ProjectMember
+from stead.identity.models import Account, ProjectMember
 from stead.identity.service import add_member
 from stead.pagination import PageParams, paginate
 from stead.projects.models import BUCKET_SIZE, Project
@@ -134,6 +138,134 @@ def list_visible(
         return total, []
     page = query.where(Project.seq >= bucket * BUCKET_SIZE)
     return total, list(session.scalars(page.limit(params.size).offset(offset - before)))
+
+
+#: A filtered list counts its matches up to this many, then says "more than".
+COUNT_CAP = 1000
+#: Above every character: ``key < prefix + PREFIX_END`` ends a prefix's range.
+PREFIX_END = "\U0010ffff"
+
+
+@dataclass(frozen=True)
+class ProjectSlice:
+    """One page of a keyset-paged project list (:func:`browse`).
+
+    Attributes:
+        projects: the page, in list order.
+        next_after: the ``after`` cursor of the next page, or None on the last page.
+        prev_before: the ``before`` cursor of the previous page, or None on the first page.
+        total: how many projects match, or None when more than :data:`COUNT_CAP` do.
+        environments: project id -> its number of environments, for the page's projects.
+    """
+
+    projects: list[Project]
+    next_after: str | None
+    prev_before: str | None
+    total: int | None
+    environments: dict[str, int]
+
+
+def _sort_key(session: Session, *, searching: bool) -> SQLColumnExpression[Any]:
+    """The keyset column: ``seq`` (creation order) for the whole list; the name key for a
+    prefix search, compared byte by byte (PostgreSQL: ``COLLATE "C"``, the order of the
+    index ``ix_projects_account_name_c``; SQLite compares bytes anyway), so a prefix is one
+    range of the index."""
+    if not searching:
+        return Project.seq
+    if session.get_bind().dialect.name == "postgresql":
+        return Project.name_key.collate("C")
+    return Project.name_key
+
+
+def _cursor(value: str, *, searching: bool, field: str) -> str | int:
+    if searching:
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise BadRequest(
+            f"{field} is not a valid cursor", violations=[f"{field}: not a valid cursor"]
+        ) from None
+
+
+def browse(
+    session: Session,
+    *,
+    actor: Actor,
+    q: str | None = None,
+    after: str | None = None,
+    before: str | None = None,
+    last: bool = False,
+    size: int = 50,
+) -> ProjectSlice:
+    """A page of the projects the actor may see (:func:`visible_query`), keyset-paged.
+
+    Without ``q`` the list is in creation order; with ``q`` it holds the projects whose name
+    starts with ``q`` (compared like names are: NFC, case-folded), in name-key order. ``after``
+    (the previous page's ``next_after``) gives the page after it, ``before`` the page before,
+    ``last`` the last page; none of them the first page. Each page costs an index range scan
+    of ``size`` + 1 rows, wherever it is in the list.
+
+    Raises:
+        BadRequest: ``after`` or ``before`` is not a cursor of this list.
+    """
+    searching = bool(q)
+    key = _sort_key(session, searching=searching)
+    query = visible_query(actor).order_by(None)
+    if q:
+        prefix = name_key(q)
+        query = query.where(and_(key >= prefix, key < prefix + PREFIX_END))
+    filtered = query
+    backwards = last or before is not None
+    if after is not None:
+        query = query.where(key > _cursor(after, searching=searching, field="after"))
+    elif before is not None:
+        query = query.where(key < _cursor(before, searching=searching, field="before"))
+    query = query.order_by(key.desc() if backwards else key).limit(size + 1)
+    rows = list(session.scalars(query))
+    more = len(rows) > size
+    rows = rows[:size]
+    if backwards:
+        rows.reverse()
+
+    def key_of(project: Project) -> str:
+        return project.name_key if searching else str(project.seq)
+
+    has_next = (more and not backwards) or (backwards and not last and bool(rows))
+    has_prev = (more and backwards) or (after is not None and bool(rows))
+    return ProjectSlice(
+        projects=rows,
+        next_after=key_of(rows[-1]) if rows and has_next else None,
+        prev_before=key_of(rows[0]) if rows and has_prev else None,
+        total=_count(session, actor=actor, filtered=filtered, searching=searching),
+        environments=_environment_counts(session, [p.id for p in rows]),
+    )
+
+
+def _count(
+    session: Session, *, actor: Actor, filtered: Select[Project], searching: bool
+) -> int | None:
+    """How many projects ``filtered`` holds, or None above :data:`COUNT_CAP` (counting stops
+    there). A Super Admin's whole list is the account's maintained count."""
+    if actor.is_super_admin and not searching:
+        total: int = session.scalars(
+            select(Account.project_count).where(Account.id == actor.account_id)
+        ).one()
+    else:
+        capped = filtered.with_only_columns(Project.id).limit(COUNT_CAP + 1).subquery()
+        total = session.scalars(select(func.count()).select_from(capped)).one()
+    return None if total > COUNT_CAP and (searching or not actor.is_super_admin) else total
+
+
+def _environment_counts(session: Session, project_ids: list[str]) -> dict[str, int]:
+    if not project_ids:
+        return {}
+    rows = session.execute(
+        select(Environment.project_id, func.count())
+        .where(Environment.project_id.in_(project_ids))
+        .group_by(Environment.project_id)
+    )
+    return {project_id: count for project_id, count in rows.tuples()}
 
 
 def update(session: Session, *, actor: Actor, project: Project, data: ProjectUpdate) -> Project:

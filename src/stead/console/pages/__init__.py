@@ -1,0 +1,2 @@
+"""Console pages: one module per area, each exposing ``router`` (templates in
+``templates/<area>/``)."""

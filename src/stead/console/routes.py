@@ -1,0 +1,32 @@
+"""Every console page module's router, under ``/console``: one line per module (each module
+exposes ``router``)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import RedirectResponse
+
+from stead.console import web
+from stead.console.pages import account, auth, projects
+
+console_router = APIRouter(prefix=web.PREFIX)
+console_router.include_router(auth.router)
+console_router.include_router(account.router)
+console_router.include_router(projects.router)
+
+
+@console_router.get("")
+def console_home() -> RedirectResponse:
+    """``/console``: 303 to the projects page (which sends a browser without a session to log
+    in)."""
+    return web.redirect(f"{web.PREFIX}/projects")
+
+
+#: ``GET /``: the console is the server's front page.
+root_router = APIRouter()
+
+
+@root_router.get("/")
+def front_page() -> RedirectResponse:
+    """303 to ``/console``."""
+    return web.redirect(web.PREFIX)

@@ -1,0 +1,133 @@
+"""Console test helpers: the live server's handle, browser pages logged in through the form,
+and README screenshots. The fixtures that make them are in ``tests/console/conftest.py``."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from playwright.sync_api import Browser, BrowserContext, Page
+from sqlalchemy.orm import Session, sessionmaker
+
+from stead.db import session_scope
+from stead.identity.actor import Actor
+from stead.identity.service import get_account
+from stead.projects import service as project_service
+from stead.projects.schemas import ProjectCreate
+from tests.support.factories import USER_PASSWORD, new_user
+
+CHROMIUM = Path("/usr/lib/chromium/chromium")
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "console"
+
+#: Run a test on SQLite only (the default ``db_url`` runs it on both backends).
+SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
+@dataclass
+class Live:
+    """A console server running in this process.
+
+    Attributes:
+        url: its base URL (``http://127.0.0.1:<port>``).
+        app: the application (its ``state`` holds the settings and session factories).
+        factory: sessions on its database, for arranging and checking state.
+    """
+
+    url: str
+    app: FastAPI
+    factory: sessionmaker[Session]
+
+    def user(
+        self,
+        role: str = "MEMBER",
+        *,
+        email: str | None = None,
+        password: str = USER_PASSWORD,
+        project_id: str | None = None,
+        project_role: str | None = None,
+    ) -> tuple[str, str]:
+        """Create a user (a project member when ``project_id`` and ``project_role`` are
+        given); return ``(user_id, email)``."""
+        return new_user(
+            self.factory,
+            role=role,
+            email=email,
+            password=password,
+            project_id=project_id,
+            project_role=project_role,
+        )
+
+    def project(self, name: str, *, warehouse: str = "snowflake") -> str:
+        """Create a project through the project service as a Super Admin; return its id."""
+        data = ProjectCreate.model_validate(
+            {"name": name, "warehouse": warehouse, "agentDeploymentType": "hosted"}
+        )
+        with session_scope(self.factory, write=True) as session:
+            admin = Actor(
+                type="api_client",
+                id=str(uuid.uuid4()),
+                name="tests",
+                role="SUPER_ADMIN",
+                account_id=get_account(session).id,
+            )
+            return project_service.create(session, actor=admin, data=data).id
+
+
+@dataclass
+class Pages:
+    """Browser pages on the live console; each in a context of its own."""
+
+    live: Live
+    browser: Browser
+    contexts: list[BrowserContext] = field(default_factory=list)
+
+    def anonymous(self, *, js: bool = True) -> Page:
+        """A page in a fresh context (no cookies), JavaScript on or off."""
+        context = self.browser.new_context(
+            base_url=self.live.url,
+            java_script_enabled=js,
+            viewport={"width": 1280, "height": 800},
+        )
+        context.set_default_timeout(10_000)
+        self.contexts.append(context)
+        return context.new_page()
+
+    def as_user(self, email: str, password: str = USER_PASSWORD, *, js: bool = True) -> Page:
+        """A page logged in as ``email`` through the login form; it shows the projects page."""
+        page = self.anonymous(js=js)
+        log_in(page, email, password)
+        assert page.url.endswith("/console/projects"), page.url
+        return page
+
+    def as_role(
+        self,
+        role: str = "MEMBER",
+        *,
+        js: bool = True,
+        project_id: str | None = None,
+        project_role: str | None = None,
+    ) -> Page:
+        """A page logged in as a new user of account role ``role`` (and ``project_role`` in
+        ``project_id`` when given)."""
+        _, email = self.live.user(role, project_id=project_id, project_role=project_role)
+        return self.as_user(email, js=js)
+
+
+def log_in(page: Page, email: str, password: str = USER_PASSWORD) -> None:
+    """Log in through the form (the page goes to ``/console/login`` first)."""
+    page.goto("/console/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_load_state()
+
+
+def screenshot(page: Page, name: str) -> Path:
+    """Save ``page`` (the whole page) as ``docs/console/<name>.png`` for the README."""
+    DOCS.mkdir(parents=True, exist_ok=True)
+    path = DOCS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
