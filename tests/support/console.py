@@ -63,7 +63,7 @@ class Live:
     def project(self, name: str, *, warehouse: str = "snowflake") -> str:
         """Create a project through the project service as a Super Admin; return its id."""
         data = ProjectCreate.model_validate(
-            {"name": name, "warehouse": warehouse, "agentDeploymentType": "hosted"}
+            {"name": name, "warehouse": warehouse, "agentDeploymentType": "FULL_SAAS"}
         )
         with session_scope(self.factory, write=True) as session:
             admin = Actor(
