@@ -117,7 +117,7 @@ def test_audit_tab_pages_by_keyset(live: Live, pages: Pages, api: httpx.Client) 
     assert times == sorted(times, reverse=True)  # newest first
     page.get_by_role("link", name="Next").click()
     page.wait_for_load_state()
-    assert "before=" in page.url
+    assert "older=" in page.url
     # the rest: 10 more updates, the project and its connection created
     expect(rows).to_have_count(12)
     assert "project.created" in rows.last.inner_text()

@@ -6,12 +6,14 @@ import re
 from dataclasses import replace
 from typing import Annotated
 
-from fastapi import Query
+from fastapi import Depends, Query, Request
+from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BeforeValidator
 
 from stead.audit import service
-from stead.audit.models import AuditEvent
-from stead.audit.schemas import AuditActor, AuditEventRead, AuditTarget
+from stead.audit.export import ExportFormat, export_chunks, export_headers, to_read
+from stead.audit.schemas import AuditEventRead
+from stead.audit.service import AuditFilter
 from stead.identity.deps import ActorDep, AuditReader
 from stead.pagination import Page, PageDep
 from stead.pipeline.transaction import SessionDep, make_router
@@ -34,26 +36,8 @@ def _rfc3339(value: object) -> object:
 Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 
 
-def _read(event: AuditEvent) -> AuditEventRead:
-    return AuditEventRead(
-        id=event.id,
-        created_at=event.created_at,
-        action=event.action,
-        actor=AuditActor(type=event.actor_type, id=event.actor_id, name=event.actor_name),
-        target=AuditTarget(type=event.target_type, id=event.target_id),
-        project_id=event.project_id,
-        request_id=event.request_id,
-        source_ip=event.source_ip,
-        details=event.details,
-    )
-
-
-@router.get("", response_model=Page[AuditEventRead])
-def list_audit_events(
-    actor: ActorDep,
+def _filter(
     scope: AuditReader,
-    session: SessionDep,
-    params: PageDep,
     by: Annotated[
         Text | None,
         Query(alias="actor", max_length=255, description="actor id or name (email, client name)"),
@@ -63,10 +47,46 @@ def list_audit_events(
     ] = None,
     since: Annotated[Instant | None, Query(alias="from", description="RFC 3339; inclusive")] = None,
     until: Annotated[Instant | None, Query(alias="to", description="RFC 3339; exclusive")] = None,
+) -> AuditFilter:
+    """The query's filters inside what the caller may read (:data:`AuditReader`)."""
+    return replace(scope, actor=by, action=action, since=since, until=until)
+
+
+FilterDep = Annotated[AuditFilter, Depends(_filter)]
+
+
+@router.get("", response_model=Page[AuditEventRead])
+def list_audit_events(
+    actor: ActorDep, where: FilterDep, session: SessionDep, params: PageDep
 ) -> Page[AuditEventRead]:
     """List audit events, oldest first. Super Admins and Admins read every event; anyone else
     the events of projects they own. ``projectId`` narrows to one project (404 if invisible,
     403 if the caller may not read its trail)."""
-    where = replace(scope, actor=by, action=action, since=since, until=until)
     total, rows = service.list_events(session, actor=actor, where=where, params=params)
-    return Page(page=params.page, size=params.size, total=total, results=[_read(e) for e in rows])
+    return Page(page=params.page, size=params.size, total=total, results=[to_read(e) for e in rows])
+
+
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"text/csv": {}, "application/json": {}},
+            "description": "every matching event, oldest first, as a download",
+        }
+    },
+)
+def export_audit_events(
+    request: Request,
+    actor: ActorDep,
+    where: FilterDep,
+    export_format: Annotated[
+        ExportFormat, Query(alias="format", description="csv or json")
+    ] = "csv",
+) -> StreamingResponse:
+    """Every audit event the caller may read that matches the filters of ``GET
+    /v1/audit-events``, oldest first, streamed as a CSV or JSON file (docs/api.md, Audit)."""
+    batches = service.export_events(request.app.state.read_sessionmaker, actor=actor, where=where)
+    return StreamingResponse(
+        export_chunks(batches, export_format), headers=export_headers(export_format)
+    )

@@ -3,19 +3,23 @@ recording refused changes, and reading them back (docs/api.md, Audit)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from fastapi import Request
-from sqlalchemy import Select, Table, func, insert, or_, select
+from sqlalchemy import ColumnElement, Select, Table, and_, func, insert, or_, select, true, tuple_
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from stead.audit.models import AuditEvent
 from stead.db import session_scope, utcnow
+from stead.errors import BadRequest
 from stead.identity.permissions import PermissionDenied
 from stead.pagination import PageParams, paginate
 
@@ -128,26 +132,39 @@ class AuditFilter:
     until: datetime | None = None
 
 
-def _query(account_id: str, f: AuditFilter) -> Select[Any]:
-    query = select(AuditEvent).where(AuditEvent.account_id == account_id)
+def _conditions(account_id: str, f: AuditFilter) -> list[ColumnElement[bool]]:
+    """``f``'s conditions but the actor's (see :func:`_actor_branches`)."""
+    found = [AuditEvent.account_id == account_id]
     if f.project_ids is not None:
-        query = query.where(AuditEvent.project_id.in_(f.project_ids))
+        found.append(AuditEvent.project_id.in_(f.project_ids))
     if f.project_id is not None:
-        query = query.where(AuditEvent.project_id == f.project_id)
-    if f.actor is not None:
-        query = query.where(
-            or_(
-                AuditEvent.actor_id == f.actor,
-                func.lower(AuditEvent.actor_name) == f.actor.lower(),
-            )
-        )
+        found.append(AuditEvent.project_id == f.project_id)
     if f.action is not None:
-        query = query.where(AuditEvent.action == f.action)
+        found.append(AuditEvent.action == f.action)
     if f.since is not None:
-        query = query.where(AuditEvent.created_at >= f.since)
+        found.append(AuditEvent.created_at >= f.since)
     if f.until is not None:
-        query = query.where(AuditEvent.created_at < f.until)
-    return query.order_by(AuditEvent.created_at, AuditEvent.id)
+        found.append(AuditEvent.created_at < f.until)
+    return found
+
+
+def _actor_branches(f: AuditFilter) -> list[ColumnElement[bool]]:
+    """The actor filter as disjoint conditions, each served by an index of its own: the
+    actor's id, or (another id with) its name in any case. No actor filter: one branch."""
+    if f.actor is None:
+        return [true()]
+    return [
+        AuditEvent.actor_id == f.actor,
+        and_(func.lower(AuditEvent.actor_name) == f.actor.lower(), AuditEvent.actor_id != f.actor),
+    ]
+
+
+def _query(account_id: str, f: AuditFilter) -> Select[Any]:
+    return (
+        select(AuditEvent)
+        .where(*_conditions(account_id, f), or_(*_actor_branches(f)))
+        .order_by(AuditEvent.created_at, AuditEvent.id)
+    )
 
 
 def list_events(
@@ -157,22 +174,164 @@ def list_events(
     return paginate(session, _query(actor.account_id, where), params)
 
 
-def latest_events(
-    session: Session, *, actor: Actor, where: AuditFilter, before: int | None, size: int
-) -> tuple[list[AuditEvent], int | None]:
-    """The newest audit events the caller may read that match ``where``, keyset-paged by id
-    (the order events were written): at most ``size`` events with ids below ``before`` (None:
-    from the newest), newest first.
+@dataclass(frozen=True)
+class Cursor:
+    """A position in the audit trail's order, ``(created_at, id)``: the event at which a page
+    ends. Carried in URLs as an opaque token (:meth:`token`, :meth:`parse`)."""
 
-    Returns:
-        ``(events, next_before)``: ``next_before`` is the cursor of the next (older) page, None
-        on the last page. Each page costs the same however deep it lies (no ``OFFSET``) and
-        nothing is counted.
+    created_at: datetime
+    id: int
+
+    @classmethod
+    def of(cls, event: AuditEvent) -> Cursor:
+        """The position of ``event``."""
+        return cls(created_at=event.created_at, id=event.id)
+
+    def token(self) -> str:
+        """URL-safe text of the cursor (base64url of ``<microseconds since epoch>.<id>``)."""
+        micros = round(self.created_at.timestamp() * 1_000_000)
+        return base64.urlsafe_b64encode(f"{micros}.{self.id}".encode()).decode().rstrip("=")
+
+    @classmethod
+    def parse(cls, token: str, *, field: str) -> Cursor:
+        """The cursor :meth:`token` wrote.
+
+        Raises:
+            BadRequest: ``token`` is not one (the violation names ``field``).
+        """
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+            micros, _, ident = raw.partition(".")
+            at = datetime.fromtimestamp(int(micros) / 1_000_000, tz=UTC)
+            return cls(created_at=at, id=int(ident))
+        except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError, OSError):
+            raise BadRequest(
+                "Invalid paging cursor", violations=[f"{field}: not a cursor of this list"]
+            ) from None
+
+
+def _seek(
+    session: Session,
+    *,
+    account_id: str,
+    where: AuditFilter,
+    limit: int,
+    past: Cursor | None,
+    descending: bool,
+) -> list[AuditEvent]:
+    """Up to ``limit`` matching events beyond ``past`` in the list's order (or its reverse):
+    one ordered, limited index walk per actor branch, merged here."""
+    key = tuple_(AuditEvent.created_at, AuditEvent.id)
+    conditions = _conditions(account_id, where)
+    if past is not None:
+        position = (past.created_at, past.id)
+        conditions.append(key < position if descending else key > position)
+    order = (
+        (AuditEvent.created_at.desc(), AuditEvent.id.desc())
+        if descending
+        else (AuditEvent.created_at, AuditEvent.id)
+    )
+    rows: list[AuditEvent] = []
+    for branch in _actor_branches(where):
+        query = select(AuditEvent).where(*conditions, branch).order_by(*order).limit(limit)
+        rows += session.scalars(query)
+    rows.sort(key=lambda e: (e.created_at, e.id), reverse=descending)
+    return rows[:limit]
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """One page of audit events, newest first.
+
+    Attributes:
+        events: at most the requested number of events.
+        older: cursor of the page after this one (older events), None on the last page.
+        newer: cursor of the page before this one (newer events), None on the first page.
     """
-    query = _query(actor.account_id, where).order_by(None).order_by(AuditEvent.id.desc())
-    if before is not None:
-        query = query.where(AuditEvent.id < before)
-    rows = list(session.scalars(query.limit(size + 1)))
-    more = len(rows) > size
-    rows = rows[:size]
-    return rows, rows[-1].id if more else None
+
+    events: list[AuditEvent]
+    older: Cursor | None
+    newer: Cursor | None
+
+
+def page_events(
+    session: Session,
+    *,
+    actor: Actor,
+    where: AuditFilter,
+    limit: int,
+    older_than: Cursor | None = None,
+    newer_than: Cursor | None = None,
+) -> EventPage:
+    """One page of the events the caller may read that match ``where``, newest first, by
+    keyset (seek) paging on ``(created_at, id)``: each page costs the same however deep it is,
+    and nothing is counted.
+
+    Args:
+        limit: events per page (1-100).
+        older_than: the page that follows this position (the "older" link of a page).
+        newer_than: the page that precedes this position (the "newer" link); ignored when
+            ``older_than`` is given.
+    """
+    if older_than is None and newer_than is not None:
+        rows = _seek(
+            session,
+            account_id=actor.account_id,
+            where=where,
+            limit=limit + 1,
+            past=newer_than,
+            descending=False,
+        )
+        events = rows[:limit][::-1]
+        return EventPage(
+            events=events,
+            older=Cursor.of(events[-1]) if events else None,
+            newer=Cursor.of(events[0]) if len(rows) > limit else None,
+        )
+    rows = _seek(
+        session,
+        account_id=actor.account_id,
+        where=where,
+        limit=limit + 1,
+        past=older_than,
+        descending=True,
+    )
+    events = rows[:limit]
+    return EventPage(
+        events=events,
+        older=Cursor.of(events[-1]) if len(rows) > limit else None,
+        newer=Cursor.of(events[0]) if events and older_than is not None else None,
+    )
+
+
+#: Events read per query while exporting.
+EXPORT_BATCH = 1000
+
+
+def export_events(
+    factory: sessionmaker[Session], *, actor: Actor, where: AuditFilter
+) -> Iterator[list[AuditEvent]]:
+    """Every event the caller may read that match ``where``, oldest first, in batches of
+    :data:`EXPORT_BATCH` read by keyset, each batch in a short read transaction of its own (an
+    export of a million events holds no connection between batches while the client reads).
+
+    Events are detached from their session: read their columns only.
+    """
+    last: Cursor | None = None
+    while True:
+        with session_scope(factory, write=False) as session:
+            batch = _seek(
+                session,
+                account_id=actor.account_id,
+                where=where,
+                limit=EXPORT_BATCH,
+                past=last,
+                descending=False,
+            )
+            session.expunge_all()
+        if not batch:
+            return
+        yield batch
+        if len(batch) < EXPORT_BATCH:
+            return
+        last = Cursor.of(batch[-1])

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from fastapi.responses import RedirectResponse
 
 from stead.console import web
-from stead.console.pages import account, auth, project, projects, wizard
+from stead.console.pages import account, api_clients, audit, auth, project, projects, wizard
 
 console_router = APIRouter(prefix=web.PREFIX)
 console_router.include_router(auth.router)
@@ -15,6 +15,8 @@ console_router.include_router(account.router)
 console_router.include_router(wizard.router)
 console_router.include_router(projects.router)
 console_router.include_router(project.router)
+console_router.include_router(audit.router)
+console_router.include_router(api_clients.router)
 
 
 @console_router.get("")

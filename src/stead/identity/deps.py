@@ -332,18 +332,13 @@ def environment_permission(
     return dependency
 
 
-def _audit_filter(
-    actor: ActorDep,
-    session: SessionDep,
-    project_id: Annotated[
-        str | None, Query(alias="projectId", description="only this project's events")
-    ] = None,
-) -> AuditFilter:
-    """Which events the caller may read: Super Admins and Admins every event of the account,
-    anyone else the events of the projects whose role grants ``audit.read`` (Owners).
+def audit_scope(session: Session, *, actor: Actor, project_id: str | None) -> AuditFilter:
+    """Which events ``actor`` may read: Super Admins and Admins every event of the account,
+    anyone else the events of the projects whose role grants ``audit.read`` (Owners); with
+    ``project_id``, that project's only.
 
     Raises:
-        NotFound: ``projectId`` names a project the caller cannot see.
+        NotFound: ``project_id`` names a project the caller cannot see.
         PermissionDenied: the caller sees that project but may not read its audit trail.
     """
     if project_id is not None:
@@ -368,6 +363,17 @@ def _audit_filter(
         )
     )
     return AuditFilter(project_ids=list(owned))
+
+
+def _audit_filter(
+    actor: ActorDep,
+    session: SessionDep,
+    project_id: Annotated[
+        str | None, Query(alias="projectId", description="only this project's events")
+    ] = None,
+) -> AuditFilter:
+    """:func:`audit_scope` of the request's caller and ``projectId``."""
+    return audit_scope(session, actor=actor, project_id=project_id)
 
 
 REQUIREMENTS[_audit_filter] = ("audit", "audit.read")

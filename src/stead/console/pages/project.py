@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from stead.agents import service as agents_service
 from stead.agents.models import Agent
 from stead.audit import service as audit_service
-from stead.audit.service import AuditFilter
+from stead.audit.service import AuditFilter, Cursor
 from stead.connections import service as connections_service
 from stead.console import web
 from stead.console.web import ConsoleUser
@@ -132,7 +132,7 @@ def _tab_allowed(ctx: ProjectContext, permission: str) -> bool:
 # --- the project page ------------------------------------------------------------------------
 
 
-def _tab_context(db: Session, ctx: ProjectContext, tab: str, before: int | None) -> dict[str, Any]:
+def _tab_context(db: Session, ctx: ProjectContext, tab: str, older: str | None) -> dict[str, Any]:
     project = ctx.project
     everything = PageParams(page=0, size=LIST_SIZE)
     if tab == "overview":
@@ -158,17 +158,17 @@ def _tab_context(db: Session, ctx: ProjectContext, tab: str, before: int | None)
     if tab == "members":
         total, rows = members.list_members(db, project=project, params=everything)
         return {"members": rows, "total": total}
-    events, next_before = audit_service.latest_events(
+    page = audit_service.page_events(
         db,
         actor=ctx.actor,
         where=AuditFilter(project_ids=None, project_id=project.id),
-        before=before,
-        size=AUDIT_PAGE,
+        limit=AUDIT_PAGE,
+        older_than=Cursor.parse(older, field="older") if older else None,
     )
     return {
-        "events": events,
-        "next_url": project_url(project.id, "audit", before=next_before) if next_before else None,
-        "first_url": project_url(project.id, "audit") if before is not None else None,
+        "events": page.events,
+        "next_url": project_url(project.id, "audit", older=page.older.token()) if page.older else None,
+        "first_url": project_url(project.id, "audit") if older is not None else None,
     }
 
 
@@ -178,7 +178,7 @@ def _project_page(
     ctx: ProjectContext,
     *,
     tab: str = "overview",
-    before: int | None = None,
+    older: str | None = None,
     errors: web.FormErrors | None = None,
     form: dict[str, str] | None = None,
     status: int = 200,
@@ -208,7 +208,7 @@ def _project_page(
             "environment_url": environment_url,
             "errors": errors,
             "form": form or {},
-            **_tab_context(db, ctx, tab, before),
+            **_tab_context(db, ctx, tab, older),
         },
         status=status,
     )
@@ -220,11 +220,11 @@ def project_page(
     ctx: ProjectReader,
     db: SessionDep,
     tab: Annotated[Tab, Query(description="the tab shown")] = "overview",
-    before: Annotated[int | None, Query(ge=1, description="audit tab: older than this")] = None,
+    older: Annotated[str | None, Query(description="audit tab: the page after this cursor")] = None,
 ) -> Response:
     """A project's page at one tab (``project.read``; the members tab ``member.read``, the
     audit tab ``audit.read``, as ``/v1``'s reads of them)."""
-    return _project_page(request, db, ctx, tab=tab, before=before)
+    return _project_page(request, db, ctx, tab=tab, older=older)
 
 
 @router.post("/rename")

@@ -1,0 +1,126 @@
+"""``/console/audit`` in a real browser: filters in the query string, keyset paging, CSV and
+JSON exports of the same filters, and only the events the person may read."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from playwright.sync_api import expect
+from sqlalchemy import insert, select
+
+from stead.audit.models import AuditEvent
+from stead.db import session_scope
+from stead.identity.models import Account
+from tests.support.console import SQLITE_ONLY, Live, Pages, screenshot
+
+
+def _seed(live: Live, count: int, project_id: str | None = None) -> None:
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    with session_scope(live.factory, write=True) as session:
+        account = session.scalars(select(Account.id)).one()
+        session.execute(
+            insert(AuditEvent),
+            [
+                {
+                    "account_id": account,
+                    "actor_type": "user",
+                    "actor_id": "seed",
+                    "actor_name": "seeder@example.com",
+                    "action": "thing.made",
+                    "target_type": "thing",
+                    "target_id": f"thing-{i}",
+                    "project_id": project_id,
+                    "details": {"n": i},
+                    "created_at": start + timedelta(minutes=i),
+                    "updated_at": start,
+                }
+                for i in range(count)
+            ],
+        )
+
+
+@pytest.mark.parametrize("js", [True, False], ids=["js", "nojs"])
+def test_filters_paging_and_exports(live: Live, pages: Pages, js: bool) -> None:
+    finance = live.project("finance")
+    live.project("growth")
+    _seed(live, 60, finance)
+    page = pages.as_role("SUPER_ADMIN", js=js)
+    page.goto("/console/audit?action=thing.made")
+    expect(page.get_by_role("heading", name="Audit")).to_be_visible()
+    rows = page.locator("#results tbody tr")
+    expect(rows).to_have_count(50)
+    # newest first: the last seeded event, then older ones
+    expect(rows.first).to_contain_text("thing-59")
+    page.get_by_role("link", name="Next").click()
+    expect(page).to_have_url(re.compile(r"/console/audit\?action=thing.made&older=[\w-]+$"))
+    expect(rows).to_have_count(10)
+    expect(rows.first).to_contain_text("thing-9")
+    page.get_by_role("link", name="Previous").click()
+    expect(rows.first).to_contain_text("thing-59")
+
+    page.goto("/console/audit")
+    page.get_by_label("Action").fill("project.created")
+    page.get_by_label("Project id").fill(finance)
+    page.get_by_role("button", name="Show events").click()
+    expect(page).to_have_url(re.compile(f"action=project.created&project={finance}"))
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("project.created")
+    if js:
+        screenshot(page, "audit")
+    page.reload()  # the filters live in the URL
+    expect(page.get_by_label("Action")).to_have_value("project.created")
+    expect(rows).to_have_count(1)
+
+    csv_href = page.get_by_role("link", name="CSV").get_attribute("href")
+    json_href = page.get_by_role("link", name="JSON").get_attribute("href")
+    assert csv_href and json_href
+    got = page.request.get(live.url + csv_href)
+    assert got.status == 200
+    assert got.headers["content-disposition"] == 'attachment; filename="audit-events.csv"'
+    (row,) = list(csv.DictReader(io.StringIO(got.text())))
+    assert (row["action"], row["projectId"]) == ("project.created", finance)
+    exported = json.loads(page.request.get(live.url + json_href).text())
+    assert [e["action"] for e in exported] == ["project.created"]
+    seeded = page.request.get(f"{live.url}/console/audit/export?format=json&action=thing.made")
+    things = json.loads(seeded.text())
+    assert [e["target"]["id"] for e in things] == [f"thing-{i}" for i in range(60)]
+
+
+@SQLITE_ONLY
+def test_bad_filters_are_shown_at_their_fields(live: Live, pages: Pages) -> None:
+    page = pages.as_role("ADMIN")
+    response = page.goto("/console/audit?from=yesterday&project=nope")
+    assert response is not None and response.status == 400
+    expect(page.get_by_label("From (UTC, inclusive)")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label("Project id")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_role("alert")).to_contain_text("must be a date")
+    expect(page.get_by_role("alert")).to_be_focused()
+
+
+@SQLITE_ONLY
+def test_a_member_reads_only_the_trail_of_projects_they_own(live: Live, pages: Pages) -> None:
+    mine = live.project("mine")
+    theirs = live.project("theirs")
+    _seed(live, 3, theirs)
+    page = pages.as_role(project_id=mine, project_role="OWNER")
+    page.goto("/console/audit")
+    rows = page.locator("#results tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("project.created")
+    assert theirs not in page.content()
+    exported = json.loads(page.request.get(f"{live.url}/console/audit/export?format=json").text())
+    assert {e["projectId"] for e in exported} == {mine}
+    response = page.goto(f"/console/audit?project={theirs}")
+    assert response is not None and response.status == 404
+    assert theirs not in page.content() or "not found" in page.content().lower()
+    assert page.request.get(f"{live.url}/console/audit/export?project={theirs}").status == 404
+    viewer = pages.as_role(project_id=mine, project_role="VIEWER")
+    viewer.goto("/console/audit")
+    expect(viewer.locator("#results")).to_contain_text("No events match")
+    response = viewer.goto(f"/console/audit?project={mine}")
+    assert response is not None and response.status == 403
