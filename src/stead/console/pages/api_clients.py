@@ -15,7 +15,7 @@ from stead.identity import service
 from stead.identity.deps import parse_uuid
 from stead.identity.models import ApiClient
 from stead.identity.permissions import ACCOUNT_ROLES
-from stead.identity.routes import _forget_after_commit
+from stead.identity.routes import forget_after_commit
 from stead.identity.schemas import ApiClientCreate, ApiClientRead
 from stead.pagination import MAX_SIZE, PageParams
 from stead.pipeline.transaction import SessionDep, make_router
@@ -114,7 +114,7 @@ def rotate_secret(request: Request, client_id: str, console: Manager, db: Sessio
     working."""
     client = _client(db, console, client_id)
     secret = service.rotate_secret(db, actor=console.actor, client=client)
-    _forget_after_commit(db, request, client.id)
+    forget_after_commit(db, request, client.id)
     return _shown_once(request, client, secret, created=False)
 
 
@@ -123,6 +123,6 @@ def revoke(request: Request, client_id: str, console: Manager, db: SessionDep) -
     """Revoke the client (its secret and tokens stop working), then back to the list."""
     client = _client(db, console, client_id)
     service.revoke_client(db, actor=console.actor, client=client)
-    _forget_after_commit(db, request, client.id)
+    forget_after_commit(db, request, client.id)
     web.flash(db, console, f"API client {client.name} is revoked.")
     return web.redirect(f"{web.PREFIX}/api-clients")

@@ -167,7 +167,9 @@ def _tab_context(db: Session, ctx: ProjectContext, tab: str, older: str | None) 
     )
     return {
         "events": page.events,
-        "next_url": project_url(project.id, "audit", older=page.older.token()) if page.older else None,
+        "next_url": (
+            project_url(project.id, "audit", older=page.older.token()) if page.older else None
+        ),
         "first_url": project_url(project.id, "audit") if older is not None else None,
     }
 
