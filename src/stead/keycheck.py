@@ -137,7 +137,7 @@ def readiness_problem(conn: Connection, *, signing_key: bytes, keyring: Keyring)
     """Why this server must not take traffic, or None: a recorded key check value that its
     signing key or master keyring does not match (the keys were changed under a running
     server, or it was started without :func:`verify_keys`)."""
-    rows = conn.execute(select(KeyCheck.name, KeyCheck.check_value)).tuples()
+    rows = conn.execute(select(KeyCheck.name, KeyCheck.check_value))
     recorded = {name: value for name, value in rows}
     if SIGNING in recorded and recorded[SIGNING] != key_check_value(signing_key, SIGNING):
         return "the signing key does not match the database's"
