@@ -29,7 +29,7 @@ from stead.keycheck import readiness_problem
 from stead.logs import configure_logging
 from stead.pipeline import admission, problems
 from stead.pipeline.body import BodyReader
-from stead.pipeline.metrics import Metrics
+from stead.pipeline.metrics import Metrics, instrument_pool
 from stead.pipeline.middleware import RequestMiddleware
 from stead.pipeline.ratelimit import make_rate_limiter
 from stead.pipeline.throttle import FailureThrottle
@@ -89,7 +89,8 @@ def readyz(request: Request) -> dict[str, str]:
 
 @service_router.get("/metrics", response_class=Response)
 def metrics(request: Request) -> Response:
-    """Prometheus exposition of request counts and latencies."""
+    """Prometheus exposition of request counts and latencies and of the operator metrics
+    (docs/operations.md, "Metrics")."""
     app_metrics: Metrics = request.app.state.metrics
     return Response(app_metrics.render(), media_type=app_metrics.content_type)
 
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         app.state.rate_limiter.close()
+        app.state.metrics.close()
         engine.dispose()
 
     app = FastAPI(
@@ -140,7 +142,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         per_name=settings.sign_in_failures_per_minute,
         per_address=settings.sign_in_failures_per_minute_per_address,
     )
-    app.state.metrics = Metrics()
+    app.state.metrics = Metrics(settings.prometheus_multiproc_dir)
+    instrument_pool(engine)
     problems.install(app, on_error=record_refused)
     # Middleware, innermost first (docs/request-lifecycle.md).
     admission.install(app, engine)

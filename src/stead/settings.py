@@ -100,6 +100,9 @@ class Settings(BaseSettings):
             or master key, and a weak one (docs/operations.md, "Keys").
         shutdown_timeout_seconds: on SIGTERM, how long requests already accepted may take to
             finish before the server exits anyway.
+        prometheus_multiproc_dir: ``PROMETHEUS_MULTIPROC_DIR`` (no ``STEAD_`` prefix, the name
+            prometheus_client reads): the directory where the worker processes of ``stead
+            serve`` keep their metrics; ``stead serve`` sets it.
         secret_store_timeout_seconds: connect and read timeout (each) for calls to external
             secret stores (AWS, Vault, Azure, GCP); a store that does not answer in time is 504.
         secret_store_ca_bundle: PEM file of CA certificates trusted for TLS to AWS, Vault and
@@ -172,6 +175,7 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     environment: Literal["development", "production"] = "development"
     shutdown_timeout_seconds: float = Field(default=30.0, gt=0)
+    prometheus_multiproc_dir: str = Field(default="", validation_alias="PROMETHEUS_MULTIPROC_DIR")
     log_level: str = "INFO"
     login_max_failures: int = 5
     login_backoff_seconds: int = 60

@@ -94,7 +94,6 @@ def serve(
     line on stderr and exit status 2 (docs/operations.md). SIGTERM stops accepting connections,
     lets the requests in flight finish (up to STEAD_SHUTDOWN_TIMEOUT_SECONDS) and exits 0.
     """
-    import logging
     import shutil
     import tempfile
 
@@ -116,7 +115,6 @@ def serve(
         _serve(settings, host=host, port=port, workers=workers, migrate=migrate)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
-    logging.getLogger("stead").info("stead stopped")
 
 
 def _serve(settings: Settings, *, host: str, port: int, workers: int, migrate: bool) -> None:
