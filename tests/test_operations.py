@@ -336,3 +336,41 @@ def test_data_of_the_previous_release_migrates_forward(empty_db_url: str, tmp_pa
         value = read_value(session, project_id=project["projectId"], name="pw")
     engine.dispose()
     assert value == "kept-across-upgrade"
+
+
+# Metrics -----------------------------------------------------------------------------------
+
+
+def _sample(metrics: str, name: str, labels: str = "") -> float:
+    prefix = f"{name}{{{labels}}} " if labels else f"{name} "
+    values = [
+        float(line[len(prefix) :]) for line in metrics.splitlines() if line.startswith(prefix)
+    ]
+    return values[0] if values else 0.0
+
+
+def test_operator_metrics(http: TestClient, admin: dict[str, str]) -> None:
+    before = http.get("/metrics").text
+    assert f'stead_build_info{{python="{sys.version.split()[0]}",version="{__version__}"}} 1.0' in (
+        before
+    )
+    refused = http.post(
+        "/oauth/dpc/token",
+        data={"grant_type": "client_credentials", "client_id": "nobody", "client_secret": "x"},
+    )
+    assert refused.status_code == 401
+    after = http.get("/metrics").text
+    failures = "stead_sign_in_failures_total"
+    assert (
+        _sample(after, failures, 'kind="client"') == _sample(before, failures, 'kind="client"') + 1
+    )
+    assert "stead_database_connections_in_use " in after
+
+
+def test_database_errors_are_counted(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, database_url="postgresql+psycopg://nobody@127.0.0.1:9/x")
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        name, labels = "stead_database_errors_total", 'kind="unavailable"'
+        before = _sample(client.get("/metrics").text, name, labels)
+        assert client.get("/readyz").status_code == 503
+        assert _sample(client.get("/metrics").text, name, labels) == before + 1
