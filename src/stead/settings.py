@@ -174,7 +174,7 @@ class Settings(BaseSettings):
     sign_in_failures_per_minute_per_address: int = Field(default=30, ge=0)
     trusted_proxies: str = ""
     environment: Literal["development", "production"] = "development"
-    shutdown_timeout_seconds: float = Field(default=30.0, gt=0)
+    shutdown_timeout_seconds: float = Field(default=25.0, gt=0)
     prometheus_multiproc_dir: str = Field(default="", validation_alias="PROMETHEUS_MULTIPROC_DIR")
     log_level: str = "INFO"
     login_max_failures: int = 5

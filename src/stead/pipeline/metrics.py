@@ -70,8 +70,8 @@ CONNECTION_TEST_SECONDS = Histogram(
 )
 SECRET_STORE_CALLS = Counter(
     "stead_secret_store_requests",
-    "Reads of secret values by store (aws, vault, azure, gcp, hosted) and outcome (ok, or the "
-    "error's kind)",
+    "Reads of secret values by store (AWS, Vault, Azure, GCP, Matillion hosted) and outcome "
+    "(ok, or the error's kind)",
     ["store", "outcome"],
     registry=OPERATIONS,
 )
