@@ -4,6 +4,7 @@ signing key, and ``stead serve`` explains an unusable key in one line."""
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 import subprocess
 import sys
@@ -69,7 +70,7 @@ def test_production_refuses_a_short_key_file(tmp_path: Path) -> None:
 
 
 def test_production_accepts_a_32_byte_key_and_development_any(tmp_path: Path) -> None:
-    strong = "s" * MIN_KEY_BYTES
+    strong = secrets.token_hex(MIN_KEY_BYTES // 2)
     production = Settings(data_dir=tmp_path, signing_key=strong, environment="production")
     assert load_signing_key(production) == strong.encode()
     assert load_signing_key(Settings(data_dir=tmp_path, signing_key="k")) == b"k"

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
-from sqlalchemy import text
 from sqlalchemy.orm import configure_mappers
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from stead import openapi
+from stead import __version__, openapi
 from stead.agents.routes import router as agents_router
 from stead.audit.routes import router as audit_router
 from stead.audit.service import record_refused
@@ -21,15 +21,17 @@ from stead.console import web as console_web
 from stead.console.routes import console_router, root_router
 from stead.db import make_engine, make_sessionmaker
 from stead.environments.routes import router as environments_router
+from stead.errors import ServiceUnavailable
 from stead.idempotency import service as idempotency
 from stead.identity.keys import load_signing_key
 from stead.identity.routes import api_router as identity_router
 from stead.identity.routes import router as token_router
 from stead.identity.service import ActorCache
+from stead.keycheck import readiness_problem
 from stead.logs import configure_logging
 from stead.pipeline import admission, problems
 from stead.pipeline.body import BodyReader
-from stead.pipeline.metrics import Metrics
+from stead.pipeline.metrics import Metrics, instrument_pool
 from stead.pipeline.middleware import RequestMiddleware
 from stead.pipeline.ratelimit import make_rate_limiter
 from stead.pipeline.throttle import FailureThrottle
@@ -42,6 +44,8 @@ from stead.secrets.routes import scope_router as secret_scopes_router
 from stead.secrets.store import attach_keyring, load_keyring
 from stead.settings import Settings, get_settings
 from stead.warehouses.routes import router as warehouses_router
+
+log = logging.getLogger("stead")
 
 API_ROUTERS: list[APIRouter] = [
     projects_router,
@@ -71,17 +75,26 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@service_router.get("/readyz", responses={503: {"description": "database unreachable"}})
+@service_router.get(
+    "/readyz",
+    responses={503: {"description": "database unreachable, or a key does not match it"}},
+)
 def readyz(request: Request) -> dict[str, str]:
-    """Readiness: the database answers a trivial query."""
-    with request.app.state.engine.connect() as conn:
-        conn.execute(text("select 1"))
+    """Readiness: the database answers, and the server's signing key and master key are the ones
+    its data depends on (docs/operations.md, "Keys")."""
+    state = request.app.state
+    with state.engine.connect() as conn:
+        problem = readiness_problem(conn, signing_key=state.signing_key, keyring=state.keyring)
+    if problem is not None:
+        log.error("not ready: %s", problem)
+        raise ServiceUnavailable(f"Not ready: {problem}")
     return {"status": "ok"}
 
 
 @service_router.get("/metrics", response_class=Response)
 def metrics(request: Request) -> Response:
-    """Prometheus exposition of request counts and latencies."""
+    """Prometheus exposition of request counts and latencies and of the operator metrics
+    (docs/operations.md, "Metrics")."""
     app_metrics: Metrics = request.app.state.metrics
     return Response(app_metrics.render(), media_type=app_metrics.content_type)
 
@@ -99,11 +112,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         app.state.rate_limiter.close()
+        app.state.metrics.close()
         engine.dispose()
 
     app = FastAPI(
         title="Stead",
-        version="0.1.0",
+        version=__version__,
         summary="Self-hosted control plane that provisions data projects; "
         "wire-compatible with the DPC Project Provisioning API.",
         lifespan=lifespan,
@@ -119,7 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.write_sessionmaker = make_sessionmaker(engine, write=True)
     app.state.read_sessionmaker = make_sessionmaker(engine, read_only=True)
     app.state.signing_key = load_signing_key(settings)
-    keyring = load_keyring(settings)
+    keyring = app.state.keyring = load_keyring(settings)
     for factory in (
         app.state.sessionmaker,
         app.state.write_sessionmaker,
@@ -132,7 +146,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         per_name=settings.sign_in_failures_per_minute,
         per_address=settings.sign_in_failures_per_minute_per_address,
     )
-    app.state.metrics = Metrics()
+    app.state.metrics = Metrics(settings.prometheus_multiproc_dir)
+    instrument_pool(engine)
     problems.install(app, on_error=record_refused)
     # After problems.install: on console paths its answers become HTML pages.
     console_web.install(app)

@@ -26,8 +26,10 @@ REDACTED = "[REDACTED]"
 
 #: Loggers of the secret stores' SDKs, the warehouse drivers and their HTTP stack. At DEBUG some
 #: write request and response bodies (botocore does; a store's answer holds the secret), so they
-#: stay at WARNING whatever the configured level.
+#: stay at WARNING whatever the configured level; so does Alembic's chatter (``stead serve`` logs
+#: the migrations it applied).
 WIRE_LOGGERS = (
+    "alembic",
     "boto3",
     "botocore",
     "urllib3",

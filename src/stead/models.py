@@ -19,7 +19,13 @@ from stead.identity.models import (
 from stead.pipeline.ratelimit import RateLimitCounter
 from stead.projects.models import Project, ProjectListBucket
 from stead.repositories.models import Repository
-from stead.secrets.models import HostedSecret, HostedSecretVersion, SecretReference, SecretScope
+from stead.secrets.models import (
+    HostedSecret,
+    HostedSecretVersion,
+    KeyCheck,
+    SecretReference,
+    SecretScope,
+)
 
 __all__ = [
     "Account",
@@ -35,6 +41,7 @@ __all__ = [
     "HostedSecret",
     "HostedSecretVersion",
     "IdempotencyKey",
+    "KeyCheck",
     "Invitation",
     "PasswordReset",
     "Project",

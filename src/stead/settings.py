@@ -6,13 +6,36 @@ Read it through :func:`get_settings` only; nothing else in the code reads ``os.e
 from __future__ import annotations
 
 import ipaddress
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+
+#: Settings that may also be given as a file: ``STEAD_<NAME>_FILE`` names a file whose content
+#: (surrounding whitespace removed) is the value, the way containers pass secrets (Docker and
+#: Kubernetes mount them as files). Every secret setting, and the database URL (it may carry a
+#: password).
+FILE_SETTINGS = (
+    "database_url",
+    "signing_key",
+    "master_key",
+    "previous_master_keys",
+    "smtp_password",
+    "aws_secret_access_key",
+    "vault_token",
+    "vault_secret_id",
+    "azure_client_secret",
+)
 
 
 class Settings(BaseSettings):
@@ -77,7 +100,12 @@ class Settings(BaseSettings):
             proxies whose ``X-Forwarded-For`` / ``X-Forwarded-Proto`` are believed; empty (the
             default): none, the peer address is the client's.
         environment: ``development`` or ``production``; production refuses a missing signing key
-            or master key.
+            or master key, and a weak one (docs/operations.md, "Keys").
+        shutdown_timeout_seconds: on SIGTERM, how long requests already accepted may take to
+            finish before the server exits anyway.
+        prometheus_multiproc_dir: ``PROMETHEUS_MULTIPROC_DIR`` (no ``STEAD_`` prefix, the name
+            prometheus_client reads): the directory where the worker processes of ``stead
+            serve`` keep their metrics; ``stead serve`` sets it.
         secret_store_timeout_seconds: connect and read timeout (each) for calls to external
             secret stores (AWS, Vault, Azure, GCP); a store that does not answer in time is 504.
         secret_store_ca_bundle: PEM file of CA certificates trusted for TLS to AWS, Vault and
@@ -149,6 +177,8 @@ class Settings(BaseSettings):
     sign_in_failures_per_minute_per_address: int = Field(default=30, ge=0)
     trusted_proxies: str = ""
     environment: Literal["development", "production"] = "development"
+    shutdown_timeout_seconds: float = Field(default=25.0, gt=0)
+    prometheus_multiproc_dir: str = Field(default="", validation_alias="PROMETHEUS_MULTIPROC_DIR")
     log_level: str = "INFO"
     login_max_failures: int = 5
     login_backoff_seconds: int = 60
@@ -199,6 +229,25 @@ class Settings(BaseSettings):
     outbound_git_allow_ssh: bool = False
     outbound_git_allow_file: bool = False
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The usual sources, with ``STEAD_<NAME>_FILE`` (:data:`FILE_SETTINGS`) after the
+        environment's own variables (which it may not accompany: see :class:`FileSettings`)."""
+        return (
+            init_settings,
+            env_settings,
+            FileSettings(settings_cls),
+            dotenv_settings,
+            file_secret_settings,
+        )
+
     @field_validator("outbound_allowed_networks")
     @classmethod
     def _networks(cls, value: str) -> str:
@@ -229,6 +278,36 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'stead.db'}"
+
+
+class FileSettings(PydanticBaseSettingsSource):
+    """``STEAD_<NAME>_FILE`` for each of :data:`FILE_SETTINGS`: the file's content, stripped.
+
+    Raises ``SettingsError`` (at ``Settings()``) when both ``STEAD_<NAME>`` and
+    ``STEAD_<NAME>_FILE`` are set, or the file cannot be read; the message names the variable
+    and the file, never the content.
+    """
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """Unused: :meth:`__call__` reads every file setting at once."""
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name in FILE_SETTINGS:
+            variable = f"STEAD_{name.upper()}"
+            path = os.environ.get(f"{variable}_FILE")
+            if not path:
+                continue
+            if os.environ.get(variable):
+                raise SettingsError(f"{variable} and {variable}_FILE are both set; set one")
+            try:
+                values[name] = Path(path).read_text().strip()
+            except OSError as exc:
+                raise SettingsError(
+                    f"{variable}_FILE: cannot read {path} ({exc.strerror or exc})"
+                ) from None
+        return values
 
 
 def _entries(value: str) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import secrets
 import stat
 import subprocess
 import sys
@@ -252,7 +253,10 @@ def test_unusable_key_configuration_stops_startup(
     tmp_path: Path, db_url: str, changes: dict[str, str], message: str
 ) -> None:
     settings = Settings(
-        data_dir=tmp_path / "data", database_url=db_url, signing_key="s" * 32, **changes
+        data_dir=tmp_path / "data",
+        database_url=db_url,
+        signing_key=secrets.token_hex(32),
+        **changes,
     )
     with pytest.raises(MasterKeyError, match=message) as caught:
         create_app(settings)
@@ -265,7 +269,7 @@ def test_production_uses_a_configured_key(tmp_path: Path, db_url: str) -> None:
     settings = Settings(
         data_dir=tmp_path / "data",
         database_url=db_url,
-        signing_key="s" * 32,
+        signing_key=secrets.token_hex(32),
         environment="production",
         master_key=key,
     )

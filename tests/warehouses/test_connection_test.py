@@ -338,6 +338,34 @@ def test_redshift_password(rs: Project, redshift: RedshiftServer, store: str) ->
     assert body["ok"] is True and body["serverVersion"].startswith("PostgreSQL 15")
 
 
+def _sample(metrics: str, line_start: str) -> float:
+    values = [
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith(line_start)
+    ]
+    return values[0] if values else 0.0
+
+
+def test_tests_and_secret_reads_are_counted(rs: Project, redshift: RedshiftServer) -> None:
+    """``/metrics`` counts connection tests by outcome and secret reads by store
+    (docs/operations.md, "Metrics")."""
+    ok = 'stead_connection_tests_total{outcome="ok",warehouse="redshift"}'
+    refused = 'stead_connection_tests_total{outcome="28P01",warehouse="redshift"}'
+    aws = 'stead_secret_store_requests_total{outcome="ok",store="AWS"}'
+    timed = 'stead_connection_test_duration_seconds_count{warehouse="redshift"}'
+    before = rs.http.get("/metrics").text
+    reference = rs.external("AWS", redshift.password, "password")
+    good = {"secretName": reference, "secretKey": "password"}
+    rs.environment("good", **redshift_properties(redshift, good))
+    assert rs.result("good")["ok"] is True
+    rs.environment("bad", **redshift_properties(redshift, {"secretName": rs.hosted("wrong")}))
+    assert rs.result("bad")["error"]["code"] == "28P01"
+    after = rs.http.get("/metrics").text
+    for line, more in ((ok, 1), (refused, 1), (aws, 1), (timed, 2)):
+        assert _sample(after, line) >= _sample(before, line) + more, line
+
+
 # -- failures: each its own answer -------------------------------------------------------------
 
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from stead.demo import Provisioned
+    from stead.settings import Settings
 
 app = typer.Typer(
     help="Stead: a self-hosted control plane that provisions data projects.",
@@ -42,34 +43,140 @@ app.add_typer(admin_app, name="admin")
 app.add_typer(env_app, name="env")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from stead import __version__
+
+        typer.echo(f"stead {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Stead: a self-hosted control plane that provisions data projects."""
+
+
+def _fail(message: object) -> typer.Exit:
+    """Print ``error: message`` on stderr; the exit (status 2) to raise."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    """SIGTERM after uvicorn's graceful shutdown (which re-raises the signal it caught): exit 0."""
+    raise SystemExit(0)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8080,
     workers: Annotated[int, typer.Option(help="worker processes")] = 1,
+    migrate: Annotated[
+        bool,
+        typer.Option(
+            "--migrate/--no-migrate",
+            help="apply pending migrations first (--no-migrate: refuse to start unless the "
+            "database is already at this version's schema; see `stead db upgrade`)",
+        ),
+    ] = True,
 ) -> None:
-    """Check the keys, apply migrations, then serve the API with uvicorn.
+    """Check the schema and the keys, apply migrations, then serve the API with uvicorn.
 
-    An unusable signing key or master key is one line on stderr and exit status 2.
+    A schema this version cannot use, or an unusable or wrong signing key or master key, is one
+    line on stderr and exit status 2 (docs/operations.md). SIGTERM stops accepting connections,
+    lets the requests in flight finish (up to STEAD_SHUTDOWN_TIMEOUT_SECONDS) and exits 0.
     """
-    import uvicorn
+    import shutil
+    import tempfile
 
-    from stead.identity.keys import SigningKeyError, load_signing_key
-    from stead.logs import configure_logging
-    from stead.migrations import upgrade
-    from stead.pipeline.server import uvicorn_options
-    from stead.secrets.store import MasterKeyError, load_keyring
+    from pydantic_settings import SettingsError
+
     from stead.settings import get_settings
 
-    settings = get_settings()
-    configure_logging(settings.log_level)
     try:
-        load_signing_key(settings)
-        load_keyring(settings)
-    except (SigningKeyError, MasterKeyError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    upgrade(settings.effective_database_url)
+        settings = get_settings()
+    except SettingsError as exc:
+        raise _fail(exc) from None
+    # Metrics of every worker process, in files of a private directory (prometheus_client's
+    # multiprocess mode); set before prometheus_client is first imported, here or in a worker.
+    metrics_dir = tempfile.mkdtemp(prefix="stead-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    get_settings.cache_clear()
+    settings = get_settings()
+    try:
+        _serve(settings, host=host, port=port, workers=workers, migrate=migrate)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _serve(settings: Settings, *, host: str, port: int, workers: int, migrate: bool) -> None:
+    """:func:`serve` once its settings are read."""
+    import ipaddress
+    import logging
+    import signal
+
+    import uvicorn
+
+    from stead import __version__
+    from stead.db import make_engine
+    from stead.identity.keys import SigningKeyError, load_signing_key
+    from stead.keycheck import KeyCheckError, verify_keys
+    from stead.logs import configure_logging
+    from stead.migrations import SchemaError, check_schema, upgrade
+    from stead.pipeline.server import uvicorn_options
+    from stead.secrets.store import MasterKeyError, load_keyring
+
+    configure_logging(settings.log_level)
+    log = logging.getLogger("stead")
+    # SIGTERM from here on ends with status 0: during start-up at once (the migration's
+    # transaction rolls back), while serving after uvicorn's graceful shutdown.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    url = settings.effective_database_url
+    try:
+        if settings.environment == "production":
+            # Keys missing or weak by configuration alone: refused before the database is
+            # touched (production never generates a key file).
+            load_signing_key(settings)
+            load_keyring(settings)
+        if migrate:
+            applied = upgrade(url)
+            if applied:
+                log.info("applied migrations %s", ", ".join(applied))
+        else:
+            check_schema(url)
+        engine = make_engine(url)
+        try:
+            verify_keys(settings, engine)
+        finally:
+            engine.dispose()
+    except (SchemaError, SigningKeyError, MasterKeyError, KeyCheckError) as exc:
+        raise _fail(exc) from None
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback and settings.environment != "production":
+        log.warning(
+            "serving on %s, beyond this machine, with STEAD_ENVIRONMENT=development: "
+            "set STEAD_ENVIRONMENT=production (docs/operations.md, Keys)",
+            host,
+        )
+    log.info(
+        "stead %s starting on http://%s:%d with %d worker(s), environment %s",
+        __version__,
+        host,
+        port,
+        workers,
+        settings.environment,
+    )
     uvicorn.run(
         "stead.app:server_app",
         factory=True,
@@ -85,12 +192,21 @@ def serve(
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Apply all migrations to the configured database."""
-    from stead.migrations import upgrade
+    """Apply pending migrations to the configured database and say which (servers may keep
+    running; they wait on the migration lock only when they start)."""
+    from stead import __version__
+    from stead.migrations import SchemaError, head, upgrade
     from stead.settings import get_settings
 
-    upgrade(get_settings().effective_database_url)
-    typer.echo("database is up to date")
+    try:
+        applied = upgrade(get_settings().effective_database_url)
+    except SchemaError as exc:
+        raise _fail(exc) from None
+    if applied:
+        typer.echo(f"applied {len(applied)} migration(s): {', '.join(applied)}")
+        typer.echo(f"database is at {head()} (Stead {__version__})")
+    else:
+        typer.echo(f"already at head: {head()} (Stead {__version__}); nothing to apply")
 
 
 @admin_app.command("create-client")
@@ -155,6 +271,29 @@ def rotate_master_key() -> None:
     typer.echo(
         f"re-wrapped {rotation.rewrapped} data keys; current master key id {rotation.key_id}"
     )
+
+
+@admin_app.command("replace-signing-key")
+def replace_signing_key() -> None:
+    """Make the configured signing key the database's own, after it was changed on purpose
+    (STEAD_SIGNING_KEY, or a new <data_dir>/signing.key: a missing one is generated outside
+    production). Every access token issued under the previous key stops working."""
+    from stead.db import make_engine
+    from stead.identity.keys import SigningKeyError
+    from stead.keycheck import replace_signing_key as replace
+    from stead.migrations import upgrade
+    from stead.settings import get_settings
+
+    settings = get_settings()
+    upgrade(settings.effective_database_url)
+    engine = make_engine(settings.effective_database_url)
+    try:
+        replace(settings, engine)
+    except SigningKeyError as exc:
+        raise _fail(exc) from None
+    finally:
+        engine.dispose()
+    typer.echo("the configured signing key is now the database's; earlier tokens are refused")
 
 
 @admin_app.command("create-user")

@@ -12,6 +12,11 @@ KEY_FILE = "signing.key"
 #: The shortest signing key production accepts, in bytes: an HS256 key must be at least as long
 #: as the hash output (RFC 7518 section 3.2).
 MIN_KEY_BYTES = 32
+#: A key with fewer distinct bytes than this is refused in production as not random (the hex of
+#: 32 random bytes uses all 16 hex digits; ``aaaa...`` or a repeated word uses a handful).
+MIN_DISTINCT_BYTES = 8
+#: The name of the signing key's row in the key check table.
+SIGNING = "signing"
 
 
 class SigningKeyError(RuntimeError):
@@ -20,26 +25,36 @@ class SigningKeyError(RuntimeError):
     key."""
 
 
-def load_signing_key(settings: Settings) -> bytes:
+def load_signing_key(settings: Settings, *, create: bool = True) -> bytes:
     """Return the HS256 signing key.
 
-    Order: ``settings.signing_key``; else ``<data_dir>/signing.key``; else (development only) a new
-    random 256-bit key written to that file with mode 0600 (linked into place atomically, so two
-    processes starting together agree on one key), creating a missing data directory with mode
-    0700.
+    Order: ``settings.signing_key``; else ``<data_dir>/signing.key``; else (development only, and
+    only with ``create``) a new random 256-bit key written to that file with mode 0600 (linked
+    into place atomically, so two processes starting together agree on one key), creating a
+    missing data directory with mode 0700. ``create`` is False when the database already
+    records a signing key (docs/operations.md, "Keys").
 
     In production the key must be at least :data:`MIN_KEY_BYTES` bytes long (RFC 7518 section
-    3.2); a generated key is 64 bytes (hex of 32 random bytes).
+    3.2) and hold at least :data:`MIN_DISTINCT_BYTES` distinct bytes; a generated key is 64
+    bytes (hex of 32 random bytes).
 
     Raises:
-        SigningKeyError: in production with neither the setting nor the file, or with a key
-            shorter than :data:`MIN_KEY_BYTES` bytes; an empty key file.
+        SigningKeyError: with neither the setting nor the file in production or without
+            ``create``; in production, a key shorter than :data:`MIN_KEY_BYTES` bytes or not
+            random; an empty key file.
     """
     configured = settings.signing_key.get_secret_value()
     if configured:
         return _strong_enough(configured.encode(), "STEAD_SIGNING_KEY", settings)
     path = Path(settings.data_dir) / KEY_FILE
     if not path.exists():
+        if not create:
+            raise SigningKeyError(
+                "the database records a signing key (tokens were issued), but "
+                f"STEAD_SIGNING_KEY is not set and the signing key file {path} does not exist; "
+                "restore that file (or STEAD_SIGNING_KEY) from your backup, or start over with "
+                "a new key with `stead admin replace-signing-key` (issued tokens stop working)"
+            )
         if settings.environment == "production":
             raise SigningKeyError(
                 "STEAD_SIGNING_KEY is not set and no signing key file exists in the data "
@@ -64,10 +79,18 @@ def load_signing_key(settings: Settings) -> bytes:
 
 
 def _strong_enough(key: bytes, source: str, settings: Settings) -> bytes:
-    """``key``, unless production and shorter than :data:`MIN_KEY_BYTES` bytes."""
-    if settings.environment == "production" and len(key) < MIN_KEY_BYTES:
+    """``key``, unless production and shorter than :data:`MIN_KEY_BYTES` bytes or with fewer
+    than :data:`MIN_DISTINCT_BYTES` distinct bytes."""
+    if settings.environment != "production":
+        return key
+    if len(key) < MIN_KEY_BYTES:
         raise SigningKeyError(
             f"{source} is {len(key)} bytes long; production needs a signing key of at least "
             f"{MIN_KEY_BYTES} bytes (RFC 7518 section 3.2), e.g. `openssl rand -hex 32`"
+        )
+    if len(set(key)) < MIN_DISTINCT_BYTES:
+        raise SigningKeyError(
+            f"{source} is not random enough for production (a repeated pattern); "
+            "generate one with `openssl rand -hex 32`"
         )
     return key

@@ -56,6 +56,7 @@ from stead.identity.schemas import (
 )
 from stead.identity.service import ActorCache, issue_token
 from stead.pagination import Page, PageDep
+from stead.pipeline.metrics import SIGN_IN_FAILURES
 from stead.pipeline.throttle import FailureThrottle, hash_limiter
 from stead.pipeline.transaction import SessionDep, make_router
 
@@ -169,6 +170,7 @@ async def token(
     )
     if client is None or not ok:
         throttle.failed(name=client_id, address=address)
+        SIGN_IN_FAILURES.labels("client").inc()
         return _oauth_error("invalid_client", "client authentication failed", 401)
     return _token_response(request, client)
 
@@ -220,6 +222,7 @@ async def throttled_login(
     user, refusal = await anyio.to_thread.run_sync(work, limiter=hash_limiter(state))
     if refusal is not None or user is None:
         throttle.failed(name=name, address=address)
+        SIGN_IN_FAILURES.labels("user").inc()
     return user, refusal
 
 

@@ -29,6 +29,7 @@ from stead.errors import (
     ServiceUnavailable,
     Unauthorized,
 )
+from stead.pipeline.metrics import DATABASE_ERRORS
 
 log = logging.getLogger("stead")
 
@@ -92,16 +93,20 @@ def database_error(exc: SQLAlchemyError) -> AppError | None:
     """
     reason = type(getattr(exc, "orig", None) or exc).__name__
     if isinstance(exc, IntegrityError):
+        DATABASE_ERRORS.labels("conflict").inc()
         return Conflict("The request conflicts with a concurrent change; retry it")
     if isinstance(exc, DataError):
+        DATABASE_ERRORS.labels("data").inc()
         log.warning("database refused a value: %s", reason)
         return BadRequest("A value in the request cannot be stored")
     if isinstance(exc, OperationalError):
+        DATABASE_ERRORS.labels("unavailable").inc()
         log.error("database error: %s", reason)
         return ServiceUnavailable(
             "The database is unavailable; retry shortly", headers={"Retry-After": "1"}
         )
     if isinstance(exc, PoolTimeout):
+        DATABASE_ERRORS.labels("pool_timeout").inc()
         log.error("no database connection became free in time")
         return ServiceUnavailable(
             "The database is busy; retry shortly", headers={"Retry-After": "1"}

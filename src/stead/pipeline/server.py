@@ -54,11 +54,13 @@ class Protocol(H11Protocol):
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """The uvicorn settings of ``stead serve``: :class:`Protocol`, the idle timeout, and no
+    """The uvicorn settings of ``stead serve``: :class:`Protocol`, the idle timeout, no
     forwarded headers (uvicorn believes them from 127.0.0.1 by default; the app believes them
-    from ``STEAD_TRUSTED_PROXIES`` only)."""
+    from ``STEAD_TRUSTED_PROXIES`` only), and how long a graceful shutdown may wait for the
+    requests in flight."""
     return {
         "http": Protocol,
         "timeout_keep_alive": settings.idle_timeout_seconds,
         "proxy_headers": False,
+        "timeout_graceful_shutdown": settings.shutdown_timeout_seconds,
     }

@@ -1,6 +1,9 @@
-"""Tables: secret references, and hosted secrets with their encrypted versions (section 5)."""
+"""Tables: secret references, hosted secrets with their encrypted versions, key check values."""
 
 from __future__ import annotations
+
+import hashlib
+import hmac
 
 from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -85,3 +88,23 @@ class SecretScope(Base):
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     store: Mapped[str] = mapped_column(String(16))
     prefixes: Mapped[list[str]] = mapped_column(JSON)
+
+
+class KeyCheck(Base):
+    """A key check value: proof, without the key, of which key the database's data depends on.
+
+    ``name`` is ``master`` (the master key that wraps hosted secrets' data keys) or ``signing``
+    (the key that signs access tokens); ``check_value`` is :func:`key_check_value` of that key.
+    A server that starts with another key refuses to run (docs/operations.md, "Keys").
+    """
+
+    __tablename__ = "key_checks"
+
+    name: Mapped[str] = mapped_column(String(16), primary_key=True)
+    check_value: Mapped[str] = mapped_column(String(64))
+
+
+def key_check_value(key: bytes, name: str) -> str:
+    """The check value of ``key`` used as key ``name``: hex HMAC-SHA256 (RFC 2104) under the key
+    of a fixed label. It tells keys apart and reveals nothing of the key."""
+    return hmac.new(key, b"stead key check v1\x00" + name.encode(), hashlib.sha256).hexdigest()

@@ -48,12 +48,17 @@ from stead.agents.models import Agent
 from stead.db import named_in_project, session_scope
 from stead.errors import NotFound
 from stead.logs import remember_secret
-from stead.secrets.models import HostedSecret, HostedSecretVersion
+from stead.secrets.models import HostedSecret, HostedSecretVersion, KeyCheck, key_check_value
 from stead.settings import Settings
 from stead.wire import lookup_key
 
 MASTER_KEY_FILE = "master.key"
+#: The name of the master key's row in the key check table.
+MASTER = "master"
 KEY_BYTES = 32
+#: A key with fewer distinct bytes than this is refused in production as not random (32 random
+#: bytes have about 30 distinct values; an all-zero or repeated-pattern key has a handful).
+MIN_DISTINCT_BYTES = 8
 NONCE_BYTES = 12
 _INFO_KEY = "stead.master_keyring"
 
@@ -72,11 +77,13 @@ def key_id(key: bytes) -> str:
     return hashlib.sha256(b"stead master key id\x00" + key).hexdigest()[:16]
 
 
-def parse_key(encoded: str, *, source: str) -> bytes:
+def parse_key(encoded: str, *, source: str, production: bool = False) -> bytes:
     """Decode a base64 master key.
 
     Raises:
-        MasterKeyError: not base64, or not 32 bytes; the message names ``source``, not the key.
+        MasterKeyError: not base64, or not 32 bytes; in ``production``, fewer than
+            :data:`MIN_DISTINCT_BYTES` distinct bytes (not random). The message names
+            ``source``, not the key.
     """
     try:
         key = base64.b64decode(encoded.strip(), validate=True)
@@ -84,6 +91,11 @@ def parse_key(encoded: str, *, source: str) -> bytes:
         key = b""
     if len(key) != KEY_BYTES:
         raise MasterKeyError(f"{source} must be the base64 encoding of {KEY_BYTES} random bytes")
+    if production and len(set(key)) < MIN_DISTINCT_BYTES:
+        raise MasterKeyError(
+            f"{source} is not random enough for production (a repeated pattern); "
+            "generate one with `openssl rand -base64 32`"
+        )
     return key
 
 
@@ -92,14 +104,14 @@ def encode_key(key: bytes) -> str:
     return base64.b64encode(key).decode()
 
 
-def read_key_file(path: Path) -> list[bytes]:
+def read_key_file(path: Path, *, production: bool = False) -> list[bytes]:
     """The keys of a key file, current first.
 
     Raises:
-        MasterKeyError: the file is empty or a line is not a key.
+        MasterKeyError: the file is empty or a line is not a key (see :func:`parse_key`).
     """
     keys = [
-        parse_key(line, source=f"{path} line {number}")
+        parse_key(line, source=f"{path} line {number}", production=production)
         for number, line in enumerate(path.read_text().splitlines(), start=1)
         if line.strip()
     ]
@@ -158,7 +170,9 @@ class Keyring:
         self._path = path
         self._stamp = _stamp(path) if path else None
         self._ciphers: dict[str, AESGCM] = {}
+        self._checks: set[str] = set()
         self._current = ""
+        self._current_check = ""
         self._install(keys)
 
     @classmethod
@@ -169,7 +183,9 @@ class Keyring:
     def _install(self, keys: Sequence[bytes]) -> None:
         for key in keys:
             self._ciphers.setdefault(key_id(key), AESGCM(key))
+            self._checks.add(key_check_value(key, MASTER))
         self._current = key_id(keys[0])
+        self._current_check = key_check_value(keys[0], MASTER)
 
     def _reload(self, *, force: bool) -> None:
         if self._path is None:
@@ -192,6 +208,24 @@ class Keyring:
         with self._lock:
             return self._current, self._ciphers[self._current]
 
+    @property
+    def current_check(self) -> str:
+        """The key check value of the current key (:func:`key_check_value`, as last loaded)."""
+        return self._current_check
+
+    def knows(self, wanted: str) -> bool:
+        """Whether master key id ``wanted`` is known, after reloading the key file if not."""
+        if wanted not in self._ciphers:
+            self._reload(force=True)
+        return wanted in self._ciphers
+
+    def matches(self, check: str) -> bool:
+        """Whether one of the keys has the key check value ``check``, after reloading the key
+        file if none has."""
+        if check not in self._checks:
+            self._reload(force=True)
+        return check in self._checks
+
     def cipher(self, wanted: str) -> AESGCM:
         """The cipher of master key ``wanted``.
 
@@ -212,32 +246,44 @@ def key_file_path(settings: Settings) -> Path:
     return Path(settings.data_dir) / MASTER_KEY_FILE
 
 
-def load_keyring(settings: Settings) -> Keyring:
+def load_keyring(settings: Settings, *, create: bool = True) -> Keyring:
     """The master keyring of this installation.
 
     ``STEAD_MASTER_KEY`` (current) plus ``STEAD_PREVIOUS_MASTER_KEYS`` (comma-separated, decrypt
-    only); else the key file, created with a random key on first start outside production.
+    only); else the key file, created with a random key on first start outside production when
+    ``create`` (False when the database already holds data encrypted under a master key: a new
+    key could not read it).
 
     Raises:
-        MasterKeyError: in production with neither the setting nor the file; a key that is not
-            base64 of 32 bytes; previous keys without a current one.
+        MasterKeyError: with neither the setting nor the file, in production or without
+            ``create``; a key that is not base64 of 32 bytes, or (in production) not random;
+            previous keys without a current one.
     """
+    production = settings.environment == "production"
     configured = settings.master_key.get_secret_value()
     previous = [k for k in settings.previous_master_keys.get_secret_value().split(",") if k.strip()]
     if configured:
-        keys = [parse_key(configured, source="STEAD_MASTER_KEY")]
+        keys = [parse_key(configured, source="STEAD_MASTER_KEY", production=production)]
         keys += [parse_key(k, source="STEAD_PREVIOUS_MASTER_KEYS") for k in previous]
         return Keyring(keys)
     if previous:
         raise MasterKeyError("STEAD_PREVIOUS_MASTER_KEYS is set but STEAD_MASTER_KEY is not")
     path = key_file_path(settings)
     if not path.exists():
-        if settings.environment == "production":
+        if not create:
             raise MasterKeyError(
-                "STEAD_MASTER_KEY is not set and no master key file exists in the data directory"
+                "the database holds secrets encrypted under a master key, but "
+                f"STEAD_MASTER_KEY is not set and the master key file {path} does not exist; "
+                "restore that file (or STEAD_MASTER_KEY) from your backup: a new key cannot "
+                "read the stored secrets"
+            )
+        if production:
+            raise MasterKeyError(
+                "STEAD_MASTER_KEY is not set and no master key file exists in the data "
+                f"directory ({path}); set it to `openssl rand -base64 32`"
             )
         _create_key_file(path)
-    return Keyring.from_file(path)
+    return Keyring(read_key_file(path, production=production), path=path)
 
 
 def attach_keyring(factory: sessionmaker[Session], keyring: Keyring) -> None:
@@ -472,8 +518,18 @@ def rewrap_all(session: Session, keyring: Keyring) -> int:
             ) from None
         agent.secret_wrapped_key = _wrap(current, data_key, context)
         agent.secret_key_id = current_id
+    record_master_check(session, keyring)
     session.flush()
     return len(rows) + len(agents)
+
+
+def record_master_check(session: Session, keyring: Keyring) -> None:
+    """Record the keyring's current key as the database's master key (its key check value)."""
+    row = session.get(KeyCheck, MASTER)
+    if row is None:
+        session.add(KeyCheck(name=MASTER, check_value=keyring.current_check))
+    elif row.check_value != keyring.current_check:
+        row.check_value = keyring.current_check
 
 
 @dataclass(frozen=True)

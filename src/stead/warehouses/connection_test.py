@@ -43,6 +43,7 @@ from stead.errors import AppError, BadRequest
 from stead.identity.actor import Actor
 from stead.logs import redact_text, remember_secret
 from stead.outbound import DestinationRefused, HostUnresolved, Policy
+from stead.pipeline.metrics import CONNECTION_TEST_SECONDS, CONNECTION_TESTS
 from stead.pipeline.transaction import stepped_out
 from stead.projects.models import Project
 from stead.secrets import resolvers
@@ -489,8 +490,9 @@ async def run(
         + GRACE_SECONDS
     )
     start = time.monotonic()
+    result: ConnectionTestResult | None = None
     with anyio.move_on_after(deadline):
-        return await anyio.to_thread.run_sync(
+        result = await anyio.to_thread.run_sync(
             attempt,
             target,
             settings,
@@ -498,13 +500,19 @@ async def run(
             limiter=limiter,
             abandon_on_cancel=True,
         )
-    return _failure(
-        start,
-        "TIMEOUT",
-        f"no answer within {deadline:g} s (connect timeout "
-        f"{settings.warehouse_connect_timeout_seconds:g} s, query timeout "
-        f"{settings.warehouse_query_timeout_seconds:g} s)",
-    )
+    if result is None:
+        result = _failure(
+            start,
+            "TIMEOUT",
+            f"no answer within {deadline:g} s (connect timeout "
+            f"{settings.warehouse_connect_timeout_seconds:g} s, query timeout "
+            f"{settings.warehouse_query_timeout_seconds:g} s)",
+        )
+    warehouse = "snowflake" if isinstance(target, SnowflakeTarget) else "redshift"
+    outcome = "ok" if result.error is None else result.error.code
+    CONNECTION_TESTS.labels(warehouse, outcome).inc()
+    CONNECTION_TEST_SECONDS.labels(warehouse).observe(time.monotonic() - start)
+    return result
 
 
 async def run_outside(request: Request, session: Session, target: Target) -> ConnectionTestResult:

@@ -9,12 +9,15 @@ when a reference needs it.
 
 from __future__ import annotations
 
+import time
+
 from sqlalchemy.orm import Session
 
 from stead import audit
 from stead.db import utcnow
 from stead.identity.actor import Actor
 from stead.logs import remember_secret
+from stead.pipeline.metrics import SECRET_STORE_CALLS, SECRET_STORE_SECONDS
 from stead.projects.models import Project
 from stead.secrets import scopes, service
 from stead.secrets import store as hosted_store
@@ -61,7 +64,15 @@ def resolve_in(
     """
     scopes.require(session, project_id=project_id, store=store, secret_name=secret_name)
     resolver = resolver_for(store, session=session, settings=settings, project_id=project_id)
-    value = resolver.resolve(secret_name, key=secret_key)
+    start = time.monotonic()
+    try:
+        value = resolver.resolve(secret_name, key=secret_key)
+    except Exception as exc:
+        SECRET_STORE_CALLS.labels(store, type(exc).__name__).inc()
+        raise
+    finally:
+        SECRET_STORE_SECONDS.labels(store).observe(time.monotonic() - start)
+    SECRET_STORE_CALLS.labels(store, "ok").inc()
     remember_secret(value)
     return value
 
