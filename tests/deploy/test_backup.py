@@ -240,7 +240,10 @@ def test_encrypted_backup_needs_its_passphrase_and_hides_every_secret(tmp_path: 
     # Without the passphrase, or with a wrong one: refused, nothing written.
     target = tmp_path / "restored"
     wrong = stead(
-        "restore", str(encrypted), "--passphrase-stdin", env={"STEAD_DATA_DIR": str(target)},
+        "restore",
+        str(encrypted),
+        "--passphrase-stdin",
+        env={"STEAD_DATA_DIR": str(target)},
         stdin="not-the-passphrase",
     )
     assert wrong.returncode == 2
@@ -252,7 +255,10 @@ def test_encrypted_backup_needs_its_passphrase_and_hides_every_secret(tmp_path: 
     assert not target.exists()
 
     right = stead(
-        "restore", str(encrypted), "--passphrase-stdin", env={"STEAD_DATA_DIR": str(target)},
+        "restore",
+        str(encrypted),
+        "--passphrase-stdin",
+        env={"STEAD_DATA_DIR": str(target)},
         stdin=PASSPHRASE,
     )
     assert right.returncode == 0, right.stderr

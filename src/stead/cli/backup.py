@@ -94,9 +94,7 @@ def restore(
     written = [str(path) for path in restored.key_files]
     if restored.database is not None:
         written.insert(0, f"{restored.database} (integrity check ok)")
-    typer.echo(
-        f"restored the backup of {restored.manifest.created_at}: " + ", ".join(written)
-    )
+    typer.echo(f"restored the backup of {restored.manifest.created_at}: " + ", ".join(written))
     if restored.manifest.database == "postgresql":
         typer.echo(
             "keys only: restore the database with pg_restore "
