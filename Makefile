@@ -48,11 +48,12 @@ IMAGE              ?= localhost/stead:latest
 EXTRAS             ?=
 PODMAN             ?= podman
 PODMAN_BUILD_FLAGS ?=
-IMAGE_CONTEXT      := build/image
+IMAGE_CONTEXT      ?= build/image
 
 image: install
 	rm -rf $(IMAGE_CONTEXT)
-	mkdir -p $(IMAGE_CONTEXT)/wheels
+	mkdir -p $(IMAGE_CONTEXT)/wheels $(IMAGE_CONTEXT)/app
 	$(BIN)/pip wheel --quiet --wheel-dir $(IMAGE_CONTEXT)/wheels '.$(if $(EXTRAS),[$(EXTRAS)])'
-	$(PODMAN) build --format docker $(PODMAN_BUILD_FLAGS) --build-arg EXTRAS=$(EXTRAS) \
+	mv $(IMAGE_CONTEXT)/wheels/stead-*.whl $(IMAGE_CONTEXT)/app/
+	$(PODMAN) build --format docker $(PODMAN_BUILD_FLAGS) \
 	  --file Containerfile --tag $(IMAGE) $(IMAGE_CONTEXT)
