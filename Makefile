@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 # pytest-xdist worker processes; each starts the test servers its tests need.
 WORKERS ?= auto
 
-.PHONY: demo test test-fast lint install install-test vendor
+.PHONY: demo test test-fast lint install install-test vendor image
 
 $(BIN)/stead: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,3 +55,23 @@ vendor:
 	cp pico/package/LICENSE.md pico-$(PICO_VERSION).LICENSE.md && \
 	sha256sum -c "$(CURDIR)/$(VENDOR_DIR)/SHA256SUMS" && \
 	cp htmx-$(HTMX_VERSION).* pico-$(PICO_VERSION).* "$(CURDIR)/$(VENDOR_DIR)/"
+
+# The container image (Containerfile; docs/operations.md, "Container"). The wheels of Stead and
+# its dependencies are built here on the host (the image's Python is Debian bookworm's 3.11, so
+# build with a CPython 3.11 on Linux) and installed in the image without a package index.
+# EXTRAS=snowflake,redshift,aws adds extras. PODMAN and PODMAN_BUILD_FLAGS adapt to the host
+# (e.g. PODMAN="podman --runtime /usr/sbin/runc --cgroup-manager cgroupfs",
+# PODMAN_BUILD_FLAGS="--network host").
+IMAGE              ?= localhost/stead:latest
+EXTRAS             ?=
+PODMAN             ?= podman
+PODMAN_BUILD_FLAGS ?=
+IMAGE_CONTEXT      ?= build/image
+
+image: install
+	rm -rf $(IMAGE_CONTEXT)
+	mkdir -p $(IMAGE_CONTEXT)/wheels $(IMAGE_CONTEXT)/app
+	$(BIN)/pip wheel --quiet --wheel-dir $(IMAGE_CONTEXT)/wheels '.$(if $(EXTRAS),[$(EXTRAS)])'
+	mv $(IMAGE_CONTEXT)/wheels/stead-*.whl $(IMAGE_CONTEXT)/app/
+	$(PODMAN) build --format docker $(PODMAN_BUILD_FLAGS) \
+	  --file Containerfile --tag $(IMAGE) $(IMAGE_CONTEXT)

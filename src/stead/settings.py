@@ -1,4 +1,5 @@
-"""Stead's configuration: one pydantic-settings class, read from ``STEAD_*`` environment variables.
+"""Stead's configuration: one pydantic-settings class, read from ``STEAD_*`` environment variables
+or from files named after them (:func:`secrets_dirs`).
 
 Read it through :func:`get_settings` only; nothing else in the code reads ``os.environ``.
 """
@@ -314,7 +315,24 @@ def _entries(value: str) -> list[str]:
     return [entry.strip() for entry in value.split(",") if entry.strip()]
 
 
+#: Where container runtimes mount secrets (podman, Docker and Compose ``secrets``).
+CONTAINER_SECRETS_DIR = Path("/run/secrets")
+
+
+def secrets_dirs() -> list[Path]:
+    """The existing folders whose files are settings, one file per setting named like its
+    variable in any case (``stead_master_key`` holds ``STEAD_MASTER_KEY``; surrounding white
+    space is dropped): systemd's ``$CREDENTIALS_DIRECTORY`` (``LoadCredential=``, systemd.exec(5))
+    and :data:`CONTAINER_SECRETS_DIR`. An environment variable wins over a file."""
+    found = (
+        [Path(os.environ["CREDENTIALS_DIRECTORY"])] if "CREDENTIALS_DIRECTORY" in os.environ else []
+    )
+    found.append(CONTAINER_SECRETS_DIR)
+    return [path for path in found if path.is_dir()]
+
+
 @lru_cache
 def get_settings() -> Settings:
-    """Return the process-wide settings, read once from the environment."""
-    return Settings()
+    """Return the process-wide settings, read once from the environment and the files of
+    :func:`secrets_dirs`."""
+    return Settings(_secrets_dir=secrets_dirs() or None)

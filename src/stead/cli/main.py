@@ -21,6 +21,7 @@ import typer  # noqa: E402
 
 from stead.cli.apply import register as register_client_commands  # noqa: E402
 from stead.cli.audit import audit  # noqa: E402
+from stead.cli.backup import backup, restore  # noqa: E402
 from stead.cli.env import env_app  # noqa: E402
 
 if TYPE_CHECKING:
@@ -498,6 +499,8 @@ def _demo_flow(
 
 register_client_commands(app)
 app.command()(audit)
+app.command()(backup)
+app.command()(restore)
 
 if __name__ == "__main__":
     app()
