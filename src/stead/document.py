@@ -18,6 +18,7 @@ from stead.environments.schemas import EnvironmentRead
 from stead.projects.schemas import ProjectRead
 from stead.repositories.schemas import RepositoryRead
 from stead.secrets.schemas import HostedSecretRead, SecretReferenceRead
+from stead.state.schemas import ProjectStateRead
 from stead.wire import name_key
 
 
@@ -31,6 +32,21 @@ class ProjectState:
     secrets: list[HostedSecretRead] = field(default_factory=list)
     environments: list[EnvironmentRead] = field(default_factory=list)
     repository: RepositoryRead | None = None
+    #: Environments whose settings the reader may not see (docs/permissions.md): names only.
+    hidden_environments: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_read(cls, read: ProjectStateRead) -> ProjectState:
+        """The state from the server's answer (``GET /v1/projects/state``)."""
+        return cls(
+            project=read.project,
+            connections=read.connections,
+            secret_references=read.secret_references,
+            secrets=read.secrets,
+            environments=read.environments,
+            repository=read.repository,
+            hidden_environments=read.hidden_environments,
+        )
 
     def owned_secrets(self) -> set[str]:
         """Name keys of the hosted secrets environments own (inline values they stored:

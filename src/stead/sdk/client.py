@@ -53,6 +53,8 @@ def is_transient(response: httpx.Response) -> bool:
         return True
     media_type = str(response.headers.get("content-type", "")).partition(";")[0].strip().lower()
     return media_type != PROBLEM_JSON
+
+
 USER_AGENT = "stead-sdk/0.1.0"
 
 
