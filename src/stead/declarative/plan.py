@@ -9,9 +9,14 @@ the projects the file lists: projects and agents are never deleted.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
 
 from stead.agents.schemas import AgentCreate, AgentRead
 from stead.connections.schemas import ConnectionCreate
@@ -52,6 +57,28 @@ class Context:
         return self.agent_ids[name_key(name)]
 
 
+#: A secret value in a plan's ``before``/``after``: values are never shown.
+MASK = "(sensitive)"
+
+_COLLECTIONS = {
+    "connection": "connections",
+    "secret reference": "secretReferences",
+    "secret": "secrets",
+    "environment": "environments",
+}
+
+
+def _quote(name: str) -> str:
+    return json.dumps(name, ensure_ascii=False)
+
+
+def _read(model: BaseModel | None) -> dict[str, Any] | None:
+    """An object as the server shows it, for a plan's ``before`` (timestamps left out)."""
+    if model is None:
+        return None
+    return model.model_dump(mode="json", by_alias=True, exclude={"created_at", "updated_at"})
+
+
 @dataclass
 class Change:
     """One object's planned change.
@@ -74,6 +101,23 @@ class Change:
     details: list[str] = field(default_factory=list)
     phase: int = 0
     run: Callable[[Context], None] | None = None
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+
+    @property
+    def address(self) -> str:
+        """Where the object is in the file, stable across runs: ``agents["a"]``,
+        ``projects["p"]``, ``projects["p"].environments["prod"]``, ``projects["p"].repository``
+        (names as JSON strings)."""
+        if self.kind in ("agent", "project"):
+            return f"{self.kind}s[{_quote(self.name)}]"
+        assert self.project is not None
+        own = (
+            "repository"
+            if self.kind == "repository"
+            else f"{_COLLECTIONS[self.kind]}[{_quote(self.name)}]"
+        )
+        return f"projects[{_quote(self.project)}].{own}"
 
     @property
     def label(self) -> str:
@@ -121,7 +165,9 @@ def _agent_changes(desired: AgentCreate, actual: AgentRead | None, errors: list[
             created = ctx.client.agents.create(body)
             ctx.agent_ids[name_key(created.name)] = created.agent_id
 
-        return Change("agent", desired.name, None, CREATE, phase=_AGENTS, run=create)
+        return Change(
+            "agent", desired.name, None, CREATE, phase=_AGENTS, run=create, after=_json(body)
+        )
     auto_updates = desired.enable_auto_updates
     if auto_updates is None:
         auto_updates = desired.agent_type == "data_productivity_cloud"
@@ -156,7 +202,9 @@ def _project_change(desired: ProjectSpec, actual: ProjectState | None, errors: l
         def create(ctx: Context) -> None:
             ctx.project_ids[key] = ctx.client.projects.create(body).project_id
 
-        return Change("project", desired.name, None, CREATE, phase=_PROJECTS, run=create)
+        return Change(
+            "project", desired.name, None, CREATE, phase=_PROJECTS, run=create, after=_json(body)
+        )
     project = actual.project
     for label, want, have in (
         ("warehouse", desired.warehouse, project.warehouse),
@@ -181,7 +229,9 @@ def _project_change(desired: ProjectSpec, actual: ProjectState | None, errors: l
     def update(ctx: Context) -> None:
         ctx.client.projects.update(ctx.project_ids[key], patch)
 
-    return Change("project", desired.name, None, UPDATE, details, _PROJECTS, update)
+    before = {"name": project.name, "description": project.description}
+    after = {"name": desired.name, "description": desired.description}
+    return Change("project", desired.name, None, UPDATE, details, _PROJECTS, update, before, after)
 
 
 def _connection_changes(
@@ -200,7 +250,14 @@ def _connection_changes(
 
             changes.append(
                 Change(
-                    "connection", connection.name, desired.name, CREATE, [], _CONNECTIONS, create
+                    "connection",
+                    connection.name,
+                    desired.name,
+                    CREATE,
+                    [],
+                    _CONNECTIONS,
+                    create,
+                    after=_json(body),
                 )
             )
             continue
@@ -240,7 +297,7 @@ def _deletions(
         def run(ctx: Context, obj: Any = obj) -> None:
             delete(ctx, ctx.project_ids[key], obj)
 
-        changes.append(Change(kind, obj.name, project, DELETE, [], phase, run))
+        changes.append(Change(kind, obj.name, project, DELETE, [], phase, run, before=_read(obj)))
     return changes
 
 
@@ -307,7 +364,16 @@ def _create_reference(key: str, project: str, reference: SecretReferenceSpec) ->
             sent["agentId"] = ctx.agent_id(reference.agent_name)
         ctx.client.secret_references.create(pid, reference.name, sent)
 
-    return Change("secret reference", reference.name, project, CREATE, [], _REFERENCES, create)
+    return Change(
+        "secret reference",
+        reference.name,
+        project,
+        CREATE,
+        [],
+        _REFERENCES,
+        create,
+        after=_json({"name": reference.name, "agentName": reference.agent_name, **body}),
+    )
 
 
 def _secret_changes(
@@ -344,8 +410,19 @@ def _secret_changes(
             errors.append(f"{where}: a value is needed to {needed}: set value (e.g. ${{VAR}})")
         action = CREATE if existing is None else UPDATE
         run = _write_secret(key, secret, exists=existing is not None)
+        after = {"name": secret.name, "type": secret.type, "value": MASK}
         changes.append(
-            Change("secret", secret.name, desired.name, action, details, _REFERENCES, run)
+            Change(
+                "secret",
+                secret.name,
+                desired.name,
+                action,
+                details,
+                _REFERENCES,
+                run,
+                _read(existing),
+                after,
+            )
         )
     return changes + _deletions(
         "secret",
@@ -530,6 +607,23 @@ def _properties_patch(
     return {**wire, "connectionProperties": {**properties, **dict.fromkeys(removed)}}, details
 
 
+def _masked_override(desired: EnvironmentSpec, spec: WarehouseSpec) -> dict[str, Any]:
+    """The file's ``connectionOverrides`` item for a plan's ``after``: sensitive values given
+    inline are :data:`MASK`."""
+    wire = _wire_override(desired)
+    wire["connectionProperties"] = {
+        k: {**v, "value": MASK} if k in spec.sensitive and "value" in v else v
+        for k, v in wire["connectionProperties"].items()
+    }
+    return wire
+
+
+def _json(value: Any) -> dict[str, Any]:
+    """``value`` (wire form, possibly holding models) as plain JSON values."""
+    out: dict[str, Any] = to_jsonable_python(value, by_alias=True)
+    return out
+
+
 def _wire_override(desired: EnvironmentSpec) -> dict[str, Any]:
     """The file's ``connectionOverrides`` item in wire form."""
     override = desired.connection_overrides[0]
@@ -573,7 +667,18 @@ def _environment_change(
                 {**body, "defaultAgentId": ctx.agent_id(desired.default_agent_name)},
             )
 
-        return Change("environment", desired.name, project.name, CREATE, [], _ENVIRONMENTS, create)
+        after = {**body, "defaultAgentName": desired.default_agent_name}
+        after["connectionOverrides"] = [_masked_override(desired, spec)]
+        return Change(
+            "environment",
+            desired.name,
+            project.name,
+            CREATE,
+            [],
+            _ENVIRONMENTS,
+            create,
+            after=_json(after),
+        )
 
     patch, details = _environment_fields(desired, actual)
     override, property_details = _properties_patch(
@@ -596,7 +701,27 @@ def _environment_change(
             body["defaultAgentId"] = ctx.agent_id(agent)
         ctx.client.environments.update(ctx.project_ids[key], desired.name, body)
 
-    return Change("environment", desired.name, project.name, UPDATE, details, _ENVIRONMENTS, update)
+    wanted = {
+        "name": desired.name,
+        "displayName": desired.display_name or desired.name,
+        "description": desired.description,
+        "defaultAgentName": desired.default_agent_name,
+        "defaultUserAccessLevel": desired.default_user_access_level,
+        "defaultConnections": desired.default_connections,
+        "connectionOverrides": [_masked_override(desired, spec)],
+    }
+    before = _read(actual)
+    return Change(
+        "environment",
+        desired.name,
+        project.name,
+        UPDATE,
+        details,
+        _ENVIRONMENTS,
+        update,
+        before,
+        _json(wanted),
+    )
 
 
 def _show_property(value: dict[str, Any] | None) -> str:
@@ -646,7 +771,9 @@ def _repository_change(
             ctx.client.repositories.delete(ctx.project_ids[key])
 
         name = current.repository_name
-        return [Change("repository", name, desired.name, DELETE, [], _REPOSITORY, remove)], 0
+        change = Change("repository", name, desired.name, DELETE, [], _REPOSITORY, remove)
+        change.before = _read(current)
+        return [change], 0
     body = wanted.model_dump(by_alias=True, exclude={"token"})
     details = []
     if current is not None:
@@ -674,6 +801,7 @@ def _repository_change(
     action = REPLACE if replacing else CREATE
     change = Change("repository", wanted.repository_name, desired.name, action, details)
     change.phase, change.run = _REPOSITORY, associate
+    change.before, change.after = _read(current), _json(body)
     return [change], 0
 
 
@@ -757,3 +885,78 @@ def render(plan: Plan) -> list[str]:
             f"{plan.unpruned} object(s) on the server are not in the file; --prune deletes them."
         )
     return lines
+
+
+#: Version of the ``stead plan --json`` document (docs/declarative.md); a change that breaks
+#: readers gets a new number.
+PLAN_FORMAT = 1
+
+
+def state_digest(state: State) -> str:
+    """``sha256:<hex>`` of what a plan was made from: the agents and the listed projects as
+    the server showed them (timestamps included, so any change made since, even one put
+    back, gives another digest)."""
+    document: dict[str, list[Any]] = {
+        "agents": sorted(
+            (a.model_dump(mode="json", by_alias=True) for a in state.agents.values()),
+            key=lambda a: str(a["agentId"]),
+        ),
+        "projects": sorted(
+            (
+                {
+                    "project": p.project.model_dump(mode="json", by_alias=True),
+                    "connections": [_read(c) for c in p.connections],
+                    "secretReferences": [_read(r) for r in p.secret_references],
+                    "secrets": [s.model_dump(mode="json", by_alias=True) for s in p.secrets],
+                    "environments": [
+                        e.model_dump(mode="json", by_alias=True) for e in p.environments
+                    ],
+                    "hiddenEnvironments": p.hidden_environments,
+                    "repository": _read(p.repository),
+                }
+                for p in state.projects.values()
+            ),
+            key=lambda p: str(p["project"]["id"]),
+        ),
+    }
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def change_document(change: Change) -> dict[str, Any]:
+    """One change in the ``stead plan --json`` format (docs/declarative.md): ``address``,
+    ``kind``, ``project``, ``name``, ``action``, ``details`` (the plan's lines), ``before``
+    (the object as the server shows it, null when it does not exist) and ``after`` (as the file
+    asks, null for a deletion); secret values are never in it (:data:`MASK`)."""
+    return {
+        "address": change.address,
+        "kind": change.kind,
+        "project": change.project,
+        "name": change.name,
+        "action": change.action,
+        "details": change.details,
+        "before": change.before,
+        "after": change.after,
+    }
+
+
+def plan_document(plan: Plan, *, digest: str) -> dict[str, Any]:
+    """The plan in the ``stead plan --json`` format (docs/declarative.md): ``formatVersion``,
+    ``stateDigest`` (:func:`state_digest` of the state it was made from), ``changes`` (the
+    changes to make, in display order, each as :func:`change_document`), ``errors``,
+    ``summary`` (counts per action) and ``unpruned``."""
+    counts = plan.counts()
+    return {
+        "formatVersion": PLAN_FORMAT,
+        "stateDigest": digest,
+        "changes": [change_document(c) for c in plan.changes if c.action != NO_CHANGE],
+        "errors": plan.errors,
+        "summary": {
+            "create": counts[CREATE],
+            "update": counts[UPDATE],
+            "replace": counts[REPLACE],
+            "delete": counts[DELETE],
+            "unchanged": counts[NO_CHANGE],
+        },
+        "unpruned": plan.unpruned,
+    }
