@@ -1,8 +1,9 @@
 """Running a plan: each project's changes in dependency order, several projects at once.
 
-Agents are made first (every project may use them), then each project's changes run as one
-chain, in phase order (:attr:`stead.declarative.plan.Change.phase`), with up to
-``parallelism`` chains at a time: the projects of a file do not depend on each other.
+Agents are made first (every project may use them), then the projects, then the agents'
+allow-lists; then each project's contents run as one chain, in phase order
+(:attr:`stead.declarative.plan.Change.phase`), with up to ``parallelism`` chains at a time:
+the projects of a file do not depend on each other (:func:`stages`).
 
 A run that stops (an error, Ctrl-C, a lost connection) stops starting changes, lets the ones
 already sent finish, and leaves every change it finished in place; planning again from the
@@ -25,19 +26,27 @@ from stead.wire import name_key
 DEFAULT_PARALLELISM = 10
 
 
-def chains(changes: list[Change]) -> tuple[list[Change], list[list[Change]]]:
-    """Split pending changes (in execution order) into the agents' changes and one chain per
-    project (the project's own change first, then what it holds, in phase order)."""
-    agents: list[Change] = []
-    projects: dict[str, list[Change]] = {}
+def stages(changes: list[Change]) -> list[list[list[Change]]]:
+    """Split pending changes (in execution order) into stages run one after the other, each a
+    list of chains that may run at once (a chain's changes run in order): the agents; the
+    projects themselves; the agents' allow-lists (they name projects, and a restricted agent
+    must allow a project before its environments are made); then one chain per project with
+    everything it holds, in phase order."""
+    agents: list[list[Change]] = []
+    projects: list[list[Change]] = []
+    allow_lists: list[list[Change]] = []
+    contents: dict[str, list[Change]] = {}
     for change in changes:
         if change.kind == "agent":
-            agents.append(change)
-            continue
-        owner = change.name if change.kind == "project" else change.project
-        assert owner is not None
-        projects.setdefault(name_key(owner), []).append(change)
-    return agents, list(projects.values())
+            agents.append([change])
+        elif change.kind == "project":
+            projects.append([change])
+        elif change.kind == "allow list":
+            allow_lists.append([change])
+        else:
+            assert change.project is not None
+            contents.setdefault(name_key(change.project), []).append(change)
+    return [agents, projects, allow_lists, list(contents.values())]
 
 
 def apply_plan(
@@ -85,11 +94,9 @@ def apply_plan(
                 count = done
             progress(count, total, change)
 
-    agents, projects = chains(pending)
     with ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="stead-apply") as pool:
-        for batch in ([[a] for a in agents], projects):
-            futures = [pool.submit(chain, c) for c in batch]
-            _wait(futures, stop)
+        for stage in stages(pending):
+            _wait([pool.submit(chain, c) for c in stage], stop)
     return done
 
 

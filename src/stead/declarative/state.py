@@ -57,4 +57,13 @@ def read_state(
                 client.projects.get(pid)  # raises the server's answer: 400 or 404
                 raise NotFound(404, {"status": 404, "detail": f"project {pid} not found"})
     states = [ProjectState.from_read(read) for read in reads]
-    return State(agents=agents, projects={name_key(s.project.name): s for s in states})
+    allow_lists = {
+        key: client.agents.get_allow_list(agent.agent_id)
+        for key, agent in agents.items()
+        if not agent.hosted
+    }
+    return State(
+        agents=agents,
+        projects={name_key(s.project.name): s for s in states},
+        allow_lists=allow_lists,
+    )

@@ -17,12 +17,15 @@ from sqlalchemy.orm import Session
 
 from stead.connections.models import Connection
 from stead.connections.schemas import ConnectionRead
+from stead.db import utcnow
 from stead.environments.models import Environment
 from stead.environments.routes import environment_read
 from stead.errors import BadRequest
 from stead.identity.actor import Actor
-from stead.identity.models import EnvironmentAccess, ProjectMember
-from stead.identity.permissions import environment_allows, environment_level
+from stead.identity.members import access_read, member_read, names_of
+from stead.identity.models import EnvironmentAccess, Invitation, ProjectMember
+from stead.identity.permissions import environment_allows, environment_level, project_allows
+from stead.identity.schemas import EnvironmentAccessRead, InvitationRead
 from stead.pagination import PageParams, paginate
 from stead.projects.models import Project
 from stead.projects.schemas import ProjectRead
@@ -94,20 +97,43 @@ def states(
     connections, references, secrets = rows(Connection), rows(SecretReference), rows(HostedSecret)
     environments, repositories = rows(Environment), rows(Repository)
     roles = _roles(session, actor=actor, project_ids=ids)
-    user_levels: dict[int, str] = {}
-    if actor.type == "user":
-        env_ids = [e.id for envs in environments.values() for e in envs]
-        user_levels = dict(
-            session.execute(
-                select(EnvironmentAccess.environment_id, EnvironmentAccess.access_level).where(
-                    EnvironmentAccess.environment_id.in_(env_ids),
-                    EnvironmentAccess.user_id == actor.id,
-                )
-            ).all()
+    members = rows(ProjectMember)
+    invitations = _by_project(
+        session.scalars(
+            select(Invitation)
+            .where(
+                Invitation.project_id.in_(ids),
+                Invitation.accepted_at.is_(None),
+                Invitation.expires_at > utcnow(),
+            )
+            .order_by(Invitation.created_at, Invitation.id)
         )
+    )
+    access: dict[int, list[EnvironmentAccess]] = defaultdict(list)
+    for row in session.scalars(
+        select(EnvironmentAccess)
+        .where(
+            EnvironmentAccess.environment_id.in_([e.id for es in environments.values() for e in es])
+        )
+        .order_by(EnvironmentAccess.created_at, EnvironmentAccess.id)
+    ):
+        access[row.environment_id].append(row)
+    # the caller's own level per environment decides what it may read, as on a single GET
+    user_levels = {
+        a.environment_id: a.access_level
+        for levels in access.values()
+        for a in levels
+        if actor.type == "user" and a.user_id == actor.id
+    }
+    names = names_of(
+        session,
+        ids=[m.principal_id for ms in members.values() for m in ms]
+        + [a.user_id for levels in access.values() for a in levels],
+    )
     out = []
     for project in projects:
         readable, hidden = [], []
+        levels: dict[str, list[EnvironmentAccessRead]] = {}
         for env in environments[project.id]:
             level = environment_level(
                 project_role=roles.get(project.id),
@@ -117,9 +143,13 @@ def states(
             )
             if environment_allows(level, "environment.read"):
                 readable.append(environment_read(env))
+                levels[env.name] = [
+                    access_read(a, names.get(a.user_id, "")) for a in access[env.id]
+                ]
             else:
                 hidden.append(env.name)
         repository = next(iter(repositories[project.id]), None)
+        manager = project_allows(roles.get(project.id), "member.manage")
         out.append(
             ProjectStateRead(
                 project=ProjectRead.model_validate(project),
@@ -133,6 +163,13 @@ def states(
                 repository=None
                 if repository is None
                 else RepositoryRead.model_validate(repository),
+                members=[
+                    member_read(m, names.get(m.principal_id, "")) for m in members[project.id]
+                ],
+                invitations=[InvitationRead.model_validate(i) for i in invitations[project.id]]
+                if manager
+                else None,
+                environment_access=levels,
             )
         )
     return out
