@@ -238,3 +238,39 @@ def test_plan_json_and_a_saved_plan(served: Served, tmp_path: Path) -> None:
     path.write_text(path.read_text() + "\n# edited\n")
     edited = cli(served, "apply", str(saved))
     assert edited.exit_code == 1 and "changed since the plan was made" in edited.output
+
+
+def test_import_writes_what_was_made_by_hand_into_the_file(served: Served, tmp_path: Path) -> None:
+    path = write(tmp_path / "fleet.yaml", _fleet("", 1))
+    assert cli(served, "apply", "-f", str(path), "--auto-approve").exit_code == 0
+    with Client(served.url, served.client_id, served.client_secret) as stead:
+        team = next(iter(stead.projects.list())).id
+        stead.connections.create(
+            team,
+            {
+                "name": "by-hand",
+                "platformConnectionType": "DWH",
+                "authProvider": "REDSHIFT",
+                "authType": "PASSWORD",
+            },
+        )
+        stead.projects.create(
+            {"name": "made $ by hand", "warehouse": "SNOWFLAKE", "agentDeploymentType": "HYBRID"}
+        )
+    drift = cli(served, "plan", "-f", str(path))
+    assert drift.exit_code == 0 and "1 object(s) on the server are not in the file" in drift.output
+    imported = cli(
+        served, "import", "-f", str(path), "--project", "team-0000", "--project", "made $ by hand"
+    )
+    assert imported.exit_code == 0, imported.output
+    assert 'imported projects["team-0000"].connections["by-hand"]' in imported.output
+    assert 'imported projects["made $ by hand"]' in imported.output
+    text = path.read_text()
+    assert "${REDSHIFT_USER}" in text and "made $$ by hand" in text  # the file's own kept
+    assert PASSWORD in text  # the file's own inline value stays; nothing else is written
+    planned = cli(served, "plan", "-f", str(path))
+    assert planned.exit_code == 0, planned.output
+    assert "not in the file" not in planned.output
+    again = cli(served, "import", "-f", str(path))
+    assert again.exit_code == 0 and "Nothing to import" in again.output
+    assert cli(served, "import", "-f", str(path), "--project", "nope").exit_code == 1

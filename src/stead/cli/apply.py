@@ -404,7 +404,63 @@ def export(
         typer.echo(f"wrote {len(state.projects)} project(s) to {output}", err=True)
 
 
+def import_(
+    files: Annotated[
+        Path, typer.Option("--file", "-f", help="declarative YAML file to add to (made if missing)")
+    ],
+    project: Annotated[
+        list[str],
+        typer.Option("--project", help="project name (repeat; default: those the file lists)"),
+    ] = [],  # noqa: B006 - typer reads the default, never mutates it
+    url: Url = None,
+    client_id: ClientId = None,
+    client_secret: ClientSecret = None,
+    profile: Profile = "default",
+) -> None:
+    """Write into the file what the server holds and the file lacks (objects made by hand).
+
+    The file's own entries are kept as written; the projects named (or those the file lists)
+    get their missing connections, secret references, secrets, environments, access, members
+    and repository, and missing projects are added whole.
+    """
+    import yaml
+
+    from stead.declarative.imports import import_into
+    from stead.declarative.state import read_state
+    from stead.wire import name_key
+
+    path = files
+    try:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        document = yaml.safe_load(text) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        _fail(f"{path}: {exc}")
+    listed = [str(p.get("name")) for p in document.get("projects") or [] if isinstance(p, dict)]
+    names = project or listed
+    if not names:
+        _fail("give --project NAME (one or more), or a file that lists projects")
+    with _client(url, client_id, client_secret, profile) as client:
+        state = read_state(client, names=names)
+    missing = sorted({n for n in project if name_key(n) not in state.projects})
+    if missing:
+        _fail(f"no visible project named {missing[0]!r}")
+    try:
+        merged, added = import_into(document, state)
+    except ValueError as exc:
+        _fail(f"{path}: {exc}")
+    if not added:
+        typer.echo("Nothing to import: the file holds everything.")
+        return
+    path.write_text(
+        yaml.safe_dump(merged, sort_keys=False, allow_unicode=True, width=100), encoding="utf-8"
+    )
+    for address in added:
+        typer.echo(f"imported {address}")
+    typer.echo(f"wrote {path}: {len(added)} object(s) imported; `stead plan` shows no change")
+
+
 def register(app: typer.Typer) -> None:
     """Add the client commands to the ``stead`` command line."""
     for command in (login, schema, plan, apply, export):
         app.command()(command)
+    app.command(name="import")(import_)
