@@ -43,11 +43,13 @@ from stead.secrets.routes import router as secret_references_router
 from stead.secrets.routes import scope_router as secret_scopes_router
 from stead.secrets.store import attach_keyring, load_keyring
 from stead.settings import Settings, get_settings
+from stead.state.routes import router as state_router
 from stead.warehouses.routes import router as warehouses_router
 
 log = logging.getLogger("stead")
 
 API_ROUTERS: list[APIRouter] = [
+    state_router,  # before projects_router: /projects/state is not a /projects/{projectId}
     projects_router,
     provisioning_router,
     agents_router,

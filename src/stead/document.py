@@ -12,12 +12,14 @@ from typing import Any
 
 import yaml
 
-from stead.agents.schemas import AgentRead
+from stead.agents.schemas import AgentAllowList, AgentRead
 from stead.connections.schemas import ConnectionRead
 from stead.environments.schemas import EnvironmentRead
+from stead.identity.schemas import EnvironmentAccessRead, InvitationRead, MemberRead
 from stead.projects.schemas import ProjectRead
 from stead.repositories.schemas import RepositoryRead
 from stead.secrets.schemas import HostedSecretRead, SecretReferenceRead
+from stead.state.schemas import ProjectStateRead
 from stead.wire import name_key
 
 
@@ -31,6 +33,29 @@ class ProjectState:
     secrets: list[HostedSecretRead] = field(default_factory=list)
     environments: list[EnvironmentRead] = field(default_factory=list)
     repository: RepositoryRead | None = None
+    #: Environments whose settings the reader may not see (docs/permissions.md): names only.
+    hidden_environments: list[str] = field(default_factory=list)
+    members: list[MemberRead] = field(default_factory=list)
+    #: Pending invitations; None when the reader may not manage members.
+    invitations: list[InvitationRead] | None = None
+    #: Access levels set for users, per environment name.
+    environment_access: dict[str, list[EnvironmentAccessRead]] = field(default_factory=dict)
+
+    @classmethod
+    def from_read(cls, read: ProjectStateRead) -> ProjectState:
+        """The state from the server's answer (``GET /v1/projects/state``)."""
+        return cls(
+            project=read.project,
+            connections=read.connections,
+            secret_references=read.secret_references,
+            secrets=read.secrets,
+            environments=read.environments,
+            repository=read.repository,
+            hidden_environments=read.hidden_environments,
+            members=read.members,
+            invitations=read.invitations,
+            environment_access=read.environment_access,
+        )
 
     def owned_secrets(self) -> set[str]:
         """Name keys of the hosted secrets environments own (inline values they stored:
@@ -54,6 +79,14 @@ class State:
 
     agents: dict[str, AgentRead]
     projects: dict[str, ProjectState]
+    #: Allow-lists of the agents with restricted access, by agent name key.
+    allow_lists: dict[str, AgentAllowList] = field(default_factory=dict)
+
+    def project_name(self, project_id: str) -> str | None:
+        """The name of the read project ``project_id``, or None if it was not read."""
+        return next(
+            (p.project.name for p in self.projects.values() if p.project.id == project_id), None
+        )
 
     def agent_name(self, agent_id: str | None) -> str | None:
         """The name of the agent ``agent_id`` (the id itself if unknown; None for None: a secret
@@ -82,7 +115,20 @@ def _reference_entry(state: State, r: SecretReferenceRead) -> dict[str, Any]:
     )
 
 
-def _environment_entry(e: EnvironmentRead) -> dict[str, Any]:
+def members_entry(ps: ProjectState) -> list[dict[str, str]]:
+    """The project's people as the file writes them: each user member, then each pending
+    invitation, as ``{"email", "projectRole"}`` (API clients are not written: they are made
+    members by the API, not invited)."""
+    people = [
+        {"email": m.name, "projectRole": m.project_role}
+        for m in ps.members
+        if m.principal_type == "user"
+    ]
+    people += [{"email": i.email, "projectRole": i.project_role} for i in ps.invitations or []]
+    return people
+
+
+def _environment_entry(e: EnvironmentRead, access: list[EnvironmentAccessRead]) -> dict[str, Any]:
     """An environment as the file writes it: its agent by name, ``displayName`` only when it is
     not the name, properties as the server shows them (never a secret value)."""
     return _without_none(
@@ -102,12 +148,22 @@ def _environment_entry(e: EnvironmentRead) -> dict[str, Any]:
                 }
                 for o in e.connection_overrides
             ],
+            "access": [{"email": a.email, "accessLevel": a.access_level} for a in access] or None,
         }
     )
 
 
-def _agent_entry(a: AgentRead) -> dict[str, Any]:
-    """An agent as the file writes it (created when missing, matched by name)."""
+def _agent_entry(state: State, a: AgentRead) -> dict[str, Any]:
+    """An agent as the file writes it (created when missing, matched by name), with its
+    allow-list's entries for the projects read (by name) when its access is restricted."""
+    allowed = state.allow_lists.get(name_key(a.name))
+    allow_list = None
+    if allowed is not None and a.restricted_access:
+        allow_list = [
+            {"projectName": name, "environments": list(entry.environments)}
+            for pid, entry in allowed.projects.items()
+            if (name := state.project_name(pid)) is not None
+        ]
     return _without_none(
         {
             "name": a.name,
@@ -118,6 +174,7 @@ def _agent_entry(a: AgentRead) -> dict[str, Any]:
             "enableAutoUpdates": a.enable_auto_updates,
             "restrictedAccess": a.restricted_access,
             "trackName": a.track_name,
+            "allowList": allow_list,
         }
     )
 
@@ -146,7 +203,12 @@ def _project_entry(state: State, ps: ProjectState, used: set[str]) -> dict[str, 
         project["secrets"] = [{"name": h.name, "type": h.type} for h in hosted]
     if ps.environments:
         used.update(e.default_agent_id for e in ps.environments)
-        project["environments"] = [_environment_entry(e) for e in ps.environments]
+        project["environments"] = [
+            _environment_entry(e, ps.environment_access.get(e.name, [])) for e in ps.environments
+        ]
+    people = members_entry(ps)
+    if people:
+        project["members"] = people
     if ps.repository is not None:
         project["repository"] = {
             "provider": ps.repository.provider,
@@ -159,15 +221,22 @@ def _project_entry(state: State, ps: ProjectState, used: set[str]) -> dict[str, 
 def export_document(state: State) -> dict[str, Any]:
     """The declarative file (wire form) for ``state``: applying it changes nothing.
 
-    Agents are the customer-hosted agents the exported objects use (the hosted agent always
-    exists). Secret values and repository tokens are never known, so they are not written:
-    hosted secrets appear with their name and type, inline sensitive properties as the
-    ``{"secretName", "set": true}`` the server shows (sending that back keeps them). Defaults
-    the server filled in (``displayName``, property defaults) are written as they are.
+    Agents are the customer-hosted agents the exported objects use or whose restricted
+    allow-list names an exported project (the hosted agent always exists). Secret values and
+    repository tokens are never known, so they are not written: hosted secrets appear with
+    their name and type, inline sensitive properties as the ``{"secretName", "set": true}``
+    the server shows (sending that back keeps them). Defaults the server filled in
+    (``displayName``, property defaults) are written as they are. People are written as
+    ``members`` (users and pending invitations) and each environment's ``access``.
     """
     used: set[str] = set()
     projects = [_project_entry(state, ps, used) for ps in state.projects.values()]
-    agents = [_agent_entry(a) for a in state.agents.values() if a.agent_id in used and not a.hosted]
+    agents = [
+        entry
+        for a in state.agents.values()
+        if not a.hosted
+        and ((entry := _agent_entry(state, a)).get("allowList") or a.agent_id in used)
+    ]
     document: dict[str, Any] = {"version": 1}
     if agents:
         document["agents"] = agents

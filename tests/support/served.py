@@ -3,7 +3,7 @@ CLI in a subprocess, proxies in front of the server)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +24,13 @@ class Served:
 
 
 @contextmanager
-def serve(db_url: str, data_dir: Path) -> Iterator[Served]:
+def serve(db_url: str, data_dir: Path, env: Mapping[str, str] | None = None) -> Iterator[Served]:
     """Migrate ``db_url``, create a SUPER_ADMIN client, run ``stead serve`` on a free port with
-    loopback destinations allowed (the test servers)."""
+    loopback destinations allowed (the test servers) and the ``STEAD_*`` settings of ``env``."""
     client_id, secret = create_super_admin(db_url)
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
-    proc = start_server(data_dir, port, database_url=db_url, env=LOCAL_ENV)
+    proc = start_server(data_dir, port, database_url=db_url, env={**LOCAL_ENV, **(env or {})})
     try:
         yield Served(f"http://127.0.0.1:{port}", client_id, secret, data_dir / "server.log")
     finally:

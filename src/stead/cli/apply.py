@@ -8,12 +8,14 @@ interrupted (run it again to finish).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -115,17 +117,43 @@ def _load(files: list[Path], variables: list[str]) -> StateFile:
         _fail("the file is invalid:\n  " + "\n  ".join(exc.problems))
 
 
-def _plan(client: Client, spec: StateFile, prune: bool, write_secrets: bool) -> tuple[Plan, State]:
+def _plan(
+    client: Client, spec: StateFile, prune: bool, write_secrets: bool, *, show: bool = True
+) -> tuple[Plan, State]:
     from stead.declarative.plan import make_plan, render
     from stead.declarative.state import read_state
 
     state = read_state(client, names=[p.name for p in spec.projects])
     plan = make_plan(spec, state, prune=prune, write_secrets=write_secrets)
-    for line in render(plan):
-        typer.echo(line)
-    if plan.errors:
+    if show:
+        for line in render(plan):
+            typer.echo(line)
+    if plan.errors and show:
         _fail("the file asks for what the API cannot do:\n  " + "\n  ".join(plan.errors))
     return plan, state
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    try:
+        return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        _fail(f"{path}: {exc}")
+
+
+def _saved_plan(
+    plan: Plan, state: State, files: list[Path], prune: bool, write_secrets: bool
+) -> dict[str, Any]:
+    """The ``--out`` document: the plan's JSON form plus what ``stead apply PLAN`` needs to
+    make the same plan again (the files and their digests, the options)."""
+    from stead.declarative.plan import plan_document, state_digest
+
+    return {
+        **plan_document(plan, digest=state_digest(state)),
+        "files": [{"path": str(f.resolve()), "digest": _sha256(f)} for f in files],
+        "options": {"prune": prune, "writeSecrets": write_secrets},
+    }
 
 
 def login(
@@ -162,6 +190,15 @@ def plan(
     prune: Prune = False,
     write_secrets: WriteSecrets = False,
     variables: Variables = [],  # noqa: B006 - typer reads the default, never mutates it
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the plan as JSON (docs/declarative.md)")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="save the plan here, for `stead apply PLAN`", show_default=False
+        ),
+    ] = None,
     url: Url = None,
     client_id: ClientId = None,
     client_secret: ClientSecret = None,
@@ -170,11 +207,66 @@ def plan(
     """Show what `stead apply` would change: exit 0 if nothing, 2 if something, 1 on error."""
     spec = _load(files, variables)
     with _client(url, client_id, client_secret, profile) as client:
-        result, _ = _plan(client, spec, prune, write_secrets)
+        result, state = _plan(client, spec, prune, write_secrets, show=not as_json)
+    if as_json or out is not None:
+        saved = _saved_plan(result, state, files, prune, write_secrets)
+        text = json.dumps(saved, indent=2, ensure_ascii=False) + "\n"
+        if as_json:
+            typer.echo(text, nl=False)
+        if out is not None and not result.errors:
+            out.write_text(text, encoding="utf-8")
+            typer.echo(f"plan saved to {out}: apply it with `stead apply {out}`", err=True)
+    if result.errors:
+        raise typer.Exit(1)
     raise typer.Exit(2 if result.pending else 0)
 
 
+def _read_saved(path: Path) -> dict[str, Any]:
+    from stead.declarative.plan import PLAN_FORMAT
+
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        _fail(f"{path}: not a saved plan: {exc}")
+    if not isinstance(saved, dict) or saved.get("formatVersion") != PLAN_FORMAT:
+        _fail(f"{path}: not a saved plan of this version of stead (formatVersion {PLAN_FORMAT})")
+    try:
+        files = [Path(str(f["path"])) for f in saved["files"]]
+        for f in saved["files"]:
+            if _sha256(Path(str(f["path"]))) != f["digest"]:
+                _fail(f"{f['path']} changed since the plan was made: run `stead plan` again")
+        options = saved["options"]
+        saved["_files"], saved["_prune"] = files, bool(options["prune"])
+        saved["_write_secrets"] = bool(options["writeSecrets"])
+    except (KeyError, TypeError) as exc:
+        _fail(f"{path}: not a saved plan: missing {exc}")
+    return saved
+
+
+def _check_saved(saved: dict[str, Any], result: Plan, state: State) -> None:
+    """Refuse (exit 1) unless planning again gives the saved plan from the same state."""
+    from stead.declarative.plan import plan_document, state_digest
+
+    if state_digest(state) != saved.get("stateDigest"):
+        _fail(
+            "the server changed since the plan was made (its state digest differs): "
+            "nothing was applied; run `stead plan` again"
+        )
+    again = json.loads(json.dumps(plan_document(result, digest="")["changes"]))
+    if again != saved.get("changes"):
+        _fail(
+            "the file and variables no longer give the saved plan: nothing was applied; "
+            "run `stead plan` again"
+        )
+
+
 def apply(
+    plan_file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="a plan saved by `stead plan --out`: apply exactly it", show_default=False
+        ),
+    ] = None,
     files: Files = [],  # noqa: B006 - typer reads the default, never mutates it
     auto_approve: Annotated[
         bool, typer.Option("--auto-approve", help="apply without asking")
@@ -182,23 +274,42 @@ def apply(
     prune: Prune = False,
     write_secrets: WriteSecrets = False,
     variables: Variables = [],  # noqa: B006 - typer reads the default, never mutates it
+    parallelism: Annotated[
+        int, typer.Option("--parallelism", min=1, max=64, help="projects changed at once")
+    ] = 10,
+    plain: Annotated[
+        bool,
+        typer.Option(
+            "--plain", help="one line per change instead of a progress bar (when not a terminal)"
+        ),
+    ] = False,
     url: Url = None,
     client_id: ClientId = None,
     client_secret: ClientSecret = None,
     profile: Profile = "default",
 ) -> None:
-    """Make the server match the file.
+    """Make the server match the file, or apply a saved plan.
 
-    Creates and updates in dependency order; deletes only with --prune. Safe to run again
-    after a failure or Ctrl-C.
+    Creates and updates in dependency order within each project, several projects at once;
+    deletes only with --prune. Safe to run again after a failure or Ctrl-C. A saved plan is
+    applied without asking, and refused if the server or the file changed since.
     """
     from stead.declarative.apply import apply_plan
     from stead.declarative.plan import context_for
     from stead.sdk import SteadError
 
+    saved = None
+    if plan_file is not None:
+        if files:
+            _fail("give a saved plan or -f FILE, not both")
+        saved = _read_saved(plan_file)
+        files, prune, write_secrets = saved["_files"], saved["_prune"], saved["_write_secrets"]
+        auto_approve = True
     spec = _load(files, variables)
     with _client(url, client_id, client_secret, profile) as client:
         result, state = _plan(client, spec, prune, write_secrets)
+        if saved is not None:
+            _check_saved(saved, result, state)
         pending = result.pending
         if not pending:
             typer.echo("Nothing to do.")
@@ -209,12 +320,15 @@ def apply(
             if not typer.confirm("Apply these changes?", default=False):
                 _fail("cancelled, nothing changed")
 
-        def progress(index: int, total: int, change: Change) -> None:
-            typer.echo(f"[{index}/{total}] {change.action} {change.label}")
-
         done = 0
         try:
-            done = apply_plan(result, context_for(client, state), progress=progress)
+            with _progress(len(pending), plain or not sys.stdout.isatty()) as progress:
+                done = apply_plan(
+                    result,
+                    context_for(client, state),
+                    progress=progress,
+                    parallelism=parallelism,
+                )
         except KeyboardInterrupt:
             typer.echo(
                 "interrupted: run `stead apply` again to finish (`stead plan` shows what is left)",
@@ -223,12 +337,42 @@ def apply(
             raise typer.Exit(130) from None
         except SteadError:
             typer.echo(
-                "apply stopped: the changes listed before this one are made; fix the cause and "
+                "apply stopped: the changes listed as done are made; fix the cause and "
                 "run `stead apply` again",
                 err=True,
             )
             raise
         typer.echo(f"Apply complete: {done} change(s), {client.requests_sent} request(s).")
+
+
+@contextmanager
+def _progress(total: int, plain: bool) -> Iterator[Callable[[int, int, Change], None]]:
+    """A progress callback: a rich progress bar on a terminal, else one line per change made
+    (``[done/total] action label``, for CI logs)."""
+    if plain:
+        lock = threading.Lock()
+
+        def line(done: int, total: int, change: Change) -> None:
+            with lock:
+                typer.echo(f"[{done}/{total}] {change.action} {change.label}")
+
+        yield line
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[last]}", style="dim"),
+    ) as bar:
+        task = bar.add_task("applying", total=total, last="")
+
+        def advance(done: int, total: int, change: Change) -> None:
+            bar.update(task, completed=done, last=f"{change.action} {change.label}")
+
+        yield advance
 
 
 def export(
@@ -260,7 +404,63 @@ def export(
         typer.echo(f"wrote {len(state.projects)} project(s) to {output}", err=True)
 
 
+def import_(
+    files: Annotated[
+        Path, typer.Option("--file", "-f", help="declarative YAML file to add to (made if missing)")
+    ],
+    project: Annotated[
+        list[str],
+        typer.Option("--project", help="project name (repeat; default: those the file lists)"),
+    ] = [],  # noqa: B006 - typer reads the default, never mutates it
+    url: Url = None,
+    client_id: ClientId = None,
+    client_secret: ClientSecret = None,
+    profile: Profile = "default",
+) -> None:
+    """Write into the file what the server holds and the file lacks (objects made by hand).
+
+    The file's own entries are kept as written; the projects named (or those the file lists)
+    get their missing connections, secret references, secrets, environments, access, members
+    and repository, and missing projects are added whole.
+    """
+    import yaml
+
+    from stead.declarative.imports import import_into
+    from stead.declarative.state import read_state
+    from stead.wire import name_key
+
+    path = files
+    try:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        document = yaml.safe_load(text) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        _fail(f"{path}: {exc}")
+    listed = [str(p.get("name")) for p in document.get("projects") or [] if isinstance(p, dict)]
+    names = project or listed
+    if not names:
+        _fail("give --project NAME (one or more), or a file that lists projects")
+    with _client(url, client_id, client_secret, profile) as client:
+        state = read_state(client, names=names)
+    missing = sorted({n for n in project if name_key(n) not in state.projects})
+    if missing:
+        _fail(f"no visible project named {missing[0]!r}")
+    try:
+        merged, added = import_into(document, state)
+    except ValueError as exc:
+        _fail(f"{path}: {exc}")
+    if not added:
+        typer.echo("Nothing to import: the file holds everything.")
+        return
+    path.write_text(
+        yaml.safe_dump(merged, sort_keys=False, allow_unicode=True, width=100), encoding="utf-8"
+    )
+    for address in added:
+        typer.echo(f"imported {address}")
+    typer.echo(f"wrote {path}: {len(added)} object(s) imported; `stead plan` shows no change")
+
+
 def register(app: typer.Typer) -> None:
     """Add the client commands to the ``stead`` command line."""
     for command in (login, schema, plan, apply, export):
         app.command()(command)
+    app.command(name="import")(import_)

@@ -9,14 +9,21 @@ the projects the file lists: projects and agents are never deleted.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from stead.agents.schemas import AgentCreate, AgentRead
+from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
+
+from stead.agents.schemas import AgentRead
 from stead.connections.schemas import ConnectionCreate
 from stead.declarative.spec import (
     PROJECT_ID,
+    AgentSpec,
     EnvironmentSpec,
     HostedSecretSpec,
     ProjectSpec,
@@ -33,8 +40,10 @@ from stead.wire import name_key
 CREATE, UPDATE, REPLACE, DELETE, NO_CHANGE = "create", "update", "replace", "delete", "no change"
 
 # Execution phases: what a later phase needs exists after the earlier ones.
-_AGENTS, _PROJECTS, _CONNECTIONS, _REFERENCES, _ENVIRONMENTS, _REPOSITORY = range(6)
-_PRUNE_ENVIRONMENTS, _PRUNE_REFERENCES, _PRUNE_CONNECTIONS = range(6, 9)
+_AGENTS, _PROJECTS, _ALLOW_LISTS, _CONNECTIONS, _REFERENCES, _ENVIRONMENTS = range(6)
+_REPOSITORY, _MEMBERS, _ACCESS = range(6, 9)
+_PRUNE_ACCESS, _PRUNE_MEMBERS, _PRUNE_ENVIRONMENTS, _PRUNE_REFERENCES = range(9, 13)
+_PRUNE_CONNECTIONS = 13
 #: JSON path of an environment's properties, as the server names them in violations.
 _PROPERTIES = "connectionOverrides[0].connectionProperties"
 
@@ -52,13 +61,37 @@ class Context:
         return self.agent_ids[name_key(name)]
 
 
+#: A secret value in a plan's ``before``/``after``: values are never shown.
+MASK = "(sensitive)"
+
+_COLLECTIONS = {
+    "connection": "connections",
+    "secret reference": "secretReferences",
+    "secret": "secrets",
+    "environment": "environments",
+    "member": "members",
+}
+
+
+def _quote(name: str) -> str:
+    return json.dumps(name, ensure_ascii=False)
+
+
+def _read(model: BaseModel | None) -> dict[str, Any] | None:
+    """An object as the server shows it, for a plan's ``before`` (timestamps left out)."""
+    if model is None:
+        return None
+    return model.model_dump(mode="json", by_alias=True, exclude={"created_at", "updated_at"})
+
+
 @dataclass
 class Change:
     """One object's planned change.
 
     Attributes:
-        kind: ``agent``, ``project``, ``connection``, ``secret reference``, ``secret``,
-            ``environment`` or ``repository``.
+        kind: ``agent``, ``allow list`` (an agent's), ``project``, ``connection``, ``secret
+            reference``, ``secret``, ``environment``, ``repository``, ``member`` (named by
+            email) or ``environment access`` (named by email, in ``environment``).
         name: the object's name (the repository's is its repository name).
         project: the name of the project it belongs to (None for agents and projects).
         action: ``create``, ``update``, ``replace``, ``delete`` or ``no change``.
@@ -74,11 +107,39 @@ class Change:
     details: list[str] = field(default_factory=list)
     phase: int = 0
     run: Callable[[Context], None] | None = None
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    #: The environment an ``environment access`` change belongs to.
+    environment: str | None = None
+
+    @property
+    def address(self) -> str:
+        """Where the object is in the file, stable across runs: ``agents["a"]``,
+        ``projects["p"]``, ``projects["p"].environments["prod"]``, ``projects["p"].repository``
+        (names as JSON strings)."""
+        if self.kind in ("agent", "project"):
+            return f"{self.kind}s[{_quote(self.name)}]"
+        if self.kind == "allow list":
+            return f"agents[{_quote(self.name)}].allowList"
+        assert self.project is not None
+        if self.kind == "environment access":
+            return (
+                f"projects[{_quote(self.project)}].environments[{_quote(str(self.environment))}]"
+                f".access[{_quote(self.name)}]"
+            )
+        own = (
+            "repository"
+            if self.kind == "repository"
+            else f"{_COLLECTIONS[self.kind]}[{_quote(self.name)}]"
+        )
+        return f"projects[{_quote(self.project)}].{own}"
 
     @property
     def label(self) -> str:
         """``kind "name"``, inside its project when it has one."""
         own = f'{self.kind} "{self.name}"'
+        if self.environment is not None:
+            own = f'environment "{self.environment}" / {own}'
         return f'project "{self.project}" / {own}' if self.project else own
 
 
@@ -90,6 +151,8 @@ class Plan:
     changes: list[Change]
     errors: list[str]
     unpruned: int = 0
+    #: What the plan leaves for later and why (access for someone still invited).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def pending(self) -> list[Change]:
@@ -113,15 +176,17 @@ def _field(name: str, old: Any, new: Any) -> str:
     return f"{name}: {_show(old)} -> {_show(new)}"
 
 
-def _agent_changes(desired: AgentCreate, actual: AgentRead | None, errors: list[str]) -> Change:
+def _agent_changes(desired: AgentSpec, actual: AgentRead | None, errors: list[str]) -> Change:
     if actual is None:
-        body = desired.model_dump(by_alias=True, exclude_unset=True)
+        body = desired.model_dump(by_alias=True, exclude_unset=True, exclude={"allow_list"})
 
         def create(ctx: Context) -> None:
             created = ctx.client.agents.create(body)
             ctx.agent_ids[name_key(created.name)] = created.agent_id
 
-        return Change("agent", desired.name, None, CREATE, phase=_AGENTS, run=create)
+        return Change(
+            "agent", desired.name, None, CREATE, phase=_AGENTS, run=create, after=_json(body)
+        )
     auto_updates = desired.enable_auto_updates
     if auto_updates is None:
         auto_updates = desired.agent_type == "data_productivity_cloud"
@@ -156,7 +221,9 @@ def _project_change(desired: ProjectSpec, actual: ProjectState | None, errors: l
         def create(ctx: Context) -> None:
             ctx.project_ids[key] = ctx.client.projects.create(body).project_id
 
-        return Change("project", desired.name, None, CREATE, phase=_PROJECTS, run=create)
+        return Change(
+            "project", desired.name, None, CREATE, phase=_PROJECTS, run=create, after=_json(body)
+        )
     project = actual.project
     for label, want, have in (
         ("warehouse", desired.warehouse, project.warehouse),
@@ -181,7 +248,9 @@ def _project_change(desired: ProjectSpec, actual: ProjectState | None, errors: l
     def update(ctx: Context) -> None:
         ctx.client.projects.update(ctx.project_ids[key], patch)
 
-    return Change("project", desired.name, None, UPDATE, details, _PROJECTS, update)
+    before = {"name": project.name, "description": project.description}
+    after = {"name": desired.name, "description": desired.description}
+    return Change("project", desired.name, None, UPDATE, details, _PROJECTS, update, before, after)
 
 
 def _connection_changes(
@@ -200,7 +269,14 @@ def _connection_changes(
 
             changes.append(
                 Change(
-                    "connection", connection.name, desired.name, CREATE, [], _CONNECTIONS, create
+                    "connection",
+                    connection.name,
+                    desired.name,
+                    CREATE,
+                    [],
+                    _CONNECTIONS,
+                    create,
+                    after=_json(body),
                 )
             )
             continue
@@ -240,7 +316,7 @@ def _deletions(
         def run(ctx: Context, obj: Any = obj) -> None:
             delete(ctx, ctx.project_ids[key], obj)
 
-        changes.append(Change(kind, obj.name, project, DELETE, [], phase, run))
+        changes.append(Change(kind, obj.name, project, DELETE, [], phase, run, before=_read(obj)))
     return changes
 
 
@@ -307,7 +383,16 @@ def _create_reference(key: str, project: str, reference: SecretReferenceSpec) ->
             sent["agentId"] = ctx.agent_id(reference.agent_name)
         ctx.client.secret_references.create(pid, reference.name, sent)
 
-    return Change("secret reference", reference.name, project, CREATE, [], _REFERENCES, create)
+    return Change(
+        "secret reference",
+        reference.name,
+        project,
+        CREATE,
+        [],
+        _REFERENCES,
+        create,
+        after=_json({"name": reference.name, "agentName": reference.agent_name, **body}),
+    )
 
 
 def _secret_changes(
@@ -344,8 +429,19 @@ def _secret_changes(
             errors.append(f"{where}: a value is needed to {needed}: set value (e.g. ${{VAR}})")
         action = CREATE if existing is None else UPDATE
         run = _write_secret(key, secret, exists=existing is not None)
+        after = {"name": secret.name, "type": secret.type, "value": MASK}
         changes.append(
-            Change("secret", secret.name, desired.name, action, details, _REFERENCES, run)
+            Change(
+                "secret",
+                secret.name,
+                desired.name,
+                action,
+                details,
+                _REFERENCES,
+                run,
+                _read(existing),
+                after,
+            )
         )
     return changes + _deletions(
         "secret",
@@ -530,6 +626,23 @@ def _properties_patch(
     return {**wire, "connectionProperties": {**properties, **dict.fromkeys(removed)}}, details
 
 
+def _masked_override(desired: EnvironmentSpec, spec: WarehouseSpec) -> dict[str, Any]:
+    """The file's ``connectionOverrides`` item for a plan's ``after``: sensitive values given
+    inline are :data:`MASK`."""
+    wire = _wire_override(desired)
+    wire["connectionProperties"] = {
+        k: {**v, "value": MASK} if k in spec.sensitive and "value" in v else v
+        for k, v in wire["connectionProperties"].items()
+    }
+    return wire
+
+
+def _json(value: Any) -> dict[str, Any]:
+    """``value`` (wire form, possibly holding models) as plain JSON values."""
+    out: dict[str, Any] = to_jsonable_python(value, by_alias=True)
+    return out
+
+
 def _wire_override(desired: EnvironmentSpec) -> dict[str, Any]:
     """The file's ``connectionOverrides`` item in wire form."""
     override = desired.connection_overrides[0]
@@ -573,7 +686,18 @@ def _environment_change(
                 {**body, "defaultAgentId": ctx.agent_id(desired.default_agent_name)},
             )
 
-        return Change("environment", desired.name, project.name, CREATE, [], _ENVIRONMENTS, create)
+        after = {**body, "defaultAgentName": desired.default_agent_name}
+        after["connectionOverrides"] = [_masked_override(desired, spec)]
+        return Change(
+            "environment",
+            desired.name,
+            project.name,
+            CREATE,
+            [],
+            _ENVIRONMENTS,
+            create,
+            after=_json(after),
+        )
 
     patch, details = _environment_fields(desired, actual)
     override, property_details = _properties_patch(
@@ -596,7 +720,27 @@ def _environment_change(
             body["defaultAgentId"] = ctx.agent_id(agent)
         ctx.client.environments.update(ctx.project_ids[key], desired.name, body)
 
-    return Change("environment", desired.name, project.name, UPDATE, details, _ENVIRONMENTS, update)
+    wanted = {
+        "name": desired.name,
+        "displayName": desired.display_name or desired.name,
+        "description": desired.description,
+        "defaultAgentName": desired.default_agent_name,
+        "defaultUserAccessLevel": desired.default_user_access_level,
+        "defaultConnections": desired.default_connections,
+        "connectionOverrides": [_masked_override(desired, spec)],
+    }
+    before = _read(actual)
+    return Change(
+        "environment",
+        desired.name,
+        project.name,
+        UPDATE,
+        details,
+        _ENVIRONMENTS,
+        update,
+        before,
+        _json(wanted),
+    )
 
 
 def _show_property(value: dict[str, Any] | None) -> str:
@@ -646,7 +790,9 @@ def _repository_change(
             ctx.client.repositories.delete(ctx.project_ids[key])
 
         name = current.repository_name
-        return [Change("repository", name, desired.name, DELETE, [], _REPOSITORY, remove)], 0
+        change = Change("repository", name, desired.name, DELETE, [], _REPOSITORY, remove)
+        change.before = _read(current)
+        return [change], 0
     body = wanted.model_dump(by_alias=True, exclude={"token"})
     details = []
     if current is not None:
@@ -674,6 +820,7 @@ def _repository_change(
     action = REPLACE if replacing else CREATE
     change = Change("repository", wanted.repository_name, desired.name, action, details)
     change.phase, change.run = _REPOSITORY, associate
+    change.before, change.after = _read(current), _json(body)
     return [change], 0
 
 
@@ -690,6 +837,7 @@ def make_plan(
     agents it names that neither the file nor the server has.
     """
     errors: list[str] = []
+    notes: list[str] = []
     changes: list[Change] = []
     unpruned = 0
     known_agents = set(state.agents) | {name_key(a.name) for a in spec.agents}
@@ -714,10 +862,13 @@ def make_plan(
             _secret_changes(project, actual, prune, write_secrets, errors),
             _environment_changes(project, actual, prune, write_secrets, errors),
             _repository_change(project, actual, prune, errors),
+            _member_changes(project, actual, prune),
+            _access_changes(project, actual, prune, notes),
         ):
             changes += part[0]
             unpruned += part[1]
-    return Plan(changes=changes, errors=errors, unpruned=unpruned)
+    changes += _allow_list_changes(spec, state)
+    return Plan(changes=changes, errors=errors, unpruned=unpruned, notes=notes)
 
 
 def context_for(client: Client, state: State) -> Context:
@@ -752,8 +903,314 @@ def render(plan: Plan) -> list[str]:
         f"{counts[REPLACE]} to replace, {counts[DELETE]} to delete, "
         f"{counts[NO_CHANGE]} unchanged."
     )
+    lines += [f"Note: {note}" for note in plan.notes]
     if plan.unpruned:
         lines.append(
             f"{plan.unpruned} object(s) on the server are not in the file; --prune deletes them."
         )
     return lines
+
+
+#: Version of the ``stead plan --json`` document (docs/declarative.md); a change that breaks
+#: readers gets a new number.
+PLAN_FORMAT = 1
+
+
+def state_digest(state: State) -> str:
+    """``sha256:<hex>`` of what a plan was made from: the agents and the listed projects as
+    the server showed them (timestamps included, so any change made since, even one put
+    back, gives another digest)."""
+    document: dict[str, list[Any]] = {
+        "agents": sorted(
+            (a.model_dump(mode="json", by_alias=True) for a in state.agents.values()),
+            key=lambda a: str(a["agentId"]),
+        ),
+        "projects": sorted(
+            (
+                {
+                    "project": p.project.model_dump(mode="json", by_alias=True),
+                    "connections": [_read(c) for c in p.connections],
+                    "secretReferences": [_read(r) for r in p.secret_references],
+                    "secrets": [s.model_dump(mode="json", by_alias=True) for s in p.secrets],
+                    "environments": [
+                        e.model_dump(mode="json", by_alias=True) for e in p.environments
+                    ],
+                    "hiddenEnvironments": p.hidden_environments,
+                    "repository": _read(p.repository),
+                }
+                for p in state.projects.values()
+            ),
+            key=lambda p: str(p["project"]["id"]),
+        ),
+    }
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def change_document(change: Change) -> dict[str, Any]:
+    """One change in the ``stead plan --json`` format (docs/declarative.md): ``address``,
+    ``kind``, ``project``, ``name``, ``action``, ``details`` (the plan's lines), ``before``
+    (the object as the server shows it, null when it does not exist) and ``after`` (as the file
+    asks, null for a deletion); secret values are never in it (:data:`MASK`)."""
+    return {
+        "address": change.address,
+        "kind": change.kind,
+        "project": change.project,
+        "name": change.name,
+        "action": change.action,
+        "details": change.details,
+        "before": change.before,
+        "after": change.after,
+    }
+
+
+def plan_document(plan: Plan, *, digest: str) -> dict[str, Any]:
+    """The plan in the ``stead plan --json`` format (docs/declarative.md): ``formatVersion``,
+    ``stateDigest`` (:func:`state_digest` of the state it was made from), ``changes`` (the
+    changes to make, in display order, each as :func:`change_document`), ``errors``,
+    ``summary`` (counts per action) and ``unpruned``."""
+    counts = plan.counts()
+    return {
+        "formatVersion": PLAN_FORMAT,
+        "stateDigest": digest,
+        "changes": [change_document(c) for c in plan.changes if c.action != NO_CHANGE],
+        "errors": plan.errors,
+        "summary": {
+            "create": counts[CREATE],
+            "update": counts[UPDATE],
+            "replace": counts[REPLACE],
+            "delete": counts[DELETE],
+            "unchanged": counts[NO_CHANGE],
+        },
+        "unpruned": plan.unpruned,
+    }
+
+
+def _member_changes(
+    desired: ProjectSpec, actual: ProjectState | None, prune: bool
+) -> tuple[list[Change], int]:
+    """The project's people (when the file lists them): a user member's role is changed, an
+    email that is neither a member nor invited is invited (the server mails the invitation),
+    and a pending invitation with another role is sent again. Members and invitations the
+    file does not list are removed only with ``prune``; API client members are not the
+    file's."""
+    if desired.members is None:
+        return [], 0
+    key = name_key(desired.name)
+    users = (
+        {name_key(m.name): m for m in actual.members if m.principal_type == "user"}
+        if actual
+        else {}
+    )
+    invited = {name_key(i.email): i for i in (actual.invitations or [])} if actual else {}
+    changes = []
+    for member in desired.members:
+        email, role = member.email, member.project_role
+        after = {"email": email, "projectRole": role}
+        user = users.pop(name_key(email), None)
+        invitation = invited.pop(name_key(email), None)
+        have = user.project_role if user else invitation.project_role if invitation else None
+        before = None if have is None else {"email": email, "projectRole": have}
+        if have == role:
+            changes.append(Change("member", email, desired.name, NO_CHANGE, before=before))
+            continue
+        details = [] if have is None else [_field("projectRole", have, role)]
+        run: Callable[[Context], None]
+        if user is not None:
+            uid = user.principal_id
+
+            def update(ctx: Context, uid: str = uid, role: str = role) -> None:
+                ctx.client.members.update(ctx.project_ids[key], uid, {"projectRole": role})
+
+            action, run = UPDATE, partial(update)
+        else:
+            old = invitation.id if invitation else None
+
+            def invite(ctx: Context, old: str | None = old, body: dict[str, str] = after) -> None:
+                pid = ctx.project_ids[key]
+                if old is not None:
+                    ctx.client.invitations.delete(pid, old)
+                ctx.client.invitations.create(pid, body)
+
+            action, run = (CREATE if invitation is None else REPLACE), partial(invite)
+        changes.append(
+            Change("member", email, desired.name, action, details, _MEMBERS, run, before, after)
+        )
+    if not prune:
+        return changes, len(users) + len(invited)
+    for user in users.values():
+
+        def remove(ctx: Context, uid: str = user.principal_id) -> None:
+            ctx.client.members.delete(ctx.project_ids[key], uid)
+
+        before = {"email": user.name, "projectRole": user.project_role}
+        changes.append(
+            Change("member", user.name, desired.name, DELETE, [], _PRUNE_MEMBERS, remove, before)
+        )
+    for invitation in invited.values():
+
+        def revoke(ctx: Context, iid: str = invitation.id) -> None:
+            ctx.client.invitations.delete(ctx.project_ids[key], iid)
+
+        before = {"email": invitation.email, "projectRole": invitation.project_role}
+        changes.append(
+            Change(
+                "member", invitation.email, desired.name, DELETE, [], _PRUNE_MEMBERS, revoke, before
+            )
+        )
+    return changes, 0
+
+
+def _access_changes(
+    desired: ProjectSpec, actual: ProjectState | None, prune: bool, notes: list[str]
+) -> tuple[list[Change], int]:
+    """Users' own access levels to the environments that list ``access``. A user is named by
+    email and must be a member: for someone still invited the level is left for a later
+    apply (a note says so). Levels the file does not list are removed only with ``prune``."""
+    key = name_key(desired.name)
+    user_ids = (
+        {name_key(m.name): m.principal_id for m in actual.members if m.principal_type == "user"}
+        if actual
+        else {}
+    )
+    set_on = (
+        {name_key(env): levels for env, levels in actual.environment_access.items()}
+        if actual
+        else {}
+    )
+    changes: list[Change] = []
+    unpruned = 0
+    for env in desired.environments:
+        if env.access is None:
+            continue
+        have = {name_key(a.email): a for a in set_on.get(name_key(env.name), [])}
+        for access in env.access:
+            current = have.pop(name_key(access.email), None)
+            level = access.access_level
+            after = {"email": access.email, "accessLevel": level}
+            before = (
+                None
+                if current is None
+                else {"email": access.email, "accessLevel": current.access_level}
+            )
+            if current is not None and current.access_level == level:
+                change = Change("environment access", access.email, desired.name, NO_CHANGE)
+                change.environment, change.before = env.name, before
+                changes.append(change)
+                continue
+            uid = current.user_id if current else user_ids.get(name_key(access.email))
+            if uid is None:
+                notes.append(
+                    f'project "{desired.name}" / environment "{env.name}": access for '
+                    f"{access.email} is set once they are a member (accept the invitation), "
+                    "by applying again"
+                )
+                continue
+
+            def grant(
+                ctx: Context, env_name: str = env.name, uid: str = uid, level: str = level
+            ) -> None:
+                ctx.client.environment_access.set(
+                    ctx.project_ids[key], env_name, uid, {"accessLevel": level}
+                )
+
+            details = (
+                [] if current is None else [_field("accessLevel", current.access_level, level)]
+            )
+            action = CREATE if current is None else UPDATE
+            change = Change(
+                "environment access",
+                access.email,
+                desired.name,
+                action,
+                details,
+                _ACCESS,
+                grant,
+                before,
+                after,
+            )
+            change.environment = env.name
+            changes.append(change)
+        if not prune:
+            unpruned += len(have)
+            continue
+        for left in have.values():
+
+            def revoke(ctx: Context, env_name: str = env.name, uid: str = left.user_id) -> None:
+                ctx.client.environment_access.delete(ctx.project_ids[key], env_name, uid)
+
+            before = {"email": left.email, "accessLevel": left.access_level}
+            change = Change(
+                "environment access",
+                left.email,
+                desired.name,
+                DELETE,
+                [],
+                _PRUNE_ACCESS,
+                revoke,
+                before,
+            )
+            change.environment = env.name
+            changes.append(change)
+    return changes, unpruned
+
+
+def _allow_list_changes(spec: StateFile, state: State) -> list[Change]:
+    """Agents' allow-lists (when the file gives them): the entries for the file's projects
+    are made to match, entries for other projects are kept. Run after the projects exist and
+    before environments are made (a restricted agent must allow an environment's project)."""
+    listed = {name_key(p.name) for p in spec.projects}
+    changes = []
+    for agent in spec.agents:
+        if agent.allow_list is None:
+            continue
+        current = state.allow_lists.get(name_key(agent.name))
+        kept: dict[str, Any] = {}
+        have: dict[str, list[str]] = {}
+        for pid, entry in (current.projects if current else {}).items():
+            name = state.project_name(pid)
+            if name is not None and name_key(name) in listed:
+                have[name] = list(entry.environments)
+            else:
+                kept[pid] = entry.model_dump(by_alias=True)
+        want = {e.project_name: list(e.environments) for e in agent.allow_list}
+
+        def comparable(entries: dict[str, list[str]]) -> dict[str, list[str]]:
+            return {name_key(p): sorted(name_key(e) for e in envs) for p, envs in entries.items()}
+
+        if comparable(have) == comparable(want):
+            changes.append(Change("allow list", agent.name, None, NO_CHANGE))
+            continue
+        details = [
+            f"{name}: {_show(have.get(name))} -> {_show(want.get(name))}"
+            for name in sorted({*have, *want}, key=name_key)
+            if comparable({name: have.get(name, [])}) != comparable({name: want.get(name, [])})
+            or (name in have) != (name in want)
+        ]
+
+        def put(
+            ctx: Context,
+            agent_name: str = agent.name,
+            want: dict[str, list[str]] = want,
+            kept: dict[str, Any] = kept,
+        ) -> None:
+            projects = dict(kept)
+            for project, environments in want.items():
+                projects[ctx.project_ids[name_key(project)]] = {"environments": environments}
+            ctx.client.agents.set_allow_list(ctx.agent_id(agent_name), {"projects": projects})
+
+        action = CREATE if current is None else UPDATE
+        changes.append(
+            Change(
+                "allow list",
+                agent.name,
+                None,
+                action,
+                details,
+                _ALLOW_LISTS,
+                put,
+                None if current is None else {"projects": have},
+                {"projects": want},
+            )
+        )
+    return changes

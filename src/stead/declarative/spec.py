@@ -63,6 +63,7 @@ from stead.environments.schemas import (
     DefaultConnections,
     DisplayName,
 )
+from stead.identity.schemas import AccessLevelIn, Email, ProjectRoleIn
 from stead.repositories.schemas import Provider
 from stead.secrets.schemas import (
     SECRET_REFERENCE_NAME,
@@ -118,8 +119,42 @@ class HostedSecretSpec(WireModel):
     value: SecretStr | None = None
 
 
+class MemberSpec(WireModel):
+    """A person in the project (docs/api.md, People): a user member, or someone invited (an
+    invitation is sent to an email that is not yet a member)."""
+
+    email: Email
+    project_role: ProjectRoleIn
+
+
+class AccessSpec(WireModel):
+    """A user's own access level to an environment (docs/permissions.md); the user is a
+    member of the project (or invited: it is set once they accept)."""
+
+    email: Email
+    access_level: AccessLevelIn
+
+
+class AllowedProjectSpec(WireModel):
+    """One project of an agent's allow-list, by name: the environments the agent may serve
+    there (an empty list: all of them)."""
+
+    project_name: Name
+    environments: list[Name] = Field(default_factory=list)
+
+
+class AgentSpec(AgentCreate):
+    """An agent (docs/api.md, Agents), created when missing. ``allowList`` (when given) is
+    its allow-list's entries for the projects of the file; entries for other projects are
+    kept as they are."""
+
+    allow_list: list[AllowedProjectSpec] | None = None
+
+
 class EnvironmentSpec(WireModel):
-    """An environment (docs/api.md, Environments) whose default agent is given by name."""
+    """An environment (docs/api.md, Environments) whose default agent is given by name.
+    ``access`` (when given) is every user's own access level to it: levels set on the server
+    for users it does not list are removed by ``--prune``."""
 
     name: Name
     display_name: DisplayName | None = None
@@ -128,6 +163,7 @@ class EnvironmentSpec(WireModel):
     default_user_access_level: AccessLevel
     default_connections: DefaultConnections
     connection_overrides: list[ConnectionOverride] = Field(min_length=1, max_length=1)
+    access: list[AccessSpec] | None = None
 
 
 class RepositorySpec(WireModel):
@@ -153,6 +189,8 @@ class ProjectSpec(WireModel):
     secrets: list[HostedSecretSpec] = Field(default_factory=list)
     environments: list[EnvironmentSpec] = Field(default_factory=list)
     repository: RepositorySpec | None = None
+    #: The project's people when given (None: not managed by the file).
+    members: list[MemberSpec] | None = None
 
     @model_validator(mode="after")
     def _names_resolve(self) -> ProjectSpec:
@@ -164,6 +202,10 @@ class ProjectSpec(WireModel):
             ("environments", self.environments),
         ):
             problems += _duplicates(kind, [item.name for item in items])
+        problems += _duplicates("members", [m.email for m in self.members or []], "email")
+        for i, env in enumerate(self.environments):
+            emails = [a.email for a in env.access or []]
+            problems += _duplicates(f"environments[{i}].access", emails, "email")
         connections = {name_key(c.name) for c in self.connections}
         references = {name_key(r.name) for r in self.secret_references}
         hosted = {name_key(h.name) for h in self.secrets}
@@ -203,25 +245,33 @@ class StateFile(WireModel):
     """The whole file: the agents it needs and the projects it describes."""
 
     version: Literal[1] = 1
-    agents: list[AgentCreate] = Field(default_factory=list)
+    agents: list[AgentSpec] = Field(default_factory=list)
     projects: list[ProjectSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique(self) -> StateFile:
         problems = _duplicates("agents", [a.name for a in self.agents])
         problems += _duplicates("projects", [p.name for p in self.projects])
+        listed = {name_key(p.name) for p in self.projects}
+        for i, agent in enumerate(self.agents):
+            problems += [
+                f"agents[{i}].allowList[{j}].projectName: no project {entry.project_name!r} "
+                "in the file"
+                for j, entry in enumerate(agent.allow_list or [])
+                if name_key(entry.project_name) not in listed
+            ]
         if problems:
             raise ValueError("; ".join(problems))
         return self
 
 
-def _duplicates(kind: str, names: list[str]) -> list[str]:
+def _duplicates(kind: str, names: list[str], field: str = "name") -> list[str]:
     seen: dict[str, int] = {}
     problems = []
     for i, name in enumerate(names):
         key = name_key(name)
         if key in seen:
-            problems.append(f"{kind}[{i}].name: {name!r} is already {kind}[{seen[key]}]")
+            problems.append(f"{kind}[{i}].{field}: {name!r} is already {kind}[{seen[key]}]")
         seen.setdefault(key, i)
     return problems
 
@@ -370,7 +420,7 @@ def load(paths: Iterable[Path], env: Mapping[str, str]) -> StateFile:
     Raises:
         SpecError: unreadable YAML, an unset variable, or invalid content.
     """
-    agents: list[AgentCreate] = []
+    agents: list[AgentSpec] = []
     projects: list[ProjectSpec] = []
     problems: list[str] = []
     for path in paths:

@@ -1,4 +1,9 @@
-"""What exists on the server, read through the SDK: for a plan, and for ``stead export``."""
+"""What exists on the server, read through the SDK: for a plan, and for ``stead export``.
+
+Projects are read with ``GET /v1/projects/state`` (docs/api.md, Project state): a request per
+100 projects, each answering everything the projects hold, instead of several requests per
+project.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +11,17 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from stead.document import ProjectState, State
-from stead.projects.schemas import ProjectRead
 from stead.sdk import Client, NotFound
 from stead.wire import name_key
 
-#: Parallel reads while loading projects (the server handles each on its own thread).
-READERS = 8
+#: Parallel requests while reading projects (the server handles each on its own thread).
+READERS = 4
+#: Names (or ids) per request: one page of states answers them all.
+CHUNK = 100
 
 
-def _project_state(client: Client, project: ProjectRead) -> ProjectState:
-    pid = project.id
-    state = ProjectState(
-        project=project,
-        connections=list(client.connections.list(pid)),
-        secret_references=list(client.secret_references.list(pid)),
-        secrets=list(client.secrets.list(pid)),
-        environments=[client.environments.get(pid, e.name) for e in client.environments.list(pid)],
-    )
-    try:
-        state.repository = client.repositories.get(pid)
-    except NotFound:
-        state.repository = None
-    return state
+def _chunks(items: list[str]) -> list[list[str]]:
+    return [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]
 
 
 def read_state(
@@ -40,14 +34,36 @@ def read_state(
     ids ``project_ids``, or every visible project when both are None.
 
     Raises:
-        stead.sdk.ApiError: an API call failed (NotFound for an unknown id in ``project_ids``).
+        stead.sdk.ApiError: an API call failed (NotFound for an id in ``project_ids`` that no
+            visible project has).
     """
     agents = {name_key(a.name): a for a in client.agents.list()}
-    if project_ids is not None:
-        chosen = [client.projects.get(pid) for pid in project_ids]
+    if names is None and project_ids is None:
+        reads = list(client.projects.states())
     else:
-        wanted = None if names is None else {name_key(n) for n in names}
-        chosen = [p for p in client.projects.list() if wanted is None or name_key(p.name) in wanted]
-    with ThreadPoolExecutor(max_workers=READERS) as pool:
-        states = list(pool.map(lambda project: _project_state(client, project), chosen))
-    return State(agents=agents, projects={name_key(s.project.name): s for s in states})
+        by_name = _chunks(sorted({name_key(n): n for n in names or ()}.values()))
+        by_id = _chunks(list(dict.fromkeys(project_ids or ())))
+        requests: list[tuple[list[str], list[str]]] = [(chunk, []) for chunk in by_name] + [
+            ([], chunk) for chunk in by_id
+        ]
+        with ThreadPoolExecutor(max_workers=READERS) as pool:
+            pages = pool.map(
+                lambda r: list(client.projects.states(names=r[0], project_ids=r[1])), requests
+            )
+            reads = [read for page in pages for read in page]
+        found = {r.project.id for r in reads}
+        for pid in project_ids or ():
+            if pid.lower() not in found:
+                client.projects.get(pid)  # raises the server's answer: 400 or 404
+                raise NotFound(404, {"status": 404, "detail": f"project {pid} not found"})
+    states = [ProjectState.from_read(read) for read in reads]
+    allow_lists = {
+        key: client.agents.get_allow_list(agent.agent_id)
+        for key, agent in agents.items()
+        if not agent.hosted
+    }
+    return State(
+        agents=agents,
+        projects={name_key(s.project.name): s for s in states},
+        allow_lists=allow_lists,
+    )

@@ -24,7 +24,12 @@ from stead.identity import mail
 from stead.identity.actor import Actor
 from stead.identity.models import ApiClient, EnvironmentAccess, Invitation, ProjectMember, User
 from stead.identity.permissions import PermissionDenied, account_allows
-from stead.identity.schemas import InvitationAccept, InvitationCreate
+from stead.identity.schemas import (
+    EnvironmentAccessRead,
+    InvitationAccept,
+    InvitationCreate,
+    MemberRead,
+)
 from stead.identity.service import create_user, email_key, find_user, token_hash, user_actor
 from stead.pagination import PageParams, paginate
 from stead.projects.models import Project
@@ -47,6 +52,29 @@ def list_members(
     total, members = paginate(session, query, params)
     names = names_of(session, ids=[m.principal_id for m in members])
     return total, [(m, names.get(m.principal_id, "")) for m in members]
+
+
+def member_read(member: ProjectMember, name: str) -> MemberRead:
+    """The wire form of a membership; ``name`` is the user's email or the client's name."""
+    return MemberRead(
+        principal_type=member.principal_type,
+        principal_id=member.principal_id,
+        name=name,
+        project_role=member.role,
+        created_at=member.created_at,
+        updated_at=member.updated_at,
+    )
+
+
+def access_read(access: EnvironmentAccess, email: str) -> EnvironmentAccessRead:
+    """The wire form of a user's own access level to an environment."""
+    return EnvironmentAccessRead(
+        user_id=access.user_id,
+        email=email,
+        access_level=access.access_level,
+        created_at=access.created_at,
+        updated_at=access.updated_at,
+    )
 
 
 def names_of(session: Session, *, ids: list[str]) -> dict[str, str]:

@@ -32,7 +32,7 @@ from stead.identity.deps import (
     UserReader,
     parse_uuid,
 )
-from stead.identity.models import ApiClient, EnvironmentAccess, ProjectMember, User
+from stead.identity.models import ApiClient, User
 from stead.identity.schemas import (
     ApiClientCreate,
     ApiClientCreated,
@@ -531,17 +531,6 @@ def use_password_reset(data: PasswordResetUse, session: SessionDep, request: Req
     return Response(status_code=204)
 
 
-def _member_read(member: ProjectMember, name: str) -> MemberRead:
-    return MemberRead(
-        principal_type=member.principal_type,
-        principal_id=member.principal_id,
-        name=name,
-        project_role=member.role,
-        created_at=member.created_at,
-        updated_at=member.updated_at,
-    )
-
-
 @api_router.get("/projects/{projectId}/members", tags=["members"], response_model=Page[MemberRead])
 def list_members(ctx: MemberReader, session: SessionDep, params: PageDep) -> Page[MemberRead]:
     """List the project's members (users and API clients) with their project roles."""
@@ -550,7 +539,7 @@ def list_members(ctx: MemberReader, session: SessionDep, params: PageDep) -> Pag
         page=params.page,
         size=params.size,
         total=total,
-        results=[_member_read(m, name) for m, name in rows],
+        results=[members.member_read(m, name) for m, name in rows],
     )
 
 
@@ -568,7 +557,7 @@ def change_member_role(
         session, actor=ctx.actor, project=ctx.project, member=member, role=data.project_role
     )
     names = members.names_of(session, ids=[member.principal_id])
-    return _member_read(member, names.get(member.principal_id, ""))
+    return members.member_read(member, names.get(member.principal_id, ""))
 
 
 @api_router.delete("/projects/{projectId}/members/{memberId}", tags=["members"], status_code=204)
@@ -697,17 +686,7 @@ def list_environment_access(
         page=params.page,
         size=params.size,
         total=total,
-        results=[_access_read(a, email) for a, email in rows],
-    )
-
-
-def _access_read(access: EnvironmentAccess, email: str) -> EnvironmentAccessRead:
-    return EnvironmentAccessRead(
-        user_id=access.user_id,
-        email=email,
-        access_level=access.access_level,
-        created_at=access.created_at,
-        updated_at=access.updated_at,
+        results=[members.access_read(a, email) for a, email in rows],
     )
 
 
@@ -731,7 +710,7 @@ def set_environment_access(
         user_id=parse_uuid(user_id, field="userId"),
         level=data.access_level,
     )
-    return _access_read(access, email)
+    return members.access_read(access, email)
 
 
 @api_router.delete(_ACCESS + "/{userId}", tags=["environment access"], status_code=204)

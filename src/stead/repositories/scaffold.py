@@ -23,23 +23,15 @@ from sqlalchemy.orm import Session
 
 from stead.agents.models import Agent
 from stead.agents.schemas import AgentRead
-from stead.connections.models import Connection
-from stead.connections.schemas import ConnectionRead
 from stead.document import ProjectState, State, dump, export_document
-from stead.environments.models import Environment
-from stead.environments.routes import environment_read
 from stead.errors import Conflict
 from stead.identity.actor import Actor
-from stead.identity.permissions import environment_allows
-from stead.identity.service import access_level, project_role
 from stead.outbound import Policy
 from stead.projects.models import Project
-from stead.projects.schemas import ProjectRead
 from stead.repositories import git
 from stead.repositories.provider import unreachable
 from stead.repositories.schemas import RepositoryRead
-from stead.secrets.models import HostedSecret, SecretReference
-from stead.secrets.schemas import HostedSecretRead, SecretReferenceRead
+from stead.state import service as state_service
 from stead.wire import name_key
 
 DEFAULT_BRANCH = "main"
@@ -171,65 +163,16 @@ def _folder(name: str) -> str:
     return f"_{name}" if name.lower() == ".git" else name
 
 
-def _readable(session: Session, *, actor: Actor, project: Project) -> list[Environment]:
-    """The project's environments whose settings ``actor`` may read, oldest first."""
-    role = project_role(session, actor=actor, project_id=project.id)
-    return [
-        env
-        for env in session.scalars(
-            select(Environment)
-            .where(Environment.project_id == project.id)
-            .order_by(Environment.created_at, Environment.id)
-        )
-        if environment_allows(
-            access_level(
-                session,
-                actor=actor,
-                role=role,
-                environment_id=env.id,
-                default_level=env.default_user_access_level,
-            ),
-            "environment.read",
-        )
-    ]
-
-
 def _state(
     session: Session, *, actor: Actor, project: Project, repository: RepositoryRead
 ) -> State:
-    pid = project.id
-    environments = _readable(session, actor=actor, project=project)
-    references = list(
-        session.scalars(
-            select(SecretReference)
-            .where(SecretReference.project_id == pid)
-            .order_by(SecretReference.created_at, SecretReference.id)
-        )
-    )
-    agent_ids = {e.default_agent_id for e in environments} | {r.agent_id for r in references}
+    (read,) = state_service.states(session, actor=actor, projects=[project])
+    project_state = ProjectState.from_read(read)
+    project_state.repository = repository
+    agent_ids = {e.default_agent_id for e in read.environments} | {
+        r.agent_id for r in read.secret_references if r.agent_id is not None
+    }
     agents = list(session.scalars(select(Agent).where(Agent.id.in_(agent_ids))))
-    project_state = ProjectState(
-        project=ProjectRead.model_validate(project),
-        connections=[
-            ConnectionRead.model_validate(c)
-            for c in session.scalars(
-                select(Connection)
-                .where(Connection.project_id == pid)
-                .order_by(Connection.created_at, Connection.id)
-            )
-        ],
-        secret_references=[SecretReferenceRead.model_validate(r) for r in references],
-        secrets=[
-            HostedSecretRead.model_validate(h)
-            for h in session.scalars(
-                select(HostedSecret)
-                .where(HostedSecret.project_id == pid)
-                .order_by(HostedSecret.created_at, HostedSecret.id)
-            )
-        ],
-        environments=[environment_read(e) for e in environments],
-        repository=repository,
-    )
     return State(
         agents={name_key(a.name): AgentRead.model_validate(a) for a in agents},
         projects={name_key(project.name): project_state},

@@ -53,6 +53,8 @@ def is_transient(response: httpx.Response) -> bool:
         return True
     media_type = str(response.headers.get("content-type", "")).partition(";")[0].strip().lower()
     return media_type != PROBLEM_JSON
+
+
 USER_AGENT = "stead-sdk/0.1.0"
 
 
@@ -120,6 +122,9 @@ class Client:
         self._token_expires = float("inf") if token else 0.0
         self._token_lock = threading.Lock()
         self._count_lock = threading.Lock()
+        #: ``time.monotonic()`` before which no request is sent: a 429's ``Retry-After``
+        #: pauses every thread of this client, not only the one that was told.
+        self._resume_at = 0.0
         self.max_retries = max_retries
         self.backoff = backoff
         self.max_retry_wait = max_retry_wait
@@ -202,6 +207,9 @@ class Client:
         """Send with retries on connection failures and transient answers (class docstring)."""
         attempt = 0
         while True:
+            pause = self._resume_at - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
             try:
                 with self._count_lock:
                     self.requests_sent += 1
@@ -217,6 +225,9 @@ class Client:
                 if wait is not None and wait > self.max_retry_wait:
                     return response
                 delay = wait if wait is not None else self._backoff(attempt)
+                if response.status_code == 429:
+                    with self._count_lock:
+                        self._resume_at = max(self._resume_at, time.monotonic() + delay)
             time.sleep(delay)
             attempt += 1
 

@@ -7,7 +7,7 @@ the server returns. Names in paths are percent-encoded.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
@@ -69,6 +69,7 @@ from stead.secrets.schemas import (
     SecretScopesRead,
     SecretScopesUpdate,
 )
+from stead.state.schemas import ProjectStateRead
 from stead.warehouses.schemas import ConnectionTestResult
 
 M = TypeVar("M", bound=BaseModel)
@@ -177,6 +178,21 @@ class Projects(_Resource):
     def list(self, *, page_size: int = 100) -> Iterator[ProjectRead]:
         """Every project the caller may see, oldest first."""
         return self._client.pages(ProjectRead, "/v1/projects", page_size=page_size)
+
+    def states(
+        self,
+        *,
+        names: Sequence[str] = (),
+        project_ids: Sequence[str] = (),
+        page_size: int = 100,
+    ) -> Iterator[ProjectStateRead]:
+        """``GET /v1/projects/state``: the visible projects named in ``names`` or with the ids
+        ``project_ids`` (every visible project when both are empty), each with everything in
+        it, fetched a page at a time. At most 200 names and ids together per call."""
+        params = {"name": list(names), "projectId": list(project_ids)}
+        return self._client.pages(
+            ProjectStateRead, "/v1/projects/state", page_size=page_size, params=params
+        )
 
     def get(self, project_id: str) -> ProjectRead:
         """``GET /v1/projects/{projectId}``."""
