@@ -231,7 +231,8 @@ def test_db_upgrade_says_what_it_applied(tmp_path: Path) -> None:
     first = _run(["db", "upgrade"], **env)
     assert first.returncode == 0, first.stderr
     applied = first.stdout.splitlines()[0]
-    assert applied.startswith("applied 5 migration(s): 20261129_0001, 20261206_dpc, ")
+    revisions = len(list((HERE / "versions").glob("2*.py")))
+    assert applied.startswith(f"applied {revisions} migration(s): 20261129_0001, 20261206_dpc, ")
     assert applied.endswith(f", {head()}")
     again = _run(["db", "upgrade"], **env)
     assert again.stdout == f"already at head: {head()} (Stead {__version__}); nothing to apply\n"

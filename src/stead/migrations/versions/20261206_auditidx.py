@@ -1,7 +1,7 @@
 """audit indexes: one per filter of the audit trail, each ending in its order (created_at, id)
 
 Revision ID: 20261206_auditidx
-Revises: 20261206_console
+Revises: 20261206_people
 Create Date: 2026-12-06 06:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "20261206_auditidx"
-down_revision = "20261206_console"
+down_revision = "20261206_people"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """key check values: which master key and signing key the database's data depends on
 
 Revision ID: 20261206_keycheck
-Revises: 20261206_scopes
+Revises: 20261206_auditidx
 Create Date: 2026-12-06 06:10:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import stead.db
 
 revision = "20261206_keycheck"
-down_revision = "20261206_scopes"
+down_revision = "20261206_auditidx"
 branch_labels = None
 depends_on = None
 
