@@ -323,7 +323,7 @@ def test_data_of_the_previous_release_migrates_forward(empty_db_url: str, tmp_pa
         body = {"name": "pw", "type": "PASSWORD", "value": "kept-across-upgrade"}
         path = f"/v1/projects/{project['projectId']}/secrets"
         assert client.post(path, json=body, headers=admin).status_code == 201
-    assert upgrade(empty_db_url) == [head()]
+    assert upgrade(empty_db_url)[-1] == head()
     assert _drift(empty_db_url) == []
     _verify(settings)  # the previous release's keys pass and are recorded
     with TestClient(create_app(settings)) as client:
