@@ -374,3 +374,16 @@ def test_database_errors_are_counted(tmp_path: Path) -> None:
         before = _sample(client.get("/metrics").text, name, labels)
         assert client.get("/readyz").status_code == 503
         assert _sample(client.get("/metrics").text, name, labels) == before + 1
+
+
+def test_readyz_is_not_ok_with_secrets_of_another_key_and_nothing_recorded(
+    http: TestClient, admin: dict[str, str], settings: Settings
+) -> None:
+    project = http.post("/v1/projects", json=example("01-create-project-redshift"), headers=admin)
+    body = {"name": "pw", "type": "PASSWORD", "value": "v"}
+    path = f"/v1/projects/{project.json()['projectId']}/secrets"
+    assert http.post(path, json=body, headers=admin).status_code == 201
+    assert http.get("/readyz").status_code == 200
+    other = settings.model_copy(update={"data_dir": settings.data_dir.parent / "other"})
+    with TestClient(create_app(other), raise_server_exceptions=False) as client:
+        assert_problem(client.get("/readyz"), 503)
