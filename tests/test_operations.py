@@ -261,6 +261,16 @@ def test_serve_no_migrate_refuses_an_old_schema(tmp_path: Path) -> None:
     assert "run `stead db upgrade` first" in done.stderr
 
 
+def test_an_unreachable_database_is_one_line_without_its_password() -> None:
+    url = f"postgresql+psycopg://stead:canary-pw-{secrets.token_hex(4)}@127.0.0.1:{free_port()}/x"
+    for args in (["db", "upgrade"], ["serve", "--port", str(free_port())]):
+        done = _run(args, STEAD_DATABASE_URL=url)
+        assert done.returncode == 2
+        assert done.stderr.startswith("error: cannot use the database: "), done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+        assert "canary-pw" not in done.stderr + done.stdout
+
+
 def test_released_migrations_are_never_edited() -> None:
     versions = HERE / "versions"
     for name, digest in RELEASED_MIGRATIONS.items():
