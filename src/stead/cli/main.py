@@ -109,7 +109,7 @@ def serve(
     from stead.settings import get_settings
 
     try:
-        settings = get_settings()
+        get_settings()
     except SettingsError as exc:
         raise _fail(exc) from None
     # Metrics of every worker process, in files of a private directory (prometheus_client's
