@@ -42,6 +42,8 @@ def _spawn(
     data_dir.mkdir(parents=True, exist_ok=True)
     environ = {k: v for k, v in os.environ.items() if not k.startswith("STEAD_")}
     environ.update(STEAD_DATA_DIR=str(data_dir), STEAD_DATABASE_URL=db_url, **env)
+    # the metrics directory of a replica killed outright stays in the test's own directory
+    environ["TMPDIR"] = str(data_dir)
     log = open(data_dir / "server.log", "ab")  # noqa: SIM115 - handed to the child process
     try:
         return subprocess.Popen(
