@@ -262,6 +262,16 @@ def test_serve_no_migrate_refuses_an_old_schema(tmp_path: Path) -> None:
     assert "run `stead db upgrade` first" in done.stderr
 
 
+def test_an_unreachable_database_is_one_line_without_its_password() -> None:
+    url = f"postgresql+psycopg://stead:canary-pw-{secrets.token_hex(4)}@127.0.0.1:{free_port()}/x"
+    for args in (["db", "upgrade"], ["serve", "--port", str(free_port())]):
+        done = _run(args, STEAD_DATABASE_URL=url)
+        assert done.returncode == 2
+        assert done.stderr.startswith("error: cannot use the database: "), done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+        assert "canary-pw" not in done.stderr + done.stdout
+
+
 def test_released_migrations_are_never_edited() -> None:
     versions = HERE / "versions"
     for name, digest in RELEASED_MIGRATIONS.items():
@@ -375,3 +385,16 @@ def test_database_errors_are_counted(tmp_path: Path) -> None:
         before = _sample(client.get("/metrics").text, name, labels)
         assert client.get("/readyz").status_code == 503
         assert _sample(client.get("/metrics").text, name, labels) == before + 1
+
+
+def test_readyz_is_not_ok_with_secrets_of_another_key_and_nothing_recorded(
+    http: TestClient, admin: dict[str, str], settings: Settings
+) -> None:
+    project = http.post("/v1/projects", json=example("01-create-project-redshift"), headers=admin)
+    body = {"name": "pw", "type": "PASSWORD", "value": "v"}
+    path = f"/v1/projects/{project.json()['projectId']}/secrets"
+    assert http.post(path, json=body, headers=admin).status_code == 201
+    assert http.get("/readyz").status_code == 200
+    other = settings.model_copy(update={"data_dir": settings.data_dir.parent / "other"})
+    with TestClient(create_app(other), raise_server_exceptions=False) as client:
+        assert_problem(client.get("/readyz"), 503)

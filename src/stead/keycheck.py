@@ -136,11 +136,18 @@ def replace_signing_key(settings: Settings, engine: Engine) -> None:
 def readiness_problem(conn: Connection, *, signing_key: bytes, keyring: Keyring) -> str | None:
     """Why this server must not take traffic, or None: a recorded key check value that its
     signing key or master keyring does not match (the keys were changed under a running
-    server, or it was started without :func:`verify_keys`)."""
+    server, or it was started without :func:`verify_keys`); with no master key recorded, a
+    stored secret wrapped by a master key it does not hold."""
     rows = conn.execute(select(KeyCheck.name, KeyCheck.check_value))
     recorded = {name: value for name, value in rows}
     if SIGNING in recorded and recorded[SIGNING] != key_check_value(signing_key, SIGNING):
         return "the signing key does not match the database's"
-    if MASTER in recorded and not keyring.matches(recorded[MASTER]):
-        return "the master key does not match the database's; stored secrets cannot be read"
+    unreadable = "the master key does not match the database's; stored secrets cannot be read"
+    if MASTER in recorded:
+        return None if keyring.matches(recorded[MASTER]) else unreadable
+    known = keyring.known_ids
+    for column in (HostedSecretVersion.key_id, Agent.secret_key_id):
+        stray = conn.execute(select(column).where(column.not_in(known)).limit(1)).first()
+        if stray is not None and stray[0] is not None and not keyring.knows(stray[0]):
+            return unreadable
     return None

@@ -70,6 +70,13 @@ def _fail(message: object) -> typer.Exit:
     return typer.Exit(2)
 
 
+def _unreachable(exc: Exception) -> str:
+    """One line for a database that did not answer: the driver's first line (it names the host,
+    never the password)."""
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"cannot use the database: {reason[0] if reason else type(exc).__name__}"
+
+
 def _exit_cleanly(_signum: int, _frame: object) -> None:
     """SIGTERM after uvicorn's graceful shutdown (which re-raises the signal it caught): exit 0."""
     raise SystemExit(0)
@@ -103,7 +110,7 @@ def serve(
     from stead.settings import get_settings
 
     try:
-        settings = get_settings()
+        get_settings()
     except SettingsError as exc:
         raise _fail(exc) from None
     # Metrics of every worker process, in files of a private directory (prometheus_client's
@@ -125,6 +132,7 @@ def _serve(settings: Settings, *, host: str, port: int, workers: int, migrate: b
     import signal
 
     import uvicorn
+    from sqlalchemy.exc import OperationalError
 
     from stead import __version__
     from stead.db import make_engine
@@ -160,6 +168,8 @@ def _serve(settings: Settings, *, host: str, port: int, workers: int, migrate: b
             engine.dispose()
     except (SchemaError, SigningKeyError, MasterKeyError, KeyCheckError) as exc:
         raise _fail(exc) from None
+    except OperationalError as exc:
+        raise _fail(_unreachable(exc)) from None
     try:
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -195,6 +205,8 @@ def _serve(settings: Settings, *, host: str, port: int, workers: int, migrate: b
 def db_upgrade() -> None:
     """Apply pending migrations to the configured database and say which (servers may keep
     running; they wait on the migration lock only when they start)."""
+    from sqlalchemy.exc import OperationalError
+
     from stead import __version__
     from stead.migrations import SchemaError, head, upgrade
     from stead.settings import get_settings
@@ -203,6 +215,8 @@ def db_upgrade() -> None:
         applied = upgrade(get_settings().effective_database_url)
     except SchemaError as exc:
         raise _fail(exc) from None
+    except OperationalError as exc:
+        raise _fail(_unreachable(exc)) from None
     if applied:
         typer.echo(f"applied {len(applied)} migration(s): {', '.join(applied)}")
         typer.echo(f"database is at {head()} (Stead {__version__})")

@@ -213,6 +213,11 @@ class Keyring:
         """The key check value of the current key (:func:`key_check_value`, as last loaded)."""
         return self._current_check
 
+    @property
+    def known_ids(self) -> list[str]:
+        """The ids of every key loaded so far."""
+        return list(self._ciphers)
+
     def knows(self, wanted: str) -> bool:
         """Whether master key id ``wanted`` is known, after reloading the key file if not."""
         if wanted not in self._ciphers:
