@@ -26,6 +26,8 @@ from stead.backup import (
     _tar,
     _untar,
     create_backup,
+    decrypt,
+    encrypt,
     restore_backup,
 )
 from stead.cli.main import app
@@ -338,3 +340,15 @@ def test_keys_given_as_settings_are_backed_up_and_restored_as_key_files(
     keyring.cipher(manifest.master_key_ids[1])  # the previous key still decrypts
     with pytest.raises(BackupError, match="not empty"):
         restore_backup(target, data)
+
+    # --force over an installation with another master key keeps that key, to decrypt only
+    other = base64.b64encode(secrets.token_bytes(32)).decode()
+    (tmp_path / "restored" / "master.key").write_text(f"{other}\n{current}\n")
+    restore_backup(target, data, force=True)
+    assert (tmp_path / "restored" / "master.key").read_text() == f"{current}\n{previous}\n{other}\n"
+
+    # an encrypted header asking for more scrypt work than a backup ever does is refused
+    header, _, token = encrypt(data, PASSPHRASE).partition(b"\n")
+    greedy = header.replace(b'"n": 131072', b'"n": 1073741824') + b"\n" + token
+    with pytest.raises(BackupError, match="out of range"):
+        decrypt(greedy, PASSPHRASE)
