@@ -96,7 +96,9 @@ def ensure_base_image() -> None:
 
 
 def build_image(context: Path) -> None:
-    """``make image`` as a user runs it, with this host's podman flags."""
+    """``make image`` as a user runs it, with this host's podman flags; the image it replaces
+    is removed (its layers shared with the new one stay, as the next build's cache)."""
+    previous = podman("image", "inspect", "--format", "{{.Id}}", IMAGE, check=False)
     done = subprocess.run(
         [
             "make",
@@ -115,6 +117,8 @@ def build_image(context: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    if previous and podman("image", "inspect", "--format", "{{.Id}}", IMAGE) != previous:
+        podman("rmi", previous, check=False)
 
 
 def wait_ready(url: str, container: str) -> None:
