@@ -42,10 +42,10 @@ from sqlalchemy.engine import make_url
 from stead.identity.keys import KEY_FILE as SIGNING_KEY_FILE
 from stead.secrets.store import (
     MASTER_KEY_FILE,
+    MasterKeyError,
     encode_key,
     key_file_path,
     key_id,
-    load_keyring,
     parse_key,
     read_key_file,
 )
@@ -285,18 +285,24 @@ def _merged_master_keys(restored: bytes, existing: Path) -> bytes:
 
 
 def _master_keys(settings: Settings) -> list[bytes]:
-    """The master keys in use, current first (from the settings, else the key file)."""
+    """The master keys in use, current first (from the settings, else the key file).
+
+    Raises:
+        BackupError: no key, or a key that is not one (the message names where, not the key).
+    """
     configured = settings.master_key.get_secret_value()
-    if configured:
-        load_keyring(settings)  # raises on a malformed key, as the server would
-        previous = settings.previous_master_keys.get_secret_value().split(",")
-        return [parse_key(configured, source="STEAD_MASTER_KEY")] + [
-            parse_key(k, source="STEAD_PREVIOUS_MASTER_KEYS") for k in previous if k.strip()
-        ]
+    previous = settings.previous_master_keys.get_secret_value().split(",")
     path = key_file_path(settings)
-    if not path.exists():
-        raise BackupError(f"no master key: {path} does not exist and STEAD_MASTER_KEY is not set")
-    return read_key_file(path)
+    try:
+        if configured:
+            return [parse_key(configured, source="STEAD_MASTER_KEY")] + [
+                parse_key(k, source="STEAD_PREVIOUS_MASTER_KEYS") for k in previous if k.strip()
+            ]
+        if path.exists():
+            return read_key_file(path)
+    except MasterKeyError as exc:
+        raise BackupError(str(exc)) from None
+    raise BackupError(f"no master key: {path} does not exist and STEAD_MASTER_KEY is not set")
 
 
 def _signing_key(settings: Settings) -> bytes:

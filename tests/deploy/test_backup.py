@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner, Result
@@ -326,6 +327,8 @@ def test_keys_given_as_settings_are_backed_up_and_restored_as_key_files(
         previous_master_keys=previous,
         signing_key=signing,
     )
+    with pytest.raises(BackupError, match="STEAD_MASTER_KEY must be the base64"):
+        create_backup(settings.model_copy(update={"master_key": SecretStr("not-a-key")}))
     data, manifest = create_backup(settings)
     assert manifest.master_key_ids == [key_id(base64.b64decode(k)) for k in (current, previous)]
     assert manifest.revision is not None
