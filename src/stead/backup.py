@@ -42,10 +42,10 @@ from sqlalchemy.engine import make_url
 from stead.identity.keys import KEY_FILE as SIGNING_KEY_FILE
 from stead.secrets.store import (
     MASTER_KEY_FILE,
+    MasterKeyError,
     encode_key,
     key_file_path,
     key_id,
-    load_keyring,
     parse_key,
     read_key_file,
 )
@@ -206,6 +206,9 @@ def decrypt(data: bytes, passphrase: str) -> bytes:
         raise BackupError("not a Stead backup (unreadable header)") from exc
     if header.get("format") != FORMAT or header.get("kdf") != "scrypt":
         raise BackupError("not a Stead backup (unknown format)")
+    # A header is read before it is authenticated: bound the work it can ask for.
+    if not (2**14 <= n <= 2**20 and n & (n - 1) == 0 and 1 <= r <= 32 and 1 <= p <= 16):
+        raise BackupError("not a Stead backup (scrypt parameters out of range)")
     try:
         return Fernet(_derive(passphrase, salt, n, r, p)).decrypt(token)
     except (InvalidToken, ValueError):
@@ -227,7 +230,8 @@ def restore_backup(
 ) -> Restored:
     """Restore a backup into the installation ``settings`` describes (stop its servers first).
 
-    Writes the key files into the data directory (0600; the directory is created 0700) and, for
+    Writes the key files into the data directory (0600; the directory is created 0700; master
+    keys of an existing key file that the backup lacks are kept after the backup's) and, for
     a SQLite backup, the database to the SQLite file of ``settings`` after ``PRAGMA
     integrity_check`` (https://www.sqlite.org/pragma.html#pragma_integrity_check) answered
     ``ok``; stale ``-wal``/``-shm`` files are removed. A PostgreSQL backup restores the keys;
@@ -262,25 +266,43 @@ def restore_backup(
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if target is not None:
         _place_database(files[DATABASE_FILE], target)
-    key_files = [data_dir / MASTER_KEY_FILE, data_dir / SIGNING_KEY_FILE]
-    for path in key_files:
-        _write_private(path, files[path.name])
-    return Restored(manifest, target, key_files)
+    master, signing = data_dir / MASTER_KEY_FILE, data_dir / SIGNING_KEY_FILE
+    _write_private(master, _merged_master_keys(files[MASTER_KEY_FILE], master))
+    _write_private(signing, files[SIGNING_KEY_FILE])
+    return Restored(manifest, target, [master, signing])
+
+
+def _merged_master_keys(restored: bytes, existing: Path) -> bytes:
+    """The backup's master keys (its current one first), then any key of an existing key file
+    that the backup lacks, kept to decrypt only: overwriting a data directory never loses a
+    master key (``stead admin rotate-master-key`` drops the old ones once nothing needs them)."""
+    lines = [line for line in restored.decode().splitlines() if line.strip()]
+    if existing.exists():
+        lines += [
+            line for line in existing.read_text().splitlines() if line.strip() and line not in lines
+        ]
+    return "".join(line + "\n" for line in lines).encode()
 
 
 def _master_keys(settings: Settings) -> list[bytes]:
-    """The master keys in use, current first (from the settings, else the key file)."""
+    """The master keys in use, current first (from the settings, else the key file).
+
+    Raises:
+        BackupError: no key, or a key that is not one (the message names where, not the key).
+    """
     configured = settings.master_key.get_secret_value()
-    if configured:
-        load_keyring(settings)  # raises on a malformed key, as the server would
-        previous = settings.previous_master_keys.get_secret_value().split(",")
-        return [parse_key(configured, source="STEAD_MASTER_KEY")] + [
-            parse_key(k, source="STEAD_PREVIOUS_MASTER_KEYS") for k in previous if k.strip()
-        ]
+    previous = settings.previous_master_keys.get_secret_value().split(",")
     path = key_file_path(settings)
-    if not path.exists():
-        raise BackupError(f"no master key: {path} does not exist and STEAD_MASTER_KEY is not set")
-    return read_key_file(path)
+    try:
+        if configured:
+            return [parse_key(configured, source="STEAD_MASTER_KEY")] + [
+                parse_key(k, source="STEAD_PREVIOUS_MASTER_KEYS") for k in previous if k.strip()
+            ]
+        if path.exists():
+            return read_key_file(path)
+    except MasterKeyError as exc:
+        raise BackupError(str(exc)) from None
+    raise BackupError(f"no master key: {path} does not exist and STEAD_MASTER_KEY is not set")
 
 
 def _signing_key(settings: Settings) -> bytes:

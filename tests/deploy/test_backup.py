@@ -3,10 +3,12 @@ real server under write load."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import os
+import secrets
+import shutil
 import subprocess
-import sys
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -14,13 +16,25 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from typer.testing import CliRunner, Result
 
-from stead.backup import DATABASE_FILE, _tar, _untar
+from stead.backup import (
+    DATABASE_FILE,
+    BackupError,
+    _tar,
+    _untar,
+    create_backup,
+    decrypt,
+    encrypt,
+    restore_backup,
+)
+from stead.cli.main import app
 from stead.db import make_engine, make_sessionmaker, session_scope
-from stead.secrets.store import attach_keyring, load_keyring, read_value
-from stead.settings import Settings
+from stead.secrets.store import attach_keyring, key_id, load_keyring, read_value
+from stead.settings import Settings, get_settings
 from tests.support.postgres import PG_BIN
 from tests.support.served import Served, serve
 
@@ -28,17 +42,15 @@ PASSPHRASE = "canary-passphrase-7f3a9c"
 SECRET_VALUE = "canary-hosted-secret-52e1b8"
 
 
-def stead(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
-    """Run the ``stead`` CLI in a subprocess with ``env`` added to a clean ``STEAD_*`` set."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("STEAD_")}
-    return subprocess.run(
-        [sys.executable, "-m", "stead.cli.main", *args],
-        env={**base, **env},
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def stead(*args: str, env: dict[str, str], stdin: str = "") -> Result:
+    """Run the ``stead`` CLI (in this process, settings read afresh) with ``env`` as its only
+    ``STEAD_*`` variables."""
+    clean: dict[str, str | None] = {k: None for k in os.environ if k.startswith("STEAD_")}
+    get_settings.cache_clear()
+    try:
+        return CliRunner().invoke(app, list(args), env={**clean, **env}, input=stdin)
+    finally:
+        get_settings.cache_clear()
 
 
 def token(served: Served) -> dict[str, str]:
@@ -176,7 +188,7 @@ def test_backup_under_write_load_restores_every_acknowledged_object(
     with serve(db_url, data_dir) as served:
         project_id = provision(served)
         with Writers(served) as writers:
-            writers.wait_for(20)
+            writers.wait_for(10)
             acked_before = set(writers.acked)
             if db_url.startswith("postgresql"):
                 dumped = subprocess.run(
@@ -186,8 +198,8 @@ def test_backup_under_write_load_restores_every_acknowledged_object(
                 )
                 assert dumped.returncode == 0, dumped.stderr
             done = stead("backup", str(backup), "--passphrase-stdin", env=env, stdin=PASSPHRASE)
-            assert done.returncode == 0, done.stderr
-            writers.wait_for(len(acked_before) + 20)  # the server kept taking writes
+            assert done.exit_code == 0, done.stderr
+            writers.wait_for(len(acked_before) + 10)  # the server kept taking writes
         assert not writers.failures
 
     if db_url.startswith("postgresql"):
@@ -201,7 +213,7 @@ def test_backup_under_write_load_restores_every_acknowledged_object(
     else:
         restore_env = {"STEAD_DATA_DIR": str(restored_dir)}
     done = stead("restore", str(backup), "--passphrase-stdin", env=restore_env, stdin=PASSPHRASE)
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.stderr
     if db_url.startswith("sqlite"):
         assert "integrity check ok" in done.stdout
         assert (restored_dir / DATABASE_FILE).stat().st_mode & 0o777 == 0o600
@@ -211,7 +223,7 @@ def test_backup_under_write_load_restores_every_acknowledged_object(
         names = project_names(served)
     assert acked_before <= names
     assert "keeper" in names
-    assert len(acked_before) >= 20
+    assert len(acked_before) >= 10
     assert hosted_secret(restored_dir, restored_url, project_id) == SECRET_VALUE
 
 
@@ -222,9 +234,9 @@ def test_encrypted_backup_needs_its_passphrase_and_hides_every_secret(tmp_path: 
         project_id = provision(served)
     env = {"STEAD_DATA_DIR": str(data_dir)}
     plain, encrypted = tmp_path / "plain.backup", tmp_path / "encrypted.backup"
-    assert stead("backup", str(plain), env=env).returncode == 0
+    assert stead("backup", str(plain), env=env).exit_code == 0
     done = stead("backup", str(encrypted), "--passphrase-stdin", env=env, stdin=PASSPHRASE)
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.stderr
     assert encrypted.stat().st_mode & 0o777 == 0o600
 
     master_key = (data_dir / "master.key").read_text().strip()
@@ -246,12 +258,12 @@ def test_encrypted_backup_needs_its_passphrase_and_hides_every_secret(tmp_path: 
         env={"STEAD_DATA_DIR": str(target)},
         stdin="not-the-passphrase",
     )
-    assert wrong.returncode == 2
+    assert wrong.exit_code == 2
     assert "wrong passphrase" in wrong.stderr
     assert PASSPHRASE not in wrong.stderr + wrong.stdout
     assert not target.exists()
     no_tty = stead("restore", str(encrypted), env={"STEAD_DATA_DIR": str(target)})
-    assert no_tty.returncode != 0
+    assert no_tty.exit_code != 0
     assert not target.exists()
 
     right = stead(
@@ -261,7 +273,7 @@ def test_encrypted_backup_needs_its_passphrase_and_hides_every_secret(tmp_path: 
         env={"STEAD_DATA_DIR": str(target)},
         stdin=PASSPHRASE,
     )
-    assert right.returncode == 0, right.stderr
+    assert right.exit_code == 0, right.stderr
     restored_url = f"sqlite:///{target / DATABASE_FILE}"
     assert hosted_secret(target, restored_url, project_id) == SECRET_VALUE
 
@@ -272,15 +284,15 @@ def test_restore_refuses_a_non_empty_data_dir_and_a_damaged_database(tmp_path: P
         pass
     backup = tmp_path / "stead.backup"
     env = {"STEAD_DATA_DIR": str(data_dir)}
-    assert stead("backup", str(backup), env=env).returncode == 0
+    assert stead("backup", str(backup), env=env).exit_code == 0
     again = stead("backup", str(backup), env=env)
-    assert again.returncode == 2 and "exists" in again.stderr
+    assert again.exit_code == 2 and "exists" in again.stderr
 
     refused = stead("restore", str(backup), env=env)
-    assert refused.returncode == 2
+    assert refused.exit_code == 2
     assert "not empty" in refused.stderr and "--force" in refused.stderr
     forced = stead("restore", str(backup), "--force", env=env)
-    assert forced.returncode == 0, forced.stderr
+    assert forced.exit_code == 0, forced.stderr
 
     # A database whose pages were overwritten fails the integrity check and is not put in place.
     files = _untar(backup.read_bytes())
@@ -291,7 +303,7 @@ def test_restore_refuses_a_non_empty_data_dir_and_a_damaged_database(tmp_path: P
     damaged.write_bytes(_tar(files))
     target = tmp_path / "elsewhere"
     done = stead("restore", str(damaged), env={"STEAD_DATA_DIR": str(target)})
-    assert done.returncode == 2
+    assert done.exit_code == 2
     assert "integrity check" in done.stderr or "not readable" in done.stderr
     assert not (target / DATABASE_FILE).exists()
     assert not (target / "master.key").exists()
@@ -299,4 +311,47 @@ def test_restore_refuses_a_non_empty_data_dir_and_a_damaged_database(tmp_path: P
     not_a_backup = tmp_path / "notes.txt"
     not_a_backup.write_text("hello")
     done = stead("restore", str(not_a_backup), env={"STEAD_DATA_DIR": str(target)})
-    assert done.returncode == 2 and "not a Stead backup" in done.stderr
+    assert done.exit_code == 2 and "not a Stead backup" in done.stderr
+
+
+def test_keys_given_as_settings_are_backed_up_and_restored_as_key_files(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    current, previous = (base64.b64encode(secrets.token_bytes(32)).decode() for _ in range(2))
+    signing = secrets.token_hex(32)
+    shutil.copy(sqlite_template, tmp_path / DATABASE_FILE)
+    settings = Settings(
+        data_dir=tmp_path / "unused",
+        database_url=f"sqlite:///{tmp_path / DATABASE_FILE}",
+        master_key=current,
+        previous_master_keys=previous,
+        signing_key=signing,
+    )
+    with pytest.raises(BackupError, match="STEAD_MASTER_KEY must be the base64"):
+        create_backup(settings.model_copy(update={"master_key": SecretStr("not-a-key")}))
+    data, manifest = create_backup(settings)
+    assert manifest.master_key_ids == [key_id(base64.b64decode(k)) for k in (current, previous)]
+    assert manifest.revision is not None
+
+    target = Settings(data_dir=tmp_path / "restored")
+    restored = restore_backup(target, data)
+    assert restored.database == tmp_path / "restored" / DATABASE_FILE
+    assert (tmp_path / "restored" / "master.key").read_text() == f"{current}\n{previous}\n"
+    assert (tmp_path / "restored" / "signing.key").read_text().strip() == signing
+    keyring = load_keyring(target)
+    assert keyring.current_id == manifest.master_key_ids[0]
+    keyring.cipher(manifest.master_key_ids[1])  # the previous key still decrypts
+    with pytest.raises(BackupError, match="not empty"):
+        restore_backup(target, data)
+
+    # --force over an installation with another master key keeps that key, to decrypt only
+    other = base64.b64encode(secrets.token_bytes(32)).decode()
+    (tmp_path / "restored" / "master.key").write_text(f"{other}\n{current}\n")
+    restore_backup(target, data, force=True)
+    assert (tmp_path / "restored" / "master.key").read_text() == f"{current}\n{previous}\n{other}\n"
+
+    # an encrypted header asking for more scrypt work than a backup ever does is refused
+    header, _, token = encrypt(data, PASSPHRASE).partition(b"\n")
+    greedy = header.replace(b'"n": 131072', b'"n": 1073741824') + b"\n" + token
+    with pytest.raises(BackupError, match="out of range"):
+        decrypt(greedy, PASSPHRASE)

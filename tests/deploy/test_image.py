@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
+from stead.backup import restore_backup
 from stead.db import make_engine, make_sessionmaker, session_scope
 from stead.demo import run_flow
 from stead.secrets.store import attach_keyring, load_keyring, read_value
@@ -42,13 +43,14 @@ IMAGE = "localhost/stead:test"
 PODMAN = ["podman", "--runtime", "/usr/sbin/runc", "--cgroup-manager", "cgroupfs"]
 ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 SECRET_VALUE = "canary-container-secret-0c41d2"
+PASSPHRASE = "canary-backup-passphrase-9e7d10"
 IMAGE_UID = "10001"
 
 
-def podman(*args: str, check: bool = True, timeout: float = 300) -> str:
+def podman(*args: str, check: bool = True, timeout: float = 300, stdin: str = "") -> str:
     """Run podman; its standard output. Raises AssertionError with stderr when it fails."""
     done = subprocess.run(
-        [*PODMAN, *args], capture_output=True, text=True, timeout=timeout, check=False
+        [*PODMAN, *args], capture_output=True, text=True, timeout=timeout, check=False, input=stdin
     )
     if check:
         assert done.returncode == 0, f"podman {' '.join(args)}: {done.stderr}"
@@ -94,7 +96,9 @@ def ensure_base_image() -> None:
 
 
 def build_image(context: Path) -> None:
-    """``make image`` as a user runs it, with this host's podman flags."""
+    """``make image`` as a user runs it, with this host's podman flags; the image it replaces
+    is removed (its layers shared with the new one stay, as the next build's cache)."""
+    previous = podman("image", "inspect", "--format", "{{.Id}}", IMAGE, check=False)
     done = subprocess.run(
         [
             "make",
@@ -113,6 +117,8 @@ def build_image(context: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    if previous and podman("image", "inspect", "--format", "{{.Id}}", IMAGE) != previous:
+        podman("rmi", previous, check=False)
 
 
 def wait_ready(url: str, container: str) -> None:
@@ -283,6 +289,19 @@ def test_image_serves_the_flow_and_a_new_container_keeps_every_object(
     hosted = before[f"/v1/projects/{project_id}/secrets"]["results"]
     assert [s["name"] for s in hosted] == ["warehouse-password"]
 
+    # A backup taken inside the container, where the keys come from a secret file and a variable.
+    podman(
+        "exec",
+        "-i",
+        first,
+        "stead",
+        "backup",
+        "--passphrase-stdin",
+        "/tmp/stead.backup",
+        stdin=PASSPHRASE,
+    )
+    podman("cp", f"{first}:/tmp/stead.backup", str(tmp_path / "stead.backup"))
+
     # SIGTERM: uvicorn drains and the process exits 0.
     podman("stop", "--time", "30", first)
     assert podman("inspect", "--format", "{{.State.ExitCode}}", first) == "0"
@@ -293,24 +312,31 @@ def test_image_serves_the_flow_and_a_new_container_keeps_every_object(
     assert snapshot(url, headers) == before
     logs = podman("logs", second, check=False) + podman("logs", first, check=False)
     podman("stop", "--time", "30", second)
-    for canary in (SECRET_VALUE, master_key, signing_key, client["clientSecret"]):
+    for canary in (SECRET_VALUE, master_key, signing_key, client["clientSecret"], PASSPHRASE):
         assert canary not in logs
 
-    # The hosted secret decrypts from the volume's database with the master key.
+    # The hosted secret decrypts from the volume's database with the master key, and from the
+    # backup restored elsewhere with the keys it holds.
     volume = Path(podman("volume", "inspect", "--format", "{{.Mountpoint}}", names.volume))
     assert sorted(p.name for p in volume.iterdir() if not p.name.startswith("stead.db-")) == [
         "stead.db"
     ]
     database = f"sqlite:///{volume / 'stead.db'}"
-    engine = make_engine(database)
+    in_volume = Settings(data_dir=tmp_path / "none", database_url=database, master_key=master_key)
+    assert hosted_secret(in_volume, project_id) == SECRET_VALUE
+    restored = Settings(data_dir=tmp_path / "restored")
+    restore_backup(restored, (tmp_path / "stead.backup").read_bytes(), passphrase=PASSPHRASE)
+    assert hosted_secret(restored, project_id) == SECRET_VALUE
+    assert (tmp_path / "restored" / "signing.key").read_text().strip() == signing_key
+
+
+def hosted_secret(settings: Settings, project_id: str) -> str:
+    """The flow's hosted secret, decrypted by Stead's store with the keys of ``settings``."""
+    engine = make_engine(settings.effective_database_url)
     try:
         factory = make_sessionmaker(engine)
-        settings = Settings(
-            data_dir=tmp_path / "none", database_url=database, master_key=master_key
-        )
         attach_keyring(factory, load_keyring(settings))
         with session_scope(factory, write=False) as session:
-            value = read_value(session, project_id=project_id, name="warehouse-password")
+            return read_value(session, project_id=project_id, name="warehouse-password")
     finally:
         engine.dispose()
-    assert value == SECRET_VALUE

@@ -1,5 +1,6 @@
 """``deploy/stead.service`` passes ``systemd-analyze verify`` (a parse check where systemd is not
-installed), keeps its hardening, and the settings it hands over as credentials reach Stead."""
+installed) and keeps its hardening; settings given as files (systemd credentials, container
+secrets) reach Stead; ``compose.yaml`` gives Stead its settings as secrets and its volume."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from stead import settings as settings_module
-from stead.settings import get_settings
+from stead.settings import Settings, get_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "deploy" / "stead.service"
@@ -120,3 +122,19 @@ def test_container_secrets_are_settings_too(
     monkeypatch.setattr(settings_module, "CONTAINER_SECRETS_DIR", tmp_path / "absent")
     get_settings.cache_clear()
     assert get_settings().signing_key.get_secret_value() == ""
+
+
+def test_compose_gives_stead_its_settings_as_secrets_and_its_volume() -> None:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    stead = compose["services"]["stead"]
+    assert stead["image"] == "localhost/stead:latest"  # what `make image` builds
+    assert stead["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert any(v.endswith(":/var/lib/stead") for v in stead["volumes"])
+    assert 'VOLUME ["/var/lib/stead"]' in (ROOT / "Containerfile").read_text()
+    # every secret is a setting of that name, and the keys and the database URL are among them
+    fields = {f"stead_{name}" for name in Settings.model_fields}
+    assert set(stead["secrets"]) <= fields
+    assert {"stead_master_key", "stead_signing_key", "stead_database_url"} <= set(stead["secrets"])
+    for name in [*stead["secrets"], *compose["services"]["postgres"]["secrets"]]:
+        assert compose["secrets"][name]["file"].startswith("./")
+    assert not any("KEY" in key or "PASSWORD" in key for key in stead["environment"])
