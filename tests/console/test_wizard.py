@@ -251,7 +251,8 @@ def test_a_failing_step_shows_its_error_at_the_field_and_leaves_nothing(
     assert page.locator("input[type=password][value]").count() == 0
 
     # a name that is taken: the error is at the project's name
-    live.project("Finance")
+    taken = {"name": "Finance", "warehouse": "REDSHIFT", "agentDeploymentType": "HYBRID"}
+    assert api.post("/v1/projects", json=taken).status_code == 201
     before = row_counts(live.factory)
     _label(page, "Secret value").fill(CANARY_PASSWORD)
     _label(page, "Provider").select_option("")
@@ -310,3 +311,11 @@ def test_keyboard_only_and_every_input_has_its_label(
     env = api.get(f"/v1/projects/{project_id}/environments/prod").json()
     assert env["defaultAgentId"] == agent
     assert api.get(f"/v1/projects/{project_id}").json()["name"] == "Keyboard"
+
+
+@SQLITE_ONLY
+def test_a_member_who_may_not_create_projects_gets_403(live: Live, pages: Pages) -> None:
+    page = pages.as_role("MEMBER")
+    answer = page.goto("/console/projects/new")
+    assert answer is not None and answer.status == 403
+    expect(page.get_by_role("button", name="Create project")).to_have_count(0)

@@ -326,7 +326,12 @@ def _page(
     status: int = 200,
 ) -> Response:
     spec = _spec(form.warehouse)
-    agents = agents_service.usable_by_new_project(db, actor=console.actor)
+    # the agents that fit the chosen deployment type first, so the first option is usable
+    hosted_first = form.deployment == "FULL_SAAS"
+    agents = sorted(
+        agents_service.usable_by_new_project(db, actor=console.actor),
+        key=lambda a: a.is_hosted != hosted_first,
+    )
     return web.render(
         request,
         "wizard/new.html",
