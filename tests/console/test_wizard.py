@@ -59,7 +59,7 @@ def agent(live: Live) -> str:
 def api(live: Live) -> Iterator[httpx.Client]:
     """``/v1`` of the live server as a Super Admin API client."""
     client_id, secret = new_client(live.factory)
-    with httpx.Client(base_url=live.url) as client:
+    with httpx.Client(base_url=live.url, timeout=30) as client:
         token = client.post(
             "/oauth/dpc/token",
             data={
