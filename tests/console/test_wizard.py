@@ -18,6 +18,7 @@ from playwright.sync_api import Page, Response, expect
 
 from stead.agents import service as agents_service
 from stead.agents.schemas import AgentCreate
+from stead.console.pages.wizard import restore_pem
 from stead.db import session_scope
 from stead.demo import example
 from stead.identity.actor import Actor
@@ -25,6 +26,7 @@ from stead.identity.service import get_account
 from tests.support.console import SQLITE_ONLY, Live, Pages, screenshot
 from tests.support.factories import new_client
 from tests.support.git_server import GitServer, git_server_session  # noqa: F401 - fixture
+from tests.support.keys import pkcs8, rsa_key
 from tests.support.postgres import free_port
 from tests.support.rows import all_text, row_counts
 
@@ -330,3 +332,30 @@ def test_a_member_who_may_not_create_projects_gets_403(live: Live, pages: Pages)
     answer = page.goto("/console/projects/new")
     assert answer is not None and answer.status == 403
     expect(page.get_by_role("button", name="Create project")).to_have_count(0)
+
+
+@SQLITE_ONLY
+def test_without_javascript_the_warehouse_is_switched_by_a_reload(
+    live: Live, pages: Pages, agent: str
+) -> None:
+    page = pages.as_role("ADMIN", js=False)
+    page.goto("/console/projects/new")
+    _label(page, "Project name").fill("Growth")
+    _label(page, "Warehouse").select_option("SNOWFLAKE")
+    before = row_counts(live.factory)
+    page.get_by_role("button", name="Show the fields of this warehouse").click()
+    expect(_label(page, "Account")).to_be_visible()
+    expect(_label(page, "Host")).to_have_count(0)
+    expect(_label(page, "Project name")).to_have_value("Growth")
+    expect(page.locator("#error-summary")).to_have_count(0)
+    assert row_counts(live.factory) == before
+    page.goto("/console/projects/new?warehouse=snowflake")
+    expect(_label(page, "Private key passphrase")).to_have_attribute("type", "password")
+
+
+def test_a_pem_pasted_into_a_password_input_gets_its_lines_back() -> None:
+    pem = pkcs8(rsa_key())
+    one_line = pem.replace("\n", "")  # what a password input sends
+    assert restore_pem(one_line) == pem
+    assert restore_pem(pem) == pem
+    assert restore_pem("not a key") == "not a key"
