@@ -15,9 +15,11 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Page, Response, expect
+from sqlalchemy import select
 
 from stead.agents import service as agents_service
 from stead.agents.schemas import AgentCreate
+from stead.audit.models import AuditEvent
 from stead.console.pages.wizard import restore_pem
 from stead.db import session_scope
 from stead.demo import example
@@ -359,3 +361,27 @@ def test_a_pem_pasted_into_a_password_input_gets_its_lines_back() -> None:
     assert restore_pem(one_line) == pem
     assert restore_pem(pem) == pem
     assert restore_pem("not a key") == "not a key"
+
+
+@SQLITE_ONLY
+def test_a_secret_outside_the_scope_is_refused_at_its_field_and_audited(
+    live: Live, pages: Pages, agent: str
+) -> None:
+    page = pages.as_role("ADMIN")
+    page.goto("/console/projects/new")
+    fill_redshift(page, agent)
+    _label(page, "Secret reference").check()
+    _label(page, "Store").select_option("AWS")
+    _label(page, "Secret name in the store").fill("another-team/redshift")
+    before = row_counts(live.factory)
+    page.get_by_role("button", name="Create project").click()
+    field = _label(page, "Secret name in the store")
+    expect(field).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#reference_secret_name-error")).to_contain_text("outside")
+    after = row_counts(live.factory)
+    assert after.pop("audit_events") == before.pop("audit_events") + 1
+    assert after == before
+    with live.factory() as session:
+        last = session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())).first()
+    assert last is not None
+    assert (last.action, last.target_id) == ("access.denied", "POST /console/projects/new")

@@ -20,8 +20,10 @@ from fastapi import Depends, Form, Request, Response
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from stead.agents import service as agents_service
+from stead.audit import service as audit_service
 from stead.console import web
 from stead.errors import AppError
+from stead.identity.permissions import PermissionDenied
 from stead.pipeline.transaction import SessionDep, make_router
 from stead.projects import provisioning
 from stead.projects.schemas import ProvisionRequest
@@ -388,6 +390,10 @@ def create_project(
         )
     except AppError as exc:
         db.rollback()
+        if isinstance(exc, PermissionDenied):  # audited as /v1 audits a refused change
+            audit_service.record_refusal(
+                db, actor=console.actor, exc=exc, target=f"POST {request.url.path}"
+            )
         errors = form_errors(exc, form)
         return _page(request, db, console, form, errors=errors, status=exc.status)
     web.flash(db, console, f"Project {data.project.name} created.")
