@@ -75,19 +75,26 @@ def record(
     )
 
 
+def record_refusal(session: Session, *, actor: Actor, exc: PermissionDenied, target: str) -> None:
+    """Audit a refused attempt to change something as ``access.denied``: ``target`` is the
+    request (``"POST /v1/projects"``), the details the permission it lacked and the refusal's
+    detail. Write it in a transaction the refused change does not roll back."""
+    record(
+        session,
+        actor=actor,
+        action="access.denied",
+        target_type="request",
+        target_id=target,
+        project_id=exc.project_id,
+        details={"permission": exc.permission, "detail": exc.detail},
+    )
+
+
 def _write_refusal(
     factory: sessionmaker[Session], *, actor: Actor, exc: PermissionDenied, target: str
 ) -> None:
     with session_scope(factory, write=True) as session:
-        record(
-            session,
-            actor=actor,
-            action="access.denied",
-            target_type="request",
-            target_id=target,
-            project_id=exc.project_id,
-            details={"permission": exc.permission, "detail": exc.detail},
-        )
+        record_refusal(session, actor=actor, exc=exc, target=target)
 
 
 async def record_refused(request: Request, exc: Exception) -> None:

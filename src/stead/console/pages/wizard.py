@@ -20,8 +20,10 @@ from fastapi import Depends, Form, Request, Response
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from stead.agents import service as agents_service
+from stead.audit import service as audit_service
 from stead.console import web
 from stead.errors import AppError
+from stead.identity.permissions import PermissionDenied
 from stead.pipeline.transaction import SessionDep, make_router
 from stead.projects import provisioning
 from stead.projects.schemas import ProvisionRequest
@@ -326,7 +328,12 @@ def _page(
     status: int = 200,
 ) -> Response:
     spec = _spec(form.warehouse)
-    agents = agents_service.usable_by_new_project(db, actor=console.actor)
+    # the agents that fit the chosen deployment type first, so the first option is usable
+    hosted_first = form.deployment == "FULL_SAAS"
+    agents = sorted(
+        agents_service.usable_by_new_project(db, actor=console.actor),
+        key=lambda a: a.is_hosted != hosted_first,
+    )
     return web.render(
         request,
         "wizard/new.html",
@@ -383,6 +390,10 @@ def create_project(
         )
     except AppError as exc:
         db.rollback()
+        if isinstance(exc, PermissionDenied):  # audited as /v1 audits a refused change
+            audit_service.record_refusal(
+                db, actor=console.actor, exc=exc, target=f"POST {request.url.path}"
+            )
         errors = form_errors(exc, form)
         return _page(request, db, console, form, errors=errors, status=exc.status)
     web.flash(db, console, f"Project {data.project.name} created.")
