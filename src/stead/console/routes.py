@@ -7,12 +7,15 @@ from fastapi import APIRouter
 from fastapi.responses import RedirectResponse
 
 from stead.console import web
-from stead.console.pages import account, auth, projects
+from stead.console.pages import account, auth, links, members, projects, users
 
 console_router = APIRouter(prefix=web.PREFIX)
 console_router.include_router(auth.router)
 console_router.include_router(account.router)
 console_router.include_router(projects.router)
+console_router.include_router(links.router)
+console_router.include_router(users.router)
+console_router.include_router(members.router)
 
 
 @console_router.get("")
