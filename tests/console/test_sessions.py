@@ -146,7 +146,7 @@ def test_login_form_needs_its_own_token(live: Live, client: httpx.Client) -> Non
     assert resp.status_code == 403
 
 
-_CSP = "default-src 'self'; frame-ancestors 'none'; form-action 'self'"
+_CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
 
 
 @SQLITE_ONLY

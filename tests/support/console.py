@@ -64,9 +64,10 @@ class Live:
 
     def project(self, name: str, *, warehouse: str = "snowflake") -> str:
         """Create a project through the project service as a Super Admin; return its id."""
-        data = ProjectCreate.model_validate(
-            {"name": name, "warehouse": warehouse, "agentDeploymentType": "hosted"}
-        )
+        return self.projects([name], warehouse=warehouse)[0]
+
+    def projects(self, names: list[str], *, warehouse: str = "snowflake") -> list[str]:
+        """Create projects (in one transaction) through the project service; return their ids."""
         with session_scope(self.factory, write=True) as session:
             admin = Actor(
                 type="api_client",
@@ -75,7 +76,16 @@ class Live:
                 role="SUPER_ADMIN",
                 account_id=get_account(session).id,
             )
-            return project_service.create(session, actor=admin, data=data).id
+            return [
+                project_service.create(
+                    session,
+                    actor=admin,
+                    data=ProjectCreate.model_validate(
+                        {"name": name, "warehouse": warehouse, "agentDeploymentType": "FULL_SAAS"}
+                    ),
+                ).id
+                for name in names
+            ]
 
 
 @dataclass
