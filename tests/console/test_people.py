@@ -132,8 +132,10 @@ def test_an_invitation_mail_leads_to_the_project_with_the_role_s_buttons(
 
 @SQLITE_ONLY
 def test_an_existing_user_logs_in_to_accept(
-    live: Live, pages: Pages, smtp_server: SmtpServer
-) -> None:  # noqa: F811
+    live: Live,
+    pages: Pages,
+    smtp_server: SmtpServer,  # noqa: F811
+) -> None:
     project_id = live.project("growth")
     _, owner_email = live.user(project_id=project_id, project_role="OWNER")
     _, email = live.user()
