@@ -97,6 +97,7 @@ def test_an_invitation_mail_leads_to_the_project_with_the_role_s_buttons(
     guest.get_by_role("button", name="Create my user and join finance").click()
     expect(guest.get_by_label("Password again")).to_have_attribute("aria-invalid", "true")
     expect(guest.get_by_role("alert")).to_contain_text("does not match")
+    assert CANARY_PASSWORD not in guest.content()  # a password input never gets its value back
     guest.get_by_label("Password", exact=True).fill(CANARY_PASSWORD)
     guest.get_by_label("Password again").fill(CANARY_PASSWORD)
     guest.get_by_role("button", name="Create my user and join finance").click()
@@ -234,6 +235,9 @@ def test_admin_reset_link_works_once_and_ends_sessions(
     shown = admin.get_by_label("Reset link").input_value()
     path, token = _link(smtp_server, "reset")
     assert shown.endswith(path)
+    # Shown once: the users page never holds it again.
+    listed = admin.goto("/console/users")
+    assert listed is not None and token not in listed.text() and token not in str(listed.headers)
     # The user was signed out at once: their next click goes to the login page.
     victim.goto("/console/projects")
     assert "/console/login" in victim.url
