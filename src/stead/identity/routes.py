@@ -672,8 +672,8 @@ def revoke_invitation(
 def accept_invitation(
     data: InvitationAccept, caller: OptionalActorDep, session: SessionDep, request: Request
 ) -> InvitationAccepted:
-    """Accept an invitation; the ``token`` (the accept URL's fragment) is the credential and
-    travels in the body, never in a URL.
+    """Accept an invitation; the ``token`` (the last segment of the accept URL) is the
+    credential and travels in the body.
 
     A new user sends ``{"token", "password"}`` (and optionally ``displayName``). A user that
     exists already sends ``{"token"}`` with their own bearer token and is linked. The user

@@ -684,8 +684,9 @@ class Invitations(_Resource):
         access_token: str | None = None,
     ) -> InvitationAccepted:
         """``POST /v1/invitations/accept`` ``{"token", "password", "displayName"}``: the token
-        (the accept URL's fragment) is the credential and goes in the body. For an email that
-        already has a user, pass that user's ``access_token`` (from ``auth.login``)."""
+        (the last segment of the accept URL) is the credential and goes in the body. For an
+        email that already has a user, pass that user's ``access_token`` (from
+        ``auth.login``)."""
         headers = {"Authorization": f"Bearer {access_token}"} if access_token else None
         return self._client.call(
             InvitationAccepted,
