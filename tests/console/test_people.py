@@ -16,7 +16,7 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import text, update
 
 from stead.db import session_scope, utcnow
-from stead.identity.models import Invitation
+from stead.identity.models import Invitation, LoginFailures
 from stead.settings import Settings
 from tests.support.console import SQLITE_ONLY, Live, Pages, screenshot
 from tests.support.smtp_server import (  # noqa: F401 - fixtures
@@ -280,6 +280,29 @@ def test_disable_and_role_change_end_sessions_at_once(live: Live, pages: Pages) 
     assert "/console/login" in second.url
     # An admin cannot change their own role: no buttons on their own row.
     expect(admin.get_by_role("button", name=re.compile("(you)"))).to_have_count(0)
+
+    # End sessions: the user's next click goes to the login page.
+    third = pages.as_user(email)
+    _row_button(admin, f"End sessions of {email}").click()
+    expect(admin.get_by_role("status")).to_contain_text(f"Every session of {email} has ended")
+    third.goto("/console/account")
+    assert "/console/login" in third.url
+
+    # A lockout shows in the list and Unlock clears it.
+    with session_scope(live.factory, write=True) as session:
+        session.add(
+            LoginFailures(
+                email_key=email.lower(),
+                source="203.0.113.9",
+                failures=5,
+                locked_until=utcnow() + timedelta(minutes=5),
+            )
+        )
+    admin.goto("/console/users")
+    expect(admin.get_by_role("row", name=re.compile(re.escape(email)))).to_contain_text("locked")
+    _row_button(admin, f"Unlock {email}").click()
+    expect(admin.get_by_role("status")).to_contain_text(f"{email} is unlocked")
+    expect(_row_button(admin, f"Unlock {email}")).to_have_count(0)
 
 
 @SQLITE_ONLY
