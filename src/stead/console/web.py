@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import jinja2
 from fastapi import Depends, FastAPI, Request
@@ -399,8 +399,9 @@ def redirect(url: str) -> RedirectResponse:
 
 
 def safe_next(value: str | None) -> str:
-    """``value`` if it is a path of this console (``/console...``, no scheme, host, ``//`` or
-    backslash), else ``/console/projects``: a login link cannot send people elsewhere."""
+    """``value`` if it is a path of this console (``/console...``, no scheme, host, ``//``,
+    backslash or dot segment), else ``/console/projects``: a login link cannot send people
+    elsewhere."""
     default = f"{PREFIX}/projects"
     if not value or "\\" in value or any(ord(c) < 0x20 for c in value):
         return default
@@ -408,6 +409,9 @@ def safe_next(value: str | None) -> str:
     if parts.scheme or parts.netloc or value.startswith("//"):
         return default
     if parts.path != PREFIX and not parts.path.startswith(PREFIX + "/"):
+        return default
+    # A browser resolves "..", also written "%2e%2e", before it follows the redirect.
+    if any(segment in (".", "..") for segment in unquote(parts.path).split("/")):
         return default
     return value
 
