@@ -63,7 +63,9 @@ class Settings(BaseSettings):
         password_reset_ttl_seconds: how long an admin's password reset link works (default
             24 hours).
         public_url: the base URL people reach this server at; invitation and password reset
-            links start with it.
+            links start with it. When it is ``https://...`` the console's cookies are
+            ``Secure`` and ``__Host-`` prefixed; a console POST must come from this origin or
+            the one it reached.
         smtp_host: SMTP server for invitation and password reset mail; empty means no mail is
             sent and the link is returned to the inviting or resetting admin instead.
         smtp_security: ``starttls`` (default: the session must be upgraded with STARTTLS before
@@ -94,8 +96,9 @@ class Settings(BaseSettings):
             gets 408 and its connection is closed.
         idle_timeout_seconds: how long a connection may stay silent, or take to send a request's
             line and headers, before the server closes it.
-        sign_in_failures_per_minute: failed sign-ins (token endpoint, ``/v1/auth/login``) a
-            client id or user may have per minute before it is answered 429; 0 disables.
+        sign_in_failures_per_minute: failed sign-ins (token endpoint, ``/v1/auth/login``, the
+            console's login form) a client id or user may have per minute before it is
+            answered 429; 0 disables.
         sign_in_failures_per_minute_per_address: the same per source address; 0 disables.
         trusted_proxies: comma-separated addresses or networks (``10.0.0.0/8``) of reverse
             proxies whose ``X-Forwarded-For`` / ``X-Forwarded-Proto`` are believed; empty (the

@@ -23,6 +23,7 @@ from stead.audit.models import AuditEvent
 from stead.cli.main import app as cli
 from stead.demo import create_bare_repository, create_super_admin, start_server
 from tests.support.factories import (
+    USER_PASSWORD,
     assert_problem,
     auth,
     create_agent,
@@ -235,6 +236,15 @@ def _r_password_reset(c: Ctx) -> Call:
     return Call("POST", "/v1/auth/password-reset", ("user.password_reset",), json=body, auth=False)
 
 
+def _r_password_change(c: Ctx) -> Call:
+    _, email = new_user(c.factory)
+    body = {"currentPassword": USER_PASSWORD, "newPassword": "a brand new password"}
+    url = "/v1/users/me/password"
+    return Call(
+        "POST", url, ("user.password_changed",), json=body, headers=login(c.http, email), auth=False
+    )
+
+
 def _r_login(c: Ctx) -> Call:
     _, email = new_user(c.factory)
     body = {"email": email, "password": "correct horse battery staple"}
@@ -382,6 +392,7 @@ RECIPES: dict[str, Callable[[Ctx], Call]] = {
         "POST", f"/v1/users/{c.member()}/password-reset", ("user.password_reset_started",)
     ),
     "POST /v1/auth/password-reset": _r_password_reset,
+    "POST /v1/users/me/password": _r_password_change,
     f"PUT {P}/environments/{{environmentName}}/access/{{userId}}": lambda c: Call(
         "PUT",
         f"{c.world.base}/environments/prod/access/{c.member()}",

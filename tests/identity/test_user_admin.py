@@ -280,3 +280,22 @@ def test_a_reset_link_is_mailed_when_a_mail_server_is_set(
     assert mail_http.get("/v1/users/me", headers=held).status_code == 200
     with factory() as session:
         assert session.scalars(select(PasswordReset.used_at)).one() is not None
+
+
+def test_users_are_searched_by_email_prefix(
+    http: TestClient, session_factory: sessionmaker[Session], admin: dict[str, str]
+) -> None:
+    for email in ("Ada@example.com", "adam@example.com", "bob@example.com", "a_b%c@example.com"):
+        new_user(session_factory, email=email)
+
+    def found(q: str) -> list[str]:
+        resp = http.get("/v1/users", params={"q": q}, headers=admin)
+        assert resp.status_code == 200, resp.text
+        return sorted(u["email"] for u in resp.json()["results"])
+
+    assert found("ada") == ["Ada@example.com", "adam@example.com"]
+    assert found("ADA@") == ["Ada@example.com"]
+    assert found("a_") == ["a_b%c@example.com"]  # LIKE's wildcards are taken literally
+    assert found("a%") == []
+    assert found("zed") == []
+    assert_problem(http.get("/v1/users", params={"q": "x" * 321}, headers=admin), 400, "q")

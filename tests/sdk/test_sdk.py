@@ -325,6 +325,7 @@ def test_people_and_audit_round_trip(served: Served) -> None:
                 ada.users.me()
         assert stead.users.get(accepted.user_id).disabled is False
         assert "ada@example.com" in {u.email for u in stead.users.list()}
+        assert [u.email for u in stead.users.list(q="ADA@")] == ["ada@example.com"]
         assert stead.users.update(accepted.user_id, {"disabled": True}).disabled is True
         assert stead.users.update(accepted.user_id, {"disabled": False}).disabled is False
         assert stead.users.unlock(accepted.user_id).locked is False

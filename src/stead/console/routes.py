@@ -7,16 +7,30 @@ from fastapi import APIRouter
 from fastapi.responses import RedirectResponse
 
 from stead.console import web
-from stead.console.pages import account, api_clients, audit, auth, project, projects, wizard
+from stead.console.pages import (
+    account,
+    api_clients,
+    audit,
+    auth,
+    links,
+    members,
+    project,
+    projects,
+    users,
+    wizard,
+)
 
 console_router = APIRouter(prefix=web.PREFIX)
 console_router.include_router(auth.router)
 console_router.include_router(account.router)
 console_router.include_router(wizard.router)
 console_router.include_router(projects.router)
+console_router.include_router(members.router)
 console_router.include_router(project.router)
 console_router.include_router(audit.router)
 console_router.include_router(api_clients.router)
+console_router.include_router(links.router)
+console_router.include_router(users.router)
 
 
 @console_router.get("")

@@ -360,6 +360,21 @@ def _open_invitation(session: Session, *, token: str, now: datetime) -> Invitati
     return invitation
 
 
+def open_invitation(session: Session, *, token: str) -> tuple[Invitation, Project]:
+    """The invitation ``token`` opens, if it can still be accepted now, and its project (for
+    the page an invitation link opens).
+
+    Raises:
+        NotFound: no invitation has this token (or it was revoked).
+        Conflict: it was used already, or has expired.
+    """
+    invitation = _open_invitation(session, token=token, now=utcnow())
+    project = session.get(Project, invitation.project_id)
+    if project is None:  # pragma: no cover - invitations are deleted with their project
+        raise NotFound("No invitation has this token")
+    return invitation, project
+
+
 def _invited_user(
     session: Session, *, invitation: Invitation, data: InvitationAccept, caller: Actor | None
 ) -> tuple[User, bool]:

@@ -12,7 +12,7 @@ from urllib.parse import unquote_plus
 
 import anyio
 import anyio.to_thread
-from fastapi import APIRouter, Form, Path, Request, Response
+from fastapi import APIRouter, Form, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
@@ -373,10 +373,18 @@ def _user_read(session: Session, user: User) -> UserRead:
 
 
 @api_router.get("/users", tags=["users"], response_model=Page[UserRead])
-def list_users(actor: UserReader, session: SessionDep, params: PageDep) -> Page[UserRead]:
+def list_users(
+    actor: UserReader,
+    session: SessionDep,
+    params: PageDep,
+    q: Annotated[
+        str | None,
+        Query(max_length=320, description="only users whose email starts with this"),
+    ] = None,
+) -> Page[UserRead]:
     """List the account's users, disabled ones included, oldest first (Super Admins and
-    Admins)."""
-    total, rows = users.list_users(session, actor=actor, params=params)
+    Admins); ``q`` keeps those whose email starts with it (case-insensitive)."""
+    total, rows = users.list_users(session, actor=actor, params=params, q=q)
     return Page(page=params.page, size=params.size, total=total, results=_user_reads(session, rows))
 
 
@@ -656,8 +664,8 @@ def revoke_invitation(
 def accept_invitation(
     data: InvitationAccept, caller: OptionalActorDep, session: SessionDep, request: Request
 ) -> InvitationAccepted:
-    """Accept an invitation; the ``token`` (the accept URL's fragment) is the credential and
-    travels in the body, never in a URL.
+    """Accept an invitation; the ``token`` (the last segment of the accept URL) is the
+    credential and travels in the body.
 
     A new user sends ``{"token", "password"}`` (and optionally ``displayName``). A user that
     exists already sends ``{"token"}`` with their own bearer token and is linked. The user

@@ -185,17 +185,17 @@ class InvitationRead(WireModel):
 
 
 class InvitationCreated(InvitationRead):
-    """A new invitation. ``acceptUrl`` (the token is its fragment, after ``#``) is returned
-    only when an account Admin asked for it (``returnAcceptUrl``); otherwise it went out by
-    mail to the invitee and ``acceptUrl`` is null."""
+    """A new invitation. ``acceptUrl`` (the console page ``/console/invitations/<token>``) is
+    returned only when an account Admin asked for it (``returnAcceptUrl``); otherwise it went
+    out by mail to the invitee and ``acceptUrl`` is null."""
 
     mail_sent: bool
     accept_url: str | None
 
 
 class InvitationAccept(WireModel):
-    """``POST /v1/invitations/accept`` body: the invitation ``token`` (the fragment of the
-    accept URL), and a password (and optionally a display name) for a new user; only the
+    """``POST /v1/invitations/accept`` body: the invitation ``token`` (the last segment of
+    the accept URL), and a password (and optionally a display name) for a new user; only the
     token when the email already belongs to a user, who must be logged in as that user."""
 
     token: SecretStr = Field(min_length=1, max_length=200)

@@ -161,12 +161,16 @@ def _audit_failure(
 # --- administration ----------------------------------------------------------------------------
 
 
-def list_users(session: Session, *, actor: Actor, params: PageParams) -> tuple[int, list[User]]:
-    """One page of the account's users, oldest first (disabled ones included)."""
-    query = (
-        select(User).where(User.account_id == actor.account_id).order_by(User.created_at, User.id)
-    )
-    return paginate(session, query, params)
+def list_users(
+    session: Session, *, actor: Actor, params: PageParams, q: str | None = None
+) -> tuple[int, list[User]]:
+    """One page of the account's users, oldest first (disabled ones included); with ``q``,
+    only those whose email starts with it (case-insensitive)."""
+    query = select(User).where(User.account_id == actor.account_id)
+    if q:
+        escaped = email_key(q).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(User.email_key.like(f"{escaped}%", escape="\\"))
+    return paginate(session, query.order_by(User.created_at, User.id), params)
 
 
 def get_user(session: Session, *, actor: Actor, user_id: str) -> User:

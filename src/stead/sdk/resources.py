@@ -623,9 +623,11 @@ class Users(_Resource):
     """``/v1/users``: the account's users; disabling one, changing their role, revoking their
     tokens or resetting their password signs them out everywhere."""
 
-    def list(self, *, page_size: int = 100) -> Iterator[UserRead]:
-        """Every user of the account (``GET /v1/users``)."""
-        return self._client.pages(UserRead, "/v1/users", page_size=page_size)
+    def list(self, *, q: str | None = None, page_size: int = 100) -> Iterator[UserRead]:
+        """Every user of the account (``GET /v1/users``); with ``q``, those whose email starts
+        with it."""
+        params = {"q": q} if q else None
+        return self._client.pages(UserRead, "/v1/users", page_size=page_size, params=params)
 
     def me(self) -> UserRead:
         """``GET /v1/users/me``: the calling user (an API client gets :class:`NotFound`)."""
@@ -724,8 +726,9 @@ class Invitations(_Resource):
         access_token: str | None = None,
     ) -> InvitationAccepted:
         """``POST /v1/invitations/accept`` ``{"token", "password", "displayName"}``: the token
-        (the accept URL's fragment) is the credential and goes in the body. For an email that
-        already has a user, pass that user's ``access_token`` (from ``auth.login``)."""
+        (the last segment of the accept URL) is the credential and goes in the body. For an
+        email that already has a user, pass that user's ``access_token`` (from
+        ``auth.login``)."""
         headers = {"Authorization": f"Bearer {access_token}"} if access_token else None
         return self._client.call(
             InvitationAccepted,

@@ -30,7 +30,9 @@ LOGIN_CSRF = "stead_login_csrf"
 LOGGED_OUT = "You have logged out."
 
 
-def _login_token(request: Request, seed: str) -> str:
+def login_token(request: Request, seed: str) -> str:
+    """The CSRF token of a form without a session (login, one-time link pages): URL-safe
+    base64 of HMAC-SHA256 under the signing key of the browser's ``stead_login_csrf`` seed."""
     mac = hmac.new(request.app.state.signing_key, b"login:" + seed.encode(), hashlib.sha256)
     return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
 
@@ -57,7 +59,7 @@ def _login_page(
             "next": next_url,
             "email": email,
             "errors": errors,
-            "csrf_token": _login_token(request, seed),
+            "csrf_token": login_token(request, seed),
             "notice": notice,
         },
         status=status,
@@ -98,7 +100,7 @@ async def log_in(
     target = web.safe_next(next_url)
     seed = request.cookies.get(web.cookie_name(settings, LOGIN_CSRF), "")
     if not seed or not hmac.compare_digest(
-        csrf_token.encode(), _login_token(request, seed).encode()
+        csrf_token.encode(), login_token(request, seed).encode()
     ):
         return _login_page(
             request,

@@ -1,0 +1,236 @@
+"""The pages one-time links open (docs/console.md, People):
+
+- ``/console/invitations/{token}``, linked from an invitation mail: the project, the role, who
+  invited and the expiry; a new user chooses a password there, an existing user logs in with
+  theirs; either way the browser gets a fresh session and goes to the project.
+- ``/console/reset/{token}``, an admin's password reset link: the user chooses a new password;
+  the link is used up and every session of the user ends.
+
+An unknown, revoked, used or expired link shows an error page and changes nothing. The pages
+have no session yet, so their forms carry the login form's signed double-submit CSRF token
+(:mod:`stead.console.pages.auth`). The token in the path is written to the access log redacted,
+and ``Referrer-Policy: same-origin`` keeps it from other sites.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Annotated
+
+from fastapi import Form, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from stead.console import sessions, web
+from stead.console.pages.auth import LOGIN_CSRF, login_token
+from stead.errors import AppError, BadRequest
+from stead.identity import members, users
+from stead.identity.routes import throttled_login
+from stead.identity.schemas import InvitationAccept, PasswordResetUse
+from stead.identity.service import find_user, user_actor
+from stead.pipeline.transaction import SessionDep, make_router
+
+router = make_router()
+
+#: Service field names -> the form's.
+_FIELDS = {"displayName": "display_name", "confirmPassword": "confirm_password"}
+
+
+def _seed(request: Request) -> str:
+    """The browser's double-submit seed (the login form's cookie), or a new one."""
+    cookie = web.cookie_name(request.app.state.settings, LOGIN_CSRF)
+    return request.cookies.get(cookie) or secrets.token_urlsafe(32)
+
+
+def _check_csrf(request: Request, sent: str) -> None:
+    """Refuse (403) a form whose CSRF token does not match the browser's seed cookie."""
+    seed = request.cookies.get(web.cookie_name(request.app.state.settings, LOGIN_CSRF), "")
+    if not seed or not hmac.compare_digest(sent.encode(), login_token(request, seed).encode()):
+        raise web.CsrfRefused
+
+
+def _mismatch(password: str, confirm_password: str) -> None:
+    if password != confirm_password:
+        raise BadRequest(
+            "The passwords do not match",
+            violations=["confirmPassword: does not match the password"],
+        )
+
+
+def _origin(request: Request) -> dict[str, str | None]:
+    return {
+        "request_id": getattr(request.state, "request_id", None),
+        "source_ip": request.client.host if request.client else None,
+    }
+
+
+def _page(
+    request: Request,
+    db: SessionDep,
+    token: str,
+    *,
+    errors: web.FormErrors | None = None,
+    status: int = 200,
+    display_name: str = "",
+) -> Response:
+    invitation, project = members.open_invitation(db, token=token)
+    seed = _seed(request)
+    response = web.render(
+        request,
+        "people/invitation.html",
+        {
+            "invitation": invitation,
+            "project": project,
+            "has_user": find_user(db, email=invitation.email) is not None,
+            "errors": errors,
+            "csrf_token": login_token(request, seed),
+            "display_name": display_name,
+            "action": f"{web.PREFIX}/invitations/{token}",
+        },
+        status=status,
+    )
+    web.set_cookie(response, request.app.state.settings, LOGIN_CSRF, seed)
+    return response
+
+
+@router.get("/invitations/{token}")
+def invitation(request: Request, db: SessionDep, token: str) -> Response:
+    """The invitation: project, role, inviter, expiry, and the form that accepts it (404 or
+    409 error page when it cannot be used)."""
+    return _page(request, db, token)
+
+
+@router.post("/invitations/{token}")
+async def accept(
+    request: Request,
+    db: SessionDep,
+    token: str,
+    password: Annotated[str, Form()] = "",
+    confirm_password: Annotated[str, Form()] = "",
+    display_name: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    """Accept the invitation: create the user with ``password`` (given twice), or log the
+    existing user in with theirs; then start a new session and go to the project (303).
+
+    The form again with errors at its fields when the passwords differ or are refused (400)
+    or the login fails (401, 429); nothing is created then.
+    """
+    _check_csrf(request, csrf_token)
+    try:
+        invitation, _ = await run_in_threadpool(members.open_invitation, db, token=token)
+        caller = None
+        if await run_in_threadpool(find_user, db, email=invitation.email) is None:
+            _mismatch(password, confirm_password)
+            data = web.validated(
+                InvitationAccept,
+                {"token": token, "password": password, "displayName": display_name or None},
+            )
+        else:
+            known, refusal = await throttled_login(
+                request, email=invitation.email, password=password, session=db
+            )
+            if refusal is not None or known is None:
+                await run_in_threadpool(db.commit)  # keep the counted, audited failure
+                detail = refusal.detail if refusal else "Invalid email or password"
+                raise BadRequest(detail, violations=[f"password: {detail}"])
+            caller = user_actor(known)
+            data = web.validated(InvitationAccept, {"token": token})
+        origin = _origin(request)
+        accepted, user, _ = await run_in_threadpool(
+            lambda: members.accept(db, data=data, caller=caller, **origin)
+        )
+    except AppError as exc:
+        if exc.status not in (400, 401, 429):
+            raise  # unknown, used, expired: the error page
+        await run_in_threadpool(db.rollback)
+        errors, status = web.form_errors(exc, aliases=_FIELDS), exc.status
+        return await run_in_threadpool(
+            lambda: _page(
+                request, db, token, errors=errors, status=status, display_name=display_name
+            )
+        )
+    settings = request.app.state.settings
+    brought = request.cookies.get(web.cookie_name(settings))
+
+    def start() -> sessions.Started:
+        if brought:
+            sessions.end_session(db, id_hash=sessions.hash_id(brought))
+        return sessions.start_session(
+            db,
+            user=user,
+            user_agent=request.headers.get("user-agent", ""),
+            address=request.client.host if request.client else None,
+        )
+
+    started = await run_in_threadpool(start)
+    response = web.redirect(f"{web.PREFIX}/projects/{accepted.project_id}")
+    web.set_cookie(response, settings, "stead_session", started.cookie_value)
+    web.delete_cookie(response, settings, LOGIN_CSRF)
+    return response
+
+
+def _reset_page(
+    request: Request,
+    db: SessionDep,
+    token: str,
+    *,
+    errors: web.FormErrors | None = None,
+    status: int = 200,
+) -> Response:
+    _, user = users.open_password_reset(db, token=token)
+    seed = _seed(request)
+    response = web.render(
+        request,
+        "people/reset.html",
+        {
+            "email": user.email,
+            "errors": errors,
+            "csrf_token": login_token(request, seed),
+            "action": f"{web.PREFIX}/reset/{token}",
+        },
+        status=status,
+    )
+    web.set_cookie(response, request.app.state.settings, LOGIN_CSRF, seed)
+    return response
+
+
+@router.get("/reset/{token}")
+def reset(request: Request, db: SessionDep, token: str) -> Response:
+    """The form that sets a new password with a reset link (404 or 409 error page when the
+    link cannot be used)."""
+    return _reset_page(request, db, token)
+
+
+@router.post("/reset/{token}")
+def use_reset(
+    request: Request,
+    db: SessionDep,
+    token: str,
+    password: Annotated[str, Form()] = "",
+    confirm_password: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    """Set the new password (given twice): the link is used up and every session and token of
+    the user ends; then the login page. The form again with errors at its fields (400) when
+    the passwords differ or are refused; nothing changes then."""
+    _check_csrf(request, csrf_token)
+    try:
+        _mismatch(password, confirm_password)
+        data = web.validated(PasswordResetUse, {"token": token, "password": password})
+        users.reset_password(
+            db,
+            token=data.token.get_secret_value(),
+            password=data.password.get_secret_value(),
+            **_origin(request),
+        )
+    except AppError as exc:
+        if exc.status != 400:
+            raise
+        db.rollback()
+        return _reset_page(
+            request, db, token, errors=web.form_errors(exc, aliases=_FIELDS), status=400
+        )
+    response = web.render(request, "people/reset_done.html", {})
+    web.delete_cookie(response, request.app.state.settings, LOGIN_CSRF)
+    return response
