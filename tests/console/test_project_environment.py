@@ -88,8 +88,11 @@ def _test_connection(page: Page, name: str, js: bool) -> str:
     with page.expect_response(lambda r: r.url.endswith("/connection-test")) as answer:
         button.click()
     assert answer.value.status == 200
-    if not js:
+    if js:  # htmx swapped the region in place
+        assert not page.url.endswith("/connection-test")
+    else:  # the whole page came back, with the result
         page.wait_for_load_state()
+        assert page.url.endswith("/connection-test")
     expect(region).to_contain_text("Connection")
     expect(region).to_have_attribute("aria-live", "polite")
     return region.inner_text()
