@@ -24,6 +24,7 @@ from tests.console.project_world import (
     make_project,
 )
 from tests.support.console import SQLITE_ONLY, Live, Pages, screenshot
+from tests.support.factories import example
 from tests.support.keys import pkcs8, rsa_key
 from tests.support.outbound import LOCAL
 from tests.support.redshift_shim import RedshiftServer, redshift_server_session  # noqa: F401
@@ -279,3 +280,38 @@ def test_edit_errors_at_their_fields_store_nothing(
     expect(page.get_by_label("Replace password")).to_have_value("")  # never sent back
     assert world.get("/environments/prod") == before
     assert WRONG not in page.content()
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("js", [True, False], ids=["js", "nojs"])
+def test_a_test_that_cannot_run_says_why_in_the_region(
+    live: Live, pages: Pages, api: httpx.Client, js: bool
+) -> None:
+    """The password is a reference into AWS Secrets Manager, which this server has no access
+    to: the problem's status and detail, in the result region."""
+    world = make_project(live, api, "redshift")
+    resp = api.post(
+        f"{world.base}/secret-references/finance-prod-redshift",
+        json=example(
+            "04-create-secret-reference-aws", agentId=world.agent_id, projectId=world.project_id
+        ),
+    )
+    assert resp.status_code == 201, resp.text
+    world.environment(
+        "prod", password={"secretName": "finance-prod-redshift", "secretKey": "password"}
+    )
+    expected = api.post(f"{world.base}/environments/prod/connection-test")
+    assert expected.status_code >= 400
+    _, owner = live.user(project_id=world.project_id, project_role="OWNER")
+    page = pages.as_user(owner, js=js)
+    page.goto(world.environment_page("prod"))
+    expect(page.locator("#current-password")).to_contain_text(
+        "secret reference finance-prod-redshift to AWS secret stead/"
+    )
+    with page.expect_response(lambda r: r.url.endswith("/connection-test")) as answer:
+        page.get_by_role("button", name="Test connection for prod").click()
+    # without JavaScript the problem's status; htmx (which swaps no 5xx) gets 200
+    assert answer.value.status == (200 if js else expected.status_code)
+    region = page.locator("#connection-test-result")
+    expect(region).to_contain_text("The connection test could not run")
+    expect(region).to_contain_text(expected.json()["detail"])

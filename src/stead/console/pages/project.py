@@ -57,7 +57,7 @@ from stead.secrets import service as secrets_service
 from stead.secrets.schemas import HOSTED_STORE
 from stead.warehouses import StoredValue, WarehouseSpec, connection_test, spec_for
 from stead.warehouses.dbt import MEDIA_TYPE, profiles_yml
-from stead.warehouses.schemas import ConnectionTestError, ConnectionTestResult
+from stead.warehouses.schemas import ConnectionTestResult
 
 router = make_router(prefix="/projects/{projectId}")
 
@@ -372,6 +372,7 @@ def _environment_page(
     form: dict[str, str] | None = None,
     access_errors: web.FormErrors | None = None,
     test: ConnectionTestResult | None = None,
+    problem: str | None = None,
     status: int = 200,
 ) -> Response:
     environment = ctx.environment
@@ -416,9 +417,10 @@ def _environment_page(
             "access_errors": access_errors,
             "form": form or {},
             "test": test,
+            "problem": problem,
         },
         status=status,
-        block="test_result" if test is not None else None,
+        block="test_result" if test is not None or problem is not None else None,
     )
 
 
@@ -522,20 +524,25 @@ async def test_connection(request: Request, ctx: EnvironmentRunner, db: SessionD
     """Test the environment's stored settings (``environment.run``, as ``POST
     /v1/.../connection-test``). htmx gets the result region alone; without JavaScript the whole
     page comes back with the result in it. A test the warehouse refused is a 200 with its
-    reason; a test that could not run (a secret not found or not the user's to use, the
-    warehouse's driver missing, too many tests running) answers the problem's status with its
-    detail in the same region."""
+    reason. A test that could not run (a secret not found or not the user's to use, a secret
+    store or the warehouse's driver missing, too many tests running) shows the problem's detail
+    in the same region, with the problem's status (htmx, which swaps no 5xx answer, gets 200);
+    a refusal is audited as ``/v1`` audits it (``access.denied``)."""
     status = 200
+    problem = None
     try:
-        result = await connection_test.run_for_environment(
+        result: ConnectionTestResult | None = await connection_test.run_for_environment(
             request, db, actor=ctx.actor, project=ctx.project, environment=ctx.environment
         )
     except AppError as exc:
-        status = exc.status
-        result = ConnectionTestResult(
-            ok=False, latency_ms=0, error=ConnectionTestError(code=exc.title, message=exc.detail)
-        )
-    return await run_in_threadpool(_environment_page, request, db, ctx, test=result, status=status)
+        await run_in_threadpool(db.rollback)
+        await audit_service.record_refused(request, exc)
+        if request.headers.get("hx-request") != "true":
+            status = exc.status
+        result, problem = None, exc.detail
+    return await run_in_threadpool(
+        _environment_page, request, db, ctx, test=result, problem=problem, status=status
+    )
 
 
 @router.get("/environments/{environmentName}/profile")
