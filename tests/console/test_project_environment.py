@@ -13,7 +13,9 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
+from sqlalchemy import select
 
+from stead.audit.models import AuditEvent
 from stead.settings import Settings
 from tests.console.project_world import (
     Recorder,
@@ -165,6 +167,12 @@ def test_redshift_replace_keep_and_test_connection(
     seen.assert_absent(server.password, WRONG)
     assert_not_logged(logs, server.password, WRONG)
     assert WRONG not in main_text(page)
+    with live.factory() as session:
+        trail = [
+            repr((e.action, e.target_id, e.details)) for e in session.scalars(select(AuditEvent))
+        ]
+    assert any("environment.connection_tested" in row for row in trail)
+    assert not any(WRONG in row or server.password in row for row in trail)
 
 
 @SQLITE_ONLY
