@@ -265,7 +265,7 @@ def _environment_counts(session: Session, project_ids: list[str]) -> dict[str, i
         .where(Environment.project_id.in_(project_ids))
         .group_by(Environment.project_id)
     )
-    return {project_id: count for project_id, count in rows.tuples()}
+    return {project_id: count for project_id, count in rows}
 
 
 def update(session: Session, *, actor: Actor, project: Project, data: ProjectUpdate) -> Project:
