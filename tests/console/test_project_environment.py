@@ -38,6 +38,9 @@ from tests.warehouses.test_connection_test import ACCOUNT, SF_USER, public_pem
 
 #: A wrong password typed into "Replace": it must reach no page, header or log line.
 WRONG = "wrong-canary-5d1e0b7f"
+#: Milliseconds a connection test may take on a loaded machine: its connect and query timeouts
+#: (5 s each), the grace second, and slack.
+SLOW = 30_000
 
 
 @pytest.fixture
@@ -88,7 +91,7 @@ def _test_connection(page: Page, name: str, js: bool) -> str:
     """Press "Test connection for <name>"; the text of the result region."""
     region = page.locator("#connection-test-result")
     button = page.get_by_role("button", name=f"Test connection for {name}")
-    with page.expect_response(lambda r: r.url.endswith("/connection-test")) as answer:
+    with page.expect_response(lambda r: r.url.endswith("/connection-test"), timeout=SLOW) as answer:
         button.click()
     assert answer.value.status == 200
     if js:  # htmx swapped the region in place
@@ -96,7 +99,7 @@ def _test_connection(page: Page, name: str, js: bool) -> str:
     else:  # the whole page came back, with the result
         page.wait_for_load_state()
         assert page.url.endswith("/connection-test")
-    expect(region).to_contain_text("Connection")
+    expect(region).to_contain_text("Connection", timeout=SLOW)
     expect(region).to_have_attribute("aria-live", "polite")
     return region.inner_text()
 
@@ -316,7 +319,7 @@ def test_a_test_that_cannot_run_says_why_in_the_region(
     expect(page.locator("#current-password")).to_contain_text(
         "secret reference finance-prod-redshift to AWS secret stead/"
     )
-    with page.expect_response(lambda r: r.url.endswith("/connection-test")) as answer:
+    with page.expect_response(lambda r: r.url.endswith("/connection-test"), timeout=SLOW) as answer:
         page.get_by_role("button", name="Test connection for prod").click()
     # without JavaScript the problem's status; htmx (which swaps no 5xx) gets 200
     assert answer.value.status == (200 if js else expected.status_code)
