@@ -115,10 +115,9 @@ def project_url(project_id: str, tab: str = "overview", **query: str | int | Non
     return f"{web.PREFIX}/projects/{project_id}" + (f"?{text}" if text else "")
 
 
-def environment_url(project_id: str, name: str, action: str = "") -> str:
-    """The console URL of an environment's page (or of one of its ``action`` paths)."""
-    base = f"{web.PREFIX}/projects/{project_id}/environments/{quote(name, safe='')}"
-    return f"{base}/{action}" if action else base
+def environment_url(project_id: str, name: str) -> str:
+    """The console URL of an environment's page (its name percent-encoded)."""
+    return f"{web.PREFIX}/projects/{project_id}/environments/{quote(name, safe='')}"
 
 
 def _tab_allowed(ctx: ProjectContext, permission: str) -> bool:
