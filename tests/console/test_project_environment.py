@@ -76,7 +76,7 @@ def _save(page: Page, name: str) -> None:
 
 
 @pytest.mark.parametrize("js", [True, False], ids=["js", "nojs"])
-def test_redshift_replace_keep_andtest_connection(
+def test_redshift_replace_keep_and_test_connection(
     live: Live,
     pages: Pages,
     api: httpx.Client,
@@ -115,14 +115,22 @@ def test_redshift_replace_keep_andtest_connection(
     # blank "Replace" keeps the stored secret; other fields change
     page.goto(world.environment_page("prod"))
     page.get_by_label("defaultSchema").fill("analytics")
-    page.get_by_label("Display name").fill("Production")
+    page.get_by_label("Display name").fill("Production EU")
     _save(page, "prod")
     stored = world.get("/environments/prod")
     properties = stored["connectionOverrides"][0]["connectionProperties"]
     assert properties["password"] == {"secretName": "prod-password", "set": True}
     assert properties["defaultSchema"] == {"value": "analytics"}
-    assert stored["displayName"] == "Production"
+    assert stored["displayName"] == "Production EU"
     assert world.get("/secrets/prod-password")["version"] == version
+    with live.factory() as session:  # the audit event names what changed, and only that
+        updates = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == "environment.updated")
+            .order_by(AuditEvent.id.desc())
+        ).first()
+        assert updates is not None
+        assert updates.details == {"fields": ["connectionOverrides", "displayName"]}
     assert "28P01" in press_test_connection(page, "prod", js)  # still the wrong one
 
     # replace it with the right one: success again

@@ -445,9 +445,9 @@ REPLACE = "replace-"
 
 def _update_body(ctx: EnvironmentContext, form: dict[str, str]) -> dict[str, Any]:
     """The ``PATCH /v1/.../environments/{name}`` body the edit form stands for: the fields it
-    changes. A blank "Replace" input keeps the stored secret (the property is left out, as a
-    PATCH that omits it keeps it); a cleared optional property returns to its default
-    (``null``)."""
+    changes (a field the form leaves out, or sends unchanged, is left out). A blank "Replace"
+    input keeps the stored secret (the property is left out, as a PATCH that omits it keeps
+    it); a cleared optional property returns to its default (``null``)."""
     environment = ctx.environment
     spec = spec_for(ctx.project.warehouse)
     stored = environment.connection_properties
@@ -464,13 +464,21 @@ def _update_body(ctx: EnvironmentContext, form: dict[str, str]) -> dict[str, Any
         if text == current:
             continue
         changes[key] = None if not text and key not in spec.required else {"value": text}
-    body: dict[str, Any] = {
-        "defaultAgentId": form.get("defaultAgentId", environment.default_agent_id),
-        "defaultUserAccessLevel": form.get(
-            "defaultUserAccessLevel", environment.default_user_access_level
+    fields = {
+        "defaultAgentId": (form.get("defaultAgentId"), environment.default_agent_id),
+        "defaultUserAccessLevel": (
+            form.get("defaultUserAccessLevel"),
+            environment.default_user_access_level,
         ),
-        "displayName": form.get("displayName") or None,
-        "description": form.get("description") or None,
+        "displayName": (form.get("displayName"), environment.display_name),
+        "description": (form.get("description"), environment.description or ""),
+    }
+    # only what changed, so the audit event names only that; a blank display name or
+    # description resets it (to the name) or clears it
+    body: dict[str, Any] = {
+        key: (sent or None)
+        for key, (sent, current) in fields.items()
+        if sent is not None and sent != current
     }
     if changes:
         body["connectionOverrides"] = [
