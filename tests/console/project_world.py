@@ -12,13 +12,18 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Page, Response
+from playwright.sync_api import Page, Response, expect
 
 from stead.demo import create_bare_repository
 from tests.support.console import Live
 from tests.support.factories import create_agent, example, new_client
 
 _numbers = itertools.count(1)
+
+#: The warehouses' connect and query timeouts, in seconds (a loaded machine is slow).
+TIMEOUT = 15
+#: Milliseconds a connection test may take: both timeouts, the grace second, and slack.
+SLOW = (2 * TIMEOUT + 10) * 1000
 
 #: A hosted secret's value and a repository token that no page, header or log line may hold.
 CANARY = "canary-7f3c9e2a-hosted-value"
@@ -178,3 +183,20 @@ def assert_not_logged(logs: pytest.LogCaptureFixture, *needles: str) -> None:
 def main_text(page: Page) -> str:
     """The text of the page's ``<main>``."""
     return page.locator("main").inner_text()
+
+
+def press_test_connection(page: Page, name: str, js: bool) -> str:
+    """Press "Test connection for <name>"; the text of the result region."""
+    region = page.locator("#connection-test-result")
+    button = page.get_by_role("button", name=f"Test connection for {name}")
+    with page.expect_response(lambda r: r.url.endswith("/connection-test"), timeout=SLOW) as answer:
+        button.click()
+    assert answer.value.status == 200
+    if js:  # htmx swapped the region in place
+        assert not page.url.endswith("/connection-test")
+    else:  # the whole page came back, with the result
+        page.wait_for_load_state()
+        assert page.url.endswith("/connection-test")
+    expect(region).to_contain_text("Connection", timeout=SLOW)
+    expect(region).to_have_attribute("aria-live", "polite")
+    return region.inner_text()

@@ -13,52 +13,40 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
+from sqlalchemy import select
 
+from stead.audit.models import AuditEvent
 from stead.settings import Settings
 from tests.console.project_world import (
+    SLOW,
+    TIMEOUT,
     Recorder,
     api_client,
     assert_not_logged,
     logs,  # noqa: F401 - fixture
     main_text,
     make_project,
+    press_test_connection,
 )
 from tests.support.console import SQLITE_ONLY, Live, Pages, screenshot
+from tests.support.factories import example
 from tests.support.keys import pkcs8, rsa_key
 from tests.support.outbound import LOCAL
 from tests.support.redshift_shim import RedshiftServer, redshift_server_session  # noqa: F401
-from tests.support.snowflake_server import (  # noqa: F401 - fixture
-    SnowflakeServer,
-    snowflake_server_session,
-)
-from tests.warehouses.test_connection_test import ACCOUNT, SF_USER, public_pem
 
 #: A wrong password typed into "Replace": it must reach no page, header or log line.
 WRONG = "wrong-canary-5d1e0b7f"
 
 
 @pytest.fixture
-def snowflake(snowflake_server_session: SnowflakeServer) -> SnowflakeServer:  # noqa: F811
-    """The Snowflake test server with ``SVC_GROWTH`` holding test key 1's public key."""
-    snowflake_server_session.reset()
-    snowflake_server_session.add_user(
-        ACCOUNT, SF_USER, public_keys=(public_pem(1),), roles=("TRANSFORMER",)
-    )
-    return snowflake_server_session
-
-
-@pytest.fixture
-def settings(db_url: str, tmp_path: Path, snowflake: SnowflakeServer) -> Settings:
-    """The console's settings: the Snowflake test server, loopback warehouses allowed."""
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    """The console's settings: loopback warehouses allowed, room for a slow test."""
     return Settings(
         data_dir=tmp_path / "data",
         database_url=db_url,
         github_api_url="http://127.0.0.1:9/unused",
-        snowflake_host=snowflake.host,
-        snowflake_port=snowflake.port,
-        snowflake_protocol="http",
-        warehouse_connect_timeout_seconds=5,
-        warehouse_query_timeout_seconds=5,
+        warehouse_connect_timeout_seconds=TIMEOUT,
+        warehouse_query_timeout_seconds=TIMEOUT,
         **LOCAL,
     )
 
@@ -79,20 +67,6 @@ def shim_properties(server: RedshiftServer, password: str) -> dict[str, Any]:
         "defaultSchema": {"value": "public"},
         "useSsl": {"value": "false"},
     }
-
-
-def _test_connection(page: Page, name: str, js: bool) -> str:
-    """Press "Test connection for <name>"; the text of the result region."""
-    region = page.locator("#connection-test-result")
-    button = page.get_by_role("button", name=f"Test connection for {name}")
-    with page.expect_response(lambda r: r.url.endswith("/connection-test")) as answer:
-        button.click()
-    assert answer.value.status == 200
-    if not js:
-        page.wait_for_load_state()
-    expect(region).to_contain_text("Connection")
-    expect(region).to_have_attribute("aria-live", "polite")
-    return region.inner_text()
 
 
 def _save(page: Page, name: str) -> None:
@@ -125,7 +99,7 @@ def test_redshift_replace_keep_and_test_connection(
     )
     replace = page.get_by_label("Replace password")
     expect(replace).to_have_value("")
-    assert "Connection succeeded" in _test_connection(page, "prod", js)
+    assert "Connection succeeded" in press_test_connection(page, "prod", js)
     if js and db_url.startswith("sqlite"):
         screenshot(page, "environment")
 
@@ -134,57 +108,47 @@ def test_redshift_replace_keep_and_test_connection(
     page.get_by_label("Replace password").fill(WRONG)
     _save(page, "prod")
     version = world.get("/secrets/prod-password")["version"]
-    text = _test_connection(page, "prod", js)
+    text = press_test_connection(page, "prod", js)
     assert "Connection failed" in text and "28P01" in text
     assert "password" in text
 
     # blank "Replace" keeps the stored secret; other fields change
     page.goto(world.environment_page("prod"))
     page.get_by_label("defaultSchema").fill("analytics")
-    page.get_by_label("Display name").fill("Production")
+    page.get_by_label("Display name").fill("Production EU")
     _save(page, "prod")
     stored = world.get("/environments/prod")
     properties = stored["connectionOverrides"][0]["connectionProperties"]
     assert properties["password"] == {"secretName": "prod-password", "set": True}
     assert properties["defaultSchema"] == {"value": "analytics"}
-    assert stored["displayName"] == "Production"
+    assert stored["displayName"] == "Production EU"
     assert world.get("/secrets/prod-password")["version"] == version
-    assert "28P01" in _test_connection(page, "prod", js)  # still the wrong one
+    with live.factory() as session:  # the audit event names what changed, and only that
+        updates = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == "environment.updated")
+            .order_by(AuditEvent.id.desc())
+        ).first()
+        assert updates is not None
+        assert updates.details == {"fields": ["connectionOverrides", "displayName"]}
+    assert "28P01" in press_test_connection(page, "prod", js)  # still the wrong one
 
     # replace it with the right one: success again
     page.goto(world.environment_page("prod"))
     page.get_by_label("Replace password").fill(server.password)
     _save(page, "prod")
     assert world.get("/secrets/prod-password")["version"] == version + 1
-    assert "Connection succeeded" in _test_connection(page, "prod", js)
+    assert "Connection succeeded" in press_test_connection(page, "prod", js)
 
     seen.assert_absent(server.password, WRONG)
     assert_not_logged(logs, server.password, WRONG)
     assert WRONG not in main_text(page)
-
-
-@SQLITE_ONLY
-def test_snowflake_test_connection_success_and_the_drivers_reason(
-    live: Live, pages: Pages, api: httpx.Client, snowflake: SnowflakeServer
-) -> None:
-    world = make_project(live, api, "snowflake")
-    world.hosted("key-1", pkcs8(rsa_key(number=1)), "PRIVATE_KEY")
-    world.hosted("key-2", pkcs8(rsa_key(number=2)), "PRIVATE_KEY")
-    world.environment("prod", privateKey={"secretName": "key-1"})
-    world.environment("stale", privateKey={"secretName": "key-2"})
-    _, owner = live.user(project_id=world.project_id, project_role="OWNER")
-    page = pages.as_user(owner)
-
-    page.goto(world.environment_page("prod"))
-    expect(page.locator("#current-privateKey")).to_contain_text("hosted secret key-1")
-    text = _test_connection(page, "prod", js=True)
-    assert "Connection succeeded" in text and "10.0.0" in text
-    assert len(snowflake.logins()) == 1
-
-    page.goto(world.environment_page("stale"))
-    text = _test_connection(page, "stale", js=True)
-    assert "Connection failed" in text and "390144" in text
-    assert "public key" in text  # Stead's hint for the code, with the key's fingerprint
+    with live.factory() as session:
+        trail = [
+            repr((e.action, e.target_id, e.details)) for e in session.scalars(select(AuditEvent))
+        ]
+    assert any("environment.connection_tested" in row for row in trail)
+    assert not any(WRONG in row or server.password in row for row in trail)
 
 
 @SQLITE_ONLY
@@ -276,3 +240,57 @@ def test_edit_errors_at_their_fields_store_nothing(
     expect(page.get_by_label("Replace password")).to_have_value("")  # never sent back
     assert world.get("/environments/prod") == before
     assert WRONG not in page.content()
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("js", [True, False], ids=["js", "nojs"])
+def test_a_test_that_cannot_run_says_why_in_the_region(
+    live: Live, pages: Pages, api: httpx.Client, js: bool
+) -> None:
+    """The password is a reference into AWS Secrets Manager, which this server has no access
+    to: the problem's status and detail, in the result region."""
+    world = make_project(live, api, "redshift")
+    resp = api.post(
+        f"{world.base}/secret-references/finance-prod-redshift",
+        json=example(
+            "04-create-secret-reference-aws", agentId=world.agent_id, projectId=world.project_id
+        ),
+    )
+    assert resp.status_code == 201, resp.text
+    world.environment(
+        "prod", password={"secretName": "finance-prod-redshift", "secretKey": "password"}
+    )
+    expected = api.post(f"{world.base}/environments/prod/connection-test")
+    assert expected.status_code >= 400
+    _, owner = live.user(project_id=world.project_id, project_role="OWNER")
+    page = pages.as_user(owner, js=js)
+    page.goto(world.environment_page("prod"))
+    expect(page.locator("#current-password")).to_contain_text(
+        "secret reference finance-prod-redshift to AWS secret stead/"
+    )
+    with page.expect_response(lambda r: r.url.endswith("/connection-test"), timeout=SLOW) as answer:
+        page.get_by_role("button", name="Test connection for prod").click()
+    # without JavaScript the problem's status; htmx (which swaps no 5xx) gets 200
+    assert answer.value.status == (200 if js else expected.status_code)
+    region = page.locator("#connection-test-result")
+    expect(region).to_contain_text("The connection test could not run")
+    expect(region).to_contain_text(expected.json()["detail"])
+
+
+@SQLITE_ONLY
+def test_an_environment_name_with_spaces_and_accents_round_trips(
+    live: Live, pages: Pages, api: httpx.Client
+) -> None:
+    world = make_project(live, api, "redshift")
+    world.environment("prød eu #1")
+    _, owner = live.user(project_id=world.project_id, project_role="OWNER")
+    page = pages.as_user(owner, js=False)
+    page.goto(f"{world.page}?tab=environments")
+    page.get_by_role("link", name="prød eu #1").click()
+    page.wait_for_load_state()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Environment prød eu #1")
+    page.get_by_label("Display name").fill("EU")
+    page.get_by_role("button", name="Save environment prød eu #1").click()
+    page.wait_for_load_state()
+    expect(page.get_by_role("status").first).to_contain_text("saved")
+    assert world.get("/environments/pr%C3%B8d%20eu%20%231")["displayName"] == "EU"

@@ -57,7 +57,7 @@ from stead.secrets import service as secrets_service
 from stead.secrets.schemas import HOSTED_STORE
 from stead.warehouses import StoredValue, WarehouseSpec, connection_test, spec_for
 from stead.warehouses.dbt import MEDIA_TYPE, profiles_yml
-from stead.warehouses.schemas import ConnectionTestError, ConnectionTestResult
+from stead.warehouses.schemas import ConnectionTestResult
 
 router = make_router(prefix="/projects/{projectId}")
 
@@ -115,10 +115,9 @@ def project_url(project_id: str, tab: str = "overview", **query: str | int | Non
     return f"{web.PREFIX}/projects/{project_id}" + (f"?{text}" if text else "")
 
 
-def environment_url(project_id: str, name: str, action: str = "") -> str:
-    """The console URL of an environment's page (or of one of its ``action`` paths)."""
-    base = f"{web.PREFIX}/projects/{project_id}/environments/{quote(name, safe='')}"
-    return f"{base}/{action}" if action else base
+def environment_url(project_id: str, name: str) -> str:
+    """The console URL of an environment's page (its name percent-encoded)."""
+    return f"{web.PREFIX}/projects/{project_id}/environments/{quote(name, safe='')}"
 
 
 def _tab_allowed(ctx: ProjectContext, permission: str) -> bool:
@@ -374,6 +373,7 @@ def _environment_page(
     form: dict[str, str] | None = None,
     access_errors: web.FormErrors | None = None,
     test: ConnectionTestResult | None = None,
+    problem: str | None = None,
     status: int = 200,
 ) -> Response:
     environment = ctx.environment
@@ -418,9 +418,10 @@ def _environment_page(
             "access_errors": access_errors,
             "form": form or {},
             "test": test,
+            "problem": problem,
         },
         status=status,
-        block="test_result" if test is not None else None,
+        block="test_result" if test is not None or problem is not None else None,
     )
 
 
@@ -446,9 +447,9 @@ REPLACE = "replace-"
 
 def _update_body(ctx: EnvironmentContext, form: dict[str, str]) -> dict[str, Any]:
     """The ``PATCH /v1/.../environments/{name}`` body the edit form stands for: the fields it
-    changes. A blank "Replace" input keeps the stored secret (the property is left out, as a
-    PATCH that omits it keeps it); a cleared optional property returns to its default
-    (``null``)."""
+    changes (a field the form leaves out, or sends unchanged, is left out). A blank "Replace"
+    input keeps the stored secret (the property is left out, as a PATCH that omits it keeps
+    it); a cleared optional property returns to its default (``null``)."""
     environment = ctx.environment
     spec = spec_for(ctx.project.warehouse)
     stored = environment.connection_properties
@@ -465,13 +466,21 @@ def _update_body(ctx: EnvironmentContext, form: dict[str, str]) -> dict[str, Any
         if text == current:
             continue
         changes[key] = None if not text and key not in spec.required else {"value": text}
-    body: dict[str, Any] = {
-        "defaultAgentId": form.get("defaultAgentId", environment.default_agent_id),
-        "defaultUserAccessLevel": form.get(
-            "defaultUserAccessLevel", environment.default_user_access_level
+    fields = {
+        "defaultAgentId": (form.get("defaultAgentId"), environment.default_agent_id),
+        "defaultUserAccessLevel": (
+            form.get("defaultUserAccessLevel"),
+            environment.default_user_access_level,
         ),
-        "displayName": form.get("displayName") or None,
-        "description": form.get("description") or None,
+        "displayName": (form.get("displayName"), environment.display_name),
+        "description": (form.get("description"), environment.description or ""),
+    }
+    # only what changed, so the audit event names only that; a blank display name or
+    # description resets it (to the name) or clears it
+    body: dict[str, Any] = {
+        key: (sent or None)
+        for key, (sent, current) in fields.items()
+        if sent is not None and sent != current
     }
     if changes:
         body["connectionOverrides"] = [
@@ -524,20 +533,25 @@ async def test_connection(request: Request, ctx: EnvironmentRunner, db: SessionD
     """Test the environment's stored settings (``environment.run``, as ``POST
     /v1/.../connection-test``). htmx gets the result region alone; without JavaScript the whole
     page comes back with the result in it. A test the warehouse refused is a 200 with its
-    reason; a test that could not run (a secret not found or not the user's to use, the
-    warehouse's driver missing, too many tests running) answers the problem's status with its
-    detail in the same region."""
+    reason. A test that could not run (a secret not found or not the user's to use, a secret
+    store or the warehouse's driver missing, too many tests running) shows the problem's detail
+    in the same region, with the problem's status (htmx, which swaps no 5xx answer, gets 200);
+    a refusal is audited as ``/v1`` audits it (``access.denied``)."""
     status = 200
+    problem = None
     try:
-        result = await connection_test.run_for_environment(
+        result: ConnectionTestResult | None = await connection_test.run_for_environment(
             request, db, actor=ctx.actor, project=ctx.project, environment=ctx.environment
         )
     except AppError as exc:
-        status = exc.status
-        result = ConnectionTestResult(
-            ok=False, latency_ms=0, error=ConnectionTestError(code=exc.title, message=exc.detail)
-        )
-    return await run_in_threadpool(_environment_page, request, db, ctx, test=result, status=status)
+        await run_in_threadpool(db.rollback)
+        await audit_service.record_refused(request, exc)
+        if request.headers.get("hx-request") != "true":
+            status = exc.status
+        result, problem = None, exc.detail
+    return await run_in_threadpool(
+        _environment_page, request, db, ctx, test=result, problem=problem, status=status
+    )
 
 
 @router.get("/environments/{environmentName}/profile")
