@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from fastapi.responses import RedirectResponse
 
 from stead.console import web
-from stead.console.pages import account, api_clients, audit, auth, plan, projects
+from stead.console.pages import account, agents, api_clients, audit, auth, plan, projects
 
 console_router = APIRouter(prefix=web.PREFIX)
 console_router.include_router(auth.router)
@@ -16,6 +16,7 @@ console_router.include_router(projects.router)
 console_router.include_router(audit.router)
 console_router.include_router(api_clients.router)
 console_router.include_router(plan.router)
+console_router.include_router(agents.router)
 
 
 @console_router.get("")
