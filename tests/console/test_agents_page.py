@@ -91,18 +91,24 @@ def test_bad_input_writes_nothing(live: Live, pages: Pages) -> None:
 
 @SQLITE_ONLY
 def test_a_member_reads_but_cannot_change(live: Live, pages: Pages) -> None:
-    admin = pages.as_role("ADMIN", js=False)
+    hidden = live.project("hidden-project-name")
+    admin = pages.as_role("SUPER_ADMIN", js=False)
     admin.goto("/console/agents")
     admin.get_by_label("Name").fill("shared")
     admin.get_by_role("button", name="Create agent").click()
     with live.factory() as session:
         agent_id = session.scalars(select(Agent.id).where(Agent.name == "shared")).one()
+    admin.goto(f"/console/agents/{agent_id}")
+    admin.get_by_label("Allowed projects").fill(hidden)
+    admin.get_by_role("button", name="Save the allow-list of agent shared").click()
+    expect(admin.get_by_role("row", name="hidden-project-name")).to_be_visible()
     page = pages.as_role("MEMBER")
     page.goto("/console/agents")
     expect(page.get_by_role("row", name="shared")).to_be_visible()
     expect(page.get_by_role("button", name="Create agent")).to_have_count(0)
     page.goto(f"/console/agents/{agent_id}")
     expect(page.get_by_role("button")).to_have_count(1)  # only "Log out"
+    assert "hidden-project-name" not in page.content()
     token = page.locator("input[name=csrf_token]").first.get_attribute("value") or ""
     refused = page.request.post(
         f"{live.url}/console/agents/{agent_id}/delete",

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends, Form, Request, Response
-from sqlalchemy import select
 
 from stead.agents import service
 from stead.agents.models import Agent
@@ -26,6 +25,7 @@ from stead.errors import AppError, BadRequest
 from stead.identity.deps import parse_uuid
 from stead.pagination import MAX_SIZE, PageParams
 from stead.pipeline.transaction import SessionDep, make_router
+from stead.projects import service as projects_service
 from stead.projects.models import Project
 
 router = make_router(prefix="/agents")
@@ -169,8 +169,11 @@ def _detail(
     status: int = 200,
 ) -> Response:
     allow = service.get_allow_list(db, agent=agent)
-    rows = db.execute(select(Project.id, Project.name).where(Project.id.in_(list(allow.projects))))
-    names = {pid: name for pid, name in rows}
+    # names only of the projects this person may see (the API lists ids alone)
+    visible = projects_service.visible_query(console.actor).where(
+        Project.id.in_(list(allow.projects))
+    )
+    names = {p.id: p.name for p in db.scalars(visible)}
     read = AgentRead.model_validate(agent)
     return web.render(
         request,
