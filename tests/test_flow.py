@@ -171,6 +171,24 @@ def test_stead_demo_serve_shows_its_client_credentials(tmp_path: Path) -> None:
             headers={"Authorization": f"Bearer {token.json()['access_token']}"},
         )
         assert projects.json()["total"] == 2
+        # The console login it printed works.
+        login = dict(line.strip().split(":", 1) for line in lines if line.startswith("  e"))
+        login |= dict(line.strip().split(":", 1) for line in lines if line.startswith("  pass"))
+        assert f"console: {base_url}/console" in "".join(lines)
+        with httpx.Client(base_url=base_url) as browser:
+            form = browser.get("/console/login").text
+            csrf = form.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+            page = browser.post(
+                "/console/login",
+                data={
+                    "email": login["email"].strip(),
+                    "password": login["password"].strip(),
+                    "csrf_token": csrf,
+                },
+                follow_redirects=True,
+            )
+        assert page.status_code == 200 and str(page.url).endswith("/console/projects")
+        assert "2 projects" in page.text
     finally:
         proc.send_signal(signal.SIGINT)
         rest = proc.communicate(timeout=30)[0]

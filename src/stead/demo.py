@@ -27,7 +27,7 @@ from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from stead.db import make_engine, make_sessionmaker, session_scope
-from stead.identity.service import create_api_client
+from stead.identity.service import create_api_client, create_user, find_user, hash_secret
 from stead.migrations import upgrade
 
 WAREHOUSES = ("redshift", "snowflake")
@@ -272,3 +272,31 @@ def create_super_admin(database_url: str) -> tuple[str, str]:
     finally:
         engine.dispose()
     return client_id, secret
+
+
+#: The console login ``stead demo --serve`` creates.
+DEMO_ADMIN_EMAIL = "admin@example.com"
+
+
+def create_console_admin(database_url: str) -> tuple[str, str]:
+    """Create the demo's Super Admin user (:data:`DEMO_ADMIN_EMAIL`) with a new random password
+    (or give the existing one a new password): ``(email, password)``, for the console login
+    ``stead demo --serve`` prints."""
+    password = secrets.token_urlsafe(16)
+    engine = make_engine(database_url)
+    try:
+        with session_scope(make_sessionmaker(engine), write=True) as session:
+            user = find_user(session, email=DEMO_ADMIN_EMAIL)
+            if user is None:
+                create_user(
+                    session,
+                    email=DEMO_ADMIN_EMAIL,
+                    password=password,
+                    display_name="Demo admin",
+                    role="SUPER_ADMIN",
+                )
+            else:
+                user.password_hash = hash_secret(password)
+    finally:
+        engine.dispose()
+    return DEMO_ADMIN_EMAIL, password

@@ -162,3 +162,8 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level.upper())
     for name in WIRE_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Stead's own access log (stead.pipeline.middleware) is the only one: uvicorn's would repeat
+    # every request, with the tokens of console token paths unredacted.
+    uvicorn_access = logging.getLogger("uvicorn.access")
+    uvicorn_access.handlers[:] = []
+    uvicorn_access.propagate = False

@@ -3,10 +3,12 @@ and README screenshots. The fixtures that make them are in ``tests/console/conft
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from playwright.sync_api import Browser, BrowserContext, Page
@@ -62,9 +64,10 @@ class Live:
 
     def project(self, name: str, *, warehouse: str = "snowflake") -> str:
         """Create a project through the project service as a Super Admin; return its id."""
-        data = ProjectCreate.model_validate(
-            {"name": name, "warehouse": warehouse, "agentDeploymentType": "FULL_SAAS"}
-        )
+        return self.projects([name], warehouse=warehouse)[0]
+
+    def projects(self, names: list[str], *, warehouse: str = "snowflake") -> list[str]:
+        """Create projects (in one transaction) through the project service; return their ids."""
         with session_scope(self.factory, write=True) as session:
             admin = Actor(
                 type="api_client",
@@ -73,7 +76,16 @@ class Live:
                 role="SUPER_ADMIN",
                 account_id=get_account(session).id,
             )
-            return project_service.create(session, actor=admin, data=data).id
+            return [
+                project_service.create(
+                    session,
+                    actor=admin,
+                    data=ProjectCreate.model_validate(
+                        {"name": name, "warehouse": warehouse, "agentDeploymentType": "FULL_SAAS"}
+                    ),
+                ).id
+                for name in names
+            ]
 
 
 @dataclass
@@ -131,3 +143,25 @@ def screenshot(page: Page, name: str) -> Path:
     path = DOCS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+_CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token in a console page's first form."""
+    found = _CSRF_FIELD.search(html)
+    assert found, "no csrf_token field on the page"
+    return found.group(1)
+
+
+def http_login(client: httpx.Client, email: str, password: str = USER_PASSWORD) -> str:
+    """Log ``client`` (an ``httpx.Client`` on the live server, cookies kept) in through the
+    login form; return the session's CSRF token (read from the projects page)."""
+    form = client.get("/console/login")
+    resp = client.post(
+        "/console/login",
+        data={"email": email, "password": password, "csrf_token": csrf_of(form.text)},
+    )
+    assert resp.status_code == 303, resp.text
+    return csrf_of(client.get("/console/account").text)

@@ -261,7 +261,8 @@ def demo(
     """Run Stead on SQLite and provision a Redshift and a Snowflake project over HTTP.
 
     A fresh data directory (no --data-dir) is removed at the end unless --serve is given or the
-    demo fails; --serve prints the demo API client's id and secret, for /docs and curl.
+    demo fails; --serve prints the demo API client's id and secret, for /docs and curl, and a
+    Super Admin's console login.
     """
     import shutil
     import signal
@@ -324,7 +325,8 @@ def _demo_flow(
 ) -> bool:
     """The demo's flow against the started ``server``, then, with ``serve``, wait until it
     ends or the demo is interrupted (Ctrl-C, SIGTERM). False when a call of the flow failed."""
-    from stead.demo import FlowError, Step, run_flow
+    from stead.demo import FlowError, Step, create_console_admin, run_flow
+    from stead.settings import Settings
 
     base_url = f"http://127.0.0.1:{port}"
     console.print(f"stead serve is up at {base_url} (log: {data_dir / 'server.log'})\n")
@@ -342,6 +344,13 @@ def _demo_flow(
     _print_provisioned(console, results)
     if serve:
         console.print(_client_notice(client_id, client_secret, base_url, data_dir), markup=False)
+        database_url = Settings(data_dir=data_dir, database_url="").effective_database_url
+        email, password = create_console_admin(database_url)
+        console.print(
+            f"\nconsole: {base_url}/console (the password is shown only now)\n"
+            f"  email:    {email}\n  password: {password}",
+            markup=False,
+        )
         console.print(f"\nserving at {base_url}/docs - Ctrl-C to stop")
         with contextlib.suppress(KeyboardInterrupt):
             server.wait()

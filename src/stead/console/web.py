@@ -384,6 +384,9 @@ def render(
     values.update(context or {})
     tmpl = templates.get_template(template)
     if block is not None and request.headers.get("hx-request") == "true":
+        # A block alone runs none of its template's top-level statements: give it the macros
+        # the page imports (``{% import "_macros.html" as ui with context %}``).
+        values["ui"] = templates.get_template("_macros.html").make_module(values)
         body = "".join(tmpl.blocks[block](tmpl.new_context(values)))
     else:
         body = tmpl.render(values)
@@ -411,9 +414,14 @@ def safe_next(value: str | None) -> str:
 
 # --- every console answer: headers, Origin check, error pages ---------------------------------
 
-#: The headers of every console answer (docs/console.md, Headers).
+#: The headers of every console answer (docs/console.md, Headers). ``img-src data:``: Pico
+#: draws its icons (search, select, checkbox) as inline SVG images; scripts and styles stay
+#: ``'self'`` only.
 CONSOLE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
-    (b"content-security-policy", b"default-src 'self'; frame-ancestors 'none'; form-action 'self'"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
+    ),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),

@@ -47,6 +47,7 @@ from stead.identity.schemas import (
     LoginRequest,
     MemberRead,
     MemberUpdate,
+    PasswordChange,
     TokenResponse,
     UserRead,
     UserUpdate,
@@ -367,6 +368,32 @@ def list_users(actor: UserReader, session: SessionDep, params: PageDep) -> Page[
 def read_me(actor: ActorDep, session: SessionDep) -> UserRead:
     """The calling user (any user; an API client gets 404)."""
     return _user_read(users.me(session, actor=actor))
+
+
+@api_router.post(
+    "/users/me/password",
+    tags=["users"],
+    status_code=204,
+    responses={
+        400: {"description": "the current password is wrong or the new one is refused"},
+        404: {"description": "the caller is an API client"},
+    },
+)
+def change_my_password(
+    data: PasswordChange, actor: ActorDep, session: SessionDep, request: Request
+) -> Response:
+    """Change the calling user's password: every token issued to them so far stops working
+    and their console sessions end (they log in again with the new password)."""
+    user = users.me(session, actor=actor)
+    users.change_password(
+        session,
+        actor=actor,
+        user=user,
+        current=data.current_password.get_secret_value(),
+        new=data.new_password.get_secret_value(),
+    )
+    _forget_after_commit(session, request, user.id)
+    return Response(status_code=204)
 
 
 def _user(session: SessionDep, actor: Actor, user_id: str) -> User:

@@ -252,7 +252,8 @@ def _count(
             select(Account.project_count).where(Account.id == actor.account_id)
         ).one()
     else:
-        capped = filtered.with_only_columns(Project.id).limit(COUNT_CAP + 1).subquery()
+        # Only indexed columns: the count reads the index, not the table.
+        capped = filtered.with_only_columns(Project.name_key).limit(COUNT_CAP + 1).subquery()
         total = session.scalars(select(func.count()).select_from(capped)).one()
     return None if total > COUNT_CAP and (searching or not actor.is_super_admin) else total
 
@@ -265,7 +266,7 @@ def _environment_counts(session: Session, project_ids: list[str]) -> dict[str, i
         .where(Environment.project_id.in_(project_ids))
         .group_by(Environment.project_id)
     )
-    return {project_id: count for project_id, count in rows.tuples()}
+    return {project_id: count for project_id, count in rows}
 
 
 def update(session: Session, *, actor: Actor, project: Project, data: ProjectUpdate) -> Project:

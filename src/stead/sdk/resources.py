@@ -44,6 +44,7 @@ from stead.identity.schemas import (
     LoginRequest,
     MemberRead,
     MemberUpdate,
+    PasswordChange,
     TokenResponse,
     UserRead,
     UserUpdate,
@@ -587,6 +588,11 @@ class Users(_Resource):
     def revoke_tokens(self, user_id: str) -> None:
         """``POST /v1/users/{userId}/revoke-tokens``."""
         self._client.request("POST", f"/v1/users/{_seg(user_id)}/revoke-tokens")
+
+    def change_password(self, body: PasswordChange | Mapping[str, Any]) -> None:
+        """``POST /v1/users/me/password`` ``{"currentPassword", "newPassword"}``: the caller's
+        tokens stop working, this client's included."""
+        self._client.request("POST", "/v1/users/me/password", json=_body(body))
 
 
 class Members(_Resource):
