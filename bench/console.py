@@ -259,6 +259,7 @@ def run(backend: str, projects: int, repeat: int, logins: int) -> list[list[str]
 
 
 def main() -> None:
+    global AUDIT_EVENTS
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--projects", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=60, help="requests per page case")
@@ -266,7 +267,6 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--audit-events", type=int, default=AUDIT_EVENTS)
     args = parser.parse_args()
-    global AUDIT_EVENTS
     AUDIT_EVENTS = args.audit_events
     header = ["case", "p50 server ms", "p95 server ms", "p95 round trip ms"]
     for backend in args.backends.split(","):
