@@ -140,7 +140,7 @@ def seed_audit_events(url: str) -> None:
                 conn.execute(insert(AuditEvent), batch)
             conn.execute(text("ANALYZE"))
     engine.dispose()
-    middle = Cursor(created_at=_AUDIT_START + AUDIT_EVENTS // 2 * _AUDIT_STEP, id=2**62)
+    middle = Cursor(created_at=_AUDIT_START + AUDIT_EVENTS // 2 * _AUDIT_STEP, id=2**31 - 1)
     PATH_VALUES.update(audit_middle=middle.token(), audit_project=projects[3])
     print(f"seeded {AUDIT_EVENTS:,} audit events in {time.perf_counter() - started:.1f} s")
 
