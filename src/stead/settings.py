@@ -37,6 +37,8 @@ class Settings(BaseSettings):
         login_lock_seconds: the longest lock.
         invitation_ttl_seconds: how long an invitation can be accepted (default 7 days).
         public_url: the base URL people reach this server at; invitation links start with it.
+            When it is ``https://...`` the console's cookies are ``Secure`` and ``__Host-``
+            prefixed; a console POST must come from this origin or the one it reached.
         smtp_host: SMTP server for invitation mail; empty means no mail is sent and the accept
             URL is returned to the inviter instead.
         smtp_security: ``starttls`` (default: the session must be upgraded with STARTTLS before
@@ -67,8 +69,9 @@ class Settings(BaseSettings):
             gets 408 and its connection is closed.
         idle_timeout_seconds: how long a connection may stay silent, or take to send a request's
             line and headers, before the server closes it.
-        sign_in_failures_per_minute: failed sign-ins (token endpoint, ``/v1/auth/login``) a
-            client id or user may have per minute before it is answered 429; 0 disables.
+        sign_in_failures_per_minute: failed sign-ins (token endpoint, ``/v1/auth/login``, the
+            console's login form) a client id or user may have per minute before it is
+            answered 429; 0 disables.
         sign_in_failures_per_minute_per_address: the same per source address; 0 disables.
         trusted_proxies: comma-separated addresses or networks (``10.0.0.0/8``) of reverse
             proxies whose ``X-Forwarded-For`` / ``X-Forwarded-Proto`` are believed; empty (the

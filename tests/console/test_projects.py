@@ -20,7 +20,7 @@ def _names(page_html: str) -> list[str]:
 
 @pytest.fixture
 def client(live: Live) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live.url, follow_redirects=False) as made:
+    with httpx.Client(base_url=live.url, follow_redirects=False, timeout=30) as made:
         yield made
 
 

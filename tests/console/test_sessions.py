@@ -23,7 +23,7 @@ from tests.support.served import serve
 
 @pytest.fixture
 def client(live: Live) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live.url, follow_redirects=False) as made:
+    with httpx.Client(base_url=live.url, follow_redirects=False, timeout=30) as made:
         yield made
 
 
@@ -94,7 +94,7 @@ def _count(live: Live, model: type, *where: object) -> int:
 def test_csrf_refusals_write_nothing(live: Live, client: httpx.Client) -> None:
     user_id, email = live.user()
     token = http_login(client, email)
-    with httpx.Client(base_url=live.url) as other:
+    with httpx.Client(base_url=live.url, timeout=30) as other:
         other_token = http_login(other, email)
     assert other_token != token
     assert len(_sessions(live, user_id)) == 2
@@ -200,7 +200,7 @@ def test_cookie_and_bearer_are_not_interchangeable(live: Live, client: httpx.Cli
     assert client.get("/v1/projects").status_code == 401
     with TestClient(live.app) as api:
         bearer = login(api, email)
-    with httpx.Client(base_url=live.url, follow_redirects=False) as other:
+    with httpx.Client(base_url=live.url, follow_redirects=False, timeout=30) as other:
         assert other.get("/v1/projects", headers=bearer).status_code == 200
         # /console takes only the cookie: a bearer token is no session.
         resp = other.get("/console/projects", headers=bearer)
@@ -216,6 +216,9 @@ def test_next_only_leads_into_the_console(live: Live, client: httpx.Client) -> N
         ("//evil.example/console", "/console/projects"),
         ("/v1/projects", "/console/projects"),
         ("/console\\@evil.example", "/console/projects"),
+        ("/console/../v1/projects", "/console/projects"),
+        ("/console/%2e%2e/v1/projects", "/console/projects"),
+        ("/console/projects?q=a", "/console/projects?q=a"),
     ]:
         form = client.get("/console/login", params={"next": target})
         resp = client.post(
@@ -280,7 +283,7 @@ def test_role_change_and_lock_end_sessions(live: Live, client: httpx.Client) -> 
     assert _sessions(live, user_id) == []
     assert client.get("/console/projects").status_code == 303
     http_login(client, email)
-    with httpx.Client(base_url=live.url) as attacker:
+    with httpx.Client(base_url=live.url, timeout=30) as attacker:
         for _ in range(5):
             form = attacker.get("/console/login")
             attacker.post(

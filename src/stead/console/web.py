@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import jinja2
 from fastapi import Depends, FastAPI, Request
@@ -35,10 +35,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stead.console import sessions
-from stead.db import session_scope
+from stead.db import READS_IN_PLACE, session_scope
 from stead.errors import PROBLEM_JSON, AppError, BadRequest, Forbidden
 from stead.identity.actor import Actor
 from stead.identity.deps import ProjectContext, visible_project
+from stead.identity.models import User
 from stead.identity.permissions import PermissionDenied, account_allows, project_allows
 from stead.identity.service import user_actor
 from stead.pipeline.admission import admit
@@ -153,26 +154,44 @@ class _Loaded:
     flash: str | None
 
 
-def _load(request: Request, cookie_value: str) -> _Loaded | None:
-    """The session of ``cookie_value``: read it; write only when it is due (touch, expiry,
-    a flash message to hand over)."""
+_Record = tuple[sessions.ConsoleSession, User]
+
+
+def _find(request: Request, key: str) -> _Record | None:
+    with session_scope(request.app.state.read_sessionmaker, write=False) as db:
+        return sessions.find_session(db, id_hash=key)
+
+
+def _maintain(request: Request, cookie_value: str) -> tuple[_Record, str | None] | None:
+    """:func:`sessions.load_session` in a write transaction, and the flash message taken."""
+    with session_scope(request.app.state.write_sessionmaker, write=True) as db:
+        loaded = sessions.load_session(db, cookie_value=cookie_value)
+        if loaded is None:
+            return None
+        record, user = loaded
+        flash_text, record.flash = record.flash, None
+        return (record, user), flash_text
+
+
+async def _load(request: Request, cookie_value: str) -> _Loaded | None:
+    """The session of ``cookie_value``: read it (on SQLite on the event loop, as
+    :func:`stead.pipeline.transaction.run_read` does: a local read waits for no lock); write,
+    in a worker thread, only when it is due (touch, expiry, a flash message to hand over)."""
     state = request.app.state
     key = sessions.hash_id(cookie_value)
-    with session_scope(state.read_sessionmaker, write=False) as db:
-        found = sessions.find_session(db, id_hash=key)
-        if found is None:
-            return None
-        record, user = found
-        write = sessions.needs_write(record, user)
-    if write:
-        with session_scope(state.write_sessionmaker, write=True) as db:
-            loaded = sessions.load_session(db, cookie_value=cookie_value)
-            if loaded is None:
-                return None
-            record, user = loaded
-            flash_text, record.flash = record.flash, None
+    if state.read_sessionmaker.kw.get("info", {}).get(READS_IN_PLACE):
+        found = _find(request, key)
     else:
-        flash_text = None
+        found = await run_in_threadpool(_find, request, key)
+    if found is None:
+        return None
+    flash_text = None
+    if sessions.needs_write(*found):
+        maintained = await run_in_threadpool(_maintain, request, cookie_value)
+        if maintained is None:
+            return None
+        found, flash_text = maintained
+    record, user = found
     actor = user_actor(user).with_request(
         request_id=getattr(request.state, "request_id", None),
         source_ip=request.client.host if request.client else None,
@@ -215,7 +234,7 @@ async def current_console(request: Request) -> Console:
     if known is not None:
         return known
     value = request.cookies.get(cookie_name(request.app.state.settings))
-    loaded = await run_in_threadpool(_load, request, value) if value else None
+    loaded = await _load(request, value) if value else None
     if loaded is None:
         raise LoginRequired
     if request.method not in _SAFE_METHODS and not await csrf_ok(request, loaded.csrf_token):
@@ -399,8 +418,9 @@ def redirect(url: str) -> RedirectResponse:
 
 
 def safe_next(value: str | None) -> str:
-    """``value`` if it is a path of this console (``/console...``, no scheme, host, ``//`` or
-    backslash), else ``/console/projects``: a login link cannot send people elsewhere."""
+    """``value`` if it is a path of this console (``/console...``, no scheme, host, ``//``,
+    backslash or dot segment), else ``/console/projects``: a login link cannot send people
+    elsewhere."""
     default = f"{PREFIX}/projects"
     if not value or "\\" in value or any(ord(c) < 0x20 for c in value):
         return default
@@ -408,6 +428,9 @@ def safe_next(value: str | None) -> str:
     if parts.scheme or parts.netloc or value.startswith("//"):
         return default
     if parts.path != PREFIX and not parts.path.startswith(PREFIX + "/"):
+        return default
+    # A browser resolves "..", also written "%2e%2e", before it follows the redirect.
+    if any(segment in (".", "..") for segment in unquote(parts.path).split("/")):
         return default
     return value
 
