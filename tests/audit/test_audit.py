@@ -159,14 +159,11 @@ def _reference(c: Ctx, name: str, **body: Any) -> str:
     c.ok(
         "POST",
         url,
-        json={
-            **example(
-                "04-create-secret-reference-aws",
-                agentId=c.world.agent_id,
-                projectId=c.world.project_id,
-            ),
-            **body,
-        },
+        json={**example(
+            "04-create-secret-reference-aws",
+            agentId=c.world.agent_id,
+            projectId=c.world.project_id,
+        ), **body},
     )
     return url
 

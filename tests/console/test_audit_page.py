@@ -3,12 +3,14 @@ JSON exports of the same filters, and only the events the person may read."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import re
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from playwright.sync_api import expect
 from sqlalchemy import insert, select
@@ -124,3 +126,32 @@ def test_a_member_reads_only_the_trail_of_projects_they_own(live: Live, pages: P
     expect(viewer.locator("#results")).to_contain_text("No events match")
     response = viewer.goto(f"/console/audit?project={mine}")
     assert response is not None and response.status == 403
+
+
+@SQLITE_ONLY
+def test_downloads_hold_no_admission_slot(live: Live) -> None:
+    """More unread downloads than admission slots: the server still answers."""
+    from stead.audit.service import EXPORT_BATCH
+    from stead.pipeline.admission import MAX_ACTIVE
+    from tests.support.factories import new_client
+
+    _seed(live, EXPORT_BATCH * 3)
+    client_id, secret = new_client(live.factory, "ADMIN")
+    with httpx.Client(base_url=live.url, timeout=10) as http:
+        token = http.post(
+            "/oauth/dpc/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": client_id,
+                "client_secret": secret,
+            },
+        ).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        with contextlib.ExitStack() as stack:
+            for _ in range(MAX_ACTIVE + 1):
+                download = stack.enter_context(
+                    http.stream("GET", "/v1/audit-events/export", headers=headers)
+                )
+                assert download.status_code == 200
+                next(download.iter_bytes())  # started, then left unread
+            assert http.get("/v1/audit-events", headers=headers).status_code == 200

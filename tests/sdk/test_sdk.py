@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -358,6 +359,9 @@ def test_people_and_audit_round_trip(served: Served) -> None:
         actions = [e.action for e in stead.audit_events.list(project_id=pid)]
         assert actions[0] == "project.created" and "environment.created" in actions
         assert list(stead.audit_events.list(action="no.such")) == []
+        exported = stead.audit_events.export(project_id=pid, export_format="json")
+        assert [e["action"] for e in json.loads(exported)] == actions
+        assert stead.audit_events.export(project_id=pid).splitlines()[0].startswith("id,createdAt")
 
 
 def test_a_lasting_503_is_answered_at_once_and_a_passing_one_retried(served: Served) -> None:

@@ -6,11 +6,20 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
-from typing import Literal
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Literal
+
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from stead.audit.models import AuditEvent
 from stead.audit.schemas import AuditActor, AuditEventRead, AuditTarget
+from stead.audit.service import AuditFilter, export_events
+from stead.pipeline.admission import SCOPE_KEY, Admission
+
+if TYPE_CHECKING:
+    from stead.identity.actor import Actor
 
 #: The export's file formats.
 ExportFormat = Literal["csv", "json"]
@@ -110,3 +119,39 @@ def export_headers(export_format: ExportFormat) -> dict[str, str]:
         "Content-Disposition": f'attachment; filename="audit-events.{export_format}"',
         "Cache-Control": "no-store",
     }
+
+
+def stream_export(
+    request: Request, *, actor: Actor, where: AuditFilter, export_format: ExportFormat
+) -> StreamingResponse:
+    """The answer of an export: every event ``actor`` may read that matches ``where``, oldest
+    first, in ``export_format``.
+
+    The request gives back its admission slot (:mod:`stead.pipeline.admission`) when the
+    answer starts, and takes one only while it reads each batch: a download lasts as long as
+    the client takes to read it, and must not hold a slot meanwhile.
+    """
+    admission = request.scope.get(SCOPE_KEY)
+    gate = admission if isinstance(admission, Admission) else None
+    chunks = export_chunks(
+        export_events(request.app.state.read_sessionmaker, actor=actor, where=where),
+        export_format,
+    )
+
+    async def body() -> AsyncIterator[str]:
+        # on the event loop (asyncio's semaphore is not for worker threads)
+        if gate is not None:
+            gate.leave()
+        while True:
+            if gate is not None:
+                await gate.enter()
+            try:
+                chunk = await run_in_threadpool(next, chunks, None)
+            finally:
+                if gate is not None:
+                    gate.leave()
+            if chunk is None:
+                return
+            yield chunk
+
+    return StreamingResponse(body(), headers=export_headers(export_format))

@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BeforeValidator
 
 from stead.audit import service
-from stead.audit.export import ExportFormat, export_chunks, export_headers, to_read
+from stead.audit.export import ExportFormat, stream_export, to_read
 from stead.audit.schemas import AuditEventRead
 from stead.audit.service import AuditFilter
 from stead.identity.deps import ActorDep, AuditReader
@@ -86,7 +86,4 @@ def export_audit_events(
 ) -> StreamingResponse:
     """Every audit event the caller may read that matches the filters of ``GET
     /v1/audit-events``, oldest first, streamed as a CSV or JSON file (docs/api.md, Audit)."""
-    batches = service.export_events(request.app.state.read_sessionmaker, actor=actor, where=where)
-    return StreamingResponse(
-        export_chunks(batches, export_format), headers=export_headers(export_format)
-    )
+    return stream_export(request, actor=actor, where=where, export_format=export_format)

@@ -181,6 +181,10 @@ def list_events(
     return paginate(session, _query(actor.account_id, where), params)
 
 
+#: The largest event id (the column is a 32-bit integer on PostgreSQL).
+_MAX_ID = 2**31 - 1
+
+
 @dataclass(frozen=True)
 class Cursor:
     """A position in the audit trail's order, ``(created_at, id)``: the event at which a page
@@ -210,7 +214,10 @@ class Cursor:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
             micros, _, ident = raw.partition(".")
             at = datetime.fromtimestamp(int(micros) / 1_000_000, tz=UTC)
-            return cls(created_at=at, id=int(ident))
+            number = int(ident)
+            if not 0 <= number <= _MAX_ID:
+                raise ValueError(number)
+            return cls(created_at=at, id=number)
         except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError, OSError):
             raise BadRequest(
                 "Invalid paging cursor", violations=[f"{field}: not a cursor of this list"]

@@ -9,11 +9,13 @@ from fastapi.responses import RedirectResponse
 from stead.console import web
 from stead.console.pages import (
     account,
+    agents,
     api_clients,
     audit,
     auth,
     links,
     members,
+    plan,
     project,
     projects,
     users,
@@ -31,6 +33,9 @@ console_router.include_router(audit.router)
 console_router.include_router(api_clients.router)
 console_router.include_router(links.router)
 console_router.include_router(users.router)
+
+console_router.include_router(plan.router)
+console_router.include_router(agents.router)
 
 
 @console_router.get("")

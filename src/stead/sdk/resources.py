@@ -776,7 +776,7 @@ class EnvironmentAccess(_Resource):
 
 
 class AuditEvents(_Resource):
-    """``GET /v1/audit-events`` (docs/api.md, Audit)."""
+    """``GET /v1/audit-events`` and its ``/export`` (docs/api.md, Audit)."""
 
     def list(
         self,
@@ -803,3 +803,27 @@ class AuditEvents(_Resource):
             page_size=page_size,
             params={k: v for k, v in filters.items() if v is not None},
         )
+
+    def export(
+        self,
+        *,
+        export_format: str = "csv",
+        project_id: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> str:
+        """``GET /v1/audit-events/export``: every event the caller may read that matches the
+        filters (as :meth:`list` takes them), oldest first, as the text of a CSV file
+        (``export_format="csv"``) or a JSON array (``"json"``)."""
+        filters = {
+            "format": export_format,
+            "projectId": project_id,
+            "actor": actor,
+            "action": action,
+            "from": since,
+            "to": until,
+        }
+        params = {k: v for k, v in filters.items() if v is not None}
+        return self._client.request("GET", "/v1/audit-events/export", params=params).text

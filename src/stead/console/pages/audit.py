@@ -14,7 +14,7 @@ from fastapi import Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from stead.audit import service
-from stead.audit.export import ExportFormat, export_chunks, export_headers
+from stead.audit.export import ExportFormat, stream_export
 from stead.audit.service import AuditFilter, Cursor
 from stead.console import web
 from stead.console.web import ConsoleUser
@@ -157,9 +157,4 @@ def export_audit(
     /v1/audit-events/export``), every matching event oldest first."""
     form = _form(actor=actor, action=action, project=project, **{"from": since, "to": until})
     where = _where(db, console, form)
-    batches = service.export_events(
-        request.app.state.read_sessionmaker, actor=console.actor, where=where
-    )
-    return StreamingResponse(
-        export_chunks(batches, export_format), headers=export_headers(export_format)
-    )
+    return stream_export(request, actor=console.actor, where=where, export_format=export_format)
