@@ -85,7 +85,7 @@ def states(
     connections, secret references, hosted secrets, repository and members; the environments
     whose settings ``actor`` may read (the others by name in ``hiddenEnvironments``) with the
     access levels set for users; and the pending invitations where ``actor`` may manage
-    members (else None). Ten statements, whatever the number of projects."""
+    members (else None). A fixed number of statements, whatever the number of projects."""
     ids = [p.id for p in projects]
     if not ids:
         return []
