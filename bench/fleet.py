@@ -115,9 +115,9 @@ def database(backend: str, workdir: Path) -> Iterator[str]:
 
 
 def plan_once(path: Path, url: str, client_id: str, secret: str) -> dict[str, Any]:
-    """One ``stead plan``: read the listed projects, compare."""
-    spec = load([path], VARIABLES)
+    """One ``stead plan``: read the file, read the listed projects, compare."""
     started = time.perf_counter()
+    spec = load([path], VARIABLES)
     with Client(url, client_id, secret) as client:
         plan = make_plan(spec, read_state(client, names=[p.name for p in spec.projects]))
         requests = client.requests_sent
@@ -131,9 +131,9 @@ def plan_once(path: Path, url: str, client_id: str, secret: str) -> dict[str, An
 def apply_once(
     path: Path, url: str, client_id: str, secret: str, parallelism: int
 ) -> dict[str, Any]:
-    """One ``stead apply --auto-approve``: read, plan, apply."""
-    spec = load([path], VARIABLES)
+    """One ``stead apply --auto-approve``: read the file and the server, plan, apply."""
     started = time.perf_counter()
+    spec = load([path], VARIABLES)
     with Client(url, client_id, secret) as client:
         state = read_state(client, names=[p.name for p in spec.projects])
         plan = make_plan(spec, state)
