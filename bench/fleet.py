@@ -39,6 +39,23 @@ from stead.sdk import Client  # noqa: E402
 from tests.declarative.documents import AGENT, redshift_environment, write  # noqa: E402
 from tests.support.postgres import free_port, postgres_cluster  # noqa: E402
 
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process ``pid`` has used, from ``/proc`` (Linux): the
+    share of a busy machine a phase took, whatever else ran at the same time."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def measured(server_pid: int, into: dict[str, Any]) -> Iterator[None]:
+    """Add ``serverCpu`` and ``clientCpu`` (seconds) of the block to ``into``."""
+    server, client = cpu_seconds(server_pid), time.process_time()
+    yield
+    into["server_cpu"] = round(cpu_seconds(server_pid) - server, 2)
+    into["client_cpu"] = round(time.process_time() - client, 2)
+
+
 TARGETS = {"apply": 30.0, "noop_plan": 5.0, "one_change_plan": 5.0}
 VARIABLES = {"REDSHIFT_USER": "bench", "API_KEY": "bench-api-key"}
 
@@ -98,9 +115,9 @@ def database(backend: str, workdir: Path) -> Iterator[str]:
 
 
 def plan_once(path: Path, url: str, client_id: str, secret: str) -> dict[str, Any]:
-    """One ``stead plan``: read the listed projects, compare."""
-    spec = load([path], VARIABLES)
+    """One ``stead plan``: read the file, read the listed projects, compare."""
     started = time.perf_counter()
+    spec = load([path], VARIABLES)
     with Client(url, client_id, secret) as client:
         plan = make_plan(spec, read_state(client, names=[p.name for p in spec.projects]))
         requests = client.requests_sent
@@ -114,9 +131,9 @@ def plan_once(path: Path, url: str, client_id: str, secret: str) -> dict[str, An
 def apply_once(
     path: Path, url: str, client_id: str, secret: str, parallelism: int
 ) -> dict[str, Any]:
-    """One ``stead apply --auto-approve``: read, plan, apply."""
-    spec = load([path], VARIABLES)
+    """One ``stead apply --auto-approve``: read the file and the server, plan, apply."""
     started = time.perf_counter()
+    spec = load([path], VARIABLES)
     with Client(url, client_id, secret) as client:
         state = read_state(client, names=[p.name for p in spec.projects])
         plan = make_plan(spec, state)
@@ -144,19 +161,28 @@ def bench(backend: str, projects: int, parallelism: int) -> dict[str, Any]:
                 document = fleet(projects)
                 path = write(workdir / "fleet.yaml", document)
                 url = f"http://127.0.0.1:{port}"
-                first = apply_once(path, url, client_id, secret, parallelism)
-                noop = plan_once(path, url, client_id, secret)
+                first: dict[str, Any] = {}
+                with measured(server.pid, first):
+                    first.update(apply_once(path, url, client_id, secret, parallelism))
+                noop: dict[str, Any] = {}
+                with measured(server.pid, noop):
+                    noop.update(plan_once(path, url, client_id, secret))
                 changed = copy.deepcopy(document)
                 target = changed["projects"][projects // 2]
                 props = target["environments"][1]["connectionOverrides"][0]
                 props["connectionProperties"]["defaultSchema"] = {"value": "staging"}
-                one = plan_once(write(workdir / "changed.yaml", changed), url, client_id, secret)
+                one: dict[str, Any] = {}
+                with measured(server.pid, one):
+                    one.update(
+                        plan_once(write(workdir / "changed.yaml", changed), url, client_id, secret)
+                    )
             finally:
                 server.terminate()
                 server.wait(timeout=30)
     expected = [f'projects["{target["name"]}"].environments["dev"]']
     results = {"apply": first, "noop_plan": noop, "one_change_plan": one}
     return {
+        "load_average": os.getloadavg()[0],
         "backend": backend,
         "projects": projects,
         "parallelism": parallelism,

@@ -551,7 +551,8 @@ def test_secret_values_are_written_once_and_shown_only_as_changed(
     exported = tmp_path / "exported.yaml"
     assert run("export", "--all", "-o", str(exported)).exit_code == 0
     written = yaml.safe_load(exported.read_text())
-    assert written["projects"][0]["secrets"] == [{"name": "finance-extra", "type": "PASSWORD"}]
+    (finance,) = [p for p in written["projects"] if p["name"] == "finance-analytics"]
+    assert finance["secrets"] == [{"name": "finance-extra", "type": "PASSWORD"}]
     assert run("plan", "-f", str(exported)).exit_code == 0
     # the secrets environments own are theirs, never pruned as strangers
     assert run("plan", "-f", str(path), "--prune").exit_code == 0

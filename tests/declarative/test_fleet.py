@@ -90,17 +90,15 @@ def test_state_read_answers_pages_of_projects_with_everything_in_them(
     assert cli(served, "apply", "-f", str(path), "--auto-approve").exit_code == 0
     with Client(served.url, served.client_id, served.client_secret) as stead:
         states = list(stead.projects.states(names=["TEAM-0001", "team-0002", "nope"]))
-        assert [s.project.name for s in states] == ["team-0001", "team-0002"]
-        one = states[0]
+        # in list order: creation order, and the apply made them in parallel
+        assert sorted(s.project.name for s in states) == ["team-0001", "team-0002"]
+        (one,) = [s for s in states if s.project.name == "team-0001"]
         assert [e.name for e in one.environments] == ["prod", "dev"]
         assert [c.name for c in one.connections] == ["finance-dwh-prod"]
         assert [s.name for s in one.secrets] == ["api-key"]
         assert one.repository is None and one.invitations == []
-        assert [s.project.name for s in stead.projects.states(page_size=2)] == [
-            "team-0000",
-            "team-0001",
-            "team-0002",
-        ]
+        paged = [s.project.name for s in stead.projects.states(page_size=2)]
+        assert sorted(paged) == ["team-0000", "team-0001", "team-0002"]
         by_id = list(stead.projects.states(project_ids=[one.project.id]))
         assert [s.project.name for s in by_id] == ["team-0001"]
         sent = stead.requests_sent

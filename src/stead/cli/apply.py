@@ -426,13 +426,14 @@ def import_(
     import yaml
 
     from stead.declarative.imports import import_into
+    from stead.declarative.spec import SAFE_LOADER
     from stead.declarative.state import read_state
     from stead.wire import name_key
 
     path = files
     try:
         text = path.read_text(encoding="utf-8") if path.exists() else ""
-        document = yaml.safe_load(text) or {}
+        document = yaml.load(text, Loader=SAFE_LOADER) or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         _fail(f"{path}: {exc}")
     listed = [str(p.get("name")) for p in document.get("projects") or [] if isinstance(p, dict)]

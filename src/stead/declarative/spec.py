@@ -276,6 +276,10 @@ def _duplicates(kind: str, names: list[str], field: str = "name") -> list[str]:
     return problems
 
 
+#: PyYAML's safe loader, in C (libyaml) when PyYAML was built with it: the same documents,
+#: about four times faster on a file of a thousand projects.
+SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 #: ``STEAD_VAR_NAME`` in the environment gives the file's ``${NAME}`` (as ``TF_VAR_name`` gives a
 #: Terraform variable).
 VAR_PREFIX = "STEAD_VAR_"
@@ -425,7 +429,7 @@ def load(paths: Iterable[Path], env: Mapping[str, str]) -> StateFile:
     problems: list[str] = []
     for path in paths:
         try:
-            document = yaml.safe_load(path.read_text(encoding="utf-8"))
+            document = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             problems.append(f"{path}: {exc}")
             continue

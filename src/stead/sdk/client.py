@@ -86,7 +86,8 @@ class Client:
         max_retries: retries of a request whose connection failed or whose answer is transient
             (:func:`is_transient`: 429, 502, 504, and a 503 that does not name a lasting
             cause); any other answer is returned at once. A POST is retried with the same
-            ``Idempotency-Key``, so it never runs twice.
+            ``Idempotency-Key``, so it never runs twice. A 429 pauses every thread using
+            this client until its ``Retry-After`` (or the backoff) has passed.
         backoff: first delay between retries, in seconds; it doubles each time (with jitter) up
             to ``max_retry_wait``.
         max_retry_wait: the longest delay the client waits; a ``Retry-After`` longer than this

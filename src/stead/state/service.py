@@ -82,8 +82,10 @@ def states(
     session: Session, *, actor: Actor, projects: Sequence[Project]
 ) -> list[ProjectStateRead]:
     """The state of each of ``projects`` (which ``actor`` may see), in the given order: its
-    connections, secret references, hosted secrets and repository, and the environments whose
-    settings ``actor`` may read (the others by name in ``hiddenEnvironments``)."""
+    connections, secret references, hosted secrets, repository and members; the environments
+    whose settings ``actor`` may read (the others by name in ``hiddenEnvironments``) with the
+    access levels set for users; and the pending invitations where ``actor`` may manage
+    members (else None). A fixed number of statements, whatever the number of projects."""
     ids = [p.id for p in projects]
     if not ids:
         return []
