@@ -12,7 +12,11 @@ from fastapi.testclient import TestClient
 import stead
 from stead.openapi import SWAGGER_UI_URL, SWAGGER_UI_VERSION
 
-PUBLIC = {("/v1/auth/login", "post"), ("/v1/invitations/accept", "post")}
+PUBLIC = {
+    ("/v1/auth/login", "post"),
+    ("/v1/auth/password-reset", "post"),
+    ("/v1/invitations/accept", "post"),
+}
 CONTENT_TYPES = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
 
 

@@ -131,7 +131,7 @@ def test_people_access_and_allow_lists_round_trip(
         assert '] create project "team-0000" / member "Bob@Example.com"' in applied.output
         assert "access for bob@example.com is set once they are a member" in applied.output
         (message,) = mail.mailbox.messages
-        link = re.search(r"#([A-Za-z0-9_-]{20,})", message.get_content())
+        link = re.search(r"/console/invitations/([A-Za-z0-9_-]{20,})", message.get_content())
         assert link is not None
         token = link.group(1)
         with Client(served.url, served.client_id, served.client_secret) as stead:

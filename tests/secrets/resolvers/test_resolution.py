@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import pytest
+from hvac.exceptions import InvalidRequest
 
 from stead.secrets.resolvers.base import SecretNotFound
 from tests.secrets.resolvers.conftest import (
@@ -199,9 +200,19 @@ def test_vault_approle_namespace_and_several_keys(world: World, canary: str) -> 
     root.adapter.post(f"/v1/sys/namespaces/{namespace}")
     inner: Any = world.vault.client(namespace=namespace)
     inner.sys.enable_secrets_engine("kv", path="kv", options={"version": "2"})
-    inner.secrets.kv.v2.create_or_update_secret(
-        path="warehouse", secret={"password": canary, "user": "etl"}, mount_point="kv"
-    )
+    # A new KV version 2 mount upgrades itself in the background and refuses writes ("Upgrading
+    # from non-versioned to versioned data") for a moment: wait for it, as a client would.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            inner.secrets.kv.v2.create_or_update_secret(
+                path="warehouse", secret={"password": canary, "user": "etl"}, mount_point="kv"
+            )
+            break
+        except InvalidRequest as error:
+            if "Upgrading" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
     world.reconfigure(
         vault_token=world.vault.root_token, vault_namespace=namespace, vault_mount="kv"
     )
