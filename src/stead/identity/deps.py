@@ -197,6 +197,15 @@ def visible_project(session: Session, *, actor: Actor, project_id: str) -> Proje
     return ProjectContext(actor=actor, project=project, role=role)
 
 
+def project_refusal(ctx: ProjectContext, permission: str) -> PermissionDenied:
+    """The 403 for a caller whose project role in ``ctx`` lacks ``permission``."""
+    return PermissionDenied(
+        f"Your project role {ctx.role} may not do this ({permission})",
+        permission=permission,
+        project_id=ctx.project.id,
+    )
+
+
 #: A dependency that authenticates a request and returns its :class:`Actor`: the bearer token's
 #: (:func:`current_actor`, ``/v1``) or the console session's.
 ActorDependency = Callable[..., Awaitable[Actor]]
@@ -219,11 +228,7 @@ def project_permission(
     ) -> ProjectContext:
         ctx = await run_read(session, visible_project, session, actor=actor, project_id=project_id)
         if not project_allows(ctx.role, permission):
-            raise PermissionDenied(
-                f"Your project role {ctx.role} may not do this ({permission})",
-                permission=permission,
-                project_id=ctx.project.id,
-            )
+            raise project_refusal(ctx, permission)
         return ctx
 
     # Set here, not written in the signature: under postponed evaluation FastAPI resolves a
