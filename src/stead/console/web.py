@@ -377,6 +377,19 @@ def validated(model: type[_M], data: Mapping[str, Any]) -> _M:
         ) from None
 
 
+def check_confirmation(password: str, again: str, *, noun: str = "password") -> None:
+    """Refuse a form whose ``confirm_password`` field (``again``) differs from ``password``.
+
+    Raises:
+        BadRequest: at ``confirmPassword``, "does not match the <noun>".
+    """
+    if password != again:
+        raise BadRequest(
+            f"The {noun}s do not match",
+            violations=[f"confirmPassword: does not match the {noun}"],
+        )
+
+
 # --- rendering -------------------------------------------------------------------------------
 
 

@@ -40,14 +40,6 @@ def _check_csrf(request: Request, sent: str) -> None:
         raise web.CsrfRefused
 
 
-def _mismatch(password: str, confirm_password: str) -> None:
-    if password != confirm_password:
-        raise BadRequest(
-            "The passwords do not match",
-            violations=["confirmPassword: does not match the password"],
-        )
-
-
 def _page(
     request: Request,
     db: SessionDep,
@@ -97,7 +89,7 @@ async def accept(
         invitation, _ = await run_in_threadpool(members.open_invitation, db, token=token)
         caller = None
         if await run_in_threadpool(find_user, db, email=invitation.email) is None:
-            _mismatch(password, confirm_password)
+            web.check_confirmation(password, confirm_password)
             data = web.validated(
                 InvitationAccept,
                 {"token": token, "password": password, "displayName": display_name or None},
@@ -164,7 +156,7 @@ def use_reset(
     the passwords differ or are refused; nothing changes then."""
     _check_csrf(request, csrf_token)
     try:
-        _mismatch(password, confirm_password)
+        web.check_confirmation(password, confirm_password)
         data = web.validated(PasswordResetUse, {"token": token, "password": password})
         users.reset_password(
             db,
