@@ -38,7 +38,7 @@ from stead.console import sessions
 from stead.db import READS_IN_PLACE, session_scope
 from stead.errors import PROBLEM_JSON, AppError, BadRequest, Forbidden
 from stead.identity.actor import Actor
-from stead.identity.deps import environment_permission, project_permission
+from stead.identity.deps import environment_permission, project_permission, request_origin
 from stead.identity.models import User
 from stead.identity.permissions import PermissionDenied, account_allows
 from stead.identity.service import user_actor
@@ -192,10 +192,7 @@ async def _load(request: Request, cookie_value: str) -> _Loaded | None:
             return None
         found, flash_text = maintained
     record, user = found
-    actor = user_actor(user).with_request(
-        request_id=getattr(request.state, "request_id", None),
-        source_ip=request.client.host if request.client else None,
-    )
+    actor = user_actor(user).with_request(**request_origin(request))
     return _Loaded(
         user_id=user.id,
         actor=actor,

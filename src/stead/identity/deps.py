@@ -56,6 +56,15 @@ from stead.projects.models import Project
 REQUIREMENTS: dict[Callable[..., Any], tuple[str, str]] = {}
 
 
+def request_origin(request: Request) -> dict[str, str | None]:
+    """The request's id and client address, as ``request_id`` and ``source_ip``: what
+    :meth:`Actor.with_request` takes and audit events written without an actor record."""
+    return {
+        "request_id": getattr(request.state, "request_id", None),
+        "source_ip": request.client.host if request.client else None,
+    }
+
+
 def _load_actor(factory: sessionmaker[Session], claims: TokenClaims) -> Actor:
     with factory() as session:
         return load_actor(session, claims)
@@ -106,10 +115,7 @@ async def current_actor(
     if actor is None:
         actor = await run_in_threadpool(_load_actor, state.sessionmaker, claims)
         cache.put(claims, actor)
-    actor = actor.with_request(
-        request_id=getattr(request.state, "request_id", None),
-        source_ip=request.client.host if request.client else None,
-    )
+    actor = actor.with_request(**request_origin(request))
     request.state.actor = actor
     limiter: RateLimiter = state.rate_limiter
     if not limiter.hit_local(actor.id):  # a new lease is needed: the database, in a thread

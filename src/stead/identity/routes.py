@@ -31,6 +31,7 @@ from stead.identity.deps import (
     UserManager,
     UserReader,
     parse_uuid,
+    request_origin,
 )
 from stead.identity.models import ApiClient, User
 from stead.identity.schemas import (
@@ -87,14 +88,6 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
     except (binascii.Error, UnicodeDecodeError):
         return None
     return (unquote_plus(user), unquote_plus(password)) if sep else None
-
-
-def request_origin(request: Request) -> dict[str, str | None]:
-    """The request id and client address, for audit events written without a bearer actor."""
-    return {
-        "request_id": getattr(request.state, "request_id", None),
-        "source_ip": request.client.host if request.client else None,
-    }
 
 
 def _token_response(request: Request, principal: ApiClient | User) -> JSONResponse:

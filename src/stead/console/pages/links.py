@@ -23,7 +23,8 @@ from stead.console import web
 from stead.console.pages.auth import LOGIN_CSRF, login_csrf_ok, login_form, start_session
 from stead.errors import AppError, BadRequest
 from stead.identity import members, users
-from stead.identity.routes import request_origin, throttled_login
+from stead.identity.deps import request_origin
+from stead.identity.routes import throttled_login
 from stead.identity.schemas import InvitationAccept, PasswordResetUse
 from stead.identity.service import find_user, user_actor
 from stead.pipeline.transaction import SessionDep, make_router
