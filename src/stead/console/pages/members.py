@@ -16,6 +16,7 @@ from stead.db import utcnow
 from stead.errors import AppError
 from stead.identity import members
 from stead.identity.deps import ProjectContext, parse_uuid
+from stead.identity.models import ProjectMember
 from stead.identity.permissions import PROJECT_ROLES, account_allows, project_allows
 from stead.identity.schemas import InvitationCreate, MemberUpdate
 from stead.pagination import PageParams
@@ -112,6 +113,18 @@ def _manage(
     return web.redirect(_base(ctx))
 
 
+def _member(db: SessionDep, ctx: ProjectContext, member_id: str) -> tuple[ProjectMember, str]:
+    """The project's member ``member_id`` and its display name ("" when unknown).
+
+    Raises:
+        BadRequest: ``member_id`` is not a UUID. NotFound: no such member of the project.
+    """
+    member = members.get_member(
+        db, project=ctx.project, member_id=parse_uuid(member_id, field="memberId")
+    )
+    return member, members.names_of(db, ids=[member.principal_id]).get(member.principal_id, "")
+
+
 @router.post("/{member_id}/role")
 def change_role(
     request: Request,
@@ -125,13 +138,10 @@ def change_role(
 
     def work() -> str:
         data = web.validated(MemberUpdate, {"projectRole": project_role})
-        member = members.get_member(
-            db, project=ctx.project, member_id=parse_uuid(member_id, field="memberId")
-        )
+        member, name = _member(db, ctx, member_id)
         members.change_role(
             db, actor=console.actor, project=ctx.project, member=member, role=data.project_role
         )
-        name = members.names_of(db, ids=[member.principal_id]).get(member.principal_id, "")
         return f"{name} is now {data.project_role}."
 
     return _manage(request, db, console, ctx, f"role-{member_id}", work)
@@ -148,10 +158,7 @@ def remove(
     """Remove a member from the project (not the last Owner)."""
 
     def work() -> str:
-        member = members.get_member(
-            db, project=ctx.project, member_id=parse_uuid(member_id, field="memberId")
-        )
-        name = members.names_of(db, ids=[member.principal_id]).get(member.principal_id, "")
+        member, name = _member(db, ctx, member_id)
         members.remove_member(db, actor=console.actor, project=ctx.project, member=member)
         return f"{name} has been removed from the project."
 
