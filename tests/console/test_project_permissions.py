@@ -1,4 +1,4 @@
-"""Every route of the project and environment pages declares the permission of the ``/v1``
+"""Every route of the project, environment and members pages declares the permission of the ``/v1``
 route it mirrors (docs/permissions.md), read from its dependencies as the ``/v1`` table is."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi.routing import APIRoute
 
 from stead.app import create_app
-from stead.console.pages import project
+from stead.console.pages import members, project
 from stead.identity.deps import REQUIREMENTS
 from stead.settings import Settings
 from tests.support.routes import _calls, api_routes
@@ -32,6 +32,13 @@ MIRRORS = {
     "POST /projects/{projectId}/environments/{environmentName}/access/{userId}/remove": (
         f"DELETE {E}/access/{{userId}}"
     ),
+    "GET /projects/{projectId}/members": f"GET {P}/members",
+    "POST /projects/{projectId}/members/{member_id}/role": f"PATCH {P}/members/{{memberId}}",
+    "POST /projects/{projectId}/members/{member_id}/remove": f"DELETE {P}/members/{{memberId}}",
+    "POST /projects/{projectId}/members/invitations/{invitation_id}/revoke": (
+        f"DELETE {P}/invitations/{{invitationId}}"
+    ),
+    "POST /projects/{projectId}/members/invite": f"POST {P}/invitations",
 }
 
 
@@ -39,7 +46,7 @@ def test_each_page_declares_the_permission_of_its_v1_route(tmp_path: Path) -> No
     app = create_app(Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/s.db"))
     v1 = {r.key: r.permission for r in api_routes(app)}
     declared = {}
-    for route in project.router.routes:
+    for route in (*project.router.routes, *members.router.routes):
         assert isinstance(route, APIRoute)
         found = {REQUIREMENTS[c][1] for c in _calls(route.dependant) if c in REQUIREMENTS}
         for method in route.methods - {"HEAD"}:

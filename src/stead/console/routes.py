@@ -23,19 +23,22 @@ from stead.console.pages import (
 )
 
 console_router = APIRouter(prefix=web.PREFIX)
-console_router.include_router(auth.router)
-console_router.include_router(account.router)
-console_router.include_router(wizard.router)
-console_router.include_router(projects.router)
-console_router.include_router(members.router)
-console_router.include_router(project.router)
-console_router.include_router(audit.router)
-console_router.include_router(api_clients.router)
-console_router.include_router(links.router)
-console_router.include_router(users.router)
-
-console_router.include_router(plan.router)
-console_router.include_router(agents.router)
+# In this order: a page's fixed paths (``/projects/new``) come before another's parameters.
+for page in (
+    auth,
+    account,
+    wizard,
+    projects,
+    members,
+    project,
+    audit,
+    api_clients,
+    links,
+    users,
+    plan,
+    agents,
+):
+    console_router.include_router(page.router)
 
 
 @console_router.get("")

@@ -38,9 +38,9 @@ from stead.console import sessions
 from stead.db import READS_IN_PLACE, session_scope
 from stead.errors import PROBLEM_JSON, AppError, BadRequest, Forbidden
 from stead.identity.actor import Actor
-from stead.identity.deps import ProjectContext, visible_project
+from stead.identity.deps import environment_permission, project_permission, request_origin
 from stead.identity.models import User
-from stead.identity.permissions import PermissionDenied, account_allows, project_allows
+from stead.identity.permissions import PermissionDenied, account_allows
 from stead.identity.service import user_actor
 from stead.pipeline.admission import admit
 from stead.pipeline.problems import validation_violations
@@ -192,10 +192,7 @@ async def _load(request: Request, cookie_value: str) -> _Loaded | None:
             return None
         found, flash_text = maintained
     record, user = found
-    actor = user_actor(user).with_request(
-        request_id=getattr(request.state, "request_id", None),
-        source_ip=request.client.host if request.client else None,
-    )
+    actor = user_actor(user).with_request(**request_origin(request))
     return _Loaded(
         user_id=user.id,
         actor=actor,
@@ -275,25 +272,28 @@ def require(permission: str) -> Callable[[Request], Awaitable[Console]]:
     return dependency
 
 
-def project_for(
-    db: Any, *, console: Console, project_id: str, permission: str = "project.read"
-) -> ProjectContext:
-    """The project ``project_id`` as ``console``'s user sees it, for a page of that project
-    (run it in the endpoint, a sync function, with the request's session ``db``).
+async def _session_actor(console: ConsoleUser) -> Actor:
+    """The console session's actor: what the permission dependencies judge."""
+    return console.actor
 
-    Raises:
-        NotFound: no such project or the user may not see it (the same answer, as in ``/v1``).
-        BadRequest: ``project_id`` is not a UUID.
-        PermissionDenied: the user sees the project but their role lacks ``permission``.
+
+def project_access(permission: str) -> Any:
+    """``Depends`` on the path's project (``{projectId}``) as the logged-in user sees it, whose
+    project role must grant ``permission``: :func:`stead.identity.deps.project_permission`
+    with the console's session as the actor (404 for a project the user may not see, 403 for
+    a permission the role lacks, as in ``/v1``).
+
+    Use: ``ctx: Annotated[ProjectContext, web.project_access("member.read")]``.
     """
-    ctx = visible_project(db, actor=console.actor, project_id=project_id)
-    if not project_allows(ctx.role, permission):
-        raise PermissionDenied(
-            f"Your project role {ctx.role} may not do this ({permission})",
-            permission=permission,
-            project_id=ctx.project.id,
-        )
-    return ctx
+    return Depends(project_permission(permission, _session_actor))
+
+
+def environment_access(permission: str) -> Any:
+    """``Depends`` on the path's project and environment (``{environmentName}``), in which the
+    logged-in user's access level must grant ``permission``:
+    :func:`stead.identity.deps.environment_permission` with the console's session as the
+    actor."""
+    return Depends(environment_permission(permission, _session_actor))
 
 
 def flash(db: Any, console: Console, message: str) -> None:
@@ -372,6 +372,19 @@ def validated(model: type[_M], data: Mapping[str, Any]) -> _M:
         raise BadRequest(
             "The form has invalid fields: " + "; ".join(violations), violations=violations
         ) from None
+
+
+def check_confirmation(password: str, again: str, *, noun: str = "password") -> None:
+    """Refuse a form whose ``confirm_password`` field (``again``) differs from ``password``.
+
+    Raises:
+        BadRequest: at ``confirmPassword``, "does not match the <noun>".
+    """
+    if password != again:
+        raise BadRequest(
+            f"The {noun}s do not match",
+            violations=[f"confirmPassword: does not match the {noun}"],
+        )
 
 
 # --- rendering -------------------------------------------------------------------------------

@@ -56,6 +56,15 @@ from stead.projects.models import Project
 REQUIREMENTS: dict[Callable[..., Any], tuple[str, str]] = {}
 
 
+def request_origin(request: Request) -> dict[str, str | None]:
+    """The request's id and client address, as ``request_id`` and ``source_ip``: what
+    :meth:`Actor.with_request` takes and audit events written without an actor record."""
+    return {
+        "request_id": getattr(request.state, "request_id", None),
+        "source_ip": request.client.host if request.client else None,
+    }
+
+
 def _load_actor(factory: sessionmaker[Session], claims: TokenClaims) -> Actor:
     with factory() as session:
         return load_actor(session, claims)
@@ -106,10 +115,7 @@ async def current_actor(
     if actor is None:
         actor = await run_in_threadpool(_load_actor, state.sessionmaker, claims)
         cache.put(claims, actor)
-    actor = actor.with_request(
-        request_id=getattr(request.state, "request_id", None),
-        source_ip=request.client.host if request.client else None,
-    )
+    actor = actor.with_request(**request_origin(request))
     request.state.actor = actor
     limiter: RateLimiter = state.rate_limiter
     if not limiter.hit_local(actor.id):  # a new lease is needed: the database, in a thread
@@ -197,6 +203,15 @@ def visible_project(session: Session, *, actor: Actor, project_id: str) -> Proje
     return ProjectContext(actor=actor, project=project, role=role)
 
 
+def project_refusal(ctx: ProjectContext, permission: str) -> PermissionDenied:
+    """The 403 for a caller whose project role in ``ctx`` lacks ``permission``."""
+    return PermissionDenied(
+        f"Your project role {ctx.role} may not do this ({permission})",
+        permission=permission,
+        project_id=ctx.project.id,
+    )
+
+
 #: A dependency that authenticates a request and returns its :class:`Actor`: the bearer token's
 #: (:func:`current_actor`, ``/v1``) or the console session's.
 ActorDependency = Callable[..., Awaitable[Actor]]
@@ -219,11 +234,7 @@ def project_permission(
     ) -> ProjectContext:
         ctx = await run_read(session, visible_project, session, actor=actor, project_id=project_id)
         if not project_allows(ctx.role, permission):
-            raise PermissionDenied(
-                f"Your project role {ctx.role} may not do this ({permission})",
-                permission=permission,
-                project_id=ctx.project.id,
-            )
+            raise project_refusal(ctx, permission)
         return ctx
 
     # Set here, not written in the signature: under postponed evaluation FastAPI resolves a

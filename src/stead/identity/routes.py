@@ -31,6 +31,7 @@ from stead.identity.deps import (
     UserManager,
     UserReader,
     parse_uuid,
+    request_origin,
 )
 from stead.identity.models import ApiClient, User
 from stead.identity.schemas import (
@@ -87,14 +88,6 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
     except (binascii.Error, UnicodeDecodeError):
         return None
     return (unquote_plus(user), unquote_plus(password)) if sep else None
-
-
-def _request_origin(request: Request) -> dict[str, str | None]:
-    """The request id and client address, for audit events written without a bearer actor."""
-    return {
-        "request_id": getattr(request.state, "request_id", None),
-        "source_ip": request.client.host if request.client else None,
-    }
 
 
 def _token_response(request: Request, principal: ApiClient | User) -> JSONResponse:
@@ -205,7 +198,7 @@ async def throttled_login(
             email=email,
             password=password,
             settings=state.settings,
-            **_request_origin(request),
+            **request_origin(request),
         )
         if refusal is not None and "Retry-After" in refusal.headers:
             # A lock signs the user out everywhere: this process forgets them once committed.
@@ -533,7 +526,7 @@ def use_password_reset(data: PasswordResetUse, session: SessionDep, request: Req
         session,
         token=data.token.get_secret_value(),
         password=data.password.get_secret_value(),
-        **_request_origin(request),
+        **request_origin(request),
     )
     forget_after_commit(session, request, user.id)
     return Response(status_code=204)
@@ -672,7 +665,7 @@ def accept_invitation(
     becomes a member with the invited role.
     """
     invitation, user, created = members.accept(
-        session, data=data, caller=caller, **_request_origin(request)
+        session, data=data, caller=caller, **request_origin(request)
     )
     return InvitationAccepted(
         user_id=user.id,

@@ -8,7 +8,7 @@ from fastapi import Form, Request, Response
 
 from stead.console import sessions, web
 from stead.console.web import Console, ConsoleUser
-from stead.errors import AppError, BadRequest
+from stead.errors import AppError
 from stead.identity import users
 from stead.identity.schemas import PasswordChange
 from stead.pipeline.transaction import SessionDep, make_router
@@ -58,11 +58,7 @@ def change_password(
     """Change the password: the user's other sessions end, this one stays. 400 with the
     form's errors when the current password is wrong or the new one is refused."""
     try:
-        if new_password != confirm_password:
-            raise BadRequest(
-                "The new passwords do not match",
-                violations=["confirmPassword: does not match the new password"],
-            )
+        web.check_confirmation(new_password, confirm_password, noun="new password")
         data = web.validated(
             PasswordChange, {"currentPassword": current_password, "newPassword": new_password}
         )

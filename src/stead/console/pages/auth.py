@@ -13,14 +13,16 @@ import base64
 import hashlib
 import hmac
 import secrets
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Form, Query, Request, Response
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from stead.console import sessions, web
 from stead.console.web import ConsoleUser
 from stead.errors import AppError
+from stead.identity.models import User
 from stead.identity.routes import throttled_login
 from stead.pipeline.transaction import SessionDep, make_router
 
@@ -37,6 +39,51 @@ def login_token(request: Request, seed: str) -> str:
     return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
 
 
+def login_form(
+    request: Request, template: str, context: dict[str, Any], *, status: int = 200
+) -> Response:
+    """Render ``template``, a form without a session (login, one-time link pages), with
+    ``csrf_token`` (:func:`login_token`) added to ``context``, and set the browser's
+    ``stead_login_csrf`` seed cookie (kept when it brought one, else a new random one)."""
+    settings = request.app.state.settings
+    seed = request.cookies.get(web.cookie_name(settings, LOGIN_CSRF)) or secrets.token_urlsafe(32)
+    context = {**context, "csrf_token": login_token(request, seed)}
+    response = web.render(request, template, context, status=status)
+    web.set_cookie(response, settings, LOGIN_CSRF, seed)
+    return response
+
+
+def login_csrf_ok(request: Request, sent: str) -> bool:
+    """True if ``sent`` is the :func:`login_token` of the browser's seed cookie (compared in
+    constant time); False without the cookie."""
+    seed = request.cookies.get(web.cookie_name(request.app.state.settings, LOGIN_CSRF), "")
+    return bool(seed) and hmac.compare_digest(sent.encode(), login_token(request, seed).encode())
+
+
+async def start_session(request: Request, db: Session, *, user: User, target: str) -> Response:
+    """Start a new console session for ``user`` (ending the one the browser brought, so a
+    session id is never carried over a login) and answer 303 to ``target`` with its cookie;
+    the ``stead_login_csrf`` seed cookie is removed."""
+    settings = request.app.state.settings
+    brought = request.cookies.get(web.cookie_name(settings))
+
+    def start() -> sessions.Started:
+        if brought:
+            sessions.end_session(db, id_hash=sessions.hash_id(brought))
+        return sessions.start_session(
+            db,
+            user=user,
+            user_agent=request.headers.get("user-agent", ""),
+            address=request.client.host if request.client else None,
+        )
+
+    started = await run_in_threadpool(start)
+    response = web.redirect(target)
+    web.set_cookie(response, settings, "stead_session", started.cookie_value)
+    web.delete_cookie(response, settings, LOGIN_CSRF)
+    return response
+
+
 def _login_page(
     request: Request,
     *,
@@ -46,26 +93,12 @@ def _login_page(
     status: int = 200,
     notice: str | None = None,
 ) -> Response:
-    settings = request.app.state.settings
-    seed = request.cookies.get(web.cookie_name(settings, LOGIN_CSRF)) or secrets.token_urlsafe(32)
     errors = None
     if error is not None:
         errors = web.FormErrors()
         errors.add(None, error)
-    response = web.render(
-        request,
-        "login.html",
-        {
-            "next": next_url,
-            "email": email,
-            "errors": errors,
-            "csrf_token": login_token(request, seed),
-            "notice": notice,
-        },
-        status=status,
-    )
-    web.set_cookie(response, settings, LOGIN_CSRF, seed)
-    return response
+    context = {"next": next_url, "email": email, "errors": errors, "notice": notice}
+    return login_form(request, "login.html", context, status=status)
 
 
 @router.get("/login")
@@ -96,12 +129,8 @@ async def log_in(
     otherwise: 401 wrong email or password, 429 throttled or locked, 403 a form that did not
     come from this console.
     """
-    settings = request.app.state.settings
     target = web.safe_next(next_url)
-    seed = request.cookies.get(web.cookie_name(settings, LOGIN_CSRF), "")
-    if not seed or not hmac.compare_digest(
-        csrf_token.encode(), login_token(request, seed).encode()
-    ):
+    if not login_csrf_ok(request, csrf_token):
         return _login_page(
             request,
             next_url=target,
@@ -126,23 +155,7 @@ async def log_in(
         detail = refusal.detail if refusal else "Invalid email or password"
         status = 429 if refusal is not None and "Retry-After" in refusal.headers else 401
         return _login_page(request, next_url=target, email=email, error=detail, status=status)
-    brought = request.cookies.get(web.cookie_name(settings))
-
-    def start() -> sessions.Started:
-        if brought:
-            sessions.end_session(session, id_hash=sessions.hash_id(brought))
-        return sessions.start_session(
-            session,
-            user=user,
-            user_agent=request.headers.get("user-agent", ""),
-            address=request.client.host if request.client else None,
-        )
-
-    started = await run_in_threadpool(start)
-    response = web.redirect(target)
-    web.set_cookie(response, settings, "stead_session", started.cookie_value)
-    web.delete_cookie(response, settings, LOGIN_CSRF)
-    return response
+    return await start_session(request, session, user=user, target=target)
 
 
 @router.post("/logout")

@@ -14,17 +14,16 @@ and ``Referrer-Policy: same-origin`` keeps it from other sites.
 
 from __future__ import annotations
 
-import hmac
-import secrets
 from typing import Annotated
 
 from fastapi import Form, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from stead.console import sessions, web
-from stead.console.pages.auth import LOGIN_CSRF, login_token
+from stead.console import web
+from stead.console.pages.auth import LOGIN_CSRF, login_csrf_ok, login_form, start_session
 from stead.errors import AppError, BadRequest
 from stead.identity import members, users
+from stead.identity.deps import request_origin
 from stead.identity.routes import throttled_login
 from stead.identity.schemas import InvitationAccept, PasswordResetUse
 from stead.identity.service import find_user, user_actor
@@ -36,32 +35,10 @@ router = make_router()
 _FIELDS = {"displayName": "display_name", "confirmPassword": "confirm_password"}
 
 
-def _seed(request: Request) -> str:
-    """The browser's double-submit seed (the login form's cookie), or a new one."""
-    cookie = web.cookie_name(request.app.state.settings, LOGIN_CSRF)
-    return request.cookies.get(cookie) or secrets.token_urlsafe(32)
-
-
 def _check_csrf(request: Request, sent: str) -> None:
     """Refuse (403) a form whose CSRF token does not match the browser's seed cookie."""
-    seed = request.cookies.get(web.cookie_name(request.app.state.settings, LOGIN_CSRF), "")
-    if not seed or not hmac.compare_digest(sent.encode(), login_token(request, seed).encode()):
+    if not login_csrf_ok(request, sent):
         raise web.CsrfRefused
-
-
-def _mismatch(password: str, confirm_password: str) -> None:
-    if password != confirm_password:
-        raise BadRequest(
-            "The passwords do not match",
-            violations=["confirmPassword: does not match the password"],
-        )
-
-
-def _origin(request: Request) -> dict[str, str | None]:
-    return {
-        "request_id": getattr(request.state, "request_id", None),
-        "source_ip": request.client.host if request.client else None,
-    }
 
 
 def _page(
@@ -74,23 +51,15 @@ def _page(
     display_name: str = "",
 ) -> Response:
     invitation, project = members.open_invitation(db, token=token)
-    seed = _seed(request)
-    response = web.render(
-        request,
-        "people/invitation.html",
-        {
-            "invitation": invitation,
-            "project": project,
-            "has_user": find_user(db, email=invitation.email) is not None,
-            "errors": errors,
-            "csrf_token": login_token(request, seed),
-            "display_name": display_name,
-            "action": f"{web.PREFIX}/invitations/{token}",
-        },
-        status=status,
-    )
-    web.set_cookie(response, request.app.state.settings, LOGIN_CSRF, seed)
-    return response
+    context = {
+        "invitation": invitation,
+        "project": project,
+        "has_user": find_user(db, email=invitation.email) is not None,
+        "errors": errors,
+        "display_name": display_name,
+        "action": f"{web.PREFIX}/invitations/{token}",
+    }
+    return login_form(request, "people/invitation.html", context, status=status)
 
 
 @router.get("/invitations/{token}")
@@ -121,7 +90,7 @@ async def accept(
         invitation, _ = await run_in_threadpool(members.open_invitation, db, token=token)
         caller = None
         if await run_in_threadpool(find_user, db, email=invitation.email) is None:
-            _mismatch(password, confirm_password)
+            web.check_confirmation(password, confirm_password)
             data = web.validated(
                 InvitationAccept,
                 {"token": token, "password": password, "displayName": display_name or None},
@@ -136,7 +105,7 @@ async def accept(
                 raise BadRequest(detail, violations=[f"password: {detail}"])
             caller = user_actor(known)
             data = web.validated(InvitationAccept, {"token": token})
-        origin = _origin(request)
+        origin = request_origin(request)
         accepted, user, _ = await run_in_threadpool(
             lambda: members.accept(db, data=data, caller=caller, **origin)
         )
@@ -150,24 +119,8 @@ async def accept(
                 request, db, token, errors=errors, status=status, display_name=display_name
             )
         )
-    settings = request.app.state.settings
-    brought = request.cookies.get(web.cookie_name(settings))
-
-    def start() -> sessions.Started:
-        if brought:
-            sessions.end_session(db, id_hash=sessions.hash_id(brought))
-        return sessions.start_session(
-            db,
-            user=user,
-            user_agent=request.headers.get("user-agent", ""),
-            address=request.client.host if request.client else None,
-        )
-
-    started = await run_in_threadpool(start)
-    response = web.redirect(f"{web.PREFIX}/projects/{accepted.project_id}")
-    web.set_cookie(response, settings, "stead_session", started.cookie_value)
-    web.delete_cookie(response, settings, LOGIN_CSRF)
-    return response
+    target = f"{web.PREFIX}/projects/{accepted.project_id}"
+    return await start_session(request, db, user=user, target=target)
 
 
 def _reset_page(
@@ -179,20 +132,8 @@ def _reset_page(
     status: int = 200,
 ) -> Response:
     _, user = users.open_password_reset(db, token=token)
-    seed = _seed(request)
-    response = web.render(
-        request,
-        "people/reset.html",
-        {
-            "email": user.email,
-            "errors": errors,
-            "csrf_token": login_token(request, seed),
-            "action": f"{web.PREFIX}/reset/{token}",
-        },
-        status=status,
-    )
-    web.set_cookie(response, request.app.state.settings, LOGIN_CSRF, seed)
-    return response
+    context = {"email": user.email, "errors": errors, "action": f"{web.PREFIX}/reset/{token}"}
+    return login_form(request, "people/reset.html", context, status=status)
 
 
 @router.get("/reset/{token}")
@@ -216,13 +157,13 @@ def use_reset(
     the passwords differ or are refused; nothing changes then."""
     _check_csrf(request, csrf_token)
     try:
-        _mismatch(password, confirm_password)
+        web.check_confirmation(password, confirm_password)
         data = web.validated(PasswordResetUse, {"token": token, "password": password})
         users.reset_password(
             db,
             token=data.token.get_secret_value(),
             password=data.password.get_secret_value(),
-            **_origin(request),
+            **request_origin(request),
         )
     except AppError as exc:
         if exc.status != 400:

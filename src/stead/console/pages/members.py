@@ -1,4 +1,4 @@
-"""``/console/projects/{project_id}/members``: the project's members and pending invitations;
+"""``/console/projects/{projectId}/members``: the project's members and pending invitations;
 Owners invite (email + role), change roles (the last Owner stays), remove members and revoke
 invitations. The same members service and permissions as ``/v1/projects/{id}/members``; a
 project the user may not see is a 404, as there."""
@@ -16,15 +16,18 @@ from stead.db import utcnow
 from stead.errors import AppError
 from stead.identity import members
 from stead.identity.deps import ProjectContext, parse_uuid
+from stead.identity.models import ProjectMember
 from stead.identity.permissions import PROJECT_ROLES, account_allows, project_allows
 from stead.identity.schemas import InvitationCreate, MemberUpdate
 from stead.pagination import PageParams
 from stead.pipeline.transaction import SessionDep, make_router
 
-router = make_router(prefix="/projects/{project_id}/members")
+router = make_router(prefix="/projects/{projectId}/members")
 
 PAGE_SIZE = 100
 ROLE_OPTIONS = [(role, role) for role in PROJECT_ROLES]
+MemberReader = Annotated[ProjectContext, web.project_access("member.read")]
+MemberManager = Annotated[ProjectContext, web.project_access("member.manage")]
 
 
 def _base(ctx: ProjectContext) -> str:
@@ -78,14 +81,12 @@ def _page(
 @router.get("")
 def list_members(
     request: Request,
-    console: ConsoleUser,
+    ctx: MemberReader,
     db: SessionDep,
-    project_id: str,
     page: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> Response:
     """Members with their roles (anyone who may read them), and for Owners the pending
     invitations and the buttons."""
-    ctx = web.project_for(db, console=console, project_id=project_id, permission="member.read")
     return _page(request, db, ctx, page=page)
 
 
@@ -93,16 +94,15 @@ def _manage(
     request: Request,
     db: SessionDep,
     console: Console,
-    project_id: str,
+    ctx: ProjectContext,
     field: str,
-    work: Callable[[ProjectContext], str],
+    work: Callable[[], str],
 ) -> Response:
-    """Run ``work`` as an Owner of the project; flash what it returns and go back to the page
-    (303), or show the page with the service's error at ``field`` (4xx), having changed
-    nothing."""
-    ctx = web.project_for(db, console=console, project_id=project_id, permission="member.manage")
+    """Run ``work`` on the project (its Owner checked by :data:`MemberManager`); flash what it
+    returns and go back to the page (303), or show the page with the service's error at
+    ``field`` (4xx), having changed nothing."""
     try:
-        done = work(ctx)
+        done = work()
     except AppError as exc:
         db.rollback()
         aliases = {"projectRole": field, "memberId": field, "invitationId": field}
@@ -113,59 +113,69 @@ def _manage(
     return web.redirect(_base(ctx))
 
 
+def _member(db: SessionDep, ctx: ProjectContext, member_id: str) -> tuple[ProjectMember, str]:
+    """The project's member ``member_id`` and its display name ("" when unknown).
+
+    Raises:
+        BadRequest: ``member_id`` is not a UUID. NotFound: no such member of the project.
+    """
+    member = members.get_member(
+        db, project=ctx.project, member_id=parse_uuid(member_id, field="memberId")
+    )
+    return member, members.names_of(db, ids=[member.principal_id]).get(member.principal_id, "")
+
+
 @router.post("/{member_id}/role")
 def change_role(
     request: Request,
     console: ConsoleUser,
+    ctx: MemberManager,
     db: SessionDep,
-    project_id: str,
     member_id: str,
     project_role: Annotated[str, Form()] = "",
 ) -> Response:
     """Give a member another project role (the last Owner keeps theirs: 409 at the field)."""
 
-    def work(ctx: ProjectContext) -> str:
+    def work() -> str:
         data = web.validated(MemberUpdate, {"projectRole": project_role})
-        member = members.get_member(
-            db, project=ctx.project, member_id=parse_uuid(member_id, field="memberId")
-        )
+        member, name = _member(db, ctx, member_id)
         members.change_role(
             db, actor=console.actor, project=ctx.project, member=member, role=data.project_role
         )
-        name = members.names_of(db, ids=[member.principal_id]).get(member.principal_id, "")
         return f"{name} is now {data.project_role}."
 
-    return _manage(request, db, console, project_id, f"role-{member_id}", work)
+    return _manage(request, db, console, ctx, f"role-{member_id}", work)
 
 
 @router.post("/{member_id}/remove")
 def remove(
-    request: Request, console: ConsoleUser, db: SessionDep, project_id: str, member_id: str
+    request: Request,
+    console: ConsoleUser,
+    ctx: MemberManager,
+    db: SessionDep,
+    member_id: str,
 ) -> Response:
     """Remove a member from the project (not the last Owner)."""
 
-    def work(ctx: ProjectContext) -> str:
-        member = members.get_member(
-            db, project=ctx.project, member_id=parse_uuid(member_id, field="memberId")
-        )
-        name = members.names_of(db, ids=[member.principal_id]).get(member.principal_id, "")
+    def work() -> str:
+        member, name = _member(db, ctx, member_id)
         members.remove_member(db, actor=console.actor, project=ctx.project, member=member)
         return f"{name} has been removed from the project."
 
-    return _manage(request, db, console, project_id, f"role-{member_id}", work)
+    return _manage(request, db, console, ctx, f"role-{member_id}", work)
 
 
 @router.post("/invitations/{invitation_id}/revoke")
 def revoke(
     request: Request,
     console: ConsoleUser,
+    ctx: MemberManager,
     db: SessionDep,
-    project_id: str,
     invitation_id: str,
 ) -> Response:
     """Withdraw a pending invitation: its link stops working."""
 
-    def work(ctx: ProjectContext) -> str:
+    def work() -> str:
         members.revoke_invitation(
             db,
             actor=console.actor,
@@ -174,21 +184,20 @@ def revoke(
         )
         return "The invitation has been revoked."
 
-    return _manage(request, db, console, project_id, f"invitation-{invitation_id}", work)
+    return _manage(request, db, console, ctx, f"invitation-{invitation_id}", work)
 
 
 @router.post("/invite")
 def invite(
     request: Request,
     console: ConsoleUser,
+    ctx: MemberManager,
     db: SessionDep,
-    project_id: str,
     email: Annotated[str, Form()] = "",
     project_role: Annotated[str, Form()] = "",
 ) -> Response:
     """Invite ``email`` with ``project_role``: the link is mailed when a mail server is set;
     without one an account Admin gets it on the page, this once."""
-    ctx = web.project_for(db, console=console, project_id=project_id, permission="member.manage")
     settings = request.app.state.settings
     reveal = not settings.smtp_host and account_allows(console.actor.role, "invitation.reveal")
     form = {"email": email, "project_role": project_role}

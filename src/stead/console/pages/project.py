@@ -33,16 +33,13 @@ from stead.environments.routes import environment_read
 from stead.environments.schemas import EnvironmentUpdate
 from stead.errors import AppError, BadRequest
 from stead.identity import members
-from stead.identity.actor import Actor
 from stead.identity.deps import (
     EnvironmentContext,
     ProjectContext,
-    environment_permission,
     parse_uuid,
-    project_permission,
+    project_refusal,
 )
 from stead.identity.permissions import (
-    PermissionDenied,
     account_allows,
     environment_allows,
     project_allows,
@@ -75,26 +72,13 @@ ACCESS_LEVELS = (
 )
 
 
-async def _actor(console: ConsoleUser) -> Actor:
-    """The console session's actor: what the permission dependencies judge."""
-    return console.actor
-
-
-def _project(permission: str) -> Any:
-    return Depends(project_permission(permission, _actor))
-
-
-def _environment(permission: str) -> Any:
-    return Depends(environment_permission(permission, _actor))
-
-
-ProjectReader = Annotated[ProjectContext, _project("project.read")]
-ProjectUpdater = Annotated[ProjectContext, _project("project.update")]
-ProjectDeleter = Annotated[ProjectContext, _project("project.delete")]
-MemberManager = Annotated[ProjectContext, _project("member.manage")]
-EnvironmentReader = Annotated[EnvironmentContext, _environment("environment.read")]
-EnvironmentRunner = Annotated[EnvironmentContext, _environment("environment.run")]
-EnvironmentAdmin = Annotated[EnvironmentContext, _environment("environment.write")]
+ProjectReader = Annotated[ProjectContext, web.project_access("project.read")]
+ProjectUpdater = Annotated[ProjectContext, web.project_access("project.update")]
+ProjectDeleter = Annotated[ProjectContext, web.project_access("project.delete")]
+MemberManager = Annotated[ProjectContext, web.project_access("member.manage")]
+EnvironmentReader = Annotated[EnvironmentContext, web.environment_access("environment.read")]
+EnvironmentRunner = Annotated[EnvironmentContext, web.environment_access("environment.run")]
+EnvironmentAdmin = Annotated[EnvironmentContext, web.environment_access("environment.write")]
 
 Tab = Literal["overview", "environments", "secrets", "repository", "members", "audit"]
 #: Each tab, its label, and the permission its ``/v1`` read declares (docs/permissions.md).
@@ -186,11 +170,7 @@ def _project_page(
 ) -> Response:
     permission = dict((name, perm) for name, _, perm in TABS)[tab]
     if not _tab_allowed(ctx, permission):
-        raise PermissionDenied(
-            f"Your project role {ctx.role} may not do this ({permission})",
-            permission=permission,
-            project_id=ctx.project.id,
-        )
+        raise project_refusal(ctx, permission)
     return web.render(
         request,
         "project/page.html",

@@ -106,9 +106,7 @@ def _run(
     having changed nothing. Without ``done``, None's answer is the caller's to make."""
     name = f"{field}-{user_id}"
     try:
-        user = users.get_user(
-            db, actor=console.actor, user_id=parse_uuid(user_id, field="userId")
-        )
+        user = users.get_user(db, actor=console.actor, user_id=parse_uuid(user_id, field="userId"))
         work(user)
     except AppError as exc:
         db.rollback()
@@ -138,60 +136,49 @@ def change_role(
     return _run(request, db, console, user_id, "role", work, done)
 
 
-@router.post("/{user_id}/disable")
-def disable(request: Request, console: Manager, db: SessionDep, user_id: str) -> Response:
-    """Disable the user: they cannot log in, and their sessions and tokens end at once."""
-    return _run(
-        request,
-        db,
-        console,
-        user_id,
-        "status",
-        lambda u: users.update_user(db, actor=console.actor, user=u, disabled=True, role=None),
-        "{email} is disabled; their sessions have ended.",
-    )
+def _action(
+    path: str, field: str, done: str, doc: str, call: Callable[[SessionDep, Console, User], Any]
+) -> None:
+    """Register ``POST /console/users/{user_id}/<path>``: :func:`_run` with ``call(db,
+    console, user)``, its errors at the row's ``field`` and ``done`` flashed; ``doc`` is the
+    endpoint's docstring."""
+
+    def endpoint(request: Request, console: Manager, db: SessionDep, user_id: str) -> Response:
+        return _run(request, db, console, user_id, field, lambda u: call(db, console, u), done)
+
+    endpoint.__doc__ = doc
+    name = path.replace("-", "_")
+    router.add_api_route(f"/{{user_id}}/{path}", endpoint, methods=["POST"], name=name)
 
 
-@router.post("/{user_id}/enable")
-def enable(request: Request, console: Manager, db: SessionDep, user_id: str) -> Response:
-    """Enable a disabled user: they may log in again."""
-    return _run(
-        request,
-        db,
-        console,
-        user_id,
-        "status",
-        lambda u: users.update_user(db, actor=console.actor, user=u, disabled=False, role=None),
-        "{email} is enabled.",
-    )
-
-
-@router.post("/{user_id}/unlock")
-def unlock(request: Request, console: Manager, db: SessionDep, user_id: str) -> Response:
-    """Clear the user's login lockouts from every address."""
-    return _run(
-        request,
-        db,
-        console,
-        user_id,
-        "unlock",
-        lambda u: users.unlock(db, actor=console.actor, user=u),
-        "{email} is unlocked.",
-    )
-
-
-@router.post("/{user_id}/end-sessions")
-def end_sessions(request: Request, console: Manager, db: SessionDep, user_id: str) -> Response:
-    """Sign the user out everywhere (console sessions and API tokens)."""
-    return _run(
-        request,
-        db,
-        console,
-        user_id,
-        "sessions",
-        lambda u: users.revoke_tokens(db, actor=console.actor, user=u),
-        "Every session of {email} has ended.",
-    )
+_action(
+    "disable",
+    "status",
+    "{email} is disabled; their sessions have ended.",
+    "Disable the user: they cannot log in, and their sessions and tokens end at once.",
+    lambda db, c, u: users.update_user(db, actor=c.actor, user=u, disabled=True, role=None),
+)
+_action(
+    "enable",
+    "status",
+    "{email} is enabled.",
+    "Enable a disabled user: they may log in again.",
+    lambda db, c, u: users.update_user(db, actor=c.actor, user=u, disabled=False, role=None),
+)
+_action(
+    "unlock",
+    "unlock",
+    "{email} is unlocked.",
+    "Clear the user's login lockouts from every address.",
+    lambda db, c, u: users.unlock(db, actor=c.actor, user=u),
+)
+_action(
+    "end-sessions",
+    "sessions",
+    "Every session of {email} has ended.",
+    "Sign the user out everywhere (console sessions and API tokens).",
+    lambda db, c, u: users.revoke_tokens(db, actor=c.actor, user=u),
+)
 
 
 @router.post("/{user_id}/reset-password")
