@@ -80,8 +80,8 @@ class Fingerprint:
 
 @dataclass
 class Claim:
-    """A key this request inserted: its id and row, and whether a commit has taken it to the database
-    (set by a session ``after_commit`` listener, :func:`install`)."""
+    """A key this request inserted: its id and row, and whether a commit has taken it to the
+    database (set by a session ``after_commit`` listener, :func:`install`)."""
 
     id: str
     row: IdempotencyKey
