@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from stead.audit.models import AuditEvent
@@ -224,3 +224,29 @@ def test_concurrent_requests_with_one_key_create_one_object(served: Served) -> N
         assert len({r.json()["projectId"] for r in answers[i]}) == 1
         assert sum("idempotent-replayed" in r.headers for r in answers[i]) == callers - 1
     assert listed["total"] == rounds
+
+
+def test_the_response_is_recorded_in_the_change_s_own_transaction(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
+    engine = session_factory.kw["bind"]
+    commits: list[int] = []
+
+    def count(_conn: Any) -> None:
+        commits.append(1)
+
+    event.listen(engine, "commit", count)
+    try:
+        counted = []
+        for i, headers in enumerate([admin, {**admin, "Idempotency-Key": "k-one-tx"}]):
+            commits.clear()
+            body = {**PROJECT, "name": f"one-tx-{i}"}
+            assert http.post("/v1/projects", json=body, headers=headers).status_code == 201
+            counted.append(len(commits))
+    finally:
+        event.remove(engine, "commit", count)
+    # a keyed create commits as often as a plain one: no transaction of its own for the record
+    assert counted[1] == counted[0], counted
+    with session_factory() as session:
+        row = session.scalars(select(IdempotencyKey).where(IdempotencyKey.key == "k-one-tx")).one()
+    assert row.status == 201

@@ -3,21 +3,24 @@
 How a keyed POST runs:
 
 1. :func:`claim` (a router dependency, run before the route's own dependencies) inserts the
-   key into ``idempotency_keys`` inside the request's own transaction, so it commits with the
-   change it guards. A request that fails rolls its key back with everything else, so retrying
-   it simply runs it again. A request that commits before its change (a repository request
-   steps out of its transaction while a provider answers) commits the key early, "in
-   progress"; if it then fails, the recording step releases the key.
-2. :class:`RecordResponses` (a middleware) stores the response on the key right after the
-   commit; an error response (4xx, 5xx) is never stored: its key, if committed, is deleted.
+   key into ``idempotency_keys`` inside the request's own transaction, and has the response
+   recorded on it in that same transaction once the route has built it, right before the
+   commit (:func:`stead.pipeline.transaction.write_with_response`): the change, its key and its
+   response commit together or not at all. A request that fails rolls its key back with
+   everything else, so retrying it simply runs it again.
+2. A request that commits before its change (a repository request steps out of its transaction
+   while a provider answers) commits the key early, "in progress"; if it then fails,
+   :class:`ReleaseFailedClaims` (a middleware) releases the key. An error response (4xx, 5xx)
+   is never stored.
 3. A later POST with the same key from the same principal within 24 hours gets the first
    response again (header ``Idempotent-Replayed: true``); with a different method, path, query
    or body it gets 409.
 4. Two concurrent POSTs with one key: the unique index on (principal, key) decides. The second
    one waits for the first to commit (PostgreSQL blocks on the index entry, SQLite on its write
-   lock), then waits up to :data:`WAIT_SECONDS` for the first response to be recorded and
-   replays it, so both callers see the same object. If it never appears (the first server died
-   between its commit and the recording), the answer is 409: the change was made, read it back.
+   lock), and then finds the first response already recorded and replays it, so both callers
+   see the same object. Only a key committed early can be found "in progress": the second one
+   then waits up to :data:`WAIT_SECONDS` for the first response to be recorded; if it never
+   appears (the first server died meanwhile), the answer is 409: read the resource back.
 
 A response that carries a one-time secret (an agent's or API client's ``clientSecret``, anything
 sent with ``Cache-Control: no-store``) is never stored: its key is released instead, so a retry
@@ -38,7 +41,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
-from sqlalchemy import delete, select
+from sqlalchemy import delete, event, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -48,7 +51,7 @@ from stead.db import session_scope, utcnow
 from stead.errors import BadRequest, Conflict
 from stead.idempotency.models import IdempotencyKey
 from stead.identity.deps import current_actor
-from stead.pipeline.transaction import SessionDep
+from stead.pipeline.transaction import SessionDep, write_with_response
 
 log = logging.getLogger("stead.idempotency")
 
@@ -73,6 +76,20 @@ class Fingerprint:
     digest: str
     method: str
     path: str
+
+
+@dataclass
+class Claim:
+    """A key this request inserted: its id and row, and whether a commit has taken it to the
+    database (set by a session ``after_commit`` listener, :func:`install`)."""
+
+    id: str
+    row: IdempotencyKey
+    committed: bool = False
+
+
+#: ``Session.info`` key of the request's :class:`Claim`.
+_CLAIM = "stead.idempotency_claim"
 
 
 class Replay(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -232,7 +249,9 @@ def _claim(request: Request, session: Session, fp: Fingerprint, principal: str) 
         except IntegrityError:
             pass  # a concurrent request with this key committed first
         else:
-            request.state.idempotency_claim = new.id
+            pending = Claim(new.id, new)
+            session.info[_CLAIM] = request.state.idempotency_claim = pending
+            write_with_response(request, session, _record)
             return
     elif row.status is not None or row.request_hash != fp.digest:
         raise _replay_or_conflict(row, fp)
@@ -263,36 +282,48 @@ def _holds_one_time_secret(headers: dict[str, str], body: bytes) -> bool:
     return walk(parsed)
 
 
-def _record(
-    factory: sessionmaker[Session],
-    claim_id: str,
-    status: int,
-    headers: dict[str, str],
-    body: bytes,
-) -> None:
-    """Store the response on its key, or release the key of an error response or of one that
-    holds a one-time secret; forget keys older than :data:`TTL`."""
+def _record(session: Session, response: Response) -> None:
+    """Store a success's response on the request's key, in the request's transaction, or
+    release the key of one that holds a one-time secret; forget keys older than :data:`TTL`.
+    An error response is left to :class:`ReleaseFailedClaims`."""
+    pending: Claim = session.info[_CLAIM]
+    row = pending.row
+    status = response.status_code
+    if status >= 400:
+        return
+    body = getattr(response, "body", None)  # a streamed response has none: not kept
+    headers = {k.lower(): v for k, v in response.headers.items()}
+    if not isinstance(body, bytes) or _holds_one_time_secret(headers, body):
+        session.delete(row)
+    else:
+        row.status = status
+        row.response_body = body.decode("utf-8", errors="replace")
+        row.response_headers = {k: headers[k] for k in _KEPT_HEADERS if k in headers}
+    session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < utcnow() - TTL))
+
+
+def _release(factory: sessionmaker[Session], claim_id: str) -> None:
     with session_scope(factory, write=True) as session:
-        row = session.get(IdempotencyKey, claim_id)
-        if row is not None and (status >= 400 or _holds_one_time_secret(headers, body)):
-            session.delete(row)
-        elif row is not None:
-            row.status = status
-            row.response_body = body.decode("utf-8", errors="replace")
-            row.response_headers = {k: headers[k] for k in _KEPT_HEADERS if k in headers}
-        session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < utcnow() - TTL))
+        session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == claim_id))
 
 
-class RecordResponses:
-    """ASGI middleware: after a request that claimed a key has committed, store its response.
+def _note_commit(session: Session) -> None:
+    pending = session.info.get(_CLAIM)
+    if pending is not None:
+        pending.committed = True
 
-    Responses of requests without a claim stream through untouched; a claimed one is held until
-    its last body chunk, stored, then sent. A failure to store is logged and does not change the
-    answer: the change was committed.
+
+class ReleaseFailedClaims:
+    """ASGI middleware: release the key of a request that committed its claim early (see the
+    module docstring) and then answered with an error, before that answer is sent, so a retry
+    with the key runs the request again.
+
+    Every other response streams through untouched. A failure to release is logged and does not
+    change the answer.
 
     Args:
         app: the wrapped ASGI app.
-        factory: the session factory the response is stored with.
+        factory: the session factory the key is released with.
     """
 
     def __init__(self, app: ASGIApp, factory: sessionmaker[Session]) -> None:
@@ -303,36 +334,22 @@ class RecordResponses:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        start: Message | None = None
-        chunks: list[bytes] = []
 
-        async def hold_claimed(message: Message) -> None:
-            nonlocal start
-            claim_id = scope.get("state", {}).get("idempotency_claim")
-            if claim_id is None:
-                await send(message)
-                return
-            if message["type"] == "http.response.start":
-                start = message
-                return
-            chunks.append(message.get("body", b""))
-            if message.get("more_body", False):
-                return
-            assert start is not None
-            body = b"".join(chunks)
-            headers = {
-                k.decode("latin-1").lower(): v.decode("latin-1") for k, v in start["headers"]
-            }
-            try:
-                await run_in_threadpool(
-                    _record, self.factory, claim_id, start["status"], headers, body
-                )
-            except SQLAlchemyError as exc:
-                log.warning("could not record an idempotent response: %s", type(exc).__name__)
-            await send(start)
-            await send({"type": "http.response.body", "body": body})
+        async def release_failed(message: Message) -> None:
+            pending: Claim | None = scope.get("state", {}).get("idempotency_claim")
+            if (
+                message["type"] == "http.response.start"
+                and pending is not None
+                and pending.committed
+                and message["status"] >= 400
+            ):
+                try:
+                    await run_in_threadpool(_release, self.factory, pending.id)
+                except SQLAlchemyError as exc:
+                    log.warning("could not release an idempotency key: %s", type(exc).__name__)
+            await send(message)
 
-        await self.app(scope, receive, hold_claimed)
+        await self.app(scope, receive, release_failed)
 
 
 IDEMPOTENCY = [Depends(claim)]
@@ -340,11 +357,13 @@ IDEMPOTENCY = [Depends(claim)]
 
 
 def install(app: FastAPI) -> None:
-    """Register the replay handler and the recording middleware on ``app``."""
+    """Register the replay handler, the commit listener of the request sessions and the
+    release middleware on ``app``."""
 
     async def replay(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Replay)
         return exc.response
 
     app.add_exception_handler(Replay, replay)
-    app.add_middleware(RecordResponses, factory=app.state.sessionmaker)
+    event.listen(app.state.write_sessionmaker, "after_commit", _note_commit)
+    app.add_middleware(ReleaseFailedClaims, factory=app.state.sessionmaker)

@@ -5,6 +5,8 @@
   a write whatever the method.
 - :class:`TransactionRoute`, through :func:`make_router`: a sync endpoint commits in its own
   worker thread.
+- :func:`write_with_response`: a write that needs the built response (the ``Idempotency-Key``
+  record) joins the request's transaction, right before its commit.
 - :func:`run_read`: a short read from an async dependency, on the event loop where that is
   cheaper than a thread hop.
 - :func:`stepped_out`: commit, leave admission control, wait for something slow (a warehouse, a
@@ -15,12 +17,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -30,6 +33,10 @@ from stead.pipeline.admission import SCOPE_KEY, Admission
 
 _T = TypeVar("_T")
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: ``Request.scope`` key of the pending :func:`write_with_response` (session, write).
+_RESPONSE_WRITE = "stead.response_write"
+#: ``Session.info`` flag: the commit waits for the response (:func:`write_with_response`).
+_COMMIT_WITH_RESPONSE = "stead.commit_with_response"
 
 
 async def run_read(session: Session, func: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
@@ -105,6 +112,28 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 WriteSessionDep = Annotated[Session, Depends(get_write_session, scope="function")]
 
 
+def write_with_response(
+    request: Request, session: Session, write: Callable[[Session, Response], None]
+) -> None:
+    """Have ``write(session, response)`` run in the request's own transaction once the route has
+    built its response (status, headers, body), right before the commit, so what it writes
+    commits or rolls back with the request's change: one transaction, no extra round trip for a
+    ``BEGIN``/``COMMIT`` of its own. Only on a route of :class:`TransactionRoute`; it does not run
+    when the endpoint raises (the transaction is rolled back). One per request: a second call
+    replaces the first.
+    """
+    request.scope[_RESPONSE_WRITE] = (session, write)
+    session.info[_COMMIT_WITH_RESPONSE] = True
+
+
+def _write_and_commit(
+    session: Session, write: Callable[[Session, Response], None], response: Response
+) -> None:
+    session.info.pop(_COMMIT_WITH_RESPONSE, None)
+    write(session, response)
+    session.commit()
+
+
 class TransactionRoute(APIRoute):
     """The route class of Stead's API routers (:func:`make_router`): a sync endpoint commits the
     request's session (a :data:`SessionDep` among its parameters) in its own worker thread,
@@ -114,6 +143,10 @@ class TransactionRoute(APIRoute):
     finds nothing left to commit: one thread hop per write request instead of two (a hop costs
     more Python time than a small transaction's commit). An endpoint that raises commits
     nothing: :func:`get_session` rolls back, as before. Async endpoints are left as they are.
+
+    A request with a :func:`write_with_response` commits once its response is built instead: the
+    write and the commit run in one worker thread (shielded from cancellation), before
+    :func:`get_session` ends the session; a failed commit is an error answer, as always.
     """
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
@@ -121,13 +154,31 @@ class TransactionRoute(APIRoute):
             endpoint = _committing(endpoint)
         super().__init__(path, endpoint, **kwargs)
 
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            response = await handler(request)
+            pending = request.scope.pop(_RESPONSE_WRITE, None)
+            if pending is not None:
+                session, write = pending
+                with anyio.CancelScope(shield=True):
+                    await run_in_threadpool(_write_and_commit, session, write, response)
+            return response
+
+        return handle
+
 
 def _committing(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(endpoint)  # FastAPI reads the parameters through ``__wrapped__``
     def run(**kwargs: Any) -> Any:
         result = endpoint(**kwargs)
         for value in kwargs.values():
-            if isinstance(value, Session) and value.in_transaction():
+            if (
+                isinstance(value, Session)
+                and value.in_transaction()
+                and not value.info.get(_COMMIT_WITH_RESPONSE)
+            ):
                 value.commit()
         return result
 
