@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -355,7 +356,6 @@ def test_what_the_api_cannot_do_is_an_error_before_any_change(
         "connectionOverrides[0].connectionProperties.privateKey.value: ",
     ):
         assert expected in result.output
-    assert cli(served, "apply", "-f", str(path), "--auto-approve").exit_code == 1
     # no token for a repository to associate
     fresh = copy.deepcopy(document)
     fresh["projects"][0]["name"] = "new-project"
@@ -378,7 +378,11 @@ def test_a_refused_change_stops_apply_and_plan_shows_the_rest(
     left = cli(served, "plan", "-f", str(path))
     assert left.exit_code == 2
     assert '+ project "growth-marketing" / environment "prod": create' in left.output
-    assert "Plan: 2 to create" in left.output  # that environment, and the repository after it
+    # That environment and the repository after it; projects apply in parallel, so changes of
+    # the other project that had not started when apply stopped may be left too.
+    to_create = re.search(r"Plan: (\d+) to create", left.output)
+    assert to_create is not None and int(to_create.group(1)) >= 2, left.output
+    assert cli(served, "apply", "-f", str(path), "--auto-approve").exit_code == 1
 
 
 def test_a_file_cannot_read_the_operators_credentials(
