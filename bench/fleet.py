@@ -36,7 +36,7 @@ from stead.declarative.spec import load  # noqa: E402
 from stead.declarative.state import read_state  # noqa: E402
 from stead.demo import create_super_admin, start_server  # noqa: E402
 from stead.sdk import Client  # noqa: E402
-from tests.declarative.documents import AGENT, redshift_environment, write  # noqa: E402
+from tests.declarative.documents import bulk, redshift_environment, write  # noqa: E402
 from tests.support.postgres import free_port, postgres_cluster  # noqa: E402
 
 
@@ -62,46 +62,15 @@ VARIABLES = {"REDSHIFT_USER": "bench", "API_KEY": "bench-api-key"}
 
 def fleet(count: int) -> dict[str, Any]:
     """``count`` Redshift projects, each with a connection, a secret reference, a hosted secret
-    and two environments (prod and dev)."""
-    projects = []
-    for i in range(count):
-        environments = [redshift_environment("prod"), redshift_environment("dev")]
-        for env in environments:
-            props = env["connectionOverrides"][0]["connectionProperties"]
-            props["username"] = {"value": f"u{i}"}
-        projects.append(
-            {
-                "name": f"team-{i:04d}",
-                "warehouse": "REDSHIFT",
-                "agentDeploymentType": "HYBRID",
-                "connections": [
-                    {
-                        "name": "finance-dwh-prod",
-                        "platformConnectionType": "DWH",
-                        "authProvider": "REDSHIFT",
-                        "authType": "PASSWORD",
-                    }
-                ],
-                "secretReferences": [
-                    {
-                        "name": "finance-prod-redshift",
-                        "agentName": AGENT,
-                        "agentType": "AWS",
-                        "secretName": f"stead/{{projectId}}/prod/team-{i:04d}/redshift",
-                        "secretKey": "password",
-                    }
-                ],
-                "secrets": [{"name": "api-key", "type": "PASSWORD", "value": "${API_KEY}"}],
-                "environments": environments,
-            }
-        )
-    agent = {
-        "name": AGENT,
-        "agentType": "data_productivity_cloud",
-        "cloudProvider": "aws",
-        "deployment": "fargate",
-    }
-    return {"agents": [agent], "projects": projects}
+    and two environments (prod and dev): the tests' bulk file with a dev environment and a
+    hosted secret added to each project."""
+    document = bulk(count)
+    for i, project in enumerate(document["projects"]):
+        dev = redshift_environment("dev")
+        dev["connectionOverrides"][0]["connectionProperties"]["username"] = {"value": f"u{i}"}
+        project["environments"].append(dev)
+        project["secrets"] = [{"name": "api-key", "type": "PASSWORD", "value": "${API_KEY}"}]
+    return document
 
 
 @contextmanager
