@@ -245,7 +245,13 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     with engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '20991231_future'"))
     engine.dispose()
-    for args in (["db", "upgrade"], ["serve", "--port", str(free_port())]):
+    for args in (
+        ["db", "upgrade"],
+        ["serve", "--port", str(free_port())],
+        ["admin", "create-client", "--name", "late"],
+        ["admin", "rotate-master-key"],
+        ["admin", "replace-signing-key"],
+    ):
         done = _run(args, **env)
         assert done.returncode == 2
         assert done.stderr.startswith(
@@ -264,7 +270,13 @@ def test_serve_no_migrate_refuses_an_old_schema(tmp_path: Path) -> None:
 
 def test_an_unreachable_database_is_one_line_without_its_password() -> None:
     url = f"postgresql+psycopg://stead:canary-pw-{secrets.token_hex(4)}@127.0.0.1:{free_port()}/x"
-    for args in (["db", "upgrade"], ["serve", "--port", str(free_port())]):
+    for args in (
+        ["db", "upgrade"],
+        ["serve", "--port", str(free_port())],
+        ["admin", "create-client", "--name", "late"],
+        ["admin", "rotate-master-key"],
+        ["admin", "replace-signing-key"],
+    ):
         done = _run(args, STEAD_DATABASE_URL=url)
         assert done.returncode == 2
         assert done.stderr.startswith("error: cannot use the database: "), done.stderr

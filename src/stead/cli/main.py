@@ -26,8 +26,10 @@ from stead.cli.env import env_app  # noqa: E402
 
 if TYPE_CHECKING:
     import subprocess
+    from collections.abc import Iterator
 
     from rich.console import Console
+    from sqlalchemy import Engine
 
     from stead.demo import Provisioned
     from stead.settings import Settings
@@ -75,6 +77,34 @@ def _unreachable(exc: Exception) -> str:
     never the password)."""
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return f"cannot use the database: {reason[0] if reason else type(exc).__name__}"
+
+
+@contextlib.contextmanager
+def _admin_database(settings: Settings) -> Iterator[Engine]:
+    """The configured database, migrated to this version's schema, for an admin command; the
+    engine is disposed of on exit.
+
+    Raises:
+        typer.Exit: status 2 after one line on stderr, for a schema newer than this version
+            knows or a database that does not answer (the same messages as ``serve``).
+    """
+    from sqlalchemy.exc import OperationalError
+
+    from stead.db import make_engine
+    from stead.migrations import SchemaError, upgrade
+
+    url = settings.effective_database_url
+    try:
+        upgrade(url)
+    except SchemaError as exc:
+        raise _fail(exc) from None
+    except OperationalError as exc:
+        raise _fail(_unreachable(exc)) from None
+    engine = make_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def _exit_cleanly(_signum: int, _frame: object) -> None:
@@ -233,24 +263,18 @@ def create_client(
     ] = False,
 ) -> None:
     """Create an API client and print its id and secret (the secret is shown only now)."""
-    from stead.db import make_engine, make_sessionmaker, session_scope
+    from stead.db import make_sessionmaker, session_scope
     from stead.errors import AppError
     from stead.identity.service import create_api_client
-    from stead.migrations import upgrade
     from stead.settings import get_settings
 
-    settings = get_settings()
-    upgrade(settings.effective_database_url)
-    engine = make_engine(settings.effective_database_url)
-    try:
-        with session_scope(make_sessionmaker(engine), write=True) as session:
-            client, secret = create_api_client(session, name=name, role=role.upper())
-            client_id = client.client_id
-    except AppError as exc:
-        typer.echo(f"error: {exc.detail}", err=True)
-        raise typer.Exit(2) from None
-    finally:
-        engine.dispose()
+    with _admin_database(get_settings()) as engine:
+        try:
+            with session_scope(make_sessionmaker(engine), write=True) as session:
+                client, secret = create_api_client(session, name=name, role=role.upper())
+                client_id = client.client_id
+        except AppError as exc:
+            raise _fail(exc.detail) from None
     if as_json:
         typer.echo(json.dumps({"clientId": client_id, "clientSecret": secret}))
     else:
@@ -267,22 +291,17 @@ def rotate_master_key() -> None:
     with STEAD_MASTER_KEY, set the new key there and the old one in STEAD_PREVIOUS_MASTER_KEYS
     first. Servers keep reading secrets throughout.
     """
-    from stead.db import make_engine, make_sessionmaker
-    from stead.migrations import upgrade
+    from stead.db import make_sessionmaker
     from stead.secrets.store import MasterKeyError, SecretUnreadable
     from stead.secrets.store import rotate_master_key as rotate
     from stead.settings import get_settings
 
     settings = get_settings()
-    upgrade(settings.effective_database_url)
-    engine = make_engine(settings.effective_database_url)
-    try:
-        rotation = rotate(settings, make_sessionmaker(engine))
-    except (MasterKeyError, SecretUnreadable) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    finally:
-        engine.dispose()
+    with _admin_database(settings) as engine:
+        try:
+            rotation = rotate(settings, make_sessionmaker(engine))
+        except (MasterKeyError, SecretUnreadable) as exc:
+            raise _fail(exc) from None
     typer.echo(
         f"re-wrapped {rotation.rewrapped} data keys; current master key id {rotation.key_id}"
     )
@@ -293,21 +312,16 @@ def replace_signing_key() -> None:
     """Make the configured signing key the database's own, after it was changed on purpose
     (STEAD_SIGNING_KEY, or a new <data_dir>/signing.key: a missing one is generated outside
     production). Every access token issued under the previous key stops working."""
-    from stead.db import make_engine
     from stead.identity.keys import SigningKeyError
     from stead.keycheck import replace_signing_key as replace
-    from stead.migrations import upgrade
     from stead.settings import get_settings
 
     settings = get_settings()
-    upgrade(settings.effective_database_url)
-    engine = make_engine(settings.effective_database_url)
-    try:
-        replace(settings, engine)
-    except SigningKeyError as exc:
-        raise _fail(exc) from None
-    finally:
-        engine.dispose()
+    with _admin_database(settings) as engine:
+        try:
+            replace(settings, engine)
+        except SigningKeyError as exc:
+            raise _fail(exc) from None
     typer.echo("the configured signing key is now the database's; earlier tokens are refused")
 
 
@@ -326,11 +340,10 @@ def create_user_command(
     everyone else joins by invitation)."""
     import sys
 
-    from stead.db import make_engine, make_sessionmaker, session_scope
+    from stead.db import make_sessionmaker, session_scope
     from stead.errors import AppError
     from stead.identity.schemas import PASSWORD_MAX, PASSWORD_MIN, check_email
     from stead.identity.service import create_user
-    from stead.migrations import upgrade
     from stead.settings import get_settings
 
     if password_stdin:
@@ -347,24 +360,19 @@ def create_user_command(
             f"error: the password must be {PASSWORD_MIN}-{PASSWORD_MAX} characters", err=True
         )
         raise typer.Exit(2)
-    settings = get_settings()
-    upgrade(settings.effective_database_url)
-    engine = make_engine(settings.effective_database_url)
-    try:
-        with session_scope(make_sessionmaker(engine), write=True) as session:
-            user = create_user(
-                session,
-                email=email,
-                password=password,
-                display_name=display_name,
-                role=role.upper(),
-            )
-            user_id = user.id
-    except AppError as exc:
-        typer.echo(f"error: {exc.detail}", err=True)
-        raise typer.Exit(2) from None
-    finally:
-        engine.dispose()
+    with _admin_database(get_settings()) as engine:
+        try:
+            with session_scope(make_sessionmaker(engine), write=True) as session:
+                user = create_user(
+                    session,
+                    email=email,
+                    password=password,
+                    display_name=display_name,
+                    role=role.upper(),
+                )
+                user_id = user.id
+        except AppError as exc:
+            raise _fail(exc.detail) from None
     typer.echo(f"user {user_id} ({email}, {role.upper()}) created")
 
 
