@@ -275,8 +275,9 @@ class Provider:
         ``verifier`` and the client secret: ``client_secret_basic`` unless the provider only
         lists ``client_secret_post``) and return the ID token's claims, checked by
         :meth:`check_id_token`. When the ID token carries no ``email`` (or not the configured
-        groups claim) the UserInfo endpoint's answer for the same ``sub`` fills them in
-        (OpenID Connect Core section 5.3).
+        groups claim) the UserInfo endpoint's answer for the same ``sub`` adds the claims the
+        ID token lacks (OpenID Connect Core section 5.3: some providers put only ``sub`` in
+        the ID token).
 
         Raises:
             SsoRefused: the provider refuses the code (400), cannot be reached (502), or the
@@ -347,9 +348,8 @@ class Provider:
                 headers={"Authorization": f"Bearer {access_token}"},
             )
             if info.get("sub") == claims["sub"]:
-                claims.update({name: info[name] for name in missing if name in info})
-                if "email" in missing and "email_verified" in info:
-                    claims["email_verified"] = info["email_verified"]
+                for name, value in info.items():
+                    claims.setdefault(name, value)
         return claims
 
     def check_id_token(

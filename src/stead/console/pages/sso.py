@@ -10,6 +10,7 @@ pages answer 404 while single sign-on is not configured.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 from fastapi import Query, Request, Response
@@ -105,10 +106,14 @@ async def sso_callback(
             return sso.take(session, state=state)
 
     try:
+        if error is not None:
+            # The person cancelled, or the provider refused: say so (its state, if it sent
+            # one as RFC 6749 section 4.1.2.1 asks, is used up all the same).
+            with contextlib.suppress(sso.SsoRefused):
+                await run_in_threadpool(use)
+            raise sso.provider_error(error)
         pending = await run_in_threadpool(use)
         verifier = sso.check(pending, cookie=cookie)
-        if error is not None:
-            raise sso.provider_error(error)
         if iss is not None and iss != (await run_in_threadpool(found.metadata))["issuer"]:
             # RFC 9207: the answer names the provider that sent it (mix-up attacks).
             raise sso.SsoRefused(
