@@ -144,6 +144,14 @@ def test_a_new_person_of_an_allowed_domain_is_created(
     assert resp.status_code in (400, 401)
 
 
+def test_entra_domain_verification_stands_in_for_email_verified(
+    http: TestClient, idp: OidcFake, session_factory: sessionmaker[Session]
+) -> None:
+    idp.claims.update(email_verified=None, xms_edov=True)
+    assert back(http, start(http, idp)).status_code == 303
+    assert counts(session_factory)["User"] == 1
+
+
 def test_an_existing_user_is_linked_by_verified_email(
     http: TestClient, idp: OidcFake, session_factory: sessionmaker[Session]
 ) -> None:
@@ -261,6 +269,12 @@ CLAIM_REFUSALS = [
     ({"iat": 4_000_000_000, "exp": 4_000_003_600}, "issued in the future", "issued in the future"),
     ({"email_verified": False}, "has not verified ada@example.com", "email not verified"),
     ({"email_verified": None}, "has not verified ada@example.com", "email not verified"),
+    (
+        {"email_verified": False, "xms_edov": True},
+        "has not verified ada@example.com",
+        "email not verified",
+    ),
+    ({"email_verified": None, "xms_edov": "1"}, "has not verified", "email not verified"),
     ({"email": None}, "sent no email address", "no email"),
     (
         {"email": "eve@elsewhere.org"},

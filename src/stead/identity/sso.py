@@ -13,10 +13,11 @@ and a client secret at the token endpoint:
 3. :meth:`Provider.redeem` exchanges the code (with the verifier and the client secret) and
    checks the ID token: signature against the provider's JWKS (fetched again once when the
    token names an unknown key), ``iss``, ``aud``/``azp``, ``exp``, ``iat`` and ``nonce``.
-4. :func:`sign_in` finds or makes the user: email present and ``email_verified`` true, its
-   domain allowed, then the user with that email (a disabled one is refused), else the pending
-   invitations for it, else a new user (only for an allowed domain); the group mapping is
-   applied (:mod:`stead.identity.group_roles`).
+4. :func:`sign_in` finds or makes the user: email present and ``email_verified`` true (or,
+   without it, Microsoft Entra ID's ``xms_edov``), its domain allowed, then the user with that
+   email (a disabled one is refused), else the pending invitations for it, else a new user
+   (only for an allowed domain); the group mapping is applied
+   (:mod:`stead.identity.group_roles`).
 
 The provider's discovery document (OpenID Connect Discovery 1.0) is read from
 ``<issuer>/.well-known/openid-configuration`` and kept :data:`DISCOVERY_TTL_SECONDS`. Every call
@@ -573,7 +574,12 @@ def sign_in(
             reason="no email",
             subject=subject,
         )
-    if claims.get("email_verified") is not True:
+    # Microsoft Entra ID sends no email_verified for work accounts; its optional claim xms_edov
+    # (the email's domain is verified by the tenant) stands in for it (docs/sso.md, Entra).
+    verified = claims.get("email_verified")
+    if verified is None:
+        verified = claims.get("xms_edov")
+    if verified is not True:
         raise SsoRefused(
             f"The identity provider has not verified {email}",
             reason="email not verified",
