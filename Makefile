@@ -21,7 +21,13 @@ $(VENV)/.test-installed: $(BIN)/stead pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-install-test: $(VENV)/.test-installed
+# The OpenID Connect provider of the single sign-on browser tests (npm oidc-provider, pinned
+# by its package-lock.json); npm ci rewrites node_modules/.package-lock.json.
+NODE_PROVIDER := tests/support/oidc_node
+$(NODE_PROVIDER)/node_modules/.package-lock.json: $(NODE_PROVIDER)/package-lock.json
+	npm ci --prefix $(NODE_PROVIDER) --no-audit --no-fund --silent
+
+install-test: $(VENV)/.test-installed $(NODE_PROVIDER)/node_modules/.package-lock.json
 
 demo: install
 	$(BIN)/stead demo

@@ -14,6 +14,8 @@ from stead.identity.models import (
     Invitation,
     PasswordReset,
     ProjectMember,
+    SsoIdentity,
+    SsoRequest,
     User,
 )
 from stead.pipeline.ratelimit import RateLimitCounter
@@ -47,6 +49,8 @@ __all__ = [
     "Project",
     "ProjectListBucket",
     "ProjectMember",
+    "SsoIdentity",
+    "SsoRequest",
     "RateLimitCounter",
     "Repository",
     "SecretReference",

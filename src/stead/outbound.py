@@ -3,12 +3,14 @@
 
 Every connection Stead opens because of a request (a warehouse's connection test, a secret
 store's read, a git provider's API, a git remote's ``ls-remote`` or push) is checked here first,
-by :class:`Policy`, for one of four kinds:
+by :class:`Policy`, for one of five kinds:
 
 - ``snowflake``, ``redshift``: a warehouse's host (each its own, so that a host configured for
   one is not allowed for the other);
 - ``secret_store``: AWS Secrets Manager, Vault, Azure Key Vault, GCP Secret Manager;
-- ``git``: git provider APIs and git remotes.
+- ``git``: git provider APIs and git remotes;
+- ``identity_provider``: the single sign-on provider (``STEAD_OIDC_ISSUER``'s host; the
+  endpoints its discovery document names are added by :mod:`stead.identity.sso`).
 
 A destination passes when (1) its scheme is allowed for the kind (git: ``https://``, and
 ``http://``, ``ssh://``, ``file://`` only when a setting turns them on), (2) its host matches one
@@ -42,7 +44,7 @@ import urllib3
 from stead.errors import BadRequest
 from stead.settings import Settings
 
-Kind = Literal["snowflake", "redshift", "secret_store", "git"]
+Kind = Literal["snowflake", "redshift", "secret_store", "git", "identity_provider"]
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], list[str]]
@@ -66,6 +68,7 @@ VENDOR_HOSTS: Mapping[Kind, tuple[str, ...]] = {
         "*.visualstudio.com",
         "bitbucket.org",
     ),
+    "identity_provider": (),
 }
 
 #: Cloud instance metadata services, named as such in refusals (AWS, Azure, GCP, and AWS's IPv6
@@ -81,6 +84,7 @@ PURPOSE: Mapping[Kind, str] = {
     "redshift": "Redshift",
     "secret_store": "a secret store",
     "git": "git",
+    "identity_provider": "single sign-on",
 }
 
 
@@ -209,12 +213,14 @@ class Policy:
                 settings.gitlab_api_url,
                 settings.azure_devops_url,
             ],
+            "identity_provider": [settings.oidc_issuer],
         }
         extra: dict[Kind, tuple[str, ...]] = {
             "snowflake": parse_hosts(settings.outbound_warehouse_hosts),
             "redshift": parse_hosts(settings.outbound_warehouse_hosts),
             "secret_store": (),
             "git": parse_hosts(settings.outbound_git_hosts),
+            "identity_provider": (),
         }
         hosts: dict[Kind, tuple[str, ...]] = {}
         for kind, vendor in VENDOR_HOSTS.items():
@@ -272,6 +278,7 @@ class Policy:
                 "redshift": "STEAD_OUTBOUND_WAREHOUSE_HOSTS",
                 "git": "STEAD_OUTBOUND_GIT_HOSTS",
                 "secret_store": "the store's own address setting",
+                "identity_provider": "STEAD_OIDC_ISSUER",
             }[kind]
             raise DestinationRefused(
                 f"Stead does not connect to {host!r} for {PURPOSE[kind]}: the host is "

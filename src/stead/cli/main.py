@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import subprocess
     from collections.abc import Iterator
 
+    from pydantic import ValidationError
     from rich.console import Console
     from sqlalchemy import Engine
 
@@ -70,6 +71,18 @@ def _fail(message: object) -> typer.Exit:
     """Print ``error: message`` on stderr; the exit (status 2) to raise."""
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(2)
+
+
+def _invalid_settings(exc: ValidationError) -> str:
+    """One line per refused setting, ``STEAD_<NAME>: reason``, never its value (it may be a
+    secret): pydantic's own text repeats the input."""
+    lines = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        field = "_".join(str(part) for part in error["loc"])
+        named = not field or message.startswith("STEAD_") or "STEAD_" in message
+        lines.append(message if named else f"STEAD_{field.upper()}: {message}")
+    return "; ".join(lines)
 
 
 def _unreachable(exc: Exception) -> str:
@@ -135,6 +148,7 @@ def serve(
     import shutil
     import tempfile
 
+    from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
     from stead.settings import get_settings
@@ -143,6 +157,8 @@ def serve(
         get_settings()
     except SettingsError as exc:
         raise _fail(exc) from None
+    except ValidationError as exc:
+        raise _fail(_invalid_settings(exc)) from None
     # Metrics of every worker process, in files of a private directory (prometheus_client's
     # multiprocess mode); set before prometheus_client is first imported, here or in a worker.
     metrics_dir = tempfile.mkdtemp(prefix="stead-metrics-")

@@ -18,6 +18,7 @@ from stead.console.pages import (
     plan,
     project,
     projects,
+    sso,
     users,
     wizard,
 )
@@ -26,6 +27,7 @@ console_router = APIRouter(prefix=web.PREFIX)
 # In this order: a page's fixed paths (``/projects/new``) come before another's parameters.
 for page in (
     auth,
+    sso,
     account,
     wizard,
     projects,

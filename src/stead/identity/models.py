@@ -145,6 +145,41 @@ class PasswordReset(Base):
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
+class SsoRequest(Base):
+    """A single sign-on login under way: made when the browser is sent to the identity provider,
+    deleted when it comes back (used once) or at the next start after ``expires_at``.
+
+    ``state_hash`` is the SHA-256 of the OAuth ``state`` sent with the browser; ``browser_hash``
+    the SHA-256 of the value of the browser's ``stead_sso`` cookie, which is also the PKCE code
+    verifier (RFC 7636): only that browser can finish the login, and the verifier is never
+    stored. ``nonce`` is the OpenID Connect nonce the ID token must carry (not a secret: it
+    travels in the URL). ``next_url`` is the console path to go to afterwards.
+    """
+
+    __tablename__ = "sso_requests"
+
+    state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    browser_hash: Mapped[str] = mapped_column(String(64))
+    nonce: Mapped[str] = mapped_column(String(128))
+    next_url: Mapped[str] = mapped_column(String(2048))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class SsoIdentity(Base):
+    """The identity provider's account (``issuer``, ``subject``: the ID token's ``iss`` and
+    ``sub``) a user signs in with; made when the user first signs in by SSO (linked by verified
+    email, or created then)."""
+
+    __tablename__ = "sso_identities"
+    __table_args__ = (UniqueConstraint("issuer", "subject"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    issuer: Mapped[str] = mapped_column(String(1024))
+    subject: Mapped[str] = mapped_column(String(255))
+    last_login_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class EnvironmentAccess(Base):
     """A user's own access level to one environment (``admin``, ``runner``, ``readOnly``,
     ``noAccess`` or ``default``), overriding the environment's ``defaultUserAccessLevel``."""

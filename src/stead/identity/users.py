@@ -36,6 +36,11 @@ from stead.settings import Settings
 from stead.wire import format_timestamp
 
 INVALID_LOGIN = "Invalid email or password"
+#: The refusal of a right password while ``STEAD_PASSWORD_LOGIN=super-admins``.
+SSO_ONLY = (
+    "Password sign-in is kept for Super Admins on this server; sign in with {provider} "
+    "instead (docs/sso.md)"
+)
 #: Stands for a request without a client address (kept in ``login_failures.source``).
 UNKNOWN_SOURCE = "unknown"
 
@@ -81,7 +86,9 @@ def login(
     answer, equally slow. A user's failure writes ``user.login_failed`` (and ``user.locked``
     when it locks: then the user is signed out everywhere, :func:`sign_out_everywhere`, as the
     password may be under attack); a success resets the pair, sets ``last_login_at`` and writes
-    ``user.logged_in``.
+    ``user.logged_in``. While ``settings.password_login`` is ``super-admins`` the right
+    password of anyone but a Super Admin is refused (not counted: the person should sign in by
+    SSO, docs/sso.md "Break glass"), audited as ``user.login_failed`` with reason ``sso only``.
 
     Returns:
         ``(user, None)`` on success, ``(None, refusal)`` otherwise. The caller commits the
@@ -105,7 +112,11 @@ def login(
             )
         return None, _refusal(wait)
     ok = verify_secret(user.password_hash if user else None, password)
+    sso_only = settings.password_login == "super-admins"
     if ok and user is not None and actor is not None and user.disabled_at is None:
+        if sso_only and user.role != "SUPER_ADMIN":
+            _audit_failure(session, actor=actor, user=user, reason="sso only", failures=0)
+            return None, Unauthorized(SSO_ONLY.format(provider=settings.oidc_display_name))
         if counter is not None:
             session.delete(counter)
         user.last_login_at = now

@@ -97,7 +97,14 @@ def _login_page(
     if error is not None:
         errors = web.FormErrors()
         errors.add(None, error)
-    context = {"next": next_url, "email": email, "errors": errors, "notice": notice}
+    settings = request.app.state.settings
+    sso = None
+    if settings.sso_enabled:
+        sso = {
+            "name": settings.oidc_display_name,
+            "admins_only": settings.password_login == "super-admins",
+        }
+    context = {"next": next_url, "email": email, "errors": errors, "notice": notice, "sso": sso}
     return login_form(request, "login.html", context, status=status)
 
 
