@@ -19,6 +19,7 @@ from stead.identity.models import (
 from stead.pipeline.ratelimit import RateLimitCounter
 from stead.projects.models import Project, ProjectListBucket
 from stead.repositories.models import Repository
+from stead.scim.models import ScimGroup, ScimGroupMember, ScimToken, ScimUser
 from stead.secrets.models import (
     HostedSecret,
     HostedSecretVersion,
@@ -49,6 +50,10 @@ __all__ = [
     "ProjectMember",
     "RateLimitCounter",
     "Repository",
+    "ScimGroup",
+    "ScimGroupMember",
+    "ScimToken",
+    "ScimUser",
     "SecretReference",
     "SecretScope",
     "User",
