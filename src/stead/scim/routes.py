@@ -25,7 +25,9 @@ from scim2_models import (
     Group,
     InvalidSyntaxException,
     ListResponse,
+    Meta,
     NotFoundException,
+    NotImplementedException,
     PatchOp,
     ResourceType,
     Schema,
@@ -205,10 +207,10 @@ def service_provider_config(request: Request, actor: ScimActor) -> Response:
     config = _provider(request).config
     config = config.model_copy(
         update={
-            "meta": {
-                "resourceType": "ServiceProviderConfig",
-                "location": f"{base_url(request.app.state.settings)}/ServiceProviderConfig",
-            }
+            "meta": Meta(
+                resource_type="ServiceProviderConfig",
+                location=f"{base_url(request.app.state.settings)}/ServiceProviderConfig",
+            )
         }
     )
     return scim_response(config, context=Context.RESOURCE_QUERY_RESPONSE)
@@ -219,10 +221,7 @@ def _resource_types(request: Request) -> list[ResourceType]:
     return [
         rt.model_copy(
             update={
-                "meta": {
-                    "resourceType": "ResourceType",
-                    "location": f"{root}/ResourceTypes/{rt.id}",
-                }
+                "meta": Meta(resource_type="ResourceType", location=f"{root}/ResourceTypes/{rt.id}")
             }
         )
         for rt in _provider(request).resource_types
@@ -233,7 +232,7 @@ def _schemas(request: Request) -> list[Schema]:
     root = base_url(request.app.state.settings)
     return [
         schema.model_copy(
-            update={"meta": {"resourceType": "Schema", "location": f"{root}/Schemas/{schema.id}"}}
+            update={"meta": Meta(resource_type="Schema", location=f"{root}/Schemas/{schema.id}")}
         )
         for schema in _provider(request).schemas
     ]
@@ -283,6 +282,18 @@ def schema(resource_id: IdPath, request: Request, actor: ScimActor) -> Response:
         if item.id == resource_id:
             return scim_response(item, context=Context.RESOURCE_QUERY_RESPONSE)
     raise NotFoundException(detail=f"Schema {resource_id} not found")
+
+
+@router.post("/.search")
+def search_everything(request: Request, actor: ScimActor) -> Response:
+    """A search across resource types (RFC 7644 section 3.4.3) is not offered: 501.
+
+    Raises:
+        NotImplementedException: always.
+    """
+    raise NotImplementedException(
+        detail="Search one resource type: POST /Users/.search or /Groups/.search"
+    )
 
 
 # --- users -------------------------------------------------------------------------------------

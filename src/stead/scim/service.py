@@ -537,24 +537,23 @@ def read_user(session: Session, *, actor: Actor, user_id: str, base_url: str) ->
 
 
 def _email_of(resource: UserResource) -> str:
-    """The Stead email of a SCIM user: ``userName`` when it is an email address, else its
-    primary email (or its first one).
+    """The Stead email (the login) of a SCIM user: ``userName`` when it is an email address,
+    else its primary email (or first email) that is one, else ``userName`` as it is (such a
+    user has no address Stead can mail, and SSO cannot link to them by email).
 
     Raises:
-        InvalidValueException: neither is an email address.
+        InvalidValueException: ``userName`` is missing or longer than 320 characters.
     """
-    candidates = [resource.user_name or ""]
+    user_name = (resource.user_name or "").strip()
+    if not user_name or len(user_name) > 320:
+        raise InvalidValueException(detail="userName must be 1-320 characters")
     emails = sorted(resource.emails or [], key=lambda email: not email.primary)
-    candidates += [str(email.value) for email in emails if email.value]
-    for candidate in candidates:
+    for candidate in [user_name, *(str(email.value) for email in emails if email.value)]:
         try:
             return check_email(candidate.strip())
         except ValueError:
             continue
-    raise InvalidValueException(
-        detail="userName must be an email address, or emails must hold one: "
-        "Stead users sign in with their email"
-    )
+    return user_name
 
 
 def _display_name(resource: UserResource, email: str) -> str:
@@ -605,7 +604,7 @@ def create_scim_user(
 
     Raises:
         UniquenessException: the ``userName`` or email is taken (409 ``uniqueness``).
-        InvalidValueException: no email address (400 ``invalidValue``).
+        InvalidValueException: no ``userName`` (400 ``invalidValue``).
     """
     email = _email_of(resource)
     user_name = resource.user_name or email
