@@ -11,9 +11,10 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -21,6 +22,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     SettingsError,
 )
+
+from stead.identity.group_mapping import GroupRoles, parse_group_roles
 
 #: Settings that may also be given as a file: ``STEAD_<NAME>_FILE`` names a file whose content
 #: (surrounding whitespace removed) is the value, the way containers pass secrets (Docker and
@@ -36,6 +39,7 @@ FILE_SETTINGS = (
     "vault_token",
     "vault_secret_id",
     "azure_client_secret",
+    "oidc_client_secret",
 )
 
 
@@ -157,6 +161,22 @@ class Settings(BaseSettings):
             server's own SSH key) and ``file://`` (a repository on the server's disk).
         redshift_sslmode: how a Redshift connection with ``useSsl`` true checks the server's
             certificate: ``verify-full`` (chain and host name) or ``verify-ca`` (chain only).
+        oidc_issuer / oidc_client_id / oidc_client_secret: single sign-on to the console with an
+            OpenID Connect provider (docs/sso.md); on when all three are set, and then the
+            issuer must be ``https://`` outside development. The provider redirects back to
+            ``<public URL>/console/sso/callback``.
+        oidc_allowed_domains: comma-separated email domains whose people may sign in by SSO;
+            a new user is created at first sign-in only for these domains. Empty: any domain
+            for existing users and pending invitations, and no user is created.
+        oidc_display_name: the provider's name on the login page's button ("Sign in with ...").
+        oidc_scopes: the scopes asked for (space-separated); ``openid`` and ``email`` are needed.
+        oidc_groups_claim: the ID token claim listing the person's groups (``groups``); empty:
+            roles are not taken from groups.
+        oidc_group_roles: JSON, group name -> account role, or -> {project name -> project
+            role} (:mod:`stead.identity.group_mapping`); checked at startup.
+        password_login: ``all`` (default) or ``super-admins``: then only Super Admins may sign
+            in with a password (console and the token endpoint), everyone else by SSO, which
+            must be configured.
     """
 
     model_config = SettingsConfigDict(env_prefix="STEAD_", extra="ignore")
@@ -232,6 +252,15 @@ class Settings(BaseSettings):
     outbound_git_allow_http: bool = False
     outbound_git_allow_ssh: bool = False
     outbound_git_allow_file: bool = False
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: SecretStr = SecretStr("")
+    oidc_allowed_domains: str = ""
+    oidc_display_name: str = "SSO"
+    oidc_scopes: str = "openid email profile"
+    oidc_groups_claim: str = ""
+    oidc_group_roles: str = ""
+    password_login: Literal["all", "super-admins"] = "all"
 
     @classmethod
     def settings_customise_sources(
@@ -270,6 +299,73 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"not an IP address or network: {entry!r}") from None
         return value
+
+    @field_validator("oidc_group_roles")
+    @classmethod
+    def _group_roles(cls, value: str) -> str:
+        """Refuse at startup a mapping that :func:`parse_group_roles` refuses."""
+        parse_group_roles(value)
+        return value
+
+    @field_validator("oidc_allowed_domains")
+    @classmethod
+    def _domains(cls, value: str) -> str:
+        for entry in _entries(value):
+            if entry.startswith("@") or "." not in entry or any(c.isspace() for c in entry):
+                raise ValueError(
+                    f"STEAD_OIDC_ALLOWED_DOMAINS: {entry!r} is not a domain (example.com)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _sso(self) -> Settings:
+        """Single sign-on is all or nothing; its issuer is ``https://`` outside development;
+        ``password_login=super-admins`` needs it (nobody else could sign in)."""
+        parts = {
+            "STEAD_OIDC_ISSUER": self.oidc_issuer,
+            "STEAD_OIDC_CLIENT_ID": self.oidc_client_id,
+            "STEAD_OIDC_CLIENT_SECRET": self.oidc_client_secret.get_secret_value(),
+        }
+        missing = [name for name, value in parts.items() if not value]
+        if missing and len(missing) < len(parts):
+            raise ValueError(f"single sign-on needs {', '.join(missing)} as well")
+        if self.password_login == "super-admins" and missing:
+            raise ValueError(
+                "STEAD_PASSWORD_LOGIN=super-admins needs single sign-on (STEAD_OIDC_ISSUER, "
+                "STEAD_OIDC_CLIENT_ID, STEAD_OIDC_CLIENT_SECRET): nobody else could sign in"
+            )
+        if missing:
+            return self
+        issuer = urlsplit(self.oidc_issuer)
+        if issuer.scheme not in ("https", "http") or not issuer.hostname:
+            raise ValueError(f"STEAD_OIDC_ISSUER: not a URL: {self.oidc_issuer!r}")
+        if issuer.query or issuer.fragment:
+            raise ValueError("STEAD_OIDC_ISSUER: an issuer has no query or fragment (RFC 8414)")
+        if issuer.scheme != "https" and self.environment != "development":
+            raise ValueError(
+                "STEAD_OIDC_ISSUER: must be https:// outside STEAD_ENVIRONMENT=development"
+            )
+        if "openid" not in self.oidc_scopes.split() or "email" not in self.oidc_scopes.split():
+            raise ValueError("STEAD_OIDC_SCOPES: must include openid and email")
+        return self
+
+    @property
+    def sso_enabled(self) -> bool:
+        """True when single sign-on is configured (issuer, client id and secret)."""
+        return bool(
+            self.oidc_issuer and self.oidc_client_id and self.oidc_client_secret.get_secret_value()
+        )
+
+    @property
+    def oidc_allowed_domain_list(self) -> list[str]:
+        """:attr:`oidc_allowed_domains`, lower-cased, as a list (empty when none)."""
+        return [entry.lower() for entry in _entries(self.oidc_allowed_domains)]
+
+    @property
+    def group_roles(self) -> GroupRoles:
+        """:attr:`oidc_group_roles`, parsed
+        (:func:`stead.identity.group_mapping.parse_group_roles`)."""
+        return parse_group_roles(self.oidc_group_roles)
 
     @property
     def trusted_proxy_list(self) -> list[str]:

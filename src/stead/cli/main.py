@@ -27,6 +27,7 @@ from stead.cli.env import env_app  # noqa: E402
 if TYPE_CHECKING:
     import subprocess
 
+    from pydantic import ValidationError
     from rich.console import Console
 
     from stead.demo import Provisioned
@@ -70,6 +71,18 @@ def _fail(message: object) -> typer.Exit:
     return typer.Exit(2)
 
 
+def _invalid_settings(exc: ValidationError) -> str:
+    """One line per refused setting, ``STEAD_<NAME>: reason``, never its value (it may be a
+    secret): pydantic's own text repeats the input."""
+    lines = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        field = "_".join(str(part) for part in error["loc"])
+        named = not field or message.startswith("STEAD_") or "STEAD_" in message
+        lines.append(message if named else f"STEAD_{field.upper()}: {message}")
+    return "; ".join(lines)
+
+
 def _unreachable(exc: Exception) -> str:
     """One line for a database that did not answer: the driver's first line (it names the host,
     never the password)."""
@@ -105,6 +118,7 @@ def serve(
     import shutil
     import tempfile
 
+    from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
     from stead.settings import get_settings
@@ -113,6 +127,8 @@ def serve(
         get_settings()
     except SettingsError as exc:
         raise _fail(exc) from None
+    except ValidationError as exc:
+        raise _fail(_invalid_settings(exc)) from None
     # Metrics of every worker process, in files of a private directory (prometheus_client's
     # multiprocess mode); set before prometheus_client is first imported, here or in a worker.
     metrics_dir = tempfile.mkdtemp(prefix="stead-metrics-")
