@@ -45,6 +45,8 @@ from stead.errors import PROBLEM_JSON, AppError, Unauthorized
 from stead.idempotency import service as idempotency
 from stead.identity.actor import Actor
 from stead.identity.deps import UserManager, request_origin
+from stead.identity.group_roles import apply_group_roles, parse_group_roles
+from stead.identity.models import User as SteadUser
 from stead.identity.routes import forget_after_commit
 from stead.pagination import Page, PageDep
 from stead.pipeline.admission import admit
@@ -181,10 +183,14 @@ def _resource_answer(
 
 
 def _role_sync(request: Request) -> service.RoleSync:
-    def no_mapping(session: Session, user: Any, groups: list[str], actor: Actor) -> None:
-        return None
+    """The roles of ``STEAD_OIDC_GROUP_ROLES`` (the mapping single sign-on uses too) for a
+    user's SCIM groups (:func:`stead.identity.group_roles.apply_group_roles`)."""
+    mapping = parse_group_roles(request.app.state.settings.oidc_group_roles)
 
-    return no_mapping
+    def sync(session: Session, user: SteadUser, groups: list[str], actor: Actor) -> None:
+        apply_group_roles(session, user=user, groups=groups, mapping=mapping, actor=actor)
+
+    return sync
 
 
 def _forget_users(session: Session, request: Request, *user_ids: str) -> None:
