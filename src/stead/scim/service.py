@@ -382,7 +382,10 @@ class _GroupFilter(SqlFilter):
     member user ids (``eq`` only) and ``members pr`` tells a group with members."""
 
     def _members(self, path: AttrPath) -> bool:
-        return self.prefix + path.attr.lower() == "members" and path.sub_attr in (None, "value")
+        name = self.prefix + path.attr.lower()
+        if path.sub_attr:
+            name += "." + path.sub_attr.lower()
+        return name in ("members", "members.value")
 
     def visit_comparison(self, node: Comparison) -> ColumnElement[bool]:
         if not self._members(node.attr_path):
@@ -927,12 +930,11 @@ def _write_group(
             "membersRemoved": len(removed),
         },
     )
-    sync_roles(
-        session,
-        actor=actor,
-        user_ids=(wanted | current) if renamed else (added | removed),
-        role_sync=role_sync,
-    )
+    # Those who join first, so that a project keeps an Owner when one replaces another.
+    sync_roles(session, actor=actor, user_ids=added, role_sync=role_sync)
+    sync_roles(session, actor=actor, user_ids=removed, role_sync=role_sync)
+    if renamed:
+        sync_roles(session, actor=actor, user_ids=wanted & current, role_sync=role_sync)
 
 
 def sync_roles(
