@@ -42,7 +42,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stead.db import session_scope, utcnow
 from stead.errors import PROBLEM_JSON, AppError, Unauthorized
-from stead.idempotency import service as idempotency
 from stead.identity.actor import Actor
 from stead.identity.deps import UserManager, request_origin
 from stead.identity.group_roles import apply_group_roles, parse_group_roles
@@ -605,10 +604,10 @@ async def _scim_exception(request: Request, exc: Exception) -> Response:
 
 
 def install(app: FastAPI) -> None:
-    """Serve SCIM at ``/scim/v2`` and ``/v1/scim-tokens``, with SCIM error bodies on
-    ``/scim/`` paths (call after :func:`stead.pipeline.problems.install`)."""
+    """Serve SCIM at ``/scim/v2``, with SCIM error bodies on ``/scim/`` paths (call after
+    :func:`stead.pipeline.problems.install`). :data:`tokens_router` is one of the app's API
+    routers."""
     app.include_router(router)
-    app.include_router(tokens_router, prefix="/v1", dependencies=idempotency.IDEMPOTENCY)
     for exc_class in (
         AppError,
         RequestValidationError,

@@ -100,9 +100,7 @@ def upgrade() -> None:
             "group_id", "user_id", name=op.f("uq_scim_group_members_group_id_user_id")
         ),
     )
-    op.create_index(
-        op.f("ix_scim_group_members_user_id"), "scim_group_members", ["user_id"]
-    )
+    op.create_index(op.f("ix_scim_group_members_user_id"), "scim_group_members", ["user_id"])
 
 
 def downgrade() -> None:
