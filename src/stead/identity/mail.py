@@ -109,4 +109,6 @@ def send(settings: Settings, message: EmailMessage) -> None:
             "(STEAD_SMTP_SECURITY=tls for implicit TLS, or none for a trusted local relay)"
         ) from None
     except (OSError, smtplib.SMTPException) as exc:
-        raise UpstreamError(f"The mail could not be sent ({type(exc).__name__})") from None
+        raise UpstreamError(
+            f"The mail could not be sent ({type(exc).__name__})"
+        ) from None

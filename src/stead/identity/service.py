@@ -49,7 +49,6 @@ def _dummy_hash(hasher: PasswordHasher) -> str:
     a hash's worth of CPU."""
     return hasher.hash("stead-dummy-secret")
 
-
 TOKEN_ISSUER = "stead"
 
 
