@@ -513,7 +513,8 @@ def delete_group(
 TokenIdPath = Annotated[str, Path(alias="tokenId", description="SCIM token id")]
 
 
-def _token_read(token: ScimToken) -> ScimTokenRead:
+def token_read(token: ScimToken) -> ScimTokenRead:
+    """The wire form of a SCIM token: never its value."""
     return ScimTokenRead(
         id=token.id,
         name=token.name,
@@ -530,7 +531,7 @@ def create_scim_token(
 ) -> ScimTokenCreated:
     """Make a SCIM token for an identity provider; ``token`` is in this answer only."""
     token, value = service.create_token(session, actor=actor, name=data.name)
-    return ScimTokenCreated(**_token_read(token).model_dump(), token=value)
+    return ScimTokenCreated(**token_read(token).model_dump(), token=value)
 
 
 @tokens_router.get("", response_model=Page[ScimTokenRead])
@@ -540,7 +541,7 @@ def list_scim_tokens(
     """The account's SCIM tokens, revoked ones included (never their values)."""
     total, tokens = service.list_tokens(session, actor=actor, params=params)
     return Page(
-        page=params.page, size=params.size, total=total, results=[_token_read(t) for t in tokens]
+        page=params.page, size=params.size, total=total, results=[token_read(t) for t in tokens]
     )
 
 
