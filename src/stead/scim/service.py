@@ -434,7 +434,7 @@ def _user_groups(session: Session, user_ids: list[str]) -> dict[str, list[ScimGr
         .where(ScimGroupMember.user_id.in_(user_ids))
         .order_by(ScimGroup.display_name_key)
     )
-    for user_id, group in rows.tuples():
+    for user_id, group in rows:
         groups[user_id].append(group)
     return groups
 
@@ -505,7 +505,7 @@ def search_users(
     rows = list(
         session.execute(
             query.order_by(SteadUser.created_at, SteadUser.id).offset(offset).limit(limit)
-        ).tuples()
+        )
     )
     groups = _user_groups(session, [user.id for user, _ in rows])
     resources = [user_resource(user, row, groups[user.id], base_url=base_url) for user, row in rows]
@@ -526,7 +526,8 @@ def get_user(session: Session, *, actor: Actor, user_id: str) -> tuple[SteadUser
     found = session.execute(_user_query(actor).where(SteadUser.id == user_id)).first()
     if found is None:
         raise NotFoundException(detail=f"User {user_id} not found")
-    return found.tuple()
+    user, row = found
+    return user, row
 
 
 def read_user(session: Session, *, actor: Actor, user_id: str, base_url: str) -> UserResource:
@@ -768,7 +769,7 @@ def _group_members(session: Session, group_ids: list[str]) -> dict[str, list[Ste
         .where(ScimGroupMember.group_id.in_(group_ids))
         .order_by(SteadUser.email_key)
     )
-    for group_id, user in rows.tuples():
+    for group_id, user in rows:
         members[group_id].append(user)
     return members
 
