@@ -38,6 +38,8 @@ from stead.pipeline.throttle import FailureThrottle
 from stead.projects.routes import provisioning_router
 from stead.projects.routes import router as projects_router
 from stead.repositories.routes import router as repositories_router
+from stead.scim import routes as scim
+from stead.scim.routes import tokens_router as scim_tokens_router
 from stead.secrets.routes import hosted_router as hosted_secrets_router
 from stead.secrets.routes import router as secret_references_router
 from stead.secrets.routes import scope_router as secret_scopes_router
@@ -61,6 +63,7 @@ API_ROUTERS: list[APIRouter] = [
     warehouses_router,
     repositories_router,
     identity_router,
+    scim_tokens_router,
     audit_router,
 ]
 
@@ -153,6 +156,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app, on_error=record_refused)
     # After problems.install: on console paths its answers become HTML pages.
     console_web.install(app)
+    scim.install(app)  # /scim/v2, with SCIM error bodies on /scim/ paths
     # Middleware, innermost first (docs/request-lifecycle.md).
     admission.install(app, engine)
     idempotency.install(app)

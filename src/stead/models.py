@@ -21,6 +21,7 @@ from stead.identity.models import (
 from stead.pipeline.ratelimit import RateLimitCounter
 from stead.projects.models import Project, ProjectListBucket
 from stead.repositories.models import Repository
+from stead.scim.models import ScimGroup, ScimGroupMember, ScimToken, ScimUser
 from stead.secrets.models import (
     HostedSecret,
     HostedSecretVersion,
@@ -53,6 +54,10 @@ __all__ = [
     "SsoRequest",
     "RateLimitCounter",
     "Repository",
+    "ScimGroup",
+    "ScimGroupMember",
+    "ScimToken",
+    "ScimUser",
     "SecretReference",
     "SecretScope",
     "User",

@@ -159,11 +159,14 @@ def _reference(c: Ctx, name: str, **body: Any) -> str:
     c.ok(
         "POST",
         url,
-        json={**example(
-            "04-create-secret-reference-aws",
-            agentId=c.world.agent_id,
-            projectId=c.world.project_id,
-        ), **body},
+        json={
+            **example(
+                "04-create-secret-reference-aws",
+                agentId=c.world.agent_id,
+                projectId=c.world.project_id,
+            ),
+            **body,
+        },
     )
     return url
 
@@ -356,6 +359,14 @@ RECIPES: dict[str, Callable[[Ctx], Call]] = {
     ),
     "DELETE /v1/api-clients/{clientId}": lambda c: Call(
         "DELETE", f"/v1/api-clients/{c.client()}", ("api_client.revoked",)
+    ),
+    "POST /v1/scim-tokens": lambda c: Call(
+        "POST", "/v1/scim-tokens", ("scim_token.created",), json={"name": "audited"}
+    ),
+    "DELETE /v1/scim-tokens/{tokenId}": lambda c: Call(
+        "DELETE",
+        f"/v1/scim-tokens/{c.ok('POST', '/v1/scim-tokens', json={'name': 'revoked'})['id']}",
+        ("scim_token.revoked",),
     ),
     f"PATCH {P}/members/{{memberId}}": lambda c: Call(
         "PATCH",

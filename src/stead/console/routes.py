@@ -18,6 +18,7 @@ from stead.console.pages import (
     plan,
     project,
     projects,
+    scim_tokens,
     sso,
     users,
     wizard,
@@ -37,6 +38,7 @@ for page in (
     api_clients,
     links,
     users,
+    scim_tokens,
     plan,
     agents,
 ):

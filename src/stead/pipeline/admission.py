@@ -36,7 +36,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 #: Database-backed requests running at once, per server process.
 MAX_ACTIVE = 4
-_API = ("/v1/", "/dpc/v1/", "/console/")
+_API = ("/v1/", "/dpc/v1/", "/console/", "/scim/")
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: Where the gate puts a request's :class:`Admission` in the ASGI scope.
 SCOPE_KEY = "stead.admission"

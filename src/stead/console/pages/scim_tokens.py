@@ -1,0 +1,98 @@
+"""``/console/scim-tokens``: the tokens identity providers send to ``/scim/v2``
+(``user.manage``, as ``/v1/scim-tokens``; docs/scim.md): make one (its value is shown once, on
+the answer to that POST, with ``Cache-Control: no-store``), revoke one."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Form, Request, Response
+
+from stead.console import web
+from stead.console.web import Console
+from stead.errors import AppError
+from stead.identity.deps import parse_uuid
+from stead.pagination import MAX_SIZE, PageParams
+from stead.pipeline.transaction import SessionDep, make_router
+from stead.scim import service
+from stead.scim.routes import PREFIX as SCIM_PREFIX
+from stead.scim.routes import token_read
+from stead.scim.schemas import ScimTokenCreate
+
+router = make_router(prefix="/scim-tokens")
+
+Manager = Annotated[Console, Depends(web.require("user.manage"))]
+
+
+def _list(
+    request: Request,
+    db: SessionDep,
+    console: Console,
+    *,
+    form: dict[str, str] | None = None,
+    errors: web.FormErrors | None = None,
+    status: int = 200,
+) -> Response:
+    total, rows = service.list_tokens(
+        db, actor=console.actor, params=PageParams(page=0, size=MAX_SIZE)
+    )
+    return web.render(
+        request,
+        "scim/tokens.html",
+        {
+            "tokens": [token_read(t) for t in rows],
+            "total": total,
+            "endpoint": request.app.state.settings.public_url.rstrip("/") + SCIM_PREFIX,
+            "form": form or {"name": ""},
+            "errors": errors,
+        },
+        status=status,
+    )
+
+
+@router.get("")
+def scim_tokens(request: Request, console: Manager, db: SessionDep) -> Response:
+    """The SCIM tokens (revoked ones too), the SCIM endpoint and the form that makes a token."""
+    return _list(request, db, console)
+
+
+@router.post("")
+def create_scim_token(
+    request: Request,
+    console: Manager,
+    db: SessionDep,
+    name: Annotated[str, Form(max_length=1024)] = "",
+) -> Response:
+    """Make a token and show it once; bad input comes back as the form with its errors."""
+    form = {"name": name}
+    try:
+        data = web.validated(ScimTokenCreate, form)
+        token, value = service.create_token(db, actor=console.actor, name=data.name)
+    except AppError as exc:
+        if exc.status != 400:
+            raise
+        db.rollback()
+        errors = web.form_errors(exc, known=form.keys())
+        return _list(request, db, console, form=form, errors=errors, status=exc.status)
+    return web.render(
+        request,
+        "scim/token.html",
+        {
+            "token": token_read(token),
+            "value": value,
+            "endpoint": request.app.state.settings.public_url.rstrip("/") + SCIM_PREFIX,
+        },
+        status=201,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@router.post("/{token_id}/revoke")
+def revoke(request: Request, token_id: str, console: Manager, db: SessionDep) -> Response:
+    """Revoke the token, then back to the list."""
+    token = service.get_token(
+        db, actor=console.actor, token_id=parse_uuid(token_id, field="tokenId")
+    )
+    service.revoke_token(db, actor=console.actor, token=token)
+    web.flash(db, console, f"SCIM token {token.name} is revoked.")
+    return web.redirect(f"{web.PREFIX}/scim-tokens")
