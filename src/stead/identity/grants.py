@@ -31,10 +31,10 @@ import hmac
 import ipaddress
 import re
 import secrets
-from datetime import datetime, timedelta
+from datetime import timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
 from stead import audit
@@ -43,6 +43,7 @@ from stead.errors import BadRequest, NotFound
 from stead.identity.actor import Actor
 from stead.identity.models import DEVICE_NAME_MAX, CliCode, CliGrant, CliRefreshToken, User
 from stead.identity.service import token_hash, user_actor
+from stead.pagination import PageParams, paginate
 from stead.wire import format_timestamp
 
 #: The ``client_id`` of Stead's own command line, a public client (RFC 6749 section 2.1):
@@ -64,11 +65,13 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 class GrantRefused(Exception):
     """A token request this module refuses: answered as RFC 6749 section 5.2 ``invalid_grant``
-    with :attr:`description` (which never holds the token or code)."""
+    with :attr:`description` (which never holds the token or code). :attr:`revoked_user_id`
+    is the user whose grant the refusal revoked (a replay), to forget in the actor cache."""
 
-    def __init__(self, description: str) -> None:
+    def __init__(self, description: str, *, revoked_user_id: str | None = None) -> None:
         super().__init__(description)
         self.description = description
+        self.revoked_user_id = revoked_user_id
 
 
 # --- checks of the browser login's parameters --------------------------------------------------
@@ -180,7 +183,11 @@ def issue_grant(
         action="cli_grant.issued",
         target_type="cli_grant",
         target_id=grant.id,
-        details={"name": grant.name, "method": method, "expiresAt": format_timestamp(grant.expires_at)},
+        details={
+            "name": grant.name,
+            "method": method,
+            "expiresAt": format_timestamp(grant.expires_at),
+        },
     )
     return grant, refresh_token
 
@@ -228,7 +235,10 @@ def refresh(
             user = session.get(User, grant.user_id)
             actor = _grant_actor(user, grant, request_id=request_id, source_ip=source_ip)
             revoke(session, grant=grant, actor=actor, reason="replay")
-        raise GrantRefused("the refresh token was used before; the grant has been revoked")
+        raise GrantRefused(
+            "the refresh token was used before; the grant has been revoked",
+            revoked_user_id=grant.user_id,
+        )
     if not grant.is_live(now):
         raise GrantRefused("the grant has expired or was revoked; log in again")
     user = _live_user(session, grant)
@@ -285,19 +295,28 @@ def revoke_user_grants(session: Session, *, user_id: str) -> int:
     ).rowcount
 
 
-def list_grants(session: Session, *, user_id: str) -> list[CliGrant]:
-    """The user's live grants, the most recently used first."""
-    now = utcnow()
-    rows = session.scalars(
+def _live_grants(user_id: str) -> Select[CliGrant]:
+    return (
         select(CliGrant)
         .where(
             CliGrant.user_id == user_id,
             CliGrant.revoked_at.is_(None),
-            CliGrant.expires_at > now,
+            CliGrant.expires_at > utcnow(),
         )
         .order_by(CliGrant.last_used_at.desc(), CliGrant.id)
     )
-    return list(rows)
+
+
+def list_grants(session: Session, *, user_id: str) -> list[CliGrant]:
+    """The user's live grants, the most recently used first."""
+    return list(session.scalars(_live_grants(user_id)))
+
+
+def page_of_grants(
+    session: Session, *, user_id: str, params: PageParams
+) -> tuple[int, list[CliGrant]]:
+    """One page of :func:`list_grants`: ``(total, rows)``."""
+    return paginate(session, _live_grants(user_id), params)
 
 
 def get_own_grant(session: Session, *, actor: Actor, grant_id: str) -> CliGrant:
@@ -391,7 +410,10 @@ def exchange_code(
                 session.get(User, grant.user_id), grant, request_id=request_id, source_ip=source_ip
             )
             revoke(session, grant=grant, actor=actor, reason="code replay")
-        raise GrantRefused("the authorization code was used before; its grant has been revoked")
+        raise GrantRefused(
+            "the authorization code was used before; its grant has been revoked",
+            revoked_user_id=stored.user_id,
+        )
     if stored.expires_at <= now:
         raise GrantRefused("the authorization code has expired; log in again")
     if stored.redirect_uri != redirect_uri:
