@@ -13,6 +13,7 @@ from stead.console.pages import (
     api_clients,
     audit,
     auth,
+    cli,
     links,
     members,
     plan,
@@ -27,6 +28,7 @@ console_router = APIRouter(prefix=web.PREFIX)
 for page in (
     auth,
     account,
+    cli,
     wizard,
     projects,
     members,

@@ -96,9 +96,14 @@ def check_redirect_uri(value: str) -> str:
     else:
         if len(value) > 255 or _CONTROL.search(value):
             problem = "must be at most 255 characters without control characters"
-        elif parts.scheme != "http" or not address.is_loopback or str(address) not in (
-            "127.0.0.1",
-            "::1",
+        elif (
+            parts.scheme != "http"
+            or not address.is_loopback
+            or str(address)
+            not in (
+                "127.0.0.1",
+                "::1",
+            )
         ):
             problem = "must be a loopback address: http://127.0.0.1:<port>/ or http://[::1]:<port>/"
         elif port is None or parts.username is not None or parts.fragment:
@@ -376,6 +381,18 @@ def start_code(
         details={"name": grant_name(device)},
     )
     return code
+
+
+def deny(session: Session, *, actor: Actor, device: str) -> None:
+    """Audit that the user ``actor`` refused the CLI on ``device`` (``cli_grant.denied``)."""
+    audit.record(
+        session,
+        actor=actor,
+        action="cli_grant.denied",
+        target_type="user",
+        target_id=actor.id,
+        details={"name": grant_name(device)},
+    )
 
 
 def exchange_code(
