@@ -227,7 +227,7 @@ def refresh(
     ).first()
     if row is None:
         raise GrantRefused("the refresh token is not valid")
-    stored, grant = row.tuple()
+    stored, grant = row
     # One statement decides which of two concurrent refreshes wins (the other is a replay).
     claimed = session.execute(
         update(CliRefreshToken)
