@@ -330,3 +330,102 @@ def test_revoking_on_the_account_page_stops_the_cli_at_once(
     for secret in (code, body["access_token"], body["refresh_token"]):
         assert secret not in stored and secret not in logged
         assert secret not in account.text and secret not in after
+
+
+# --- stead login --email, and the stored login refreshing itself --------------------------------
+
+
+def _cli(home: Path, *args: str, input: str | None = None, **env: str) -> Any:  # noqa: A002
+    base: dict[str, str | None] = {
+        "XDG_CONFIG_HOME": str(home),
+        "STEAD_URL": None,
+        "STEAD_CLIENT_ID": None,
+        "STEAD_CLIENT_SECRET": None,
+        "STEAD_PASSWORD": None,
+    }
+    return CliRunner().invoke(app, list(args), input=input, env={**base, **env})
+
+
+def _profile(home: Path) -> dict[str, str]:
+    import tomllib
+
+    return dict(tomllib.loads((home / "stead" / "config.toml").read_text())["profiles"]["default"])
+
+
+def test_login_with_email_and_password_then_the_login_refreshes_itself(
+    live: Live, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    _, email = live.user("MEMBER")
+    prompted = _cli(home, "login", "--url", live.url, "--email", email, input=USER_PASSWORD + "\n")
+    assert prompted.exit_code == 0, prompted.output
+    assert f"as {email} (MEMBER)" in prompted.output and USER_PASSWORD not in prompted.output
+    path = home / "stead" / "config.toml"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    first = _profile(home)
+    assert set(first) == {"url", "refresh_token", "access_token", "expires_at"}
+    who = _cli(home, "whoami")
+    assert who.exit_code == 0 and "logged in with a password (--email)" in who.output
+    assert _profile(home) == first  # a valid access token is used as it is
+
+    # an expired access token is refreshed before the command; the new tokens are stored
+    path.write_text(path.read_text().replace(first["expires_at"], "1000"))
+    assert _cli(home, "whoami").exit_code == 0
+    second = _profile(home)
+    assert second["refresh_token"] != first["refresh_token"]
+    assert second["access_token"] != first["access_token"]
+    # a refused access token (401) is refreshed once, transparently
+    path.write_text(path.read_text().replace(second["access_token"], "not-a-token"))
+    assert _cli(home, "whoami").exit_code == 0
+    third = _profile(home)
+    assert third["refresh_token"] != second["refresh_token"]
+    with live.factory() as session:
+        actions = [
+            e.action
+            for e in session.scalars(
+                select(AuditEvent).where(AuditEvent.action.startswith("cli_grant."))
+            )
+        ]
+    assert actions == ["cli_grant.issued", "cli_grant.refreshed", "cli_grant.refreshed"]
+
+    # a second login (environment password) replaces the first one in the profile
+    again = _cli(home, "login", "--email", email, STEAD_PASSWORD=USER_PASSWORD)
+    assert again.exit_code == 0, again.output
+    assert _profile(home)["url"] == live.url
+
+
+def test_login_with_a_wrong_password_or_a_locked_user_stores_nothing(
+    live: Live, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    _, email = live.user()
+    wrong = _cli(
+        home, "login", "--url", live.url, "--email", email, STEAD_PASSWORD="not the password"
+    )
+    assert wrong.exit_code == 1
+    assert "Invalid email or password" in wrong.output and "not the password" not in wrong.output
+    assert not (home / "stead" / "config.toml").exists()
+    for _ in range(4):
+        _cli(home, "login", "--url", live.url, "--email", email, STEAD_PASSWORD="still wrong!")
+    locked = _cli(home, "login", "--url", live.url, "--email", email, STEAD_PASSWORD=USER_PASSWORD)
+    assert locked.exit_code == 1 and "try again in" in locked.output
+    assert not (home / "stead" / "config.toml").exists()
+    both = _cli(home, "login", "--url", live.url, "--email", email, "--sso")
+    assert both.exit_code == 2
+
+
+def test_a_revoked_login_tells_the_person_to_log_in_again(live: Live, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    user_id, email = live.user("ADMIN")
+    _cli(home, "login", "--url", live.url, "--email", email, STEAD_PASSWORD=USER_PASSWORD)
+    path = home / "stead" / "config.toml"
+    path.write_text(path.read_text().replace(_profile(home)["expires_at"], "1000"))
+    with httpx.Client(base_url=live.url) as client:
+        token = client.post(
+            TOKEN, data={"grant_type": "password", "username": email, "password": USER_PASSWORD}
+        ).json()["access_token"]
+        client.post(
+            f"/v1/users/{user_id}/revoke-tokens", headers={"Authorization": f"Bearer {token}"}
+        )
+    ended = _cli(home, "audit")
+    assert ended.exit_code == 1 and "run `stead login` again" in ended.output, ended.output
