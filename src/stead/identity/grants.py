@@ -1,5 +1,5 @@
 """People on the command line: CLI grants, their refresh tokens, and the one-time codes of the
-browser login (docs/cli.md, "Logging in as a person").
+browser login (docs/cli.md).
 
 A *grant* is one signed-in ``stead`` command line (or SDK script) of one user: its name
 ("stead CLI on laptop-7"), how it was obtained (``password`` at the token endpoint, or
