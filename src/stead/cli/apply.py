@@ -1,4 +1,5 @@
-"""Client commands: ``stead login``, ``schema``, ``plan``, ``apply`` and ``export``.
+"""Client commands: ``stead schema``, ``plan``, ``apply``, ``export`` and ``import``
+(``stead login`` is :mod:`stead.cli.login`).
 
 They talk to a running server through the SDK; where they find it is :mod:`stead.cli.config`.
 Exit codes: ``plan`` 0 when nothing would change, 2 when something would (like ``terraform
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from stead.cli.config import ConfigError, config_file, resolve, write_profile
+from stead.cli.config import ConfigError, resolve
 
 # The declarative engine and the SDK (pydantic, httpx, YAML) load only when a command runs, so
 # `stead --help` stays fast.
@@ -84,8 +85,10 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 def _client(
     url: str | None, client_id: str | None, secret: str | None, profile: str
 ) -> Iterator[Client]:
-    """A client for the resolved configuration; configuration and API errors end the command
+    """A client for the resolved configuration (API client credentials, or a person's stored
+    login: :func:`stead.cli.login.user_client`); configuration and API errors end the command
     with exit code 1 and a message (violations included)."""
+    from stead.cli.login import user_client
     from stead.sdk import ApiError, Client, SteadError
 
     try:
@@ -93,9 +96,15 @@ def _client(
     except ConfigError as exc:
         _fail(str(exc))
     try:
-        with Client(config.url, config.client_id, config.client_secret) as client:
+        if config.refresh_token is not None:
+            made = user_client(config, profile)
+        else:
+            made = Client(config.url, config.client_id, config.client_secret)
+        with made as client:
             yield client
     except ApiError as exc:
+        if exc.title == "invalid_grant":
+            _fail(f"your login has ended ({exc.detail}); run `stead login` again")
         details = "".join(f"\n  {v}" for v in exc.violations)
         _fail(f"{exc.status} {exc.detail}{details}")
     except SteadError as exc:
@@ -154,28 +163,6 @@ def _saved_plan(
         "files": [{"path": str(f.resolve()), "digest": _sha256(f)} for f in files],
         "options": {"prune": prune, "writeSecrets": write_secrets},
     }
-
-
-def login(
-    url: Url = None,
-    client_id: ClientId = None,
-    client_secret: ClientSecret = None,
-    profile: Profile = "default",
-) -> None:
-    """Check API client credentials and save them in the profile file.
-
-    The file (mode 0600) is read by every client command after its flags and environment.
-    """
-    url = url or typer.prompt("Server URL")
-    client_id = client_id or typer.prompt("Client id")
-    client_secret = client_secret or typer.prompt("Client secret", hide_input=True)
-    with _client(url, client_id, client_secret, profile) as client:
-        client.access_token()
-    path = config_file()
-    write_profile(
-        path, profile, {"url": url, "client_id": client_id, "client_secret": client_secret}
-    )
-    typer.echo(f"credentials checked and saved to {path} (profile {profile!r})")
 
 
 def schema() -> None:
@@ -462,6 +449,6 @@ def import_(
 
 def register(app: typer.Typer) -> None:
     """Add the client commands to the ``stead`` command line."""
-    for command in (login, schema, plan, apply, export):
+    for command in (schema, plan, apply, export):
         app.command()(command)
     app.command(name="import")(import_)

@@ -11,6 +11,17 @@ with mode 0600::
     client_id = "..."
     client_secret = "..."
 
+A person's login (``stead login --email`` or ``--sso``) keeps their CLI grant's tokens
+instead of client credentials; the refresh token changes with every refresh, which rewrites
+the file under a lock (:func:`profile_lock`)::
+
+    [profiles.default]
+    url = "https://stead.example.com"
+    refresh_token = "..."
+    access_token = "..."
+    expires_at = "1796560000"
+
+API client credentials from flags or the environment come before a stored login.
 ``--profile`` (or ``STEAD_PROFILE``) picks another profile than ``default``.
 """
 
@@ -23,8 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
+from filelock import FileLock
 
-FIELDS = ("url", "client_id", "client_secret")
+FIELDS = ("url", "client_id", "client_secret", "refresh_token", "access_token", "expires_at")
 
 
 class ConfigError(ValueError):
@@ -33,11 +45,16 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ClientConfig:
-    """The server URL and API client credentials a command uses."""
+    """The server URL and the credentials a command uses: an API client's ``client_id`` and
+    ``client_secret``, or a person's stored login (``refresh_token``, and the last
+    ``access_token`` with its ``expires_at``, Unix seconds)."""
 
     url: str
-    client_id: str
-    client_secret: str
+    client_id: str | None = None
+    client_secret: str | None = None
+    refresh_token: str | None = None
+    access_token: str | None = None
+    expires_at: float | None = None
 
 
 def config_file() -> Path:
@@ -103,6 +120,14 @@ def write_profile(path: Path, name: str, values: dict[str, str]) -> None:
         raise
 
 
+def profile_lock(path: Path) -> FileLock:
+    """An exclusive lock of the profile file at ``path`` (a ``.lock`` file beside it, 0600),
+    held while a stored login is refreshed so that two commands never spend the same refresh
+    token (a used one presented again revokes the login)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return FileLock(path.with_name(path.name + ".lock"), mode=0o600)
+
+
 def resolve(
     *,
     url: str | None,
@@ -111,7 +136,9 @@ def resolve(
     profile: str,
     path: Path | None = None,
 ) -> ClientConfig:
-    """Complete the values given by flags or environment with the profile file's.
+    """Complete the values given by flags or environment with the profile file's: API client
+    credentials when any are given or stored, else the profile's stored login (when ``url``,
+    if given, is the profile's).
 
     Raises:
         ConfigError: a value is still missing (the message says how to give it), or the file
@@ -120,13 +147,23 @@ def resolve(
     given = {"url": url, "client_id": client_id, "client_secret": client_secret}
     if any(not v for v in given.values()):
         stored = read_profiles(path or config_file()).get(profile, {})
+        login = stored.get("refresh_token")
+        if login and not client_id and not client_secret and url in (None, stored.get("url")):
+            expires = stored.get("expires_at", "")
+            return ClientConfig(
+                url=stored.get("url", ""),
+                refresh_token=login,
+                access_token=stored.get("access_token") or None,
+                expires_at=float(expires) if expires.replace(".", "", 1).isdigit() else None,
+            )
         given = {k: v or stored.get(k) for k, v in given.items()}
     missing = [k for k, v in given.items() if not v]
     if missing:
         flags = ", ".join("--" + k.replace("_", "-") for k in missing)
         raise ConfigError(
             f"missing {flags}: pass the flag, set STEAD_{missing[0].upper()}, "
-            f"or run `stead login` (profile {profile!r})"
+            f"or run `stead login` (profile {profile!r}; `--sso` or `--email` logs you in "
+            "as yourself)"
         )
     return ClientConfig(
         url=str(given["url"]),

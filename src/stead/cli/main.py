@@ -23,6 +23,7 @@ from stead.cli.apply import register as register_client_commands  # noqa: E402
 from stead.cli.audit import audit  # noqa: E402
 from stead.cli.backup import backup, restore  # noqa: E402
 from stead.cli.env import env_app  # noqa: E402
+from stead.cli.login import login, logout, whoami  # noqa: E402
 
 if TYPE_CHECKING:
     import subprocess
@@ -575,6 +576,9 @@ def _demo_flow(
     return True
 
 
+app.command()(login)
+app.command()(whoami)
+app.command()(logout)
 register_client_commands(app)
 app.command()(audit)
 app.command()(backup)

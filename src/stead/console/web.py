@@ -464,6 +464,9 @@ CONSOLE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 )
 
 
+_CSP = b"content-security-policy"
+
+
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower()
@@ -475,9 +478,10 @@ def is_console_path(path: str) -> bool:
 
 
 class ConsoleHeaders:
-    """ASGI middleware for console paths: :data:`CONSOLE_HEADERS`, ``Cache-Control: no-store``
-    unless the answer sets its own, ``Server-Timing: app;dur=<ms>`` (the time until the answer
-    started, W3C Server Timing), and the refusal of a cross-site POST.
+    """ASGI middleware for console paths: :data:`CONSOLE_HEADERS` (the CSP unless the answer
+    sets its own), ``Cache-Control: no-store`` unless the answer sets its own,
+    ``Server-Timing: app;dur=<ms>`` (the time until the answer started, W3C Server Timing),
+    and the refusal of a cross-site POST.
 
     A request that may change something (any method but GET/HEAD/OPTIONS) is refused with 403
     before anything else runs when its ``Origin`` is neither this server's (as the request
@@ -508,7 +512,9 @@ class ConsoleHeaders:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 raw = list(message.get("headers", ()))
-                raw.extend(CONSOLE_HEADERS)
+                # A page may widen its own policy (the CLI's authorize page: form-action).
+                own_csp = any(name.lower() == _CSP for name, _ in raw)
+                raw.extend(h for h in CONSOLE_HEADERS if not (own_csp and h[0] == _CSP))
                 if not any(name.lower() == b"cache-control" for name, _ in raw):
                     raw.append((b"cache-control", b"no-store"))
                 dur = (time.perf_counter() - started) * 1000

@@ -19,6 +19,8 @@ class Actor:
         account_id: the account the principal belongs to.
         request_id: the request's ``X-Request-ID``, written into audit events.
         source_ip: the client address of the request, written into audit events.
+        grant_id: for a user on the command line, the CLI grant their token was issued
+            under (:mod:`stead.identity.grants`); None otherwise.
     """
 
     type: str
@@ -28,6 +30,7 @@ class Actor:
     account_id: str
     request_id: str | None = None
     source_ip: str | None = None
+    grant_id: str | None = None
 
     @property
     def is_super_admin(self) -> bool:

@@ -1,5 +1,5 @@
-"""Tables: the account, its API clients and users, project memberships, invitations, and
-per-user environment access."""
+"""Tables: the account, its API clients and users, project memberships, invitations,
+per-user environment access, and the grants of people on the command line."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from stead.db import Base, UTCDateTime, UUIDStr, new_uuid
+from stead.db import Base, UTCDateTime, UUIDStr, new_uuid, utcnow
 
 
 class Account(Base):
@@ -191,3 +191,62 @@ class EnvironmentAccess(Base):
     environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     access_level: Mapped[str] = mapped_column(String(20))
+
+
+#: Longest device name a CLI may give (the part after "stead CLI on ").
+DEVICE_NAME_MAX = 100
+
+
+class CliGrant(Base):
+    """One signed-in command line of a user (:mod:`stead.identity.grants`).
+
+    ``method`` is ``password`` or ``browser``; ``last_used_at`` the latest issue or refresh of
+    its tokens; ``expires_at`` moves on with each refresh (``GRANT_IDLE``, at most
+    ``GRANT_LIFETIME`` after ``created_at``); ``revoked_at`` ends it for good.
+    """
+
+    __tablename__ = "cli_grants"
+
+    id: Mapped[str] = mapped_column(UUIDStr, primary_key=True, default=new_uuid)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    method: Mapped[str] = mapped_column(String(20))
+    last_used_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+    def is_live(self, now: datetime | None = None) -> bool:
+        """True while the grant is neither revoked nor expired."""
+        return self.revoked_at is None and self.expires_at > (now or utcnow())
+
+
+class CliRefreshToken(Base):
+    """A refresh token issued for a grant: only its SHA-256 (``token_hash``). ``used_at`` is
+    set when it was exchanged; presenting it again revokes the grant."""
+
+    __tablename__ = "cli_refresh_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    grant_id: Mapped[str] = mapped_column(
+        ForeignKey("cli_grants.id", ondelete="CASCADE"), index=True
+    )
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class CliCode(Base):
+    """A one-time authorization code of the browser login: only its SHA-256 (``code_hash``),
+    the user who approved it, the PKCE ``challenge``, the ``redirect_uri`` and ``device_name``
+    it was issued for, and ``expires_at``. ``grant_id`` is the grant it was exchanged for
+    (set on first use; a second use revokes that grant, RFC 6749 section 4.1.2)."""
+
+    __tablename__ = "cli_codes"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    challenge: Mapped[str] = mapped_column(String(64))
+    redirect_uri: Mapped[str] = mapped_column(String(255))
+    device_name: Mapped[str] = mapped_column(String(DEVICE_NAME_MAX))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    grant_id: Mapped[str | None] = mapped_column(
+        ForeignKey("cli_grants.id", ondelete="CASCADE"), default=None
+    )

@@ -1,12 +1,13 @@
 """HTTP routes of identity: the OAuth 2.0 token endpoint (docs/api.md; RFC 6749 sections
-4.3, 4.4 and 5), user login, API client management, project members, invitations and per-user
-environment access (docs/api.md, People)."""
+4.1.3, 4.3, 4.4, 5 and 6), user login, the caller's CLI grants, API client management,
+project members, invitations and per-user environment access (docs/api.md, People)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import functools
+from collections.abc import Callable
 from typing import Annotated
 from urllib.parse import unquote_plus
 
@@ -18,9 +19,9 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from stead.db import session_scope
+from stead.db import session_scope, utcnow
 from stead.errors import Unauthorized
-from stead.identity import members, service, users
+from stead.identity import grants, members, service, users
 from stead.identity.actor import Actor
 from stead.identity.deps import (
     ActorDep,
@@ -33,11 +34,12 @@ from stead.identity.deps import (
     parse_uuid,
     request_origin,
 )
-from stead.identity.models import ApiClient, User
+from stead.identity.models import ApiClient, CliGrant, User
 from stead.identity.schemas import (
     ApiClientCreate,
     ApiClientCreated,
     ApiClientRead,
+    CliGrantRead,
     EnvironmentAccessRead,
     EnvironmentAccessSet,
     InvitationAccept,
@@ -90,13 +92,28 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
     return (unquote_plus(user), unquote_plus(password)) if sep else None
 
 
-def _token_response(request: Request, principal: ApiClient | User) -> JSONResponse:
+def _token_response(
+    request: Request,
+    principal: ApiClient | User,
+    *,
+    grant: CliGrant | None = None,
+    refresh_token: str | None = None,
+) -> JSONResponse:
+    """RFC 6749 section 5.1: the access token, and for a CLI grant its refresh token (the
+    access token then ends no later than the grant)."""
     ttl = request.app.state.settings.token_ttl_seconds
-    access = issue_token(principal, key=request.app.state.signing_key, ttl_seconds=ttl)
-    return JSONResponse(
-        {"access_token": access, "token_type": "Bearer", "expires_in": ttl},
-        headers={"Cache-Control": "no-store"},
+    if grant is not None:
+        ttl = max(1, min(ttl, int((grant.expires_at - utcnow()).total_seconds())))
+    access = issue_token(
+        principal,
+        key=request.app.state.signing_key,
+        ttl_seconds=ttl,
+        grant_id=grant.id if grant is not None else None,
     )
+    body: dict[str, object] = {"access_token": access, "token_type": "Bearer", "expires_in": ttl}
+    if refresh_token is not None:
+        body["refresh_token"] = refresh_token
+    return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
 @router.post(
@@ -116,16 +133,27 @@ async def token(
     username: Annotated[str | None, Form()] = None,
     password: Annotated[str | None, Form()] = None,
     audience: Annotated[str | None, Form()] = None,
+    refresh_token: Annotated[str | None, Form()] = None,
+    code: Annotated[str | None, Form()] = None,
+    code_verifier: Annotated[str | None, Form()] = None,
+    redirect_uri: Annotated[str | None, Form()] = None,
+    device_name: Annotated[str | None, Form()] = None,
 ) -> JSONResponse:
     """Exchange credentials for a bearer token valid 1800 s.
 
     ``grant_type=client_credentials`` (DPC): ``client_id`` and ``client_secret`` in the form or
     as HTTP Basic client authentication. ``grant_type=password`` (RFC 6749 section 4.3): a
-    user's email as ``username`` and ``password``; repeated failures lock the user. ``audience``
-    is accepted for DPC compatibility and not checked. The body is a form (RFC 6749 section
-    4.4.2); a JSON body is refused with ``invalid_request`` saying so. Failed attempts are
-    throttled per client id (or user) and per address (:mod:`stead.pipeline.throttle`): 429
-    with ``Retry-After``, checking nothing.
+    user's email as ``username`` and ``password``; repeated failures lock the user. With
+    ``client_id=stead-cli`` (Stead's command line, a public client) the password grant also
+    starts a CLI grant named after ``device_name`` and answers a ``refresh_token``.
+    ``grant_type=authorization_code`` (RFC 6749 section 4.1.3, RFC 7636): ``client_id=stead-cli``,
+    the ``code`` the console's ``/console/cli/authorize`` page gave, its ``code_verifier`` and
+    ``redirect_uri``. ``grant_type=refresh_token`` (RFC 6749 section 6): a CLI grant's refresh
+    token, exchanged for a new one (the old one is used up; using it again revokes the grant).
+    ``audience`` is accepted for DPC compatibility and not checked. The body is a form (RFC
+    6749 section 4.4.2); a JSON body is refused with ``invalid_request`` saying so. Failed
+    attempts are throttled per client id (or user) and per address
+    (:mod:`stead.pipeline.throttle`): 429 with ``Retry-After``, checking nothing.
     """
     state = request.app.state
     if grant_type is None:
@@ -141,13 +169,47 @@ async def token(
     if grant_type == "password":
         if not username or not password:
             return _oauth_error("invalid_request", "username and password are required", 400)
-        user, refusal = await throttled_login(request, email=username, password=password)
-        if refusal is not None or user is None:
-            return _oauth_error("invalid_grant", refusal.detail if refusal else "", 400)
-        return _token_response(request, user)
+        if client_id not in (None, grants.CLI_CLIENT_ID):
+            return _oauth_error(
+                "invalid_client", f"the password grant's client_id is {grants.CLI_CLIENT_ID}", 401
+            )
+        if client_id is None:
+            user, refusal = await throttled_login(request, email=username, password=password)
+            if refusal is not None or user is None:
+                return _oauth_error("invalid_grant", refusal.detail if refusal else "", 400)
+            return _token_response(request, user)
+        return await _cli_password_grant(
+            request, email=username, password=password, device=device_name
+        )
+    if grant_type in ("authorization_code", "refresh_token"):
+        if client_id != grants.CLI_CLIENT_ID:
+            return _oauth_error(
+                "invalid_client", f"grant_type {grant_type} is for client_id stead-cli", 401
+            )
+        if grant_type == "refresh_token":
+            if not refresh_token:
+                return _oauth_error("invalid_request", "refresh_token is required", 400)
+            return await _cli_exchange(
+                request, grants.refresh, refresh_token=refresh_token, **request_origin(request)
+            )
+        if not code or not code_verifier or not redirect_uri:
+            return _oauth_error(
+                "invalid_request", "code, code_verifier and redirect_uri are required", 400
+            )
+        return await _cli_exchange(
+            request,
+            grants.exchange_code,
+            code=code,
+            verifier=code_verifier,
+            redirect_uri=redirect_uri,
+            **request_origin(request),
+        )
     if grant_type != "client_credentials":
         return _oauth_error(
-            "unsupported_grant_type", "grant_type must be client_credentials or password", 400
+            "unsupported_grant_type",
+            "grant_type must be client_credentials, password, authorization_code or "
+            "refresh_token",
+            400,
         )
     basic = _basic_credentials(request)
     if basic is not None:
@@ -166,6 +228,61 @@ async def token(
         SIGN_IN_FAILURES.labels("client").inc()
         return _oauth_error("invalid_client", "client authentication failed", 401)
     return _token_response(request, client)
+
+
+async def _cli_password_grant(
+    request: Request, *, email: str, password: str, device: str | None
+) -> JSONResponse:
+    """The password grant of ``stead login --email``: the login service's checks (lockout,
+    throttle, audit), then a new CLI grant."""
+    user, refusal = await throttled_login(request, email=email, password=password)
+    if refusal is not None or user is None:
+        return _oauth_error("invalid_grant", refusal.detail if refusal else "", 400)
+    user_id, origin = user.id, request_origin(request)
+
+    def issue() -> tuple[CliGrant, User, str]:
+        with session_scope(request.app.state.sessionmaker, write=True) as session:
+            person = session.get(User, user_id)
+            assert person is not None
+            grant, refresh = grants.issue_grant(
+                session,
+                user=person,
+                device=grants.device_name(device),
+                method="password",
+                actor=service.user_actor(person).with_request(**origin),
+            )
+            return grant, person, refresh
+
+    grant, person, refresh = await run_in_threadpool(issue)
+    return _token_response(request, person, grant=grant, refresh_token=refresh)
+
+
+async def _cli_exchange(
+    request: Request,
+    exchange: Callable[..., tuple[CliGrant, User, str]],
+    **arguments: str | None,
+) -> JSONResponse:
+    """Run ``exchange`` (:func:`grants.refresh` or :func:`grants.exchange_code`) in a
+    transaction of its own, committed also when it refuses (a replay's revocation is kept),
+    and answer the new tokens or ``invalid_grant``."""
+    state = request.app.state
+
+    def run() -> tuple[CliGrant, User, str] | grants.GrantRefused:
+        with session_scope(state.sessionmaker, write=True) as session:
+            try:
+                return exchange(session, **arguments)
+            except grants.GrantRefused as refused:
+                if refused.revoked_user_id is not None:
+                    # A replay revoked a grant: this process refuses its access tokens at once.
+                    forget_after_commit(session, request, refused.revoked_user_id)
+                return refused
+
+    result = await run_in_threadpool(run)
+    if isinstance(result, grants.GrantRefused):
+        SIGN_IN_FAILURES.labels("user").inc()
+        return _oauth_error("invalid_grant", result.description, 400)
+    grant, user, refresh = result
+    return _token_response(request, user, grant=grant, refresh_token=refresh)
 
 
 def _find_client(factory: sessionmaker[Session], client_id: str) -> ApiClient | None:
@@ -390,6 +507,52 @@ def list_users(
 def read_me(actor: ActorDep, session: SessionDep) -> UserRead:
     """The calling user (any user; an API client gets 404)."""
     return _user_read(session, users.me(session, actor=actor))
+
+
+GrantIdPath = Annotated[str, Path(alias="grantId", description="CLI grant UUID")]
+
+
+@api_router.get(
+    "/users/me/grants",
+    tags=["users"],
+    response_model=Page[CliGrantRead],
+    responses={404: {"description": "the caller is an API client"}},
+)
+def list_my_grants(actor: ActorDep, session: SessionDep, params: PageDep) -> Page[CliGrantRead]:
+    """The calling user's live CLI grants (``stead login`` on each machine), the most recently
+    used first; ``current`` marks the one this request's token belongs to."""
+    user = users.me(session, actor=actor)
+    total, rows = grants.page_of_grants(session, user_id=user.id, params=params)
+    return Page(
+        page=params.page,
+        size=params.size,
+        total=total,
+        results=[
+            CliGrantRead.model_validate(g).model_copy(update={"current": g.id == actor.grant_id})
+            for g in rows
+        ],
+    )
+
+
+@api_router.delete(
+    "/users/me/grants/{grantId}",
+    tags=["users"],
+    status_code=204,
+    responses={404: {"description": "no such grant of the caller"}},
+)
+def revoke_my_grant(
+    grant_id: GrantIdPath, actor: ActorDep, session: SessionDep, request: Request
+) -> Response:
+    """Revoke one of the calling user's CLI grants (``stead logout`` revokes its own): its
+    refresh token and access tokens stop working at once (on other server processes within
+    ``actor_cache_seconds``). Revoking a revoked grant changes nothing."""
+    grant = grants.get_own_grant(
+        session, actor=actor, grant_id=parse_uuid(grant_id, field="grantId")
+    )
+    reason = "logout" if grant.id == actor.grant_id else "api"
+    grants.revoke(session, grant=grant, actor=actor, reason=reason)
+    forget_after_commit(session, request, actor.id)
+    return Response(status_code=204)
 
 
 @api_router.post(

@@ -45,11 +45,13 @@ DisplayName = Annotated[str, Field(min_length=1, max_length=NAME_MAX), AfterVali
 
 
 class TokenResponse(BaseModel):
-    """OAuth 2.0 access token response (RFC 6749 section 5.1)."""
+    """OAuth 2.0 access token response (RFC 6749 section 5.1). ``refresh_token`` only for
+    Stead's command line (``client_id=stead-cli``): the CLI grant's next refresh token."""
 
     access_token: str
     token_type: Literal["Bearer"] = "Bearer"
     expires_in: int
+    refresh_token: str | None = None
 
 
 class LoginRequest(WireModel):
@@ -57,6 +59,24 @@ class LoginRequest(WireModel):
 
     email: Email
     password: SecretStr
+
+
+class CliGrantRead(WireModel):
+    """A CLI grant of the calling user (``stead login`` on one machine): never a token.
+
+    ``method``: ``password`` (``stead login --email``) or ``browser`` (``stead login --sso``,
+    approved in the console). ``lastUsedAt``: the latest token issue or refresh;
+    ``expiresAt``: when it ends unless refreshed (30 days after the last refresh, 90 days
+    after creation at most). ``current``: the grant of the token this request came with.
+    """
+
+    id: str
+    name: str
+    method: str
+    created_at: Timestamp
+    last_used_at: Timestamp
+    expires_at: Timestamp
+    current: bool = False
 
 
 class PasswordChange(WireModel):

@@ -11,7 +11,7 @@ import hashlib
 import secrets
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import jwt
 from argon2 import PasswordHasher, profiles
@@ -23,7 +23,14 @@ from stead import audit
 from stead.db import utcnow
 from stead.errors import BadRequest, Conflict, NotFound, Unauthorized
 from stead.identity.actor import Actor
-from stead.identity.models import Account, ApiClient, EnvironmentAccess, ProjectMember, User
+from stead.identity.models import (
+    Account,
+    ApiClient,
+    CliGrant,
+    EnvironmentAccess,
+    ProjectMember,
+    User,
+)
 from stead.identity.permissions import (
     ACCOUNT_ROLES,
     PermissionDenied,
@@ -290,10 +297,14 @@ def user_actor(user: User) -> Actor:
 # --- tokens ------------------------------------------------------------------------------------
 
 
-def issue_token(principal: ApiClient | User, *, key: bytes, ttl_seconds: int) -> str:
+def issue_token(
+    principal: ApiClient | User, *, key: bytes, ttl_seconds: int, grant_id: str | None = None
+) -> str:
     """A signed access token for an API client or a user, valid ``ttl_seconds`` seconds
     (docs/api.md). Its ``ver`` claim is the principal's ``token_version``: raising that
-    revokes the token (:func:`load_actor`)."""
+    revokes the token (:func:`load_actor`). ``grant_id``: the user's CLI grant
+    (:mod:`stead.identity.grants`) the token was issued under, in the ``sid`` claim; revoking
+    the grant revokes the token."""
     now = int(time.time())
     claims: dict[str, object] = {
         "iss": TOKEN_ISSUER,
@@ -307,6 +318,8 @@ def issue_token(principal: ApiClient | User, *, key: bytes, ttl_seconds: int) ->
     }
     if isinstance(principal, ApiClient):
         claims["client_id"] = principal.client_id
+    if grant_id is not None:
+        claims["sid"] = grant_id
     return jwt.encode(claims, key, algorithm="HS256")
 
 
@@ -314,12 +327,14 @@ def issue_token(principal: ApiClient | User, *, key: bytes, ttl_seconds: int) ->
 class TokenClaims:
     """The principal a verified bearer token names: ``type`` (``api_client`` or ``user``),
     ``id`` (its primary key), the principal's ``token_version`` when it was issued
-    (``version``; 0 for tokens without a ``ver`` claim) and when the token expires
+    (``version``; 0 for tokens without a ``ver`` claim), the CLI grant it was issued under
+    (``grant_id``, the ``sid`` claim; None for other tokens) and when the token expires
     (``expires_at``, Unix seconds)."""
 
     type: str
     id: str
     version: int = 0
+    grant_id: str | None = None
     expires_at: float = field(compare=False, default=0.0)
 
 
@@ -343,10 +358,15 @@ def verify_token(token: str, *, key: bytes) -> TokenClaims:
         raise Unauthorized("The access token is invalid") from exc
     kind = "user" if claims.get("typ") == "user" else "api_client"
     version = claims.get("ver", 0)
-    if not isinstance(version, int):
+    grant_id = claims.get("sid")
+    if not isinstance(version, int) or not isinstance(grant_id, str | None):
         raise Unauthorized("The access token is invalid")
     return TokenClaims(
-        type=kind, id=str(claims["sub"]), version=version, expires_at=float(claims["exp"])
+        type=kind,
+        id=str(claims["sub"]),
+        version=version,
+        grant_id=grant_id,
+        expires_at=float(claims["exp"]),
     )
 
 
@@ -356,7 +376,8 @@ def load_actor(session: Session, claims: TokenClaims) -> Actor:
     Raises:
         Unauthorized: the client was revoked or deleted, the user no longer exists or is
             disabled, or the token was revoked (its version is not the principal's
-            ``token_version``: a rotated secret, a new role, revoked tokens).
+            ``token_version``: a rotated secret, a new role, revoked tokens; or the CLI grant
+            it was issued under was revoked or has expired).
     """
     if claims.type == "user":
         user = session.get(User, claims.id)
@@ -364,7 +385,12 @@ def load_actor(session: Session, claims: TokenClaims) -> Actor:
             raise Unauthorized("The access token's user no longer exists or is disabled")
         if user.token_version != claims.version:
             raise Unauthorized("The access token has been revoked")
-        return user_actor(user)
+        if claims.grant_id is None:
+            return user_actor(user)
+        grant = session.get(CliGrant, claims.grant_id)
+        if grant is None or grant.user_id != user.id or not grant.is_live():
+            raise Unauthorized("The access token's login has been revoked or has expired")
+        return replace(user_actor(user), grant_id=grant.id)
     client = session.get(ApiClient, claims.id)
     if client is None or client.revoked_at is not None:
         raise Unauthorized("The access token's client no longer exists")
@@ -385,9 +411,9 @@ class ActorCache:
     its principal once, not once per request. A cached token is still refused after its ``exp``.
 
     An entry lives ``ttl`` seconds (setting ``actor_cache_seconds``; 0 turns the cache off).
-    Revoking a client, rotating its secret, disabling a user, changing their role or revoking
-    their tokens through this process forgets the principal at once; another process on the
-    same database sees the change within ``ttl``.
+    Revoking a client, rotating its secret, disabling a user, changing their role, revoking
+    their tokens or one of their CLI grants through this process forgets the principal at
+    once; another process on the same database sees the change within ``ttl``.
 
     Args:
         ttl: seconds an entry is trusted.

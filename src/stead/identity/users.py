@@ -21,6 +21,7 @@ from stead.db import utcnow
 from stead.errors import BadRequest, Conflict, NotFound, Unauthorized
 from stead.identity import mail
 from stead.identity.actor import Actor
+from stead.identity.grants import revoke_user_grants
 from stead.identity.models import LoginFailures, PasswordReset, User
 from stead.identity.permissions import PermissionDenied, account_allows
 from stead.identity.service import (
@@ -262,12 +263,14 @@ def update_user(
 
 def sign_out_everywhere(session: Session, *, user: User, keep_session: str | None = None) -> None:
     """End everything ``user`` is signed in with: every access token issued so far
-    (``token_version`` + 1) and every console session but ``keep_session`` (the table key of
-    the session that asked, when it stays). The user can log in again.
+    (``token_version`` + 1), every CLI grant (their refresh tokens stop working) and every
+    console session but ``keep_session`` (the table key of the session that asked, when it
+    stays). The user can log in again.
 
     The caller audits the reason (a new role, disabling, a lock, a password reset ...).
     """
     user.token_version += 1
+    revoke_user_grants(session, user_id=user.id)
     end_user_sessions(session, user_id=user.id, keep=keep_session)
     session.flush()
 

@@ -1,4 +1,5 @@
-"""The SDK's HTTP client: OAuth 2.0 client credentials, retries, errors, pagination.
+"""The SDK's HTTP client: OAuth 2.0 client credentials or a person's CLI grant (refresh
+tokens, RFC 6749 section 6), retries, errors, pagination.
 
 Only httpx, pydantic and the wire schemas are imported here, never the server.
 """
@@ -9,13 +10,14 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel
 
+from stead.identity.schemas import TokenResponse
 from stead.sdk.errors import SteadError, TransportError, error_for
 from stead.sdk.resources import (
     Agents,
@@ -56,6 +58,8 @@ def is_transient(response: httpx.Response) -> bool:
 
 
 USER_AGENT = "stead-sdk/0.1.0"
+#: The ``client_id`` of Stead's command line, a public client: the refresh grant names it.
+CLI_CLIENT_ID = "stead-cli"
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -82,6 +86,12 @@ class Client:
             ``POST /oauth/dpc/token`` (RFC 6749 section 4.4), caches it, and fetches a new one
             shortly before it expires (or once, after a 401).
         token: a bearer token to use instead of client credentials.
+        refresh_token: a person's CLI grant (``stead login``): the SDK exchanges it for an
+            access token (RFC 6749 section 6) when ``token`` is missing or expires (at
+            ``token_expires_at``, Unix seconds) and once after a 401. Each exchange uses the
+            refresh token up and answers a new one, which :attr:`refresh_token` then holds and
+            ``on_refresh`` receives (with the new access token) to store it: a used refresh
+            token presented again revokes the grant.
         timeout: seconds per HTTP request.
         max_retries: retries of a request whose connection failed or whose answer is transient
             (:func:`is_transient`: 429, 502, 504, and a 503 that does not name a lasting
@@ -108,6 +118,9 @@ class Client:
         client_secret: str | None = None,
         *,
         token: str | None = None,
+        refresh_token: str | None = None,
+        token_expires_at: float | None = None,
+        on_refresh: Callable[[TokenResponse], None] | None = None,
         timeout: float = 30.0,
         max_retries: int = 4,
         backoff: float = 0.5,
@@ -118,9 +131,13 @@ class Client:
         self._token_url = self.url.removesuffix("/dpc") + "/oauth/dpc/token"
         self._client_id = client_id
         self._client_secret = client_secret
-        self._fixed_token = token
+        self._refresh_token = refresh_token
+        self._on_refresh = on_refresh
+        self._fixed_token = token if refresh_token is None else None
         self._token: str | None = token
-        self._token_expires = float("inf") if token else 0.0
+        self._token_expires = float("inf") if self._fixed_token else 0.0
+        if token and token_expires_at is not None:
+            self._token_expires = time.monotonic() + token_expires_at - time.time() - 30
         self._token_lock = threading.Lock()
         self._count_lock = threading.Lock()
         #: ``time.monotonic()`` before which no request is sent: a 429's ``Retry-After``
@@ -161,18 +178,19 @@ class Client:
 
     # -- authentication ----------------------------------------------------------------------
 
-    def _fetch_token(self) -> None:
-        if not (self._client_id and self._client_secret):
-            raise SteadError("no credentials: give client_id and client_secret, or token")
-        response = self._send(
-            "POST",
-            self._token_url,
-            data={
-                "grant_type": "client_credentials",
-                "client_id": self._client_id,
-                "client_secret": self._client_secret,
-            },
-        )
+    @property
+    def refresh_token(self) -> str | None:
+        """The current refresh token of a person's CLI grant (None with client credentials)."""
+        return self._refresh_token
+
+    def token(self, form: Mapping[str, str]) -> TokenResponse:
+        """``POST`` ``form`` to the token endpoint (RFC 6749 section 3.2) and return the answer.
+
+        Raises:
+            ApiError: the subclass of the status, with the RFC 6749 ``error`` as its title and
+                ``error_description`` as its detail.
+        """
+        response = self._send("POST", self._token_url, data=dict(form))
         body = _json(response)
         if response.status_code != 200 or not isinstance(body, dict):
             error = body if isinstance(body, dict) else {}
@@ -183,8 +201,34 @@ class Client:
             raise error_for(
                 response.status_code, problem, request_id=response.headers.get("x-request-id")
             )
-        lifetime = float(body.get("expires_in", 1800))
-        self._token = str(body["access_token"])
+        return TokenResponse.model_validate(body)
+
+    def _fetch_token(self) -> None:
+        if self._refresh_token is not None:
+            answer = self.token(
+                {
+                    "grant_type": "refresh_token",
+                    "client_id": CLI_CLIENT_ID,
+                    "refresh_token": self._refresh_token,
+                }
+            )
+            self._refresh_token = answer.refresh_token or self._refresh_token
+            if self._on_refresh is not None:
+                self._on_refresh(answer)
+        elif self._client_id and self._client_secret:
+            answer = self.token(
+                {
+                    "grant_type": "client_credentials",
+                    "client_id": self._client_id,
+                    "client_secret": self._client_secret,
+                }
+            )
+        else:
+            raise SteadError(
+                "no credentials: give client_id and client_secret, refresh_token, or token"
+            )
+        lifetime = float(answer.expires_in)
+        self._token = answer.access_token
         # refresh ahead of expiry: a minute early, or a tenth of a short lifetime
         self._token_expires = time.monotonic() + lifetime - min(60.0, lifetime / 10)
 

@@ -35,6 +35,7 @@ from stead.identity.schemas import (
     ApiClientCreate,
     ApiClientCreated,
     ApiClientRead,
+    CliGrantRead,
     EnvironmentAccessRead,
     EnvironmentAccessSet,
     InvitationAccepted,
@@ -95,6 +96,10 @@ class Transport(Protocol):
 
     def call(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
         """:meth:`request`, then the JSON answer as ``model``."""
+        ...
+
+    def token(self, form: Mapping[str, str]) -> TokenResponse:
+        """``POST`` a form to the token endpoint; raise an ``ApiError`` when refused."""
         ...
 
     def pages(
@@ -560,7 +565,36 @@ class Repositories(_Resource):
 class Auth(_Resource):
     """``POST /v1/auth/login``: a user's email and password for a bearer token (no client
     credentials needed; use the token as ``Client(url, token=...)``); ``POST
-    /v1/auth/password-reset``: a new password with a password reset link's token."""
+    /v1/auth/password-reset``: a new password with a password reset link's token; the token
+    endpoint's grants of Stead's command line (``client_id=stead-cli``), which start a CLI
+    grant and answer a refresh token (use it as ``Client(url, refresh_token=...)``)."""
+
+    def cli_password_login(self, email: str, password: str, *, device_name: str) -> TokenResponse:
+        """``POST /oauth/dpc/token`` ``grant_type=password`` for ``stead-cli`` (RFC 6749
+        section 4.3): a new CLI grant named "stead CLI on <device_name>"."""
+        return self._client.token(
+            {
+                "grant_type": "password",
+                "client_id": "stead-cli",
+                "username": email,
+                "password": password,
+                "device_name": device_name,
+            }
+        )
+
+    def cli_code_login(self, code: str, code_verifier: str, redirect_uri: str) -> TokenResponse:
+        """``POST /oauth/dpc/token`` ``grant_type=authorization_code`` for ``stead-cli`` (RFC
+        6749 section 4.1.3, RFC 7636 section 4.5): the code the console's
+        ``/console/cli/authorize`` page sent to ``redirect_uri``, and its PKCE verifier."""
+        return self._client.token(
+            {
+                "grant_type": "authorization_code",
+                "client_id": "stead-cli",
+                "code": code,
+                "code_verifier": code_verifier,
+                "redirect_uri": redirect_uri,
+            }
+        )
 
     def login(self, body: LoginRequest | Mapping[str, Any]) -> TokenResponse:
         """``POST /v1/auth/login`` ``{"email", "password"}``."""
@@ -640,6 +674,14 @@ class Users(_Resource):
     def update(self, user_id: str, body: UserUpdate | Mapping[str, Any]) -> UserRead:
         """``PATCH /v1/users/{userId}`` ``{"disabled", "role"}``."""
         return self._client.call(UserRead, "PATCH", f"/v1/users/{_seg(user_id)}", json=_body(body))
+
+    def grants(self, *, page_size: int = 100) -> Iterator[CliGrantRead]:
+        """``GET /v1/users/me/grants``: the caller's CLI grants (``current``: this client's)."""
+        return self._client.pages(CliGrantRead, "/v1/users/me/grants", page_size=page_size)
+
+    def revoke_grant(self, grant_id: str) -> None:
+        """``DELETE /v1/users/me/grants/{grantId}``: log that command line out."""
+        self._client.request("DELETE", f"/v1/users/me/grants/{_seg(grant_id)}")
 
     def revoke_tokens(self, user_id: str) -> None:
         """``POST /v1/users/{userId}/revoke-tokens``: sign the user out everywhere."""

@@ -1,4 +1,5 @@
-"""``/console/account``: the user's own password and sessions."""
+"""``/console/account``: the user's own password, console sessions and command lines (CLI
+grants)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from fastapi import Form, Request, Response
 from stead.console import sessions, web
 from stead.console.web import Console, ConsoleUser
 from stead.errors import AppError
-from stead.identity import users
+from stead.identity import grants, users
+from stead.identity.deps import parse_uuid
+from stead.identity.routes import forget_after_commit
 from stead.identity.schemas import PasswordChange
 from stead.pipeline.transaction import SessionDep, make_router
 
@@ -34,6 +37,7 @@ def _page(
         {
             "user": user,
             "sessions": sessions.list_user_sessions(db, user_id=user.id),
+            "grants": grants.list_grants(db, user_id=user.id),
             "errors": errors,
         },
         status=status,
@@ -42,7 +46,7 @@ def _page(
 
 @router.get("")
 def account(request: Request, console: ConsoleUser, db: SessionDep) -> Response:
-    """The user's email and role, the password form, and their live sessions."""
+    """The user's email and role, the password form, their live sessions and CLI grants."""
     return _page(request, db, console)
 
 
@@ -95,4 +99,22 @@ def end_other_sessions(console: ConsoleUser, db: SessionDep) -> Response:
     """End every session of the user but this one."""
     ended = sessions.end_user_sessions(db, user_id=console.actor.id, keep=console.session_key)
     web.flash(db, console, f"{ended} other session{'s' if ended != 1 else ''} ended.")
+    return web.redirect(f"{web.PREFIX}/account")
+
+
+@router.post("/grants/revoke")
+def revoke_grant(
+    request: Request,
+    console: ConsoleUser,
+    db: SessionDep,
+    grant_id: Annotated[str, Form()] = "",
+) -> Response:
+    """Revoke one of the user's CLI grants (``grant_id``, as listed): its refresh token and
+    access tokens stop working at once. 404 page for a grant that is not the user's."""
+    grant = grants.get_own_grant(
+        db, actor=console.actor, grant_id=parse_uuid(grant_id, field="grant_id")
+    )
+    grants.revoke(db, grant=grant, actor=console.actor, reason="console")
+    forget_after_commit(db, request, console.actor.id)
+    web.flash(db, console, f"{grant.name} is logged out.")
     return web.redirect(f"{web.PREFIX}/account")

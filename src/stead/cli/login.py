@@ -1,0 +1,368 @@
+"""``stead login``, ``stead whoami`` and ``stead logout`` (docs/cli.md).
+
+``stead login`` stores API client credentials (``--client-id``/``--client-secret``), or logs a
+person in: ``--email`` with their password (the token endpoint's password grant), or ``--sso``
+in the browser. ``--sso`` follows RFC 8252 (OAuth 2.0 for native apps): the command listens on
+``127.0.0.1`` on a random port (section 7.3), opens the console's ``/console/cli/authorize``
+page with a PKCE ``S256`` challenge (RFC 7636) and a random ``state``, waits for the browser to
+come back with a one-time code, checks the ``state`` and exchanges the code and its verifier
+for the person's tokens. The console signs the person in however it is set up (password or
+single sign-on), so the identity provider never sees the loopback address.
+
+Everything a logged-in command does, it does as the person: their permissions, and the audit
+trail names them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import typer
+
+from stead.cli.config import (
+    ClientConfig,
+    ConfigError,
+    config_file,
+    profile_lock,
+    read_profiles,
+    resolve,
+    write_profile,
+)
+
+if TYPE_CHECKING:
+    from stead.identity.schemas import TokenResponse
+    from stead.sdk import Client
+
+#: How long ``stead login --sso`` waits for the browser by default, in seconds.
+SSO_TIMEOUT = 300
+
+Url = Annotated[
+    str | None,
+    typer.Option("--url", envvar="STEAD_URL", help="server base URL", show_default=False),
+]
+Profile = Annotated[
+    str, typer.Option("--profile", envvar="STEAD_PROFILE", help="profile of the config file")
+]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+# --- a stored login ---------------------------------------------------------------------------
+
+
+def _save_tokens(path: Path, profile: str, url: str, answer: TokenResponse) -> None:
+    """Store a person's tokens as profile ``profile`` (replacing what it held)."""
+    write_profile(
+        path,
+        profile,
+        {
+            "url": url,
+            "refresh_token": answer.refresh_token or "",
+            "access_token": answer.access_token,
+            "expires_at": str(int(time.time()) + answer.expires_in),
+        },
+    )
+
+
+def user_client(config: ClientConfig, profile: str) -> Client:
+    """A client acting as the person whose login ``config`` holds.
+
+    Under the profile file's lock, the login is read again (another command may have refreshed
+    it) and its access token refreshed when it has expired; every refresh, now or later, is
+    written back to the file.
+
+    Raises:
+        ApiError: the server refused the refresh (the login was revoked or has expired).
+    """
+    from stead.sdk import Client
+
+    path = config_file()
+
+    def store(answer: TokenResponse) -> None:
+        _save_tokens(path, profile, config.url, answer)
+
+    with profile_lock(path):
+        fresh = resolve(url=config.url, client_id=None, client_secret=None, profile=profile)
+        if fresh.refresh_token is None:
+            fresh = config
+        client = Client(
+            fresh.url,
+            token=fresh.access_token,
+            token_expires_at=fresh.expires_at,
+            refresh_token=fresh.refresh_token,
+            on_refresh=store,
+        )
+        try:
+            client.access_token()
+        except BaseException:
+            client.close()
+            raise
+    return client
+
+
+# --- the browser login --------------------------------------------------------------------------
+
+
+@dataclass
+class _Callback:
+    """What the browser brought to the loopback listener: the query of ``/callback``."""
+
+    query: dict[str, str] | None = None
+
+
+def _listener(callback: _Callback) -> HTTPServer:
+    """An HTTP server on ``127.0.0.1`` and a free port that records the first ``/callback``
+    request's query and answers the browser with a short page."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+            parts = urlsplit(self.path)
+            if parts.path != "/callback":
+                self.send_error(404)
+                return
+            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+            if callback.query is None:
+                callback.query = query
+            done = "code" in query
+            page = (
+                "<!doctype html><title>Stead CLI</title><h1>"
+                + ("You are logged in" if done else "The login did not complete")
+                + "</h1><p>You can close this window and go back to the terminal.</p>"
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("Referrer-Policy", "no-referrer")
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            """Silent: the request line holds the one-time code."""
+
+    return HTTPServer(("127.0.0.1", 0), Handler)
+
+
+def _pkce() -> tuple[str, str]:
+    """A PKCE verifier (64 unreserved characters) and its S256 challenge (RFC 7636 4.1, 4.2)."""
+    verifier = secrets.token_urlsafe(48)
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def _browser_login(client: Client, url: str, timeout: float) -> TokenResponse:
+    """Run the loopback login against ``url`` (module docstring) and return the tokens.
+
+    Raises:
+        typer.Exit: the browser did not come back in ``timeout`` seconds, came back with an
+            error (Deny) or with another ``state``.
+    """
+    import webbrowser
+
+    verifier, challenge = _pkce()
+    state = secrets.token_urlsafe(32)
+    callback = _Callback()
+    server = _listener(callback)
+    with server:
+        redirect_uri = f"http://127.0.0.1:{server.server_address[1]}/callback"
+        query = urlencode(
+            {
+                "client_id": "stead-cli",
+                "redirect_uri": redirect_uri,
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+                "state": state,
+                "device_name": socket.gethostname(),
+            }
+        )
+        authorize = f"{url.rstrip('/').removesuffix('/dpc')}/console/cli/authorize?{query}"
+        typer.echo(
+            "Opening your browser to log in. If it does not open, visit this address:\n"
+            f"  {authorize}",
+            err=True,
+        )
+        webbrowser.open(authorize)
+        deadline = time.monotonic() + timeout
+        while callback.query is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _fail(f"no answer from the browser within {timeout:g} s; run it again")
+            server.timeout = left
+            server.handle_request()
+    answer = callback.query
+    if not hmac.compare_digest(answer.get("state", "").encode(), state.encode()):
+        raise _fail("the browser came back with another login's state; run it again")
+    if "code" not in answer:
+        raise _fail(f"the login was not allowed ({answer.get('error', 'no code')})")
+    return client.auth.cli_code_login(answer["code"], verifier, redirect_uri)
+
+
+# --- the commands -------------------------------------------------------------------------------
+
+
+@contextmanager
+def _anonymous(url: str) -> Iterator[Client]:
+    """A client without credentials (for the token endpoint); API errors end the command."""
+    from stead.sdk import ApiError, Client, SteadError
+
+    try:
+        with Client(url) as client:
+            yield client
+    except ApiError as exc:
+        raise _fail(f"{exc.status} {exc.detail}") from None
+    except SteadError as exc:
+        raise _fail(str(exc)) from None
+
+
+def login(
+    url: Url = None,
+    client_id: Annotated[
+        str | None,
+        typer.Option(
+            "--client-id", envvar="STEAD_CLIENT_ID", help="API client id", show_default=False
+        ),
+    ] = None,
+    client_secret: Annotated[
+        str | None,
+        typer.Option(
+            "--client-secret",
+            envvar="STEAD_CLIENT_SECRET",
+            help="API client secret",
+            show_default=False,
+        ),
+    ] = None,
+    profile: Profile = "default",
+    email: Annotated[
+        str | None,
+        typer.Option(
+            "--email",
+            help="log in as yourself with your password (prompted, or STEAD_PASSWORD)",
+            show_default=False,
+        ),
+    ] = None,
+    sso: Annotated[
+        bool, typer.Option("--sso", help="log in as yourself in the browser (the console's login)")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(help="seconds --sso waits for the browser")
+    ] = SSO_TIMEOUT,
+) -> None:
+    """Save API client credentials, or log in as yourself (--email or --sso), in the profile
+    file.
+
+    The file (mode 0600) is read by every client command after its flags and environment. A
+    person's login lasts 30 days after its last use (90 days at most); `stead logout` ends it.
+    """
+    path = config_file()
+    if email is None and not sso:
+        url = url or typer.prompt("Server URL")
+        client_id = client_id or typer.prompt("Client id")
+        client_secret = client_secret or typer.prompt("Client secret", hide_input=True)
+        with _anonymous(url) as client:
+            client.token(
+                {
+                    "grant_type": "client_credentials",
+                    "client_id": client_id,
+                    "client_secret": client_secret,
+                }
+            )
+        write_profile(
+            path, profile, {"url": url, "client_id": client_id, "client_secret": client_secret}
+        )
+        typer.echo(f"credentials checked and saved to {path} (profile {profile!r})")
+        return
+    if email is not None and sso:
+        raise _fail("give --email or --sso, not both", 2)
+    url = url or read_profiles(path).get(profile, {}).get("url") or typer.prompt("Server URL")
+    with _anonymous(url) as client:
+        if sso:
+            answer = _browser_login(client, url, timeout)
+        else:
+            assert email is not None
+            password = os.environ.get("STEAD_PASSWORD") or typer.prompt("Password", hide_input=True)
+            answer = client.auth.cli_password_login(
+                email, password, device_name=socket.gethostname()
+            )
+    with profile_lock(path):
+        _save_tokens(path, profile, url, answer)
+    from stead.sdk import Client
+
+    with Client(url, token=answer.access_token) as client:
+        me = client.users.me()
+    typer.echo(
+        f"logged in to {url} as {me.email} ({me.role}); saved to {path} (profile {profile!r})"
+    )
+
+
+def whoami(url: Url = None, profile: Profile = "default") -> None:
+    """Show who the stored login (or the API client) is: email, role, how they logged in and
+    when the login expires."""
+    from stead.sdk import ApiError, SteadError
+
+    try:
+        config = resolve(url=url, client_id=None, client_secret=None, profile=profile)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    if config.refresh_token is None:
+        typer.echo(f"API client {config.client_id} on {config.url}")
+        return
+    client: Client | None = None
+    try:
+        client = user_client(config, profile)
+        me = client.users.me()
+        current = next((g for g in client.users.grants() if g.current), None)
+    except ApiError as exc:
+        raise _fail(f"{exc.status} {exc.detail} (run `stead login` again)") from None
+    except SteadError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        if client is not None:
+            client.close()
+    typer.echo(f"{me.email} ({me.display_name}), role {me.role}, on {config.url}")
+    if current is not None:
+        how = "the browser (--sso)" if current.method == "browser" else "a password (--email)"
+        typer.echo(
+            f"logged in with {how} as {current.name!r}; the login expires "
+            f"{current.expires_at:%Y-%m-%d %H:%M} UTC unless used before"
+        )
+
+
+def logout(url: Url = None, profile: Profile = "default") -> None:
+    """Log this command line out: revoke the stored login on the server and forget it (the
+    profile keeps the server URL). Stored API client credentials are forgotten too."""
+    from stead.sdk import ApiError, SteadError
+
+    path = config_file()
+    try:
+        config = resolve(url=url, client_id=None, client_secret=None, profile=profile)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    note = "forgot the API client credentials"
+    if config.refresh_token is not None:
+        try:
+            with user_client(config, profile) as client:
+                current = next((g for g in client.users.grants() if g.current), None)
+                if current is not None:
+                    client.users.revoke_grant(current.id)
+            note = "logged out (the login is revoked)"
+        except (ApiError, SteadError) as exc:
+            note = f"forgot the login (the server did not revoke it: {exc})"
+    with profile_lock(path):
+        write_profile(path, profile, {"url": config.url})
+    typer.echo(f"{note}; profile {profile!r} keeps {config.url}")
