@@ -6,8 +6,10 @@ any error nothing is written and the form comes back with the messages at their 
 The connection properties are generated from the warehouse's property spec
 (:mod:`stead.warehouses`). Without JavaScript the warehouse is chosen with ``?warehouse=`` or
 the form's "Show the fields" button (a POST that only re-renders, so no typed secret travels in
-a URL); with JavaScript, htmx swaps the property fields when the warehouse changes. Secret
-inputs are password inputs and are never filled in again when the form comes back.
+a URL); with JavaScript, htmx swaps the property fields when the warehouse changes. The fields
+of the credential kinds and repository providers are in a fieldset per choice whose legend says
+when it applies; ``static/choices.js`` shows (and sends) only the chosen one's. Secret inputs
+are password inputs and are never filled in again when the form comes back.
 """
 
 from __future__ import annotations
