@@ -464,3 +464,35 @@ def test_a_secret_outside_the_scope_is_refused_at_its_field_and_audited(
         last = session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())).first()
     assert last is not None
     assert (last.action, last.target_id) == ("access.denied", "POST /console/projects/new")
+
+
+_WIRE_NAME = re.compile(r"(?<!\{)\b[a-z]+[A-Z]\w*\b(?!\})")  # camelCase, but not {projectId}
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("js", [True, False], ids=["js", "no-js"])
+def test_hints_and_messages_use_the_labels_people_see(
+    js: bool, live: Live, pages: Pages, agent: str
+) -> None:
+    page = pages.as_role("ADMIN", js=js)
+    for warehouse in ("SNOWFLAKE", "REDSHIFT"):
+        page.goto(f"/console/projects/new?warehouse={warehouse}")
+        words = page.locator("form.wizard :is(label, small, legend)").all_inner_texts()
+        assert words and not [w for w in words if _WIRE_NAME.search(w)], words
+        assert not [w for w in words if "as a string" in w or "`" in w], words
+
+    fill_redshift(page, agent)
+    _label(page, "Host").fill("finance.example.com:5439")
+    before = row_counts(live.factory)
+    page.get_by_role("button", name="Create project").click()
+    expect(page.locator("#error-summary")).to_be_focused()
+    summary = page.get_by_role("alert").get_by_role("link")
+    expect(summary).to_have_text(
+        ["Host: must be a host name without a port; give the port in 'Port'"]
+    )
+    expect(summary).to_have_attribute("href", "#prop_url")
+    expect(page.locator("#prop_url-error")).to_have_text(
+        "must be a host name without a port; give the port in 'Port'"
+    )
+    assert "connectionProperties" not in page.locator("main").inner_text()
+    assert row_counts(live.factory) == before

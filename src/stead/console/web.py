@@ -34,7 +34,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from stead.console import sessions
+from stead.console import sessions, wording
 from stead.db import READS_IN_PLACE, session_scope
 from stead.errors import PROBLEM_JSON, AppError, BadRequest, Forbidden
 from stead.identity.actor import Actor
@@ -317,11 +317,12 @@ class FormErrors:
     fields: dict[str, list[str]] = field(default_factory=dict)
     summary: list[tuple[str | None, str]] = field(default_factory=list)
 
-    def add(self, name: str | None, message: str) -> None:
-        """Add ``message`` at field ``name`` (None: the summary only)."""
+    def add(self, name: str | None, message: str, *, summary: str | None = None) -> None:
+        """Add ``message`` at field ``name`` (None: the summary only); the summary gets
+        ``summary`` when given (the message with the field's label), else ``message``."""
         if name is not None:
             self.fields.setdefault(name, []).append(message)
-        self.summary.append((name, message))
+        self.summary.append((name, summary or message))
 
     def __bool__(self) -> bool:
         return bool(self.summary)
@@ -330,29 +331,41 @@ class FormErrors:
 def form_errors(
     exc: AppError,
     *,
-    aliases: Mapping[str, str] | None = None,
+    aliases: Mapping[str, str] | Callable[[str], str | None] | None = None,
     known: Collection[str] | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> FormErrors:
-    """Turn a service error into :class:`FormErrors`.
+    """Turn a service error into :class:`FormErrors`, in the words the person sees.
 
     Each violation ``"<json.path>: <message>"`` goes to the form field named by ``aliases``
-    (wire path -> field name, e.g. ``{"defaultAgentId": "agent"}``) or by the path itself;
-    when ``known`` is given, a field not in it goes to the summary only. An error without
-    violations gives one summary line, its ``detail``.
+    (wire path -> field name, e.g. ``{"defaultAgentId": "agent"}``, or a function of the path
+    that returns None for the summary only) or by the path itself; when ``known`` is given, a
+    field not in it goes to the summary only. Wire names in a message become labels
+    (:func:`stead.console.wording.reword`), and each summary line starts with its field's label:
+    ``labels[field]`` when given, else the path's (:func:`stead.console.wording.label`), so no
+    line speaks ``connectionProperties.port``. An error without violations gives one summary
+    line, its ``detail``.
     """
     errors = FormErrors()
     for violation in exc.violations:
         path, sep, message = violation.partition(": ")
         if not sep:
-            errors.add(None, violation)
+            errors.add(None, wording.reword(violation))
             continue
-        name = (aliases or {}).get(path, path)
-        if known is not None and name not in known:
-            errors.add(None, violation)
+        message = wording.reword(message)
+        if callable(aliases):
+            name = aliases(path)
         else:
-            errors.add(name, message)
+            name = (aliases or {}).get(path, path)
+            if known is not None and name not in known:
+                name = None
+        if name is None:
+            errors.add(None, f"{wording.label(path)}: {message}")
+            continue
+        shown = (labels or {}).get(name) or wording.label(path)
+        errors.add(name, message, summary=f"{shown}: {message}")
     if not errors:
-        errors.add(None, exc.detail)
+        errors.add(None, wording.reword(exc.detail))
     return errors
 
 
