@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import jinja2
 from fastapi import Depends, FastAPI, Request
@@ -417,7 +417,8 @@ def render(
     The template also gets ``console`` (the :class:`Console`, or None before login), ``csrf``
     (the token), ``request`` and ``errors`` (None unless ``context`` has them). For an htmx
     request (``HX-Request``) with ``block`` given, only that ``{% block %}`` is rendered: the
-    fragment htmx swaps in.
+    fragment htmx swaps in; not for htmx's own request of a page to restore from history
+    (``HX-History-Restore-Request``), which needs the whole page.
     """
     console: Console | None = getattr(request.state, "console", None)
     values: dict[str, Any] = {
@@ -428,7 +429,9 @@ def render(
     }
     values.update(context or {})
     tmpl = templates.get_template(template)
-    if block is not None and request.headers.get("hx-request") == "true":
+    headers_in = request.headers
+    fragment = headers_in.get("hx-request") == "true"
+    if block is not None and fragment and headers_in.get("hx-history-restore-request") != "true":
         # A block alone runs none of its template's top-level statements: give it the macros
         # the page imports (``{% import "_macros.html" as ui with context %}``).
         values["ui"] = templates.get_template("_macros.html").make_module(values)
@@ -436,6 +439,22 @@ def render(
     else:
         body = tmpl.render(values)
     return HTMLResponse(body, status_code=status, headers=dict(headers or {}))
+
+
+def page_links(path: str, *, q: str | None, page: int, size: int, total: int) -> dict[str, Any]:
+    """``q``, ``next_url`` and ``prev_url`` of a list paged by number (``?q=...&page=N``, from
+    0, ``size`` a page) at ``PREFIX + path``: the context of its search box and of the
+    ``pager`` macro's links (None where there is no such page)."""
+
+    def url(number: int) -> str:
+        query = urlencode({k: v for k, v in {"q": q, "page": number or None}.items() if v})
+        return f"{PREFIX}{path}" + (f"?{query}" if query else "")
+
+    return {
+        "q": q or "",
+        "next_url": url(page + 1) if (page + 1) * size < total else None,
+        "prev_url": url(page - 1) if page > 0 else None,
+    }
 
 
 def redirect(url: str) -> RedirectResponse:
