@@ -99,6 +99,22 @@ def test_redshift_replace_keep_and_test_connection(
     )
     replace = page.get_by_label("Replace password")
     expect(replace).to_have_value("")
+    # properties are named as people name them, not by their API keys
+    rows = page.locator("section[aria-labelledby=properties-title] tbody th")
+    expect(rows).to_have_text(
+        [
+            "Host",
+            "Port",
+            "User name",
+            "Password",
+            "Default database",
+            "Default schema",
+            "Use SSL",
+            "Default storage location (S3 bucket)",
+        ]
+    )
+    expect(page.get_by_label("Use SSL")).to_have_value("false")
+    expect(page.locator("#property-port-help")).to_have_text(re.compile(r"^A number from 1"))
     assert "Connection succeeded" in press_test_connection(page, "prod", js)
     if js and db_url.startswith("sqlite"):
         screenshot(page, "environment")
@@ -114,7 +130,7 @@ def test_redshift_replace_keep_and_test_connection(
 
     # blank "Replace" keeps the stored secret; other fields change
     page.goto(world.environment_page("prod"))
-    page.get_by_label("defaultSchema").fill("analytics")
+    page.get_by_label("Default schema").fill("analytics")
     page.get_by_label("Display name").fill("Production EU")
     _save(page, "prod")
     stored = world.get("/environments/prod")
@@ -203,7 +219,7 @@ def test_per_user_access_set_and_remove(
     page = pages.as_user(owner, js=js)
     page.goto(world.environment_page("prod"))
 
-    page.get_by_label(re.compile("^User")).select_option(label=alice)
+    page.get_by_label("User", exact=True).select_option(label=alice)
     page.get_by_label(re.compile("^Access level")).select_option("noAccess")
     page.get_by_role("button", name="Set access to prod").click()
     page.wait_for_load_state()
@@ -228,14 +244,15 @@ def test_edit_errors_at_their_fields_store_nothing(
     _, owner = live.user(project_id=world.project_id, project_role="OWNER")
     page = pages.as_user(owner, js=False)
     page.goto(world.environment_page("prod"))
-    page.get_by_label("port").fill("70000")
+    page.get_by_label("Port", exact=True).fill("70000")
     page.get_by_label("Replace password").fill(WRONG)
     with page.expect_response(lambda r: r.request.method == "POST") as answer:
         page.get_by_role("button", name="Save environment prod").click()
     assert answer.value.status == 400
-    expect(page.get_by_label("port")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label("Port", exact=True)).to_have_attribute("aria-invalid", "true")
     summary = page.get_by_role("alert").get_by_role("link", name="must be a whole number")
     expect(summary).to_have_attribute("href", "#property-port")
+    expect(summary).to_have_text(re.compile(r"^Port: must be a whole number"))
     expect(page.locator("#property-port-error")).to_contain_text("1 to 65535")
     expect(page.get_by_label("Replace password")).to_have_value("")  # never sent back
     assert world.get("/environments/prod") == before

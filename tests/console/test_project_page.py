@@ -20,7 +20,7 @@ from tests.console.project_world import (
     main_text,
     make_project,
 )
-from tests.support.console import SQLITE_ONLY, Live, Pages, screenshot
+from tests.support.console import SQLITE_ONLY, Live, Pages, screenshot, table_rows
 
 
 @pytest.fixture
@@ -95,8 +95,7 @@ def test_tabs_show_what_the_api_shows(
     events = world.api.get("/v1/audit-events", params={"projectId": world.project_id}).json()
     actions = {e["action"] for e in events["results"]}
     assert {"project.created", "environment.created", "secret.created"} <= actions
-    for action in actions:
-        assert action in text
+    assert {e["Action"] for e in table_rows(page.locator("main table"))} == actions
     assert owner_id not in text  # nothing happened as the owner yet
 
     seen.assert_absent(CANARY, TOKEN_CANARY)
@@ -113,14 +112,18 @@ def test_audit_tab_pages_by_keyset(live: Live, pages: Pages, api: httpx.Client) 
     page.goto(f"{world.page}?tab=audit")
     rows = page.locator("main table tbody tr")
     expect(rows).to_have_count(50)
-    times = [row.locator("td").first.inner_text() for row in rows.all()]
+    events = table_rows(page.locator("main table"))
+    assert "Project" not in events[0]  # every event is this project's
+    times = [e["When (UTC)"] for e in events]
     assert times == sorted(times, reverse=True)  # newest first
+    assert {e["Action"] for e in events} == {"project.updated"}
+    assert events[0]["Details"].startswith("{") and "description" in events[0]["Details"]
     page.get_by_role("link", name="Next").click()
     page.wait_for_load_state()
     assert "older=" in page.url
     # the rest: 10 more updates, the project and its connection created
     expect(rows).to_have_count(12)
-    assert "project.created" in rows.last.inner_text()
+    assert table_rows(page.locator("main table"))[-1]["Action"] == "project.created"
     expect(page.get_by_role("link", name="Next")).to_have_count(0)
     page.get_by_role("link", name="First").click()
     expect(rows).to_have_count(50)

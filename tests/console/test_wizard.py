@@ -280,6 +280,85 @@ def test_a_failing_step_shows_its_error_at_the_field_and_leaves_nothing(
     assert_no_canary(live, seen, logs)
 
 
+CHOICE_LEGENDS = (
+    "Value (when the credential is a value)",
+    "Secret reference (when the credential is a secret reference)",
+    "git (when the provider is git)",
+    "GitHub or GitLab (when the provider is one of them)",
+    "Any provider (when one is chosen)",
+)
+CHOICE_FIELDS = (
+    "Secret value",
+    "Store",
+    "Secret name in the store",
+    "Key in the secret",
+    "Repository URL",
+    "Owner or namespace",
+    "Repository name",
+    "Access token",
+)
+
+
+def _shown(page: Page, *labels: str) -> None:
+    """Of the fields that belong to a choice, exactly ``labels`` are visible."""
+    for label in CHOICE_FIELDS:
+        field = _label(page, label)
+        if label in labels:
+            expect(field).to_be_visible()
+            expect(field).to_be_enabled()
+        else:
+            expect(field).to_be_hidden()
+            expect(field).to_be_disabled()
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("js", [True, False], ids=["js", "no-js"])
+def test_the_fields_of_a_choice_show_when_it_is_chosen(
+    js: bool, live: Live, pages: Pages, agent: str
+) -> None:
+    page = pages.as_role("ADMIN", js=js)
+    page.goto("/console/projects/new")
+    for legend in CHOICE_LEGENDS:  # each choice's fields say when they apply
+        expect(page.locator("fieldset > legend", has_text=legend)).to_have_count(1)
+    expect(page.locator("#properties > legend")).to_have_text(
+        "Connection properties of Amazon Redshift"
+    )
+    if not js:  # everything stays visible, as the legends say
+        for label in CHOICE_FIELDS:
+            expect(_label(page, label)).to_be_visible()
+        return
+
+    _shown(page, "Secret value")
+    _label(page, "Secret reference").check()
+    _shown(page, "Store", "Secret name in the store", "Key in the secret")
+    _label(page, "Value").check()
+    _shown(page, "Secret value")
+    _label(page, "Provider").select_option("git")
+    _shown(page, "Secret value", "Repository URL", "Repository name", "Access token")
+    _label(page, "Provider").select_option("gitlab")
+    _shown(page, "Secret value", "Owner or namespace", "Repository name", "Access token")
+    _label(page, "Provider").select_option("")
+    _shown(page, "Secret value")
+    _label(page, "Warehouse").select_option("SNOWFLAKE")  # htmx brings Snowflake's own
+    expect(page.locator("#properties > legend")).to_have_text("Connection properties of Snowflake")
+    expect(_label(page, "Account")).to_be_visible()
+    expect(_label(page, "Host")).to_have_count(0)
+
+    # a value typed and then left for a secret reference is not sent
+    _label(page, "Warehouse").select_option("REDSHIFT")
+    expect(_label(page, "Host")).to_be_visible()
+    fill_redshift(page, agent)
+    _label(page, "Secret reference").check()
+    _label(page, "Secret name in the store").fill("another-team/redshift")
+    with page.expect_request(lambda r: r.method == "POST") as sent:
+        page.get_by_role("button", name="Create project").click()
+    body = sent.value.post_data or ""
+    assert "reference_secret_name=another-team" in body
+    assert "secret_value" not in body and CANARY_PASSWORD not in body
+    expect(page.locator("#error-summary")).to_be_focused()
+    _shown(page, "Store", "Secret name in the store", "Key in the secret")
+
+
 def _tab_to(page: Page, element_id: str) -> None:
     for _ in range(80):
         if page.evaluate("document.activeElement && document.activeElement.id") == element_id:
@@ -385,3 +464,35 @@ def test_a_secret_outside_the_scope_is_refused_at_its_field_and_audited(
         last = session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())).first()
     assert last is not None
     assert (last.action, last.target_id) == ("access.denied", "POST /console/projects/new")
+
+
+_WIRE_NAME = re.compile(r"(?<!\{)\b[a-z]+[A-Z]\w*\b(?!\})")  # camelCase, but not {projectId}
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("js", [True, False], ids=["js", "no-js"])
+def test_hints_and_messages_use_the_labels_people_see(
+    js: bool, live: Live, pages: Pages, agent: str
+) -> None:
+    page = pages.as_role("ADMIN", js=js)
+    for warehouse in ("SNOWFLAKE", "REDSHIFT"):
+        page.goto(f"/console/projects/new?warehouse={warehouse}")
+        words = page.locator("form.wizard :is(label, small, legend)").all_inner_texts()
+        assert words and not [w for w in words if _WIRE_NAME.search(w)], words
+        assert not [w for w in words if "as a string" in w or "`" in w], words
+
+    fill_redshift(page, agent)
+    _label(page, "Host").fill("finance.example.com:5439")
+    before = row_counts(live.factory)
+    page.get_by_role("button", name="Create project").click()
+    expect(page.locator("#error-summary")).to_be_focused()
+    summary = page.get_by_role("alert").get_by_role("link")
+    expect(summary).to_have_text(
+        ["Host: must be a host name without a port; give the port in 'Port'"]
+    )
+    expect(summary).to_have_attribute("href", "#prop_url")
+    expect(page.locator("#prop_url-error")).to_have_text(
+        "must be a host name without a port; give the port in 'Port'"
+    )
+    assert "connectionProperties" not in page.locator("main").inner_text()
+    assert row_counts(live.factory) == before

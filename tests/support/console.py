@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
-from playwright.sync_api import Browser, BrowserContext, Page
+from playwright.sync_api import Browser, BrowserContext, Locator, Page
 from sqlalchemy.orm import Session, sessionmaker
 
 from stead.db import session_scope
@@ -165,3 +165,17 @@ def http_login(client: httpx.Client, email: str, password: str = USER_PASSWORD) 
     )
     assert resp.status_code == 303, resp.text
     return csrf_of(client.get("/console/account").text)
+
+
+def table_rows(table: Locator) -> list[dict[str, str]]:
+    """The body rows of ``table`` as ``{column heading: cell text}``, each cell read under the
+    heading of its column (row header cells included), so a test does not depend on the order
+    of the columns."""
+    rows: list[dict[str, str]] = table.evaluate(
+        """table => {
+          const headings = [...table.tHead.rows[0].cells].map(cell => cell.innerText.trim());
+          return [...table.tBodies[0].rows].map(row => Object.fromEntries(
+            [...row.cells].map((cell, i) => [headings[i], cell.innerText.trim()])));
+        }"""
+    )
+    return rows

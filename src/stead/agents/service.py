@@ -161,15 +161,16 @@ def update(session: Session, *, actor: Actor, agent: Agent, data: AgentUpdate) -
     return agent
 
 
-def list_agents(session: Session, *, actor: Actor, params: PageParams) -> tuple[int, list[Agent]]:
+def list_agents(
+    session: Session, *, actor: Actor, params: PageParams, q: str | None = None
+) -> tuple[int, list[Agent]]:
     """One page of the account's agents, hosted agent included, oldest first:
-    ``(total, agents)``."""
-    query = (
-        select(Agent)
-        .where(Agent.account_id == actor.account_id)
-        .order_by(Agent.created_at, Agent.id)
-    )
-    return paginate(session, query, params)
+    ``(total, agents)``; with ``q``, only those whose name starts with it (compared as names
+    are: NFC, case-folded)."""
+    query = select(Agent).where(Agent.account_id == actor.account_id)
+    if q:
+        query = query.where(Agent.name_key.startswith(name_key(q), autoescape=True))
+    return paginate(session, query.order_by(Agent.created_at, Agent.id), params)
 
 
 def usable_by_new_project(session: Session, *, actor: Actor) -> list[Agent]:

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import jinja2
 from fastapi import Depends, FastAPI, Request
@@ -34,7 +34,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from stead.console import sessions
+from stead.console import sessions, wording
 from stead.db import READS_IN_PLACE, session_scope
 from stead.errors import PROBLEM_JSON, AppError, BadRequest, Forbidden
 from stead.identity.actor import Actor
@@ -317,11 +317,12 @@ class FormErrors:
     fields: dict[str, list[str]] = field(default_factory=dict)
     summary: list[tuple[str | None, str]] = field(default_factory=list)
 
-    def add(self, name: str | None, message: str) -> None:
-        """Add ``message`` at field ``name`` (None: the summary only)."""
+    def add(self, name: str | None, message: str, *, summary: str | None = None) -> None:
+        """Add ``message`` at field ``name`` (None: the summary only); the summary gets
+        ``summary`` when given (the message with the field's label), else ``message``."""
         if name is not None:
             self.fields.setdefault(name, []).append(message)
-        self.summary.append((name, message))
+        self.summary.append((name, summary or message))
 
     def __bool__(self) -> bool:
         return bool(self.summary)
@@ -330,29 +331,41 @@ class FormErrors:
 def form_errors(
     exc: AppError,
     *,
-    aliases: Mapping[str, str] | None = None,
+    aliases: Mapping[str, str] | Callable[[str], str | None] | None = None,
     known: Collection[str] | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> FormErrors:
-    """Turn a service error into :class:`FormErrors`.
+    """Turn a service error into :class:`FormErrors`, in the words the person sees.
 
     Each violation ``"<json.path>: <message>"`` goes to the form field named by ``aliases``
-    (wire path -> field name, e.g. ``{"defaultAgentId": "agent"}``) or by the path itself;
-    when ``known`` is given, a field not in it goes to the summary only. An error without
-    violations gives one summary line, its ``detail``.
+    (wire path -> field name, e.g. ``{"defaultAgentId": "agent"}``, or a function of the path
+    that returns None for the summary only) or by the path itself; when ``known`` is given, a
+    field not in it goes to the summary only. Wire names in a message become labels
+    (:func:`stead.console.wording.reword`), and each summary line starts with its field's label:
+    ``labels[field]`` when given, else the path's (:func:`stead.console.wording.label`), so no
+    line speaks ``connectionProperties.port``. An error without violations gives one summary
+    line, its ``detail``.
     """
     errors = FormErrors()
     for violation in exc.violations:
         path, sep, message = violation.partition(": ")
         if not sep:
-            errors.add(None, violation)
+            errors.add(None, wording.reword(violation))
             continue
-        name = (aliases or {}).get(path, path)
-        if known is not None and name not in known:
-            errors.add(None, violation)
+        message = wording.reword(message)
+        if callable(aliases):
+            name = aliases(path)
         else:
-            errors.add(name, message)
+            name = (aliases or {}).get(path, path)
+            if known is not None and name not in known:
+                name = None
+        if name is None:
+            errors.add(None, f"{wording.label(path)}: {message}")
+            continue
+        shown = (labels or {}).get(name) or wording.label(path)
+        errors.add(name, message, summary=f"{shown}: {message}")
     if not errors:
-        errors.add(None, exc.detail)
+        errors.add(None, wording.reword(exc.detail))
     return errors
 
 
@@ -404,7 +417,8 @@ def render(
     The template also gets ``console`` (the :class:`Console`, or None before login), ``csrf``
     (the token), ``request`` and ``errors`` (None unless ``context`` has them). For an htmx
     request (``HX-Request``) with ``block`` given, only that ``{% block %}`` is rendered: the
-    fragment htmx swaps in.
+    fragment htmx swaps in; not for htmx's own request of a page to restore from history
+    (``HX-History-Restore-Request``), which needs the whole page.
     """
     console: Console | None = getattr(request.state, "console", None)
     values: dict[str, Any] = {
@@ -415,7 +429,9 @@ def render(
     }
     values.update(context or {})
     tmpl = templates.get_template(template)
-    if block is not None and request.headers.get("hx-request") == "true":
+    headers_in = request.headers
+    fragment = headers_in.get("hx-request") == "true"
+    if block is not None and fragment and headers_in.get("hx-history-restore-request") != "true":
         # A block alone runs none of its template's top-level statements: give it the macros
         # the page imports (``{% import "_macros.html" as ui with context %}``).
         values["ui"] = templates.get_template("_macros.html").make_module(values)
@@ -423,6 +439,22 @@ def render(
     else:
         body = tmpl.render(values)
     return HTMLResponse(body, status_code=status, headers=dict(headers or {}))
+
+
+def page_links(path: str, *, q: str | None, page: int, size: int, total: int) -> dict[str, Any]:
+    """``q``, ``next_url`` and ``prev_url`` of a list paged by number (``?q=...&page=N``, from
+    0, ``size`` a page) at ``PREFIX + path``: the context of its search box and of the
+    ``pager`` macro's links (None where there is no such page)."""
+
+    def url(number: int) -> str:
+        query = urlencode({k: v for k, v in {"q": q, "page": number or None}.items() if v})
+        return f"{PREFIX}{path}" + (f"?{query}" if query else "")
+
+    return {
+        "q": q or "",
+        "next_url": url(page + 1) if (page + 1) * size < total else None,
+        "prev_url": url(page - 1) if page > 0 else None,
+    }
 
 
 def redirect(url: str) -> RedirectResponse:

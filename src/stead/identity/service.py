@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 import jwt
 from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from stead import audit
@@ -55,6 +55,7 @@ def _dummy_hash(hasher: PasswordHasher) -> str:
     slow; made on first use rather than at import, where it cost every ``stead`` process start
     a hash's worth of CPU."""
     return hasher.hash("stead-dummy-secret")
+
 
 TOKEN_ISSUER = "stead"
 
@@ -159,15 +160,14 @@ def register_client(
 
 
 def list_clients(
-    session: Session, *, actor: Actor, params: PageParams
+    session: Session, *, actor: Actor, params: PageParams, q: str | None = None
 ) -> tuple[int, list[ApiClient]]:
-    """One page of the account's API clients (revoked ones included), oldest first."""
-    query = (
-        select(ApiClient)
-        .where(ApiClient.account_id == actor.account_id)
-        .order_by(ApiClient.created_at, ApiClient.id)
-    )
-    return paginate(session, query, params)
+    """One page of the account's API clients (revoked ones included), oldest first; with
+    ``q``, only those whose name starts with it, in any case."""
+    query = select(ApiClient).where(ApiClient.account_id == actor.account_id)
+    if q:
+        query = query.where(func.lower(ApiClient.name).startswith(q.lower(), autoescape=True))
+    return paginate(session, query.order_by(ApiClient.created_at, ApiClient.id), params)
 
 
 def get_client(session: Session, *, actor: Actor, client_id: str) -> ApiClient:

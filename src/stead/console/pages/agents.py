@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, Form, Request, Response
+from fastapi import Depends, Form, Query, Request, Response
 
 from stead.agents import service
 from stead.agents.models import Agent
@@ -23,13 +23,14 @@ from stead.console import web
 from stead.console.web import Console
 from stead.errors import AppError, BadRequest
 from stead.identity.deps import parse_uuid
-from stead.pagination import MAX_SIZE, PageParams
+from stead.pagination import PageParams
 from stead.pipeline.transaction import SessionDep, make_router
 from stead.projects import service as projects_service
 from stead.projects.models import Project
 
 router = make_router(prefix="/agents")
 
+PAGE_SIZE = 50
 Reader = Annotated[Console, Depends(web.require("agent.read"))]
 Writer = Annotated[Console, Depends(web.require("agent.write"))]
 
@@ -54,12 +55,14 @@ def _list(
     db: SessionDep,
     console: Console,
     *,
+    q: str | None = None,
+    page: int = 0,
     form: dict[str, Any] | None = None,
     errors: web.FormErrors | None = None,
     status: int = 200,
 ) -> Response:
     total, rows = service.list_agents(
-        db, actor=console.actor, params=PageParams(page=0, size=MAX_SIZE)
+        db, actor=console.actor, params=PageParams(page=page, size=PAGE_SIZE), q=q
     )
     allowed = {a.id: len(service.get_allow_list(db, agent=a).projects) for a in rows}
     return web.render(
@@ -69,6 +72,7 @@ def _list(
             "agents": [AgentRead.model_validate(a) for a in rows],
             "allowed": allowed,
             "total": total,
+            **web.page_links("/agents", q=q, page=page, size=PAGE_SIZE, total=total),
             "form": form
             or {
                 "name": "",
@@ -82,13 +86,22 @@ def _list(
             **_choices(),
         },
         status=status,
+        block="results",
     )
 
 
 @router.get("")
-def agents(request: Request, console: Reader, db: SessionDep) -> Response:
-    """Every agent of the account, and (for ``agent.write``) the form that creates one."""
-    return _list(request, db, console)
+def agents(
+    request: Request,
+    console: Reader,
+    db: SessionDep,
+    q: Annotated[str | None, Query(max_length=255)] = None,
+    page: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> Response:
+    """The account's agents, searched by name prefix (``q``), 50 a page, and (for
+    ``agent.write``) the form that creates one; an htmx request gets the ``results`` block
+    only."""
+    return _list(request, db, console, q=(q or "").strip() or None, page=page)
 
 
 def _credentials(

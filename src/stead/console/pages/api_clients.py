@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Form, Request, Response
+from fastapi import Depends, Form, Query, Request, Response
 
 from stead.console import web
 from stead.console.web import Console
@@ -17,11 +17,12 @@ from stead.identity.models import ApiClient
 from stead.identity.permissions import ACCOUNT_ROLES
 from stead.identity.routes import forget_after_commit
 from stead.identity.schemas import ApiClientCreate, ApiClientRead
-from stead.pagination import MAX_SIZE, PageParams
+from stead.pagination import PageParams
 from stead.pipeline.transaction import SessionDep, make_router
 
 router = make_router(prefix="/api-clients")
 
+PAGE_SIZE = 50
 Manager = Annotated[Console, Depends(web.require("api_client.manage"))]
 
 
@@ -39,12 +40,14 @@ def _list(
     db: SessionDep,
     console: Console,
     *,
+    q: str | None = None,
+    page: int = 0,
     form: dict[str, str] | None = None,
     errors: web.FormErrors | None = None,
     status: int = 200,
 ) -> Response:
     total, rows = service.list_clients(
-        db, actor=console.actor, params=PageParams(page=0, size=MAX_SIZE)
+        db, actor=console.actor, params=PageParams(page=page, size=PAGE_SIZE), q=q
     )
     return web.render(
         request,
@@ -52,18 +55,27 @@ def _list(
         {
             "clients": [ApiClientRead.model_validate(c) for c in rows],
             "total": total,
+            **web.page_links("/api-clients", q=q, page=page, size=PAGE_SIZE, total=total),
             "roles": _roles(console),
             "form": form or {"name": "", "role": "MEMBER"},
             "errors": errors,
         },
         status=status,
+        block="results",
     )
 
 
 @router.get("")
-def api_clients(request: Request, console: Manager, db: SessionDep) -> Response:
-    """The clients (revoked ones too) and the form that creates one."""
-    return _list(request, db, console)
+def api_clients(
+    request: Request,
+    console: Manager,
+    db: SessionDep,
+    q: Annotated[str | None, Query(max_length=255)] = None,
+    page: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> Response:
+    """The clients (revoked ones too), searched by name prefix (``q``), 50 a page, and the
+    form that creates one; an htmx request gets the ``results`` block only."""
+    return _list(request, db, console, q=(q or "").strip() or None, page=page)
 
 
 def _shown_once(request: Request, client: ApiClient, secret: str, *, created: bool) -> Response:

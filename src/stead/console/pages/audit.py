@@ -103,7 +103,8 @@ def audit_page(
     newer: Filter = None,
 ) -> Response:
     """One page of events and the filter form; bad filters come back as a 400 with the
-    messages at their fields. An htmx request gets the ``results`` block only."""
+    messages at their fields (the whole page, which htmx swaps for ``<main>``). An htmx
+    request (filters sent, a page link followed) gets the ``results`` block only."""
     form = _form(actor=actor, action=action, project=project, **{"from": since, "to": until})
     try:
         where = _where(db, console, form)
@@ -116,12 +117,15 @@ def audit_page(
             newer_than=Cursor.parse(newer, field="newer") if newer else None,
         )
     except BadRequest as exc:
+        # the whole page, also for htmx: the messages sit at the filters, outside the results
+        # (htmx then swaps <main> for the page's <main>)
         errors = web.form_errors(exc)
         return web.render(
             request,
             "audit/list.html",
             {"form": form, "errors": errors, "events": [], "failed": True},
             status=400,
+            headers={"HX-Retarget": "#main", "HX-Reselect": "#main", "HX-Reswap": "outerHTML"},
         )
     first = older is None and newer is None
     return web.render(

@@ -25,7 +25,7 @@ from stead.agents.models import Agent
 from stead.audit import service as audit_service
 from stead.audit.service import AuditFilter, Cursor
 from stead.connections import service as connections_service
-from stead.console import web
+from stead.console import web, wording
 from stead.console.web import ConsoleUser
 from stead.environments import service as environment_service
 from stead.environments.credentials import PROPERTIES
@@ -268,6 +268,7 @@ class PropertyRow:
 
     Attributes:
         key: the property (docs/warehouses.md).
+        label: its label, and hint: the hint under its input (:mod:`stead.console.wording`).
         required: whether the warehouse requires it.
         value: its plain value, when it is stored as one and is not a credential.
         points_at: for a property held in a secret, what it points at in words (a hosted
@@ -278,6 +279,8 @@ class PropertyRow:
     """
 
     key: str
+    label: str
+    hint: str | None
     required: bool
     value: str
     points_at: str | None
@@ -316,6 +319,8 @@ def _property_rows(
         rows.append(
             PropertyRow(
                 key=key,
+                label=wording.property_label(key),
+                hint=wording.property_hint(spec, key),
                 required=key in spec.required,
                 value=entry["value"] if entry is not None and not referenced else "",
                 points_at=_points_at(db, project_id, entry) if entry and referenced else None,

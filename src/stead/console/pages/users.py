@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import Depends, Form, Query, Request, Response
 
@@ -28,11 +27,6 @@ router = make_router(prefix="/users")
 PAGE_SIZE = 50
 Reader = Annotated[Console, Depends(web.require("user.read"))]
 Manager = Annotated[Console, Depends(web.require("user.manage"))]
-
-
-def _url(q: str | None = None, page: int = 0) -> str:
-    query = urlencode({k: v for k, v in {"q": q, "page": page or None}.items() if v})
-    return f"{web.PREFIX}/users" + (f"?{query}" if query else "")
 
 
 def _may_manage(console: Console, user: User) -> bool:
@@ -69,9 +63,7 @@ def _page(
                 for r in ACCOUNT_ROLES
                 if r != "SUPER_ADMIN" or console.may("user.super_admin")
             ],
-            "q": q or "",
-            "next_url": _url(q, page + 1) if (page + 1) * PAGE_SIZE < total else None,
-            "prev_url": _url(q, page - 1) if page > 0 else None,
+            **web.page_links("/users", q=q, page=page, size=PAGE_SIZE, total=total),
             "errors": errors,
         },
         status=status,

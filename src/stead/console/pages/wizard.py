@@ -6,8 +6,10 @@ any error nothing is written and the form comes back with the messages at their 
 The connection properties are generated from the warehouse's property spec
 (:mod:`stead.warehouses`). Without JavaScript the warehouse is chosen with ``?warehouse=`` or
 the form's "Show the fields" button (a POST that only re-renders, so no typed secret travels in
-a URL); with JavaScript, htmx swaps the property fields when the warehouse changes. Secret
-inputs are password inputs and are never filled in again when the form comes back.
+a URL); with JavaScript, htmx swaps the property fields when the warehouse changes. The fields
+of the credential kinds and repository providers are in a fieldset per choice whose legend says
+when it applies; ``static/choices.js`` shows (and sends) only the chosen one's. Secret inputs
+are password inputs and are never filled in again when the form comes back.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 
 from stead.agents import service as agents_service
 from stead.audit import service as audit_service
-from stead.console import web
+from stead.console import web, wording
 from stead.errors import AppError
 from stead.identity.permissions import PermissionDenied
 from stead.pipeline.transaction import SessionDep, make_router
@@ -60,8 +62,7 @@ PROVIDERS = [
 #: ``providerParameters`` key of the owner field, per provider.
 OWNER_PARAMETER = {"github": "ownerName", "gitlab": "namespace"}
 
-#: Labels of the connection properties (docs/warehouses.md names them).
-PROPERTY_LABELS = {
+LABELS = {
     "url": "Host",
     "port": "Port",
     "username": "User name",
@@ -141,22 +142,19 @@ def credential_key(spec: WarehouseSpec) -> str:
 
 def property_fields(spec: WarehouseSpec) -> list[dict[str, Any]]:
     """The inputs of the warehouse's connection properties but the credential: name, label,
-    required, input type, help (the spec's format and default) and select options."""
+    required, input type, hint (:func:`stead.console.wording.property_hint`) and select options."""
     fields = []
     for key in spec.keys:
         if key == credential_key(spec):
             continue
-        help_parts = [spec.formats.get(key, "").replace("`", "")]
-        if key in spec.defaults:
-            help_parts.append(f"default {spec.defaults[key]}")
         fields.append(
             {
                 "key": key,
                 "name": f"prop_{key}",
-                "label": PROPERTY_LABELS.get(key, key),
+                "label": wording.property_label(key),
                 "required": key in spec.required,
                 "type": "password" if key in spec.sensitive else "text",
-                "help": "; ".join(p for p in help_parts if p) or None,
+                "help": wording.property_hint(spec, key),
             }
         )
     return fields
@@ -302,20 +300,10 @@ def _labels(spec: WarehouseSpec) -> dict[str, str]:
 
 
 def form_errors(exc: AppError, form: WizardForm) -> web.FormErrors:
-    """The error's violations at the wizard's fields; the summary names each field."""
+    """The error's violations at the wizard's fields (:func:`field_for`); the summary names
+    each field by its label."""
     labels = _labels(_spec(form.warehouse))
-    errors = web.FormErrors()
-    for violation in exc.violations:
-        path, sep, message = violation.partition(": ")
-        name = field_for(path, form) if sep else None
-        if name is None:
-            errors.add(None, violation)
-            continue
-        errors.fields.setdefault(name, []).append(message)
-        errors.summary.append((name, f"{labels.get(name, name)}: {message}"))
-    if not errors:
-        errors.add(None, exc.detail)
-    return errors
+    return web.form_errors(exc, aliases=lambda path: field_for(path, form), labels=labels)
 
 
 def _page(

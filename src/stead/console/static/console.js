@@ -8,4 +8,13 @@
   }
   document.addEventListener("DOMContentLoaded", function () { focusSummary(document); });
   document.addEventListener("htmx:afterSettle", function (event) { focusSummary(event.target); });
+  // A list's new page replaced the link that asked for it: focus goes to the new results
+  // (not back to the top of the document), so Tab continues from there.
+  document.addEventListener("htmx:afterSettle", function () {
+    var results = document.getElementById("results");
+    if (results && (document.activeElement === document.body || !document.activeElement)) {
+      results.setAttribute("tabindex", "-1");
+      results.focus();
+    }
+  });
 })();
