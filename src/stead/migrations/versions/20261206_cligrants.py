@@ -1,7 +1,7 @@
 """cli grants: people signed in on the command line, their refresh tokens and login codes
 
 Revision ID: 20261206_cligrants
-Revises: 20261206_keycheck
+Revises: 20261206_scim
 Create Date: 2026-12-06 09:20:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import stead.db
 
 revision = "20261206_cligrants"
-down_revision = "20261206_keycheck"
+down_revision = "20261206_scim"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """SCIM provisioning: bearer tokens, identity-provider attributes of users, groups, members
 
 Revision ID: 20261206_scim
-Revises: 20261206_keycheck
+Revises: 20261206_sso
 Create Date: 2026-12-06 09:30:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import stead.db
 
 revision = "20261206_scim"
-down_revision = "20261206_keycheck"
+down_revision = "20261206_sso"
 branch_labels = None
 depends_on = None
 
