@@ -55,7 +55,7 @@ from joserfc.errors import (
     MissingClaimError,
 )
 from joserfc.jwk import KeySet
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from stead import audit
@@ -72,6 +72,9 @@ from stead.settings import Settings
 DISCOVERY_TTL_SECONDS = 3600.0
 #: How long a browser may take at the provider before coming back.
 REQUEST_TTL = timedelta(minutes=10)
+#: Sign-ins under way (started, neither back nor expired) one client address may have: each
+#: is a row, made before anyone is authenticated. Generous, for many people behind one NAT.
+MAX_PENDING_PER_ADDRESS = 100
 #: Clock difference tolerated with the provider on ``exp`` and ``iat``, in seconds.
 CLOCK_LEEWAY_SECONDS = 60
 #: The cookie holding the PKCE code verifier (:func:`stead.console.web.cookie_name` adds
@@ -438,8 +441,11 @@ def _bad_token(detail: str, reason: str) -> SsoRefused:
 # --- the database side -------------------------------------------------------------------------
 
 
-def begin(session: Session, *, provider: Provider, next_url: str) -> tuple[str, str]:
-    """Start a login: store an :class:`SsoRequest` (and delete expired ones).
+def begin(
+    session: Session, *, provider: Provider, next_url: str, address: str | None
+) -> tuple[str, str]:
+    """Start a login from client ``address``: store an :class:`SsoRequest` (and delete expired
+    ones).
 
     Returns:
         ``(authorization URL, cookie value)``: send the browser to the URL with the value in
@@ -447,18 +453,31 @@ def begin(session: Session, *, provider: Provider, next_url: str) -> tuple[str, 
 
     Raises:
         SsoRefused (502): the provider's discovery document cannot be used.
+        SsoRefused (429): the address has :data:`MAX_PENDING_PER_ADDRESS` sign-ins under way.
     """
     state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     verifier = secrets.token_urlsafe(48)  # 64 characters: RFC 7636 asks for 43 to 128
     url = provider.authorization_url(state=state, nonce=nonce, verifier=verifier)
     now = utcnow()
+    address = (address or "unknown")[:64]
     session.execute(delete(SsoRequest).where(SsoRequest.expires_at <= now))
+    pending = session.scalar(
+        select(func.count()).select_from(SsoRequest).where(SsoRequest.address == address)
+    )
+    if (pending or 0) >= MAX_PENDING_PER_ADDRESS:
+        raise SsoRefused(
+            "Too many sign-ins are under way from your address; finish one or try again in "
+            "a few minutes",
+            reason="too many sign-ins under way",
+            status=429,
+        )
     session.add(
         SsoRequest(
             state_hash=_digest(state),
             browser_hash=_digest(verifier),
             nonce=nonce,
             next_url=next_url,
+            address=address,
             expires_at=now + REQUEST_TTL,
         )
     )
