@@ -34,7 +34,7 @@ from stead.app import create_app
 from stead.audit.models import AuditEvent
 from stead.identity.models import ProjectMember, User
 from stead.settings import Settings
-from tests.support.console import Live, Pages
+from tests.support.console import Live, Pages, screenshot
 from tests.support.outbound import LOCAL
 from tests.support.postgres import free_port
 from tests.support.processes import server_process
@@ -193,6 +193,8 @@ def test_a_person_signs_in_with_the_company_provider(live: Live, pages: Pages, i
     page = _browser(pages)
     page.goto("/console/account")  # not signed in: the login page, then back here
     assert "/console/login" in page.url
+    if idp.name == "mock":
+        screenshot(page, "login-sso")
     page.get_by_role("button", name="Sign in with Company SSO").click()
     page.wait_for_load_state()
     assert page.url.startswith(idp.url), page.url

@@ -270,3 +270,27 @@ def test_serve_refuses_bad_sso_settings_in_one_line_without_the_secret(tmp_path:
         "'super-admins'"
     ]
     assert "canary-oidc-secret" not in result.stderr + result.stdout
+
+
+def test_apply_keeps_the_last_super_admin(session_factory: sessionmaker[Session]) -> None:
+    mapping = parse_group_roles(json.dumps({"stead-admins": "ADMIN"}))
+    root_id, _ = new_user(session_factory, role="SUPER_ADMIN")
+    with session_factory.begin() as session:
+        root = session.get_one(User, root_id)
+        start = _last_event(session)
+        apply_group_roles(
+            session, user=root, groups=["stead-admins"], mapping=mapping, actor=user_actor(root)
+        )
+    with session_factory() as session:
+        assert session.get_one(User, root_id).role == "SUPER_ADMIN"
+        [(action, _, details)] = _events(session, start)
+        assert (action, details["wanted"]) == ("user.role_sync_skipped", "ADMIN")
+    # With another Super Admin, the mapping decides.
+    new_user(session_factory, role="SUPER_ADMIN")
+    with session_factory.begin() as session:
+        root = session.get_one(User, root_id)
+        apply_group_roles(
+            session, user=root, groups=["stead-admins"], mapping=mapping, actor=user_actor(root)
+        )
+    with session_factory() as session:
+        assert session.get_one(User, root_id).role == "ADMIN"

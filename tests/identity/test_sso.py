@@ -358,6 +358,27 @@ def test_state_is_checked_and_works_once(
     assert idp.codes == [CODE]  # no refused answer reached the token endpoint
 
 
+def test_sign_ins_under_way_are_capped_per_address(
+    http: TestClient,
+    idp: OidcFake,
+    session_factory: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from stead.identity import sso
+
+    monkeypatch.setattr(sso, "MAX_PENDING_PER_ADDRESS", 2)
+    first = start(http, idp)
+    start(http, idp)
+    resp = http.get("/console/sso/login", follow_redirects=False)
+    assert resp.status_code == 429 and "Too many sign-ins are under way" in resp.text
+    with session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(SsoRequest)) == 2
+    assert _reasons(session_factory) == []  # a flood does not fill the audit trail
+    # One comes back (refused: this browser's cookie is now the second's): another may start.
+    assert back(http, first).status_code == 400
+    assert http.get("/console/sso/login", follow_redirects=False).status_code == 303
+
+
 def test_an_expired_login_is_refused(
     http: TestClient, idp: OidcFake, session_factory: sessionmaker[Session]
 ) -> None:

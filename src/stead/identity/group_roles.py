@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from stead import audit
@@ -30,7 +30,9 @@ def apply_group_roles(
     * Account role: the highest account role any of the groups maps to; when none maps one the
       user's role is left as it is. A new account role signs the user out everywhere
       (:func:`stead.identity.users.sign_out_everywhere`, as an admin's role change does) and is
-      audited ``user.role_changed`` with ``via: groups``.
+      audited ``user.role_changed`` with ``via: groups``. The account's last enabled Super
+      Admin keeps the role (``user.role_sync_skipped``): nobody could manage Super Admins
+      again.
     * Projects the mapping names (that exist): the user becomes a member with the highest
       project role their groups map to there (``member.added``), their role is changed
       (``member.role_changed``), or, when no group of theirs maps to the project any more,
@@ -44,7 +46,16 @@ def apply_group_roles(
     """
     groups = set(groups)
     role = mapping.account_role(groups)
-    if role is not None and role != user.role:
+    if role is not None and role != user.role and _last_super_admin(session, user):
+        audit.record(
+            session,
+            actor=actor,
+            action="user.role_sync_skipped",
+            target_type="user",
+            target_id=user.id,
+            details={"email": user.email, "wanted": role, "reason": "the last Super Admin"},
+        )
+    elif role is not None and role != user.role:
         previous, user.role = user.role, role
         sign_out_everywhere(session, user=user)
         audit.record(
@@ -111,3 +122,20 @@ def apply_group_roles(
                 project_id=project.id,
                 details={"email": user.email, "wanted": want, "reason": exc.detail},
             )
+
+
+def _last_super_admin(session: Session, user: User) -> bool:
+    """True when ``user`` is the account's only enabled ``SUPER_ADMIN``."""
+    if user.role != "SUPER_ADMIN":
+        return False
+    others = session.scalar(
+        select(func.count())
+        .select_from(User)
+        .where(
+            User.account_id == user.account_id,
+            User.role == "SUPER_ADMIN",
+            User.disabled_at.is_(None),
+            User.id != user.id,
+        )
+    )
+    return not others

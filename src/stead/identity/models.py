@@ -153,7 +153,8 @@ class SsoRequest(Base):
     the SHA-256 of the value of the browser's ``stead_sso`` cookie, which is also the PKCE code
     verifier (RFC 7636): only that browser can finish the login, and the verifier is never
     stored. ``nonce`` is the OpenID Connect nonce the ID token must carry (not a secret: it
-    travels in the URL). ``next_url`` is the console path to go to afterwards.
+    travels in the URL). ``next_url`` is the console path to go to afterwards; ``address`` the
+    client address that started it (a cap on logins under way per address).
     """
 
     __tablename__ = "sso_requests"
@@ -162,6 +163,7 @@ class SsoRequest(Base):
     browser_hash: Mapped[str] = mapped_column(String(64))
     nonce: Mapped[str] = mapped_column(String(128))
     next_url: Mapped[str] = mapped_column(String(2048))
+    address: Mapped[str] = mapped_column(String(64), index=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 

@@ -55,7 +55,7 @@ from joserfc.errors import (
     MissingClaimError,
 )
 from joserfc.jwk import KeySet
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from stead import audit
@@ -72,6 +72,9 @@ from stead.settings import Settings
 DISCOVERY_TTL_SECONDS = 3600.0
 #: How long a browser may take at the provider before coming back.
 REQUEST_TTL = timedelta(minutes=10)
+#: Sign-ins under way (started, neither back nor expired) one client address may have: each
+#: is a row, made before anyone is authenticated. Generous, for many people behind one NAT.
+MAX_PENDING_PER_ADDRESS = 100
 #: Clock difference tolerated with the provider on ``exp`` and ``iat``, in seconds.
 CLOCK_LEEWAY_SECONDS = 60
 #: The cookie holding the PKCE code verifier (:func:`stead.console.web.cookie_name` adds
@@ -133,12 +136,13 @@ def redirect_uri(settings: Settings) -> str:
 
 class Provider:
     """The configured OpenID Connect provider, as a confidential client of it: its discovery
-    document and key set, cached (thread-safe; one per app).
+    document and key set, cached, and one HTTP client with its connections (thread-safe; one
+    per app).
 
     Args:
         settings: ``oidc_*`` settings (single sign-on on), ``upstream_timeout_seconds`` for
             each call, the outbound policy's settings.
-        resolver: the outbound policy's resolver (tests only).
+        policy: the outbound policy (default: the settings').
     """
 
     def __init__(self, settings: Settings, *, policy: Policy | None = None) -> None:
@@ -150,21 +154,23 @@ class Provider:
         self._metadata: dict[str, Any] | None = None
         self._fetched_at = 0.0
         self._keys: KeySet | None = None
+        #: What the provider may be reached at: the issuer's host, then also its endpoints'.
+        self._allowed = self._policy
+        self._http = httpx.Client(
+            timeout=settings.upstream_timeout_seconds,
+            follow_redirects=True,
+            event_hooks={"request": [self._check]},
+        )
 
     # --- talking to the provider ---------------------------------------------------------------
 
-    def _client(self, policy: Policy) -> httpx.Client:
-        hook = policy.httpx_hook("identity_provider", field="STEAD_OIDC_ISSUER")
-        return httpx.Client(
-            timeout=self.settings.upstream_timeout_seconds,
-            follow_redirects=True,
-            event_hooks={"request": [hook]},
-        )
+    def _check(self, request: httpx.Request) -> None:
+        """Every request and redirect passes the outbound policy before it is sent."""
+        self._allowed.check_url("identity_provider", str(request.url), field="STEAD_OIDC_ISSUER")
 
-    def _get_json(self, url: str, *, policy: Policy, what: str, **kwargs: Any) -> dict[str, Any]:
+    def _get_json(self, url: str, *, what: str, **kwargs: Any) -> dict[str, Any]:
         try:
-            with self._client(policy) as client:
-                response = client.get(url, **kwargs)
+            response = self._http.get(url, **kwargs)
         except DestinationRefused as exc:
             raise _unreachable(what, exc.detail) from None
         except httpx.HTTPError as exc:
@@ -193,7 +199,7 @@ class Provider:
             ):
                 return self._metadata
         url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
-        data = self._get_json(url, policy=self._policy, what="discovery document")
+        data = self._get_json(url, what="discovery document")
         if str(data.get("issuer", "")).rstrip("/") != self.issuer.rstrip("/"):
             raise SsoRefused(
                 f"The identity provider's discovery document names issuer "
@@ -217,6 +223,7 @@ class Provider:
             )
         with self._lock:
             self._metadata, self._fetched_at, self._keys = data, time.monotonic(), None
+            self._allowed = self._endpoint_policy(data)
         return data
 
     def _endpoint_policy(self, metadata: Mapping[str, Any]) -> Policy:
@@ -236,9 +243,7 @@ class Provider:
         with self._lock:
             if self._keys is not None and not refresh:
                 return self._keys
-        data = self._get_json(
-            str(metadata["jwks_uri"]), policy=self._endpoint_policy(metadata), what="key set"
-        )
+        data = self._get_json(str(metadata["jwks_uri"]), what="key set")
         try:
             keys = KeySet.import_key_set(data)  # type: ignore[arg-type]
         except (JoseError, ValueError, TypeError, KeyError) as exc:
@@ -285,7 +290,6 @@ class Provider:
                 ID token is refused (400).
         """
         metadata = self.metadata()
-        policy = self._endpoint_policy(metadata)
         methods = metadata.get("token_endpoint_auth_methods_supported") or []
         method = (
             "client_secret_post"
@@ -309,8 +313,7 @@ class Provider:
         )
         url, headers, body = auth.prepare("POST", str(metadata["token_endpoint"]), headers, body)
         try:
-            with self._client(policy) as client:
-                response = client.post(url, content=body, headers=headers)
+            response = self._http.post(url, content=body, headers=headers)
         except DestinationRefused as exc:
             raise _unreachable("token endpoint", exc.detail) from None
         except httpx.HTTPError as exc:
@@ -344,7 +347,6 @@ class Provider:
         if missing and isinstance(userinfo, str) and isinstance(access_token, str):
             info = self._get_json(
                 userinfo,
-                policy=policy,
                 what="UserInfo endpoint",
                 headers={"Authorization": f"Bearer {access_token}"},
             )
@@ -439,8 +441,11 @@ def _bad_token(detail: str, reason: str) -> SsoRefused:
 # --- the database side -------------------------------------------------------------------------
 
 
-def begin(session: Session, *, provider: Provider, next_url: str) -> tuple[str, str]:
-    """Start a login: store an :class:`SsoRequest` (and delete expired ones).
+def begin(
+    session: Session, *, provider: Provider, next_url: str, address: str | None
+) -> tuple[str, str]:
+    """Start a login from client ``address``: store an :class:`SsoRequest` (and delete expired
+    ones).
 
     Returns:
         ``(authorization URL, cookie value)``: send the browser to the URL with the value in
@@ -448,18 +453,31 @@ def begin(session: Session, *, provider: Provider, next_url: str) -> tuple[str, 
 
     Raises:
         SsoRefused (502): the provider's discovery document cannot be used.
+        SsoRefused (429): the address has :data:`MAX_PENDING_PER_ADDRESS` sign-ins under way.
     """
     state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     verifier = secrets.token_urlsafe(48)  # 64 characters: RFC 7636 asks for 43 to 128
     url = provider.authorization_url(state=state, nonce=nonce, verifier=verifier)
     now = utcnow()
+    address = (address or "unknown")[:64]
     session.execute(delete(SsoRequest).where(SsoRequest.expires_at <= now))
+    pending = session.scalar(
+        select(func.count()).select_from(SsoRequest).where(SsoRequest.address == address)
+    )
+    if (pending or 0) >= MAX_PENDING_PER_ADDRESS:
+        raise SsoRefused(
+            "Too many sign-ins are under way from your address; finish one or try again in "
+            "a few minutes",
+            reason="too many sign-ins under way",
+            status=429,
+        )
     session.add(
         SsoRequest(
             state_hash=_digest(state),
             browser_hash=_digest(verifier),
             nonce=nonce,
             next_url=next_url,
+            address=address,
             expires_at=now + REQUEST_TTL,
         )
     )

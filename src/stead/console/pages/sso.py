@@ -45,7 +45,9 @@ def provider(request: Request) -> sso.Provider:
 
 
 async def _refused(request: Request, refusal: sso.SsoRefused) -> Response:
-    """Audit ``refusal`` in a transaction of its own and show the refusal page."""
+    """Audit ``refusal`` in a transaction of its own and show the refusal page. A 429 (too
+    many sign-ins under way from one address) is not audited: it answers a flood, which would
+    otherwise fill the audit trail instead."""
     settings = request.app.state.settings
     origin = request_origin(request)
 
@@ -53,7 +55,8 @@ async def _refused(request: Request, refusal: sso.SsoRefused) -> Response:
         with session_scope(request.app.state.sessionmaker, write=True) as session:
             sso.record_refusal(session, refusal=refusal, **origin)
 
-    await run_in_threadpool(note)
+    if refusal.status != 429:
+        await run_in_threadpool(note)
     context = {"detail": refusal.detail, "status": refusal.status}
     response = web.render(request, "sso_refused.html", context, status=refusal.status)
     web.delete_cookie(response, settings, sso.COOKIE)
@@ -73,7 +76,12 @@ async def sso_login(
     def run() -> tuple[str, str]:
         found.metadata()  # read before the write transaction, not inside it
         with session_scope(request.app.state.sessionmaker, write=True) as session:
-            return sso.begin(session, provider=found, next_url=target)
+            return sso.begin(
+                session,
+                provider=found,
+                next_url=target,
+                address=request.client.host if request.client else None,
+            )
 
     try:
         url, verifier = await run_in_threadpool(run)

@@ -25,12 +25,14 @@ def upgrade() -> None:
         sa.Column("browser_hash", sa.String(length=64), nullable=False),
         sa.Column("nonce", sa.String(length=128), nullable=False),
         sa.Column("next_url", sa.String(length=2048), nullable=False),
+        sa.Column("address", sa.String(length=64), nullable=False),
         sa.Column("expires_at", stead.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("created_at", stead.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", stead.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("state_hash", name=op.f("pk_sso_requests")),
     )
     with op.batch_alter_table("sso_requests", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_sso_requests_address"), ["address"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_sso_requests_expires_at"), ["expires_at"], unique=False
         )
@@ -62,4 +64,5 @@ def downgrade() -> None:
     op.drop_table("sso_identities")
     with op.batch_alter_table("sso_requests", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_sso_requests_expires_at"))
+        batch_op.drop_index(batch_op.f("ix_sso_requests_address"))
     op.drop_table("sso_requests")
