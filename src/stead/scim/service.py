@@ -599,6 +599,17 @@ def _stored_attributes(resource: UserResource) -> dict[str, Any]:
     return document
 
 
+def _external_id(value: str | None) -> str | None:
+    """``externalId`` as stored.
+
+    Raises:
+        InvalidValueException: longer than 255 characters.
+    """
+    if value is not None and len(value) > 255:
+        raise InvalidValueException(detail="externalId must be at most 255 characters")
+    return value
+
+
 def _check_unique(session: Session, *, user: SteadUser | None, user_name: str, email: str) -> None:
     taken = session.scalars(
         select(ScimUser.user_id).where(ScimUser.user_name_key == name_key(user_name))
@@ -648,7 +659,7 @@ def create_scim_user(
             user_id=user.id,
             user_name=user_name,
             user_name_key=name_key(user_name),
-            external_id=resource.external_id,
+            external_id=_external_id(resource.external_id),
             attributes=_stored_attributes(resource),
         )
     )
@@ -690,7 +701,7 @@ def _write_user(
         user.email, user.email_key = email, email_key(email)
     user.display_name = _display_name(resource, email)
     row.user_name, row.user_name_key = user_name, name_key(user_name)
-    row.external_id = resource.external_id
+    row.external_id = _external_id(resource.external_id)
     row.attributes = _stored_attributes(resource)
     row.updated_at = utcnow()  # also when only the attributes changed
     session.flush()
@@ -928,7 +939,7 @@ def _write_group(
     )
     renamed = group.display_name != name
     group.display_name, group.display_name_key = name, name_key(name)
-    group.external_id = resource.external_id
+    group.external_id = _external_id(resource.external_id)
     group.updated_at = utcnow()
     added, removed = wanted - current, current - wanted
     if removed:
