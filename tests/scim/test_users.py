@@ -247,6 +247,10 @@ def test_uniqueness_and_errors(
     assert resp.status_code == 400 and resp.json()["schemas"] == [ERROR_SCHEMA]
     resp = http.post("/scim/v2/Users", json=_user("x@example.com", active="maybe"), headers=scim)
     assert_scim_error(resp, 400, "invalidValue")
+    resp = http.post(
+        "/scim/v2/Users", json=_user("long@example.com", externalId="e" * 256), headers=scim
+    )
+    assert_scim_error(resp, 400, "invalidValue")
     # application/json is accepted as well as application/scim+json
     plain = {"Authorization": scim["Authorization"], "Content-Type": "application/json"}
     assert (

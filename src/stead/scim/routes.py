@@ -161,7 +161,7 @@ def scim_response(
         scim_ctx=context, response_parameters=search, scim_policy=service.POLICY
     )
     return Response(
-        json.dumps(content, ensure_ascii=False, separators=(",", ":")),
+        json.dumps(content, ensure_ascii=True, separators=(",", ":")),
         status_code=status,
         media_type=SCIM_JSON,
         headers=headers,

@@ -31,6 +31,7 @@ from stead.sdk.resources import (
     Members,
     Projects,
     Repositories,
+    ScimTokens,
     SecretReferences,
     Secrets,
     Users,
@@ -107,8 +108,8 @@ class Client:
     Resources mirror the API one to one: :attr:`projects`, :attr:`agents`,
     :attr:`connections`, :attr:`environments`, :attr:`secret_references`, :attr:`secrets`,
     :attr:`repositories`, :attr:`auth`, :attr:`api_clients`, :attr:`users`, :attr:`members`,
-    :attr:`invitations`, :attr:`environment_access`, :attr:`audit_events`. Use as a context
-    manager, or call :meth:`close`.
+    :attr:`invitations`, :attr:`environment_access`, :attr:`audit_events`,
+    :attr:`scim_tokens`. Use as a context manager, or call :meth:`close`.
     """
 
     def __init__(
@@ -161,6 +162,7 @@ class Client:
         self.auth = Auth(self)
         self.api_clients = ApiClients(self)
         self.users = Users(self)
+        self.scim_tokens = ScimTokens(self)
         self.members = Members(self)
         self.invitations = Invitations(self)
         self.environment_access = EnvironmentAccess(self)

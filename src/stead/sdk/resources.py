@@ -60,6 +60,7 @@ from stead.projects.schemas import (
     ProvisionResult,
 )
 from stead.repositories.schemas import RepositoryCreate, RepositoryRead
+from stead.scim.schemas import ScimTokenCreate, ScimTokenCreated, ScimTokenRead
 from stead.secrets.schemas import (
     HostedSecretCreate,
     HostedSecretRead,
@@ -651,6 +652,31 @@ class ApiClients(_Resource):
     def delete(self, client_id: str) -> None:
         """``DELETE /v1/api-clients/{clientId}``: revoke it and its tokens."""
         self._client.request("DELETE", f"/v1/api-clients/{_seg(client_id)}")
+
+
+class ScimTokens(_Resource):
+    """``/v1/scim-tokens`` (docs/scim.md): the tokens identity providers send to
+    ``/scim/v2``. A token's value appears only in the answer of :meth:`create`."""
+
+    def create(
+        self, body: ScimTokenCreate | Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> ScimTokenCreated:
+        """``POST /v1/scim-tokens`` ``{"name"}``."""
+        return self._client.call(
+            ScimTokenCreated,
+            "POST",
+            "/v1/scim-tokens",
+            json=_body(body),
+            idempotency_key=idempotency_key,
+        )
+
+    def list(self, *, page_size: int = 100) -> Iterator[ScimTokenRead]:
+        """Every SCIM token of the account, revoked ones included."""
+        return self._client.pages(ScimTokenRead, "/v1/scim-tokens", page_size=page_size)
+
+    def delete(self, token_id: str) -> None:
+        """``DELETE /v1/scim-tokens/{tokenId}``: revoke it."""
+        self._client.request("DELETE", f"/v1/scim-tokens/{_seg(token_id)}")
 
 
 class Users(_Resource):
