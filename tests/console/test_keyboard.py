@@ -36,12 +36,13 @@ def assert_focus_visible(page: Page) -> None:
         }"""
     )
     assert seen["visible"] and seen["shown"], seen
-    assert seen["style"] != "none" and seen["width"] >= 2, seen
+    assert seen["style"] != "none" and seen["width"] >= 2, seen["what"]
 
 
 def tab_to(page: Page, selector: str) -> None:
     """Press Tab until the element matching ``selector`` has focus, checking that every control
     on the way shows its focus ring."""
+    page.wait_for_load_state()  # the style sheets, which draw the ring, are in
     for _ in range(LIMIT):
         page.keyboard.press("Tab")
         assert_focus_visible(page)

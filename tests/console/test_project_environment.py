@@ -114,6 +114,10 @@ def test_redshift_replace_keep_and_test_connection(
         ]
     )
     expect(page.get_by_label("Use SSL")).to_have_value("false")
+    default_level = page.locator("dt", has_text="Default access level").locator(
+        "xpath=following-sibling::dd[1]"
+    )
+    expect(default_level).to_have_text("Read only (Viewer)")
     expect(page.locator("#property-port-help")).to_have_text(re.compile(r"^A number from 1"))
     assert "Connection succeeded" in press_test_connection(page, "prod", js)
     if js and db_url.startswith("sqlite"):
@@ -224,7 +228,7 @@ def test_per_user_access_set_and_remove(
     page.get_by_role("button", name="Set access to prod").click()
     page.wait_for_load_state()
     row = page.get_by_role("row", name=alice)
-    expect(row).to_contain_text("noAccess")
+    expect(row).to_contain_text("No access")
     access = world.get("/environments/prod/access")["results"]
     assert [(a["userId"], a["accessLevel"]) for a in access] == [(user_id, "noAccess")]
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from stead.console.wording import PROPERTY_LABELS, label, property_hint, reword
+from stead.console.wording import PROPERTY_LABELS, access_level, label, property_hint, reword
 from stead.warehouses import spec_for
 
 _CAMEL = re.compile(r"\b[a-z]+[A-Z]\w*\b")
@@ -52,3 +52,9 @@ def test_wire_names_in_a_message_become_labels() -> None:
     )
     # other words, quotes and apostrophes are left alone
     assert reword("the cluster's 'fooBar' and iPhone") == "the cluster's 'fooBar' and iPhone"
+
+
+def test_access_levels_in_words() -> None:
+    assert access_level("readOnly") == "Read only (Viewer)"
+    assert access_level("noAccess") == "No access"
+    assert access_level("somethingNew") == "somethingNew"  # shown as it is, not hidden

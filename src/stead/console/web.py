@@ -61,6 +61,7 @@ templates = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+templates.filters["access_level"] = wording.access_level
 
 
 def cookie_name(settings: Settings, base: str = "stead_session") -> str:

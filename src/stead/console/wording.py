@@ -46,6 +46,16 @@ PROPERTY_HINTS = {
     "passphrase": "Needed only when the private key is encrypted.",
 }
 
+#: An environment's access levels (docs/permissions.md, with the names DPC's console gives
+#: them in brackets): wire value -> what a person reads.
+ACCESS_LEVELS = [
+    ("default", "Default (the project role decides)"),
+    ("admin", "Admin (Owner)"),
+    ("runner", "Runner (Operator)"),
+    ("readOnly", "Read only (Viewer)"),
+    ("noAccess", "No access"),
+]
+
 #: Words for the API's field names, by whole path first, then by the path's last name.
 FIELD_LABELS = {
     "project.name": "Project name",
@@ -162,3 +172,9 @@ def property_hint(spec: WarehouseSpec, key: str) -> str | None:
         parts.append(f"left blank: {spec.defaults[key]}")
     text = "; ".join(part for part in parts if part)
     return text[:1].upper() + text[1:] + "." if text else None
+
+
+def access_level(value: str) -> str:
+    """The words for access level ``value`` (``readOnly`` -> "Read only"); an unknown value as
+    it is. A template filter: ``{{ level|access_level }}``."""
+    return dict(ACCESS_LEVELS).get(value, value)

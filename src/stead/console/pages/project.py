@@ -62,15 +62,6 @@ router = make_router(prefix="/projects/{projectId}")
 LIST_SIZE = 100
 #: Audit events per page of the audit tab.
 AUDIT_PAGE = 50
-#: The environment access levels (docs/permissions.md) as the forms offer them.
-ACCESS_LEVELS = (
-    ("default", "default (the project role decides)"),
-    ("admin", "admin (Owner)"),
-    ("runner", "runner (Operator)"),
-    ("readOnly", "readOnly (Viewer)"),
-    ("noAccess", "noAccess"),
-)
-
 
 ProjectReader = Annotated[ProjectContext, web.project_access("project.read")]
 ProjectUpdater = Annotated[ProjectContext, web.project_access("project.update")]
@@ -388,7 +379,7 @@ def _environment_page(
                 (a.id, f"{a.name} (hosted)" if a.is_hosted else a.name)
                 for a in (_usable_agents(db, ctx) if may_write else [])
             ],
-            "access_levels": ACCESS_LEVELS,
+            "access_levels": wording.ACCESS_LEVELS,
             "access": access,
             "users": users,
             "level": ctx.level,

@@ -38,13 +38,6 @@ Creator = Annotated[web.Console, Depends(web.require("project.create"))]
 
 WAREHOUSES = [("REDSHIFT", "Amazon Redshift"), ("SNOWFLAKE", "Snowflake")]
 DEPLOYMENTS = [("HYBRID", "Hybrid (your own agent)"), ("FULL_SAAS", "Full SaaS (hosted agent)")]
-ACCESS_LEVELS = [
-    ("default", "Default (the project role decides)"),
-    ("admin", "Admin"),
-    ("runner", "Runner"),
-    ("readOnly", "Read only"),
-    ("noAccess", "No access"),
-]
 #: External stores a new project's secret reference can name (a reference into the hosted
 #: store needs a hosted secret of the project, which a new project does not have).
 STORES = [
@@ -337,7 +330,7 @@ def _page(
             ],
             "warehouses": WAREHOUSES,
             "deployments": DEPLOYMENTS,
-            "access_levels": ACCESS_LEVELS,
+            "access_levels": wording.ACCESS_LEVELS,
             "stores": STORES,
             "providers": PROVIDERS,
         },
