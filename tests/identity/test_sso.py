@@ -29,6 +29,7 @@ from stead.identity.models import (
     User,
 )
 from stead.identity.service import email_key, token_hash
+from stead.scim.models import ScimUser
 from stead.settings import Settings
 from tests.support.factories import USER_PASSWORD, example, new_user
 from tests.support.oidc_fake import CLIENT_ID, CLIENT_SECRET, Authorization, OidcFake
@@ -173,6 +174,33 @@ def test_an_existing_user_is_linked_by_verified_email(
         ).status_code
         == 200
     )
+
+
+def test_a_foreign_domain_signs_in_only_as_a_user_provisioned_by_scim(
+    http: TestClient, idp: OidcFake, session_factory: sessionmaker[Session]
+) -> None:
+    idp.claims.update(email="eve@elsewhere.org")
+    user_id, _ = new_user(session_factory, email="eve@elsewhere.org")
+    before = counts(session_factory)
+    resp = back(http, start(http, idp))
+    _refused(
+        resp,
+        403,
+        "Accounts of elsewhere.org may not sign in",
+        session_factory,
+        "domain not allowed",
+    )
+    assert counts(session_factory) == before
+    # The identity provider provisions her by SCIM: it is the authority for its users.
+    with session_scope(session_factory, write=True) as session:
+        session.add(
+            ScimUser(
+                user_id=user_id, user_name="eve@elsewhere.org", user_name_key="eve@elsewhere.org"
+            )
+        )
+    assert back(http, start(http, idp)).status_code == 303
+    assert signed_in(http)
+    assert [e.target_id for e in events(session_factory, "user.sso_login")] == [user_id]
 
 
 @pytest.mark.parametrize("sso_overrides", [{"oidc_allowed_domains": ""}])

@@ -259,10 +259,17 @@ def find_user(session: Session, *, email: str) -> User | None:
     return session.scalars(select(User).where(User.email_key == email_key(email))).first()
 
 
+#: The ``password_hash`` of a user made without a password (by single sign-on or SCIM): no
+#: argon2 hash, so no password verifies against it (:func:`verify_secret` answers False) until a
+#: password reset sets one. Hashing a random password instead costs about 1 s of CPU per user.
+NO_PASSWORD = "!"
+
+
 def create_user(
-    session: Session, *, email: str, password: str, display_name: str | None, role: str
+    session: Session, *, email: str, password: str | None, display_name: str | None, role: str
 ) -> User:
-    """Create a user of the account.
+    """Create a user of the account; ``password`` None makes one who cannot log in with a
+    password (:data:`NO_PASSWORD`).
 
     Raises:
         BadRequest: unknown account role.
@@ -280,7 +287,7 @@ def create_user(
         email_key=email_key(email),
         display_name=display_name or email.split("@", 1)[0],
         role=role,
-        password_hash=hash_secret(password),
+        password_hash=NO_PASSWORD if password is None else hash_secret(password),
     )
     session.add(user)
     session.flush()

@@ -66,6 +66,7 @@ from stead.identity.group_roles import apply_group_roles
 from stead.identity.models import Invitation, ProjectMember, SsoIdentity, SsoRequest, User
 from stead.identity.service import create_user, email_key, find_user, get_account, user_actor
 from stead.outbound import DestinationRefused, Policy
+from stead.scim.models import ScimUser
 from stead.settings import Settings
 
 #: How long the provider's discovery document is used before it is read again.
@@ -606,7 +607,11 @@ def sign_in(
         )
     domain = email.rsplit("@", 1)[1].lower()
     allowed = settings.oidc_allowed_domain_list
-    if allowed and domain not in allowed:
+    user = find_user(session, email=email)
+    # The identity provider is the authority for the users it provisioned by SCIM: they sign in
+    # whatever their domain (docs/scim.md).
+    provisioned = user is not None and session.get(ScimUser, user.id) is not None
+    if allowed and domain not in allowed and not provisioned:
         raise SsoRefused(
             f"Accounts of {domain} may not sign in to this Stead",
             reason="domain not allowed",
@@ -617,7 +622,6 @@ def sign_in(
     now = utcnow()
     groups = _groups(claims, settings.oidc_groups_claim)
     mapping = settings.group_roles if settings.oidc_groups_claim else None
-    user = find_user(session, email=email)
     created = False
     invitations: Sequence[Invitation] = ()
     if user is not None and user.disabled_at is not None:
@@ -649,8 +653,8 @@ def sign_in(
         user = create_user(
             session,
             email=email,
-            # Nobody knows this password: the user signs in by SSO (an admin's reset gives one).
-            password=secrets.token_urlsafe(32),
+            # No password: the user signs in by SSO (an admin's password reset gives one).
+            password=None,
             display_name=name if isinstance(name, str) and name.strip() else None,
             role=(mapping.account_role(groups) if mapping else None) or "MEMBER",
         )

@@ -44,7 +44,7 @@ from stead.db import session_scope, utcnow
 from stead.errors import PROBLEM_JSON, AppError, Unauthorized
 from stead.identity.actor import Actor
 from stead.identity.deps import UserManager, request_origin
-from stead.identity.group_roles import apply_group_roles, parse_group_roles
+from stead.identity.group_roles import apply_group_roles
 from stead.identity.models import User as SteadUser
 from stead.identity.routes import forget_after_commit
 from stead.pagination import Page, PageDep
@@ -184,7 +184,7 @@ def _resource_answer(
 def _role_sync(request: Request) -> service.RoleSync:
     """The roles of ``STEAD_OIDC_GROUP_ROLES`` (the mapping single sign-on uses too) for a
     user's SCIM groups (:func:`stead.identity.group_roles.apply_group_roles`)."""
-    mapping = parse_group_roles(request.app.state.settings.oidc_group_roles)
+    mapping = request.app.state.settings.group_roles
 
     def sync(session: Session, user: SteadUser, groups: list[str], actor: Actor) -> None:
         apply_group_roles(session, user=user, groups=groups, mapping=mapping, actor=actor)

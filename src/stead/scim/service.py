@@ -78,7 +78,7 @@ from stead.identity.actor import Actor
 from stead.identity.models import ProjectMember
 from stead.identity.models import User as SteadUser
 from stead.identity.schemas import check_email
-from stead.identity.service import email_key, find_user, get_account, token_hash
+from stead.identity.service import create_user, email_key, find_user, get_account, token_hash
 from stead.pagination import PageParams, paginate
 from stead.scim.models import ScimGroup, ScimGroupMember, ScimToken, ScimUser
 from stead.wire import name_key
@@ -103,11 +103,6 @@ LAST_USED_PRECISION = timedelta(seconds=60)
 #: The actor's account role: a SCIM token may do to users what an account Admin may (it cannot
 #: change, disable or delete a Super Admin), whoever made it.
 SCIM_ROLE = "ADMIN"
-
-#: The ``password_hash`` of a user SCIM creates: no argon2 hash, so no password verifies against
-#: it (:func:`stead.identity.service.verify_secret` answers False) until an admin's password
-#: reset sets one. Hashing a random password instead cost 1.3 s of CPU per user here.
-NO_PASSWORD = "!"
 
 #: Set the account role and project memberships of ``user`` from the names of their SCIM
 #: groups (``STEAD_OIDC_GROUP_ROLES``, docs/scim.md "Groups and roles").
@@ -642,16 +637,13 @@ def create_scim_user(
     email = _email_of(resource)
     user_name = resource.user_name or email
     _check_unique(session, user=None, user_name=user_name, email=email)
-    user = SteadUser(
-        account_id=actor.account_id,
+    user = create_user(
+        session,
         email=email,
-        email_key=email_key(email),
+        password=None,
         display_name=_display_name(resource, email),
         role="MEMBER",
-        password_hash=NO_PASSWORD,
     )
-    session.add(user)
-    session.flush()
     if resource.active is False:
         user.disabled_at = utcnow()
     session.add(
