@@ -249,6 +249,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         ["db", "upgrade"],
         ["serve", "--port", str(free_port())],
         ["admin", "create-client", "--name", "late"],
+        ["admin", "scim-token", "--name", "late"],
         ["admin", "rotate-master-key"],
         ["admin", "replace-signing-key"],
     ):
@@ -274,6 +275,7 @@ def test_an_unreachable_database_is_one_line_without_its_password() -> None:
         ["db", "upgrade"],
         ["serve", "--port", str(free_port())],
         ["admin", "create-client", "--name", "late"],
+        ["admin", "scim-token", "--name", "late"],
         ["admin", "rotate-master-key"],
         ["admin", "replace-signing-key"],
     ):

@@ -399,34 +399,29 @@ def scim_token_command(
 ) -> None:
     """Make a SCIM token for an identity provider and print it (shown only now; docs/scim.md).
     List and revoke tokens at /v1/scim-tokens or on the console's users page."""
-    from stead.db import make_engine, make_sessionmaker, session_scope
+    from stead.db import make_sessionmaker, session_scope
     from stead.errors import AppError
     from stead.identity.actor import Actor
     from stead.identity.service import get_account
-    from stead.migrations import upgrade
     from stead.scim.service import create_token
     from stead.settings import get_settings
 
     settings = get_settings()
-    upgrade(settings.effective_database_url)
-    engine = make_engine(settings.effective_database_url)
-    try:
-        with session_scope(make_sessionmaker(engine), write=True) as session:
-            account = get_account(session).id
-            actor = Actor(
-                type="cli",
-                id="stead-admin",
-                name="stead admin",
-                role="SUPER_ADMIN",
-                account_id=account,
-            )
-            token, value = create_token(session, actor=actor, name=name)
-            token_id = token.id
-    except AppError as exc:
-        typer.echo(f"error: {exc.detail}", err=True)
-        raise typer.Exit(2) from None
-    finally:
-        engine.dispose()
+    with _admin_database(settings) as engine:
+        try:
+            with session_scope(make_sessionmaker(engine), write=True) as session:
+                account = get_account(session).id
+                actor = Actor(
+                    type="cli",
+                    id="stead-admin",
+                    name="stead admin",
+                    role="SUPER_ADMIN",
+                    account_id=account,
+                )
+                token, value = create_token(session, actor=actor, name=name)
+                token_id = token.id
+        except AppError as exc:
+            raise _fail(exc.detail) from None
     typer.echo(
         f"SCIM token {token_id} ({name}):\n{value}\n(shown only once; the identity provider "
         f"sends it as Authorization: Bearer <token> to {settings.public_url.rstrip('/')}/scim/v2)"
