@@ -117,11 +117,17 @@ def test_wrong_password_and_locked_user_get_no_grant(
     assert locked.status_code == 400 and "try again in" in locked.json()["error_description"]
     with session_factory() as session:
         assert session.scalars(select(CliGrant)).all() == []
+    # another client_id is ignored by the password grant, as before: no grant
     other = http.post(
         TOKEN,
-        data={"grant_type": "password", "client_id": "someone", "username": email, "password": "x"},
+        data={
+            "grant_type": "password",
+            "client_id": "some-library",
+            "username": email,
+            "password": "not the password either",
+        },
     )
-    assert other.status_code == 401 and other.json()["error"] == "invalid_client"
+    assert other.status_code == 400 and other.json()["error"] == "invalid_grant"
 
 
 def test_refresh_rotates_and_a_replayed_refresh_token_revokes_the_grant(
@@ -156,7 +162,7 @@ def test_refresh_rotates_and_a_replayed_refresh_token_revokes_the_grant(
     foreign = http.post(
         TOKEN, data={"grant_type": "refresh_token", "refresh_token": third["refresh_token"]}
     )
-    assert foreign.status_code == 401 and foreign.json()["error"] == "invalid_client"
+    assert foreign.status_code == 400 and foreign.json()["error"] == "unsupported_grant_type"
 
 
 def test_revoking_a_grant_stops_its_access_token_at_once(

@@ -190,6 +190,7 @@ def _url(route: ApiRoute, world: World, which: str | None) -> str:
         "memberId": UNKNOWN_UUID,
         "invitationId": UNKNOWN_UUID,
         "userId": UNKNOWN_UUID,
+        "grantId": UNKNOWN_UUID,
     }
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], route.path)
 
