@@ -28,7 +28,7 @@ from stead.cli.main import app
 from stead.db import session_scope, utcnow
 from stead.identity.grants import s256
 from stead.identity.models import CliCode
-from tests.support.console import Live, Pages, csrf_of, http_login
+from tests.support.console import Live, Pages, csrf_of, http_login, screenshot
 from tests.support.factories import USER_PASSWORD
 from tests.support.rows import all_text
 
@@ -92,6 +92,7 @@ def test_login_sso_end_to_end_in_chromium_then_the_cli_acts_as_the_person(
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("Allow the Stead CLI on")
     expect(page.locator("main")).to_contain_text(email)
+    screenshot(page, "cli-authorize")
     page.get_by_role("button", name="Allow").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("You are logged in")
     assert page.url.startswith("http://127.0.0.1:") and "/callback?code=" in page.url
