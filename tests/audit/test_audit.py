@@ -245,6 +245,22 @@ def _r_password_change(c: Ctx) -> Call:
     )
 
 
+def _r_grant_revoke(c: Ctx) -> Call:
+    _, email = new_user(c.factory)
+    form = {
+        "grant_type": "password",
+        "client_id": "stead-cli",
+        "username": email,
+        "password": USER_PASSWORD,
+        "device_name": "laptop",
+    }
+    token = c.http.post("/oauth/dpc/token", data=form).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    (grant,) = c.http.get("/v1/users/me/grants", headers=headers).json()["results"]
+    url = f"/v1/users/me/grants/{grant['id']}"
+    return Call("DELETE", url, ("cli_grant.revoked",), headers=headers, auth=False)
+
+
 def _r_login(c: Ctx) -> Call:
     _, email = new_user(c.factory)
     body = {"email": email, "password": "correct horse battery staple"}
@@ -401,6 +417,7 @@ RECIPES: dict[str, Callable[[Ctx], Call]] = {
     ),
     "POST /v1/auth/password-reset": _r_password_reset,
     "POST /v1/users/me/password": _r_password_change,
+    "DELETE /v1/users/me/grants/{grantId}": _r_grant_revoke,
     f"PUT {P}/environments/{{environmentName}}/access/{{userId}}": lambda c: Call(
         "PUT",
         f"{c.world.base}/environments/prod/access/{c.member()}",

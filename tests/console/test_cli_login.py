@@ -28,7 +28,7 @@ from stead.cli.main import app
 from stead.db import session_scope, utcnow
 from stead.identity.grants import s256
 from stead.identity.models import CliCode
-from tests.support.console import Live, Pages, csrf_of, http_login
+from tests.support.console import Live, Pages, csrf_of, http_login, screenshot
 from tests.support.factories import USER_PASSWORD
 from tests.support.rows import all_text
 
@@ -84,6 +84,10 @@ def test_login_sso_end_to_end_in_chromium_then_the_cli_acts_as_the_person(
 ) -> None:
     proc, url = sso_login
     _, email = live.user("ADMIN", email="ada@example.com")
+    # another program on this machine cannot end or hijack the login without its state
+    loopback = parse_qs(urlsplit(url).query)["redirect_uri"][0]
+    forged = httpx.get(loopback, params={"code": "forged", "state": "guessed"})
+    assert forged.status_code == 400 and proc.poll() is None
     page = pages.anonymous()
     page.goto(url)
     expect(page).to_have_url(re.compile(r"/console/login\?next="))  # log in first
@@ -92,6 +96,7 @@ def test_login_sso_end_to_end_in_chromium_then_the_cli_acts_as_the_person(
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("Allow the Stead CLI on")
     expect(page.locator("main")).to_contain_text(email)
+    screenshot(page, "cli-authorize")
     page.get_by_role("button", name="Allow").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("You are logged in")
     assert page.url.startswith("http://127.0.0.1:") and "/callback?code=" in page.url
@@ -429,3 +434,12 @@ def test_a_revoked_login_tells_the_person_to_log_in_again(live: Live, tmp_path: 
         )
     ended = _cli(home, "audit")
     assert ended.exit_code == 1 and "run `stead login` again" in ended.output, ended.output
+
+
+def test_login_sso_gives_up_when_the_browser_does_not_come_back(live: Live, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    waited = _cli(home, "login", "--sso", "--no-browser", "--timeout", "0.5", "--url", live.url)
+    assert waited.exit_code == 1
+    assert f"{live.url}/console/cli/authorize?" in waited.output
+    assert "no answer from the browser within 0.5 s" in waited.output
+    assert not (home / "stead" / "config.toml").exists()

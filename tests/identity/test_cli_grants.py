@@ -5,15 +5,20 @@ clear."""
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from stead.app import create_app
 from stead.audit.models import AuditEvent
+from stead.db import session_scope, utcnow
 from stead.identity.models import CliGrant
+from stead.settings import Settings
 from tests.support.factories import USER_PASSWORD, new_user
 from tests.support.rows import all_text
 
@@ -117,11 +122,17 @@ def test_wrong_password_and_locked_user_get_no_grant(
     assert locked.status_code == 400 and "try again in" in locked.json()["error_description"]
     with session_factory() as session:
         assert session.scalars(select(CliGrant)).all() == []
+    # another client_id is ignored by the password grant, as before: no grant
     other = http.post(
         TOKEN,
-        data={"grant_type": "password", "client_id": "someone", "username": email, "password": "x"},
+        data={
+            "grant_type": "password",
+            "client_id": "some-library",
+            "username": email,
+            "password": "not the password either",
+        },
     )
-    assert other.status_code == 401 and other.json()["error"] == "invalid_client"
+    assert other.status_code == 400 and other.json()["error"] == "invalid_grant"
 
 
 def test_refresh_rotates_and_a_replayed_refresh_token_revokes_the_grant(
@@ -156,7 +167,7 @@ def test_refresh_rotates_and_a_replayed_refresh_token_revokes_the_grant(
     foreign = http.post(
         TOKEN, data={"grant_type": "refresh_token", "refresh_token": third["refresh_token"]}
     )
-    assert foreign.status_code == 401 and foreign.json()["error"] == "invalid_client"
+    assert foreign.status_code == 400 and foreign.json()["error"] == "unsupported_grant_type"
 
 
 def test_revoking_a_grant_stops_its_access_token_at_once(
@@ -232,3 +243,36 @@ def test_no_refresh_or_access_token_is_stored_or_logged(
         for value in (secret["refresh_token"], secret["access_token"]):
             assert value not in stored
             assert value not in logged
+
+
+def test_a_grant_ends_90_days_after_it_was_made_and_its_tokens_with_it(
+    http: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    _, email = new_user(session_factory)
+    body = cli_login(http, email).json()
+    with session_scope(session_factory, write=True) as session:
+        session.execute(
+            update(CliGrant).values(created_at=utcnow() - timedelta(days=90, seconds=-100))
+        )
+    near_end = refresh(http, body["refresh_token"]).json()
+    assert 0 < near_end["expires_in"] <= 100  # the access token ends with the grant
+    with session_scope(session_factory, write=True) as session:
+        session.execute(update(CliGrant).values(expires_at=utcnow() - timedelta(seconds=1)))
+    ended = refresh(http, near_end["refresh_token"])
+    assert ended.json()["error"] == "invalid_grant" and "expired" in ended.text
+    assert http.get("/v1/users/me", headers=bearer(near_end)).status_code == 401
+
+
+def test_another_server_process_refuses_a_revoked_grant_within_its_cache_time(
+    http: TestClient, settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    other_app = create_app(settings.model_copy(update={"actor_cache_seconds": 0.5}))
+    with TestClient(other_app, raise_server_exceptions=False) as other:
+        _, email = new_user(session_factory)
+        body = cli_login(http, email).json()
+        assert other.get("/v1/users/me", headers=bearer(body)).status_code == 200  # cached
+        (grant,) = http.get("/v1/users/me/grants", headers=bearer(body)).json()["results"]
+        http.delete(f"/v1/users/me/grants/{grant['id']}", headers=bearer(body))
+        assert http.get("/v1/users/me", headers=bearer(body)).status_code == 401  # at once
+        time.sleep(0.6)
+        assert other.get("/v1/users/me", headers=bearer(body)).status_code == 401

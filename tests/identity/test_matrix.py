@@ -191,6 +191,7 @@ def _url(route: ApiRoute, world: World, which: str | None) -> str:
         "invitationId": UNKNOWN_UUID,
         "userId": UNKNOWN_UUID,
         "tokenId": UNKNOWN_UUID,
+        "grantId": UNKNOWN_UUID,
     }
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], route.path)
 

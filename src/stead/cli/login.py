@@ -21,6 +21,7 @@ import hmac
 import os
 import secrets
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -126,9 +127,11 @@ class _Callback:
     query: dict[str, str] | None = None
 
 
-def _listener(callback: _Callback) -> HTTPServer:
-    """An HTTP server on ``127.0.0.1`` and a free port that records the first ``/callback``
-    request's query and answers the browser with a short page."""
+def _listener(callback: _Callback, state: str) -> HTTPServer:
+    """An HTTP server on ``127.0.0.1`` and a free port that records the query of the first
+    ``/callback`` request carrying ``state`` (anything else on this machine may connect: a
+    request without it is answered 400 and changes nothing) and answers the browser with a
+    short page."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
@@ -137,6 +140,9 @@ def _listener(callback: _Callback) -> HTTPServer:
                 self.send_error(404)
                 return
             query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+            if not hmac.compare_digest(query.get("state", "").encode(), state.encode()):
+                self.send_error(400, "not this login's state")
+                return
             if callback.query is None:
                 callback.query = query
             done = "code" in query
@@ -166,19 +172,28 @@ def _pkce() -> tuple[str, str]:
     return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def _browser_login(client: Client, url: str, timeout: float) -> TokenResponse:
-    """Run the loopback login against ``url`` (module docstring) and return the tokens.
+def _can_open_a_browser() -> bool:
+    """Whether ``webbrowser`` would open a graphical browser: on Linux and the BSDs only with
+    a display or ``BROWSER`` (else it would start a text browser in this terminal)."""
+    if sys.platform in ("darwin", "win32") or os.environ.get("BROWSER"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _browser_login(client: Client, url: str, timeout: float, *, browser: bool) -> TokenResponse:
+    """Run the loopback login against ``url`` (module docstring) and return the tokens;
+    ``browser``: open the page in a browser (else only print its address).
 
     Raises:
-        typer.Exit: the browser did not come back in ``timeout`` seconds, came back with an
-            error (Deny) or with another ``state``.
+        typer.Exit: the browser did not come back in ``timeout`` seconds, or came back with
+            an error (Deny).
     """
     import webbrowser
 
     verifier, challenge = _pkce()
     state = secrets.token_urlsafe(32)
     callback = _Callback()
-    server = _listener(callback)
+    server = _listener(callback, state)
     with server:
         redirect_uri = f"http://127.0.0.1:{server.server_address[1]}/callback"
         query = urlencode(
@@ -192,12 +207,14 @@ def _browser_login(client: Client, url: str, timeout: float) -> TokenResponse:
             }
         )
         authorize = f"{url.rstrip('/').removesuffix('/dpc')}/console/cli/authorize?{query}"
+        opening = browser and _can_open_a_browser()
         typer.echo(
-            "Opening your browser to log in. If it does not open, visit this address:\n"
-            f"  {authorize}",
+            ("Opening your browser to log in. If it does not open, visit" if opening else "Visit")
+            + f" this address (in a browser on this machine):\n  {authorize}",
             err=True,
         )
-        webbrowser.open(authorize)
+        if opening:
+            webbrowser.open(authorize)
         deadline = time.monotonic() + timeout
         while callback.query is None:
             left = deadline - time.monotonic()
@@ -206,8 +223,6 @@ def _browser_login(client: Client, url: str, timeout: float) -> TokenResponse:
             server.timeout = left
             server.handle_request()
     answer = callback.query
-    if not hmac.compare_digest(answer.get("state", "").encode(), state.encode()):
-        raise _fail("the browser came back with another login's state; run it again")
     if "code" not in answer:
         raise _fail(f"the login was not allowed ({answer.get('error', 'no code')})")
     return client.auth.cli_code_login(answer["code"], verifier, redirect_uri)
@@ -262,6 +277,12 @@ def login(
     timeout: Annotated[
         float, typer.Option(help="seconds --sso waits for the browser")
     ] = SSO_TIMEOUT,
+    browser: Annotated[
+        bool,
+        typer.Option(
+            "--browser/--no-browser", help="--sso opens the browser (else prints the address)"
+        ),
+    ] = True,
 ) -> None:
     """Save API client credentials, or log in as yourself (--email or --sso), in the profile
     file.
@@ -292,7 +313,7 @@ def login(
     url = url or read_profiles(path).get(profile, {}).get("url") or typer.prompt("Server URL")
     with _anonymous(url) as client:
         if sso:
-            answer = _browser_login(client, url, timeout)
+            answer = _browser_login(client, url, timeout, browser=browser)
         else:
             assert email is not None
             password = os.environ.get("STEAD_PASSWORD") or typer.prompt("Password", hide_input=True)

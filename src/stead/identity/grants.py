@@ -34,7 +34,7 @@ import secrets
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, delete, select, update
 from sqlalchemy.orm import Session
 
 from stead import audit
@@ -55,6 +55,8 @@ GRANT_IDLE = timedelta(days=30)
 GRANT_LIFETIME = timedelta(days=90)
 #: How long an authorization code of the browser login can be exchanged.
 CODE_TTL = timedelta(seconds=60)
+#: How long a code's row is kept after it expired (a replay within it revokes its grant).
+CODE_KEPT = timedelta(hours=1)
 
 #: RFC 7636 section 4.1: ``code_verifier = 43*128unreserved``.
 _VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
@@ -360,6 +362,9 @@ def start_code(
     Returns:
         The code in clear, for the redirect to the CLI only.
     """
+    now = utcnow()
+    # Codes long expired have nothing left to guard (a replay this late is refused as unknown).
+    session.execute(delete(CliCode).where(CliCode.expires_at < now - CODE_KEPT))
     code = secrets.token_urlsafe(32)
     session.add(
         CliCode(
@@ -368,7 +373,7 @@ def start_code(
             challenge=challenge,
             redirect_uri=redirect_uri,
             device_name=device,
-            expires_at=utcnow() + CODE_TTL,
+            expires_at=now + CODE_TTL,
         )
     )
     session.flush()

@@ -143,9 +143,10 @@ async def token(
 
     ``grant_type=client_credentials`` (DPC): ``client_id`` and ``client_secret`` in the form or
     as HTTP Basic client authentication. ``grant_type=password`` (RFC 6749 section 4.3): a
-    user's email as ``username`` and ``password``; repeated failures lock the user. With
-    ``client_id=stead-cli`` (Stead's command line, a public client) the password grant also
-    starts a CLI grant named after ``device_name`` and answers a ``refresh_token``.
+    user's email as ``username`` and ``password``; repeated failures lock the user; any other
+    ``client_id`` is ignored. With ``client_id=stead-cli`` (Stead's command line, a public
+    client) the password grant also starts a CLI grant named after ``device_name`` and answers
+    a ``refresh_token``.
     ``grant_type=authorization_code`` (RFC 6749 section 4.1.3, RFC 7636): ``client_id=stead-cli``,
     the ``code`` the console's ``/console/cli/authorize`` page gave, its ``code_verifier`` and
     ``redirect_uri``. ``grant_type=refresh_token`` (RFC 6749 section 6): a CLI grant's refresh
@@ -169,11 +170,7 @@ async def token(
     if grant_type == "password":
         if not username or not password:
             return _oauth_error("invalid_request", "username and password are required", 400)
-        if client_id not in (None, grants.CLI_CLIENT_ID):
-            return _oauth_error(
-                "invalid_client", f"the password grant's client_id is {grants.CLI_CLIENT_ID}", 401
-            )
-        if client_id is None:
+        if client_id != grants.CLI_CLIENT_ID:
             user, refusal = await throttled_login(request, email=username, password=password)
             if refusal is not None or user is None:
                 return _oauth_error("invalid_grant", refusal.detail if refusal else "", 400)
@@ -184,7 +181,9 @@ async def token(
     if grant_type in ("authorization_code", "refresh_token"):
         if client_id != grants.CLI_CLIENT_ID:
             return _oauth_error(
-                "invalid_client", f"grant_type {grant_type} is for client_id stead-cli", 401
+                "unsupported_grant_type",
+                f"grant_type {grant_type} is for client_id {grants.CLI_CLIENT_ID} only",
+                400,
             )
         if grant_type == "refresh_token":
             if not refresh_token:
