@@ -66,12 +66,13 @@ def test_parallel_apply_under_failures_and_a_rate_limit_ends_like_a_serial_one(
     parallel = write(tmp_path / "parallel.yaml", _fleet("p-", 6))
     with flaky_proxy(served.url) as proxy:
         # a 500 in the middle of the run: nothing more is started, the run fails
-        proxy.faults.append(Fault("POST", "/v1/projects/", status=500, retry_after=None, times=1))
+        # (each new project is one POST /v1/provisioning with everything it holds)
+        proxy.faults.append(Fault("POST", "/v1/provisioning", status=500, retry_after=None, times=1))
         failed = cli(served, "apply", "-f", str(parallel), "--auto-approve", url=proxy.url)
         assert failed.exit_code == 1, failed.output
         assert "apply stopped" in failed.output
         # then a rate limit: every 429 is waited out (Retry-After), and the run finishes
-        proxy.faults.append(Fault("POST", "/v1/projects/", status=429, retry_after="1", times=4))
+        proxy.faults.append(Fault("POST", "/v1/provisioning", status=429, retry_after="1", times=4))
         seen = len(proxy.seen)
         again = cli(served, "apply", "-f", str(parallel), "--auto-approve", url=proxy.url)
         assert again.exit_code == 0, again.output
