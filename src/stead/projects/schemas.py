@@ -116,9 +116,7 @@ class ProvisionRequest(WireModel):
     secret_reference: ProvisionSecretReference | None = None
     environment: ProvisionEnvironment | None = None
     connections: list[ConnectionCreate] = Field(default_factory=list, max_length=100)
-    secret_references: list[ProvisionSecretReference] = Field(
-        default_factory=list, max_length=100
-    )
+    secret_references: list[ProvisionSecretReference] = Field(default_factory=list, max_length=100)
     secrets: list[HostedSecretCreate] = Field(default_factory=list, max_length=100)
     environments: list[EnvironmentCreate] = Field(default_factory=list, max_length=100)
     repository: RepositoryCreate | None = None
