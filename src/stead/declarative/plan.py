@@ -32,6 +32,7 @@ from stead.declarative.spec import (
 )
 from stead.document import ProjectState, State
 from stead.environments.schemas import ConnectionOverrideRead, EnvironmentRead
+from stead.projects.schemas import LIST_ITEMS
 from stead.sdk import Client
 from stead.secrets.keys import UNKNOWN_PASSPHRASE, Passphrase, check_key_pair, check_private_key
 from stead.warehouses import WarehouseSpec, check_properties, spec_for
@@ -930,11 +931,14 @@ def _provision_together(key: str, changes: list[Change]) -> None:
     repository, members and access stay calls of their own (a repository's provider is asked
     outside any transaction; an invitation sends mail). A project an agent's allow-list names
     is left to the calls one by one: the allow-list must name the project before its
-    environments are made."""
+    environments are made. So is a project with more than
+    :data:`~stead.projects.schemas.LIST_ITEMS` objects of one kind."""
     (project,) = [c for c in changes if c.kind == "project"]
     included = [c for c in changes if c.kind in _PROVISIONED and c.action == CREATE]
-    if not included:
-        return
+    if not included or any(
+        sum(c.kind == kind for c in included) > LIST_ITEMS for kind in _PROVISIONED
+    ):
+        return  # nothing to send with it, or more than one request may carry
     make, parts = project.body, [(_PROVISIONED[c.kind], c.body) for c in included]
     assert make is not None and all(body is not None for _, body in parts)
 

@@ -92,6 +92,8 @@ class ProvisionEnvironment(WireModel):
 #: The members of a provisioning request's flow form and of its list form.
 FLOW_FORM = ("connection", "secret", "secret_reference", "environment")
 LIST_FORM = ("connections", "secret_references", "secrets", "environments")
+#: At most this many items in each list of the list form.
+LIST_ITEMS = 100
 
 
 class ProvisionRequest(WireModel):
@@ -115,10 +117,12 @@ class ProvisionRequest(WireModel):
     secret: HostedSecretCreate | None = None
     secret_reference: ProvisionSecretReference | None = None
     environment: ProvisionEnvironment | None = None
-    connections: list[ConnectionCreate] = Field(default_factory=list, max_length=100)
-    secret_references: list[ProvisionSecretReference] = Field(default_factory=list, max_length=100)
-    secrets: list[HostedSecretCreate] = Field(default_factory=list, max_length=100)
-    environments: list[EnvironmentCreate] = Field(default_factory=list, max_length=100)
+    connections: list[ConnectionCreate] = Field(default_factory=list, max_length=LIST_ITEMS)
+    secret_references: list[ProvisionSecretReference] = Field(
+        default_factory=list, max_length=LIST_ITEMS
+    )
+    secrets: list[HostedSecretCreate] = Field(default_factory=list, max_length=LIST_ITEMS)
+    environments: list[EnvironmentCreate] = Field(default_factory=list, max_length=LIST_ITEMS)
     repository: RepositoryCreate | None = None
 
     @property
