@@ -4,6 +4,7 @@ and PostgreSQL."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import signal
@@ -29,6 +30,10 @@ from tests.support.flaky_proxy import Seen, flaky_proxy
 from tests.support.served import Served, serve
 
 GIT_TOKEN = "CANARY-git-token-5c1e"
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+#: The changes of :func:`two_projects` a new project's ``POST /v1/provisioning`` makes: the
+#: project, its connection, secret reference and environments.
+PROVISIONED = {"finance-analytics": 5, "growth-marketing": 4}
 
 
 @pytest.fixture
@@ -80,7 +85,13 @@ def test_apply_creates_everything_and_then_nothing_changes(
         assert applied.exit_code == 0, applied.output
         assert "[11/11] create " in applied.output  # plain progress: not a terminal
         assert '] create project "finance-analytics" / repository' in applied.output
-        assert len(_writes(proxy.seen)) == 11
+        # the agent, each new project with everything it holds, then the repository
+        assert [UUID.sub("<id>", w) for w in _writes(proxy.seen)] == [
+            "POST /v1/agents",
+            "POST /v1/provisioning",
+            "POST /v1/provisioning",
+            "POST /v1/projects/<id>/repositories",
+        ]
         seen = len(proxy.seen)
         again = cli(served, "apply", "-f", str(path), "--auto-approve", url=proxy.url)
         assert again.exit_code == 0 and "Nothing to do." in again.output
@@ -235,9 +246,18 @@ def test_a_change_to_one_environment_property_updates_only_that(
     assert final.connection_properties["defaultSchema"] == {"value": "public"}
 
 
+def _made(writes: list[Seen]) -> int:
+    """How many of the plan's changes ``writes`` made: one each, but a new project's
+    provisioning request makes the project with everything it holds."""
+    return sum(
+        PROVISIONED[json.loads(w.body)["project"]["name"]] if w.path == "/v1/provisioning" else 1
+        for w in writes
+    )
+
+
 @pytest.mark.parametrize(
     ("how", "after_writes", "parallelism"),
-    [("kill", 3, 1), ("kill", 11, 1), ("interrupt", 6, 1), ("kill", 4, 10), ("interrupt", 5, 10)],
+    [("kill", 2, 1), ("kill", 4, 1), ("interrupt", 3, 1), ("kill", 2, 10), ("interrupt", 3, 10)],
 )
 def test_an_apply_stopped_midway_converges_when_run_again(
     served: Served,
@@ -284,13 +304,11 @@ def test_an_apply_stopped_midway_converges_when_run_again(
     left = cli(served, "plan", "-f", str(path))
     if parallelism == 1:
         assert len(writes) == after_writes
-        assert left.exit_code == (0 if after_writes == 11 else 2), left.output
-        assert f"Plan: {11 - after_writes} to create" in left.output
     else:
         assert len(writes) >= after_writes
-        made = len(writes)
-        assert left.exit_code == (0 if made == 11 else 2), left.output
-        assert f"Plan: {11 - made} to create" in left.output
+    made = _made(writes)
+    assert left.exit_code == (0 if made == 11 else 2), left.output
+    assert f"Plan: {11 - made} to create" in left.output
     finished = cli(served, "apply", "-f", str(path), "--auto-approve")
     assert finished.exit_code == 0, finished.output
     assert cli(served, "plan", "-f", str(path)).exit_code == 0
@@ -425,6 +443,18 @@ def test_a_secret_outside_the_projects_scope_stops_apply(
     reference = document["projects"][0]["secretReferences"][0]
     reference["secretName"] = "stead/6f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f/prod/finance/redshift"
     path = write(tmp_path / "stead.yaml", document)
+    # a new project is made with everything it holds in one request: nothing of it is left
+    result = cli(served, "apply", "-f", str(path), "--auto-approve")
+    assert result.exit_code == 1
+    assert "error: 403" in result.output and "outside this project's AWS scope" in result.output
+    assert "secretReferences[0].secretName: " in result.output
+    assert "apply stopped" in result.output
+    with _sdk(served) as client:
+        assert "finance-analytics" not in [p.name for p in client.projects.list()]
+        # a project that exists gets its secret reference on its own
+        client.projects.create(
+            {"name": "finance-analytics", "warehouse": "REDSHIFT", "agentDeploymentType": "HYBRID"}
+        )
     result = cli(served, "apply", "-f", str(path), "--auto-approve")
     assert result.exit_code == 1
     assert "error: 403" in result.output and "outside this project's AWS scope" in result.output

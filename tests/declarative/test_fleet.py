@@ -66,12 +66,15 @@ def test_parallel_apply_under_failures_and_a_rate_limit_ends_like_a_serial_one(
     parallel = write(tmp_path / "parallel.yaml", _fleet("p-", 6))
     with flaky_proxy(served.url) as proxy:
         # a 500 in the middle of the run: nothing more is started, the run fails
-        proxy.faults.append(Fault("POST", "/v1/projects/", status=500, retry_after=None, times=1))
+        # (each new project is one POST /v1/provisioning with everything it holds)
+        proxy.faults.append(
+            Fault("POST", "/v1/provisioning", status=500, retry_after=None, times=1)
+        )
         failed = cli(served, "apply", "-f", str(parallel), "--auto-approve", url=proxy.url)
         assert failed.exit_code == 1, failed.output
         assert "apply stopped" in failed.output
         # then a rate limit: every 429 is waited out (Retry-After), and the run finishes
-        proxy.faults.append(Fault("POST", "/v1/projects/", status=429, retry_after="1", times=4))
+        proxy.faults.append(Fault("POST", "/v1/provisioning", status=429, retry_after="1", times=4))
         seen = len(proxy.seen)
         again = cli(served, "apply", "-f", str(parallel), "--auto-approve", url=proxy.url)
         assert again.exit_code == 0, again.output
@@ -272,3 +275,51 @@ def test_import_writes_what_was_made_by_hand_into_the_file(served: Served, tmp_p
     again = cli(served, "import", "-f", str(path))
     assert again.exit_code == 0 and "Nothing to import" in again.output
     assert cli(served, "import", "-f", str(path), "--project", "nope").exit_code == 1
+
+
+def test_a_new_project_is_one_request_ends_as_made_call_by_call_and_fails_whole(
+    served: Served, tmp_path: Path
+) -> None:
+    # projects that exist get their contents one call per object
+    by_call = write(tmp_path / "by-call.yaml", _fleet("c-", 3))
+    with Client(served.url, served.client_id, served.client_secret) as stead:
+        for i in range(3):
+            stead.projects.create(
+                {
+                    "name": f"c-team-{i:04d}",
+                    "warehouse": "REDSHIFT",
+                    "agentDeploymentType": "HYBRID",
+                }
+            )
+    assert cli(served, "apply", "-f", str(by_call), "--auto-approve").exit_code == 0
+
+    # new ones: a request each, with everything they hold
+    document = _fleet("n-", 3)
+    # the server refuses the second one's secret reference (outside the project's scope)
+    reference = document["projects"][1]["secretReferences"][0]
+    scoped = reference["secretName"]
+    reference["secretName"] = "someone-else/redshift"
+    path = write(tmp_path / "new.yaml", document)
+    with flaky_proxy(served.url) as proxy:
+        failed = cli(
+            served, "apply", "-f", str(path), "--auto-approve", "--parallelism", "1", url=proxy.url
+        )
+        assert failed.exit_code == 1, failed.output
+        assert "error: 403" in failed.output
+        assert "secretReferences[0].secretName: " in failed.output
+        assert _writes(proxy.seen) == ["POST /v1/provisioning"] * 2, failed.output
+    with Client(served.url, served.client_id, served.client_secret) as stead:
+        names = {p.name for p in stead.projects.list()}
+    # the first project is made; nothing of the second is left; the third was not started
+    assert {"n-team-0000", "n-team-0001", "n-team-0002"} & names == {"n-team-0000"}
+
+    reference["secretName"] = scoped
+    write(path, document)
+    with flaky_proxy(served.url) as proxy:
+        again = cli(served, "apply", "-f", str(path), "--auto-approve", url=proxy.url)
+        assert again.exit_code == 0, again.output
+        assert "Apply complete: 12 change(s)" in again.output
+        assert _writes(proxy.seen) == ["POST /v1/provisioning"] * 2, failed.output
+    assert cli(served, "plan", "-f", str(path)).exit_code == 0
+    assert _exported(served, tmp_path, "n-") == _exported(served, tmp_path, "c-")
+    assert PASSWORD not in failed.output + again.output + served.log.read_text()

@@ -5,6 +5,7 @@ a log line or a response."""
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Iterator
@@ -346,3 +347,188 @@ def test_an_admin_owns_what_it_provisions_and_a_member_may_not(
     members = http.get(f"/v1/projects/{project_id}/members", headers=account_admin)
     assert members.status_code == 200, members.text
     assert [m["projectRole"] for m in members.json()["results"]] == ["OWNER"]
+
+
+def listed_body(agent_id: str, name: str) -> dict[str, Any]:
+    """A whole Redshift project in the list form: a connection, a secret reference in the
+    project's default scope, a hosted secret and two environments, each item the body of its
+    single endpoint (as ``stead apply`` sends a new project)."""
+
+    def environment(env: str, password: dict[str, str]) -> dict[str, Any]:
+        return {
+            "name": env,
+            "defaultAgentId": agent_id,
+            "defaultUserAccessLevel": "readOnly",
+            "defaultConnections": {"DWH": {"redshift": "finance-dwh-prod"}},
+            "connectionOverrides": [
+                {
+                    "connectionName": "finance-dwh-prod",
+                    "connectionProperties": {
+                        "url": {"value": "finance.abc123.eu-west-1.redshift.amazonaws.com"},
+                        "port": {"value": "5439"},
+                        "username": {"value": f"svc_{env}"},
+                        "password": password,
+                        "defaultDatabase": {"value": "finance"},
+                    },
+                }
+            ],
+        }
+
+    return {
+        "project": {"name": name, "warehouse": "REDSHIFT", "agentDeploymentType": "HYBRID"},
+        "connections": [
+            {
+                "name": "finance-dwh-prod",
+                "platformConnectionType": "DWH",
+                "authProvider": "REDSHIFT",
+                "authType": "PASSWORD",
+            }
+        ],
+        "secretReferences": [
+            {
+                "name": "finance-prod-redshift",
+                "agentId": agent_id,
+                "agentType": "AWS",
+                "secretReferenceType": "PASSWORD",
+                "secretName": "stead/{projectId}/prod/finance",
+                "secretKey": "password",
+            }
+        ],
+        "secrets": [{"name": "api-key", "type": "PASSWORD", "value": CANARY_PASSWORD}],
+        "environments": [
+            environment("prod", {"secretName": "finance-prod-redshift", "secretKey": "password"}),
+            environment("dev", {"value": CANARY_PASSWORD}),
+        ],
+    }
+
+
+STAMPS = {"createdAt", "updatedAt"}
+
+
+def test_the_list_form_makes_the_same_project_as_the_single_endpoints(
+    http: TestClient,
+    admin: dict[str, str],
+    session_factory: sessionmaker[Session],
+    logs: pytest.LogCaptureFixture,
+) -> None:
+    agent_id = create_agent(http, admin)["agentId"]
+    body = listed_body(agent_id, "Listed")
+    resp = http.post("/v1/provisioning", json=body, headers=admin)
+    assert resp.status_code == 201, resp.text
+    listed = resp.json()["projectId"]
+    assert resp.json() == {
+        "projectId": listed,
+        "connectionName": None,
+        "secretName": None,
+        "environmentName": None,
+        "repository": None,
+    }
+
+    # the same project, one call per object
+    single = http.post("/v1/projects", json={**body["project"], "name": "Single"}, headers=admin)
+    one = single.json()["projectId"]
+    base = f"/v1/projects/{one}"
+    calls = [(f"{base}/data-platform-connections", body["connections"][0])]
+    reference = dict(body["secretReferences"][0])
+    name = reference.pop("name")
+    reference["secretName"] = f"stead/{one}/prod/finance"
+    calls.append((f"{base}/secret-references/{name}", reference))
+    calls.append((f"{base}/secrets", body["secrets"][0]))
+    calls += [(f"{base}/environments", env) for env in body["environments"]]
+    for path, sent in calls:
+        assert http.post(path, json=sent, headers=admin).status_code == 201
+
+    def read(project_id: str) -> dict[str, Any]:
+        state = http.get(
+            "/v1/projects/state", params={"projectId": project_id}, headers=admin
+        ).json()
+        (project,) = state["results"]
+        del project["project"]["name"]
+
+        def timeless(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: timeless(v) for k, v in value.items() if k not in STAMPS}
+            if isinstance(value, list):
+                return [timeless(v) for v in value]
+            return value
+
+        return timeless(json.loads(json.dumps(project).replace(project_id, "<id>")))
+
+    assert read(listed) == read(one)
+    with session_factory() as session:
+
+        def actions(project_id: str) -> list[str]:
+            return sorted(
+                session.scalars(
+                    select(AuditEvent.action).where(AuditEvent.project_id == project_id)
+                )
+            )
+
+        assert actions(listed) == actions(one)
+        assert actions(listed).count("environment.created") == 2
+    logged = "\n".join(r.getMessage() for r in logs.records)
+    for text in (all_text(session_factory), logged, resp.text):
+        assert CANARY_PASSWORD not in text
+
+
+LIST_FAILURES = {
+    "second environment's unknown secret": (
+        lambda b: b["environments"][1]["connectionOverrides"][0]["connectionProperties"].update(
+            password={"secretName": "absent"}
+        ),
+        400,
+        "environments[1].connectionOverrides[0].connectionProperties.password.secretName",
+    ),
+    "reference outside the scope": (
+        lambda b: b["secretReferences"][0].update(secretName="someone-else/redshift"),
+        403,
+        "secretReferences[0].secretName",
+    ),
+    "connection of another warehouse": (
+        lambda b: b["connections"][0].update(authProvider="SNOWFLAKE", authType="KEY_PAIR"),
+        400,
+        "connections[0].",
+    ),
+    "two environments with one name": (
+        lambda b: b["environments"][1].update(name="PROD"),
+        409,
+        "environments[1].name",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(LIST_FAILURES), ids=list(LIST_FAILURES))
+def test_a_failing_item_of_the_list_form_leaves_nothing(
+    case: str, http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
+    arrange, status, field = LIST_FAILURES[case]
+    agent_id = create_agent(http, admin)["agentId"]
+    body = listed_body(agent_id, "Listed")
+    arrange(body)
+    before = row_counts(session_factory)
+    resp = http.post("/v1/provisioning", json=body, headers=admin)
+    problem = assert_problem(resp, status)
+    assert any(v.startswith(field) for v in problem["violations"]), problem
+    after = row_counts(session_factory)
+    if status == 403:  # the refusal is audited in a transaction of its own
+        assert after.pop("audit_events") == before.pop("audit_events") + 1
+    assert after == before
+    assert CANARY_PASSWORD not in resp.text
+
+
+def test_the_two_forms_do_not_mix(
+    http: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
+    agent_id = str(uuid.uuid4())
+    before = row_counts(session_factory)
+    mixed = {**listed_body(agent_id, "Mixed"), "connection": {"name": "dwh"}}
+    problem = assert_problem(http.post("/v1/provisioning", json=mixed, headers=admin), 400)
+    assert any("not both" in v for v in problem["violations"]), problem
+    flow = redshift_body(agent_id, "Flow")
+    del flow["connection"]
+    problem = assert_problem(http.post("/v1/provisioning", json=flow, headers=admin), 400)
+    assert any("connection required" in v for v in problem["violations"]), problem
+    too_many = listed_body(agent_id, "Many")
+    too_many["secrets"] = [{"name": f"s{i}", "type": "PASSWORD", "value": "v"} for i in range(101)]
+    assert_problem(http.post("/v1/provisioning", json=too_many, headers=admin), 400, "secrets")
+    assert row_counts(session_factory) == before

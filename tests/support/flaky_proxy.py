@@ -36,12 +36,13 @@ class Fault:
 
 @dataclass(frozen=True)
 class Seen:
-    """A request as the proxy saw it, and what it answered."""
+    """A request as the proxy saw it (``body`` as sent), and what it answered."""
 
     method: str
     path: str
     headers: dict[str, str]
     status: int
+    body: bytes = b""
 
 
 @dataclass
@@ -107,7 +108,7 @@ def flaky_proxy(upstream: str) -> Iterator[Proxy]:
                 if not fault.problem:
                     out_headers["Content-Type"] = "text/html"
                     out_body = b"<html><body>%d Service Unavailable</body></html>" % status
-            seen = Seen(self.command, path, dict(self.headers.items()), status)
+            seen = Seen(self.command, path, dict(self.headers.items()), status, body)
             with proxy.lock:
                 proxy.seen.append(seen)
             if (fault is None or fault.forward) and proxy.after_forward is not None:

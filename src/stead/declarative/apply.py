@@ -1,7 +1,9 @@
 """Running a plan: each project's changes in dependency order, several projects at once.
 
-Agents are made first (every project may use them), then the projects, then the agents'
-allow-lists; then each project's contents run as one chain, in phase order
+Agents are made first (every project may use them), then the projects (a new one with its
+connections, secret references, hosted secrets and environments, in one request:
+:attr:`stead.declarative.plan.Change.includes`), then the agents' allow-lists; then each
+project's remaining contents run as one chain, in phase order
 (:attr:`stead.declarative.plan.Change.phase`), with up to ``parallelism`` chains at a time:
 the projects of a file do not depend on each other (:func:`stages`).
 
@@ -37,6 +39,8 @@ def stages(changes: list[Change]) -> list[list[list[Change]]]:
     allow_lists: list[list[Change]] = []
     contents: dict[str, list[Change]] = {}
     for change in changes:
+        if change.run is None:
+            continue  # made by another change's run (its ``includes``)
         if change.kind == "agent":
             agents.append([change])
         elif change.kind == "project":
@@ -89,10 +93,11 @@ def apply_plan(
             except BaseException:
                 stop.set()
                 raise
-            with lock:
-                done += 1
-                count = done
-            progress(count, total, change)
+            for made in (change, *change.includes):
+                with lock:
+                    done += 1
+                    count = done
+                progress(count, total, made)
 
     with ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="stead-apply") as pool:
         for stage in stages(pending):

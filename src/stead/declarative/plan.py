@@ -32,6 +32,7 @@ from stead.declarative.spec import (
 )
 from stead.document import ProjectState, State
 from stead.environments.schemas import ConnectionOverrideRead, EnvironmentRead
+from stead.projects.schemas import LIST_ITEMS
 from stead.sdk import Client
 from stead.secrets.keys import UNKNOWN_PASSPHRASE, Passphrase, check_key_pair, check_private_key
 from stead.warehouses import WarehouseSpec, check_properties, spec_for
@@ -97,7 +98,12 @@ class Change:
         action: ``create``, ``update``, ``replace``, ``delete`` or ``no change``.
         details: one line per changed field; secret-bearing fields say only ``changed``.
         phase: execution order (lower first).
-        run: the API calls that make the change (None for ``no change``).
+        run: the API calls that make the change (None for ``no change``, and for a change
+            another one's ``run`` makes: see ``includes``).
+        body: for a create inside a project, its request body (wire form), built when the
+            change runs (it may need ids learnt earlier in the run).
+        includes: the changes this one's ``run`` makes as well: a new project's creates, sent
+            with it in one ``POST /v1/provisioning`` (:func:`make_plan`).
     """
 
     kind: str
@@ -111,6 +117,8 @@ class Change:
     after: dict[str, Any] | None = None
     #: The environment an ``environment access`` change belongs to.
     environment: str | None = None
+    body: Callable[[Context], dict[str, Any]] | None = None
+    includes: list[Change] = field(default_factory=list)
 
     @property
     def address(self) -> str:
@@ -209,6 +217,11 @@ def _agent_changes(desired: AgentSpec, actual: AgentRead | None, errors: list[st
     return Change("agent", desired.name, None, NO_CHANGE)
 
 
+def _given(body: dict[str, Any]) -> Callable[[Context], dict[str, Any]]:
+    """A :attr:`Change.body` that needs nothing learnt in the run."""
+    return lambda ctx: body
+
+
 def _project_change(desired: ProjectSpec, actual: ProjectState | None, errors: list[str]) -> Change:
     key = name_key(desired.name)
     if actual is None:
@@ -221,9 +234,11 @@ def _project_change(desired: ProjectSpec, actual: ProjectState | None, errors: l
         def create(ctx: Context) -> None:
             ctx.project_ids[key] = ctx.client.projects.create(body).project_id
 
-        return Change(
+        change = Change(
             "project", desired.name, None, CREATE, phase=_PROJECTS, run=create, after=_json(body)
         )
+        change.body = _given(body)
+        return change
     project = actual.project
     for label, want, have in (
         ("warehouse", desired.warehouse, project.warehouse),
@@ -277,6 +292,7 @@ def _connection_changes(
                     _CONNECTIONS,
                     create,
                     after=_json(body),
+                    body=_given(body),
                 )
             )
             continue
@@ -376,11 +392,19 @@ def with_project_id(secret_name: str, project_id: str) -> str:
 def _create_reference(key: str, project: str, reference: SecretReferenceSpec) -> Change:
     body = reference.model_dump(by_alias=True, exclude={"name", "agent_name"}, exclude_none=True)
 
-    def create(ctx: Context) -> None:
-        pid = ctx.project_ids[key]
-        sent = {**body, "secretName": with_project_id(reference.secret_name, pid)}
+    def wire(ctx: Context) -> dict[str, Any]:
+        """The body with the reference's ``name`` (the provisioning request's form) and
+        ``{projectId}`` left for the server to replace."""
+        sent = {"name": reference.name, **body}
         if reference.agent_name is not None:
             sent["agentId"] = ctx.agent_id(reference.agent_name)
+        return sent
+
+    def create(ctx: Context) -> None:
+        pid = ctx.project_ids[key]
+        sent = wire(ctx)
+        del sent["name"]
+        sent["secretName"] = with_project_id(reference.secret_name, pid)
         ctx.client.secret_references.create(pid, reference.name, sent)
 
     return Change(
@@ -392,6 +416,7 @@ def _create_reference(key: str, project: str, reference: SecretReferenceSpec) ->
         _REFERENCES,
         create,
         after=_json({"name": reference.name, "agentName": reference.agent_name, **body}),
+        body=wire,
     )
 
 
@@ -441,6 +466,7 @@ def _secret_changes(
                 run,
                 _read(existing),
                 after,
+                body=partial(_secret_body, secret),
             )
         )
     return changes + _deletions(
@@ -453,18 +479,24 @@ def _secret_changes(
     ), (0 if prune else len(have))
 
 
+def _secret_body(secret: HostedSecretSpec, ctx: Context) -> dict[str, Any]:
+    """The body that creates ``secret`` (its value revealed only now, as it is sent)."""
+    assert secret.value is not None
+    return {"name": secret.name, "type": secret.type, "value": secret.value.get_secret_value()}
+
+
 def _write_secret(
     project_key: str, secret: HostedSecretSpec, *, exists: bool
 ) -> Callable[[Context], None]:
     """The call that creates ``secret``, or stores a new version of it."""
 
     def write(ctx: Context) -> None:
-        assert secret.value is not None
-        body = {"type": secret.type, "value": secret.value.get_secret_value()}
+        body = _secret_body(secret, ctx)
         if exists:
+            del body["name"]
             ctx.client.secrets.update(ctx.project_ids[project_key], secret.name, body)
         else:
-            ctx.client.secrets.create(ctx.project_ids[project_key], {"name": secret.name, **body})
+            ctx.client.secrets.create(ctx.project_ids[project_key], body)
 
     return write
 
@@ -680,11 +712,11 @@ def _environment_change(
             "connectionOverrides": [_wire_override(desired)],
         }
 
+        def wire(ctx: Context) -> dict[str, Any]:
+            return {**body, "defaultAgentId": ctx.agent_id(desired.default_agent_name)}
+
         def create(ctx: Context) -> None:
-            ctx.client.environments.create(
-                ctx.project_ids[key],
-                {**body, "defaultAgentId": ctx.agent_id(desired.default_agent_name)},
-            )
+            ctx.client.environments.create(ctx.project_ids[key], wire(ctx))
 
         after = {**body, "defaultAgentName": desired.default_agent_name}
         after["connectionOverrides"] = [_masked_override(desired, spec)]
@@ -697,6 +729,7 @@ def _environment_change(
             _ENVIRONMENTS,
             create,
             after=_json(after),
+            body=wire,
         )
 
     patch, details = _environment_fields(desired, actual)
@@ -868,7 +901,58 @@ def make_plan(
             changes += part[0]
             unpruned += part[1]
     changes += _allow_list_changes(spec, state)
+    allowed = {name_key(e.project_name) for a in spec.agents for e in a.allow_list or []}
+    for project in spec.projects:
+        key = name_key(project.name)
+        if key not in state.projects and key not in allowed:
+            _provision_together(key, [c for c in changes if _of(c, project.name)])
     return Plan(changes=changes, errors=errors, unpruned=unpruned, notes=notes)
+
+
+def _of(change: Change, project: str) -> bool:
+    """True for the project ``project`` itself and the changes inside it."""
+    own = change.name if change.kind == "project" else change.project
+    return own == project
+
+
+#: What a new project's ``POST /v1/provisioning`` (list form, docs/api.md) carries, by kind.
+_PROVISIONED = {
+    "connection": "connections",
+    "secret reference": "secretReferences",
+    "secret": "secrets",
+    "environment": "environments",
+}
+
+
+def _provision_together(key: str, changes: list[Change]) -> None:
+    """Have a new project's create (among ``changes``, the project's) make its connections,
+    secret references, hosted secrets and environments too, in one ``POST /v1/provisioning``:
+    one request and one transaction instead of one per object, and all of them or none. Its
+    repository, members and access stay calls of their own (a repository's provider is asked
+    outside any transaction; an invitation sends mail). A project an agent's allow-list names
+    is left to the calls one by one: the allow-list must name the project before its
+    environments are made. So is a project with more than
+    :data:`~stead.projects.schemas.LIST_ITEMS` objects of one kind."""
+    (project,) = [c for c in changes if c.kind == "project"]
+    included = [c for c in changes if c.kind in _PROVISIONED and c.action == CREATE]
+    if not included or any(
+        sum(c.kind == kind for c in included) > LIST_ITEMS for kind in _PROVISIONED
+    ):
+        return  # nothing to send with it, or more than one request may carry
+    make, parts = project.body, [(_PROVISIONED[c.kind], c.body) for c in included]
+    assert make is not None and all(body is not None for _, body in parts)
+
+    def provision(ctx: Context) -> None:
+        assert make is not None
+        sent: dict[str, Any] = {"project": make(ctx)}
+        for member, body in parts:
+            assert body is not None
+            sent.setdefault(member, []).append(body(ctx))
+        ctx.project_ids[key] = ctx.client.projects.provision(sent).project_id
+
+    project.run, project.includes = provision, included
+    for change in included:
+        change.run = None
 
 
 def context_for(client: Client, state: State) -> Context:

@@ -34,20 +34,22 @@ import hmac
 import json
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
-from sqlalchemy import delete, event, select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy import Table, delete, event, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from stead.db import session_scope, utcnow
+from stead.db import new_uuid, session_scope, utcnow
 from stead.errors import BadRequest, Conflict
 from stead.idempotency.models import IdempotencyKey
 from stead.identity.deps import current_actor
@@ -66,6 +68,7 @@ _KEY = re.compile(r"[\x21-\x7e]{1,255}")
 #: Response headers kept with the response; the rest (request id, length, date) is per answer.
 _KEPT_HEADERS = ("content-type", "location")
 _SECRET_FIELD = re.compile(r"(secret|token|password|passphrase|private_?key)$", re.IGNORECASE)
+_TABLE = cast(Table, IdempotencyKey.__table__)
 
 
 @dataclass(frozen=True)
@@ -80,11 +83,10 @@ class Fingerprint:
 
 @dataclass
 class Claim:
-    """A key this request inserted: its id and row, and whether a commit has taken it to the
+    """A key this request inserted: its row's id, and whether a commit has taken it to the
     database (set by a session ``after_commit`` listener, :func:`install`)."""
 
     id: str
-    row: IdempotencyKey
     committed: bool = False
 
 
@@ -229,32 +231,49 @@ async def claim(request: Request, session: SessionDep) -> None:
     await run_in_threadpool(_claim, request, session, fp, principal)
 
 
-def _claim(request: Request, session: Session, fp: Fingerprint, principal: str) -> None:
-    row = _find(session, principal=principal, key=fp.key)
-    if row is not None and row.created_at <= utcnow() - TTL:
-        session.delete(row)
-        session.flush()
-        row = None
-    if row is None:
-        new = IdempotencyKey(
+def _insert(session: Session, *, principal: str, fp: Fingerprint) -> str | None:
+    """Insert the key unless (principal, key) is taken: the new row's id, or None.
+
+    One ``INSERT ... ON CONFLICT DO NOTHING`` (PostgreSQL and SQLite alike): no lookup before
+    it and no savepoint around it. A concurrent uncommitted insert of the same key makes it
+    wait for that transaction (PostgreSQL's unique index, SQLite's write lock), as the
+    unique index decides the race.
+    """
+    claim_id = new_uuid()
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    now = utcnow()
+    inserted = session.execute(
+        dialect.insert(_TABLE)
+        .values(
+            id=claim_id,
             principal_id=principal,
             key=fp.key,
             method=fp.method,
             path=fp.path,
             request_hash=fp.digest,
+            created_at=now,
+            updated_at=now,
         )
-        try:
-            with session.begin_nested():
-                session.add(new)
-        except IntegrityError:
-            pass  # a concurrent request with this key committed first
-        else:
-            pending = Claim(new.id, new)
-            session.info[_CLAIM] = request.state.idempotency_claim = pending
-            write_with_response(request, session, _record)
-            return
-    elif row.status is not None or row.request_hash != fp.digest:
-        raise _replay_or_conflict(row, fp)
+        .on_conflict_do_nothing(index_elements=["principal_id", "key"])
+        .returning(_TABLE.c.id)
+    )
+    return inserted.scalar_one_or_none()
+
+
+def _claim(request: Request, session: Session, fp: Fingerprint, principal: str) -> None:
+    claim_id = _insert(session, principal=principal, fp=fp)
+    if claim_id is None:
+        row = _find(session, principal=principal, key=fp.key)
+        if row is not None and row.created_at <= utcnow() - TTL:
+            session.execute(delete(_TABLE).where(_TABLE.c.id == row.id))
+            claim_id = _insert(session, principal=principal, fp=fp)
+        elif row is not None and (row.status is not None or row.request_hash != fp.digest):
+            raise _replay_or_conflict(row, fp)
+    if claim_id is not None:
+        pending = Claim(claim_id)
+        session.info[_CLAIM] = request.state.idempotency_claim = pending
+        write_with_response(request, session, _record)
+        return
     # The first request is committed but its response is not recorded yet. Release this
     # request's transaction (on SQLite, the write lock the recording needs) while waiting.
     session.rollback()
@@ -284,22 +303,57 @@ def _holds_one_time_secret(headers: dict[str, str], body: bytes) -> bool:
 
 def _record(session: Session, response: Response) -> None:
     """Store a success's response on the request's key, in the request's transaction, or
-    release the key of one that holds a one-time secret; forget keys older than :data:`TTL`.
-    An error response is left to :class:`ReleaseFailedClaims`."""
+    release the key of one that holds a one-time secret; now and then (:class:`Sweep`) forget
+    keys older than :data:`TTL`. An error response is left to :class:`ReleaseFailedClaims`."""
     pending: Claim = session.info[_CLAIM]
-    row = pending.row
     status = response.status_code
     if status >= 400:
         return
     body = getattr(response, "body", None)  # a streamed response has none: not kept
     headers = {k.lower(): v for k, v in response.headers.items()}
+    mine = _TABLE.c.id == pending.id
     if not isinstance(body, bytes) or _holds_one_time_secret(headers, body):
-        session.delete(row)
+        session.execute(delete(_TABLE).where(mine))
     else:
-        row.status = status
-        row.response_body = body.decode("utf-8", errors="replace")
-        row.response_headers = {k: headers[k] for k in _KEPT_HEADERS if k in headers}
-    session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < utcnow() - TTL))
+        session.execute(
+            update(_TABLE)
+            .where(mine)
+            .values(
+                status=status,
+                response_body=body.decode("utf-8", errors="replace"),
+                response_headers={k: headers[k] for k in _KEPT_HEADERS if k in headers},
+                updated_at=utcnow(),
+            )
+        )
+    if _SWEEP.due():
+        session.execute(delete(_TABLE).where(_TABLE.c.created_at < utcnow() - TTL))
+
+
+class Sweep:
+    """When expired keys are next deleted: at most once per :data:`SWEEP_SECONDS` per server
+    process, instead of a ``DELETE`` with every recorded response. An expired key is treated
+    as unused whether or not it was deleted yet (:func:`_claim`), so the sweep only keeps the
+    table small; it runs in a recording request's transaction, and a sweep that rolls back
+    with its request is done again by a later one only after the interval."""
+
+    def __init__(self, every: float) -> None:
+        self._every = every
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def due(self) -> bool:
+        """True once per interval (for one caller), False otherwise."""
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next:
+                return False
+            self._next = now + self._every
+            return True
+
+
+#: How often expired keys are deleted, at most (seconds).
+SWEEP_SECONDS = 300.0
+_SWEEP = Sweep(SWEEP_SECONDS)
 
 
 def _release(factory: sessionmaker[Session], claim_id: str) -> None:
