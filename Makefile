@@ -37,12 +37,18 @@ lint: install-test
 	$(BIN)/mypy src
 
 # The suite starts its own private PostgreSQL cluster (tests/support/postgres.py) per worker
-# unless STEAD_TEST_POSTGRES_URL points at one.
-test: lint
-	$(BIN)/pytest -q -n $(WORKERS)
+# unless STEAD_TEST_POSTGRES_URL points at one. The tests marked slow are collected first and
+# an idle worker takes queued tests from a busy one (worksteal), so no worker finishes long
+# after the others.
+PYTEST := $(BIN)/pytest -q -n $(WORKERS) --dist worksteal
 
+test: lint
+	$(PYTEST)
+
+# Before a commit: SQLite only, and without the multi-minute system tests (marked slow; the
+# README's "Tests" names them), which `make test` and CI always run.
 test-fast: lint
-	$(BIN)/pytest -q -n $(WORKERS) -m "not postgresql"
+	$(PYTEST) -m "not postgresql and not slow"
 
 # The console's browser assets (src/stead/console/static/vendor/VENDOR.md), refreshed from npm
 # and checked against SHA256SUMS before anything is replaced. For developers only: installs and

@@ -179,6 +179,7 @@ def restored_url(db_url: str, tmp_path: Path) -> Iterator[str]:
     admin.dispose()
 
 
+@pytest.mark.slow
 def test_backup_under_write_load_restores_every_acknowledged_object(
     db_url: str, restored_url: str, tmp_path: Path
 ) -> None:

@@ -34,7 +34,7 @@ from stead.secrets.store import attach_keyring, load_keyring, read_value
 from stead.settings import Settings
 from tests.support.postgres import free_port
 
-pytestmark = pytest.mark.image
+pytestmark = [pytest.mark.image, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "docker.io/library/debian:bookworm-slim"

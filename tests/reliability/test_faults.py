@@ -171,6 +171,7 @@ def provisioning_flow(client: httpx.Client, n: int) -> list[Outcome]:
     return outcomes
 
 
+@pytest.mark.slow
 def test_kill_9_during_provisioning(
     db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

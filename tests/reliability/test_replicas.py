@@ -23,6 +23,9 @@ from stead.demo import create_super_admin
 from stead.migrations import head
 from tests.support.postgres import free_port
 
+#: Several `stead serve` processes each, under load: minutes on a loaded machine.
+pytestmark = pytest.mark.slow
+
 PG_ONLY = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 HAPROXY = "/usr/sbin/haproxy"
 
