@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import pytest
 from playwright.sync_api import expect
+from sqlalchemy import update
+
+from stead.identity.models import User
+from stead.identity.service import NO_PASSWORD
 
 from tests.support.console import SQLITE_ONLY, Live, Pages, log_in
 from tests.support.factories import USER_PASSWORD
@@ -75,3 +79,16 @@ def test_end_one_session_and_all_others(live: Live, pages: Pages) -> None:
     for other in others:
         other.reload()
         assert "/console/login" in other.url
+
+
+@SQLITE_ONLY
+def test_a_user_without_a_password_is_told_how_to_get_one(live: Live, pages: Pages) -> None:
+    user_id, email = live.user()
+    page = pages.as_user(email)
+    with live.factory.begin() as db:
+        db.execute(update(User).where(User.id == user_id).values(password_hash=NO_PASSWORD))
+    page.goto("/console/account")
+    expect(page.get_by_text("You sign in with single sign-on and have no password")).to_be_visible()
+    expect(page.get_by_text("ask an administrator for a password reset link")).to_be_visible()
+    expect(page.get_by_label("Current password")).to_have_count(0)
+    expect(page.get_by_role("button", name="Change password")).to_have_count(0)

@@ -14,6 +14,7 @@ from stead.identity import grants, users
 from stead.identity.deps import parse_uuid
 from stead.identity.routes import forget_after_commit
 from stead.identity.schemas import PasswordChange
+from stead.identity.service import NO_PASSWORD
 from stead.pipeline.transaction import SessionDep, make_router
 
 router = make_router(prefix="/account")
@@ -36,6 +37,7 @@ def _page(
         "account/account.html",
         {
             "user": user,
+            "has_password": user.password_hash != NO_PASSWORD,
             "sessions": sessions.list_user_sessions(db, user_id=user.id),
             "grants": grants.list_grants(db, user_id=user.id),
             "errors": errors,
