@@ -119,7 +119,15 @@ def idp(request: pytest.FixtureRequest) -> Idp:
 
 
 @pytest.fixture
-def settings(db_url: str, tmp_path: Path, idp: Idp, stead_port: int) -> Settings:
+def password_login() -> str:
+    """``STEAD_PASSWORD_LOGIN`` (parametrize directly: ``all`` or ``super-admins``)."""
+    return "all"
+
+
+@pytest.fixture
+def settings(
+    db_url: str, tmp_path: Path, idp: Idp, stead_port: int, password_login: str
+) -> Settings:
     return Settings(
         data_dir=tmp_path / "data",
         database_url=db_url,
@@ -132,6 +140,7 @@ def settings(db_url: str, tmp_path: Path, idp: Idp, stead_port: int) -> Settings
         oidc_display_name="Company SSO",
         oidc_groups_claim="groups",
         oidc_group_roles=json.dumps(GROUP_ROLES),
+        password_login=password_login,
     )
 
 
@@ -252,3 +261,22 @@ def test_denying_at_the_provider_is_refused(live: Live, pages: Pages, idp: Idp) 
     )
     [refusal] = _events(live.factory, "user.sso_refused")
     assert refusal.details["reason"] == "provider error: access_denied"
+
+
+@pytest.mark.parametrize("password_login", ["all", "super-admins"])
+@pytest.mark.parametrize("idp", ["mock"], indirect=True)
+def test_the_sso_button_comes_first_and_is_as_wide_as_the_password_button(
+    live: Live, pages: Pages, idp: Idp, password_login: str
+) -> None:
+    page = _browser(pages)
+    page.goto("/console/login")
+    sso = page.get_by_role("button", name="Sign in with Company SSO").bounding_box()
+    name = "Log in as a Super Admin" if password_login == "super-admins" else "Log in"
+    password = page.get_by_role("button", name=name, exact=True).bounding_box()
+    assert sso is not None and password is not None
+    assert sso["y"] < password["y"]
+    assert (sso["x"], sso["width"]) == (password["x"], password["width"])
+    if password_login == "super-admins":
+        heading = page.get_by_role("heading", level=2)
+        assert heading.inner_text() == "Super Admins (break-glass)"
+        assert page.get_by_text("Administrators", exact=True).count() == 0

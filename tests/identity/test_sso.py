@@ -486,7 +486,7 @@ def test_password_login_is_kept_for_super_admins(
     _, member = new_user(session_factory, role="ADMIN")
     _, root = new_user(session_factory, role="SUPER_ADMIN")
     page = http.get("/console/login").text
-    assert page.index("Sign in with Example SSO") < page.index("Log in as an administrator")
+    assert page.index("Sign in with Example SSO") < page.index("Log in as a Super Admin")
     assert "kept for Super Admins" in page
 
     refused = http.post("/v1/auth/login", json={"email": member, "password": USER_PASSWORD})
