@@ -155,6 +155,19 @@ def test_deny_sends_access_denied_back_and_the_cli_says_so(
     assert proc.returncode == 1 and "access_denied" in err, out + err
 
 
+def test_allow_and_deny_stand_apart_and_deny_is_the_lesser_button(live: Live, pages: Pages) -> None:
+    _, email = live.user()
+    page = pages.as_user(email)
+    page.goto("/console/cli/authorize?" + urlencode(_params(REDIRECT, secrets.token_urlsafe(48))))
+    expect(page.get_by_text("is the name the command line gave for its computer")).to_be_visible()
+    allow = page.get_by_role("button", name="Allow").bounding_box()
+    deny_button = page.get_by_role("button", name="Deny")
+    deny = deny_button.bounding_box()
+    assert allow is not None and deny is not None
+    assert deny["x"] - (allow["x"] + allow["width"]) >= 16  # a gap of at least 1rem
+    expect(deny_button).to_have_class("secondary outline")
+
+
 # --- the page and the code, over HTTP ----------------------------------------------------------
 
 
