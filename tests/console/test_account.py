@@ -8,7 +8,6 @@ from sqlalchemy import update
 
 from stead.identity.models import User
 from stead.identity.service import NO_PASSWORD
-
 from tests.support.console import SQLITE_ONLY, Live, Pages, log_in
 from tests.support.factories import USER_PASSWORD
 

@@ -239,13 +239,13 @@ def test_an_unverified_email_is_refused_in_the_browser(live: Live, pages: Pages,
     _sign_in_at(page, idp.name, "mallory")
     assert page.get_by_role("heading", name="Single sign-on refused").is_visible()
     assert page.get_by_role("alert").inner_text() == (
-        "The identity provider has not verified mallory@example.com"
+        "The identity provider has not verified mallory@example.com."
     )
     with live.factory() as session:
         assert session.scalars(select(User)).all() == []
     [refusal] = _events(live.factory, "user.sso_refused")
     assert refusal.details["reason"] == "email not verified"
-    page.get_by_role("link", name="Back to sign in").click()
+    page.get_by_role("link", name="Back to log in").click()
     assert page.url.endswith("/console/login")
 
 
@@ -257,7 +257,7 @@ def test_denying_at_the_provider_is_refused(live: Live, pages: Pages, idp: Idp) 
     page.get_by_role("button", name="Deny").click()
     page.wait_for_load_state()
     assert page.get_by_role("alert").inner_text() == (
-        "You cancelled the sign-in at the identity provider"
+        "You cancelled the login at the identity provider."
     )
     [refusal] = _events(live.factory, "user.sso_refused")
     assert refusal.details["reason"] == "provider error: access_denied"

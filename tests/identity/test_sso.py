@@ -186,7 +186,8 @@ def test_a_foreign_domain_signs_in_only_as_a_user_provisioned_by_scim(
     _refused(
         resp,
         403,
-        "Accounts of elsewhere.org may not sign in",
+        "Accounts of elsewhere.org may not log in to this Stead; ask your administrator to add "
+        "elsewhere.org to the allowed domains.",
         session_factory,
         "domain not allowed",
     )
@@ -292,8 +293,8 @@ CLAIM_REFUSALS = [
     ({"iss": "http://127.0.0.1:1"}, "issued by another issuer", "wrong issuer"),
     ({"aud": "another-client"}, "meant for another client", "wrong audience"),
     ({"exp": 1_000_000_000, "iat": 999_999_000}, "it has expired", "expired"),
-    ({"nonce": "not-the-nonce"}, "does not answer this sign-in", "nonce mismatch"),
-    ({"nonce": None}, "does not answer this sign-in", "nonce mismatch"),
+    ({"nonce": "not-the-nonce"}, "does not answer this login", "nonce mismatch"),
+    ({"nonce": None}, "does not answer this login", "nonce mismatch"),
     ({"iat": 4_000_000_000, "exp": 4_000_003_600}, "issued in the future", "issued in the future"),
     ({"email_verified": False}, "has not verified ada@example.com", "email not verified"),
     ({"email_verified": None}, "has not verified ada@example.com", "email not verified"),
@@ -306,7 +307,8 @@ CLAIM_REFUSALS = [
     ({"email": None}, "sent no email address", "no email"),
     (
         {"email": "eve@elsewhere.org"},
-        "Accounts of elsewhere.org may not sign in",
+        "Accounts of elsewhere.org may not log in to this Stead; ask your administrator to add "
+        "elsewhere.org to the allowed domains.",
         "domain not allowed",
     ),
 ]
@@ -380,7 +382,13 @@ def test_state_is_checked_and_works_once(
     auth = start(http, idp)
     assert back(http, auth).status_code == 303
     after = counts(session_factory)
+    refusals = len(_reasons(session_factory))
+    # The Back button brings the signed-in browser to the used answer: its projects page.
     resp = back(http, auth)
+    assert resp.status_code == 303 and resp.headers["location"] == "/console/projects"
+    assert len(_reasons(session_factory)) == refusals
+    # Another browser, not signed in, replays it: refused.
+    resp = back(TestClient(http.app), auth)
     _refused(resp, 400, "unknown or was used already", session_factory, "state unknown or used")
     assert counts(session_factory) == after
     assert idp.codes == [CODE]  # no refused answer reached the token endpoint
@@ -398,7 +406,7 @@ def test_sign_ins_under_way_are_capped_per_address(
     first = start(http, idp)
     start(http, idp)
     resp = http.get("/console/sso/login", follow_redirects=False)
-    assert resp.status_code == 429 and "Too many sign-ins are under way" in resp.text
+    assert resp.status_code == 429 and "Too many logins are under way" in resp.text
     with session_factory() as session:
         assert session.scalar(select(func.count()).select_from(SsoRequest)) == 2
     assert _reasons(session_factory) == []  # a flood does not fill the audit trail
@@ -420,9 +428,7 @@ def test_provider_errors_are_refused(
     http: TestClient, idp: OidcFake, session_factory: sessionmaker[Session]
 ) -> None:
     resp = back(http, start(http, idp), code="", error="access_denied", error_description="<b>x")
-    _refused(
-        resp, 400, "You cancelled the sign-in", session_factory, "provider error: access_denied"
-    )
+    _refused(resp, 400, "You cancelled the login", session_factory, "provider error: access_denied")
     assert "<b>x" not in resp.text
     resp = back(http, start(http, idp), iss="https://evil.example")
     _refused(resp, 400, "another identity provider", session_factory, "wrong issuer")
@@ -433,7 +439,7 @@ def test_provider_errors_are_refused(
     _refused(
         resp,
         400,
-        "refused the sign-in code (invalid_grant)",
+        "refused the login code (invalid_grant)",
         session_factory,
         "token endpoint: invalid_grant",
     )
@@ -447,7 +453,13 @@ def test_a_disabled_user_is_refused(
         session.get_one(User, user_id).disabled_at = _in(0)
     before = counts(session_factory)
     resp = back(http, start(http, idp))
-    _refused(resp, 403, "Your user is disabled", session_factory, "user disabled")
+    _refused(
+        resp,
+        403,
+        "Your Stead user is disabled; ask an administrator.",
+        session_factory,
+        "user disabled",
+    )
     assert counts(session_factory) == before
     [refusal] = events(session_factory, "user.sso_refused")
     assert (refusal.actor_id, refusal.target_id) == (user_id, user_id)
@@ -455,13 +467,22 @@ def test_a_disabled_user_is_refused(
 
 @pytest.mark.parametrize("sso_overrides", [{"outbound_allowed_networks": ""}])
 def test_the_provider_is_reached_through_the_outbound_policy(
-    http: TestClient, idp: OidcFake, session_factory: sessionmaker[Session]
+    http: TestClient,
+    idp: OidcFake,
+    session_factory: sessionmaker[Session],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     resp = http.get("/console/sso/login", follow_redirects=False)
     assert resp.status_code == 502
-    assert "could not use the identity provider" in resp.text and "loopback" in resp.text
+    # The person is told to see an administrator; the cause is in the log and the audit event.
+    assert "Single sign-on is not set up correctly; tell your administrator." in resp.text
+    assert "loopback" not in resp.text and "STEAD_" not in resp.text
     assert idp.server.requests == []
-    assert _reasons(session_factory) == ["provider unreachable: discovery document"]
+    [reason] = _reasons(session_factory)
+    assert reason.startswith("provider unreachable: discovery document (")
+    assert "loopback" in reason
+    [record] = [r for r in caplog.records if r.name == "stead.sso"]
+    assert record.levelname == "WARNING" and "loopback" in record.getMessage()
 
 
 def test_sso_pages_are_not_found_while_it_is_off(tmp_path: Path, db_url: str) -> None:

@@ -328,13 +328,13 @@ class Provider:
         if response.status_code != 200 or "error" in token:
             error = _short(token.get("error")) or f"HTTP {response.status_code}"
             raise SsoRefused(
-                f"The identity provider refused the sign-in code ({error}); please sign in again",
+                f"The identity provider refused the login code ({error}); please log in again.",
                 reason=f"token endpoint: {error}",
             )
         id_token = token.get("id_token")
         if not isinstance(id_token, str):
             raise SsoRefused(
-                "The identity provider sent no ID token", reason="no id_token", status=502
+                "The identity provider sent no ID token.", reason="no id_token", status=502
             )
         access_token = token.get("access_token")
         claims = self.check_id_token(
@@ -410,7 +410,7 @@ class Provider:
             words = {
                 "iss": ("it was issued by another issuer", "wrong issuer"),
                 "aud": ("it is meant for another client", "wrong audience"),
-                "nonce": ("it does not answer this sign-in (nonce)", "nonce mismatch"),
+                "nonce": ("it does not answer this login (nonce)", "nonce mismatch"),
                 "iat": ("it was issued in the future", "issued in the future"),
             }
             detail, reason = words.get(claim, (f"its {claim} claim is wrong", f"bad {claim}"))
@@ -429,14 +429,14 @@ def _short(value: object) -> str:
 def _unreachable(what: str, why: str) -> SsoRefused:
     return SsoRefused(
         f"Stead could not use the identity provider's {what} ({why}); try again later or ask "
-        "an administrator",
-        reason=f"provider unreachable: {what}",
+        "an administrator.",
+        reason=f"provider unreachable: {what} ({why})"[:300],
         status=502,
     )
 
 
 def _bad_token(detail: str, reason: str) -> SsoRefused:
-    return SsoRefused(f"The identity provider's ID token was refused: {detail}", reason=reason)
+    return SsoRefused(f"The identity provider's ID token was refused: {detail}.", reason=reason)
 
 
 # --- the database side -------------------------------------------------------------------------
@@ -467,8 +467,8 @@ def begin(
     )
     if (pending or 0) >= MAX_PENDING_PER_ADDRESS:
         raise SsoRefused(
-            "Too many sign-ins are under way from your address; finish one or try again in "
-            "a few minutes",
+            "Too many logins are under way from your address; finish one or try again in "
+            "a few minutes.",
             reason="too many sign-ins under way",
             status=429,
         )
@@ -505,7 +505,7 @@ def take(session: Session, *, state: str | None) -> Pending:
     """
     if not state:
         raise SsoRefused(
-            "The identity provider's answer has no state; please sign in again",
+            "The identity provider's answer has no state; please log in again.",
             reason="state missing",
         )
     row = session.execute(
@@ -520,7 +520,7 @@ def take(session: Session, *, state: str | None) -> Pending:
     ).first()
     if row is None:
         raise SsoRefused(
-            "This sign-in link is unknown or was used already; please sign in again",
+            "This login link is unknown or was used already; please log in again.",
             reason="state unknown or used",
         )
     browser_hash, nonce, next_url, expires_at = row
@@ -535,10 +535,10 @@ def check(pending: Pending, *, cookie: str | None) -> str:
         SsoRefused (400): expired, or another browser.
     """
     if pending.expires_at <= utcnow():
-        raise SsoRefused("This sign-in took too long; please sign in again", reason="expired")
+        raise SsoRefused("This login took too long; please log in again.", reason="expired")
     if not cookie or not secrets.compare_digest(_digest(cookie), pending.browser_hash):
         raise SsoRefused(
-            "This sign-in was started in another browser; please sign in again here",
+            "This login was started in another browser; please log in again here.",
             reason="browser mismatch",
         )
     return cookie
@@ -549,9 +549,9 @@ def provider_error(error: str) -> SsoRefused:
     a code: the error code is shown and audited, its description (free text) is not."""
     code = _short(error) or "error"
     detail = (
-        "You cancelled the sign-in at the identity provider"
+        "You cancelled the login at the identity provider."
         if code == "access_denied"
-        else f"The identity provider did not sign you in ({code})"
+        else f"The identity provider did not log you in ({code})."
     )
     return SsoRefused(detail, reason=f"provider error: {code}")
 
@@ -589,7 +589,7 @@ def sign_in(
     if not isinstance(email, str) or "@" not in email:
         raise SsoRefused(
             "The identity provider sent no email address; ask an administrator to release "
-            "the email claim to Stead",
+            "the email claim to Stead.",
             reason="no email",
             subject=subject,
         )
@@ -600,7 +600,7 @@ def sign_in(
         verified = claims.get("xms_edov")
     if verified is not True:
         raise SsoRefused(
-            f"The identity provider has not verified {email}",
+            f"The identity provider has not verified {email}.",
             reason="email not verified",
             email=email,
             subject=subject,
@@ -613,7 +613,8 @@ def sign_in(
     provisioned = user is not None and session.get(ScimUser, user.id) is not None
     if allowed and domain not in allowed and not provisioned:
         raise SsoRefused(
-            f"Accounts of {domain} may not sign in to this Stead",
+            f"Accounts of {domain} may not log in to this Stead; ask your administrator to add "
+            f"{domain} to the allowed domains.",
             reason="domain not allowed",
             status=403,
             email=email,
@@ -626,7 +627,7 @@ def sign_in(
     invitations: Sequence[Invitation] = ()
     if user is not None and user.disabled_at is not None:
         raise SsoRefused(
-            "Your user is disabled; ask an administrator",
+            "Your Stead user is disabled; ask an administrator.",
             reason="user disabled",
             status=403,
             email=email,
@@ -643,7 +644,7 @@ def sign_in(
         ).all()
         if not invitations and not allowed:
             raise SsoRefused(
-                f"There is no user for {email}; ask an administrator to invite you",
+                f"There is no user for {email}; ask an administrator to invite you.",
                 reason="no user",
                 status=403,
                 email=email,

@@ -11,6 +11,7 @@ pages answer 404 while single sign-on is not configured.
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Annotated
 
 from fastapi import Query, Request, Response
@@ -27,6 +28,12 @@ from stead.identity.routes import forget_after_commit
 from stead.pipeline.transaction import WriteSessionDep, make_router
 
 router = make_router()
+log = logging.getLogger("stead.sso")
+
+#: What a person sees when the server cannot use its identity provider (HTTP 502): the cause
+#: (an outbound policy that refuses the issuer, a provider that is down or misconfigured) is for
+#: an administrator, in the server log and the audit event.
+MISCONFIGURED = "Single sign-on is not set up correctly; tell your administrator."
 
 
 def provider(request: Request) -> sso.Provider:
@@ -57,10 +64,23 @@ async def _refused(request: Request, refusal: sso.SsoRefused) -> Response:
 
     if refusal.status != 429:
         await run_in_threadpool(note)
-    context = {"detail": refusal.detail, "status": refusal.status}
+    detail = refusal.detail
+    if refusal.status == 502:
+        log.warning("single sign-on failed: %s (%s)", detail, refusal.reason)
+        detail = MISCONFIGURED
+    context = {"detail": detail, "status": refusal.status}
     response = web.render(request, "sso_refused.html", context, status=refusal.status)
     web.delete_cookie(response, settings, sso.COOKIE)
     return response
+
+
+async def _signed_in(request: Request) -> bool:
+    """Whether the browser has a live console session."""
+    try:
+        await web.current_console(request)
+    except web.LoginRequired:
+        return False
+    return True
 
 
 @router.get("/sso/login")
@@ -125,11 +145,11 @@ async def sso_callback(
         if iss is not None and iss != (await run_in_threadpool(found.metadata))["issuer"]:
             # RFC 9207: the answer names the provider that sent it (mix-up attacks).
             raise sso.SsoRefused(
-                "The answer came from another identity provider", reason="wrong issuer"
+                "The answer came from another identity provider.", reason="wrong issuer"
             )
         if not code:
             raise sso.SsoRefused(
-                "The identity provider's answer has no code; please sign in again",
+                "The identity provider's answer has no code; please log in again.",
                 reason="code missing",
             )
         claims = await run_in_threadpool(
@@ -140,6 +160,9 @@ async def sso_callback(
         )
     except sso.SsoRefused as exc:
         await run_in_threadpool(db.rollback)
+        if exc.reason == "state unknown or used" and await _signed_in(request):
+            # The Back button brought a signed-in person to a used login link: not a refusal.
+            return web.redirect(f"{web.PREFIX}/projects")
         return await _refused(request, exc)
     forget_after_commit(db, request, user.id)
     response = await start_session(request, db, user=user, target=pending.next_url)
