@@ -22,6 +22,8 @@ from stead.identity.models import ProjectMember, User
 from stead.identity.service import user_actor
 from stead.settings import Settings
 from tests.support.factories import example, new_user
+from tests.support.postgres import free_port
+from tests.support.processes import server_process
 
 MAPPING = {
     "stead-admins": "admin",
@@ -294,3 +296,31 @@ def test_apply_keeps_the_last_super_admin(session_factory: sessionmaker[Session]
         )
     with session_factory() as session:
         assert session.get_one(User, root_id).role == "ADMIN"
+
+
+def test_serve_warns_at_start_when_the_outbound_policy_refuses_the_issuer(
+    tmp_path: Path,
+) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("STEAD_")}
+    env = {
+        **clean,
+        "STEAD_DATA_DIR": str(tmp_path),
+        "STEAD_OIDC_ISSUER": "http://127.0.0.1:9",
+        "STEAD_OIDC_CLIENT_ID": "stead",
+        "STEAD_OIDC_CLIENT_SECRET": "canary-oidc-secret",
+    }
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with server_process(
+        [sys.executable, "-m", "stead.cli.main", "serve", "--port", str(port)],
+        ready_url=f"http://127.0.0.1:{port}/healthz",
+        log=log,
+        env=env,
+    ):
+        pass
+    [event] = [
+        json.loads(line) for line in log.read_text().splitlines() if "single sign-on" in line
+    ]
+    assert event["level"] == "warning", event
+    assert "127.0.0.1" in event["event"] and "loopback" in event["event"], event
+    assert "canary-oidc-secret" not in log.read_text()

@@ -227,6 +227,12 @@ def _serve(settings: Settings, *, host: str, port: int, workers: int, migrate: b
             "set STEAD_ENVIRONMENT=production (docs/operations.md, Keys)",
             host,
         )
+    if settings.sso_enabled:
+        from stead.identity.sso import issuer_refused
+
+        refused = issuer_refused(settings)
+        if refused:
+            log.warning("single sign-on will not work: %s", refused)
     log.info(
         "stead %s starting on http://%s:%d with %d worker(s), environment %s",
         __version__,

@@ -65,7 +65,7 @@ from stead.identity.actor import Actor
 from stead.identity.group_roles import apply_group_roles
 from stead.identity.models import Invitation, ProjectMember, SsoIdentity, SsoRequest, User
 from stead.identity.service import create_user, email_key, find_user, get_account, user_actor
-from stead.outbound import DestinationRefused, Policy
+from stead.outbound import DestinationRefused, HostUnresolved, Policy
 from stead.scim.models import ScimUser
 from stead.settings import Settings
 
@@ -437,6 +437,27 @@ def _unreachable(what: str, why: str) -> SsoRefused:
 
 def _bad_token(detail: str, reason: str) -> SsoRefused:
     return SsoRefused(f"The identity provider's ID token was refused: {detail}.", reason=reason)
+
+
+def issuer_refused(settings: Settings) -> str | None:
+    """Why the outbound policy (:mod:`stead.outbound`) would refuse ``settings.oidc_issuer``, or
+    ``None``: checked at start-up so that an administrator hears of it before the first person
+    tries to log in. No name is looked up (a start must not wait on DNS): only an issuer given as
+    an IP address can be judged here; a name is checked when it is first used."""
+    host = urlsplit(settings.oidc_issuer).hostname or ""
+
+    def no_lookup(name: str, port: int) -> list[str]:
+        return []
+
+    try:
+        Policy.from_settings(settings, resolver=no_lookup).check_host(
+            "identity_provider", host, 443, field="STEAD_OIDC_ISSUER"
+        )
+    except HostUnresolved:
+        return None
+    except DestinationRefused as exc:
+        return exc.detail
+    return None
 
 
 # --- the database side -------------------------------------------------------------------------
