@@ -48,12 +48,24 @@ def test_admin_makes_and_revokes_a_scim_token(
     assert "okta" in listed.text and email in listed.text and value not in listed.text
     token_id = re.search(r"/console/scim-tokens/([0-9a-f-]{36})/revoke", listed.text)
     assert token_id
+    # Revoking asks for the token's name first; without it nothing changes.
+    confirm = browser.get(f"/console/scim-tokens/{token_id.group(1)}/revoke")
+    assert confirm.status_code == 200 and "Type okta to confirm" in confirm.text
+    unconfirmed = browser.post(
+        f"/console/scim-tokens/{token_id.group(1)}/revoke",
+        data={"csrf_token": csrf_of(confirm.text), "confirm": "okt"},
+    )
+    assert unconfirmed.status_code == 400
+    assert "Type the token&#39;s name, okta, to revoke it." in unconfirmed.text
+    assert http.get("/scim/v2/Users", headers=scim_headers(value)).status_code == 200
     revoked = browser.post(
         f"/console/scim-tokens/{token_id.group(1)}/revoke",
-        data={"csrf_token": csrf_of(listed.text)},
+        data={"csrf_token": csrf_of(confirm.text), "confirm": "okta"},
     )
     assert revoked.status_code == 303
-    assert "Revoked" in browser.get("/console/scim-tokens").text
+    assert re.search(
+        r"Revoked \d{4}-\d\d-\d\d \d\d:\d\d<", browser.get("/console/scim-tokens").text
+    )
     assert http.get("/scim/v2/Users", headers=scim_headers(value)).status_code == 401
 
 

@@ -15,6 +15,7 @@ from stead.identity.deps import parse_uuid
 from stead.pagination import MAX_SIZE, PageParams
 from stead.pipeline.transaction import SessionDep, make_router
 from stead.scim import service
+from stead.scim.models import ScimToken
 from stead.scim.routes import PREFIX as SCIM_PREFIX
 from stead.scim.routes import token_read
 from stead.scim.schemas import ScimTokenCreate
@@ -87,12 +88,40 @@ def create_scim_token(
     )
 
 
-@router.post("/{token_id}/revoke")
-def revoke(request: Request, token_id: str, console: Manager, db: SessionDep) -> Response:
-    """Revoke the token, then back to the list."""
+def _confirm_page(
+    request: Request, token: ScimToken, *, errors: web.FormErrors | None = None, status: int = 200
+) -> Response:
+    return web.render(
+        request, "scim/revoke.html", {"token": token_read(token), "errors": errors}, status=status
+    )
+
+
+@router.get("/{token_id}/revoke")
+def confirm_revoke(request: Request, token_id: str, console: Manager, db: SessionDep) -> Response:
+    """The page that asks to type the token's name before revoking it."""
     token = service.get_token(
         db, actor=console.actor, token_id=parse_uuid(token_id, field="tokenId")
     )
+    return _confirm_page(request, token)
+
+
+@router.post("/{token_id}/revoke")
+def revoke(
+    request: Request,
+    token_id: str,
+    console: Manager,
+    db: SessionDep,
+    confirm: Annotated[str, Form(max_length=1024)] = "",
+) -> Response:
+    """Revoke the token when ``confirm`` is its name (else the confirmation page again, 400),
+    then back to the list."""
+    token = service.get_token(
+        db, actor=console.actor, token_id=parse_uuid(token_id, field="tokenId")
+    )
+    if confirm != token.name:
+        errors = web.FormErrors()
+        errors.add("confirm", f"Type the token's name, {token.name}, to revoke it.")
+        return _confirm_page(request, token, errors=errors, status=400)
     service.revoke_token(db, actor=console.actor, token=token)
     web.flash(db, console, f"SCIM token {token.name} is revoked.")
     return web.redirect(f"{web.PREFIX}/scim-tokens")
