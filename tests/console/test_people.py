@@ -16,7 +16,8 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import text, update
 
 from stead.db import session_scope, utcnow
-from stead.identity.models import Invitation, LoginFailures
+from stead.identity.models import Invitation, LoginFailures, SsoIdentity
+from stead.scim.models import ScimUser
 from stead.settings import Settings
 from tests.support.console import SQLITE_ONLY, Live, Pages, screenshot
 from tests.support.smtp_server import (  # noqa: F401 - fixtures
@@ -320,3 +321,28 @@ def test_a_project_the_user_cannot_see_is_404(live: Live, pages: Pages, tmp_path
     answer = page.goto(f"/console/projects/{hidden}/members")
     assert answer is not None and answer.status == 404
     expect(page.locator("main")).not_to_contain_text("hidden")
+
+
+def test_users_written_by_scim_or_linked_to_sso_are_marked(live: Live, pages: Pages) -> None:
+    scim_id, scim_email = live.user()
+    sso_id, sso_email = live.user()
+    _, plain = live.user()
+    with session_scope(live.factory, write=True) as session:
+        session.add(ScimUser(user_id=scim_id, user_name=scim_email, user_name_key=scim_email))
+        session.add(
+            SsoIdentity(
+                user_id=sso_id,
+                issuer="https://idp.example.com",
+                subject="subject-1",
+                last_login_at=utcnow(),
+            )
+        )
+    admin = pages.as_role("ADMIN")
+    admin.goto("/console/users")
+
+    def header(email: str) -> str:
+        return admin.get_by_role("rowheader", name=re.compile(re.escape(email))).inner_text()
+
+    assert header(scim_email) == f"{scim_email} SCIM"
+    assert header(sso_email) == f"{sso_email} SSO"
+    assert header(plain) == plain

@@ -22,7 +22,7 @@ from stead.errors import BadRequest, Conflict, NotFound, Unauthorized
 from stead.identity import mail
 from stead.identity.actor import Actor
 from stead.identity.grants import revoke_user_grants
-from stead.identity.models import LoginFailures, PasswordReset, User
+from stead.identity.models import LoginFailures, PasswordReset, SsoIdentity, User
 from stead.identity.permissions import PermissionDenied, account_allows
 from stead.identity.service import (
     email_key,
@@ -33,6 +33,7 @@ from stead.identity.service import (
     verify_secret,
 )
 from stead.pagination import PageParams, paginate
+from stead.scim.models import ScimUser
 from stead.settings import Settings
 from stead.wire import format_timestamp
 
@@ -303,6 +304,15 @@ def locked_user_ids(session: Session, *, users: list[User]) -> set[str]:
         )
     )
     return {keys[key] for key in locked}
+
+
+def external_ids(session: Session, *, users: list[User]) -> tuple[set[str], set[str]]:
+    """The ids of those of ``users`` the identity provider wrote by SCIM, and of those linked to
+    a single sign-on account: ``(scim, sso)``."""
+    ids = [user.id for user in users]
+    scim = set(session.scalars(select(ScimUser.user_id).where(ScimUser.user_id.in_(ids))))
+    sso = set(session.scalars(select(SsoIdentity.user_id).where(SsoIdentity.user_id.in_(ids))))
+    return scim, sso
 
 
 def unlock(session: Session, *, actor: Actor, user: User) -> User:

@@ -50,11 +50,14 @@ def _page(
     total, rows = users.list_users(
         db, actor=console.actor, params=PageParams(page=page, size=PAGE_SIZE), q=q
     )
+    scim, sso = users.external_ids(db, users=rows)
     return web.render(
         request,
         "people/users.html",
         {
             "rows": rows,
+            "scim": scim,
+            "sso": sso,
             "total": total,
             "locked": users.locked_user_ids(db, users=rows),
             "manageable": {u.id for u in rows if _may_manage(console, u)},
