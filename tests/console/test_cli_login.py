@@ -503,3 +503,48 @@ def test_login_sso_gives_up_when_the_browser_does_not_come_back(live: Live, tmp_
     assert f"{live.url}/console/cli/authorize?" in waited.output
     assert "no answer from the browser within 0.5 s" in waited.output
     assert not (home / "stead" / "config.toml").exists()
+
+
+def test_the_account_page_tells_two_logins_of_one_device_apart(
+    live: Live, pages: Pages, tmp_path: Path
+) -> None:
+    _, email = live.user()
+    with httpx.Client(base_url=live.url) as client:
+        for _ in range(2):
+            made = client.post(
+                TOKEN,
+                data={
+                    "grant_type": "password",
+                    "client_id": "stead-cli",
+                    "username": email,
+                    "password": USER_PASSWORD,
+                    "device_name": "vm",
+                },
+            )
+            assert made.status_code == 200, made.text
+    with live.factory() as session:
+        # the second login a second later than the first (else both could be in one second)
+        first = session.scalars(select(CliGrant).order_by(CliGrant.created_at)).first()
+        assert first is not None
+        session.execute(
+            update(CliGrant)
+            .where(CliGrant.id == first.id)
+            .values(created_at=first.created_at - timedelta(seconds=5), method="browser")
+        )
+        session.commit()
+    page = pages.as_user(email)
+    page.goto(f"{live.url}/console/account")
+    expect(page).to_have_title("Account · Stead console")
+    buttons = page.get_by_role("button", name=re.compile(r"^Revoke stead CLI on vm"))
+    expect(buttons).to_have_count(2)
+    names = buttons.all_inner_texts()
+    assert len(set(names)) == 2, names
+    assert any(
+        re.fullmatch(
+            r"Revoke stead CLI on vm \(browser login created "
+            r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)",
+            n,
+        )
+        for n in names
+    ), names
+    assert any("(password login created" in n for n in names), names
