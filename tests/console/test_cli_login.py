@@ -26,8 +26,8 @@ from typer.testing import CliRunner
 from stead.audit.models import AuditEvent
 from stead.cli.main import app
 from stead.db import session_scope, utcnow
-from stead.identity.grants import s256
-from stead.identity.models import CliCode
+from stead.identity.grants import REVOKED, s256
+from stead.identity.models import CliCode, CliGrant
 from tests.support.console import Live, Pages, csrf_of, http_login, screenshot
 from tests.support.factories import USER_PASSWORD
 from tests.support.rows import all_text
@@ -384,6 +384,7 @@ def test_login_with_email_and_password_then_the_login_refreshes_itself(
     assert set(first) == {"url", "refresh_token", "access_token", "expires_at"}
     who = _cli(home, "whoami")
     assert who.exit_code == 0 and "logged in with a password (--email)" in who.output
+    assert "UTC if not used; each use extends it to 30 days" in who.output
     assert _profile(home) == first  # a valid access token is used as it is
 
     # an expired access token is refreshed before the command; the new tokens are stored
@@ -406,10 +407,15 @@ def test_login_with_email_and_password_then_the_login_refreshes_itself(
         ]
     assert actions == ["cli_grant.issued", "cli_grant.refreshed", "cli_grant.refreshed"]
 
-    # a second login (environment password) replaces the first one in the profile
+    # a second login (environment password) replaces the first one in the profile, and the
+    # first one is revoked on the server: no live login is left that nobody holds
     again = _cli(home, "login", "--email", email, STEAD_PASSWORD=USER_PASSWORD)
     assert again.exit_code == 0, again.output
+    assert "the login it replaces: revoked on the server" in again.output
     assert _profile(home)["url"] == live.url
+    with live.factory() as session:
+        grants = session.scalars(select(CliGrant).order_by(CliGrant.created_at)).all()
+    assert [g.revoked_at is None for g in grants] == [False, True]
 
 
 def test_login_with_a_wrong_password_or_a_locked_user_stores_nothing(
@@ -421,7 +427,7 @@ def test_login_with_a_wrong_password_or_a_locked_user_stores_nothing(
         home, "login", "--url", live.url, "--email", email, STEAD_PASSWORD="not the password"
     )
     assert wrong.exit_code == 1
-    assert "Invalid email or password" in wrong.output and "not the password" not in wrong.output
+    assert wrong.output == "error: Invalid email or password\n"
     assert not (home / "stead" / "config.toml").exists()
     for _ in range(4):
         _cli(home, "login", "--url", live.url, "--email", email, STEAD_PASSWORD="still wrong!")
@@ -446,7 +452,61 @@ def test_a_revoked_login_tells_the_person_to_log_in_again(live: Live, tmp_path: 
             f"/v1/users/{user_id}/revoke-tokens", headers={"Authorization": f"Bearer {token}"}
         )
     ended = _cli(home, "audit")
-    assert ended.exit_code == 1 and "run `stead login` again" in ended.output, ended.output
+    assert ended.exit_code == 1, ended.output
+    assert ended.output == f"error: {REVOKED}\n"
+    # the dead login is forgotten: nobody is logged in
+    assert _profile(home) == {"url": live.url}
+    assert (
+        _cli(home, "whoami").output
+        == "error: not logged in (profile 'default'): run `stead login`\n"
+    )
+
+
+def test_a_login_revoked_elsewhere_is_said_so_then_forgotten_and_logout_is_quiet(
+    live: Live, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    _, email = live.user()
+    _cli(home, "login", "--url", live.url, "--email", email, STEAD_PASSWORD=USER_PASSWORD)
+    headers = {"Authorization": f"Bearer {_profile(home)['access_token']}"}
+    with httpx.Client(base_url=live.url, headers=headers) as client:
+        (grant,) = client.get("/v1/users/me/grants").json()["results"]
+        assert client.delete(f"/v1/users/me/grants/{grant['id']}").status_code == 204
+    # the stored access token is refused (401), its refresh too: the reason, once
+    who = _cli(home, "whoami")
+    assert who.exit_code == 1 and who.output == f"error: {REVOKED}\n"
+    assert _profile(home) == {"url": live.url}
+    later = _cli(home, "whoami")
+    assert later.output == "error: not logged in (profile 'default'): run `stead login`\n"
+    assert _cli(home, "logout").output == "not logged in (profile 'default'): nothing to forget\n"
+
+    # logging out of a login that ended meanwhile forgets it without talk of a stolen token
+    _cli(home, "login", "--email", email, STEAD_PASSWORD=USER_PASSWORD)
+    headers = {"Authorization": f"Bearer {_profile(home)['access_token']}"}
+    with httpx.Client(base_url=live.url, headers=headers) as client:
+        (grant,) = client.get("/v1/users/me/grants").json()["results"]
+        assert client.delete(f"/v1/users/me/grants/{grant['id']}").status_code == 204
+    out = _cli(home, "logout")
+    assert out.exit_code == 0
+    assert out.output == (
+        f"forgot the login (the server had already ended it); profile 'default' keeps {live.url}\n"
+    )
+    with live.factory() as session:
+        reasons = [
+            (e.details or {}).get("reason")
+            for e in session.scalars(
+                select(AuditEvent).where(AuditEvent.action == "cli_grant.revoked")
+            )
+        ]
+    assert reasons == ["logout", "logout"]  # no replay
+
+
+def test_apply_given_a_yaml_file_as_saved_plan_suggests_f(tmp_path: Path) -> None:
+    file = tmp_path / "new.yaml"
+    file.write_text(PROJECT_FILE)
+    out = _cli(tmp_path / "home", "apply", str(file))
+    assert out.exit_code == 1
+    assert f"to apply a file, run `stead apply -f {file}`" in out.output
 
 
 def test_login_sso_gives_up_when_the_browser_does_not_come_back(live: Live, tmp_path: Path) -> None:
@@ -456,3 +516,48 @@ def test_login_sso_gives_up_when_the_browser_does_not_come_back(live: Live, tmp_
     assert f"{live.url}/console/cli/authorize?" in waited.output
     assert "no answer from the browser within 0.5 s" in waited.output
     assert not (home / "stead" / "config.toml").exists()
+
+
+def test_the_account_page_tells_two_logins_of_one_device_apart(
+    live: Live, pages: Pages, tmp_path: Path
+) -> None:
+    _, email = live.user()
+    with httpx.Client(base_url=live.url) as client:
+        for _ in range(2):
+            made = client.post(
+                TOKEN,
+                data={
+                    "grant_type": "password",
+                    "client_id": "stead-cli",
+                    "username": email,
+                    "password": USER_PASSWORD,
+                    "device_name": "vm",
+                },
+            )
+            assert made.status_code == 200, made.text
+    with live.factory() as session:
+        # the second login a second later than the first (else both could be in one second)
+        first = session.scalars(select(CliGrant).order_by(CliGrant.created_at)).first()
+        assert first is not None
+        session.execute(
+            update(CliGrant)
+            .where(CliGrant.id == first.id)
+            .values(created_at=first.created_at - timedelta(seconds=5), method="browser")
+        )
+        session.commit()
+    page = pages.as_user(email)
+    page.goto(f"{live.url}/console/account")
+    expect(page).to_have_title("Account · Stead console")
+    buttons = page.get_by_role("button", name=re.compile(r"^Revoke stead CLI on vm"))
+    expect(buttons).to_have_count(2)
+    names = buttons.all_inner_texts()
+    assert len(set(names)) == 2, names
+    assert any(
+        re.fullmatch(
+            r"Revoke stead CLI on vm \(browser login created "
+            r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)",
+            n,
+        )
+        for n in names
+    ), names
+    assert any("(password login created" in n for n in names), names

@@ -305,7 +305,7 @@ def test_a_new_project_is_one_request_ends_as_made_call_by_call_and_fails_whole(
             served, "apply", "-f", str(path), "--auto-approve", "--parallelism", "1", url=proxy.url
         )
         assert failed.exit_code == 1, failed.output
-        assert "error: 403" in failed.output
+        assert "is outside the project's AWS scope" in failed.output
         assert "secretReferences[0].secretName: " in failed.output
         assert _writes(proxy.seen) == ["POST /v1/provisioning"] * 2, failed.output
     with Client(served.url, served.client_id, served.client_secret) as stead:

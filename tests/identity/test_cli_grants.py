@@ -276,3 +276,55 @@ def test_another_server_process_refuses_a_revoked_grant_within_its_cache_time(
         assert http.get("/v1/users/me", headers=bearer(body)).status_code == 401  # at once
         time.sleep(0.6)
         assert other.get("/v1/users/me", headers=bearer(body)).status_code == 401
+
+
+def test_a_dead_login_is_refused_the_same_way_every_time_and_is_no_replay(
+    http: TestClient, session_factory: sessionmaker[Session], admin: dict[str, str]
+) -> None:
+    from stead.identity.grants import DISABLED, REPLAYED, REVOKED
+
+    user_id, email = new_user(session_factory)
+    body = cli_login(http, email).json()
+    grant = http.get("/v1/users/me/grants", headers=bearer(body)).json()["results"][0]
+    assert grant["lastUsedAt"] >= grant["createdAt"]
+    assert (
+        http.delete(f"/v1/users/me/grants/{grant['id']}", headers=bearer(body)).status_code == 204
+    )
+    for _ in range(3):
+        refused = refresh(http, body["refresh_token"])
+        assert refused.json() == {"error": "invalid_grant", "error_description": REVOKED}
+    reasons = [d.get("reason") for a, _, d in actions(session_factory) if a == "cli_grant.revoked"]
+    assert reasons == ["logout"]
+
+    again = cli_login(http, email).json()
+    assert (
+        http.patch(f"/v1/users/{user_id}", headers=admin, json={"disabled": True}).status_code
+        == 200
+    )
+    for _ in range(2):
+        refused = refresh(http, again["refresh_token"])
+        assert refused.json() == {"error": "invalid_grant", "error_description": DISABLED}
+    assert (
+        http.patch(f"/v1/users/{user_id}", headers=admin, json={"disabled": False}).status_code
+        == 200
+    )
+    # only a rotated token presented again is a replay
+    third = cli_login(http, email).json()
+    assert refresh(http, third["refresh_token"]).status_code == 200
+    replayed = refresh(http, third["refresh_token"]).json()
+    assert replayed == {"error": "invalid_grant", "error_description": REPLAYED}
+    assert refresh(http, third["refresh_token"]).json()["error_description"] == REVOKED
+
+
+def test_last_used_is_the_last_refresh_and_never_before_created(
+    http: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    _, email = new_user(session_factory)
+    body = cli_login(http, email).json()
+    (before,) = http.get("/v1/users/me/grants", headers=bearer(body)).json()["results"]
+    assert before["lastUsedAt"] == before["createdAt"]
+    time.sleep(0.01)
+    fresh = refresh(http, body["refresh_token"]).json()
+    (after,) = http.get("/v1/users/me/grants", headers=bearer(fresh)).json()["results"]
+    assert after["createdAt"] == before["createdAt"]
+    assert after["lastUsedAt"] > before["lastUsedAt"]

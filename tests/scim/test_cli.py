@@ -39,3 +39,14 @@ def test_admin_scim_token_command(db_url: str, tmp_path: Path, http: TestClient)
         timeout=60,
     )
     assert empty.returncode == 2 and "name" in empty.stderr
+
+
+def test_admin_scim_token_help_points_at_the_scim_tokens_page() -> None:
+    from typer.testing import CliRunner
+
+    from stead.cli.main import app
+
+    shown = CliRunner().invoke(app, ["admin", "scim-token", "--help"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0
+    assert "SCIM tokens page (/console/scim-tokens)" in shown.output
+    assert "users page" not in shown.output

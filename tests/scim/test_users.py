@@ -93,6 +93,11 @@ def test_filters(http: TestClient, scim: dict[str, str]) -> None:
     ):
         resp = http.get("/scim/v2/Users", params={"filter": unsupported}, headers=scim)
         assert_scim_error(resp, 400, "invalidFilter")
+    resp = http.get("/scim/v2/Users", params={"filter": 'Title eq "x"'}, headers=scim)
+    assert assert_scim_error(resp, 400, "invalidFilter")["detail"] == (
+        "Filtering on 'Title' is not supported; supported: active, displayName, emails, "
+        "emails.value, externalId, id, userName"
+    )
     resp = http.get("/scim/v2/Users", params={"filter": "userName eq"}, headers=scim)
     assert_scim_error(resp, 400, "invalidFilter")
     search = http.post(

@@ -708,7 +708,10 @@ def test_stead_env_test(db_url: str, tmp_path: Path, redshift: RedshiftServer) -
         assert broken.exit_code == 3, broken.output
         assert json.loads(broken.stdout)["error"]["code"] == "UNREACHABLE"
         missing = CliRunner().invoke(cli, ["env", "test", project_id, "nope", *flags])
-        assert missing.exit_code == 1 and "404" in missing.output
+        assert missing.exit_code == 1
+        assert (
+            missing.output == "error: Environment 'nope' not found in project 'finance-analytics'\n"
+        )
 
 
 # -- the outbound policy ----------------------------------------------------------------------

@@ -287,7 +287,10 @@ def test_stead_env_profile_command(db_url: str, tmp_path: Path) -> None:
         assert bad.exit_code == 1
         assert "format:" in bad.output
         missing = runner.invoke(cli, ["env", "profile", env.project_id, "nope", *flags])
-        assert missing.exit_code == 1 and "404" in missing.output
+        assert missing.exit_code == 1
+        assert (
+            missing.output == "error: Environment 'nope' not found in project 'finance-analytics'\n"
+        )
 
         by_name = runner.invoke(cli, ["env", "profile", "Finance-Analytics", "prod", *flags])
         assert by_name.exit_code == 0, by_name.output

@@ -88,13 +88,14 @@ def _client(
     """A client for the resolved configuration (API client credentials, or a person's stored
     login: :func:`stead.cli.login.user_client`); configuration and API errors end the command
     with exit code 1 and a message (violations included)."""
-    from stead.cli.login import user_client
+    from stead.cli.login import describe, forget_login, user_client
     from stead.sdk import ApiError, Client, SteadError
 
     try:
         config = resolve(url=url, client_id=client_id, client_secret=secret, profile=profile)
     except ConfigError as exc:
         _fail(str(exc))
+    made: Client | None = None
     try:
         if config.refresh_token is not None:
             made = user_client(config, profile)
@@ -103,10 +104,9 @@ def _client(
         with made as client:
             yield client
     except ApiError as exc:
-        if exc.title == "invalid_grant":
-            _fail(f"your login has ended ({exc.detail}); run `stead login` again")
-        details = "".join(f"\n  {v}" for v in exc.violations)
-        _fail(f"{exc.status} {exc.detail}{details}")
+        if exc.title == "invalid_grant" and config.refresh_token is not None:
+            forget_login(profile, made.refresh_token if made else None)
+        _fail(describe(exc))
     except SteadError as exc:
         _fail(str(exc))
 
@@ -214,7 +214,10 @@ def _read_saved(path: Path) -> dict[str, Any]:
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        _fail(f"{path}: not a saved plan: {exc}")
+        _fail(
+            f"{path} is not a saved plan (of `stead plan --out`): {exc}; "
+            f"to apply a file, run `stead apply -f {path}`"
+        )
     if not isinstance(saved, dict) or saved.get("formatVersion") != PLAN_FORMAT:
         _fail(f"{path}: not a saved plan of this version of stead (formatVersion {PLAN_FORMAT})")
     try:

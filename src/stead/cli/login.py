@@ -45,7 +45,7 @@ from stead.cli.config import (
 
 if TYPE_CHECKING:
     from stead.identity.schemas import TokenResponse
-    from stead.sdk import Client
+    from stead.sdk import ApiError, Client
 
 #: How long ``stead login --sso`` waits for the browser by default, in seconds.
 SSO_TIMEOUT = 300
@@ -64,7 +64,29 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def describe(exc: ApiError) -> str:
+    """An API error as every client command tells it: the server's explanation and each bad
+    field on a line of its own; a server error (5xx) adds its status and request id, which the
+    server's logs are searched by."""
+    text = exc.detail + "".join(f"\n  {v}" for v in exc.violations)
+    if exc.status >= 500:
+        text += f" (server error {exc.status}, request id {exc.request_id or 'unknown'})"
+    return text
+
+
 # --- a stored login ---------------------------------------------------------------------------
+
+
+def forget_login(profile: str, refused: str | None) -> None:
+    """Forget the person's login of ``profile`` (the profile keeps its URL) if it still holds
+    the refresh token ``refused``, which the server refused (``invalid_grant``: the login was
+    revoked or has expired, or its user is disabled), so that later commands say that nobody
+    is logged in."""
+    path = config_file()
+    with profile_lock(path):
+        stored = read_profiles(path).get(profile, {})
+        if refused is not None and stored.get("refresh_token") == refused:
+            write_profile(path, profile, {"url": stored.get("url", "")})
 
 
 def _save_tokens(path: Path, profile: str, url: str, answer: TokenResponse) -> None:
@@ -89,9 +111,10 @@ def user_client(config: ClientConfig, profile: str) -> Client:
     written back to the file.
 
     Raises:
-        ApiError: the server refused the refresh (the login was revoked or has expired).
+        ApiError: the server refused the refresh (the login was revoked or has expired, or
+            its user is disabled: ``invalid_grant``, and the login is forgotten).
     """
-    from stead.sdk import Client
+    from stead.sdk import ApiError, Client
 
     path = config_file()
 
@@ -111,10 +134,43 @@ def user_client(config: ClientConfig, profile: str) -> Client:
         )
         try:
             client.access_token()
+        except ApiError as exc:
+            client.close()
+            if exc.title == "invalid_grant":
+                write_profile(path, profile, {"url": fresh.url})
+            raise
         except BaseException:
             client.close()
             raise
     return client
+
+
+def _end_stored_login(config: ClientConfig, profile: str) -> str:
+    """Revoke on the server the person's login that ``config`` holds (best effort) and say
+    how that went, for the message of the command."""
+    from stead.sdk import ApiError, SteadError
+
+    try:
+        with user_client(config, profile) as client:
+            current = next((g for g in client.users.grants() if g.current), None)
+            if current is not None:
+                client.users.revoke_grant(current.id)
+    except ApiError as exc:
+        if exc.title == "invalid_grant":
+            return "the server had already ended it"
+        return f"the server did not revoke it: {describe(exc)}"
+    except SteadError as exc:
+        return f"the server did not revoke it: {exc}"
+    return "revoked on the server"
+
+
+def _replace_stored_login(path: Path, profile: str) -> None:
+    """Before a new login is saved as ``profile``: revoke the person's login it held, if any
+    (best effort), so that no live login is left that nobody holds."""
+    if not read_profiles(path).get(profile, {}).get("refresh_token"):
+        return
+    old = resolve(url=None, client_id=None, client_secret=None, profile=profile, path=path)
+    typer.echo(f"the login it replaces: {_end_stored_login(old, profile)}", err=True)
 
 
 # --- the browser login --------------------------------------------------------------------------
@@ -240,7 +296,7 @@ def _anonymous(url: str) -> Iterator[Client]:
         with Client(url) as client:
             yield client
     except ApiError as exc:
-        raise _fail(f"{exc.status} {exc.detail}") from None
+        raise _fail(describe(exc)) from None
     except SteadError as exc:
         raise _fail(str(exc)) from None
 
@@ -303,6 +359,7 @@ def login(
                     "client_secret": client_secret,
                 }
             )
+        _replace_stored_login(path, profile)
         write_profile(
             path, profile, {"url": url, "client_id": client_id, "client_secret": client_secret}
         )
@@ -320,6 +377,7 @@ def login(
             answer = client.auth.cli_password_login(
                 email, password, device_name=socket.gethostname()
             )
+    _replace_stored_login(path, profile)
     with profile_lock(path):
         _save_tokens(path, profile, url, answer)
     from stead.sdk import Client
@@ -336,10 +394,9 @@ def whoami(url: Url = None, profile: Profile = "default") -> None:
     when the login expires."""
     from stead.sdk import ApiError, SteadError
 
-    try:
-        config = resolve(url=url, client_id=None, client_secret=None, profile=profile)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
+    config = _stored(url, profile)
+    if config is None:
+        raise _fail(f"not logged in (profile {profile!r}): run `stead login`")
     if config.refresh_token is None:
         typer.echo(f"API client {config.client_id} on {config.url}")
         return
@@ -349,7 +406,9 @@ def whoami(url: Url = None, profile: Profile = "default") -> None:
         me = client.users.me()
         current = next((g for g in client.users.grants() if g.current), None)
     except ApiError as exc:
-        raise _fail(f"{exc.status} {exc.detail} (run `stead login` again)") from None
+        if exc.title == "invalid_grant":
+            forget_login(profile, client.refresh_token if client else None)
+        raise _fail(describe(exc)) from None
     except SteadError as exc:
         raise _fail(str(exc)) from None
     finally:
@@ -360,30 +419,44 @@ def whoami(url: Url = None, profile: Profile = "default") -> None:
         how = "the browser (--sso)" if current.method == "browser" else "a password (--email)"
         typer.echo(
             f"logged in with {how} as {current.name!r}; the login expires "
-            f"{current.expires_at:%Y-%m-%d %H:%M} UTC unless used before"
+            f"{current.expires_at:%Y-%m-%d %H:%M} UTC if not used; each use extends it to "
+            "30 days (90 days after logging in at most)"
         )
+
+
+def _stored(url: str | None, profile: str) -> ClientConfig | None:
+    """What profile ``profile`` holds (a person's login or API client credentials), or None
+    when it holds neither (never logged in, or logged out).
+
+    Raises:
+        typer.Exit: the profile file cannot be read.
+    """
+    try:
+        return resolve(url=url, client_id=None, client_secret=None, profile=profile)
+    except ConfigError as exc:
+        try:
+            read_profiles(config_file())
+        except ConfigError:
+            raise _fail(str(exc)) from None
+        return None
 
 
 def logout(url: Url = None, profile: Profile = "default") -> None:
     """Log this command line out: revoke the stored login on the server and forget it (the
     profile keeps the server URL). Stored API client credentials are forgotten too."""
-    from stead.sdk import ApiError, SteadError
-
     path = config_file()
-    try:
-        config = resolve(url=url, client_id=None, client_secret=None, profile=profile)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
+    config = _stored(url, profile)
+    if config is None:
+        typer.echo(f"not logged in (profile {profile!r}): nothing to forget")
+        return
     note = "forgot the API client credentials"
     if config.refresh_token is not None:
-        try:
-            with user_client(config, profile) as client:
-                current = next((g for g in client.users.grants() if g.current), None)
-                if current is not None:
-                    client.users.revoke_grant(current.id)
-            note = "logged out (the login is revoked)"
-        except (ApiError, SteadError) as exc:
-            note = f"forgot the login (the server did not revoke it: {exc})"
+        ended = _end_stored_login(config, profile)
+        note = (
+            "logged out (the login is revoked)"
+            if ended == "revoked on the server"
+            else f"forgot the login ({ended})"
+        )
     with profile_lock(path):
         write_profile(path, profile, {"url": config.url})
     typer.echo(f"{note}; profile {profile!r} keeps {config.url}")

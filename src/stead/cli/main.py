@@ -404,7 +404,8 @@ def scim_token_command(
     name: Annotated[str, typer.Option(help="the identity provider it is for, e.g. okta")],
 ) -> None:
     """Make a SCIM token for an identity provider and print it (shown only now; docs/scim.md).
-    List and revoke tokens at /v1/scim-tokens or on the console's users page."""
+    List and revoke tokens on the console's SCIM tokens page (/console/scim-tokens) or at
+    /v1/scim-tokens."""
     from stead.db import make_sessionmaker, session_scope
     from stead.errors import AppError
     from stead.identity.actor import Actor

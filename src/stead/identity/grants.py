@@ -58,6 +58,18 @@ CODE_TTL = timedelta(seconds=60)
 #: How long a code's row is kept after it expired (a replay within it revokes its grant).
 CODE_KEPT = timedelta(hours=1)
 
+#: What a refresh of a revoked grant is answered, every time.
+REVOKED = "this login was revoked; run `stead login` again"
+#: What a refresh of an expired grant is answered.
+EXPIRED = "this login has expired; run `stead login` again"
+#: What a refresh for a disabled (or deleted) user is answered.
+DISABLED = "your user is disabled; ask an administrator"
+#: What a refresh token presented a second time is answered (its grant is revoked).
+REPLAYED = (
+    "this login's refresh token was used before, so the login has been revoked "
+    "(a copy of it may be in someone else's hands); run `stead login` again"
+)
+
 #: RFC 7636 section 4.1: ``code_verifier = 43*128unreserved``.
 _VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 #: An S256 challenge: base64url of a SHA-256 digest, without padding (RFC 7636 section 4.2).
@@ -177,6 +189,7 @@ def issue_grant(
         user_id=user.id,
         name=grant_name(device),
         method=method,
+        created_at=now,
         last_used_at=now,
         expires_at=now + GRANT_IDLE,
     )
@@ -199,21 +212,16 @@ def issue_grant(
     return grant, refresh_token
 
 
-def _live_user(session: Session, grant: CliGrant) -> User:
-    user = session.get(User, grant.user_id)
-    if user is None or user.disabled_at is not None:
-        raise GrantRefused("the grant's user no longer exists or is disabled")
-    return user
-
-
 def refresh(
     session: Session, *, refresh_token: str, request_id: str | None, source_ip: str | None
 ) -> tuple[CliGrant, User, str]:
     """Exchange ``refresh_token`` for a new one (rotation) and move the grant's expiry on.
 
-    A token used before revokes its grant (``cli_grant.revoked`` with reason ``replay``) and
-    is refused; the caller commits the session before answering, so that the revocation is
-    kept. A successful refresh is audited as ``cli_grant.refreshed``.
+    A disabled user, a revoked or an expired grant is refused with :data:`DISABLED`,
+    :data:`REVOKED` or :data:`EXPIRED` every time, the token left unused. A token of a live
+    grant used before revokes the grant (``cli_grant.revoked`` with reason ``replay``) and is
+    refused with :data:`REPLAYED`; the caller commits the session before answering, so that the
+    revocation is kept. A successful refresh is audited as ``cli_grant.refreshed``.
 
     Returns:
         ``(grant, user, new_refresh_token)``.
@@ -230,6 +238,15 @@ def refresh(
     if row is None:
         raise GrantRefused("the refresh token is not valid")
     stored, grant = row
+    # A dead login is refused the same way every time, its token left as it was: only a
+    # rotated token presented again is a replay.
+    user = session.get(User, grant.user_id)
+    if user is None or user.disabled_at is not None:
+        raise GrantRefused(DISABLED)
+    if grant.revoked_at is not None:
+        raise GrantRefused(REVOKED)
+    if not grant.is_live(now):
+        raise GrantRefused(EXPIRED)
     # One statement decides which of two concurrent refreshes wins (the other is a replay).
     claimed = session.execute(
         update(CliRefreshToken)
@@ -238,17 +255,9 @@ def refresh(
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
     if not claimed:
-        if grant.revoked_at is None:
-            user = session.get(User, grant.user_id)
-            actor = _grant_actor(user, grant, request_id=request_id, source_ip=source_ip)
-            revoke(session, grant=grant, actor=actor, reason="replay")
-        raise GrantRefused(
-            "the refresh token was used before; the grant has been revoked",
-            revoked_user_id=grant.user_id,
-        )
-    if not grant.is_live(now):
-        raise GrantRefused("the grant has expired or was revoked; log in again")
-    user = _live_user(session, grant)
+        actor = user_actor(user).with_request(request_id=request_id, source_ip=source_ip)
+        revoke(session, grant=grant, actor=actor, reason="replay")
+        raise GrantRefused(REPLAYED, revoked_user_id=grant.user_id)
     grant.last_used_at = now
     grant.expires_at = min(now + GRANT_IDLE, grant.created_at + GRANT_LIFETIME)
     new_token = _new_refresh_token(session, grant)
@@ -267,7 +276,7 @@ def refresh(
 def _grant_actor(
     user: User | None, grant: CliGrant, *, request_id: str | None, source_ip: str | None
 ) -> Actor:
-    """The actor of an event the grant's own token caused (a replay): its user."""
+    """The actor of an event the grant's own code caused (a replay): its user."""
     assert user is not None  # the grant's row cascades with its user
     return user_actor(user).with_request(request_id=request_id, source_ip=source_ip)
 

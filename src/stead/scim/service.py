@@ -275,6 +275,10 @@ class Column:
     equals: Callable[[str], ColumnElement[bool]] | None = None
 
 
+#: The attribute names of the filter columns as RFC 7643 spells them (the columns' keys are
+#: lower-case, as attribute names are case-insensitive: RFC 7643 section 2.1).
+_SCIM_SPELLING = {"username": "userName", "externalid": "externalId", "displayname": "displayName"}
+
 _ORDER_OPERATORS = frozenset(
     {CompareOperator.gt, CompareOperator.ge, CompareOperator.lt, CompareOperator.le}
 )
@@ -298,14 +302,14 @@ class SqlFilter(FilterVisitor[ColumnElement[bool]]):
         self.prefix = prefix
 
     def _column(self, path: AttrPath) -> Column:
-        name = self.prefix + path.attr.lower()
-        if path.sub_attr:
-            name += "." + path.sub_attr.lower()
-        column = self.columns.get(name)
+        given = self.prefix + path.attr + (f".{path.sub_attr}" if path.sub_attr else "")
+        column = self.columns.get(given.lower())
         if column is None:
-            supported = ", ".join(sorted(self.columns))
+            supported = ", ".join(
+                sorted((_SCIM_SPELLING.get(k, k) for k in self.columns), key=str.lower)
+            )
             raise InvalidFilterException(
-                detail=f"Filtering on {name!r} is not supported; supported: {supported}"
+                detail=f"Filtering on {given!r} is not supported; supported: {supported}"
             )
         return column
 
