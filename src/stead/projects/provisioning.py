@@ -219,7 +219,5 @@ def _lists(session: Session, *, actor: Actor, project: Project, data: ProvisionR
     for i, environment in enumerate(data.environments):
         with _step(f"environments[{i}]"):
             made.append(
-                environments_service.create(
-                    session, actor=actor, project=project, data=environment
-                )
+                environments_service.create(session, actor=actor, project=project, data=environment)
             )
