@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from stead.audit.models import AuditEvent
@@ -532,3 +532,35 @@ def test_the_two_forms_do_not_mix(
     too_many["secrets"] = [{"name": f"s{i}", "type": "PASSWORD", "value": "v"} for i in range(101)]
     assert_problem(http.post("/v1/provisioning", json=too_many, headers=admin), 400, "secrets")
     assert row_counts(session_factory) == before
+
+
+def test_the_list_form_reads_the_agent_and_each_secret_once_for_its_environments(
+    http: TestClient, admin: dict[str, str]
+) -> None:
+    """The second environment's checks find the agent the first one read still in the
+    session, and its secret-use check looks the secret both environments use up once."""
+    agent_id = create_agent(http, admin)["agentId"]
+    selects: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(" ".join(statement.split()))
+
+    body = listed_body(agent_id, "Counted")
+    dev = body["environments"][1]["connectionOverrides"][0]["connectionProperties"]
+    dev["password"] = {"secretName": "finance-prod-redshift", "secretKey": "password"}
+    engine = http.app.state.engine  # type: ignore[attr-defined]
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        resp = http.post("/v1/provisioning", json=body, headers=admin)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert resp.status_code == 201, resp.text
+    from_agents = [s for s in selects if "FROM agents" in s]
+    from_references = [s for s in selects if "FROM secret_references" in s]
+    # One read for the secret reference's agentId, one for the environments.
+    assert len(from_agents) == 2, from_agents
+    # The name checks of the reference and of the hosted secret (2); per environment, the
+    # password's reference and its identity (4). Reading prod's stored reference again in
+    # dev's secret-use check would make it 7.
+    assert len(from_references) == 6, from_references

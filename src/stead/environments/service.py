@@ -225,8 +225,16 @@ def check_secret_use(
             violation names the property).
     """
     spec = spec_for(project.warehouse)
+    identities: dict[str, tuple[str, str]] = {}
+
+    def identity_of(name: str) -> tuple[str, str]:
+        # One lookup per name: the environments of a project mostly name the same secrets.
+        if name not in identities:
+            identities[name] = _secret_identity(session, project_id=project.id, name=name)
+        return identities[name]
+
     used = {
-        _secret_identity(session, project_id=project.id, name=value["secretName"]): key
+        identity_of(value["secretName"]): key
         for key, value in properties.items()
         if key in spec.sensitive and "secretName" in value
     }
@@ -240,7 +248,7 @@ def check_secret_use(
         for key, value in stored.items():
             if key not in spec.sensitive or "secretName" not in value:
                 continue
-            identity = _secret_identity(session, project_id=project.id, name=value["secretName"])
+            identity = identity_of(value["secretName"])
             if identity not in used:
                 continue
             field = f"{PROPERTIES}.{used[identity]}.secretName"

@@ -201,7 +201,12 @@ def _lists(session: Session, *, actor: Actor, project: Project, data: ProvisionR
     """The list form's items, each through its single endpoint's service, in the order the
     later ones need the earlier: connections, secret references, hosted secrets,
     environments. A violation is put under the item's path (``environments[1].
-    connectionOverrides[0].connectionProperties.port.value``)."""
+    connectionOverrides[0].connectionProperties.port.value``).
+
+    The environments made are kept here until the last is made: the session holds unchanged
+    rows only weakly, and so each environment's agent stays in it for the next one's check
+    instead of being read again."""
+    made: list[object] = []
     for i, connection in enumerate(data.connections):
         with _step(f"connections[{i}]"):
             connections_service.create(session, actor=actor, project=project, data=connection)
@@ -213,4 +218,6 @@ def _lists(session: Session, *, actor: Actor, project: Project, data: ProvisionR
             secrets_service.create_hosted(session, actor=actor, project=project, data=secret)
     for i, environment in enumerate(data.environments):
         with _step(f"environments[{i}]"):
-            environments_service.create(session, actor=actor, project=project, data=environment)
+            made.append(
+                environments_service.create(session, actor=actor, project=project, data=environment)
+            )
