@@ -86,7 +86,7 @@ def test_login_sso_end_to_end_in_chromium_then_the_cli_acts_as_the_person(
     _, email = live.user("ADMIN", email="ada@example.com")
     # another program on this machine cannot end or hijack the login without its state
     loopback = parse_qs(urlsplit(url).query)["redirect_uri"][0]
-    forged = httpx.get(loopback, params={"code": "forged", "state": "guessed"})
+    forged = httpx.get(loopback, params={"code": "forged", "state": "guessed"}, timeout=30)
     assert forged.status_code == 400 and proc.poll() is None
     page = pages.anonymous()
     page.goto(url)
@@ -186,7 +186,7 @@ def _params(redirect_uri: str, verifier: str, **extra: str) -> dict[str, str]:
 @pytest.fixture
 def browser_http(live: Live) -> Iterator[tuple[httpx.Client, str]]:
     """An HTTP client logged in to the console as a new user; yields it and the CSRF token."""
-    with httpx.Client(base_url=live.url, follow_redirects=False) as client:
+    with httpx.Client(base_url=live.url, follow_redirects=False, timeout=30) as client:
         _, email = live.user()
         yield client, http_login(client, email)
 
@@ -290,7 +290,7 @@ def test_a_bad_authorization_request_shows_an_error_page_and_never_redirects(
 
 def test_the_page_needs_a_session_and_the_form_its_csrf_token(live: Live) -> None:
     params = _params("http://[::1]:53682/callback", secrets.token_urlsafe(48))
-    with httpx.Client(base_url=live.url, follow_redirects=False) as client:
+    with httpx.Client(base_url=live.url, follow_redirects=False, timeout=30) as client:
         page = client.get("/console/cli/authorize", params=params)
         assert page.status_code == 303
         target = "/console/cli/authorize?" + urlencode(params)
@@ -444,7 +444,7 @@ def test_a_revoked_login_tells_the_person_to_log_in_again(live: Live, tmp_path: 
     _cli(home, "login", "--url", live.url, "--email", email, STEAD_PASSWORD=USER_PASSWORD)
     path = home / "stead" / "config.toml"
     path.write_text(path.read_text().replace(_profile(home)["expires_at"], "1000"))
-    with httpx.Client(base_url=live.url) as client:
+    with httpx.Client(base_url=live.url, timeout=30) as client:
         token = client.post(
             TOKEN, data={"grant_type": "password", "username": email, "password": USER_PASSWORD}
         ).json()["access_token"]
