@@ -459,6 +459,23 @@ def accept(
             target_id=user.id,
             details={"email": user.email},
         )
+    join(session, invitation=invitation, user=user, actor=actor, now=now)
+    return invitation, user, created
+
+
+def join(
+    session: Session,
+    *,
+    invitation: Invitation,
+    user: User,
+    actor: Actor,
+    now: datetime,
+    via: str | None = None,
+) -> None:
+    """Make ``user`` a member of the invitation's project with the invited role, mark the
+    invitation accepted at ``now`` and audit ``invitation.accepted`` (``via``, e.g. ``sso``, in
+    its details when given). The caller has checked the invitation is open and the user is not
+    a member yet."""
     session.add(
         ProjectMember(
             project_id=invitation.project_id,
@@ -470,6 +487,9 @@ def accept(
     invitation.accepted_at = now
     invitation.user_id = user.id
     session.flush()
+    details = {"email": user.email, "projectRole": invitation.project_role}
+    if via is not None:
+        details["via"] = via
     audit.record(
         session,
         actor=actor,
@@ -477,9 +497,8 @@ def accept(
         target_type="invitation",
         target_id=invitation.id,
         project_id=invitation.project_id,
-        details={"email": user.email, "projectRole": invitation.project_role},
+        details=details,
     )
-    return invitation, user, created
 
 
 # --- environment access ------------------------------------------------------------------------

@@ -61,9 +61,10 @@ from sqlalchemy.orm import Session
 from stead import audit
 from stead.db import utcnow
 from stead.errors import AppError
+from stead.identity import members
 from stead.identity.actor import Actor
 from stead.identity.group_roles import apply_group_roles
-from stead.identity.models import Invitation, ProjectMember, SsoIdentity, SsoRequest, User
+from stead.identity.models import Invitation, SsoIdentity, SsoRequest, User
 from stead.identity.service import create_user, email_key, find_user, get_account, user_actor
 from stead.outbound import DestinationRefused, HostUnresolved, Policy
 from stead.scim.models import ScimUser
@@ -692,7 +693,9 @@ def sign_in(
             details={"email": user.email, "role": user.role, "via": "sso"},
         )
         for invitation in invitations:
-            _join(session, invitation=invitation, user=user, actor=actor, now=now)
+            members.join(
+                session, invitation=invitation, user=user, actor=actor, now=now, via="sso"
+            )
     _link(
         session,
         user=user,
@@ -716,30 +719,6 @@ def sign_in(
     )
     session.flush()
     return user
-
-
-def _join(session: Session, *, invitation: Invitation, user: User, actor: Actor, now: Any) -> None:
-    """Accept ``invitation`` for new user ``user``: a member with the invited role."""
-    session.add(
-        ProjectMember(
-            project_id=invitation.project_id,
-            principal_type="user",
-            principal_id=user.id,
-            role=invitation.project_role,
-        )
-    )
-    invitation.accepted_at = now
-    invitation.user_id = user.id
-    session.flush()
-    audit.record(
-        session,
-        actor=actor,
-        action="invitation.accepted",
-        target_type="invitation",
-        target_id=invitation.id,
-        project_id=invitation.project_id,
-        details={"email": user.email, "projectRole": invitation.project_role, "via": "sso"},
-    )
 
 
 def _link(
