@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -10,6 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import configure_mappers
+from starlette.routing import BaseRoute
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from stead import __version__, openapi
@@ -104,6 +106,33 @@ def metrics(request: Request) -> Response:
     return Response(app_metrics.render(), media_type=app_metrics.content_type)
 
 
+@functools.cache
+def _composed() -> tuple[BaseRoute, ...]:
+    """Every router of the app, included once per process.
+
+    FastAPI analyses an included router's routes (parameters, dependencies, response models) on
+    first use, once per inclusion; apps built from these same inclusions share that work, so a
+    process that builds several apps (the test suite builds one per case) does it once. Routes
+    composed this way ignore ``app.dependency_overrides``, which Stead does not use.
+    """
+    composer = APIRouter()
+    composer.include_router(scim.router)
+    composer.include_router(token_router)
+    for router in API_ROUTERS:
+        composer.include_router(router, prefix="/v1", dependencies=idempotency.IDEMPOTENCY)
+        composer.include_router(
+            router,
+            prefix="/dpc/v1",
+            include_in_schema=False,
+            dependencies=idempotency.IDEMPOTENCY,
+        )
+    composer.include_router(service_router)
+    composer.include_router(root_router, include_in_schema=False)
+    composer.include_router(console_router, include_in_schema=False)
+    composer.include_router(openapi.docs_router)
+    return tuple(composer.routes)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the Stead application for ``settings`` (default: from the environment).
 
@@ -126,11 +155,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Self-hosted control plane that provisions data projects; "
         "wire-compatible with the DPC Project Provisioning API.",
         lifespan=lifespan,
-        # /docs is served by openapi.install from the package's own files; no ReDoc (a CDN).
+        # /docs is served from the package's own files (openapi.install); no ReDoc (a CDN).
         docs_url=None,
         redoc_url=None,
         # "/x/" is not "/x": a redirect would resend a POST to another resource.
         redirect_slashes=False,
+        routes=list(_composed()),
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -156,7 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app, on_error=record_refused)
     # After problems.install: on console paths its answers become HTML pages.
     console_web.install(app)
-    scim.install(app)  # /scim/v2, with SCIM error bodies on /scim/ paths
+    scim.install(app)  # SCIM error bodies on /scim/ paths
     # Middleware, innermost first (docs/request-lifecycle.md).
     admission.install(app, engine)
     idempotency.install(app)
@@ -171,19 +201,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # it; ``stead serve`` turns uvicorn's own handling (which trusts 127.0.0.1) off.
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_list)
 
-    app.include_router(token_router)
-    for router in API_ROUTERS:
-        app.include_router(router, prefix="/v1", dependencies=idempotency.IDEMPOTENCY)
-        app.include_router(
-            router,
-            prefix="/dpc/v1",
-            include_in_schema=False,
-            dependencies=idempotency.IDEMPOTENCY,
-        )
-
-    app.include_router(service_router)
-    app.include_router(root_router, include_in_schema=False)
-    app.include_router(console_router, include_in_schema=False)
     openapi.install(app)
     return app
 

@@ -153,10 +153,10 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
 
 # A module-level endpoint reading the app from the request: FastAPI keeps every endpoint it has
 # analysed in process-wide caches, so one closing over its app would keep that app alive.
-_docs_router = APIRouter(include_in_schema=False)
+docs_router = APIRouter(include_in_schema=False)
 
 
-@_docs_router.get("/docs")
+@docs_router.get("/docs")
 def swagger_ui(request: Request) -> HTMLResponse:
     """Swagger UI for ``/openapi.json``, its files served by this app (``/static``)."""
     return get_swagger_ui_html(
@@ -173,11 +173,10 @@ def swagger_ui(request: Request) -> HTMLResponse:
 
 def install(app: FastAPI) -> None:
     """Serve the rewritten document at ``/openapi.json`` (built once, on first request), and
-    Swagger UI at ``/docs`` with its files under ``/static`` (FastAPI, "Custom Docs UI Static
-    Assets"). The app must be built with ``docs_url=None`` and ``redoc_url=None``."""
+    Swagger UI's files under ``/static`` (FastAPI, "Custom Docs UI Static Assets"); the app
+    routes :data:`docs_router` (``/docs``) itself. The app must be built with ``docs_url=None``
+    and ``redoc_url=None``."""
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-
-    app.include_router(_docs_router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -605,10 +605,9 @@ async def _scim_exception(request: Request, exc: Exception) -> Response:
 
 
 def install(app: FastAPI) -> None:
-    """Serve SCIM at ``/scim/v2``, with SCIM error bodies on ``/scim/`` paths (call after
-    :func:`stead.pipeline.problems.install`). :data:`tokens_router` is one of the app's API
-    routers."""
-    app.include_router(router)
+    """Answer with SCIM error bodies on ``/scim/`` paths (call after
+    :func:`stead.pipeline.problems.install`). The app routes :data:`router` (``/scim/v2``) and
+    :data:`tokens_router`, one of its API routers, itself."""
     for exc_class in (
         AppError,
         RequestValidationError,
