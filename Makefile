@@ -3,8 +3,10 @@
 PYTHON  ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
-# pytest-xdist worker processes; each starts the test servers its tests need.
-WORKERS ?= auto
+# pytest-xdist worker processes, two per core: the tests spend much of their time waiting on
+# the servers, browsers and commands they start (docs/decisions.md, "The test suite"). Each
+# worker starts the test servers its tests need.
+WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
 
 .PHONY: demo test test-fast lint install install-test vendor image
 

@@ -123,8 +123,9 @@ def upgrade(url: str, revision: str = "head") -> list[str]:
     script = ScriptDirectory.from_config(cfg)
     with _locked(url) as conn:
         applied = _pending(script, _current(conn, script), revision)
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+        if applied:  # alembic's environment is loaded only when there is something to apply
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
     return applied
 
 
