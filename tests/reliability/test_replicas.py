@@ -61,14 +61,15 @@ def _spawn(
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], seconds: float = 180) -> None:
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"stead serve exited with {proc.returncode}"
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
+    with httpx.Client(timeout=1) as http:  # one client: each new one builds a TLS context
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, f"stead serve exited with {proc.returncode}"
+            try:
+                if http.get(f"{url}/readyz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
     raise AssertionError(f"{url} did not become ready")
 
 

@@ -26,16 +26,17 @@ def server_process(
         process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                tail = log.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"{cmd[0]} did not start:\n{tail}")
-            try:
-                if httpx.get(ready_url, timeout=1.0).status_code < 500:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
+        with httpx.Client(timeout=1.0) as http:  # one client: each new one builds a TLS context
+            while True:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    tail = log.read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"{cmd[0]} did not start:\n{tail}")
+                try:
+                    if http.get(ready_url).status_code < 500:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.05)
         yield process
     finally:
         process.terminate()
