@@ -16,7 +16,7 @@ from stead.identity import members
 from stead.identity.actor import Actor
 from stead.identity.group_mapping import GroupRoles, parse_group_roles
 from stead.identity.models import ProjectMember, User
-from stead.identity.users import sign_out_everywhere
+from stead.identity.users import change_role
 from stead.projects.models import Project
 
 __all__ = ["GroupRoles", "apply_group_roles", "parse_group_roles"]
@@ -56,16 +56,7 @@ def apply_group_roles(
             details={"email": user.email, "wanted": role, "reason": "the last Super Admin"},
         )
     elif role is not None and role != user.role:
-        previous, user.role = user.role, role
-        sign_out_everywhere(session, user=user)
-        audit.record(
-            session,
-            actor=actor,
-            action="user.role_changed",
-            target_type="user",
-            target_id=user.id,
-            details={"email": user.email, "from": previous, "to": role, "via": "groups"},
-        )
+        change_role(session, actor=actor, user=user, role=role, via="groups")
     managed = mapping.managed_projects
     if not managed:
         return

@@ -236,16 +236,7 @@ def update_user(
             violations=["userId: is the caller"],
         )
     if role is not None and role != user.role:
-        previous, user.role = user.role, role
-        sign_out_everywhere(session, user=user)
-        audit.record(
-            session,
-            actor=actor,
-            action="user.role_changed",
-            target_type="user",
-            target_id=user.id,
-            details={"email": user.email, "from": previous, "to": role},
-        )
+        change_role(session, actor=actor, user=user, role=role)
     if disabled is not None and disabled != (user.disabled_at is not None):
         user.disabled_at = utcnow() if disabled else None
         if disabled:
@@ -260,6 +251,27 @@ def update_user(
         )
     session.flush()
     return user
+
+
+def change_role(
+    session: Session, *, actor: Actor, user: User, role: str, via: str | None = None
+) -> None:
+    """Give ``user`` the account role ``role`` (not their current one): sign them out everywhere
+    (:func:`sign_out_everywhere`) and audit ``user.role_changed`` with the old and new role
+    (and ``via``, e.g. ``"groups"``, when given). Who may change it is the caller's to check."""
+    previous, user.role = user.role, role
+    sign_out_everywhere(session, user=user)
+    details = {"email": user.email, "from": previous, "to": role}
+    if via is not None:
+        details["via"] = via
+    audit.record(
+        session,
+        actor=actor,
+        action="user.role_changed",
+        target_type="user",
+        target_id=user.id,
+        details=details,
+    )
 
 
 def sign_out_everywhere(session: Session, *, user: User, keep_session: str | None = None) -> None:
