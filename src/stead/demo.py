@@ -240,28 +240,41 @@ def start_server(
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 60
     try:
-        # One client for every poll: each new client builds a TLS context (~20 ms of CPU),
-        # which the starting server would wait for on a small machine.
-        with httpx.Client(timeout=1) as http:
-            while time.monotonic() < deadline:
-                if proc.poll() is not None:
-                    raise RuntimeError(
-                        f"stead serve exited with {proc.returncode}; see {data_dir}/server.log"
-                    )
-                try:
-                    if http.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                        return proc
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
-        raise RuntimeError("stead serve did not become ready within 60 s")
+        wait_ready(f"http://127.0.0.1:{port}", proc, log=data_dir / "server.log")
+        return proc
     except BaseException:
         # not ready, or interrupted while waiting: the caller never gets the process to stop
         proc.terminate()
         proc.wait()
         raise
+
+
+def wait_ready(
+    url: str, proc: subprocess.Popen[bytes], *, seconds: float = 60, log: Path | None = None
+) -> None:
+    """Poll ``GET <url>/readyz`` every 0.1 s until it answers 200, while ``proc`` (the server
+    behind ``url``) runs.
+
+    Raises:
+        RuntimeError: ``proc`` exited (the message names ``log`` when given), or ``url`` was
+            not ready within ``seconds``.
+    """
+    deadline = time.monotonic() + seconds
+    # One client for every poll: each new client builds a TLS context (~20 ms of CPU), which
+    # the starting server would wait for on a small machine.
+    with httpx.Client(timeout=1) as http:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                see = f"; see {log}" if log is not None else ""
+                raise RuntimeError(f"stead serve exited with {proc.returncode}{see}")
+            try:
+                if http.get(f"{url}/readyz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not become ready within {seconds:g} s")
 
 
 def create_super_admin(database_url: str) -> tuple[str, str]:

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from stead.demo import create_super_admin
+from stead.demo import create_super_admin, wait_ready
 from stead.migrations import head
 from tests.support.postgres import free_port
 
@@ -57,20 +57,6 @@ def _spawn(
         )
     finally:
         log.close()
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], seconds: float = 180) -> None:
-    deadline = time.monotonic() + seconds
-    with httpx.Client(timeout=1) as http:  # one client: each new one builds a TLS context
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, f"stead serve exited with {proc.returncode}"
-            try:
-                if http.get(f"{url}/readyz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not become ready")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -177,7 +163,7 @@ def test_sigterm_under_load_drains_and_exits_0(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{port}"
     proc = _spawn(tmp_path / "data", port, db_url, {})
     try:
-        _wait_ready(url, proc)
+        wait_ready(url, proc, seconds=180)
         headers = {"Authorization": f"Bearer {_token(url, *credentials)}"}
         with Load(url, headers) as load:
             load.wait_created(5)
@@ -189,7 +175,7 @@ def test_sigterm_under_load_drains_and_exits_0(tmp_path: Path) -> None:
     assert not [s for s in load.statuses.values() if s != 201], load.statuses
     proc = _spawn(tmp_path / "data", port, db_url, {})
     try:
-        _wait_ready(url, proc)
+        wait_ready(url, proc, seconds=180)
         headers = {"Authorization": f"Bearer {_token(url, *credentials)}"}
         existing = {n for n in _project_names(url, headers) if n.startswith("load-")}
     finally:
@@ -221,7 +207,7 @@ def test_three_servers_start_at_once_on_an_empty_postgresql(
     ]
     try:
         for port, proc in zip(ports, procs, strict=True):
-            _wait_ready(f"http://127.0.0.1:{port}", proc)
+            wait_ready(f"http://127.0.0.1:{port}", proc, seconds=180)
     finally:
         for proc in procs:
             _stop(proc)
@@ -245,7 +231,7 @@ def test_metrics_of_two_workers_add_up_and_never_go_back(tmp_path: Path) -> None
     url = f"http://127.0.0.1:{port}"
     proc = _spawn(tmp_path / "data", port, db_url, {}, "--workers", "2")
     try:
-        _wait_ready(url, proc)
+        wait_ready(url, proc, seconds=180)
         made, seen = 0, []
         for _ in range(8):
             for _ in range(10):
@@ -295,8 +281,8 @@ def test_replicas_behind_haproxy_survive_one_being_killed(db_url: str, tmp_path:
     url = f"http://127.0.0.1:{front}"
     try:
         for port, proc in zip(ports, procs, strict=True):
-            _wait_ready(f"http://127.0.0.1:{port}", proc)
-        _wait_ready(url, haproxy)
+            wait_ready(f"http://127.0.0.1:{port}", proc, seconds=180)
+        wait_ready(url, haproxy, seconds=180)
         token = _token(f"http://127.0.0.1:{ports[0]}", *credentials)
         headers = {"Authorization": f"Bearer {token}"}
         for port in ports[1:]:  # a token from one replica is good at the others
