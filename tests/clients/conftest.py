@@ -4,21 +4,21 @@ PostgreSQL, and an HTTP client for arranging what they read."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.served import Served, serve
+from stead.settings import Settings
+from tests.support.served import Served, serve_here
 
 #: The audience every DPC client sends with its token request (DPC "Authentication").
 AUDIENCE = "https://api.matillion.com"
 
 
 @pytest.fixture
-def served(db_url: str, tmp_path: Path) -> Iterator[Served]:
+def served(settings: Settings) -> Iterator[Served]:
     """Stead over HTTP with a SUPER_ADMIN API client (the credentials a user gives the client)."""
-    with serve(db_url, tmp_path / "server") as running:
+    with serve_here(settings) as running:
         yield running
 
 

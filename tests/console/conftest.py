@@ -1,5 +1,5 @@
-"""Console fixtures: a live server (uvicorn in a thread, on ``free_port()``) and a real Chromium
-driven by Playwright, one browser per worker and a new context per page.
+"""Console fixtures: a live server (uvicorn in a thread: ``tests.support.served.serve_app``) and
+a real Chromium driven by Playwright, one browser per worker and a new context per page.
 
 - ``live``: the running app on the test's database (``db_url``: SQLite and PostgreSQL; restrict
   a test with ``tests.support.console.SQLITE_ONLY``), with ``live.user(...)`` and
@@ -12,40 +12,27 @@ driven by Playwright, one browser per worker and a new context per page.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, expect, sync_playwright
 
 from stead.app import create_app
 from stead.settings import Settings
 from tests.support.console import CHROMIUM, Live, Pages
-from tests.support.postgres import free_port
+from tests.support.served import serve_app
+
+#: How long an ``expect`` waits for the page (Playwright's default is 5 s): a page whose
+#: request runs a few steps can take longer on a busy two-core machine.
+expect.set_options(timeout=15_000)
 
 
 @pytest.fixture
 def live(settings: Settings) -> Iterator[Live]:
     """The app on ``settings`` (the test's database) served by uvicorn on a free port."""
     app = create_app(settings)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the console server did not start")
-        time.sleep(0.01)
-    try:
-        yield Live(f"http://127.0.0.1:{port}", app, app.state.sessionmaker)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
+    with serve_app(app) as url:
+        yield Live(url, app, app.state.sessionmaker)
 
 
 @pytest.fixture(scope="session")

@@ -25,9 +25,10 @@ from typer.testing import CliRunner
 from stead.cli.main import app
 from stead.demo import create_bare_repository
 from stead.sdk import Client
+from stead.settings import Settings
 from tests.declarative.documents import two_projects, write
 from tests.support.flaky_proxy import Seen, flaky_proxy
-from tests.support.served import Served, serve
+from tests.support.served import Served, serve_here
 
 GIT_TOKEN = "CANARY-git-token-5c1e"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -37,8 +38,8 @@ PROVISIONED = {"finance-analytics": 5, "growth-marketing": 4}
 
 
 @pytest.fixture
-def served(db_url: str, tmp_path: Path) -> Iterator[Served]:
-    with serve(db_url, tmp_path / "server") as running:
+def served(settings: Settings) -> Iterator[Served]:
+    with serve_here(settings) as running:
         yield running
 
 

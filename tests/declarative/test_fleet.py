@@ -15,10 +15,11 @@ import pytest
 import yaml
 
 from stead.sdk import Client
+from stead.settings import Settings
 from tests.declarative.documents import bulk, redshift_environment, write
 from tests.declarative.test_apply import cli
 from tests.support.flaky_proxy import Fault, flaky_proxy
-from tests.support.served import Served, serve
+from tests.support.served import Served, serve_here
 from tests.support.smtp_server import SmtpServer, smtp_server, smtp_servers  # noqa: F401
 
 PASSWORD = "CANARY-inline-password-7f3a"
@@ -26,8 +27,8 @@ UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 
 
 @pytest.fixture
-def served(db_url: str, tmp_path: Path) -> Iterator[Served]:
-    with serve(db_url, tmp_path / "server") as running:
+def served(settings: Settings) -> Iterator[Served]:
+    with serve_here(settings) as running:
         yield running
 
 
@@ -112,14 +113,13 @@ def test_state_read_answers_pages_of_projects_with_everything_in_them(
 
 
 def test_people_access_and_allow_lists_round_trip(
-    db_url: str,
+    settings: Settings,
     tmp_path: Path,
     smtp_servers: dict[str, SmtpServer],  # noqa: F811
 ) -> None:
     mail = smtp_servers["none"]
     mail.reset()
-    settings = {"STEAD_SMTP_HOST": mail.host, "STEAD_SMTP_PORT": str(mail.port)}
-    settings["STEAD_SMTP_SECURITY"] = "none"
+    mailing = {"smtp_host": mail.host, "smtp_port": mail.port, "smtp_security": "none"}
     document = _fleet("", 1)
     agent = document["agents"][0]
     agent["restrictedAccess"] = True
@@ -128,7 +128,7 @@ def test_people_access_and_allow_lists_round_trip(
     project["members"] = [{"email": "Bob@Example.com", "projectRole": "contributor"}]
     project["environments"][0]["access"] = [{"email": "bob@example.com", "accessLevel": "runner"}]
     path = write(tmp_path / "people.yaml", document)
-    with serve(db_url, tmp_path / "server", env=settings) as served:
+    with serve_here(settings.model_copy(update=mailing)) as served:
         applied = cli(served, "apply", "-f", str(path), "--auto-approve")
         assert applied.exit_code == 0, applied.output
         assert '] create project "team-0000" / member "Bob@Example.com"' in applied.output

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,8 +17,9 @@ from stead.audit.models import AuditEvent
 from stead.db import utcnow
 from stead.idempotency.models import IdempotencyKey
 from stead.projects.models import Project
+from stead.settings import Settings
 from tests.support.factories import assert_problem, auth, create_agent, example
-from tests.support.served import Served, serve
+from tests.support.served import Served, serve_here
 
 PROJECT = {"name": "idem", "warehouse": "REDSHIFT", "agentDeploymentType": "HYBRID"}
 
@@ -178,8 +178,8 @@ def test_one_time_secrets_are_never_stored(
 
 
 @pytest.fixture
-def served(db_url: str, tmp_path: Path) -> Iterator[Served]:
-    with serve(db_url, tmp_path / "server") as running:
+def served(settings: Settings) -> Iterator[Served]:
+    with serve_here(settings) as running:
         yield running
 
 

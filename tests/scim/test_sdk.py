@@ -3,17 +3,16 @@ revoke."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import httpx
 
 from stead.sdk import Client
-from tests.support.served import serve
+from stead.settings import Settings
+from tests.support.served import serve_here
 
 
-def test_sdk_makes_lists_and_revokes_scim_tokens(db_url: str, tmp_path: Path) -> None:
+def test_sdk_makes_lists_and_revokes_scim_tokens(settings: Settings) -> None:
     with (
-        serve(db_url, tmp_path / "server") as served,
+        serve_here(settings) as served,
         Client(served.url, served.client_id, served.client_secret) as stead,
     ):
         made = stead.scim_tokens.create({"name": "okta"})

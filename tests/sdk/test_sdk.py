@@ -26,9 +26,10 @@ from stead.sdk import (
     Unauthorized,
     ValidationError,
 )
+from stead.settings import Settings
 from tests.support.factories import new_client
 from tests.support.flaky_proxy import Fault, flaky_proxy
-from tests.support.served import Served, serve
+from tests.support.served import Served, serve_here
 
 REDSHIFT = {"name": "finance", "warehouse": "REDSHIFT", "agentDeploymentType": "HYBRID"}
 
@@ -70,8 +71,8 @@ def test_importing_the_sdk_loads_no_server_code() -> None:
 
 
 @pytest.fixture
-def served(db_url: str, tmp_path: Path) -> Iterator[Served]:
-    with serve(db_url, tmp_path / "server") as running:
+def served(settings: Settings) -> Iterator[Served]:
+    with serve_here(settings) as running:
         yield running
 
 
@@ -276,12 +277,9 @@ def test_gives_up_on_a_long_retry_after_and_after_max_retries(served: Served) ->
         assert sum(s.status == 504 for s in proxy.seen) == 1 + stead.max_retries
 
 
-def test_token_is_cached_and_renewed_before_it_expires(
-    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("STEAD_TOKEN_TTL_SECONDS", "3")
+def test_token_is_cached_and_renewed_before_it_expires(settings: Settings) -> None:
     with (
-        serve(db_url, tmp_path / "server") as served,
+        serve_here(settings.model_copy(update={"token_ttl_seconds": 3})) as served,
         flaky_proxy(served.url) as proxy,
         _client(served, proxy.url) as stead,
     ):

@@ -1,26 +1,90 @@
-"""A real ``stead serve`` for tests that need HTTP over a socket (several clients at once, the
-CLI in a subprocess, proxies in front of the server)."""
+"""Stead over HTTP on a socket for tests that need more than the in-process test client (several
+clients at once, the CLI or another program as a client, proxies in front of the server).
+
+- :func:`serve_app` and :func:`serve_here`: the app served by uvicorn in a thread of the test's
+  process. Starting one costs milliseconds: the app is already imported.
+- :func:`serve`: a ``stead serve`` process, for tests of what only a process has (its command
+  line, signals, its start-up checks, limits of its own).
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import uvicorn
+from fastapi import FastAPI
+
+from stead.app import create_app
 from stead.demo import create_super_admin, start_server
+from stead.settings import Settings
 from tests.support.outbound import LOCAL_ENV
 from tests.support.postgres import free_port
 
 
 @dataclass(frozen=True)
 class Served:
-    """A running server and the SUPER_ADMIN credentials created for it."""
+    """A running server and the SUPER_ADMIN credentials created for it; ``log`` holds what it
+    logged."""
 
     url: str
     client_id: str
     client_secret: str
     log: Path
+
+
+@contextmanager
+def serve_app(app: FastAPI) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 in a thread of this process; yield its base URL
+    (``http://127.0.0.1:<port>``) once it accepts connections, stop it after.
+
+    Raises:
+        RuntimeError: the server did not start within 20 s.
+    """
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the in-thread server did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+@contextmanager
+def serve_here(settings: Settings) -> Iterator[Served]:
+    """Create a SUPER_ADMIN client on ``settings.database_url`` (migrated), then serve the app on
+    ``settings`` with :func:`serve_app`. Every log record of this process meanwhile (the server's
+    and its clients', rendered as the app renders them) is also written to
+    ``<data_dir>/server.log``, so that a test can search it for a canary."""
+    client_id, secret = create_super_admin(settings.database_url)
+    app = create_app(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    log = settings.data_dir / "server.log"
+    handler = logging.FileHandler(log, encoding="utf-8")
+    root = logging.getLogger()
+    if root.handlers:  # the app's renderer (stead.logs.configure_logging)
+        handler.setFormatter(root.handlers[0].formatter)
+    root.addHandler(handler)
+    try:
+        with serve_app(app) as url:
+            yield Served(url, client_id, secret, log)
+    finally:
+        root.removeHandler(handler)
+        handler.close()
 
 
 @contextmanager

@@ -429,7 +429,7 @@ def open_password_reset(session: Session, *, token: str) -> tuple[PasswordReset,
     ).first()
     if row is None:
         raise NotFound("No password reset has this link; ask your administrator for a new one")
-    reset, user = row.tuple()
+    reset, user = row
     if reset.used_at is not None:
         raise Conflict("This password reset link has been used already")
     if reset.expires_at <= utcnow():
