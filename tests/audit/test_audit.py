@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 
 from stead.audit.models import AuditEvent
 from stead.cli.main import app as cli
-from stead.demo import create_bare_repository, create_super_admin, start_server
+from stead.demo import create_bare_repository
+from stead.settings import Settings
 from tests.support.factories import (
     USER_PASSWORD,
     assert_problem,
@@ -36,6 +37,7 @@ from tests.support.factories import (
 from tests.support.postgres import free_port
 from tests.support.provision import Provisioned, environment_body, provision
 from tests.support.routes import MUTATING, api_routes
+from tests.support.served import serve_here
 
 _numbers = itertools.count(1)
 
@@ -600,14 +602,9 @@ def test_refused_changes_are_recorded(
     assert denied[1].details["permission"] == "environment.write"
 
 
-def test_stead_audit_command(db_url: str, tmp_path: Path) -> None:
-    client_id, secret = create_super_admin(db_url)
-    port = free_port()
-    data_dir = tmp_path / "server"
-    data_dir.mkdir()
-    server = start_server(data_dir, port, database_url=db_url)
-    try:
-        url = f"http://127.0.0.1:{port}"
+def test_stead_audit_command(settings: Settings) -> None:
+    with serve_here(settings) as served:
+        url, client_id, secret = served.url, served.client_id, served.client_secret
         runner = CliRunner()
         env = {"STEAD_URL": url, "STEAD_CLIENT_ID": client_id, "STEAD_CLIENT_SECRET": secret}
         token = httpx.post(
@@ -640,9 +637,6 @@ def test_stead_audit_command(db_url: str, tmp_path: Path) -> None:
         assert bad.exit_code == 1 and "from:" in bad.output
         wrong = runner.invoke(cli, ["audit"], env={**env, "STEAD_CLIENT_SECRET": "wrong"})
         assert wrong.exit_code == 1
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
 
 
 def test_a_refusal_that_cannot_be_recorded_is_still_a_403(

@@ -14,11 +14,11 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from stead.cli.main import app as cli
-from stead.demo import create_super_admin, start_server
+from stead.settings import Settings
 from stead.warehouses.dbt import env_var_name
 from tests.support.factories import assert_problem, member_auth
 from tests.support.keys import pkcs8_encrypted, rsa_key
-from tests.support.postgres import free_port
+from tests.support.served import serve_here
 from tests.warehouses.provisioned import Provisioned, provision
 
 CANARY = "canary-Pa55phrase-4b1d9e"
@@ -252,14 +252,9 @@ def test_env_var_names_differ_across_projects_and_environments() -> None:
     assert len(names) == len(pairs)
 
 
-def test_stead_env_profile_command(db_url: str, tmp_path: Path) -> None:
-    client_id, secret = create_super_admin(db_url)
-    port = free_port()
-    data_dir = tmp_path / "server"
-    data_dir.mkdir()
-    server = start_server(data_dir, port, database_url=db_url)
-    try:
-        url = f"http://127.0.0.1:{port}"
+def test_stead_env_profile_command(settings: Settings, tmp_path: Path) -> None:
+    with serve_here(settings) as served:
+        url, client_id, secret = served.url, served.client_id, served.client_secret
         token = httpx.post(
             f"{url}/oauth/dpc/token",
             data={
@@ -345,9 +340,6 @@ def test_stead_env_profile_command(db_url: str, tmp_path: Path) -> None:
         )
         assert refused.exit_code == 1 and "is not valid YAML" in refused.output
         assert broken.read_text() == "jaffle_shop: [unclosed\n"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 MINE = """\
