@@ -26,6 +26,7 @@ from stead.demo import create_bare_repository
 from stead.settings import Settings
 from tests.reliability.servers import provision, serve
 from tests.support.factories import assert_problem, create_agent, example
+from tests.support.served import serve_here
 
 #: Strings that have broken other systems: SQL and JSON injection, path tricks, NUL, lone
 #: surrogates, bidi overrides, template and log4j lookups, markup, and a very long value.
@@ -328,15 +329,15 @@ PATH_TRICKS = [
 ]
 
 
-def test_path_tricks_in_names(db_url: str, tmp_path: Path) -> None:
+def test_path_tricks_in_names(settings: Settings) -> None:
     # Over a real server: the TestClient would percent-decode the path a second time.
     with (
-        serve(db_url, tmp_path / "srv") as srv,
+        serve_here(settings) as srv,
         httpx.Client(base_url=srv.url, headers=srv.headers(), timeout=30) as client,
     ):
         made = provision(client)
         project_id = made["project_id"]
-        factory = make_sessionmaker(make_engine(db_url))
+        factory = make_sessionmaker(make_engine(settings.database_url))
         bodies = {
             "secret reference": example(
                 "04-create-secret-reference-aws", agentId=made["agent_id"], projectId=project_id
@@ -375,9 +376,9 @@ def test_names_that_are_only_dots_are_refused(world: World) -> None:
             assert counts(world.factory) == before
 
 
-def test_names_with_percent_signs_round_trip(db_url: str, tmp_path: Path) -> None:
+def test_names_with_percent_signs_round_trip(settings: Settings) -> None:
     with (
-        serve(db_url, tmp_path / "srv") as srv,
+        serve_here(settings) as srv,
         httpx.Client(base_url=srv.url, headers=srv.headers(), timeout=30) as client,
     ):
         resp = client.post("/v1/projects", json=example("01-create-project-redshift"))

@@ -17,11 +17,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 
 from stead.app import create_app
 from stead.demo import create_super_admin, start_server
+from stead.pipeline.server import uvicorn_options
 from stead.settings import Settings
 from tests.support.outbound import LOCAL_ENV
 from tests.support.postgres import free_port
@@ -37,18 +39,36 @@ class Served:
     client_secret: str
     log: Path
 
+    def headers(self) -> dict[str, str]:
+        """``Authorization`` headers with a new bearer token of the SUPER_ADMIN client."""
+        resp = httpx.post(
+            f"{self.url}/oauth/dpc/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": self.client_id,
+                "client_secret": self.client_secret,
+            },
+            timeout=30,
+        )
+        resp.raise_for_status()
+        return {"Authorization": f"Bearer {resp.json()['access_token']}"}
+
 
 @contextmanager
 def serve_app(app: FastAPI) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 in a thread of this process; yield its base URL
-    (``http://127.0.0.1:<port>``) once it accepts connections, stop it after.
+    """Serve ``app`` with uvicorn, as ``stead serve`` configures it (the app's settings), on
+    127.0.0.1 in a thread of this process; yield its base URL (``http://127.0.0.1:<port>``) once
+    it accepts connections, stop it after.
 
     Raises:
         RuntimeError: the server did not start within 20 s.
     """
     port = free_port()
+    options = uvicorn_options(app.state.settings)
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_config=None, access_log=False, **options
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
