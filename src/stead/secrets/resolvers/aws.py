@@ -10,6 +10,7 @@ deletion), ``AccessDeniedException`` and the signature/credential errors (refuse
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from stead.secrets.resolvers.base import (
@@ -40,6 +41,42 @@ _DENIED = {
 }
 
 
+@functools.lru_cache(maxsize=8)
+def _secrets_manager(
+    region: str,
+    endpoint_url: str,
+    access_key_id: str,
+    secret_access_key: str,
+    ca_bundle: str,
+    timeout: float,
+) -> Any:
+    """A boto3 Secrets Manager client for these settings (empty strings: boto3's defaults),
+    made once per process and settings: making one loads botocore's service model, 50-180 ms of
+    CPU. boto3's clients are thread-safe, its sessions are not (boto3 docs, "Multithreading or
+    multiprocessing with clients"), so each client gets a session of its own.
+
+    Raises:
+        botocore.exceptions.NoRegionError: no region and no endpoint.
+        ValueError: ``endpoint_url`` is not a valid URL.
+    """
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(
+        "secretsmanager",
+        region_name=region or None,
+        endpoint_url=endpoint_url or None,
+        aws_access_key_id=access_key_id or None,
+        aws_secret_access_key=secret_access_key or None,
+        verify=ca_bundle or None,
+        config=Config(
+            connect_timeout=timeout,
+            read_timeout=timeout,
+            retries={"total_max_attempts": 1},
+        ),
+    )
+
+
 class AwsResolver:
     """Reads secrets from AWS Secrets Manager with the ``aws_*`` settings."""
 
@@ -50,11 +87,11 @@ class AwsResolver:
 
     def _client(self) -> Any:
         try:
-            import boto3
-            from botocore.config import Config
-            from botocore.exceptions import NoRegionError
+            import boto3  # noqa: F401 - the extra's presence
         except ImportError:
             raise not_configured(STORE, "install Stead with the aws extra") from None
+        from botocore.exceptions import NoRegionError
+
         s = self.settings
         # Without an endpoint and a region boto3 finds AWS's own endpoint of its region.
         endpoint = s.aws_endpoint_url or (
@@ -63,18 +100,13 @@ class AwsResolver:
         if endpoint:
             checked_policy(s, endpoint)
         try:
-            return boto3.session.Session().client(
-                "secretsmanager",
-                region_name=s.aws_region or None,
-                endpoint_url=s.aws_endpoint_url or None,
-                aws_access_key_id=s.aws_access_key_id or None,
-                aws_secret_access_key=s.aws_secret_access_key.get_secret_value() or None,
-                verify=s.secret_store_ca_bundle or None,
-                config=Config(
-                    connect_timeout=s.secret_store_timeout_seconds,
-                    read_timeout=s.secret_store_timeout_seconds,
-                    retries={"total_max_attempts": 1},
-                ),
+            return _secrets_manager(
+                s.aws_region,
+                s.aws_endpoint_url,
+                s.aws_access_key_id,
+                s.aws_secret_access_key.get_secret_value(),
+                s.secret_store_ca_bundle,
+                s.secret_store_timeout_seconds,
             )
         except NoRegionError:
             raise not_configured(STORE, "no AWS region (STEAD_AWS_REGION)") from None
