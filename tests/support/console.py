@@ -108,9 +108,31 @@ class Pages:
         return context.new_page()
 
     def as_user(self, email: str, password: str = USER_PASSWORD, *, js: bool = True) -> Page:
-        """A page logged in as ``email`` through the login form; it shows the projects page."""
+        """A page logged in as ``email``; it shows the projects page. The login goes through the
+        login form over HTTP and the browser gets the session's cookie, which spares it two page
+        loads (the form itself is tested in the browser by ``tests/console/test_login.py`` with
+        :func:`log_in`)."""
         page = self.anonymous(js=js)
-        log_in(page, email, password)
+        with httpx.Client(base_url=self.live.url) as client:
+            form = client.get("/console/login")
+            resp = client.post(
+                "/console/login",
+                data={"email": email, "password": password, "csrf_token": csrf_of(form.text)},
+            )
+            assert resp.status_code == 303, resp.text
+            page.context.add_cookies(
+                [
+                    {
+                        "name": cookie.name,
+                        "value": cookie.value or "",
+                        "url": self.live.url,
+                        "httpOnly": True,
+                        "sameSite": "Lax",
+                    }
+                    for cookie in client.cookies.jar
+                ]
+            )
+        page.goto("/console/projects")
         assert page.url.endswith("/console/projects"), page.url
         return page
 
