@@ -59,12 +59,20 @@ KNOWN_SECRET_MAX = 1000
 
 
 class _KnownSecrets:
-    """The secret values this process has handled, most recent last, as one masking pattern."""
+    """The secret values this process has handled (the :data:`KNOWN_SECRET_MAX` most recent),
+    indexed by their first :data:`KNOWN_SECRET_MIN` characters.
+
+    Remembering a value costs the same however many are remembered, and masking a text looks up
+    each of its positions once. One regular expression of every value, compiled again for each
+    new one, took half a second of CPU per new value once a thousand were remembered.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._values: OrderedDict[str, None] = OrderedDict()
-        self._pattern: re.Pattern[str] | None = None
+        # The values that start with each prefix, longest first. Each bucket is a tuple that
+        # add() replaces whole, so that mask() reads the index without the lock.
+        self._by_prefix: dict[str, tuple[str, ...]] = {}
 
     def add(self, value: str) -> None:
         if len(value) < KNOWN_SECRET_MIN:
@@ -74,15 +82,43 @@ class _KnownSecrets:
                 self._values.move_to_end(value)
                 return
             self._values[value] = None
+            self._index(value, keep=True)
             if len(self._values) > KNOWN_SECRET_MAX:
-                self._values.popitem(last=False)
-            # Longest first, so a value that contains another is masked whole.
-            alternatives = sorted(self._values, key=len, reverse=True)
-            self._pattern = re.compile("|".join(map(re.escape, alternatives)))
+                oldest, _ = self._values.popitem(last=False)
+                self._index(oldest, keep=False)
+
+    def _index(self, value: str, *, keep: bool) -> None:
+        prefix = value[:KNOWN_SECRET_MIN]
+        bucket = [known for known in self._by_prefix.get(prefix, ()) if known != value]
+        if keep:
+            bucket.append(value)
+        if bucket:
+            self._by_prefix[prefix] = tuple(sorted(bucket, key=len, reverse=True))
+        else:
+            self._by_prefix.pop(prefix, None)
 
     def mask(self, text: str) -> str:
-        pattern = self._pattern
-        return pattern.sub(REDACTED, text) if pattern is not None else text
+        """``text`` with each remembered value in it replaced by :data:`REDACTED`, from the left;
+        where several start at one place, the longest (so a value that contains another is
+        masked whole)."""
+        index = self._by_prefix
+        if not index or len(text) < KNOWN_SECRET_MIN:
+            return text
+        parts: list[str] = []
+        start = position = 0
+        last = len(text) - KNOWN_SECRET_MIN
+        while position <= last:
+            for value in index.get(text[position : position + KNOWN_SECRET_MIN], ()):
+                if text.startswith(value, position):
+                    parts += (text[start:position], REDACTED)
+                    position = start = position + len(value)
+                    break
+            else:
+                position += 1
+        if not parts:
+            return text
+        parts.append(text[start:])
+        return "".join(parts)
 
 
 _known = _KnownSecrets()

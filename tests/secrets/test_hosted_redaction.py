@@ -11,8 +11,10 @@ import structlog
 from fastapi.testclient import TestClient
 
 from stead.logs import (
+    KNOWN_SECRET_MAX,
     KNOWN_SECRET_MIN,
     REDACTED,
+    _KnownSecrets,
     configure_logging,
     redact_log_text,
     redact_text,
@@ -68,3 +70,26 @@ def test_text_for_a_caller_is_masked_with_its_own_secrets_only() -> None:
     text = "user someone-elses-secret, password pw"
     assert redact_text(text, ["pw"]) == f"user someone-elses-secret, password {REDACTED}"
     assert redact_log_text(text) == f"user {REDACTED}, password pw"
+
+
+def test_the_longest_value_at_a_place_is_masked_whole_and_the_oldest_is_forgotten() -> None:
+    known = _KnownSecrets()
+    for value in ("key-0001", "key-0001-and-more", "other-secret-value", "key-0001-and"):
+        known.add(value)
+    text = "a key-0001-and-more, key-0001-and. key-0001x other-secret-value key-000"
+    assert known.mask(text) == f"a {REDACTED}, {REDACTED}. {REDACTED}x {REDACTED} key-000"
+    # Values that overlap: the one that starts first is masked, whole.
+    known.add("abcdefgh-1234")
+    known.add("1234-ijklmnop")
+    assert known.mask("abcdefgh-1234-ijklmnop") == f"{REDACTED}-ijklmnop"
+
+    fresh = _KnownSecrets()
+    values = [f"secret-{n:05d}" for n in range(KNOWN_SECRET_MAX + 1)]
+    for value in values:
+        fresh.add(value)
+    assert fresh.mask(values[0]) == values[0]  # the oldest went when the last came
+    assert fresh.mask(f"{values[1]} {values[-1]}") == f"{REDACTED} {REDACTED}"
+    fresh.add(values[1])  # remembered again: now the most recent
+    fresh.add("secret-new")
+    assert fresh.mask(values[1]) == REDACTED
+    assert fresh.mask(values[2]) == values[2]
