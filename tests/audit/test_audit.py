@@ -607,15 +607,7 @@ def test_stead_audit_command(settings: Settings) -> None:
         url, client_id, secret = served.url, served.client_id, served.client_secret
         runner = CliRunner()
         env = {"STEAD_URL": url, "STEAD_CLIENT_ID": client_id, "STEAD_CLIENT_SECRET": secret}
-        token = httpx.post(
-            f"{url}/oauth/dpc/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": client_id,
-                "client_secret": secret,
-            },
-        ).json()["access_token"]
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = served.headers()
         for name in ("cli-one", "cli-two"):
             body = {**example("01-create-project-redshift"), "name": name}
             assert httpx.post(f"{url}/v1/projects", json=body, headers=headers).status_code == 201

@@ -53,22 +53,9 @@ def stead(*args: str, env: dict[str, str], stdin: str = "") -> Result:
         get_settings.cache_clear()
 
 
-def token(served: Served) -> dict[str, str]:
-    response = httpx.post(
-        f"{served.url}/oauth/dpc/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": served.client_id,
-            "client_secret": served.client_secret,
-        },
-    )
-    response.raise_for_status()
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
-
-
 def project_names(served: Served) -> set[str]:
     """Every project's name, over HTTP, page by page."""
-    headers, names, page = token(served), set(), 0
+    headers, names, page = served.headers(), set(), 0
     while True:
         body = httpx.get(
             f"{served.url}/v1/projects", params={"page": page, "size": 100}, headers=headers
@@ -84,7 +71,7 @@ class Writers:
     server answered 201 for, in order."""
 
     def __init__(self, served: Served, threads: int = 2) -> None:
-        self.headers = token(served)
+        self.headers = served.headers()
         self.url = served.url
         self.acked: list[str] = []
         self.failures: list[int] = []
@@ -127,7 +114,7 @@ class Writers:
 
 def provision(served: Served) -> str:
     """A project with a hosted secret: the project's id."""
-    headers = token(served)
+    headers = served.headers()
     project = httpx.post(
         f"{served.url}/v1/projects",
         headers=headers,

@@ -183,20 +183,8 @@ def served(settings: Settings) -> Iterator[Served]:
         yield running
 
 
-def _token(served: Served) -> str:
-    resp = httpx.post(
-        f"{served.url}/oauth/dpc/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": served.client_id,
-            "client_secret": served.client_secret,
-        },
-    )
-    return str(resp.json()["access_token"])
-
-
 def test_concurrent_requests_with_one_key_create_one_object(served: Served) -> None:
-    headers = {"Authorization": f"Bearer {_token(served)}"}
+    headers = served.headers()
     rounds, callers = 6, 3
     answers: dict[int, list[httpx.Response]] = {i: [] for i in range(rounds)}
     with httpx.Client(base_url=served.url, headers=headers, timeout=30) as http:

@@ -16,6 +16,7 @@ import httpx
 
 from stead.demo import create_super_admin, example, start_server
 from tests.support.postgres import PG_BIN, free_port
+from tests.support.served import bearer_headers
 
 
 @dataclass
@@ -30,23 +31,9 @@ class Served:
     port: int
     proc: subprocess.Popen[bytes]
 
-    def token(self) -> str:
-        """A fresh bearer token for the SUPER_ADMIN client."""
-        resp = httpx.post(
-            f"{self.url}/oauth/dpc/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": self.client_id,
-                "client_secret": self.client_secret,
-            },
-            timeout=30,
-        )
-        resp.raise_for_status()
-        return str(resp.json()["access_token"])
-
     def headers(self) -> dict[str, str]:
-        """``Authorization`` headers with a fresh token."""
-        return {"Authorization": f"Bearer {self.token()}"}
+        """``Authorization`` headers with a new bearer token of the SUPER_ADMIN client."""
+        return bearer_headers(self.url, self.client_id, self.client_secret)
 
     def kill(self) -> None:
         """SIGKILL the server (no shutdown of any kind) and reap it."""

@@ -41,17 +41,27 @@ class Served:
 
     def headers(self) -> dict[str, str]:
         """``Authorization`` headers with a new bearer token of the SUPER_ADMIN client."""
-        resp = httpx.post(
-            f"{self.url}/oauth/dpc/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": self.client_id,
-                "client_secret": self.client_secret,
-            },
-            timeout=30,
-        )
-        resp.raise_for_status()
-        return {"Authorization": f"Bearer {resp.json()['access_token']}"}
+        return bearer_headers(self.url, self.client_id, self.client_secret)
+
+
+def bearer_headers(url: str, client_id: str, client_secret: str) -> dict[str, str]:
+    """``Authorization`` headers with a new bearer token of API client ``client_id`` from the
+    server at ``url`` (``POST /oauth/dpc/token``, the client credentials grant).
+
+    Raises:
+        httpx.HTTPStatusError: the server refused the credentials.
+    """
+    resp = httpx.post(
+        f"{url}/oauth/dpc/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": client_secret,
+        },
+        timeout=30,
+    )
+    resp.raise_for_status()
+    return {"Authorization": f"Bearer {resp.json()['access_token']}"}
 
 
 @contextmanager

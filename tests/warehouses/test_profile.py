@@ -255,15 +255,7 @@ def test_env_var_names_differ_across_projects_and_environments() -> None:
 def test_stead_env_profile_command(settings: Settings, tmp_path: Path) -> None:
     with serve_here(settings) as served:
         url, client_id, secret = served.url, served.client_id, served.client_secret
-        token = httpx.post(
-            f"{url}/oauth/dpc/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": client_id,
-                "client_secret": secret,
-            },
-        ).json()["access_token"]
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as api:
+        with httpx.Client(base_url=url, headers=served.headers()) as api:
             env = provision(api, {}, "redshift")  # type: ignore[arg-type]
             body = env.with_properties(password={"value": PASSWORD_CANARY})
             assert api.post(env.base, json=body).status_code == 201
@@ -299,7 +291,7 @@ def test_stead_env_profile_command(settings: Settings, tmp_path: Path) -> None:
         profiles.parent.mkdir()
         profiles.write_text(MINE)
         profiles.chmod(0o640)
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as api:
+        with httpx.Client(base_url=url, headers=served.headers()) as api:
             assert api.post(env.base, json={**body, "name": "dev"}).status_code == 201
         for name in ("prod", "dev", "prod"):  # the second prod replaces the first
             merged = runner.invoke(
