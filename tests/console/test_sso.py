@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,6 @@ from urllib.parse import urlsplit
 
 import oidc_provider_mock
 import pytest
-import uvicorn
 import werkzeug.serving
 from playwright.sync_api import Page, Route
 from sqlalchemy import select
@@ -38,6 +36,7 @@ from tests.support.console import Live, Pages, screenshot
 from tests.support.outbound import LOCAL
 from tests.support.postgres import free_port
 from tests.support.processes import server_process
+from tests.support.served import serve_app
 
 NODE_PROVIDER = Path(__file__).resolve().parents[1] / "support" / "oidc_node"
 CLIENT_ID = "stead-console"
@@ -148,21 +147,8 @@ def settings(
 def live(settings: Settings, stead_port: int) -> Iterator[Live]:
     """The console on :func:`stead_port` (its public URL, which the providers redirect to)."""
     app = create_app(settings)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=stead_port, log_config=None, access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the console server did not start")
-        time.sleep(0.01)
-    try:
+    with serve_app(app, stead_port):
         yield Live(settings.public_url, app, app.state.sessionmaker)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
 
 
 def _local_only(route: Route) -> None:

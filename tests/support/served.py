@@ -65,15 +65,15 @@ def bearer_headers(url: str, client_id: str, client_secret: str) -> dict[str, st
 
 
 @contextmanager
-def serve_app(app: FastAPI) -> Iterator[str]:
+def serve_app(app: FastAPI, port: int | None = None) -> Iterator[str]:
     """Serve ``app`` with uvicorn, as ``stead serve`` configures it (the app's settings), on
-    127.0.0.1 in a thread of this process; yield its base URL (``http://127.0.0.1:<port>``) once
-    it accepts connections, stop it after.
+    127.0.0.1 in a thread of this process, on ``port`` (default: a free one); yield its base URL
+    (``http://127.0.0.1:<port>``) once it accepts connections, stop it after.
 
     Raises:
         RuntimeError: the server did not start within 20 s.
     """
-    port = free_port()
+    port = port or free_port()
     options = uvicorn_options(app.state.settings)
     server = uvicorn.Server(
         uvicorn.Config(
