@@ -114,12 +114,7 @@ class Pages:
         :func:`log_in`)."""
         page = self.anonymous(js=js)
         with httpx.Client(base_url=self.live.url) as client:
-            form = client.get("/console/login")
-            resp = client.post(
-                "/console/login",
-                data={"email": email, "password": password, "csrf_token": csrf_of(form.text)},
-            )
-            assert resp.status_code == 303, resp.text
+            http_login(client, email, password)
             page.context.add_cookies(
                 [
                     {
