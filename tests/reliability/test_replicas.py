@@ -22,6 +22,7 @@ from sqlalchemy import create_engine, text
 from stead.demo import create_super_admin, wait_ready
 from stead.migrations import head
 from tests.support.postgres import free_port
+from tests.support.served import bearer_headers
 
 #: Several `stead serve` processes each, under load: minutes on a loaded machine.
 pytestmark = pytest.mark.slow
@@ -67,16 +68,6 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
-
-
-def _token(url: str, client_id: str, secret: str) -> str:
-    resp = httpx.post(
-        f"{url}/oauth/dpc/token",
-        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
-        timeout=30,
-    )
-    resp.raise_for_status()
-    return str(resp.json()["access_token"])
 
 
 def _project_names(url: str, headers: dict[str, str]) -> set[str]:
@@ -164,7 +155,7 @@ def test_sigterm_under_load_drains_and_exits_0(tmp_path: Path) -> None:
     proc = _spawn(tmp_path / "data", port, db_url, {})
     try:
         wait_ready(url, proc, seconds=180)
-        headers = {"Authorization": f"Bearer {_token(url, *credentials)}"}
+        headers = bearer_headers(url, *credentials)
         with Load(url, headers) as load:
             load.wait_created(5)
             proc.send_signal(signal.SIGTERM)
@@ -176,7 +167,7 @@ def test_sigterm_under_load_drains_and_exits_0(tmp_path: Path) -> None:
     proc = _spawn(tmp_path / "data", port, db_url, {})
     try:
         wait_ready(url, proc, seconds=180)
-        headers = {"Authorization": f"Bearer {_token(url, *credentials)}"}
+        headers = bearer_headers(url, *credentials)
         existing = {n for n in _project_names(url, headers) if n.startswith("load-")}
     finally:
         _stop(proc)
@@ -283,8 +274,7 @@ def test_replicas_behind_haproxy_survive_one_being_killed(db_url: str, tmp_path:
         for port, proc in zip(ports, procs, strict=True):
             wait_ready(f"http://127.0.0.1:{port}", proc, seconds=180)
         wait_ready(url, haproxy, seconds=180)
-        token = _token(f"http://127.0.0.1:{ports[0]}", *credentials)
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = bearer_headers(f"http://127.0.0.1:{ports[0]}", *credentials)
         for port in ports[1:]:  # a token from one replica is good at the others
             resp = httpx.get(f"http://127.0.0.1:{port}/v1/projects", headers=headers, timeout=30)
             assert resp.status_code == 200
