@@ -103,7 +103,7 @@ class Pages:
             java_script_enabled=js,
             viewport={"width": 1280, "height": 800},
         )
-        context.set_default_timeout(10_000)
+        context.set_default_timeout(30_000)  # a wizard step can take seconds on a busy machine
         self.contexts.append(context)
         return context.new_page()
 
