@@ -11,6 +11,7 @@ deletion), ``AccessDeniedException`` and the signature/credential errors (refuse
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any
 
 from stead.secrets.resolvers.base import (
@@ -41,6 +42,18 @@ _DENIED = {
 }
 
 
+_SESSION_LOCK = threading.Lock()
+
+
+@functools.cache
+def _session() -> Any:
+    """The process's boto3 session; its loader reads botocore's service model and endpoint
+    data once (a new session costs 50-180 ms of CPU per client, a client of this one 2 ms)."""
+    import boto3
+
+    return boto3.session.Session()
+
+
 @functools.lru_cache(maxsize=8)
 def _secrets_manager(
     region: str,
@@ -51,30 +64,30 @@ def _secrets_manager(
     timeout: float,
 ) -> Any:
     """A boto3 Secrets Manager client for these settings (empty strings: boto3's defaults),
-    made once per process and settings: making one loads botocore's service model, 50-180 ms of
-    CPU. boto3's clients are thread-safe, its sessions are not (boto3 docs, "Multithreading or
-    multiprocessing with clients"), so each client gets a session of its own.
+    made once per process and settings. boto3's clients are thread-safe, its sessions are not
+    (boto3 docs, "Multithreading or multiprocessing with clients"): the one session makes
+    clients under a lock, and each client is used on its own afterwards.
 
     Raises:
         botocore.exceptions.NoRegionError: no region and no endpoint.
         ValueError: ``endpoint_url`` is not a valid URL.
     """
-    import boto3
     from botocore.config import Config
 
-    return boto3.session.Session().client(
-        "secretsmanager",
-        region_name=region or None,
-        endpoint_url=endpoint_url or None,
-        aws_access_key_id=access_key_id or None,
-        aws_secret_access_key=secret_access_key or None,
-        verify=ca_bundle or None,
-        config=Config(
-            connect_timeout=timeout,
-            read_timeout=timeout,
-            retries={"total_max_attempts": 1},
-        ),
-    )
+    with _SESSION_LOCK:
+        return _session().client(
+            "secretsmanager",
+            region_name=region or None,
+            endpoint_url=endpoint_url or None,
+            aws_access_key_id=access_key_id or None,
+            aws_secret_access_key=secret_access_key or None,
+            verify=ca_bundle or None,
+            config=Config(
+                connect_timeout=timeout,
+                read_timeout=timeout,
+                retries={"total_max_attempts": 1},
+            ),
+        )
 
 
 class AwsResolver:
