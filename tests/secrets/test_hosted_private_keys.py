@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from fastapi.testclient import TestClient
 
 from stead.secrets import keys
@@ -264,3 +265,39 @@ def test_hosted_private_key_secrets_are_checked(http: TestClient, admin: dict[st
         assert assert_problem(resp, 400, "value")["violations"] == [f"value: {message}"]
     assert http.get(base, headers=admin).json()["total"] == 2
     assert http.get(f"{base}/plain", headers=admin).json()["version"] == 1
+
+
+def _inconsistent(key: rsa.RSAPrivateKey) -> str:
+    """``key`` with a wrong CRT coefficient: well-formed PEM whose numbers do not agree."""
+    numbers = key.private_numbers()
+    wrong = rsa.RSAPrivateNumbers(
+        p=numbers.p,
+        q=numbers.q,
+        d=numbers.d,
+        dmp1=numbers.dmp1,
+        dmq1=numbers.dmq1,
+        iqmp=numbers.iqmp + 1,
+        public_numbers=numbers.public_numbers,
+    )
+    return pkcs8(wrong.private_key(unsafe_skip_rsa_key_validation=True))
+
+
+def test_a_key_is_validated_once_and_an_inconsistent_key_never_passes() -> None:
+    text = pkcs8_encrypted(rsa_key(number=7), PASSPHRASE)
+    first = check_private_key(text, PASSPHRASE)
+    again = check_private_key(text, PASSPHRASE)  # remembered: opened without the RSA check
+    assert again == first and again.fingerprint == openssl_fingerprint(pkcs8(rsa_key(number=7)))
+    # the key opened the second time signs what its public key verifies
+    assert again.key is not None
+    signature = again.key.sign(b"stead", padding.PKCS1v15(), hashes.SHA256())
+    rsa_key(number=7).public_key().verify(signature, b"stead", padding.PKCS1v15(), hashes.SHA256())
+    # remembering is per key text and passphrase: a wrong passphrase still fails
+    with pytest.raises(KeyProblem) as caught:
+        check_private_key(text, PASSPHRASE + "x")
+    assert str(caught.value) == keys.WRONG_PASSPHRASE
+    # numbers that do not agree are refused however often they come, after the good key too
+    bad = _inconsistent(rsa_key(number=7))
+    for _ in range(2):
+        with pytest.raises(KeyProblem) as caught:
+            check_private_key(bad, None)
+        assert str(caught.value) == keys.GARBLED

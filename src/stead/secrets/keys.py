@@ -19,8 +19,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import re
-from dataclasses import dataclass
+import secrets
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal
 
@@ -91,11 +95,51 @@ class CheckedKey:
         encrypted: whether it needs a passphrase.
         fingerprint: ``SHA256:<base64>`` of its public key; None for an encrypted key whose
             passphrase was not at hand.
+        key: the opened key (what a driver signs with); None where ``fingerprint`` is.
     """
 
     pem: str
     encrypted: bool
     fingerprint: str | None
+    key: rsa.RSAPrivateKey | None = field(default=None, compare=False, repr=False)
+
+
+class _Validated:
+    """The keys this process has already opened and validated, so that the same key and
+    passphrase are not validated again (OpenSSL's RSA consistency check, which tests the
+    primes, costs 35 ms of CPU for a 2048-bit key; a key is checked when an environment is
+    created or changed and on every connection test).
+
+    Entries are HMAC-SHA-256 digests of the key text and passphrase under a random key made
+    for this process, so nothing kept here reveals or identifies a key outside the process.
+    The most recent ``limit`` entries are kept.
+    """
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._secret = secrets.token_bytes(32)
+        self._digests: OrderedDict[bytes, None] = OrderedDict()
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def digest(self, pem: str, password: bytes | None) -> bytes:
+        """The entry for ``pem`` opened with ``password`` (None: not encrypted)."""
+        marker = b"-" if password is None else b"+" + password
+        return hmac.digest(self._secret, pem.encode() + b"\0" + marker, "sha256")
+
+    def __contains__(self, digest: bytes) -> bool:
+        with self._lock:
+            return digest in self._digests
+
+    def add(self, digest: bytes) -> None:
+        """Remember a validated key, forgetting the oldest beyond the limit."""
+        with self._lock:
+            self._digests[digest] = None
+            self._digests.move_to_end(digest)
+            while len(self._digests) > self._limit:
+                self._digests.popitem(last=False)
+
+
+_VALIDATED = _Validated()
 
 
 def normalise_pem(text: str) -> str:
@@ -198,6 +242,9 @@ def check_private_key(text: str, passphrase: Passphrase) -> CheckedKey:
             exists but its value is not at hand (an encrypted key is then checked as far as
             possible without opening it, and gets no fingerprint).
 
+    OpenSSL validates an RSA key's numbers when it is opened, once per process for the same
+    key text and passphrase (:class:`_Validated`).
+
     Raises:
         KeyProblem: with the first problem found; ``passphrase`` says which field is at fault.
     """
@@ -208,8 +255,11 @@ def check_private_key(text: str, passphrase: Passphrase) -> CheckedKey:
         if passphrase is None:
             raise KeyProblem(PASSPHRASE_MISSING, passphrase=True)
         password = _PROBE if passphrase is UNKNOWN_PASSPHRASE else passphrase.encode()
+    digest = _VALIDATED.digest(pem, password)
     try:
-        key = serialization.load_pem_private_key(pem.encode(), password)
+        key = serialization.load_pem_private_key(
+            pem.encode(), password, unsafe_skip_rsa_key_validation=digest in _VALIDATED
+        )
     except UnsupportedAlgorithm:
         raise KeyProblem(NOT_RSA.format(kind="an unsupported")) from None
     except ValueError as exc:
@@ -228,7 +278,8 @@ def check_private_key(text: str, passphrase: Passphrase) -> CheckedKey:
         raise KeyProblem(TOO_SMALL.format(bits=key.key_size))
     if not encrypted and isinstance(passphrase, str):
         raise KeyProblem(PASSPHRASE_NOT_NEEDED, passphrase=True)
-    return CheckedKey(pem=pem, encrypted=encrypted, fingerprint=fingerprint(key))
+    _VALIDATED.add(digest)
+    return CheckedKey(pem=pem, encrypted=encrypted, fingerprint=fingerprint(key), key=key)
 
 
 def check_key_pair(

@@ -318,11 +318,6 @@ def _snowflake(target: SnowflakeTarget, settings: Settings, policy: Policy) -> s
             ("PASSPHRASE", "passphrase") if exc.passphrase else ("PRIVATE_KEY", "privateKey")
         )
         raise _Failed(code, f"{what} {exc}") from None
-    from cryptography.hazmat.primitives import serialization
-
-    key = serialization.load_pem_private_key(
-        checked.pem.encode(), target.passphrase.encode() if target.passphrase else None
-    )
     host = snowflake_host(target.account, settings)
     # HTTPS to the name: the certificate check stops a name that resolves elsewhere later.
     _probe(target, settings, policy)
@@ -335,7 +330,7 @@ def _snowflake(target: SnowflakeTarget, settings: Settings, policy: Policy) -> s
             account=target.account,
             user=target.user,
             authenticator="SNOWFLAKE_JWT",
-            private_key=key,
+            private_key=checked.key,
             role=target.role,
             warehouse=target.warehouse,
             database=target.database,
