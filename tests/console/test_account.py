@@ -38,8 +38,7 @@ def test_password_change_ends_the_other_sessions(live: Live, pages: Pages, js: b
 @pytest.mark.parametrize("js", [True, False], ids=["js", "nojs"])
 def test_wrong_current_password_is_shown_at_its_field(live: Live, pages: Pages, js: bool) -> None:
     _, email = live.user()
-    page = pages.as_user(email, js=js)
-    page.goto("/console/account")
+    page = pages.as_user(email, js=js, path="/console/account")
     page.get_by_label("Current password").fill("not my password")
     page.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
     page.get_by_label("New password again").fill(NEW_PASSWORD + "x")
@@ -66,8 +65,7 @@ def test_wrong_current_password_is_shown_at_its_field(live: Live, pages: Pages, 
 def test_end_one_session_and_all_others(live: Live, pages: Pages) -> None:
     _, email = live.user()
     others = [pages.as_user(email), pages.as_user(email)]
-    page = pages.as_user(email, js=False)
-    page.goto("/console/account")
+    page = pages.as_user(email, js=False, path="/console/account")
     expect(page.get_by_role("row")).to_have_count(4)
     page.get_by_role("button", name="End session from").first.click()
     expect(page.get_by_role("status")).to_have_text("The session has ended.")

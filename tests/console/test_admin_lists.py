@@ -102,8 +102,7 @@ def test_search_and_paging_swap_the_results_only(
 @pytest.mark.parametrize("js", [True, False], ids=["js", "no-js"])
 def test_audit_filters_and_paging_swap_the_results_only(js: bool, live: Live, pages: Pages) -> None:
     seed_events(live, 60)
-    page = pages.as_role("SUPER_ADMIN", js=js)
-    page.goto("/console/audit")
+    page = pages.as_role("SUPER_ADMIN", js=js, path="/console/audit")
     stay(page, js)
     rows = page.locator("#results tbody tr")
     page.get_by_label("Action").fill("thing.made")

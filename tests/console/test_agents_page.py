@@ -16,8 +16,7 @@ def test_create_edit_allow_list_and_delete(
     live: Live, pages: Pages, js: bool, capfd: pytest.CaptureFixture[str]
 ) -> None:
     finance = live.project("finance")
-    page = pages.as_role("ADMIN", js=js)
-    page.goto("/console/agents")
+    page = pages.as_role("ADMIN", js=js, path="/console/agents")
     expect(page.get_by_role("heading", name="Agents", exact=True)).to_be_visible()
     page.get_by_label("Name").fill("eu-west")
     page.get_by_label("Cloud provider").select_option("aws")
@@ -66,8 +65,7 @@ def test_create_edit_allow_list_and_delete(
 
 @SQLITE_ONLY
 def test_bad_input_writes_nothing(live: Live, pages: Pages) -> None:
-    page = pages.as_role("ADMIN", js=False)
-    page.goto("/console/agents")
+    page = pages.as_role("ADMIN", js=False, path="/console/agents")
     page.get_by_label("Name").fill("gcp-agent")
     page.get_by_label("Cloud provider").select_option("gcp")
     page.get_by_label("Deployment").select_option("fargate")
@@ -94,8 +92,7 @@ def test_bad_input_writes_nothing(live: Live, pages: Pages) -> None:
 @SQLITE_ONLY
 def test_a_member_reads_but_cannot_change(live: Live, pages: Pages) -> None:
     hidden = live.project("hidden-project-name")
-    admin = pages.as_role("SUPER_ADMIN", js=False)
-    admin.goto("/console/agents")
+    admin = pages.as_role("SUPER_ADMIN", js=False, path="/console/agents")
     admin.get_by_label("Name").fill("shared")
     admin.get_by_role("button", name="Create agent").click()
     with live.factory() as session:
@@ -104,8 +101,7 @@ def test_a_member_reads_but_cannot_change(live: Live, pages: Pages) -> None:
     admin.get_by_label("Allowed projects").fill(hidden)
     admin.get_by_role("button", name="Save the allow-list of agent shared").click()
     expect(admin.get_by_role("row", name="hidden-project-name")).to_be_visible()
-    page = pages.as_role("MEMBER")
-    page.goto("/console/agents")
+    page = pages.as_role("MEMBER", path="/console/agents")
     expect(page.get_by_role("row", name="shared")).to_be_visible()
     expect(page.get_by_role("button", name="Create agent")).to_have_count(0)
     page.goto(f"/console/agents/{agent_id}")

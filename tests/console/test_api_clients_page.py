@@ -21,8 +21,7 @@ def _token(live: Live, client_id: str, secret: str) -> httpx.Response:
 def test_a_secret_is_shown_once_and_works(
     live: Live, pages: Pages, js: bool, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    page = pages.as_role("ADMIN", js=js)
-    page.goto("/console/api-clients")
+    page = pages.as_role("ADMIN", js=js, path="/console/api-clients")
     expect(page.get_by_role("heading", name="API clients", exact=True)).to_be_visible()
     if js:
         screenshot(page, "api-clients")
@@ -73,8 +72,7 @@ def test_a_secret_is_shown_once_and_works(
 
 @SQLITE_ONLY
 def test_bad_input_and_roles(live: Live, pages: Pages) -> None:
-    page = pages.as_role("ADMIN", js=False)
-    page.goto("/console/api-clients")
+    page = pages.as_role("ADMIN", js=False, path="/console/api-clients")
     expect(page.get_by_label("Role").locator("option")).to_have_text(["Admin", "Member"])
     page.get_by_label("Name").fill("   ")
     with page.expect_response(lambda r: r.request.method == "POST") as answer:

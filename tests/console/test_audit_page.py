@@ -51,8 +51,7 @@ def test_filters_paging_and_exports(live: Live, pages: Pages, js: bool) -> None:
     finance = live.project("finance")
     live.project("growth")
     _seed(live, 60, finance)
-    page = pages.as_role("SUPER_ADMIN", js=js)
-    page.goto("/console/audit?action=thing.made")
+    page = pages.as_role("SUPER_ADMIN", js=js, path="/console/audit?action=thing.made")
     expect(page.get_by_role("heading", name="Audit")).to_be_visible()
     rows = page.locator("#results tbody tr")
     expect(rows).to_have_count(50)
@@ -119,8 +118,7 @@ def test_a_member_reads_only_the_trail_of_projects_they_own(live: Live, pages: P
     mine = live.project("mine")
     theirs = live.project("theirs")
     _seed(live, 3, theirs)
-    page = pages.as_role(project_id=mine, project_role="OWNER")
-    page.goto("/console/audit")
+    page = pages.as_role(project_id=mine, project_role="OWNER", path="/console/audit")
     rows = page.locator("#results tbody tr")
     expect(rows).to_have_count(1)
     (event,) = table_rows(page.locator("#results table"))
@@ -132,8 +130,7 @@ def test_a_member_reads_only_the_trail_of_projects_they_own(live: Live, pages: P
     assert response is not None and response.status == 404
     assert theirs not in page.content() or "not found" in page.content().lower()
     assert page.request.get(f"{live.url}/console/audit/export?project={theirs}").status == 404
-    viewer = pages.as_role(project_id=mine, project_role="VIEWER")
-    viewer.goto("/console/audit")
+    viewer = pages.as_role(project_id=mine, project_role="VIEWER", path="/console/audit")
     expect(viewer.locator("#results")).to_contain_text("No events match")
     response = viewer.goto(f"/console/audit?project={mine}")
     assert response is not None and response.status == 403

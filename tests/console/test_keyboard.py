@@ -98,8 +98,7 @@ def test_invite_a_member(live: Live, pages: Pages) -> None:
     project_id = live.project("Finance")
     # an account Admin: with no mail server set, the page shows the invitation link
     _, owner = live.user("ADMIN", project_id=project_id, project_role="OWNER")
-    page = pages.as_user(owner)
-    page.goto(f"/console/projects/{project_id}/members")
+    page = pages.as_user(owner, path=f"/console/projects/{project_id}/members")
     invite = "form[action$='/invite'] button[type=submit]"
 
     tab_to(page, "#email")
@@ -138,8 +137,7 @@ def test_invite_a_member(live: Live, pages: Pages) -> None:
 
 @SQLITE_ONLY
 def test_create_an_api_client(live: Live, pages: Pages) -> None:
-    page = pages.as_role("ADMIN")
-    page.goto("/console/api-clients")
+    page = pages.as_role("ADMIN", path="/console/api-clients")
     tab_to(page, "#name")
     page.keyboard.press("Enter")  # nothing typed: the browser's own check stops it
     expect(page.locator("#name")).to_be_focused()
@@ -169,8 +167,7 @@ def test_create_an_api_client(live: Live, pages: Pages) -> None:
 
 @SQLITE_ONLY
 def test_the_plan_page(live: Live, pages: Pages) -> None:
-    page = pages.as_role("SUPER_ADMIN")
-    page.goto("/console/plan")
+    page = pages.as_role("SUPER_ADMIN", path="/console/plan")
     preview = "form[action='/console/plan'] button[type=submit]"
     tab_to(page, preview)
     page.keyboard.press("Enter")  # nothing pasted

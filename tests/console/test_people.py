@@ -201,8 +201,7 @@ def test_expired_and_revoked_invitations_show_an_error_page(
 def test_the_last_owner_is_kept(live: Live, pages: Pages) -> None:
     project_id = live.project("solo")
     _, owner_email = live.user(project_id=project_id, project_role="OWNER")
-    owner = pages.as_user(owner_email)
-    owner.goto(f"/console/projects/{project_id}/members")
+    owner = pages.as_user(owner_email, path=f"/console/projects/{project_id}/members")
     owner.get_by_label(f"Role of {owner_email}").select_option("VIEWER")
     owner.get_by_role("button", name=f"Change role of {owner_email}").click()
     select = owner.get_by_label(f"Role of {owner_email}")
@@ -228,8 +227,7 @@ def test_admin_reset_link_works_once_and_ends_sessions(
 ) -> None:
     _, email = live.user()
     victim = pages.as_user(email, js=js)
-    admin = pages.as_role("ADMIN", js=js)
-    admin.goto("/console/users")
+    admin = pages.as_role("ADMIN", js=js, path="/console/users")
     if js:
         screenshot(admin, "users")
     _row_button(admin, f"Reset password of {email}").click()
@@ -265,8 +263,7 @@ def test_disable_and_role_change_end_sessions_at_once(live: Live, pages: Pages) 
     _, other = live.user()
     victim = pages.as_user(email)
     second = pages.as_user(other)
-    admin = pages.as_role("ADMIN")
-    admin.goto("/console/users")
+    admin = pages.as_role("ADMIN", path="/console/users")
     _row_button(admin, f"Disable {email}").click()
     expect(admin.get_by_role("status")).to_contain_text(f"{email} is disabled")
     victim.goto("/console/account")
@@ -337,8 +334,7 @@ def test_users_written_by_scim_or_linked_to_sso_are_marked(live: Live, pages: Pa
                 last_login_at=utcnow(),
             )
         )
-    admin = pages.as_role("ADMIN")
-    admin.goto("/console/users")
+    admin = pages.as_role("ADMIN", path="/console/users")
 
     def header(email: str) -> str:
         return admin.get_by_role("rowheader", name=re.compile(re.escape(email))).inner_text()

@@ -180,8 +180,7 @@ def test_dbt_profile_download_is_the_apis_profile(
     world.hosted("growth-prod-private-key", pkcs8(rsa_key(number=1)), "PRIVATE_KEY")
     world.environment("prod")
     _, viewer = live.user(project_id=world.project_id, project_role="VIEWER")
-    page = pages.as_user(viewer, js=js)
-    page.goto(world.environment_page("prod"))
+    page = pages.as_user(viewer, js=js, path=world.environment_page("prod"))
     with page.expect_download() as download:
         page.get_by_role("link", name="Download dbt profile for prod").click()
     assert download.value.suggested_filename == "profiles.yml"
@@ -197,8 +196,7 @@ def test_reader_sees_no_edit_or_test_buttons(live: Live, pages: Pages, api: http
     world = make_project(live, api, "redshift")
     world.environment("prod")
     _, viewer = live.user(project_id=world.project_id, project_role="VIEWER")
-    page = pages.as_user(viewer)
-    page.goto(world.environment_page("prod"))
+    page = pages.as_user(viewer, path=world.environment_page("prod"))
     expect(page.get_by_role("heading", level=1)).to_have_text("Environment prod")
     for name in ("Save environment prod", "Test connection for prod", "Set access to prod"):
         expect(page.get_by_role("button", name=name)).to_have_count(0)
@@ -220,8 +218,7 @@ def test_per_user_access_set_and_remove(
     world.environment("prod")
     _, owner = live.user(project_id=world.project_id, project_role="OWNER")
     user_id, alice = live.user(project_id=world.project_id, project_role="CONTRIBUTOR")
-    page = pages.as_user(owner, js=js)
-    page.goto(world.environment_page("prod"))
+    page = pages.as_user(owner, js=js, path=world.environment_page("prod"))
 
     page.get_by_label("User", exact=True).select_option(label=alice)
     page.get_by_label(re.compile("^Access level")).select_option("noAccess")
@@ -246,8 +243,7 @@ def test_edit_errors_at_their_fields_store_nothing(
     world.environment("prod")
     before = world.get("/environments/prod")
     _, owner = live.user(project_id=world.project_id, project_role="OWNER")
-    page = pages.as_user(owner, js=False)
-    page.goto(world.environment_page("prod"))
+    page = pages.as_user(owner, js=False, path=world.environment_page("prod"))
     page.get_by_label("Port", exact=True).fill("70000")
     page.get_by_label("Replace password").fill(WRONG)
     with page.expect_response(lambda r: r.request.method == "POST") as answer:
@@ -284,8 +280,7 @@ def test_a_test_that_cannot_run_says_why_in_the_region(
     expected = api.post(f"{world.base}/environments/prod/connection-test")
     assert expected.status_code >= 400
     _, owner = live.user(project_id=world.project_id, project_role="OWNER")
-    page = pages.as_user(owner, js=js)
-    page.goto(world.environment_page("prod"))
+    page = pages.as_user(owner, js=js, path=world.environment_page("prod"))
     expect(page.locator("#current-password")).to_contain_text(
         "secret reference finance-prod-redshift to AWS secret stead/"
     )
@@ -305,8 +300,7 @@ def test_an_environment_name_with_spaces_and_accents_round_trips(
     world = make_project(live, api, "redshift")
     world.environment("prød eu #1")
     _, owner = live.user(project_id=world.project_id, project_role="OWNER")
-    page = pages.as_user(owner, js=False)
-    page.goto(f"{world.page}?tab=environments")
+    page = pages.as_user(owner, js=False, path=f"{world.page}?tab=environments")
     page.get_by_role("link", name="prød eu #1").click()
     page.wait_for_load_state()
     expect(page.get_by_role("heading", level=1)).to_have_text("Environment prød eu #1")

@@ -108,8 +108,7 @@ def test_audit_tab_pages_by_keyset(live: Live, pages: Pages, api: httpx.Client) 
         resp = api.patch(world.base, json={"description": f"revision {n}"})
         assert resp.status_code == 200
     _, owner = live.user(project_id=world.project_id, project_role="OWNER")
-    page = pages.as_user(owner, js=False)
-    page.goto(f"{world.page}?tab=audit")
+    page = pages.as_user(owner, js=False, path=f"{world.page}?tab=audit")
     rows = page.locator("main table tbody tr")
     expect(rows).to_have_count(50)
     events = table_rows(page.locator("main table"))
@@ -135,8 +134,7 @@ def test_rename(live: Live, pages: Pages, api: httpx.Client, js: bool) -> None:
     world = make_project(live, api, "snowflake", name="growth")
     make_project(live, api, "snowflake", name="taken")
     _, owner = live.user(project_id=world.project_id, project_role="OWNER")
-    page = pages.as_user(owner, js=js)
-    page.goto(world.page)
+    page = pages.as_user(owner, js=js, path=world.page)
 
     # a name breaking the rules: 400, the message at the field, nothing changed
     page.get_by_label("Name").fill("growth/eu")
@@ -173,8 +171,7 @@ def test_delete_by_typing_the_name(live: Live, pages: Pages, api: httpx.Client, 
     world = make_project(live, api, "redshift", name="Sales")
     world.environment("prod")
     _, owner = live.user(project_id=world.project_id, project_role="OWNER")
-    page = pages.as_user(owner, js=js)
-    page.goto(world.page)
+    page = pages.as_user(owner, js=js, path=world.page)
     button = page.get_by_role("button", name="Delete project Sales")
 
     for wrong in ("sales", "Sales ", "Sale"):
@@ -201,8 +198,7 @@ def test_a_reader_sees_no_edit_forms_and_may_not_post(
     world = make_project(live, api, "redshift", name="ledger")
     world.environment("prod")
     _, viewer = live.user(project_id=world.project_id, project_role="VIEWER")
-    page = pages.as_user(viewer, js=True)
-    page.goto(world.page)
+    page = pages.as_user(viewer, js=True, path=world.page)
     expect(page.get_by_role("heading", level=1)).to_have_text("ledger")
     expect(page.get_by_role("button", name="Rename project ledger")).to_have_count(0)
     expect(page.get_by_role("button", name="Delete project ledger")).to_have_count(0)

@@ -198,8 +198,7 @@ def test_redshift_with_a_hosted_secret_and_a_git_repository(
 def test_snowflake_with_a_secret_reference(
     live: Live, pages: Pages, agent: str, api: httpx.Client
 ) -> None:
-    page = pages.as_role("ADMIN")
-    page.goto("/console/projects/new")
+    page = pages.as_role("ADMIN", path="/console/projects/new")
     expect(_label(page, "Host")).to_be_visible()
     _label(page, "Warehouse").select_option("SNOWFLAKE")  # htmx swaps the properties in
     expect(_label(page, "Account")).to_be_visible()
@@ -316,8 +315,7 @@ def _shown(page: Page, *labels: str) -> None:
 def test_the_fields_of_a_choice_show_when_it_is_chosen(
     js: bool, live: Live, pages: Pages, agent: str
 ) -> None:
-    page = pages.as_role("ADMIN", js=js)
-    page.goto("/console/projects/new")
+    page = pages.as_role("ADMIN", js=js, path="/console/projects/new")
     for legend in CHOICE_LEGENDS:  # each choice's fields say when they apply
         expect(page.locator("fieldset > legend", has_text=legend)).to_have_count(1)
     expect(page.locator("#properties > legend")).to_have_text(
@@ -371,8 +369,7 @@ def _tab_to(page: Page, element_id: str) -> None:
 def test_keyboard_only_and_every_input_has_its_label(
     live: Live, pages: Pages, agent: str, api: httpx.Client
 ) -> None:
-    page = pages.as_role("ADMIN")
-    page.goto("/console/projects/new")
+    page = pages.as_role("ADMIN", path="/console/projects/new")
     inputs = page.locator("form.wizard :is(input, select, textarea):not([type=hidden])")
     for index in range(inputs.count()):
         element = inputs.nth(index)
@@ -419,8 +416,7 @@ def test_a_member_who_may_not_create_projects_gets_403(live: Live, pages: Pages)
 def test_without_javascript_the_warehouse_is_switched_by_a_reload(
     live: Live, pages: Pages, agent: str
 ) -> None:
-    page = pages.as_role("ADMIN", js=False)
-    page.goto("/console/projects/new")
+    page = pages.as_role("ADMIN", js=False, path="/console/projects/new")
     _label(page, "Project name").fill("Growth")
     _label(page, "Warehouse").select_option("SNOWFLAKE")
     before = row_counts(live.factory)
@@ -446,8 +442,7 @@ def test_a_pem_pasted_into_a_password_input_gets_its_lines_back() -> None:
 def test_a_secret_outside_the_scope_is_refused_at_its_field_and_audited(
     live: Live, pages: Pages, agent: str
 ) -> None:
-    page = pages.as_role("ADMIN")
-    page.goto("/console/projects/new")
+    page = pages.as_role("ADMIN", path="/console/projects/new")
     fill_redshift(page, agent)
     _label(page, "Secret reference").check()
     _label(page, "Store").select_option("AWS")

@@ -107,10 +107,17 @@ class Pages:
         self.contexts.append(context)
         return context.new_page()
 
-    def as_user(self, email: str, password: str = USER_PASSWORD, *, js: bool = True) -> Page:
-        """A page logged in as ``email``; it shows the projects page. The login goes through the
-        login form over HTTP and the browser gets the session's cookie, which spares it two page
-        loads (the form itself is tested in the browser by ``tests/console/test_login.py`` with
+    def as_user(
+        self,
+        email: str,
+        password: str = USER_PASSWORD,
+        *,
+        js: bool = True,
+        path: str = "/console/projects",
+    ) -> Page:
+        """A page logged in as ``email``, showing ``path``. The login goes through the login
+        form over HTTP and the browser gets the session's cookie, which spares it two page loads
+        (the form itself is tested in the browser by ``tests/console/test_login.py`` with
         :func:`log_in`)."""
         page = self.anonymous(js=js)
         with httpx.Client(base_url=self.live.url) as client:
@@ -127,8 +134,8 @@ class Pages:
                     for cookie in client.cookies.jar
                 ]
             )
-        page.goto("/console/projects")
-        assert page.url.endswith("/console/projects"), page.url
+        page.goto(path)
+        assert "/console/login" not in page.url, page.url  # the browser's session was taken
         return page
 
     def as_role(
@@ -138,11 +145,12 @@ class Pages:
         js: bool = True,
         project_id: str | None = None,
         project_role: str | None = None,
+        path: str = "/console/projects",
     ) -> Page:
         """A page logged in as a new user of account role ``role`` (and ``project_role`` in
-        ``project_id`` when given)."""
+        ``project_id`` when given), showing ``path``."""
         _, email = self.live.user(role, project_id=project_id, project_role=project_role)
-        return self.as_user(email, js=js)
+        return self.as_user(email, js=js, path=path)
 
 
 def log_in(page: Page, email: str, password: str = USER_PASSWORD) -> None:
