@@ -107,8 +107,8 @@ class CheckedKey:
 class _Validated:
     """The keys this process has already opened and validated, so that the same key and
     passphrase are not validated again (OpenSSL's RSA consistency check, which tests the
-    primes, costs 35 ms of CPU for a 2048-bit key; a key is checked when an environment is
-    created or changed and on every connection test).
+    primes, costs tens of milliseconds of CPU per key, docs/decisions.md; a key is checked when
+    an environment is created or changed and on every connection test).
 
     Entries are HMAC-SHA-256 digests of the key text and passphrase under a random key made
     for this process, so nothing kept here reveals or identifies a key outside the process.

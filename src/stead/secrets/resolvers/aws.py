@@ -47,8 +47,8 @@ _SESSION_LOCK = threading.Lock()
 
 @functools.cache
 def _session() -> Any:
-    """The process's boto3 session; its loader reads botocore's service model and endpoint
-    data once (a new session costs 50-180 ms of CPU per client, a client of this one 2 ms)."""
+    """The process's boto3 session: its loader reads botocore's service model and endpoint
+    data once, where a new session per client read them again (docs/decisions.md)."""
     import boto3
 
     return boto3.session.Session()
