@@ -45,7 +45,7 @@ from tests.support.moto_server import (  # noqa: F401 - fixture
 from tests.support.openbao import OpenBao, openbao_session  # noqa: F401 - fixture
 from tests.support.outbound import LOCAL
 from tests.support.redshift_shim import RedshiftServer, redshift_server_session  # noqa: F401
-from tests.support.served import serve
+from tests.support.served import serve_here
 from tests.support.silent_server import silent_url  # noqa: F401 - fixture
 from tests.support.snowflake_server import (  # noqa: F401 - fixture
     SnowflakeServer,
@@ -680,11 +680,11 @@ def test_canary_credentials_never_leave(
 # -- the command line --------------------------------------------------------------------------
 
 
-def test_stead_env_test(db_url: str, tmp_path: Path, redshift: RedshiftServer) -> None:
+def test_stead_env_test(settings: Settings, redshift: RedshiftServer) -> None:
     from stead.sdk import Client
 
     with (
-        serve(db_url, tmp_path / "server") as served,
+        serve_here(settings) as served,
         Client(served.url, served.client_id, served.client_secret) as client,
     ):
         project_id = client.projects.create(example("01-create-project-redshift")).project_id
