@@ -4,34 +4,22 @@ until ``POST /moto-api/reset-auth`` sets the number of unchecked requests to 0."
 
 from __future__ import annotations
 
-import functools
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
+from stead.secrets.resolvers.aws import aws_client
 from tests.support.postgres import free_port
 from tests.support.processes import server_process
 
 REGION = "us-east-1"
 #: moto accepts any credentials while IAM checks are off.
 ROOT_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-_SESSION_LOCK = threading.Lock()
-
-
-@functools.cache
-def _session() -> Any:
-    """One boto3 session for the worker: it reads botocore's service data once (boto3's
-    sessions are not thread-safe, so clients are made under ``_SESSION_LOCK``)."""
-    import boto3
-
-    return boto3.session.Session()
 
 
 @dataclass(frozen=True)
@@ -47,10 +35,7 @@ class MotoServer:
 
     def client(self, service: str, **keys: str) -> object:
         """A boto3 client of ``service`` on this server (root keys unless given)."""
-        with _SESSION_LOCK:
-            return _session().client(
-                service, region_name=REGION, endpoint_url=self.url, **(keys or ROOT_KEYS)
-            )
+        return aws_client(service, region_name=REGION, endpoint_url=self.url, **(keys or ROOT_KEYS))
 
     @contextmanager
     def iam_checks(self) -> Iterator[None]:

@@ -54,6 +54,19 @@ def _session() -> Any:
     return boto3.session.Session()
 
 
+def aws_client(service: str, **options: Any) -> Any:
+    """A boto3 client of ``service`` (``options`` as boto3's ``Session.client`` takes them),
+    made from the process's one session under a lock: boto3's clients are thread-safe, its
+    sessions are not (boto3 docs, "Multithreading or multiprocessing with clients").
+
+    Raises:
+        botocore.exceptions.NoRegionError: no region and no endpoint.
+        ValueError: ``endpoint_url`` is not a valid URL.
+    """
+    with _SESSION_LOCK:
+        return _session().client(service, **options)
+
+
 @functools.lru_cache(maxsize=8)
 def _secrets_manager(
     region: str,
@@ -64,9 +77,7 @@ def _secrets_manager(
     timeout: float,
 ) -> Any:
     """A boto3 Secrets Manager client for these settings (empty strings: boto3's defaults),
-    made once per process and settings. boto3's clients are thread-safe, its sessions are not
-    (boto3 docs, "Multithreading or multiprocessing with clients"): the one session makes
-    clients under a lock, and each client is used on its own afterwards.
+    made once per process and settings (:func:`aws_client`).
 
     Raises:
         botocore.exceptions.NoRegionError: no region and no endpoint.
@@ -74,20 +85,19 @@ def _secrets_manager(
     """
     from botocore.config import Config
 
-    with _SESSION_LOCK:
-        return _session().client(
-            "secretsmanager",
-            region_name=region or None,
-            endpoint_url=endpoint_url or None,
-            aws_access_key_id=access_key_id or None,
-            aws_secret_access_key=secret_access_key or None,
-            verify=ca_bundle or None,
-            config=Config(
-                connect_timeout=timeout,
-                read_timeout=timeout,
-                retries={"total_max_attempts": 1},
-            ),
-        )
+    return aws_client(
+        "secretsmanager",
+        region_name=region or None,
+        endpoint_url=endpoint_url or None,
+        aws_access_key_id=access_key_id or None,
+        aws_secret_access_key=secret_access_key or None,
+        verify=ca_bundle or None,
+        config=Config(
+            connect_timeout=timeout,
+            read_timeout=timeout,
+            retries={"total_max_attempts": 1},
+        ),
+    )
 
 
 class AwsResolver:
