@@ -12,6 +12,7 @@ import dataclasses
 import itertools
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,6 +50,18 @@ def cheap_hashing() -> Iterator[None]:
             identity_service, "_hasher", PasswordHasher.from_parameters(TEST_HASH_PARAMETERS)
         )
         yield
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Let Ctrl-C (SIGINT) reach the commands the tests start, as it does in a terminal.
+
+    A shell without job control starts a background command (``make test &``) with SIGINT
+    ignored, and an ignored signal stays ignored in every child, across ``exec``: the tests
+    that interrupt ``stead apply`` or ``stead demo --serve`` would see them run on. A handled
+    signal goes back to its default in the child (POSIX ``exec``), so handling it here is
+    enough."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
