@@ -92,10 +92,12 @@ def test_the_cycle_check_finds_a_cycle() -> None:
 
 
 def test_the_server_loads_neither_the_sdk_nor_the_declarative_tooling() -> None:
+    """Nor SCIM's payload models until a SCIM request comes (``stead.scim.protocol``)."""
     probe = (
         "import sys, stead.app\n"
         "print(sorted(m for m in sys.modules if m.startswith("
-        "('stead.sdk', 'stead.declarative', 'stead.cli'))))"
+        "('stead.sdk', 'stead.declarative', 'stead.cli', 'stead.scim.protocol',"
+        " 'stead.scim.service', 'scim2_models'))))"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True

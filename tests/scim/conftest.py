@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from scim2_client import BaseSyncSCIMClient
 
-from stead.scim.routes import PREFIX
+from stead.scim import PREFIX
 
 
 class InProcessScimClient(BaseSyncSCIMClient):

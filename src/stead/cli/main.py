@@ -410,7 +410,7 @@ def scim_token_command(
     from stead.errors import AppError
     from stead.identity.actor import Actor
     from stead.identity.service import get_account
-    from stead.scim.service import create_token
+    from stead.scim.tokens import create_token
     from stead.settings import get_settings
 
     settings = get_settings()

@@ -185,10 +185,10 @@ def _committing(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-def make_router(**kwargs: Any) -> APIRouter:
+def make_router(route_class: type[TransactionRoute] = TransactionRoute, **kwargs: Any) -> APIRouter:
     """An ``APIRouter`` of the API (``prefix``, ``tags`` ... as ``APIRouter`` takes them) whose
-    routes are :class:`TransactionRoute`\\ s."""
-    return APIRouter(route_class=TransactionRoute, **kwargs)
+    routes are :class:`TransactionRoute`\\ s, or of a subclass of it (``route_class``)."""
+    return APIRouter(route_class=route_class, **kwargs)
 
 
 async def stepped_out(request: Request, session: Session, work: Callable[[], Awaitable[_T]]) -> _T:

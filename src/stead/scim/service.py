@@ -1,5 +1,5 @@
-"""SCIM rules: bearer tokens, users and groups as an identity provider sees them (RFC 7643,
-RFC 7644; docs/scim.md).
+"""SCIM rules: users and groups as an identity provider sees them (RFC 7643, RFC 7644;
+docs/scim.md). Its bearer tokens are :mod:`stead.scim.tokens`.
 
 Payloads are read, checked and written with ``scim2-models``: its models (``User`` with the
 ``EnterpriseUser`` extension, ``Group``), its PATCH engine and its filter parser. Errors are its
@@ -16,7 +16,6 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from scim2_models import (
@@ -72,15 +71,13 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from stead import audit
 from stead.db import utcnow
-from stead.errors import BadRequest, NotFound
 from stead.identity import users as user_admin
 from stead.identity.actor import Actor
 from stead.identity.models import ProjectMember
 from stead.identity.models import User as SteadUser
 from stead.identity.schemas import check_email
-from stead.identity.service import create_user, email_key, find_user, get_account, token_hash
-from stead.pagination import PageParams, paginate
-from stead.scim.models import ScimGroup, ScimGroupMember, ScimToken, ScimUser
+from stead.identity.service import create_user, email_key, find_user, get_account
+from stead.scim.models import ScimGroup, ScimGroupMember, ScimUser
 from stead.wire import name_key
 
 #: The SCIM resource of a user: the core schema with the enterprise extension (RFC 7643 4.3).
@@ -98,129 +95,10 @@ POLICY = ScimPolicy(
 
 #: The largest page a list returns (``count`` above it is lowered to it; RFC 7644 3.4.2.4).
 MAX_RESULTS = 1000
-#: ``last_used_at`` of a token is written at most this often.
-LAST_USED_PRECISION = timedelta(seconds=60)
-#: The actor's account role: a SCIM token may do to users what an account Admin may (it cannot
-#: change, disable or delete a Super Admin), whoever made it.
-SCIM_ROLE = "ADMIN"
 
 #: Set the account role and project memberships of ``user`` from the names of their SCIM
 #: groups (``STEAD_OIDC_GROUP_ROLES``, docs/scim.md "Groups and roles").
 RoleSync = Callable[[Session, SteadUser, list[str], Actor], None]
-
-
-# --- tokens ------------------------------------------------------------------------------------
-
-
-def create_token(session: Session, *, actor: Actor, name: str) -> tuple[ScimToken, str]:
-    """Make a SCIM bearer token named ``name`` for an identity provider.
-
-    The token is 256 bits from :func:`secrets.token_urlsafe`; only its SHA-256 is stored.
-    Audited as ``scim_token.created``.
-
-    Returns:
-        ``(token, value)``: the value in clear, to be shown once.
-
-    Raises:
-        BadRequest: the name is empty or longer than 255 characters.
-    """
-    name = name.strip()
-    if not name or len(name) > 255:
-        raise BadRequest(
-            "name must be 1-255 characters", violations=["name: must be 1-255 characters"]
-        )
-    value = secrets.token_urlsafe(32)
-    token = ScimToken(
-        account_id=actor.account_id,
-        name=name,
-        token_hash=token_hash(value),
-        created_by=actor.name,
-    )
-    session.add(token)
-    session.flush()
-    audit.record(
-        session,
-        actor=actor,
-        action="scim_token.created",
-        target_type="scim_token",
-        target_id=token.id,
-        details={"name": name},
-    )
-    return token, value
-
-
-def list_tokens(
-    session: Session, *, actor: Actor, params: PageParams
-) -> tuple[int, list[ScimToken]]:
-    """One page of the account's SCIM tokens (revoked ones included), oldest first."""
-    query = (
-        select(ScimToken)
-        .where(ScimToken.account_id == actor.account_id)
-        .order_by(ScimToken.created_at, ScimToken.id)
-    )
-    return paginate(session, query, params)
-
-
-def get_token(session: Session, *, actor: Actor, token_id: str) -> ScimToken:
-    """The account's SCIM token ``token_id``.
-
-    Raises:
-        NotFound: no such token in the account.
-    """
-    token = session.get(ScimToken, token_id)
-    if token is None or token.account_id != actor.account_id:
-        raise NotFound(f"SCIM token {token_id} not found")
-    return token
-
-
-def revoke_token(session: Session, *, actor: Actor, token: ScimToken) -> None:
-    """Revoke ``token``: the next request that sends it is refused. Revoking it again changes
-    nothing. Audited as ``scim_token.revoked``."""
-    if token.revoked_at is not None:
-        return
-    token.revoked_at = utcnow()
-    session.flush()
-    audit.record(
-        session,
-        actor=actor,
-        action="scim_token.revoked",
-        target_type="scim_token",
-        target_id=token.id,
-        details={"name": token.name},
-    )
-
-
-def find_token(session: Session, *, value: str) -> ScimToken | None:
-    """The live (not revoked) SCIM token whose value is ``value``, or None."""
-    token = session.scalars(
-        select(ScimToken).where(ScimToken.token_hash == token_hash(value))
-    ).first()
-    if token is None or token.revoked_at is not None:
-        return None
-    return token
-
-
-def note_use(session: Session, *, token_id: str) -> None:
-    """Set the token's ``last_used_at`` to now, unless it was set less than
-    :data:`LAST_USED_PRECISION` ago."""
-    token = session.get(ScimToken, token_id)
-    now = utcnow()
-    if token is not None and (
-        token.last_used_at is None or now - token.last_used_at >= LAST_USED_PRECISION
-    ):
-        token.last_used_at = now
-
-
-def token_actor(token: ScimToken) -> Actor:
-    """The actor a SCIM request acts as: type ``scim_token``, named ``scim:<token name>`` in
-    audit events, with the account role :data:`SCIM_ROLE`."""
-    return Actor(
-        type="scim_token",
-        id=token.id,
-        name=f"scim:{token.name}",
-        role=SCIM_ROLE,
-        account_id=token.account_id,
-    )
 
 
 # --- discovery ---------------------------------------------------------------------------------

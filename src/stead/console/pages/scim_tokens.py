@@ -14,10 +14,9 @@ from stead.errors import AppError
 from stead.identity.deps import parse_uuid
 from stead.pagination import MAX_SIZE, PageParams
 from stead.pipeline.transaction import SessionDep, make_router
-from stead.scim import service
+from stead.scim import PREFIX as SCIM_PREFIX
+from stead.scim import tokens
 from stead.scim.models import ScimToken
-from stead.scim.routes import PREFIX as SCIM_PREFIX
-from stead.scim.routes import token_read
 from stead.scim.schemas import ScimTokenCreate
 
 router = make_router(prefix="/scim-tokens")
@@ -34,14 +33,14 @@ def _list(
     errors: web.FormErrors | None = None,
     status: int = 200,
 ) -> Response:
-    total, rows = service.list_tokens(
+    total, rows = tokens.list_tokens(
         db, actor=console.actor, params=PageParams(page=0, size=MAX_SIZE)
     )
     return web.render(
         request,
         "scim/tokens.html",
         {
-            "tokens": [token_read(t) for t in rows],
+            "tokens": [tokens.token_read(t) for t in rows],
             "total": total,
             "endpoint": request.app.state.settings.public_url.rstrip("/") + SCIM_PREFIX,
             "form": form or {"name": ""},
@@ -68,7 +67,7 @@ def create_scim_token(
     form = {"name": name}
     try:
         data = web.validated(ScimTokenCreate, form)
-        token, value = service.create_token(db, actor=console.actor, name=data.name)
+        token, value = tokens.create_token(db, actor=console.actor, name=data.name)
     except AppError as exc:
         if exc.status != 400:
             raise
@@ -79,7 +78,7 @@ def create_scim_token(
         request,
         "scim/token.html",
         {
-            "token": token_read(token),
+            "token": tokens.token_read(token),
             "value": value,
             "endpoint": request.app.state.settings.public_url.rstrip("/") + SCIM_PREFIX,
         },
@@ -92,14 +91,17 @@ def _confirm_page(
     request: Request, token: ScimToken, *, errors: web.FormErrors | None = None, status: int = 200
 ) -> Response:
     return web.render(
-        request, "scim/revoke.html", {"token": token_read(token), "errors": errors}, status=status
+        request,
+        "scim/revoke.html",
+        {"token": tokens.token_read(token), "errors": errors},
+        status=status,
     )
 
 
 @router.get("/{token_id}/revoke")
 def confirm_revoke(request: Request, token_id: str, console: Manager, db: SessionDep) -> Response:
     """The page that asks to type the token's name before revoking it."""
-    token = service.get_token(
+    token = tokens.get_token(
         db, actor=console.actor, token_id=parse_uuid(token_id, field="tokenId")
     )
     return _confirm_page(request, token)
@@ -115,13 +117,13 @@ def revoke(
 ) -> Response:
     """Revoke the token when ``confirm`` is its name (else the confirmation page again, 400),
     then back to the list."""
-    token = service.get_token(
+    token = tokens.get_token(
         db, actor=console.actor, token_id=parse_uuid(token_id, field="tokenId")
     )
     if confirm != token.name:
         errors = web.FormErrors()
         errors.add("confirm", f"Type the token's name, {token.name}, to revoke it.")
         return _confirm_page(request, token, errors=errors, status=400)
-    service.revoke_token(db, actor=console.actor, token=token)
+    tokens.revoke_token(db, actor=console.actor, token=token)
     web.flash(db, console, f"SCIM token {token.name} is revoked.")
     return web.redirect(f"{web.PREFIX}/scim-tokens")
