@@ -1,17 +1,19 @@
 """Console fixtures: a live server (uvicorn in a thread: ``tests.support.served.serve_app``) and
-a real Chromium driven by Playwright, one browser per worker and a new context per page.
+a real Chromium driven by Playwright, one browser per worker, whose pages (each in a context
+of its own) are cleaned and reused from test to test.
 
 - ``live``: the running app on the test's database (``db_url``: SQLite and PostgreSQL; restrict
   a test with ``tests.support.console.SQLITE_ONLY``), with ``live.user(...)`` and
   ``live.project(...)`` to arrange state.
 - ``pages``: browser pages: ``pages.anonymous(js=...)``, ``pages.as_user(email, js=...)``,
   ``pages.as_role("ADMIN", js=False, project_id=..., project_role=...)`` (logs in through the
-  form); every context is closed after the test.
+  form), ``pages.on(page, event, handler)`` for a handler that ends with the test.
 - ``tests.support.console.screenshot(page, name)`` saves ``docs/console/<name>.png``.
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -19,7 +21,7 @@ from playwright.sync_api import Browser, expect, sync_playwright
 
 from stead.app import create_app
 from stead.settings import Settings
-from tests.support.console import CHROMIUM, Live, Pages
+from tests.support.console import CHROMIUM, Live, PagePool, Pages
 from tests.support.served import serve_app
 
 #: How long an ``expect`` waits for the page (Playwright's default is 5 s): a page whose
@@ -27,11 +29,22 @@ from tests.support.served import serve_app
 expect.set_options(timeout=15_000)
 
 
+@pytest.fixture(scope="session")
+def console_listener() -> Iterator[socket.socket]:
+    """One listening socket on 127.0.0.1 per worker, on which each test's console server
+    accepts in turn: the console keeps one origin, so the browser's pages serve test after
+    test (:class:`tests.support.console.PagePool`)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    yield listener
+    listener.close()
+
+
 @pytest.fixture
-def live(settings: Settings) -> Iterator[Live]:
-    """The app on ``settings`` (the test's database) served by uvicorn on a free port."""
+def live(settings: Settings, console_listener: socket.socket) -> Iterator[Live]:
+    """The app on ``settings`` (the test's database) served by uvicorn on the worker's console
+    socket."""
     app = create_app(settings)
-    with serve_app(app) as url:
+    with serve_app(app, listener=console_listener) as url:
         yield Live(url, app, app.state.sessionmaker)
 
 
@@ -49,12 +62,19 @@ def browser() -> Iterator[Browser]:
         chromium.close()
 
 
+@pytest.fixture(scope="session")
+def page_pool(browser: Browser) -> Iterator[PagePool]:
+    """The worker's browser pages, handed out clean to each test."""
+    pool = PagePool(browser)
+    yield pool
+    pool.close()
+
+
 @pytest.fixture
-def pages(live: Live, browser: Browser) -> Iterator[Pages]:
-    """Pages on ``live`` (see :class:`Pages`); their contexts close after the test."""
-    made = Pages(live, browser)
+def pages(live: Live, page_pool: PagePool) -> Iterator[Pages]:
+    """Pages on ``live`` (see :class:`Pages`), given back to the pool after the test."""
+    made = Pages(live, page_pool)
     try:
         yield made
     finally:
-        for context in made.contexts:
-            context.close()
+        made.release()

@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Page, Response, expect
 
 from stead.demo import create_bare_repository
-from tests.support.console import Live
+from tests.support.console import Live, Pages
 from tests.support.factories import create_agent, example, new_client
 
 _numbers = itertools.count(1)
@@ -138,9 +138,9 @@ def furnish(world: World, tmp: Path) -> None:
 class Recorder:
     """Every response a page received (status, headers, body of HTML and text answers)."""
 
-    def __init__(self, page: Page) -> None:
+    def __init__(self, pages: Pages, page: Page) -> None:
         self.seen: list[tuple[str, int, dict[str, str], bytes]] = []
-        page.on("response", self._record)
+        pages.on(page, "response", self._record)
 
     def _record(self, response: Response) -> None:
         body = b""

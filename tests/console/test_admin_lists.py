@@ -70,7 +70,7 @@ def test_search_and_paging_swap_the_results_only(
     LISTS[path](live)
     page = pages.as_role("SUPER_ADMIN", js=js)
     errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    pages.on(page, "console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(path)
     rows = page.locator("#results tbody tr")
     expect(rows).to_have_count(50)

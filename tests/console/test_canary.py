@@ -30,7 +30,7 @@ def test_canary_passwords_never_come_back(
             seen.append(response.text())
 
     page = pages.anonymous()
-    page.on("response", keep)
+    pages.on(page, "response", keep)
     log_in(page, email, WRONG)
     expect(page.get_by_role("alert")).to_contain_text("Invalid email or password")
     log_in(page, email, CANARY)

@@ -90,7 +90,7 @@ def test_redshift_replace_keep_and_test_connection(
     world.environment("prod", **shim_properties(server, server.password))
     _, owner = live.user(project_id=world.project_id, project_role="OWNER")
     page = pages.as_user(owner, js=js)
-    seen = Recorder(page)
+    seen = Recorder(pages, page)
     page.goto(world.environment_page("prod"))
 
     # the stored password: what it points at, never a value; an empty "Replace" input

@@ -45,7 +45,7 @@ def test_an_owner_of_a_sees_nothing_of_b(live: Live, pages: Pages) -> None:
         world.environment("prod")
     user_id, owner = live.user(project_id=alpha.project_id, project_role="OWNER")
     page = pages.as_user(owner, js=False)
-    seen = Recorder(page)
+    seen = Recorder(pages, page)
     token = _csrf(page)
 
     # the same URLs of A answer (the 404s below are not a broken page)

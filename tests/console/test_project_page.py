@@ -51,7 +51,7 @@ def test_tabs_show_what_the_api_shows(
     owner_id, owner = live.user(project_id=world.project_id, project_role="OWNER")
     _, viewer = live.user(project_id=world.project_id, project_role="VIEWER")
     page = pages.as_user(owner, js=js)
-    seen = Recorder(page)
+    seen = Recorder(pages, page)
     page.get_by_role("link", name=world.name, exact=True).click()
     page.wait_for_load_state()
     assert page.url.endswith(world.page)

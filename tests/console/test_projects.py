@@ -50,7 +50,7 @@ def test_search_as_you_type_swaps_the_results(live: Live, pages: Pages) -> None:
     live.projects(["Finance", "fintech", "Marketing", "Ops"])
     page = pages.as_role("SUPER_ADMIN")
     errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    pages.on(page, "console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.evaluate("window.__stayed = true")  # survives only if the page is not reloaded
     rows = page.locator("#results tbody tr")
     expect(rows).to_have_count(4)

@@ -79,9 +79,9 @@ def api(live: Live) -> Iterator[httpx.Client]:
 class Seen:
     """Every answer a page received: bodies (text ones) and headers."""
 
-    def __init__(self, page: Page) -> None:
+    def __init__(self, pages: Pages, page: Page) -> None:
         self.texts: list[str] = []
-        page.on("response", self._keep)
+        pages.on(page, "response", self._keep)
 
     def _keep(self, response: Response) -> None:
         self.texts.append(repr(response.all_headers()))
@@ -162,7 +162,7 @@ def test_redshift_with_a_hosted_secret_and_a_git_repository(
     logs: pytest.LogCaptureFixture,
 ) -> None:
     page = pages.as_role("ADMIN", js=js)
-    seen = Seen(page)
+    seen = Seen(pages, page)
     page.goto("/console/projects/new")
     for legend in ("Project", "Warehouse connection", "Environment", "Credential", "Repository"):
         expect(page.locator("fieldset > legend", has_text=legend).first).to_have_text(legend)
@@ -245,7 +245,7 @@ def test_a_failing_step_shows_its_error_at_the_field_and_leaves_nothing(
     logs: pytest.LogCaptureFixture,
 ) -> None:
     page = pages.as_role("ADMIN", js=js)
-    seen = Seen(page)
+    seen = Seen(pages, page)
     page.goto("/console/projects/new")
     before = row_counts(live.factory)
 

@@ -10,6 +10,7 @@ clients at once, the CLI or another program as a client, proxies in front of the
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -65,14 +66,19 @@ def bearer_headers(url: str, client_id: str, client_secret: str) -> dict[str, st
 
 
 @contextmanager
-def serve_app(app: FastAPI, port: int | None = None) -> Iterator[str]:
+def serve_app(
+    app: FastAPI, port: int | None = None, *, listener: socket.socket | None = None
+) -> Iterator[str]:
     """Serve ``app`` with uvicorn, as ``stead serve`` configures it (the app's settings), on
-    127.0.0.1 in a thread of this process, on ``port`` (default: a free one); yield its base URL
-    (``http://127.0.0.1:<port>``) once it accepts connections, stop it after.
+    127.0.0.1 in a thread of this process, on ``port`` (default: a free one) or on the
+    listening socket ``listener``, which stays open after (uvicorn closes a copy of it); yield
+    its base URL (``http://127.0.0.1:<port>``) once it accepts connections, stop it after.
 
     Raises:
         RuntimeError: the server did not start within 20 s.
     """
+    if listener is not None:
+        port = listener.getsockname()[1]
     port = port or free_port()
     options = uvicorn_options(app.state.settings)
     server = uvicorn.Server(
@@ -80,7 +86,8 @@ def serve_app(app: FastAPI, port: int | None = None) -> Iterator[str]:
             app, host="127.0.0.1", port=port, log_config=None, access_log=False, **options
         )
     )
-    thread = threading.Thread(target=server.run, daemon=True)
+    sockets = None if listener is None else [listener.dup()]
+    thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started:
