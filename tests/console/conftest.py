@@ -34,7 +34,12 @@ def console_listener() -> Iterator[socket.socket]:
     """One listening socket on 127.0.0.1 per worker, on which each test's console server
     accepts in turn: the console keeps one origin, so the browser's pages serve test after
     test (:class:`tests.support.console.PagePool`)."""
-    listener = socket.create_server(("127.0.0.1", 0))
+    # IPPROTO_TCP named, not 0 as socket.create_server leaves it: asyncio sets TCP_NODELAY only
+    # on sockets that say TCP, and without it every answer waited 40 ms for a delayed ACK.
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
     yield listener
     listener.close()
 
