@@ -479,7 +479,12 @@ def test_a_silent_warehouse_times_out_without_holding_the_database(
     silent_url: str,  # noqa: F811
 ) -> None:
     app: Any = http.app
-    app.state.settings = settings.model_copy(update={"warehouse_max_tests": 2, **SHORT_TIMEOUTS})
+    # Twice the usual short timeouts: the two tests must still be waiting when the third comes,
+    # after a second's sleep and a write that may take 1.5 s on a busy machine (with 2 s, the
+    # first test once answered before the third was sent).
+    timeouts = {name: 2 * seconds for name, seconds in SHORT_TIMEOUTS.items()}
+    deadline = sum(timeouts.values()) + 1.0 + 2.0
+    app.state.settings = settings.model_copy(update={"warehouse_max_tests": 2, **timeouts})
     silent = {"port": {"value": silent_url.rsplit(":", 1)[1]}}
     password = {"secretName": rs.hosted(redshift.password)}
     rs.environment("silent", **redshift_properties(redshift, password, **silent))
@@ -516,8 +521,8 @@ def test_a_silent_warehouse_times_out_without_holding_the_database(
     assert assert_problem(third, 503)["type"].endswith("/connection-tests-busy")
     assert third.headers["retry-after"] == "1"
     for worker in workers:
-        worker.join(timeout=DEADLINE + 5)
-    assert answers["test seconds"] < DEADLINE and answers["validate seconds"] < DEADLINE
+        worker.join(timeout=deadline + 5)
+    assert answers["test seconds"] < deadline and answers["validate seconds"] < deadline
     body = answers["test"].json()
     assert body["ok"] is False and body["error"]["code"] == "TIMEOUT", body
     refused = assert_problem(answers["validate"], 400, PROPS)
