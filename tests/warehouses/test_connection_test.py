@@ -56,9 +56,15 @@ from tests.support.snowflake_server import (  # noqa: F401 - fixture
 #: connection test's first Snowflake connection in a process also imports the connector, which
 #: takes seconds on a busy machine.
 SHORT_TIMEOUTS = {"warehouse_connect_timeout_seconds": 2.0, "warehouse_query_timeout_seconds": 2.0}
-#: The latest a timing-out test may answer: both timeouts, the one-second grace, and slack for
-#: the CI box.
-DEADLINE = sum(SHORT_TIMEOUTS.values()) + 1.0 + 2.0
+
+
+def _deadline(timeouts: dict[str, float]) -> float:
+    """The latest a test timing out on ``timeouts`` may answer: both timeouts, the one-second
+    grace, and slack for the CI box."""
+    return sum(timeouts.values()) + 1.0 + 2.0
+
+
+DEADLINE = _deadline(SHORT_TIMEOUTS)
 ACCOUNT = "acmeorg-growth"
 SF_USER = "SVC_GROWTH"
 PROPS = "connectionOverrides[0].connectionProperties"
@@ -483,7 +489,7 @@ def test_a_silent_warehouse_times_out_without_holding_the_database(
     # after a second's sleep and a write that may take 1.5 s on a busy machine (with 2 s, the
     # first test once answered before the third was sent).
     timeouts = {name: 2 * seconds for name, seconds in SHORT_TIMEOUTS.items()}
-    deadline = sum(timeouts.values()) + 1.0 + 2.0
+    deadline = _deadline(timeouts)
     app.state.settings = settings.model_copy(update={"warehouse_max_tests": 2, **timeouts})
     silent = {"port": {"value": silent_url.rsplit(":", 1)[1]}}
     password = {"secretName": rs.hosted(redshift.password)}
