@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Page, Response, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from sqlalchemy import select
 
 from stead.agents import service as agents_service
@@ -124,8 +125,18 @@ def git_repository(page: Page, git_server: GitServer, url: str | None = None) ->
 
 
 def created_project(page: Page) -> str:
-    """The id of the project the wizard redirected to."""
-    page.wait_for_url("**/console/projects/*-*")
+    """The id of the project the wizard redirected to.
+
+    Raises:
+        AssertionError: the wizard did not redirect within the page's timeout; with the
+            page's URL and the errors it shows (the form came back), which a bare timeout
+            would not tell.
+    """
+    try:
+        page.wait_for_url("**/console/projects/*-*")
+    except PlaywrightTimeout:
+        shown = page.locator(".field-error, [role=alert]").all_inner_texts()
+        raise AssertionError(f"no project page: {page.url} shows {shown}") from None
     return page.url.rsplit("/", 1)[1]
 
 
