@@ -29,6 +29,7 @@ from dulwich.repo import Repo
 from stead.db import make_engine, make_sessionmaker, session_scope
 from stead.identity.service import create_api_client, create_user, find_user, hash_secret
 from stead.migrations import upgrade
+from stead.tls import client_context
 
 WAREHOUSES = ("redshift", "snowflake")
 
@@ -209,7 +210,7 @@ def run_flow(
     Returns one :class:`Provisioned` per warehouse. Raises :class:`FlowError` on the first call
     whose status differs from the documented one (docs/api.md, Status codes).
     """
-    with httpx.Client(base_url=base_url, timeout=30) as http:
+    with httpx.Client(base_url=base_url, timeout=30, verify=client_context()) as http:
         _authorize(http, report, client_id, client_secret)
         call = _caller(http, report)
         return [_provision(call, warehouse, git_dir, git_token) for warehouse in WAREHOUSES]
@@ -261,9 +262,7 @@ def wait_ready(
             not ready within ``seconds``.
     """
     deadline = time.monotonic() + seconds
-    # One client for every poll: each new client builds a TLS context (~20 ms of CPU), which
-    # the starting server would wait for on a small machine.
-    with httpx.Client(timeout=1) as http:
+    with httpx.Client(timeout=1, verify=client_context()) as http:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 see = f"; see {log}" if log is not None else ""

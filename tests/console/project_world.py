@@ -15,6 +15,7 @@ import pytest
 from playwright.sync_api import Page, Response, expect
 
 from stead.demo import create_bare_repository
+from stead.tls import client_context
 from tests.support.console import Live, Pages
 from tests.support.factories import create_agent, example, new_client
 
@@ -33,7 +34,7 @@ TOKEN_CANARY = "glpat-canary-7f3c9e2a-token"
 def api_client(live: Live) -> httpx.Client:
     """An HTTP client on the live server with a Super Admin API client's bearer token."""
     client_id, secret = new_client(live.factory)
-    http = httpx.Client(base_url=live.url, timeout=30)
+    http = httpx.Client(base_url=live.url, timeout=30, verify=client_context())
     resp = http.post(
         "/oauth/dpc/token",
         data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},

@@ -23,6 +23,7 @@ from stead.identity.actor import Actor
 from stead.identity.service import get_account
 from stead.projects import service as project_service
 from stead.projects.schemas import ProjectCreate
+from stead.tls import client_context
 from tests.support.factories import USER_PASSWORD, new_user
 
 CHROMIUM = Path("/usr/lib/chromium/chromium")
@@ -184,7 +185,7 @@ class Pages:
         (the form itself is tested in the browser by ``tests/console/test_login.py`` with
         :func:`log_in`)."""
         page = self.anonymous(js=js)
-        with httpx.Client(base_url=self.live.url) as client:
+        with httpx.Client(base_url=self.live.url, verify=client_context()) as client:
             http_login(client, email, password)
             page.context.add_cookies(
                 [

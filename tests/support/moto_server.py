@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from stead.secrets.resolvers.aws import aws_client
+from stead.tls import client_context
 from tests.support.postgres import free_port
 from tests.support.processes import server_process
 
@@ -30,8 +31,8 @@ class MotoServer:
 
     def reset(self) -> None:
         """Forget every secret, user and key; turn IAM checks off."""
-        httpx.post(f"{self.url}/moto-api/reset-auth", content=b"inf").raise_for_status()
-        httpx.post(f"{self.url}/moto-api/reset").raise_for_status()
+        self._post("/moto-api/reset-auth", b"inf")
+        self._post("/moto-api/reset")
 
     def client(self, service: str, **keys: str) -> object:
         """A boto3 client of ``service`` on this server (root keys unless given)."""
@@ -40,11 +41,16 @@ class MotoServer:
     @contextmanager
     def iam_checks(self) -> Iterator[None]:
         """Check every request against IAM (signature and policies) inside the block."""
-        httpx.post(f"{self.url}/moto-api/reset-auth", content=b"0").raise_for_status()
+        self._post("/moto-api/reset-auth", b"0")
         try:
             yield
         finally:
-            httpx.post(f"{self.url}/moto-api/reset-auth", content=b"inf").raise_for_status()
+            self._post("/moto-api/reset-auth", b"inf")
+
+    def _post(self, path: str, content: bytes = b"") -> None:
+        """POST to moto's own API (``/moto-api/...``); raises on an error status."""
+        url = f"{self.url}{path}"
+        httpx.post(url, content=content, verify=client_context()).raise_for_status()
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import httpx
 
+from stead.tls import client_context
+
 START_TIMEOUT = 30.0
 
 
@@ -26,7 +28,7 @@ def server_process(
         process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + START_TIMEOUT
-        with httpx.Client(timeout=1.0) as http:  # one client: each new one builds a TLS context
+        with httpx.Client(timeout=1.0, verify=client_context()) as http:
             while True:
                 if process.poll() is not None or time.monotonic() > deadline:
                     tail = log.read_text(errors="replace")[-2000:]

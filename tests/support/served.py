@@ -26,6 +26,7 @@ from stead.app import create_app
 from stead.demo import create_super_admin, start_server
 from stead.pipeline.server import uvicorn_options
 from stead.settings import Settings
+from stead.tls import client_context
 from tests.support.outbound import LOCAL_ENV
 from tests.support.postgres import free_port
 
@@ -60,6 +61,7 @@ def bearer_headers(url: str, client_id: str, client_secret: str) -> dict[str, st
             "client_secret": client_secret,
         },
         timeout=30,
+        verify=client_context(),
     )
     resp.raise_for_status()
     return {"Authorization": f"Bearer {resp.json()['access_token']}"}

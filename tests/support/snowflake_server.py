@@ -38,6 +38,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from starlette.types import Message, Receive, Scope, Send
 
+from stead.tls import client_context
 from tests.support.postgres import free_port
 from tests.support.processes import server_process
 
@@ -220,7 +221,7 @@ class SnowflakeServer:
 
     def reset(self) -> None:
         """Forget every user and login."""
-        httpx.post(f"{self.url}{PREFIX}/reset").raise_for_status()
+        httpx.post(f"{self.url}{PREFIX}/reset", verify=client_context()).raise_for_status()
 
     def add_user(
         self,
@@ -239,11 +240,13 @@ class SnowflakeServer:
             "publicKeys": list(public_keys),
             "roles": list(roles),
         }
-        httpx.post(f"{self.url}{PREFIX}/users", json=body).raise_for_status()
+        httpx.post(
+            f"{self.url}{PREFIX}/users", json=body, verify=client_context()
+        ).raise_for_status()
 
     def logins(self) -> list[dict[str, Any]]:
         """The logins accepted so far (see the module docstring)."""
-        return list(httpx.get(f"{self.url}{PREFIX}/logins").json())
+        return list(httpx.get(f"{self.url}{PREFIX}/logins", verify=client_context()).json())
 
 
 @pytest.fixture(scope="session")

@@ -69,6 +69,7 @@ from stead.identity.service import create_user, email_key, find_user, get_accoun
 from stead.outbound import DestinationRefused, HostUnresolved, Policy
 from stead.scim.models import ScimUser
 from stead.settings import Settings
+from stead.tls import client_context
 
 #: How long the provider's discovery document is used before it is read again.
 DISCOVERY_TTL_SECONDS = 3600.0
@@ -162,6 +163,7 @@ class Provider:
             timeout=settings.upstream_timeout_seconds,
             follow_redirects=True,
             event_hooks={"request": [self._check]},
+            verify=client_context(),
         )
 
     # --- talking to the provider ---------------------------------------------------------------

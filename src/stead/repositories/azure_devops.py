@@ -52,6 +52,7 @@ from stead.repositories.provider import (
     validated_parameters,
 )
 from stead.settings import Settings
+from stead.tls import client_context
 from stead.wire import WireModel
 
 NAME = "Azure DevOps"
@@ -136,7 +137,9 @@ def check(
     timeout = settings.upstream_timeout_seconds
     hooks = {"request": [Policy.from_settings(settings).httpx_hook("git", field="provider")]}
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=False, event_hooks=hooks) as client:
+        with httpx.Client(
+            timeout=timeout, follow_redirects=False, event_hooks=hooks, verify=client_context()
+        ) as client:
             response = client.get(url, params={"api-version": API_VERSION}, headers=headers)
     except httpx.TimeoutException:
         raise timed_out(NAME, timeout) from None

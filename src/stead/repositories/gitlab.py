@@ -49,6 +49,7 @@ from stead.repositories.provider import (
     validated_parameters,
 )
 from stead.settings import Settings
+from stead.tls import client_context
 from stead.wire import WireModel
 
 NAME = "GitLab"
@@ -224,7 +225,9 @@ def _request(
     timeout = settings.upstream_timeout_seconds
     hooks = {"request": [Policy.from_settings(settings).httpx_hook("git", field="provider")]}
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=True, event_hooks=hooks) as client:
+        with httpx.Client(
+            timeout=timeout, follow_redirects=True, event_hooks=hooks, verify=client_context()
+        ) as client:
             return client.request(method, url, headers=headers, json=json)
     except httpx.TimeoutException:
         raise timed_out(NAME, timeout) from None

@@ -36,6 +36,7 @@ from stead.sdk.resources import (
     Secrets,
     Users,
 )
+from stead.tls import client_context
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -150,7 +151,10 @@ class Client:
         #: HTTP requests sent so far (token requests and retries included).
         self.requests_sent = 0
         self._http = httpx.Client(
-            timeout=timeout, transport=transport, headers={"User-Agent": USER_AGENT}
+            timeout=timeout,
+            transport=transport,
+            headers={"User-Agent": USER_AGENT},
+            verify=client_context(),
         )
         self.projects = Projects(self)
         self.agents = Agents(self)
