@@ -53,10 +53,11 @@ unexport PYTHONDONTWRITEBYTECODE
 test: lint
 	$(PYTEST)
 
-# Before a commit: SQLite only, and without the multi-minute system tests (marked slow; the
-# README's "Tests" names them), which `make test` and CI always run.
+# Before a commit: SQLite only, without the multi-minute system tests (marked slow) and the
+# tests that start Stead as a process of its own (marked process; the README says which), which
+# `make test` and CI always run.
 test-fast: lint
-	$(PYTEST) -m "not postgresql and not slow"
+	$(PYTEST) -m "not postgresql and not slow and not process"
 
 # The console's browser assets (src/stead/console/static/vendor/VENDOR.md), refreshed from npm
 # and checked against SHA256SUMS before anything is replaced. For developers only: installs and

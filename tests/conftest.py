@@ -66,9 +66,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark ``postgresql`` every test that runs on PostgreSQL through ``db_url`` (``make
-    test-fast`` deselects them with ``-m "not postgresql and not slow"``), and move the tests
-    marked ``slow`` to the front, so that pytest-xdist starts the longest ones first instead of
-    leaving one worker busy with them at the end while the others wait."""
+    test-fast`` deselects them), and move the tests marked ``slow`` to the front, so that
+    pytest-xdist starts the longest ones first instead of leaving one worker busy with them at
+    the end while the others wait."""
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is not None and callspec.params.get("db_url") == "postgresql":

@@ -33,6 +33,7 @@ def served(db_url: str, tmp_path: Path) -> Iterator[tuple[str, str, str, Path]]:
     proc.wait(timeout=20)
 
 
+@pytest.mark.process
 def test_provisioning_flow_for_both_warehouses(
     served: tuple[str, str, str, Path], tmp_path: Path
 ) -> None:
@@ -123,6 +124,7 @@ def test_stead_demo_command(tmp_path: Path) -> None:
     assert (params.time_cost, params.memory_cost, params.parallelism) == (3, 64 * 1024, 4)
 
 
+@pytest.mark.process
 def test_stead_demo_removes_its_fresh_data_directory(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STEAD_")}
     proc = subprocess.run(
@@ -137,6 +139,7 @@ def test_stead_demo_removes_its_fresh_data_directory(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.process
 def test_stead_demo_serve_shows_its_client_credentials(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STEAD_")}
     proc = subprocess.Popen(
@@ -197,6 +200,7 @@ def test_stead_demo_serve_shows_its_client_credentials(tmp_path: Path) -> None:
     assert f"data kept in {kept}" in rest and (kept / "stead.db").exists()
 
 
+@pytest.mark.process
 def test_stead_demo_serve_stopped_with_sigterm_stops_its_server(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STEAD_")}
     proc = subprocess.Popen(

@@ -165,6 +165,7 @@ def test_readyz_is_not_ok_while_the_master_key_does_not_match(db_url: str, tmp_p
     assert "key does not match" in resp.json()["detail"]
 
 
+@pytest.mark.process
 def test_serve_refuses_a_lost_master_key_with_one_line_and_status_2(
     db_url: str, tmp_path: Path
 ) -> None:
@@ -238,6 +239,7 @@ def test_db_upgrade_says_what_it_applied(tmp_path: Path) -> None:
     assert again.stdout == f"already at head: {head()} (Stead {__version__}); nothing to apply\n"
 
 
+@pytest.mark.process
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     env = {"STEAD_DATA_DIR": str(tmp_path)}
     upgrade(f"sqlite:///{tmp_path / 'stead.db'}")
@@ -261,6 +263,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         assert "a newer Stead has upgraded it" in done.stderr
 
 
+@pytest.mark.process
 def test_serve_no_migrate_refuses_an_old_schema(tmp_path: Path) -> None:
     upgrade(f"sqlite:///{tmp_path / 'stead.db'}", PREVIOUS_RELEASE_HEAD)
     done = _run(["serve", "--no-migrate", "--port", str(free_port())], STEAD_DATA_DIR=str(tmp_path))
@@ -269,6 +272,7 @@ def test_serve_no_migrate_refuses_an_old_schema(tmp_path: Path) -> None:
     assert "run `stead db upgrade` first" in done.stderr
 
 
+@pytest.mark.process
 def test_an_unreachable_database_is_one_line_without_its_password() -> None:
     url = f"postgresql+psycopg://stead:canary-pw-{secrets.token_hex(4)}@127.0.0.1:{free_port()}/x"
     for args in (

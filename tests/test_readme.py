@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
 from tests.support.postgres import free_port
@@ -39,6 +40,7 @@ def shell_blocks(text: str) -> list[str]:
     return re.findall(r"^```sh\n(.*?)^```$", text, flags=re.DOTALL | re.MULTILINE)
 
 
+@pytest.mark.process
 def test_the_readme_shell_blocks_run_as_written(tmp_path: Path) -> None:
     blocks = shell_blocks((ROOT / "README.md").read_text())
     assert QUICK_START in blocks[0]

@@ -89,6 +89,7 @@ def _serve(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.process
 def test_serve_without_a_signing_key_prints_one_line(tmp_path: Path) -> None:
     done = _serve(tmp_path)
     assert done.returncode == 2
@@ -97,6 +98,7 @@ def test_serve_without_a_signing_key_prints_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1 and lines[0].startswith("error: STEAD_SIGNING_KEY is not set")
 
 
+@pytest.mark.process
 def test_serve_with_a_weak_signing_key_prints_one_line(tmp_path: Path) -> None:
     done = _serve(tmp_path, STEAD_SIGNING_KEY="abc")
     assert done.returncode == 2

@@ -256,6 +256,7 @@ def test_lockout_is_shown_on_the_login_page(live: Live, client: httpx.Client) ->
     assert "stead_session=" not in resp.headers.get("set-cookie", "")
 
 
+@pytest.mark.process
 @SQLITE_ONLY
 def test_token_paths_are_redacted_in_the_server_log(db_url: str, tmp_path: Path) -> None:
     with (

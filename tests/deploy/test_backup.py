@@ -215,6 +215,7 @@ def test_backup_under_write_load_restores_every_acknowledged_object(
     assert hosted_secret(restored_dir, restored_url, project_id) == SECRET_VALUE
 
 
+@pytest.mark.process
 def test_encrypted_backup_needs_its_passphrase_and_hides_every_secret(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     db_url = f"sqlite:///{data_dir / DATABASE_FILE}"
@@ -266,6 +267,7 @@ def test_encrypted_backup_needs_its_passphrase_and_hides_every_secret(tmp_path: 
     assert hosted_secret(target, restored_url, project_id) == SECRET_VALUE
 
 
+@pytest.mark.process
 def test_restore_refuses_a_non_empty_data_dir_and_a_damaged_database(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     with serve(f"sqlite:///{data_dir / DATABASE_FILE}", data_dir):

@@ -114,6 +114,7 @@ def proxied(tmp_path: Path) -> Iterator[Proxied]:
         stead.wait(timeout=20)
 
 
+@pytest.mark.process
 def test_nginx_terminates_tls_and_sets_the_forwarded_headers(
     proxied: Proxied, tmp_path: Path
 ) -> None:

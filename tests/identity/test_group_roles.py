@@ -248,6 +248,7 @@ def test_apply_keeps_a_projects_last_owner(
             assert "last Owner" in str(details["reason"])
 
 
+@pytest.mark.process
 def test_serve_refuses_bad_sso_settings_in_one_line_without_the_secret(tmp_path: Path) -> None:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("STEAD_")}
     env = {
@@ -298,6 +299,7 @@ def test_apply_keeps_the_last_super_admin(session_factory: sessionmaker[Session]
         assert session.get_one(User, root_id).role == "ADMIN"
 
 
+@pytest.mark.process
 def test_serve_warns_at_start_when_the_outbound_policy_refuses_the_issuer(
     tmp_path: Path,
 ) -> None:

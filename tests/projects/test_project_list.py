@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -197,6 +198,7 @@ def test_member_lists_show_own_projects_in_creation_order(
     assert http.get("/v1/projects", headers=admin).json()["total"] == 10
 
 
+@pytest.mark.process
 def test_concurrent_creates_and_deletes_keep_seq_and_buckets_exact(
     db_url: str, tmp_path: Path
 ) -> None:

@@ -19,6 +19,8 @@ import pytest
 
 from tests.reliability.servers import Served, serve
 
+pytestmark = pytest.mark.process
+
 #: A guessed secret, to be found nowhere.
 CANARY = "canary-" + uuid.uuid4().hex
 #: Deadline of a request body in these tests (seconds).

@@ -424,6 +424,7 @@ def test_body_over_the_limit_is_413(
     assert_problem(resp, 400, "description")
 
 
+@pytest.mark.process
 def test_oversized_declared_length_is_refused_before_the_body_is_read(
     db_url: str, tmp_path: Path
 ) -> None:

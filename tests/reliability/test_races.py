@@ -55,6 +55,7 @@ def served(db_url: str, tmp_path: Path) -> Any:
         yield srv
 
 
+@pytest.mark.process
 def test_same_names_created_at_once(served: Served) -> None:
     headers = served.headers()
     with httpx.Client(base_url=served.url, headers=headers, timeout=30) as client:
@@ -94,6 +95,7 @@ def test_same_names_created_at_once(served: Served) -> None:
         assert events["total"] == 2
 
 
+@pytest.mark.process
 def test_many_concurrent_reads_and_writes(served: Served) -> None:
     # More concurrent requests than worker threads and pooled connections: they queue and all
     # finish (this once stalled until the connection pool's 30 s checkout timeout).

@@ -257,6 +257,7 @@ def test_canary_in_process(
     _assert_clean_database(db_url, needles)
 
 
+@pytest.mark.process
 def test_canary_through_a_real_server(
     db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

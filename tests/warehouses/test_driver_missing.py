@@ -19,6 +19,7 @@ from tests.support.served import serve
 HIDE_DRIVER = "import sys\nsys.modules['redshift_connector'] = None\n"
 
 
+@pytest.mark.process
 def test_a_missing_driver_is_reported_at_once(
     db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
