@@ -54,8 +54,8 @@ test: lint
 	$(PYTEST)
 
 # Before a commit: SQLite only, without the multi-minute system tests (marked slow) and the
-# tests that start Stead as a process of its own (marked process; the README says which), which
-# `make test` and CI always run.
+# tests that start Stead as a process of its own (marked process; the README says what they
+# cover), which `make test` and CI always run.
 test-fast: lint
 	$(PYTEST) -m "not postgresql and not slow and not process"
 
