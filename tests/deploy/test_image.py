@@ -84,6 +84,8 @@ def ensure_base_image() -> None:
                 "mmdebstrap",
                 "--quiet",
                 "--variant=minbase",
+                # Named, as the partial file's suffix (the pid) would otherwise make it a directory.
+                "--format=tar",
                 "--include=python3,python3-venv,ca-certificates",
                 "bookworm",
                 str(partial),
