@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
+from sqlalchemy import Engine
 from sqlalchemy.orm import configure_mappers
 from starlette.routing import BaseRoute
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
@@ -133,14 +134,21 @@ def _composed() -> tuple[BaseRoute, ...]:
     return tuple(composer.routes)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     """Build the Stead application for ``settings`` (default: from the environment).
 
     The database must already be migrated (``stead db upgrade``; ``stead serve`` does it).
+
+    Args:
+        engine: an engine on ``settings``' database made by :func:`stead.db.make_engine`, for
+            apps built one after another in one process to share (default: a new one). The
+            app closes the engine's pooled connections when it shuts down; the engine stays
+            usable, with the statements it has compiled (SQLAlchemy keys its compiled cache on
+            the engine's dialect, so a new engine compiles every statement again).
     """
     settings = settings or get_settings()
     configure_logging(settings.log_level)
-    engine = make_engine(settings.effective_database_url)
+    engine = engine or make_engine(settings.effective_database_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -92,17 +92,21 @@ SIGN_IN_FAILURES = Counter(
 BUILD_INFO.labels(__version__, platform.python_version()).set(1)
 
 
+def _checked_out(*_args: Any) -> None:
+    POOL_IN_USE.inc()
+
+
+def _checked_in(*_args: Any) -> None:
+    POOL_IN_USE.dec()
+
+
 def instrument_pool(engine: Engine) -> None:
     """Count ``engine``'s checked-out connections in :data:`POOL_IN_USE` (SQLAlchemy's pool
-    ``checkout`` and ``checkin`` events)."""
-
-    @event.listens_for(engine, "checkout")
-    def _out(*_args: Any) -> None:
-        POOL_IN_USE.inc()
-
-    @event.listens_for(engine, "checkin")
-    def _in(*_args: Any) -> None:
-        POOL_IN_USE.dec()
+    ``checkout`` and ``checkin`` events). Instrumenting an engine again changes nothing, so
+    apps that share an engine count each connection once."""
+    if not event.contains(engine, "checkout", _checked_out):
+        event.listen(engine, "checkout", _checked_out)
+        event.listen(engine, "checkin", _checked_in)
 
 
 class Metrics:
