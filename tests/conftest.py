@@ -1,7 +1,9 @@
 """Shared fixtures: every test that takes ``db_url`` runs on SQLite and on PostgreSQL.
 
 Each test gets a freshly migrated database: SQLite copies a migrated template file; PostgreSQL
-clones a migrated template database (``CREATE DATABASE ... TEMPLATE``). Under pytest-xdist every
+clones a migrated template database (``CREATE DATABASE ... TEMPLATE``). Both go to the same
+file or database name test after test, so that the apps of a worker share one engine per
+backend (``engines``); the database is removed when its test ends. Under pytest-xdist every
 worker is a session of its own: its own PostgreSQL cluster (or, with ``STEAD_TEST_POSTGRES_URL``,
 its own template and databases, named after its pid), test servers and temp directories.
 """
@@ -9,7 +11,6 @@ its own template and databases, named after its pid), test servers and temp dire
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import os
 import shutil
 import signal
@@ -19,18 +20,17 @@ from pathlib import Path
 import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from stead.app import create_app
+from stead.db import make_engine
 from stead.identity import service as identity_service
 from stead.migrations import upgrade
 from stead.settings import Settings
 from tests.support.factories import auth
 from tests.support.outbound import LOCAL
 from tests.support.postgres import postgres_cluster
-
-_counter = itertools.count()
 
 #: argon2id at its lowest cost (1 pass over 8 KiB, one lane) with production's salt and tag
 #: sizes: hashing and verifying take microseconds instead of ~0.2 s each. A hash carries its
@@ -109,24 +109,58 @@ def postgres_template(postgres_admin_url: str) -> str:
     return name
 
 
+@pytest.fixture(scope="session")
+def engines() -> Iterator[dict[str, Engine]]:
+    """The worker's engine for each database URL :func:`db_url` gives, made on first use.
+
+    ``db_url`` gives the same URL to test after test (a fixed file or database name per
+    worker, made anew each time), so the apps of all those tests share one engine, and with it
+    the statements SQLAlchemy has compiled: it keys its compiled cache on the engine's dialect,
+    and a new engine per test compiled every statement again (docs/decisions.md, "The test
+    suite")."""
+    made: dict[str, Engine] = {}
+    yield made
+    for engine in made.values():
+        engine.dispose()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, migrated database URL; the test runs once per backend."""
+def db_url(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    engines: dict[str, Engine],
+) -> Iterator[str]:
+    """A fresh, migrated database URL; the test runs once per backend. The URL is the same
+    for every test of a worker (see :func:`engines`); the database behind it is new."""
     if request.param == "sqlite":
-        path = tmp_path / "stead.db"
+        path = tmp_path_factory.getbasetemp() / "stead.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        yield f"sqlite:///{path}"
+        url = f"sqlite:///{path}"
+        if url not in engines:
+            engines[url] = make_engine(url)
+        try:
+            yield url
+        finally:
+            engines[url].dispose()
+            for file in (path, path.with_name("stead.db-wal"), path.with_name("stead.db-shm")):
+                file.unlink(missing_ok=True)
         return
     admin_url: str = request.getfixturevalue("postgres_admin_url")
     template: str = request.getfixturevalue("postgres_template")
-    name = f"stead_test_{os.getpid()}_{next(_counter)}"
+    name = f"stead_test_{os.getpid()}"
+    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-    yield admin_url.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    if url not in engines:
+        engines[url] = make_engine(url)
+    try:
+        yield url
+    finally:
+        engines[url].dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture
@@ -142,9 +176,10 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def http(settings: Settings) -> Iterator[TestClient]:
-    """An in-process HTTP client for the app (use ``server`` fixtures for real HTTP)."""
-    app = create_app(settings)
+def http(settings: Settings, engines: dict[str, Engine]) -> Iterator[TestClient]:
+    """An in-process HTTP client for the app (use ``server`` fixtures for real HTTP), on the
+    worker's engine for ``settings.database_url`` when there is one (:func:`engines`)."""
+    app = create_app(settings, engine=engines.get(settings.database_url))
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Browser, expect, sync_playwright
+from sqlalchemy import Engine
 
 from stead.app import create_app
 from stead.settings import Settings
@@ -45,10 +46,12 @@ def console_listener() -> Iterator[socket.socket]:
 
 
 @pytest.fixture
-def live(settings: Settings, console_listener: socket.socket) -> Iterator[Live]:
-    """The app on ``settings`` (the test's database) served by uvicorn on the worker's console
-    socket."""
-    app = create_app(settings)
+def live(
+    settings: Settings, console_listener: socket.socket, engines: dict[str, Engine]
+) -> Iterator[Live]:
+    """The app on ``settings`` (the test's database, through the worker's engine for it when
+    there is one) served by uvicorn on the worker's console socket."""
+    app = create_app(settings, engine=engines.get(settings.database_url))
     with serve_app(app, listener=console_listener) as url:
         yield Live(url, app, app.state.sessionmaker)
 
