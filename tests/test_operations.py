@@ -396,6 +396,24 @@ def test_operator_metrics(http: TestClient, admin: dict[str, str]) -> None:
     assert "stead_database_connections_in_use " in after
 
 
+def test_apps_sharing_an_engine_count_each_connection_once(settings: Settings) -> None:
+    engine = make_engine(settings.database_url)
+    apps = [create_app(settings, engine=engine) for _ in range(3)]
+    assert all(app.state.engine is engine for app in apps)
+
+    def in_use() -> float:
+        return _sample(apps[0].state.metrics.render().decode(), "stead_database_connections_in_use")
+
+    before = in_use()
+    with engine.connect():
+        during = in_use()
+    after = in_use()
+    for app in apps:
+        app.state.metrics.close()
+    engine.dispose()
+    assert (during - before, after - before) == (1, 0)
+
+
 def test_database_errors_are_counted(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, database_url="postgresql+psycopg://nobody@127.0.0.1:9/x")
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
