@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -124,43 +125,48 @@ def engines() -> Iterator[dict[str, Engine]]:
         engine.dispose()
 
 
+@contextmanager
+def _sqlite_database(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The worker's SQLite file, copied from the template; removed afterwards."""
+    factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
+    path = factory.getbasetemp() / "stead.db"
+    shutil.copy(request.getfixturevalue("sqlite_template"), path)
+    try:
+        yield f"sqlite:///{path}"
+    finally:
+        for file in (path, path.with_name("stead.db-wal"), path.with_name("stead.db-shm")):
+            file.unlink(missing_ok=True)
+
+
+@contextmanager
+def _postgres_database(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The worker's PostgreSQL database, cloned from the template; dropped afterwards."""
+    admin_url: str = request.getfixturevalue("postgres_admin_url")
+    template: str = request.getfixturevalue("postgres_template")
+    name = f"stead_test_{os.getpid()}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    engines: dict[str, Engine],
-) -> Iterator[str]:
+def db_url(request: pytest.FixtureRequest, engines: dict[str, Engine]) -> Iterator[str]:
     """A fresh, migrated database URL; the test runs once per backend. The URL is the same
     for every test of a worker (see :func:`engines`); the database behind it is new."""
-    if request.param == "sqlite":
-        path = tmp_path_factory.getbasetemp() / "stead.db"
-        shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        url = f"sqlite:///{path}"
+    database = _sqlite_database if request.param == "sqlite" else _postgres_database
+    with database(request) as url:
         if url not in engines:
             engines[url] = make_engine(url)
         try:
             yield url
         finally:
             engines[url].dispose()
-            for file in (path, path.with_name("stead.db-wal"), path.with_name("stead.db-shm")):
-                file.unlink(missing_ok=True)
-        return
-    admin_url: str = request.getfixturevalue("postgres_admin_url")
-    template: str = request.getfixturevalue("postgres_template")
-    name = f"stead_test_{os.getpid()}"
-    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-    if url not in engines:
-        engines[url] = make_engine(url)
-    try:
-        yield url
-    finally:
-        engines[url].dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture
