@@ -25,7 +25,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from stead.app import create_app
-from stead.db import make_engine
+from stead.db import make_engine, sqlite_files
 from stead.identity import service as identity_service
 from stead.migrations import upgrade
 from stead.settings import Settings
@@ -111,18 +111,16 @@ def postgres_template(postgres_admin_url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def engines() -> Iterator[dict[str, Engine]]:
-    """The worker's engine for each database URL :func:`db_url` gives, made on first use.
+def engines() -> dict[str, Engine]:
+    """The worker's engine for each database URL :func:`db_url` gives, made on first use and
+    disposed of after each test.
 
     ``db_url`` gives the same URL to test after test (a fixed file or database name per
     worker, made anew each time), so the apps of all those tests share one engine, and with it
     the statements SQLAlchemy has compiled: it keys its compiled cache on the engine's dialect,
     and a new engine per test compiled every statement again (docs/decisions.md, "The test
     suite")."""
-    made: dict[str, Engine] = {}
-    yield made
-    for engine in made.values():
-        engine.dispose()
+    return {}
 
 
 @contextmanager
@@ -134,7 +132,7 @@ def _sqlite_database(request: pytest.FixtureRequest) -> Iterator[str]:
     try:
         yield f"sqlite:///{path}"
     finally:
-        for file in (path, path.with_name("stead.db-wal"), path.with_name("stead.db-shm")):
+        for file in sqlite_files(path):
             file.unlink(missing_ok=True)
 
 

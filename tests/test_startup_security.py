@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from stead.db import make_engine
+from stead.db import make_engine, sqlite_files
 from stead.identity.keys import MIN_KEY_BYTES, SigningKeyError, load_signing_key
 from stead.migrations import upgrade
 from stead.settings import Settings
@@ -40,8 +40,7 @@ def test_sqlite_files_are_owner_only(tmp_path: Path) -> None:
     with engine.connect() as conn:  # WAL mode: -wal and -shm exist while connected
         conn.execute(text("select count(*) from accounts"))
         db = settings.data_dir / "stead.db"
-        files = [db, db.with_name("stead.db-wal"), db.with_name("stead.db-shm")]
-        assert [_mode(f) for f in files] == [0o600] * 3
+        assert [_mode(f) for f in sqlite_files(db)] == [0o600] * 3
     engine.dispose()
 
 

@@ -39,6 +39,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from sqlalchemy.engine import make_url
 
+from stead.db import sqlite_files
 from stead.identity.keys import KEY_FILE as SIGNING_KEY_FILE
 from stead.secrets.store import (
     MASTER_KEY_FILE,
@@ -357,8 +358,8 @@ def _place_database(content: bytes, target: Path) -> None:
     try:
         _write_private(tmp, content)
         _integrity_check(tmp)
-        for suffix in ("-wal", "-shm"):
-            target.with_name(target.name + suffix).unlink(missing_ok=True)
+        for file in sqlite_files(target)[1:]:
+            file.unlink(missing_ok=True)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

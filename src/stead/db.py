@@ -168,6 +168,12 @@ def _ping_idle_connections(engine: Engine) -> None:
 PRIVATE_FILE_MODE = 0o600
 
 
+def sqlite_files(path: Path) -> tuple[Path, Path, Path]:
+    """The SQLite database file ``path`` and the ``-wal`` and ``-shm`` files SQLite keeps beside
+    it in WAL mode (https://www.sqlite.org/wal.html, "Files used by WAL mode")."""
+    return path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
+
+
 def make_private_sqlite_file(url: str) -> None:
     """Make the SQLite database file of ``url`` readable by its owner only (mode 0600).
 
@@ -181,7 +187,7 @@ def make_private_sqlite_file(url: str) -> None:
     path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
     with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
-    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+    for file in sqlite_files(path):
         with contextlib.suppress(FileNotFoundError):
             if file.stat().st_mode & 0o077:
                 file.chmod(PRIVATE_FILE_MODE)

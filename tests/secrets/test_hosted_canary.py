@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from stead.audit.models import AuditEvent
+from stead.db import sqlite_files
 from stead.demo import create_super_admin, start_server
 from stead.secrets.store import MASTER_KEY_FILE, read_key_file, read_value
 from stead.settings import Settings
@@ -178,8 +179,7 @@ def _database_bytes(db_url: str) -> Iterator[bytes]:
     url = make_url(db_url)
     if url.get_backend_name() == "sqlite":
         assert url.database
-        for suffix in ("", "-wal", "-shm"):
-            path = Path(url.database + suffix)
+        for path in sqlite_files(Path(url.database)):
             if path.exists():
                 yield path.read_bytes()
         return
