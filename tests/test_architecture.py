@@ -103,3 +103,19 @@ def test_the_server_loads_neither_the_sdk_nor_the_declarative_tooling() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_the_admin_commands_load_no_web_framework() -> None:
+    """``stead admin`` and ``stead db`` start a fresh process each time, and importing FastAPI
+    is a large share of that start (docs/decisions.md): the services they call page through
+    ``stead.pagination``, which leaves the query parameters to ``stead.pipeline.paging``."""
+    probe = (
+        "import sys\n"
+        "import stead.cli.main, stead.db, stead.migrations, stead.settings\n"
+        "import stead.identity.service, stead.scim.tokens, stead.secrets.store, stead.keycheck\n"
+        "print(sorted(m for m in sys.modules if m.partition('.')[0] == 'fastapi'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"

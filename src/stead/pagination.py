@@ -1,14 +1,15 @@
 """Page-based pagination (docs/api.md): ``page`` 0-based, ``size`` 1-100 (default 25).
 
-The envelope is ``{"page", "size", "total", "results"}``; order is creation time, then id.
+The envelope is ``{"page", "size", "total", "results"}``; order is creation time, then id. The
+query parameters that ask for a page are read by :data:`stead.pipeline.paging.PageDep`: this
+module is the services' side, and loads no web framework (the ``stead admin`` commands use it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from fastapi import Depends, Query
 from pydantic import BaseModel
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
@@ -24,16 +25,6 @@ class PageParams:
 
     page: int = 0
     size: int = 25
-
-
-async def _page_params(
-    page: Annotated[int, Query(ge=0, le=10_000_000, description="0-based page number")] = 0,
-    size: Annotated[int, Query(ge=1, le=MAX_SIZE, description="items per page, 1-100")] = 25,
-) -> PageParams:
-    return PageParams(page=page, size=size)
-
-
-PageDep = Annotated[PageParams, Depends(_page_params)]
 
 
 class Page(BaseModel, Generic[T]):

@@ -19,7 +19,8 @@ from stead.agents.schemas import (
 )
 from stead.identity.actor import Actor
 from stead.identity.deps import AgentReader, AgentWriter, parse_uuid
-from stead.pagination import Page, PageDep
+from stead.pagination import Page
+from stead.pipeline.paging import PageDep
 from stead.pipeline.transaction import SessionDep, WriteSessionDep, make_router
 
 router = make_router(prefix="/agents", tags=["agents"])

@@ -15,7 +15,8 @@ from stead.audit.export import ExportFormat, stream_export, to_read
 from stead.audit.schemas import AuditEventRead
 from stead.audit.service import AuditFilter
 from stead.identity.deps import ActorDep, AuditReader
-from stead.pagination import Page, PageDep
+from stead.pagination import Page
+from stead.pipeline.paging import PageDep
 from stead.pipeline.transaction import SessionDep, make_router
 from stead.wire import Text
 

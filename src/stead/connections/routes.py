@@ -10,7 +10,8 @@ from fastapi import Path, Response
 from stead.connections import service
 from stead.connections.schemas import ConnectionCreate, ConnectionRead
 from stead.identity.deps import ProjectReader, ProjectWriter
-from stead.pagination import Page, PageDep
+from stead.pagination import Page
+from stead.pipeline.paging import PageDep
 from stead.pipeline.transaction import SessionDep, make_router
 
 router = make_router(prefix="/projects/{projectId}/data-platform-connections", tags=["connections"])

@@ -17,7 +17,8 @@ from stead.environments.schemas import (
     EnvironmentUpdate,
 )
 from stead.identity.deps import EnvironmentAdmin, EnvironmentReader, ProjectReader, ProjectWriter
-from stead.pagination import Page, PageDep
+from stead.pagination import Page
+from stead.pipeline.paging import PageDep
 from stead.pipeline.transaction import SessionDep, make_router
 from stead.warehouses import connection_test
 from stead.warehouses.dbt import MEDIA_TYPE, ProfileFormat, profiles_yml

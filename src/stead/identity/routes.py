@@ -58,8 +58,9 @@ from stead.identity.schemas import (
     UserUpdate,
 )
 from stead.identity.service import ActorCache, issue_token
-from stead.pagination import Page, PageDep
+from stead.pagination import Page
 from stead.pipeline.metrics import SIGN_IN_FAILURES
+from stead.pipeline.paging import PageDep
 from stead.pipeline.throttle import FailureThrottle, hash_limiter
 from stead.pipeline.transaction import SessionDep, make_router
 

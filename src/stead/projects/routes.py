@@ -14,7 +14,8 @@ from stead.identity.deps import (
     ProjectReader,
     ProjectUpdater,
 )
-from stead.pagination import Page, PageDep
+from stead.pagination import Page
+from stead.pipeline.paging import PageDep
 from stead.pipeline.transaction import SessionDep, make_router
 from stead.projects import provisioning, service
 from stead.projects.schemas import (

@@ -30,8 +30,9 @@ from stead.db import session_scope, utcnow
 from stead.errors import PROBLEM_JSON, AppError, Unauthorized
 from stead.identity.actor import Actor
 from stead.identity.deps import UserManager, request_origin
-from stead.pagination import Page, PageDep
+from stead.pagination import Page
 from stead.pipeline.admission import admit
+from stead.pipeline.paging import PageDep
 from stead.pipeline.transaction import SessionDep, TransactionRoute, make_router
 from stead.scim import PREFIX, ScimError, tokens
 from stead.scim.schemas import ScimTokenCreate, ScimTokenCreated, ScimTokenRead

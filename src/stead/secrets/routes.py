@@ -8,7 +8,8 @@ from urllib.parse import quote
 from fastapi import Path, Request, Response
 
 from stead.identity.deps import ProjectReader, ProjectWriter, SecretScopeManager
-from stead.pagination import Page, PageDep
+from stead.pagination import Page
+from stead.pipeline.paging import PageDep
 from stead.pipeline.transaction import SessionDep, make_router
 from stead.secrets import resolvers, scopes, service
 from stead.secrets.schemas import (

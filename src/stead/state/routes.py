@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import Query
 
 from stead.identity.deps import ActorDep, parse_uuid
-from stead.pagination import Page, PageDep
+from stead.pagination import Page
+from stead.pipeline.paging import PageDep
 from stead.pipeline.transaction import SessionDep, make_router
 from stead.state import service
 from stead.state.schemas import ProjectStateRead
