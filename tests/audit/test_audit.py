@@ -557,6 +557,8 @@ def test_who_reads_what(
         ({"from": "3"}, "from"),
         ({"from": "2026-01-15"}, "from"),
         ({"to": "2026-01-15T10:30:00"}, "to"),
+        ({"from": "0001-01-01T00:00:00+01:00"}, "from"),  # before year 1 in UTC
+        ({"to": "9999-12-31T23:59:59-01:00"}, "to"),  # after year 9999 in UTC
         ({"projectId": "nope"}, "projectId"),
         ({"size": 101}, "size"),
         ({"page": -1}, "page"),

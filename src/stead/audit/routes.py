@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime, BeforeValidator
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 
 from stead.audit import service
 from stead.audit.export import ExportFormat, stream_export, to_read
@@ -34,7 +34,7 @@ def _rfc3339(value: object) -> object:
     return value
 
 
-Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(service.in_utc)]
 
 
 def _filter(

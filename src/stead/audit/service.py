@@ -117,6 +117,19 @@ async def record_refused(request: Request, exc: Exception) -> None:
         log.error("could not record a refused request: %s", type(err).__name__)
 
 
+def in_utc(at: datetime) -> datetime:
+    """``at`` (an aware ``datetime``) in UTC, as the trail stores and compares it.
+
+    Raises:
+        ValueError: an offset puts ``at`` outside the years a ``datetime`` holds (1-9999),
+            e.g. ``0001-01-01T00:00:00+01:00``.
+    """
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must fall between years 1 and 9999 once in UTC") from None
+
+
 @dataclass(frozen=True)
 class AuditFilter:
     """Filters of ``GET /v1/audit-events``; None means "any".

@@ -38,7 +38,10 @@ def _instant(value: str, name: str) -> datetime:
             f"{name!r} is not a date",
             violations=[f"{name}: must be a date or date and time, e.g. 2026-01-15T10:30 (UTC)"],
         ) from None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+    try:
+        return service.in_utc(at if at.tzinfo else at.replace(tzinfo=UTC))
+    except ValueError as exc:
+        raise BadRequest(f"{name!r} is out of range", violations=[f"{name}: {exc}"]) from None
 
 
 def _where(db: Any, console: web.Console, form: dict[str, str]) -> AuditFilter:
