@@ -30,7 +30,11 @@ FILTERS = ("actor", "action", "project", "from", "to")
 
 def _instant(value: str, name: str) -> datetime:
     """A date (``2026-01-15``), a date and time without zone (UTC, as a ``datetime-local``
-    input sends it) or an RFC 3339 date-time."""
+    input sends it) or an RFC 3339 date-time, as an instant in UTC.
+
+    Raises:
+        BadRequest: not a date, or outside years 1-9999 once in UTC (the field named).
+    """
     try:
         at = datetime.fromisoformat(value)
     except ValueError:
