@@ -58,10 +58,13 @@ def live(
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
-    """Chromium (Debian's ``chromium`` package), one per worker. Fails, never skips, when it
-    is missing: ``.ci/run`` installs it."""
+    """Chromium's headless shell (Debian's ``chromium-headless-shell`` package), one per
+    worker. Fails, never skips, when it is missing: ``.ci/run`` installs it."""
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install the Debian package chromium", pytrace=False)
+        pytest.fail(
+            f"{CHROMIUM} is missing: install the Debian package chromium-headless-shell",
+            pytrace=False,
+        )
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]

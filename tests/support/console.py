@@ -26,7 +26,9 @@ from stead.projects.schemas import ProjectCreate
 from stead.tls import client_context
 from tests.support.factories import USER_PASSWORD, new_user
 
-CHROMIUM = Path("/usr/lib/chromium/chromium")
+#: Chromium's headless shell, the build Playwright itself runs headless: the same engine as the
+#: full browser at about half its CPU per page load (docs/decisions.md, "The test suite").
+CHROMIUM = Path("/usr/lib/chromium/chromium-headless-shell")
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "console"
 
 #: Run a test on SQLite only (the default ``db_url`` runs it on both backends).
