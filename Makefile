@@ -3,10 +3,10 @@
 PYTHON  ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
-# pytest-xdist worker processes, three for every two cores: the tests spend part of their time
+# pytest-xdist worker processes, two for every core: the tests spend part of their time
 # waiting on the servers, browsers and commands they start (docs/decisions.md, "The test
 # suite"). Each worker starts the test servers its tests need.
-WORKERS ?= $(shell echo $$(( ($$(nproc) * 3 + 1) / 2 )))
+WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
 
 .PHONY: demo test test-fast lint install install-test vendor image
 
