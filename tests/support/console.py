@@ -99,11 +99,12 @@ class Live:
 class PagePool:
     """Browser pages kept for the tests of one worker, each in a context of its own.
 
-    A new page costs Chromium about 0.3 s of CPU (its context and renderer process), and going
-    to a URL in a page already open 0.09 s. The console's servers of a worker all listen on one
-    socket (``tests/console/conftest.py``), so their pages keep one origin from test to test
-    and can be handed out again once cleaned: :meth:`give_back` clears the origin's storage and
-    the context's cookies and routes, and leaves the page on ``about:blank``.
+    A new page (its context and renderer process) costs Chromium more CPU than going to a URL
+    in a page already open (docs/decisions.md, "The test suite"). The console's servers of a
+    worker all listen on one socket (``tests/console/conftest.py``), so their pages keep one
+    origin from test to test and can be handed out again once cleaned: :meth:`give_back`
+    clears the origin's storage and the context's cookies and routes, and leaves the page on
+    ``about:blank``.
     """
 
     browser: Browser
