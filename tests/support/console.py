@@ -27,7 +27,7 @@ from stead.tls import client_context
 from tests.support.factories import USER_PASSWORD, new_user
 
 #: Chromium's headless shell, the build Playwright itself runs headless: the same engine as the
-#: full browser at about half its CPU per page load (docs/decisions.md, "The test suite").
+#: full browser at less CPU per page load (figures in docs/decisions.md, "The test suite").
 CHROMIUM = Path("/usr/lib/chromium/chromium-headless-shell")
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "console"
 
